@@ -1,0 +1,102 @@
+"""A generator that plays scripted continuations, keyed by the prefix it is resumed from.
+
+It lets a test (or a demo) script "a wrong step, then the corrected step after the feedback" without a
+model::
+
+    Scripted({
+        "": "16 - 3 - 4 = 11.\\nShe sells the rest.",
+        "is 9, not 11. Let me redo this step.\\n": "16 - 3 - 4 = 9.\\nShe sells 9 eggs.",
+    })
+
+A key matches when the prefix ends with it; the longest matching key wins, and ``""`` matches every prefix.
+A value is a string (streamed in word-sized pieces) or a list of chunks. ``rate`` plays at that many chunks
+per second on an absolute schedule, so pauses do not accumulate drift.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+
+import anyio
+import anyio.lowlevel
+
+from generators.errors import ScriptError
+from monitor import Capabilities, Chunk, ConfigError, GenerationRequest
+from monitor.scan import pseudo_tokens
+
+__all__ = ["Scripted"]
+
+Continuation = str | Sequence[str]
+Script = Continuation | Mapping[str, Continuation] | Callable[[str], Continuation]
+
+
+def _pieces(value: Continuation) -> list[str]:
+    if isinstance(value, str):
+        return list(pseudo_tokens(value))
+    pieces = list(value)
+    if not all(isinstance(p, str) for p in pieces):
+        raise ConfigError("a scripted continuation must be a string or a list of strings")
+    return pieces
+
+
+class Scripted:
+    """Plays continuations keyed by prefix; ``forks`` answers fork requests (keyed by prefix too)."""
+
+    def __init__(self, script: Script, *, rate: float | None = None,
+                 forks: Mapping[str, Continuation] | None = None) -> None:
+        if rate is not None and rate <= 0:
+            raise ConfigError(f"Scripted: rate must be a positive number of chunks per second, got {rate}")
+        self._fn: Callable[[str], Continuation] | None = None
+        self._script: dict[str, list[str]] = {}
+        if callable(script):
+            self._fn = script
+        elif isinstance(script, Mapping):
+            for key, value in script.items():
+                if not isinstance(key, str):
+                    raise ConfigError(f"Scripted: script keys must be prefix strings, got {key!r}")
+                self._script[key] = _pieces(value)
+        else:
+            self._script[""] = _pieces(script)
+        self._forks = {k: _pieces(v) for k, v in (forks or {}).items()}
+        self.rate = rate
+        self.requests: list[GenerationRequest] = []
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(resumable=True, fork=bool(self._forks))
+
+    def _lookup(self, table: Mapping[str, list[str]], prefix: str, what: str) -> list[str]:
+        matches = [k for k in table if prefix.endswith(k)]
+        if not matches:
+            tail = prefix[-60:]
+            raise ScriptError(f"no {what} scripted for a prefix ending in {tail!r}; "
+                              f"keys are {sorted(table)!r}")
+        return table[max(matches, key=len)]
+
+    def continuation(self, request: GenerationRequest) -> list[str]:
+        """The chunks this generator plays for ``request``."""
+        if request.purpose == "fork":
+            return self._lookup(self._forks, request.prefix, "fork answer")
+        if self._fn is not None:
+            return _pieces(self._fn(request.prefix))
+        return self._lookup(self._script, request.prefix, "continuation")
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        self.requests.append(request)
+        pieces = self.continuation(request)
+        limit = request.max_new_tokens
+        start = time.perf_counter()
+        produced = ""
+        for i, piece in enumerate(pieces):
+            if limit is not None and i >= limit:
+                return
+            if self.rate is not None:
+                delay = start + (i + 1) / self.rate - time.perf_counter()
+                await anyio.sleep(max(0.0, delay))
+            else:
+                await anyio.lowlevel.checkpoint()
+            yield Chunk(piece)
+            produced += piece
+            if request.stop and any(s in produced for s in request.stop):
+                return

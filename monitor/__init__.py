@@ -1,0 +1,117 @@
+"""interlock's runtime: the trace, verdicts, verifier API, scheduling, arbitration, rollback, governors, events.
+
+Quick start::
+
+    from monitor import Monitor, verifier, Fail
+    from generators import Scripted
+
+    @verifier
+    def no_negative(step):
+        return Fail("negative amount") if "-$" in step.text else None
+
+    result = await Monitor(Scripted("..."), verifiers=[no_negative]).run("prompt")
+"""
+
+from __future__ import annotations
+
+from monitor.arbiter import Arbiter, Candidate
+from monitor.chunks import Chunk
+from monitor.errors import (
+    ConfigError,
+    GeneratorError,
+    InterlockError,
+    RegistryError,
+    TraceFileError,
+    ViolationError,
+)
+from monitor.events import (
+    ChunkAppended,
+    Event,
+    FeedbackInjected,
+    GovernorDecided,
+    Intervened,
+    RunFinished,
+    RunStarted,
+    VerdictReceived,
+    VerifierError,
+)
+from monitor.generation import Capabilities, GenerationRequest, Generator
+from monitor.governors import (
+    Governor,
+    GovernorDecision,
+    InterventionLimit,
+    OscillationGuard,
+    RunContext,
+    TokenBudget,
+)
+from monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, Monitor, Run
+from monitor.registry import create_verifier, list_verifiers, register_verifier
+from monitor.result import Intervention, RunResult, StopReason, TokenCounts
+from monitor.trace import Forker, Step, Trace, TraceView
+from monitor.tracefile import RecordedTrace, TraceWriter, read_trace
+from monitor.triggers import AnyOf, AtEnd, EveryNTokens, OnPattern, StepBoundary, Trigger
+from monitor.verdicts import Action, Fail, Pass, Span, Unknown, Verdict
+from monitor.verifier import FunctionVerifier, RunsIn, Verifier, verifier
+
+__all__ = [
+    "DEFAULT_FEEDBACK_TEMPLATE",
+    "Action",
+    "AnyOf",
+    "Arbiter",
+    "AtEnd",
+    "Candidate",
+    "Capabilities",
+    "Chunk",
+    "ChunkAppended",
+    "ConfigError",
+    "Event",
+    "EveryNTokens",
+    "Fail",
+    "FeedbackInjected",
+    "Forker",
+    "FunctionVerifier",
+    "GenerationRequest",
+    "Generator",
+    "GeneratorError",
+    "Governor",
+    "GovernorDecided",
+    "GovernorDecision",
+    "InterlockError",
+    "Intervened",
+    "Intervention",
+    "InterventionLimit",
+    "Monitor",
+    "OnPattern",
+    "OscillationGuard",
+    "Pass",
+    "RecordedTrace",
+    "RegistryError",
+    "Run",
+    "RunContext",
+    "RunFinished",
+    "RunResult",
+    "RunStarted",
+    "RunsIn",
+    "Span",
+    "Step",
+    "StepBoundary",
+    "StopReason",
+    "TokenBudget",
+    "TokenCounts",
+    "Trace",
+    "TraceFileError",
+    "TraceView",
+    "TraceWriter",
+    "Trigger",
+    "Unknown",
+    "VerdictReceived",
+    "Verdict",
+    "Verifier",
+    "VerifierError",
+    "ViolationError",
+    "create_verifier",
+    "list_verifiers",
+    "read_trace",
+    "register_verifier",
+    "verifier",
+]

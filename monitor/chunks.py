@@ -1,0 +1,36 @@
+"""The unit a generator streams: a piece of text with optional token ids and per-token data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Chunk"]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of generated text.
+
+    ``token_ids`` (and ``logprobs``/``entropy``, one value per token) are set by backends that have them; a
+    chunk without token ids counts as one token, which is what streaming APIs without ids deliver.
+    """
+
+    text: str
+    token_ids: tuple[int, ...] | None = None
+    logprobs: tuple[float, ...] | None = None
+    entropy: tuple[float, ...] | None = None
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids) if self.token_ids is not None else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"text": self.text}
+        if self.token_ids is not None:
+            out["token_ids"] = list(self.token_ids)
+        if self.logprobs is not None:
+            out["logprobs"] = list(self.logprobs)
+        if self.entropy is not None:
+            out["entropy"] = list(self.entropy)
+        return out

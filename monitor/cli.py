@@ -1,0 +1,52 @@
+"""The ``interlock`` command line. Each subcommand lives in ``monitor.commands.<name>`` and is imported only
+when it runs, so ``interlock verifiers`` does not pay for torch."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from monitor.commands import SUBCOMMANDS
+from monitor.errors import InterlockError
+from monitor.logs import setup_cli_logging
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="interlock",
+                                     description="Asynchronous verifier-monitor for language-model reasoning.")
+    parser.add_argument("--log-level", default=None, metavar="LEVEL",
+                        help="write structlog JSON events at LEVEL (debug, info, warning) to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module_name)
+        importlib.import_module(module_name).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.log_level:
+        setup_cli_logging(args.log_level)
+    if not getattr(args, "_module", None):
+        parser.print_help()
+        return 2
+    module = importlib.import_module(args._module)
+    try:
+        code: int = module.main(args)
+    except InterlockError as exc:
+        print(f"interlock {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interlock {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

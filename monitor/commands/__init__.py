@@ -1,0 +1,10 @@
+"""Subcommands of ``interlock``: name -> (module, one-line help). Each module defines
+``add_arguments(parser)`` (cheap: no heavy imports) and ``main(args) -> int``."""
+
+from __future__ import annotations
+
+__all__ = ["SUBCOMMANDS"]
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "verifiers": ("monitor.commands.verifiers", "list the built-in and third-party verifiers"),
+}

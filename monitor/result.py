@@ -1,0 +1,104 @@
+"""What a run returns: the final text, every verdict and intervention, token counts, timings, why it ended."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.verdicts import Action, Span, Verdict
+
+__all__ = ["Intervention", "RunResult", "StopReason", "TokenCounts"]
+
+
+class StopReason(enum.Enum):
+    """Why a run ended."""
+
+    COMPLETE = "complete"  # the generator finished and every check of the final text has come back
+    BUDGET = "budget"  # a token budget was exhausted
+    INTERRUPTED = "interrupted"  # a verifier asked to interrupt
+    OSCILLATION = "oscillation"  # the same violation kept coming back after rollbacks: abstained
+    INTERVENTION_LIMIT = "intervention_limit"  # too many interventions in one run
+    GOVERNOR = "governor"  # a governor stopped the run (converged, looping, ...)
+    UNRESUMABLE = "unresumable"  # a rollback was needed but the generator cannot resume
+    CANCELLED = "cancelled"  # the caller cancelled the run
+    ERROR = "error"  # the generator failed
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """One action the monitor took (or, with ``applied=False``, would have taken) at a trace position."""
+
+    action: Action
+    source: str  # verifier or governor name
+    position: int  # where the trace was cut (rollback) or where the violation's step starts
+    span: Span  # the offending text
+    epoch: int  # the epoch the offending text belonged to
+    message: str
+    feedback: str = ""  # text injected into the trace ("" when none)
+    removed_text: str = ""
+    tokens_discarded: int = 0
+    applied: bool = True
+    repeat: int = 0  # how many times the same violation came back before this one
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action.value, "source": self.source, "position": self.position,
+                "span": self.span.to_list(), "epoch": self.epoch, "message": self.message,
+                "feedback": self.feedback, "removed_text": self.removed_text,
+                "tokens_discarded": self.tokens_discarded, "applied": self.applied, "repeat": self.repeat,
+                "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """Generated tokens still in the trace (kept), cut by rollbacks (discarded), spent on forks (fork)."""
+
+    kept: int = 0
+    discarded: int = 0
+    fork: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.kept + self.discarded + self.fork
+
+    def to_dict(self) -> dict[str, int]:
+        return {"kept": self.kept, "discarded": self.discarded, "fork": self.fork, "total": self.total}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of one monitored run."""
+
+    run_id: str
+    prompt: str
+    text: str
+    stop_reason: StopReason
+    verdicts: tuple[Verdict, ...]
+    interventions: tuple[Intervention, ...]
+    tokens: TokenCounts
+    wall_seconds: float
+    first_chunk_seconds: float | None
+    check_seconds: float  # summed time spent in checks (they overlap generation)
+    epochs: int
+    detail: str = ""
+    abstained: bool = False
+    stale_verdicts: int = 0  # verdicts dropped because a rollback removed their text
+    errors: tuple[str, ...] = field(default=())
+    # Failed verdicts (and fail-closed unknowns) about text that is still in the final trace.
+    open_violations: tuple[Verdict, ...] = field(default=())
+
+    @property
+    def passed(self) -> bool:
+        """True when the run completed and no violation stands in the final text."""
+        return self.stop_reason is StopReason.COMPLETE and not self.open_violations
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "prompt": self.prompt, "text": self.text,
+                "stop_reason": self.stop_reason.value, "detail": self.detail, "passed": self.passed,
+                "abstained": self.abstained, "tokens": self.tokens.to_dict(), "wall_seconds": self.wall_seconds,
+                "first_chunk_seconds": self.first_chunk_seconds, "check_seconds": self.check_seconds,
+                "epochs": self.epochs, "stale_verdicts": self.stale_verdicts, "errors": list(self.errors),
+                "verdicts": [v.to_dict() for v in self.verdicts],
+                "interventions": [i.to_dict() for i in self.interventions],
+                "open_violations": [v.to_dict() for v in self.open_violations]}

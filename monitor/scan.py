@@ -1,0 +1,58 @@
+"""Run a verifier over a complete text as if it had streamed: same triggers, same steps, same extraction."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import anyio
+
+from monitor.chunks import Chunk
+from monitor.errors import ConfigError
+from monitor.execute import run_check
+from monitor.scheduler import Scheduler
+from monitor.trace import Trace
+from monitor.verdicts import Verdict
+
+if TYPE_CHECKING:
+    from monitor.verifier import Verifier
+
+__all__ = ["ascan", "pseudo_tokens", "scan"]
+
+_PIECE = re.compile(r"\s*\S+|\s+")
+
+
+def pseudo_tokens(text: str) -> Iterator[str]:
+    """Split text into word-sized pieces (leading whitespace attached), the way it would stream."""
+    for m in _PIECE.finditer(text):
+        yield m.group()
+
+
+async def ascan(verifier: Verifier, text: str, *, prompt: str = "") -> list[Verdict]:
+    """Feed ``text`` piece by piece through the verifier's trigger and run each due check in order."""
+    trace = Trace(prompt)
+    scheduler = Scheduler(trace, [verifier])
+    verdicts: list[Verdict] = []
+
+    async def run_due(final: bool) -> None:
+        for v, due in scheduler.advance(final=final):
+            outcome = await run_check(v, trace.view(due.end, due.step, final=due.final))
+            verdicts.extend(outcome.verdicts)
+
+    for piece in pseudo_tokens(text):
+        trace.append(Chunk(piece))
+        await run_due(False)
+    await run_due(True)
+    return verdicts
+
+
+def scan(verifier: Verifier, text: str, *, prompt: str = "") -> list[Verdict]:
+    """Synchronous :func:`ascan`; inside a running event loop use ``await verifier.ascan(text)``."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return anyio.run(functools.partial(ascan, verifier, text, prompt=prompt))
+    raise ConfigError("Verifier.scan() cannot run inside an event loop; use `await verifier.ascan(text)`")

@@ -1,0 +1,85 @@
+"""The scheduler follows the trace's steps and asks each verifier's trigger which checks are due.
+
+The monitor and :meth:`Verifier.scan` share it, so a verifier sees the same views offline as live.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from monitor.steps import step_ends
+from monitor.trace import Step, Trace
+from monitor.triggers import BoundTrigger, Due, Progress
+from monitor.verdicts import Span
+
+if TYPE_CHECKING:
+    from monitor.verifier import Verifier
+
+__all__ = ["Scheduler"]
+
+
+class Scheduler:
+    """Tracks step boundaries of one trace and turns progress into ``(verifier, due)`` pairs."""
+
+    def __init__(self, trace: Trace, verifiers: Sequence[Verifier]) -> None:
+        self.trace = trace
+        self.verifiers = list(verifiers)
+        self._bound: list[BoundTrigger] = [v.trigger.bind() for v in self.verifiers]
+        self._starts: list[int] = [0]  # start of every step in the current trace, sorted
+        self._current = 0  # start of the step still being written
+        self._check_from = 0  # text before this was injected or precedes an injection: never checked
+        self._index = 0
+        self.finalised = False
+
+    def step_start(self, pos: int) -> int:
+        """Start of the step that contains ``pos`` (a rollback cuts there)."""
+        i = bisect.bisect_right(self._starts, pos) - 1
+        return self._starts[max(i, 0)]
+
+    def advance(self, *, final: bool = False) -> list[tuple[Verifier, Due]]:
+        """Find the steps completed since the last call and the checks now due."""
+        text = self.trace.text
+        new_steps: list[Step] = []
+        for end in step_ends(text, self._current):
+            self._add_step(text, end, new_steps)
+        if final:
+            if self._current < len(text):
+                self._add_step(text, len(text), new_steps)
+            self.finalised = True
+        progress = Progress(text=text, new_steps=new_steps, tokens=self.trace.kept_tokens, final=final,
+                            step_start=self.step_start, check_from=self._check_from)
+        due: list[tuple[Verifier, Due]] = []
+        for verifier, bound in zip(self.verifiers, self._bound, strict=True):
+            due.extend((verifier, d) for d in bound.advance(progress))
+        return due
+
+    def _add_step(self, text: str, end: int, out: list[Step]) -> None:
+        start = self._current
+        self._current = end
+        self._starts.append(end)
+        piece = text[start:end]
+        if piece.strip():
+            out.append(Step(piece, Span(start, end), index=self._index))
+            self._index += 1
+
+    def cut(self, pos: int) -> None:
+        """The trace was cut at ``pos``: forget the steps after it and rewind the triggers."""
+        i = bisect.bisect_right(self._starts, pos)
+        del self._starts[i:]
+        self._current = self._starts[-1] if self._starts else 0
+        if not self._starts:
+            self._starts = [0]
+        self._check_from = self.trace.injected_end_before(pos)
+        self.finalised = False
+        for bound in self._bound:
+            bound.rewind(pos, self.trace.kept_tokens)
+
+    def injected(self) -> None:
+        """Text the monitor wrote was appended: the next step starts after it."""
+        end = len(self.trace)
+        self._current = end
+        self._check_from = end
+        if self._starts[-1] != end:
+            self._starts.append(end)

@@ -1,0 +1,193 @@
+"""Triggers say when a verifier is due: at each step boundary, every N tokens, on a pattern, at the end.
+
+A trigger is an immutable description; :meth:`Trigger.bind` makes the per-run state that follows one trace
+(and is rewound by a rollback). Combine triggers with ``|``.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from monitor.errors import ConfigError
+from monitor.trace import Step
+from monitor.verdicts import Span
+
+__all__ = ["AnyOf", "AtEnd", "BoundTrigger", "Due", "EveryNTokens", "OnPattern", "Progress", "StepBoundary",
+           "Trigger"]
+
+
+@dataclass(frozen=True)
+class Due:
+    """A check to run: over the trace up to ``end``, about ``step`` (its scope)."""
+
+    end: int
+    step: Step
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What changed in the trace since the last call: the steps completed and the tokens generated."""
+
+    text: str
+    new_steps: Sequence[Step]
+    tokens: int
+    final: bool
+    step_start: Callable[[int], int]
+    check_from: int = 0
+
+
+class BoundTrigger(ABC):
+    """A trigger's state for one run."""
+
+    @abstractmethod
+    def advance(self, progress: Progress) -> list[Due]: ...
+
+    def rewind(self, pos: int, tokens: int) -> None:  # noqa: B027 - stateless triggers need nothing
+        """The trace was cut at ``pos`` (``tokens`` generated tokens remain)."""
+
+
+class Trigger(ABC):
+    """When a verifier is due. Subclasses implement :meth:`bind`."""
+
+    @abstractmethod
+    def bind(self) -> BoundTrigger: ...
+
+    def __or__(self, other: Trigger) -> AnyOf:
+        mine = self.triggers if isinstance(self, AnyOf) else (self,)
+        theirs = other.triggers if isinstance(other, AnyOf) else (other,)
+        return AnyOf(mine + theirs)
+
+
+class _Steps(BoundTrigger):
+    def advance(self, progress: Progress) -> list[Due]:
+        return [Due(s.end, s, final=progress.final) for s in progress.new_steps]
+
+
+@dataclass(frozen=True)
+class StepBoundary(Trigger):
+    """Due at each completed step (a line or sentence end) and at the final, unterminated step."""
+
+    def bind(self) -> BoundTrigger:
+        return _Steps()
+
+
+class _End(BoundTrigger):
+    def advance(self, progress: Progress) -> list[Due]:
+        if not progress.final:
+            return []
+        text = progress.text
+        start = progress.check_from
+        return [Due(len(text), Step(text[start:], Span(start, len(text)), index=-1), final=True)]
+
+
+@dataclass(frozen=True)
+class AtEnd(Trigger):
+    """Due once, when generation has ended; its step is the whole generated text after the last injection."""
+
+    def bind(self) -> BoundTrigger:
+        return _End()
+
+
+class _EveryN(BoundTrigger):
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.last_tokens = 0
+        self.last_pos = 0
+
+    def advance(self, progress: Progress) -> list[Due]:
+        if progress.tokens // self.n <= self.last_tokens // self.n:
+            return []
+        end = len(progress.text)
+        start = max(self.last_pos, progress.check_from)
+        self.last_tokens, self.last_pos = progress.tokens, end
+        return [Due(end, Step(progress.text[start:end], Span(start, end)), final=progress.final)]
+
+    def rewind(self, pos: int, tokens: int) -> None:
+        self.last_tokens = min(self.last_tokens, tokens)
+        self.last_pos = min(self.last_pos, pos)
+
+
+@dataclass(frozen=True)
+class EveryNTokens(Trigger):
+    """Due each time another ``n`` generated tokens have arrived; the step is the text since the last time."""
+
+    n: int
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ConfigError(f"EveryNTokens needs n >= 1, got {self.n}")
+
+    def bind(self) -> BoundTrigger:
+        return _EveryN(self.n)
+
+
+class _Pattern(BoundTrigger):
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+        self.searched_to = 0
+
+    def advance(self, progress: Progress) -> list[Due]:
+        text = progress.text
+        due: list[Due] = []
+        pos = max(self.searched_to, progress.check_from)
+        for m in self.pattern.finditer(text, pos):
+            # A match that touches the end may still grow ("Wait" -> "Waiting"): decide it later.
+            if m.end() >= len(text) and not progress.final:
+                break
+            if m.end() == m.start():
+                continue
+            start = min(progress.step_start(m.start()), m.start())
+            due.append(Due(m.end(), Step(text[start:m.end()], Span(start, m.end())), final=progress.final))
+            self.searched_to = m.end()
+        return due
+
+    def rewind(self, pos: int, tokens: int) -> None:
+        self.searched_to = min(self.searched_to, pos)
+
+
+@dataclass(frozen=True)
+class OnPattern(Trigger):
+    """Due when ``pattern`` (a regular expression) matches new text, e.g. ``OnPattern(r"\\bWait\\b")``."""
+
+    pattern: str | re.Pattern[str]
+
+    def bind(self) -> BoundTrigger:
+        try:
+            compiled = re.compile(self.pattern)
+        except re.error as exc:
+            raise ConfigError(f"OnPattern: invalid regular expression {self.pattern!r}: {exc}") from None
+        return _Pattern(compiled)
+
+
+class _Any(BoundTrigger):
+    def __init__(self, parts: list[BoundTrigger]) -> None:
+        self.parts = parts
+
+    def advance(self, progress: Progress) -> list[Due]:
+        seen: set[tuple[int, int, int]] = set()
+        out: list[Due] = []
+        for part in self.parts:
+            for due in part.advance(progress):
+                key = (due.end, due.step.span.start, due.step.span.end)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(due)
+        return sorted(out, key=lambda d: (d.end, d.step.span.start))
+
+    def rewind(self, pos: int, tokens: int) -> None:
+        for part in self.parts:
+            part.rewind(pos, tokens)
+
+
+@dataclass(frozen=True)
+class AnyOf(Trigger):
+    """Due whenever any of its triggers is (the same check is not run twice for one step)."""
+
+    triggers: tuple[Trigger, ...]
+
+    def bind(self) -> BoundTrigger:
+        return _Any([t.bind() for t in self.triggers])

@@ -1,0 +1,198 @@
+"""The verifier API: a small class or a plain function, an extractor, a trigger, where it runs, a timeout.
+
+A verifier turns a :class:`TraceView` into state (``extract``) and the state into verdicts (``check``)::
+
+    @verifier(name="no-negative-money", action="rollback")
+    def no_negative(step: Step) -> Fail | None:
+        if "-$" in step.text:
+            return Fail("amounts of money cannot be negative", feedback="Money cannot be negative.")
+        return None
+
+``check`` may return a verdict, a list of verdicts, ``True``/``None`` (pass) or ``False`` (fail); anything
+else is an error that the monitor reports as ``Unknown``. ``verifier.scan(text)`` runs the verifier over a
+complete text exactly as if it had streamed, which is how users test their own verifiers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Literal
+
+from monitor.errors import ConfigError
+from monitor.trace import Step, TraceView
+from monitor.triggers import StepBoundary, Trigger
+from monitor.verdicts import Action, Fail, Pass, Unknown, Verdict
+
+__all__ = ["FunctionVerifier", "RunsIn", "Verifier", "VerdictTypeError", "normalize_verdicts", "verifier"]
+
+RunsIn = Literal["loop", "thread", "process"]
+_RUNS_IN = ("loop", "thread", "process")
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+
+class VerdictTypeError(TypeError):
+    """A verifier returned something that is not a verdict; the monitor reports it as ``Unknown``."""
+
+
+class Verifier:
+    """Base class of verifiers. Subclasses set the class attributes and implement :meth:`check`.
+
+    - ``trigger``: when it is due (default: every step boundary, and the final step).
+    - ``runs_in``: ``"loop"`` (cheap checks), ``"thread"`` (blocking or C-heavy work that releases the GIL),
+      ``"process"`` (CPU-heavy pure Python; the verifier and its state must pickle).
+    - ``timeout``: seconds for extract + check; past it the verdict is ``Unknown``.
+    - ``action``: what a ``Fail`` without its own action asks for.
+    - ``fail_closed``: treat ``Unknown`` (timeout, error) as a violation that interrupts the run.
+    """
+
+    name: str = "verifier"
+    trigger: Trigger = StepBoundary()
+    runs_in: RunsIn = "loop"
+    timeout: float = 10.0
+    action: Action = Action.ROLLBACK
+    fail_closed: bool = False
+    description: ClassVar[str] = ""
+
+    def __init__(self, *, name: str | None = None, trigger: Trigger | None = None, runs_in: RunsIn | None = None,
+                 timeout: float | None = None, action: Action | str | None = None,
+                 fail_closed: bool | None = None) -> None:
+        if name is not None:
+            self.name = name
+        if trigger is not None:
+            self.trigger = trigger
+        if runs_in is not None:
+            self.runs_in = runs_in
+        if timeout is not None:
+            self.timeout = timeout
+        if action is not None:
+            self.action = Action.parse(action)
+        if fail_closed is not None:
+            self.fail_closed = fail_closed
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the attribute that is wrong."""
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ConfigError(f"verifier name {self.name!r} must be non-empty letters, digits, '_', '.', ':' or '-'")
+        if not isinstance(self.trigger, Trigger):
+            raise ConfigError(f"verifier {self.name!r}: trigger must be a Trigger, got {self.trigger!r}")
+        if self.runs_in not in _RUNS_IN:
+            raise ConfigError(f"verifier {self.name!r}: runs_in must be one of {_RUNS_IN}, got {self.runs_in!r}")
+        if not (isinstance(self.timeout, int | float) and self.timeout > 0):
+            raise ConfigError(f"verifier {self.name!r}: timeout must be a positive number of seconds")
+        self.action = Action.parse(self.action)
+
+    def extract(self, view: TraceView) -> Any:
+        """Turn a view of the trace into the state :meth:`check` judges. Default: the step being checked."""
+        return view.step
+
+    def check(self, state: Any) -> Any:
+        """Judge the state; see the module docstring for what it may return. May be ``async``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement check()")
+
+    def scan(self, text: str, *, prompt: str = "") -> list[Verdict]:
+        """Run this verifier over a complete ``text`` as if it had streamed; returns its verdicts in order."""
+        from monitor.scan import scan
+
+        return scan(self, text, prompt=prompt)
+
+    async def ascan(self, text: str, *, prompt: str = "") -> list[Verdict]:
+        """:meth:`scan` for code that already runs in an event loop."""
+        from monitor.scan import ascan
+
+        return await ascan(self, text, prompt=prompt)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} runs_in={self.runs_in} action={self.action.value}>"
+
+
+def _lookup_function_verifier(module: str, qualname: str) -> FunctionVerifier:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if not isinstance(obj, FunctionVerifier):
+        raise ConfigError(f"{module}.{qualname} is not a function verifier")
+    return obj
+
+
+class FunctionVerifier(Verifier):
+    """A verifier made from a plain function (see :func:`verifier`)."""
+
+    def __init__(self, fn: Callable[[Any], Any], *, extractor: Callable[[TraceView], Any] | None = None,
+                 **options: Any) -> None:
+        self.fn = fn
+        self.extractor = extractor
+        self.description = (inspect.getdoc(fn) or "").split("\n")[0]
+        options.setdefault("name", getattr(fn, "__name__", "verifier").replace("_", "-"))
+        super().__init__(**options)
+        self._module = getattr(fn, "__module__", None)
+        self._qualname = getattr(fn, "__qualname__", None)
+
+    def extract(self, view: TraceView) -> Any:
+        return self.extractor(view) if self.extractor is not None else view.step
+
+    def check(self, state: Any) -> Any:
+        return self.fn(state)
+
+    def __reduce__(self) -> Any:
+        # The decorator rebinds the function's global name to this object, so pickle by reference to it.
+        if self._module and self._qualname and "<" not in self._qualname:
+            try:
+                if _lookup_function_verifier(self._module, self._qualname) is self:
+                    return (_lookup_function_verifier, (self._module, self._qualname))
+            except Exception:  # noqa: BLE001 - fall back to pickling the fields
+                pass
+        return super().__reduce__()
+
+
+def verifier(fn: Callable[[Any], Any] | None = None, *, name: str | None = None, trigger: Trigger | None = None,
+             runs_in: RunsIn | None = None, timeout: float | None = None, action: Action | str | None = None,
+             fail_closed: bool | None = None, extractor: Callable[[TraceView], Any] | None = None) -> Any:
+    """Make a verifier from a function of the extracted state (by default the :class:`Step`)."""
+
+    def wrap(f: Callable[[Any], Any]) -> FunctionVerifier:
+        return FunctionVerifier(f, extractor=extractor, name=name, trigger=trigger, runs_in=runs_in,
+                                timeout=timeout, action=action, fail_closed=fail_closed)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def normalize_verdicts(result: Any, *, verifier: Verifier, view: TraceView) -> list[Verdict]:
+    """Turn what ``check`` returned into verdicts with the verifier's name, the epoch and a valid span.
+
+    Raises :class:`VerdictTypeError` for anything that is not a verdict, a bool, ``None`` or a list of verdicts,
+    and for a span outside the text the verifier saw.
+    """
+    scope = view.step.span
+    items: Sequence[Any]
+    if result is None or result is True:
+        items = [Pass()]
+    elif result is False:
+        items = [Fail(f"{verifier.name} rejected this step", feedback=None)]
+    elif isinstance(result, Pass | Fail | Unknown):
+        items = [result]
+    elif isinstance(result, list | tuple):
+        items = list(result) or [Pass()]
+    else:
+        raise VerdictTypeError(f"verifier {verifier.name!r} returned {type(result).__name__}, not a verdict")
+    out: list[Verdict] = []
+    for item in items:
+        if not isinstance(item, Pass | Fail | Unknown):
+            raise VerdictTypeError(f"verifier {verifier.name!r} returned a list holding {type(item).__name__}")
+        v: Verdict = item.with_context(verifier=verifier.name, epoch=view.epoch, span=scope)
+        if v.span is not None and v.span.end > view.end:
+            raise VerdictTypeError(f"verifier {verifier.name!r} returned span [{v.span.start}, {v.span.end}) "
+                                   f"beyond the {view.end} characters it saw")
+        if isinstance(v, Fail) and v.action is None:
+            v = dataclasses.replace(v, action=verifier.action)
+        out.append(v)
+    return out
+
+
+def is_async_callable(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
