@@ -1,12 +1,32 @@
 """Generator backends: anything that streams chunks of one trace from a prompt plus a prefix.
 
-``Scripted`` and ``FromIterator`` need no model. Heavy backends are imported lazily on first use.
+``Scripted`` and ``FromIterator`` need no model. Heavy backends (``Transformers``, ``OpenAICompatible``) are
+imported lazily on first use, so ``import generators`` does not load torch or httpx.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from generators.errors import BackendError, ScriptError
 from generators.iterator import FromIterator
 from generators.scripted import Scripted
 
-__all__ = ["BackendError", "FromIterator", "ScriptError", "Scripted"]
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "Transformers": "generators.transformers",
+    "OpenAICompatible": "generators.openai_compat",
+    "Replay": "generators.replay",
+}
+
+__all__ = ["BackendError", "FromIterator", "ScriptError", "Scripted", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'generators' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

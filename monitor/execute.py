@@ -18,7 +18,7 @@ import anyio.to_thread
 
 from monitor.trace import TraceView
 from monitor.verdicts import Unknown, Verdict
-from monitor.verifier import Verifier, VerdictTypeError, normalize_verdicts
+from monitor.verifier import VerdictTypeError, Verifier, normalize_verdicts
 
 __all__ = ["CheckOutcome", "run_check"]
 
@@ -71,7 +71,7 @@ async def run_check(verifier: Verifier, view: TraceView) -> CheckOutcome:
         error = f"timed out after {verifier.timeout:g} s"
     except VerdictTypeError as exc:
         error = str(exc)
-    except Exception as exc:  # noqa: BLE001 - any verifier failure becomes Unknown, never a crash
+    except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     if error is not None:
         verdicts = [Unknown(reason=error, verifier=verifier.name, epoch=view.epoch, span=view.step.span)]

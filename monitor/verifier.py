@@ -23,11 +23,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 from monitor.errors import ConfigError
-from monitor.trace import Step, TraceView
+from monitor.trace import TraceView
 from monitor.triggers import StepBoundary, Trigger
 from monitor.verdicts import Action, Fail, Pass, Unknown, Verdict
 
-__all__ = ["FunctionVerifier", "RunsIn", "Verifier", "VerdictTypeError", "normalize_verdicts", "verifier"]
+__all__ = ["FunctionVerifier", "RunsIn", "VerdictTypeError", "Verifier", "normalize_verdicts", "verifier"]
 
 RunsIn = Literal["loop", "thread", "process"]
 _RUNS_IN = ("loop", "thread", "process")
@@ -144,7 +144,7 @@ class FunctionVerifier(Verifier):
             try:
                 if _lookup_function_verifier(self._module, self._qualname) is self:
                     return (_lookup_function_verifier, (self._module, self._qualname))
-            except Exception:  # noqa: BLE001 - fall back to pickling the fields
+            except Exception:
                 pass
         return super().__reduce__()
 

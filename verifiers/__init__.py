@@ -1,7 +1,31 @@
-"""Built-in verifiers. Each is registered by name in the ``interlock.verifiers`` entry-point group."""
+"""Built-in verifiers. Each is registered by name in the ``interlock.verifiers`` entry-point group.
+
+Verifiers are imported lazily (``from verifiers import Arithmetic`` loads sympy only then), so that listing
+or importing the package stays cheap.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from verifiers.errors import VerifierConfigError, VerifiersError
 
-__all__ = ["VerifierConfigError", "VerifiersError"]
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "Arithmetic": "verifiers.arithmetic",
+    "Constraints": "verifiers.constraints",
+    "Game24": "verifiers.game24",
+    "ForkExtractor": "verifiers.fork",
+}
+
+__all__ = ["VerifierConfigError", "VerifiersError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'verifiers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
