@@ -10,6 +10,7 @@ cancels everything the run started.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -261,10 +262,8 @@ class Run:
 
     def _emit(self, event: Event) -> None:
         event = dataclasses.replace(event, t=self.elapsed)
-        try:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             self._send.send_nowait(event)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
         if isinstance(event, ChunkAppended):
             if self._writer is not None:
                 self._writer.chunk(event.chunk, event.t)

@@ -11,7 +11,8 @@ import re
 __all__ = ["STEP_END", "step_ends"]
 
 # A newline ends a step; so does sentence punctuation (optionally closed by a quote or bracket) followed by
-# one space or tab (exactly one, so the result does not depend on chunking). "3.5" is no boundary (no whitespace after the dot); "e.g. x" is one, which is harmless.
+# one space or tab (exactly one, so the result does not depend on chunking). "3.5" is no boundary (no
+# whitespace after the dot); "e.g. x" is one, which is harmless.
 STEP_END = re.compile(r"\n|[.!?]+[\"'”’)\]]*[ \t]")
 
 

@@ -20,7 +20,7 @@ import importlib
 import inspect
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from monitor.errors import ConfigError
 from monitor.trace import TraceView
@@ -55,7 +55,7 @@ class Verifier:
     timeout: float = 10.0
     action: Action = Action.ROLLBACK
     fail_closed: bool = False
-    description: ClassVar[str] = ""
+    description: str = ""
 
     def __init__(self, *, name: str | None = None, trigger: Trigger | None = None, runs_in: RunsIn | None = None,
                  timeout: float | None = None, action: Action | str | None = None,
@@ -191,8 +191,4 @@ def normalize_verdicts(result: Any, *, verifier: Verifier, view: TraceView) -> l
             v = dataclasses.replace(v, action=verifier.action)
         out.append(v)
     return out
-
-
-def is_async_callable(fn: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
 
