@@ -291,6 +291,8 @@ class Run:
             self._emit(RunStarted(run_id=self.run_id, prompt=self._prompt))
             while True:
                 ended = await self._generate()
+                if ended == "again":
+                    continue
                 if ended == "decision":
                     candidate = self._take_decision()
                     if candidate is None or self._apply(candidate):
@@ -341,7 +343,7 @@ class Run:
                      if (isinstance(v, Fail) or (isinstance(v, Unknown) and v.verifier in closed))
                      and self.trace.still_valid(v.epoch, v.span))
 
-    async def _generate(self) -> Literal["decision", "end", "stop"]:
+    async def _generate(self) -> Literal["decision", "end", "stop", "again"]:
         if self._stop is not None:
             return "stop"
         allowance = self._allowance()
@@ -375,6 +377,10 @@ class Run:
         if self._extra is not None:
             self._stop = (StopReason.BUDGET, "token budget exhausted; the answer was forced", False)
             return "stop"
+        allowance = self._allowance()
+        if allowance is not None and allowance <= 0:  # the generator stopped at max_new_tokens
+            self._exhausted()
+            return "stop" if self._stop is not None else "again"
         return "end"
 
     def _accept(self, chunk: Chunk) -> bool:

@@ -12,12 +12,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from monitor.chunks import Chunk
 from monitor.errors import TraceFileError
 
-__all__ = ["TRACE_VERSION", "RecordedTrace", "TraceWriter", "read_trace"]
+__all__ = ["TRACE_VERSION", "RecordedTrace", "Segment", "TraceWriter", "read_trace"]
 
 TRACE_VERSION = 1
 
@@ -57,9 +57,21 @@ class TraceWriter:
             self._file = None
 
 
+class Segment(NamedTuple):
+    """A piece of the text a run ended with: generated (``injected=False``) or written by the monitor."""
+
+    chunk: Chunk
+    t: float
+    injected: bool
+
+
 @dataclass
 class RecordedTrace:
-    """A trace file read back: enough to replay it without a model."""
+    """A trace file read back: enough to replay it without a model.
+
+    ``chunks`` are every chunk generated, including those a rollback later discarded; ``text`` joins them.
+    ``final_text()`` is the text the run ended with (rollbacks and injected feedback applied).
+    """
 
     prompt: str
     chunks: list[Chunk]
@@ -68,10 +80,67 @@ class RecordedTrace:
     events: list[dict[str, Any]] = field(default_factory=list)
     end: dict[str, Any] | None = None
     path: str | None = None
+    # For each event, how many chunks preceded it in the file: the order rollbacks and injections happened in.
+    event_chunks: list[int] = field(default_factory=list)
 
     @property
     def text(self) -> str:
         return "".join(c.text for c in self.chunks)
+
+    def final_segments(self) -> list[Segment]:
+        """Replay the recorded chunks and events in file order: an applied rollback (an ``intervention`` event
+        with ``applied`` and ``action == "rollback"``) cuts the text at its ``position``, an ``inject`` event
+        appends the text the monitor wrote. Returns the pieces of the final text, in order."""
+        if len(self.event_chunks) != len(self.events):
+            if any(e.get("kind") in ("intervention", "inject") for e in self.events):
+                raise TraceFileError("the events carry no chunk positions (read the file with read_trace) so "
+                                     "their order cannot be reconstructed", path=self.path)
+            order = [len(self.chunks)] * len(self.events)
+        else:
+            order = self.event_chunks
+        pieces: list[Segment] = []
+        length = 0
+        ei = 0
+        for i in range(len(self.chunks) + 1):
+            while ei < len(self.events) and order[ei] <= i:
+                length = self._apply_event(self.events[ei], pieces, length)
+                ei += 1
+            if i < len(self.chunks):
+                chunk = self.chunks[i]
+                pieces.append(Segment(chunk, self.times[i] if i < len(self.times) else 0.0, False))
+                length += len(chunk.text)
+        return pieces
+
+    def final_text(self) -> str:
+        """The text the recorded run ended with (see :meth:`final_segments`)."""
+        return "".join(s.chunk.text for s in self.final_segments())
+
+    def _apply_event(self, event: dict[str, Any], pieces: list[Segment], length: int) -> int:
+        kind = event.get("kind")
+        t = event.get("t", 0.0)
+        t = float(t) if isinstance(t, int | float) else 0.0
+        if kind == "inject":
+            text = event.get("text")
+            if not isinstance(text, str):
+                raise TraceFileError("inject event field 'text' must be a string", path=self.path)
+            pieces.append(Segment(Chunk(text, token_ids=()), t, True))
+            return length + len(text)
+        if kind != "intervention" or event.get("action") != "rollback" or not event.get("applied", True):
+            return length
+        pos = event.get("position")
+        if not isinstance(pos, int) or not 0 <= pos <= length:
+            raise TraceFileError(f"rollback event position {pos!r} is outside the {length} characters recorded "
+                                 "before it", path=self.path)
+        while pieces and length - len(pieces[-1].chunk.text) >= pos:
+            length -= len(pieces.pop().chunk.text)
+        if pieces and length > pos:
+            last = pieces[-1]
+            old = last.chunk
+            keep = len(old.text) - (length - pos)
+            pieces[-1] = last._replace(chunk=Chunk(old.text[:keep], token_ids=old.token_ids, logprobs=old.logprobs,
+                                                   entropy=old.entropy))
+            length = pos
+        return length
 
 
 def _floats(value: Any, name: str, path: str, line: int) -> tuple[float, ...] | None:
@@ -133,6 +202,7 @@ def read_trace(path: str | os.PathLike[str]) -> RecordedTrace:
             trace.times.append(float(t))
         elif kind == "event":
             trace.events.append(record)
+            trace.event_chunks.append(len(trace.chunks))
         elif kind == "end":
             trace.end = record
         elif kind == "header":

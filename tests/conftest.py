@@ -1,8 +1,7 @@
-"""Shared test setup: async tests run on asyncio through anyio's pytest plugin."""
+"""Shared test setup: async tests run on asyncio through anyio's pytest plugin (``anyio_mode = "auto"``)."""
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import pytest
@@ -11,16 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        fn = getattr(item, "function", None)
-        if fn is not None and inspect.iscoroutinefunction(fn) and item.get_closest_marker("anyio") is None:
-            item.add_marker(pytest.mark.anyio)
 
 
 @pytest.fixture

@@ -1,0 +1,27 @@
+"""Verifiers shared by the runtime tests (importable by worker processes, hence a module of its own)."""
+
+from __future__ import annotations
+
+import re
+
+from monitor import Fail, Step, Verifier
+
+SUM = re.compile(r"(\d+) \+ (\d+) = (\d+)")
+
+
+def check_sums(step: Step) -> Fail | None:
+    """Fails on the first wrong "a + b = c" in the step, with the claim's exact span."""
+    for m in SUM.finditer(step.text):
+        a, b, c = (int(g) for g in m.groups())
+        if a + b != c:
+            return Fail(f"{a} + {b} is {a + b}, not {c}", span=step.to_trace(*m.span()), claim=m.group())
+    return None
+
+
+class SumVerifier(Verifier):
+    """Class form of :func:`check_sums` (picklable, so it can run in a process pool)."""
+
+    name = "sums"
+
+    def check(self, state: Step) -> Fail | None:
+        return check_sums(state)
