@@ -11,7 +11,7 @@ Use ``build_tiny_model()`` for the objects, ``save_tiny_model(path)`` for a fold
 that ``AutoModelForCausalLM.from_pretrained(path)`` loads, or the pytest fixtures ``tiny_model_dir``
 (module-scoped folder) and ``tiny_model`` (the objects)::
 
-    from tests.tiny_model import tiny_model_dir  # noqa: F401  (re-export the fixture in your test module)
+    from tiny_model import tiny_model_dir  # noqa: F401  (tests/ is on sys.path; this re-exports the fixture)
 
     def test_something(tiny_model_dir):
         gen = Transformers(tiny_model_dir)
