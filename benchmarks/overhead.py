@@ -1,0 +1,107 @@
+"""Monitoring overhead on a clean run: the same scripted trace, unmonitored vs. monitored, alternating runs.
+
+Prints JSON. The trace is ~2,000 word-sized tokens of clean step-by-step arithmetic; the monitored runs check
+every step with a cheap regex verifier. At a fixed token rate (what a model would produce) the ratio shows
+whether monitoring ever makes the generator wait; "as fast as possible" shows the per-chunk cost.
+
+    python benchmarks/overhead.py [--tokens 2000] [--rate 200] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import time
+
+import anyio
+
+from generators import Scripted
+from monitor import Fail, GenerationRequest, Monitor, Step, verifier
+from monitor.scan import pseudo_tokens
+
+SUM = re.compile(r"(\d+) \+ (\d+) = (\d+)")
+
+
+@verifier(name="sums")
+def sums(step: Step) -> Fail | None:
+    for m in SUM.finditer(step.text):
+        a, b, c = (int(g) for g in m.groups())
+        if a + b != c:
+            return Fail(f"{a} + {b} is {a + b}, not {c}", span=step.to_trace(*m.span()))
+    return None
+
+
+def make_trace(tokens: int) -> str:
+    text = ""
+    i = 0
+    while len(list(pseudo_tokens(text))) < tokens:
+        a, b = 3 + i % 17, 5 + i % 23
+        text += f"Step {i + 1}: we add {a} and {b}, so {a} + {b} = {a + b}.\n"
+        i += 1
+    return text
+
+
+async def unmonitored(text: str, rate: float | None) -> float:
+    gen = Scripted(text, rate=rate)
+    start = time.perf_counter()
+    out = []
+    async for chunk in gen.stream(GenerationRequest("q")):
+        out.append(chunk.text)
+    elapsed = time.perf_counter() - start
+    assert "".join(out) == text
+    return elapsed
+
+
+async def monitored(text: str, rate: float | None) -> float:
+    gen = Scripted(text, rate=rate)
+    start = time.perf_counter()
+    result = await Monitor(gen, [sums]).run("q")
+    elapsed = time.perf_counter() - start
+    assert result.text == text and not result.interventions
+    return elapsed
+
+
+async def measure(text: str, rate: float | None, repeats: int) -> dict[str, object]:
+    plain: list[float] = []
+    watched: list[float] = []
+    for i in range(repeats):
+        # alternate the order so drift on a noisy machine hits both sides alike
+        if i % 2 == 0:
+            plain.append(await unmonitored(text, rate))
+            watched.append(await monitored(text, rate))
+        else:
+            watched.append(await monitored(text, rate))
+            plain.append(await unmonitored(text, rate))
+    p, w = statistics.median(plain), statistics.median(watched)
+    return {"rate_tokens_per_s": rate, "unmonitored_s": round(p, 4), "monitored_s": round(w, 4),
+            "ratio": round(w / p, 4), "unmonitored_runs": [round(x, 4) for x in plain],
+            "monitored_runs": [round(x, 4) for x in watched]}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tokens", type=int, default=2000)
+    parser.add_argument("--rate", type=float, default=200.0, help="tokens per second for the fixed-rate runs")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    text = make_trace(args.tokens)
+    n_tokens = len(list(pseudo_tokens(text)))
+    steps = text.count("\n")
+    report = {
+        "benchmark": "overhead",
+        "tokens": n_tokens,
+        "steps_checked_per_run": steps,
+        "fixed_rate": await measure(text, args.rate, args.repeats),
+        "as_fast_as_possible": await measure(text, None, max(args.repeats, 5)),
+    }
+    fast = report["as_fast_as_possible"]
+    assert isinstance(fast, dict)
+    report["monitor_cost_per_token_us"] = round(
+        (float(fast["monitored_s"]) - float(fast["unmonitored_s"])) / n_tokens * 1e6, 2)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    anyio.run(main)
