@@ -7,6 +7,7 @@ import time
 
 import anyio
 import pytest
+from support import SumVerifier, check_sums
 
 from generators import Scripted
 from monitor import (
@@ -22,7 +23,6 @@ from monitor import (
     read_trace,
     verifier,
 )
-from support import SumVerifier, check_sums
 
 CLEAN = "Tom has 3 apples.\nHe buys 4 more, so 3 + 4 = 7.\nThe answer is 7."
 WRONG = "Tom has 3 apples.\nHe buys 4 more, so 3 + 4 = 8.\nThe answer is 8."

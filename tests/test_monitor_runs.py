@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
+from support import SumVerifier, check_sums
 
 from generators import FromIterator, Scripted
 from monitor import (
@@ -22,7 +23,6 @@ from monitor import (
     VerdictReceived,
     verifier,
 )
-from support import SumVerifier, check_sums
 
 FB = "Wait, {feedback} Let me redo this step.\n"
 CLEAN = "Tom has 3 apples.\nHe buys 4 more, so 3 + 4 = 7.\nThe answer is 7."

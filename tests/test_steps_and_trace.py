@@ -4,10 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor import Chunk, ConfigError, Span, Trace
-from monitor.steps import step_ends
+from monitor import Chunk, ConfigError, Span, StepBoundary, Trace, Verifier
 from monitor.scheduler import Scheduler
-from monitor import StepBoundary, Verifier
+from monitor.steps import step_ends
 
 
 def test_step_ends_lines_and_sentences() -> None:

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from support import SumVerifier, check_sums
 
 from monitor import (
     AtEnd,
@@ -29,7 +30,6 @@ from monitor import (
     register_verifier,
     verifier,
 )
-from support import SumVerifier, check_sums
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +48,7 @@ def test_scan_inside_an_event_loop_points_to_ascan() -> None:
     import anyio
 
     async def inside() -> None:
-        with pytest.raises(ConfigError, match="await verifier.ascan"):
+        with pytest.raises(ConfigError, match=r"await verifier\.ascan"):
             SumVerifier().scan("1 + 1 = 3")
 
     anyio.run(inside)
