@@ -1,0 +1,407 @@
+"""Checked tool calls: a tool with side effects runs only after the reasoning that led to it has passed its checks.
+
+``guard_tool(fn, run=run, verifiers=[...])`` wraps a sync or async tool. Before the tool runs the guard
+
+1. waits for the run's write barrier (``await run.barrier()``: every check of the trace so far has finished and
+   none of them failed), unless the tool is marked ``read_only``;
+2. checks the call's arguments: a callable receives the bound arguments as a dict and returns a verdict
+   (``Fail``, ``Pass``, ``Unknown``, ``None``/``True`` for pass, ``False`` for fail, or a list); a
+   :class:`~monitor.Verifier` is scanned over a text rendering of the call, one line per argument
+   (``amount = 500``), so the same verifiers that watch the reasoning can watch the arguments.
+
+On a violation the tool is not called: the caller gets a :class:`ToolRefusal` (tool name, arguments, reasons,
+feedback) that an agent can read and act on, or a :class:`ToolRefused` error with ``on_refusal="raise"``::
+
+    transfer = guard_tool(transfer, run=run, verifiers=[lambda a: Fail("too much") if a["amount"] > 100 else None])
+    outcome = await transfer(amount=500, to="bob")      # ToolRefusal(...): the transfer never ran
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import functools
+import inspect
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import anyio.to_thread
+
+from monitor.errors import ConfigError, InterlockError, ViolationError
+from monitor.verdicts import Fail, Pass, Unknown, Verdict
+from monitor.verifier import Verifier
+
+if TYPE_CHECKING:
+    from monitor.monitor import Run
+
+__all__ = [
+    "ArgumentCheck",
+    "GuardedTool",
+    "RefusalReason",
+    "ToolCall",
+    "ToolRefusal",
+    "ToolRefused",
+    "active_run",
+    "guard_tool",
+    "render_arguments",
+    "use_run",
+]
+
+# A check of a call's arguments: a function of the bound arguments (sync or async) or a Verifier.
+ArgumentCheck = Callable[[Mapping[str, Any]], Any] | Verifier
+
+_ACTIVE_RUN: contextvars.ContextVar[Run | None] = contextvars.ContextVar("interlock_active_run", default=None)
+
+
+def active_run() -> Run | None:
+    """The run set by :func:`use_run` in this context (the agent adapter sets it for each model turn)."""
+    return _ACTIVE_RUN.get()
+
+
+@contextlib.contextmanager
+def use_run(run: Run | None) -> Iterator[None]:
+    """Make ``run`` the one that guarded tools without their own ``run=`` wait for, inside the block."""
+    token = _ACTIVE_RUN.set(run)
+    try:
+        yield
+    finally:
+        _ACTIVE_RUN.reset(token)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool call as a model asked for it: the tool's name and its arguments by name."""
+
+    name: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": dict(self.arguments)}
+
+
+@dataclass(frozen=True)
+class RefusalReason:
+    """Why a call was refused: which check (``source``), at which stage, and about which argument."""
+
+    stage: Literal["reasoning", "arguments", "timeout", "error"]
+    source: str
+    message: str
+    feedback: str = ""
+    argument: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "source": self.source, "message": self.message, "feedback": self.feedback,
+                "argument": self.argument}
+
+
+@dataclass(frozen=True)
+class ToolRefusal:
+    """The structured answer an agent gets instead of the tool's result when a check failed.
+
+    ``to_message()`` renders it as a JSON object a model can read (``{"refused": true, "tool": ..., ...}``).
+    """
+
+    tool: str
+    arguments: Mapping[str, Any]
+    reasons: tuple[RefusalReason, ...]
+    verdicts: tuple[Verdict, ...] = ()
+    refused: Literal[True] = field(default=True, init=False)
+
+    @property
+    def feedback(self) -> str:
+        """What the agent should fix, in words: the reasons' feedback, one sentence each."""
+        parts = []
+        for r in self.reasons:
+            text = (r.feedback or r.message).strip()
+            if text and text not in parts:
+                parts.append(text)
+        return " ".join(parts)
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r.stage for r in self.reasons))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"refused": True, "tool": self.tool, "arguments": _jsonable(self.arguments),
+                "reasons": [r.to_dict() for r in self.reasons], "feedback": self.feedback}
+
+    def to_message(self) -> str:
+        """The refusal as the tool result an agent's model reads."""
+        return json.dumps({"refused": True, "tool": self.tool, "arguments": _jsonable(self.arguments),
+                           "reasons": [r.message for r in self.reasons], "feedback": self.feedback})
+
+    def __str__(self) -> str:
+        return f"{self.tool} refused: {self.feedback or 'a check failed'}"
+
+
+class ToolRefused(InterlockError):
+    """Raised instead of returning a :class:`ToolRefusal` when the tool was guarded with ``on_refusal="raise"``."""
+
+    def __init__(self, refusal: ToolRefusal) -> None:
+        super().__init__(str(refusal))
+        self.refusal = refusal
+
+
+def _jsonable(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, str | int | float | bool | type(None) | list | dict) else repr(v)
+            for k, v in arguments.items()}
+
+
+def render_arguments(arguments: Mapping[str, Any]) -> str:
+    """The text a :class:`Verifier` scans for an argument check: one ``name = value`` line per argument
+    (values as JSON; strings quoted), so a span maps back to the argument it is in."""
+    lines = []
+    for key, value in arguments.items():
+        try:
+            rendered = json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError):
+            rendered = repr(value)
+        lines.append(f"{key} = {rendered}\n")
+    return "".join(lines)
+
+
+def _argument_at(arguments: Mapping[str, Any], text: str, position: int | None) -> str | None:
+    if position is None:
+        return None
+    start = 0
+    for key, line in zip(arguments, text.splitlines(keepends=True), strict=False):
+        if start <= position < start + len(line):
+            return key
+        start += len(line)
+    return None
+
+
+def _normalise(result: Any, source: str) -> list[Verdict]:
+    if result is None or result is True:
+        return [Pass(verifier=source)]
+    if result is False:
+        return [Fail(f"{source} rejected the arguments", verifier=source)]
+    items = list(result) if isinstance(result, list | tuple) else [result]
+    out: list[Verdict] = []
+    for item in items:
+        if not isinstance(item, Pass | Fail | Unknown):
+            raise TypeError(f"argument check {source!r} returned {type(item).__name__}, not a verdict")
+        out.append(item if item.verifier else dataclasses.replace(item, verifier=source))
+    return out or [Pass(verifier=source)]
+
+
+def _check_name(check: ArgumentCheck) -> str:
+    if isinstance(check, Verifier):
+        return check.name
+    name = getattr(check, "__name__", None) or type(check).__name__
+    return "argument-check" if name == "<lambda>" else str(name).replace("_", "-")
+
+
+class GuardedTool:
+    """A tool that waits for the reasoning's checks and checks its own arguments before it runs.
+
+    Call it like the tool (``await guarded(amount=5)``): it returns the tool's result, or a :class:`ToolRefusal`.
+    ``await guarded.call({"amount": 5})`` does the same with arguments as a model sends them.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, run: Run | Callable[[], Run | None] | None = None,
+                 verifiers: Sequence[ArgumentCheck] = (), read_only: bool = False, name: str | None = None,
+                 description: str | None = None, barrier_timeout: float = 60.0, check_timeout: float = 10.0,
+                 tool_timeout: float | None = 300.0, fail_closed: bool = True, in_thread: bool = False,
+                 on_refusal: Literal["return", "raise"] = "return") -> None:
+        if not callable(fn):
+            raise ConfigError(f"guard_tool: {fn!r} is not callable")
+        for label, value in (("barrier_timeout", barrier_timeout), ("check_timeout", check_timeout)):
+            if not (isinstance(value, int | float) and value > 0):
+                raise ConfigError(f"guard_tool: {label} must be a positive number of seconds, got {value!r}")
+        if tool_timeout is not None and not (isinstance(tool_timeout, int | float) and tool_timeout > 0):
+            raise ConfigError(f"guard_tool: tool_timeout must be a positive number of seconds or None, "
+                              f"got {tool_timeout!r}")
+        if on_refusal not in ("return", "raise"):
+            raise ConfigError(f"guard_tool: on_refusal must be 'return' or 'raise', got {on_refusal!r}")
+        for check in verifiers:
+            if not (isinstance(check, Verifier) or callable(check)):
+                raise ConfigError(f"guard_tool: argument check {check!r} is neither a Verifier nor callable")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", None) or type(fn).__name__
+        self.description = description if description is not None else (inspect.getdoc(fn) or "").split("\n")[0]
+        self.run = run
+        self.verifiers = tuple(verifiers)
+        self.read_only = read_only
+        self.barrier_timeout = float(barrier_timeout)
+        self.check_timeout = float(check_timeout)
+        self.tool_timeout = tool_timeout
+        self.fail_closed = fail_closed
+        self.in_thread = in_thread
+        self.on_refusal = on_refusal
+        self.signature = inspect.signature(fn)
+        self.calls = 0  # times the tool actually ran
+        self.refusals = 0
+        functools.update_wrapper(self, fn, updated=())
+
+    def __repr__(self) -> str:
+        kind = "read-only" if self.read_only else "write"
+        return f"<GuardedTool {self.name!r} {kind}, {len(self.verifiers)} argument checks>"
+
+    # -- public API ----------------------------------------------------------------------------------
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        arguments = self.bind(*args, **kwargs)
+        return await self._guarded(arguments)
+
+    async def call(self, arguments: Mapping[str, Any]) -> Any:
+        """Call with arguments by name, as a model sends them; arguments that do not fit the tool's signature
+        are refused (stage ``"arguments"``) rather than raised, so the agent can correct them."""
+        if not isinstance(arguments, Mapping):
+            return self._refuse({}, [RefusalReason("arguments", "signature",
+                                                   f"arguments must be an object, got {type(arguments).__name__}")])
+        try:
+            bound = self.bind(**arguments)
+        except TypeError as exc:
+            return self._refuse(arguments, [RefusalReason("arguments", "signature", str(exc),
+                                                          feedback=f"Call {self.name}{self.signature} correctly: "
+                                                                   f"{exc}.")])
+        return await self._guarded(bound)
+
+    async def review(self, arguments: Mapping[str, Any]) -> ToolRefusal | None:
+        """Run the guard's checks without calling the tool: ``None`` when the call would go through."""
+        reasons, verdicts = await self._checks(dict(arguments))
+        if reasons:
+            return ToolRefusal(self.name, dict(arguments), tuple(reasons), tuple(verdicts))
+        return None
+
+    def bind(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The call's arguments by parameter name, defaults applied; ``TypeError`` when they do not fit."""
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def with_run(self, run: Run | Callable[[], Run | None] | None) -> GuardedTool:
+        """A copy of this guard that waits for ``run``'s barrier."""
+        clone = object.__new__(GuardedTool)
+        clone.__dict__.update(self.__dict__)
+        clone.run = run
+        clone.calls = 0
+        clone.refusals = 0
+        return clone
+
+    # -- internals -----------------------------------------------------------------------------------
+    def _resolve_run(self) -> Run | None:
+        source = self.run
+        if source is None:
+            return active_run()
+        from monitor.monitor import Run
+
+        if isinstance(source, Run):
+            return source
+        return source()
+
+    async def _guarded(self, arguments: dict[str, Any]) -> Any:
+        reasons, verdicts = await self._checks(arguments)
+        if reasons:
+            return self._refuse(arguments, reasons, verdicts)
+        self.calls += 1
+        return await self._invoke(arguments)
+
+    def _refuse(self, arguments: Mapping[str, Any], reasons: Sequence[RefusalReason],
+                verdicts: Sequence[Verdict] = ()) -> ToolRefusal:
+        self.refusals += 1
+        refusal = ToolRefusal(self.name, dict(arguments), tuple(reasons), tuple(verdicts))
+        if self.on_refusal == "raise":
+            raise ToolRefused(refusal)
+        return refusal
+
+    async def _checks(self, arguments: dict[str, Any]) -> tuple[list[RefusalReason], list[Verdict]]:
+        reasons: list[RefusalReason] = []
+        verdicts: list[Verdict] = []
+        if not self.read_only:
+            run = self._resolve_run()
+            if run is None:
+                raise ConfigError(f"tool {self.name!r} writes (read_only=False) but has no run to wait for: pass "
+                                  f"guard_tool(..., run=run) or call it inside monitor.tools.use_run(run)")
+            try:
+                await run.barrier(timeout=self.barrier_timeout)
+            except ViolationError as exc:
+                for v in exc.verdicts:
+                    message = getattr(v, "message", "") or getattr(v, "reason", "")
+                    feedback = v.feedback_text if isinstance(v, Fail) else message
+                    reasons.append(RefusalReason("reasoning", v.verifier or "verifier", message, feedback=feedback))
+                verdicts.extend(exc.verdicts)
+            except TimeoutError:
+                reasons.append(RefusalReason("timeout", "barrier", f"the checks of the reasoning did not finish "
+                                             f"within {self.barrier_timeout:g} s"))
+        for check in self.verifiers:
+            found, seen = await self._check_arguments(check, arguments)
+            reasons.extend(found)
+            verdicts.extend(seen)
+        return reasons, verdicts
+
+    async def _check_arguments(self, check: ArgumentCheck,
+                               arguments: dict[str, Any]) -> tuple[list[RefusalReason], list[Verdict]]:
+        source = _check_name(check)
+        text = render_arguments(arguments)
+        try:
+            with anyio.fail_after(self.check_timeout):
+                if isinstance(check, Verifier):
+                    verdicts: list[Verdict] = await check.ascan(text, prompt=f"{self.name} arguments")
+                else:
+                    result = check(dict(arguments))
+                    if inspect.isawaitable(result):
+                        result = await result
+                    verdicts = _normalise(result, source)
+        except TimeoutError:
+            reason = RefusalReason("timeout", source, f"argument check {source!r} did not finish within "
+                                   f"{self.check_timeout:g} s")
+            return ([reason] if self.fail_closed else []), []
+        except Exception as exc:
+            reason = RefusalReason("error", source, f"argument check {source!r} raised {type(exc).__name__}: {exc}")
+            return ([reason] if self.fail_closed else []), []
+        reasons = []
+        for v in verdicts:
+            if isinstance(v, Fail):
+                where = _argument_at(arguments, text, v.span.start if v.span is not None else None)
+                reasons.append(RefusalReason("arguments", v.verifier or source, v.message,
+                                             feedback=v.feedback_text, argument=where))
+            elif isinstance(v, Unknown) and (self.fail_closed or (isinstance(check, Verifier) and check.fail_closed)):
+                reasons.append(RefusalReason("arguments", v.verifier or source,
+                                             f"could not decide: {v.reason}" if v.reason else "could not decide"))
+        return reasons, verdicts
+
+    async def _invoke(self, arguments: dict[str, Any]) -> Any:
+        call = functools.partial(self.fn, **arguments)
+        with anyio.fail_after(self.tool_timeout):
+            if inspect.iscoroutinefunction(self.fn):
+                return await call()
+            if self.in_thread:
+                return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+            result = call()
+            if inspect.isawaitable(result):
+                return await result
+            return result
+
+
+def guard_tool(fn: Callable[..., Any] | None = None, *, run: Run | Callable[[], Run | None] | None = None,
+               verifiers: Sequence[ArgumentCheck] = (), read_only: bool = False, name: str | None = None,
+               description: str | None = None, barrier_timeout: float = 60.0, check_timeout: float = 10.0,
+               tool_timeout: float | None = 300.0, fail_closed: bool = True, in_thread: bool = False,
+               on_refusal: Literal["return", "raise"] = "return") -> Any:
+    """Wrap a tool so that it runs only after the run's checks passed and its arguments passed ``verifiers``.
+
+    - ``run``: the :class:`~monitor.Run` whose barrier to wait for, a function returning it, or ``None`` for the
+      run set with :func:`use_run` (the agent adapter sets it for each turn).
+    - ``read_only``: skip the barrier (the argument checks still apply); a read can do no harm.
+    - ``barrier_timeout``/``check_timeout``/``tool_timeout``: seconds; a barrier or check that times out refuses
+      the call, a tool that times out raises ``TimeoutError``.
+    - ``fail_closed``: an argument check that raises, times out or returns ``Unknown`` refuses the call.
+    - ``in_thread``: run a sync tool in a worker thread instead of the event loop.
+    - ``on_refusal``: return a :class:`ToolRefusal` (default) or raise :class:`ToolRefused`.
+
+    Usable as a decorator, with or without options.
+    """
+    options: dict[str, Any] = dict(run=run, verifiers=verifiers, read_only=read_only, name=name,
+                                   description=description, barrier_timeout=barrier_timeout,
+                                   check_timeout=check_timeout, tool_timeout=tool_timeout, fail_closed=fail_closed,
+                                   in_thread=in_thread, on_refusal=on_refusal)
+    if fn is None:
+        return lambda f: GuardedTool(f, **options)
+    return GuardedTool(fn, **options)
+
