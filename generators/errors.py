@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from monitor.errors import GeneratorError
 
-__all__ = ["BackendError", "ScriptError"]
+__all__ = [
+    "BackendError",
+    "HTTPBackendError",
+    "MalformedStream",
+    "ScriptError",
+    "ServerError",
+    "ServerUnavailable",
+    "StreamInterrupted",
+]
 
 
 class BackendError(GeneratorError):
@@ -13,3 +21,42 @@ class BackendError(GeneratorError):
 
 class ScriptError(BackendError):
     """A scripted generator has no continuation for the prefix it was asked to resume from."""
+
+
+class HTTPBackendError(BackendError):
+    """Base of the errors of an HTTP backend (``generators.OpenAICompatible``)."""
+
+
+class ServerError(HTTPBackendError):
+    """The server answered with an error: ``status`` (``None`` for an error event inside the stream) and the
+    server's own ``message``."""
+
+    def __init__(self, message: str, *, status: int | None = None, server_message: str = "",
+                 url: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.server_message = server_message
+        self.url = url
+
+
+class ServerUnavailable(HTTPBackendError):
+    """No answer before the first token (connection refused or reset, timeout, 5xx) after every retry."""
+
+    def __init__(self, message: str, *, attempts: int = 1, url: str = "") -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.url = url
+
+
+class MalformedStream(HTTPBackendError):
+    """The server's answer is not the event stream it should be (bad UTF-8, an event that is not JSON, a JSON
+    object with no ``choices``)."""
+
+
+class StreamInterrupted(HTTPBackendError):
+    """The stream broke after text had been delivered (disconnect, stall); it is not retried, since the
+    monitor would see that text twice. ``received`` is how many characters had arrived."""
+
+    def __init__(self, message: str, *, received: int = 0) -> None:
+        super().__init__(message)
+        self.received = received

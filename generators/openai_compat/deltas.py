@@ -1,0 +1,156 @@
+"""Reading one streamed JSON event of an OpenAI-compatible server into chunks of text with logprobs.
+
+Chat events carry ``choices[0].delta.content`` and, when asked, ``choices[0].logprobs.content[]`` (``token``,
+``logprob``, ``top_logprobs[]``); completions events carry ``choices[0].text`` and ``choices[0].logprobs`` with
+parallel lists ``tokens``, ``token_logprobs`` and ``top_logprobs`` (a dict per token). When an event holds
+several tokens whose texts add up to its text, it becomes one chunk per token, so that a chunk's logprobs
+describe exactly its text. Entropy comes from the top alternatives (see :func:`entropy_from_top`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from generators.errors import MalformedStream, ServerError
+from monitor import Chunk
+
+__all__ = ["Delta", "entropy_from_top", "parse_event", "to_chunks"]
+
+Endpoint = Literal["chat", "completions"]
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What one event adds to choice 0: text, per-token data when the server sent it, why it finished."""
+
+    text: str
+    tokens: tuple[str, ...] | None = None
+    logprobs: tuple[float, ...] | None = None
+    entropy: tuple[float, ...] | None = None
+    finish_reason: str | None = None
+
+
+def entropy_from_top(logprobs: Iterable[float]) -> float:
+    """Entropy (nats) of a next-token distribution known by its top alternatives' logprobs.
+
+    The mass the list leaves out counts as one more outcome, so the figure is a lower bound of the true
+    entropy, exact when the list covers the distribution.
+    """
+    probs = [math.exp(lp) for lp in logprobs if math.isfinite(lp)]
+    entropy = -sum(p * math.log(p) for p in probs if p > 0.0)
+    rest = 1.0 - sum(probs)
+    if rest > 1e-9:
+        entropy -= rest * math.log(rest)
+    return max(0.0, entropy)
+
+
+def _excerpt(obj: Any) -> str:
+    text = repr(obj)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MalformedStream(f"{where} is {_excerpt(value)}, not a number")
+    return float(value)
+
+
+def _chat_logprobs(logprobs: Any, want_entropy: bool
+                   ) -> tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...] | None] | None:
+    if not isinstance(logprobs, Mapping):
+        return None
+    content = logprobs.get("content")
+    if not content:
+        return None
+    if not isinstance(content, list):
+        raise MalformedStream(f"choices[0].logprobs.content is {_excerpt(content)}, not a list")
+    tokens, values, entropies = [], [], []
+    for i, item in enumerate(content):
+        if not isinstance(item, Mapping):
+            raise MalformedStream(f"choices[0].logprobs.content[{i}] is {_excerpt(item)}, not an object")
+        tokens.append(str(item.get("token", "")))
+        values.append(_number(item.get("logprob"), f"choices[0].logprobs.content[{i}].logprob"))
+        top = item.get("top_logprobs")
+        if want_entropy and isinstance(top, list) and top:
+            entropies.append(entropy_from_top(
+                _number(alt.get("logprob") if isinstance(alt, Mapping) else alt,
+                        f"choices[0].logprobs.content[{i}].top_logprobs[{j}].logprob")
+                for j, alt in enumerate(top)))
+    return tuple(tokens), tuple(values), tuple(entropies) if want_entropy and len(entropies) == len(values) else None
+
+
+def _completion_logprobs(logprobs: Any, want_entropy: bool
+                         ) -> tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...] | None] | None:
+    if not isinstance(logprobs, Mapping):
+        return None
+    raw = logprobs.get("token_logprobs")
+    if not raw:
+        return None
+    if not isinstance(raw, list):
+        raise MalformedStream(f"choices[0].logprobs.token_logprobs is {_excerpt(raw)}, not a list")
+    values = tuple(_number(v, f"choices[0].logprobs.token_logprobs[{i}]") for i, v in enumerate(raw))
+    names = logprobs.get("tokens")
+    tokens = tuple(str(t) for t in names) if isinstance(names, list) and len(names) == len(values) else ()
+    entropies: tuple[float, ...] | None = None
+    top = logprobs.get("top_logprobs")
+    if want_entropy and isinstance(top, list) and len(top) == len(values) and all(isinstance(t, Mapping)
+                                                                                 and t for t in top):
+        entropies = tuple(entropy_from_top(_number(v, f"choices[0].logprobs.top_logprobs[{i}]")
+                                           for v in alts.values()) for i, alts in enumerate(top))
+    return tokens, values, entropies
+
+
+def parse_event(obj: Any, endpoint: Endpoint, *, want_entropy: bool = False) -> Delta | None:
+    """The :class:`Delta` of one decoded event, ``None`` when it says nothing about choice 0 (usage only).
+
+    Raises :class:`ServerError` for an error event and :class:`MalformedStream` for anything else that is not
+    a completion chunk.
+    """
+    if not isinstance(obj, Mapping):
+        raise MalformedStream(f"an event holds {_excerpt(obj)}, not a JSON object")
+    if obj.get("error"):
+        error = obj["error"]
+        message = str(error.get("message", error)) if isinstance(error, Mapping) else str(error)
+        raise ServerError(f"the server reported an error inside the stream: {message}", server_message=message)
+    choices = obj.get("choices")
+    if not isinstance(choices, list):
+        raise MalformedStream(f"an event has no 'choices' list: {_excerpt(obj)}")
+    choice = next((c for c in choices if isinstance(c, Mapping) and c.get("index", 0) == 0), None)
+    if choice is None:
+        if choices:
+            raise MalformedStream(f"an event's choices hold no choice 0: {_excerpt(choices)}")
+        return None
+    if endpoint == "chat":
+        delta = choice.get("delta") or {}
+        if not isinstance(delta, Mapping):
+            raise MalformedStream(f"choices[0].delta is {_excerpt(delta)}, not an object")
+        text = delta.get("content") or ""
+        data = _chat_logprobs(choice.get("logprobs"), want_entropy)
+    else:
+        text = choice.get("text") or ""
+        data = _completion_logprobs(choice.get("logprobs"), want_entropy)
+    if not isinstance(text, str):
+        raise MalformedStream(f"choices[0] text is {_excerpt(text)}, not a string")
+    finish = choice.get("finish_reason")
+    finish_reason = str(finish) if finish else None
+    if data is None:
+        return Delta(text, finish_reason=finish_reason)
+    tokens, values, entropies = data
+    return Delta(text, tokens=tokens or None, logprobs=values, entropy=entropies, finish_reason=finish_reason)
+
+
+def to_chunks(delta: Delta) -> list[Chunk]:
+    """The chunks of one delta: one per token when the token texts add up to the text, else one."""
+    if not delta.text:
+        return []
+    if delta.logprobs is None:
+        return [Chunk(delta.text)]
+    tokens = delta.tokens
+    if tokens is not None and len(tokens) == len(delta.logprobs) > 1 and "".join(tokens) == delta.text:
+        entropy = delta.entropy
+        return [Chunk(token, logprobs=(lp,), entropy=(entropy[i],) if entropy is not None else None)
+                for i, (token, lp) in enumerate(zip(tokens, delta.logprobs, strict=True)) if token]
+    return [Chunk(delta.text, logprobs=delta.logprobs, entropy=delta.entropy)]
