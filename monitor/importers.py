@@ -85,13 +85,14 @@ def _name(path: str) -> str:
 
 def _read_text(path: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        # Bytes decoded as they are: no newline translation, so spans match the file's text exactly.
+        return Path(path).read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise TraceFileError(f"cannot read file: {exc}", path=path) from None
 
 
 def _first_record(text: str) -> Any:
-    for raw in text.splitlines():
+    for raw in text.split("\n"):
         if raw.strip():
             try:
                 return json.loads(raw)
@@ -191,7 +192,7 @@ def _records(content: str, path: str) -> Iterator[tuple[int, Any]]:
         if isinstance(whole, dict):
             yield content[: len(content) - len(stripped)].count("\n") + 1, whole
             return
-    for number, raw in enumerate(content.splitlines(), start=1):
+    for number, raw in enumerate(content.split("\n"), start=1):
         if not raw.strip():
             continue
         try:

@@ -155,7 +155,8 @@ def read_trace(path: str | os.PathLike[str]) -> RecordedTrace:
     """Read a version-1 trace file."""
     where = str(path)
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        # Split on "\n" only: model text may hold U+2028 or other characters that str.splitlines() breaks on.
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise TraceFileError(f"cannot read trace file: {exc}", path=where) from None
     trace: RecordedTrace | None = None
