@@ -1,0 +1,308 @@
+"""Replay: the Replay generator under a Monitor, batch replay, recorded live runs replayed, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from support import SumVerifier, check_sums
+
+import generators.replay as replay_module
+from generators import Replay, Scripted
+from generators.replay import ReplayMismatchError
+from monitor import (
+    Action,
+    Capabilities,
+    Chunk,
+    Fail,
+    GenerationRequest,
+    Monitor,
+    Pass,
+    Span,
+    StopReason,
+    TraceView,
+    TraceWriter,
+    Verifier,
+    read_trace,
+    verifier,
+)
+from monitor.cli import main as cli_main
+from monitor.importers import ImportedTrace, read_traces
+from monitor.replay import ReadFailure, ReplayTotals, TraceReport, replay_traces
+
+WRONG = "She has 3 + 4 = 8 eggs.\nShe sells 1 + 1 = 2 of them.\n"
+
+
+def _record(path: Path, pieces: list[Chunk], times: list[float], prompt: str = "eggs?") -> Path:
+    w = TraceWriter(path, prompt=prompt, meta={"model": "m"})
+    for chunk, t in zip(pieces, times, strict=True):
+        w.chunk(chunk, t=t)
+    w.end({"stop_reason": "complete"})
+    return path
+
+
+def _words(text: str) -> list[Chunk]:
+    from monitor.scan import pseudo_tokens
+
+    return [Chunk(p) for p in pseudo_tokens(text)]
+
+
+def _key(v: Any) -> tuple[str, str, Span | None, str]:
+    return (v.kind, v.verifier, v.span, getattr(v, "message", ""))
+
+
+# -- the Replay generator -----------------------------------------------------------------------------------
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.sleeps.append(round(delay, 9))
+        self.now += delay
+        await anyio.lowlevel.checkpoint()
+
+
+@pytest.mark.parametrize(("speed", "expected"), [(1.0, [0.5, 0.25, 1.25]), (2.0, [0.25, 0.125, 0.625]),
+                                                 (None, []), (float("inf"), [])])
+async def test_replay_keeps_the_recorded_pace_or_a_multiple_of_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  speed: float | None, expected: list[float]) -> None:
+    path = _record(tmp_path / "t.jsonl", [Chunk("a"), Chunk("b"), Chunk("c"), Chunk("d")], [1.0, 1.5, 1.75, 3.0])
+    clock = FakeClock()
+    monkeypatch.setattr(replay_module.time, "perf_counter", clock.perf_counter)
+    monkeypatch.setattr(replay_module.anyio, "sleep", clock.sleep)
+    chunks = [c async for c in Replay(path, speed=speed).stream(GenerationRequest("eggs?"))]
+    assert "".join(c.text for c in chunks) == "abcd"
+    assert clock.sleeps == expected
+
+
+def test_replay_rejects_a_bad_speed(tmp_path: Path) -> None:
+    path = _record(tmp_path / "t.jsonl", [Chunk("a")], [0.0])
+    with pytest.raises(ValueError, match="speed must be a positive number"):
+        Replay(path, speed=0)
+
+
+async def test_replay_carries_token_data_and_says_it_cannot_resume(tmp_path: Path) -> None:
+    pieces = [Chunk("1 + 1", token_ids=(16, 10, 16), logprobs=(-0.5, -0.25, -1.0), entropy=(0.1, 0.2, 0.3)),
+              Chunk(" = 2.\n", token_ids=(11, 17, 13), logprobs=(-0.1, -0.2, -0.3), entropy=(0.0, 0.5, 1.0))]
+    path = _record(tmp_path / "t.jsonl", pieces, [0.0, 0.1])
+    seen: list[tuple[Chunk, ...]] = []
+
+    @verifier(extractor=lambda view: view)
+    def spy(view: TraceView) -> None:
+        seen.append(view.chunks)
+
+    gen = Replay(path, speed=None)
+    assert gen.capabilities == Capabilities(token_ids=True, logprobs=True, entropy=True, resumable=False)
+    result = await Monitor(gen, verifiers=[spy]).run(gen.prompt)
+    assert result.text == "1 + 1 = 2.\n" and result.tokens.kept == 6
+    assert seen == [tuple(pieces)]
+
+
+async def test_replay_continues_a_prefix_it_holds_and_rejects_one_it_does_not(tmp_path: Path) -> None:
+    path = _record(tmp_path / "t.jsonl", _words("one two three"), [0.0, 0.1, 0.2])
+    gen = Replay(path, speed=None)
+    rest = [c.text async for c in gen.stream(GenerationRequest("eggs?", prefix="one tw"))]
+    assert rest == ["o", " three"]
+    limited = [c.text async for c in gen.stream(GenerationRequest("eggs?", max_new_tokens=2))]
+    assert limited == ["one", " two"]
+    with pytest.raises(ReplayMismatchError, match="does not start with the requested prefix"):
+        async for _ in gen.stream(GenerationRequest("eggs?", prefix="two")):
+            pass
+
+
+async def test_monitor_over_a_replay_reports_the_rollback_it_would_make_and_goes_on(tmp_path: Path) -> None:
+    path = _record(tmp_path / "t.jsonl", _words(WRONG), [0.01 * i for i in range(len(_words(WRONG)))])
+    result = await Monitor(Replay(path, speed=None), verifiers=[SumVerifier()]).run("eggs?")
+    assert result.text == WRONG and result.stop_reason is StopReason.COMPLETE
+    assert [_key(v) for v in result.verdicts] == [
+        ("fail", "sums", Span(8, 17), "3 + 4 is 7, not 8"),
+        ("pass", "sums", Span(24, 53), "")]
+    assert WRONG[8:17] == "3 + 4 = 8"
+    (intervention,) = result.interventions
+    assert (intervention.action, intervention.applied, intervention.position, intervention.span) == (
+        Action.ROLLBACK, False, 0, Span(8, 17))
+    assert intervention.reason == "the generator cannot resume from a prefix"
+    assert not result.passed
+
+
+async def test_monitor_over_a_replay_can_stop_at_the_first_violation(tmp_path: Path) -> None:
+    path = _record(tmp_path / "t.jsonl", _words(WRONG), [0.0] * len(_words(WRONG)))
+    result = await Monitor(Replay(path, speed=None), verifiers=[SumVerifier()],
+                           on_unresumable="stop").run("eggs?")
+    assert result.stop_reason is StopReason.UNRESUMABLE
+    assert [i.applied for i in result.interventions] == [False]
+    assert WRONG.startswith(result.text) and len(result.text) >= 24
+
+
+# -- a recorded live run, replayed ------------------------------------------------------------------------
+warn_sums = verifier(check_sums, name="warn-sums", action="warn")
+
+
+async def test_a_recorded_live_run_replays_to_the_same_verdicts(tmp_path: Path) -> None:
+    path = tmp_path / "live.trace.jsonl"
+    text = "Start.\n" + WRONG + "So 2 + 2 = 4."
+    live = await Monitor(Scripted(text), verifiers=[warn_sums]).run("eggs?", record=path)
+    assert [v.kind for v in live.verdicts] == ["pass", "fail", "pass", "pass"]
+    replayed = await Monitor(Replay(path, speed=None), verifiers=[warn_sums]).run("eggs?")
+    assert replayed.text == live.text
+    assert [_key(v) for v in replayed.verdicts] == [_key(v) for v in live.verdicts]
+    (report,) = await replay_traces(read_traces(path), [warn_sums])
+    assert isinstance(report, TraceReport)
+    assert [_key(v) for v in report.verdicts] == [_key(v) for v in live.verdicts]
+    assert report.first_violation is not None and report.first_violation.span == Span(15, 24)
+
+
+async def test_a_recorded_run_with_a_rollback_replays_its_final_text_without_checking_the_feedback(
+        tmp_path: Path) -> None:
+    path = tmp_path / "rollback.trace.jsonl"
+    gen = Scripted({"": "Start.\nShe has 3 + 4 = 8 eggs.\nMore text.",
+                    "Let me redo this step.\n": "She has 3 + 4 = 7 eggs.\nDone."})
+    live = await Monitor(gen, verifiers=[SumVerifier()]).run("eggs?", record=path)
+    assert [i.applied for i in live.interventions] == [True]
+    final_epoch = [v for v in live.verdicts if v.epoch == live.epochs - 1]
+    assert read_trace(path).final_text() == live.text
+    (report,) = await replay_traces(read_traces(path), [SumVerifier()])
+    assert isinstance(report, TraceReport)
+    assert report.text == live.text and report.passed
+    assert [_key(v) for v in report.verdicts] == [("pass", "sums", Span(0, 7), "")] + [
+        _key(v) for v in final_epoch]
+    feedback = live.interventions[0].feedback
+    start = live.text.index(feedback)
+    assert report.injected == (Span(start, start + len(feedback)),)
+    assert all(v.span is not None and not Span(start, start + len(feedback)).contains(v.span)
+               for v in report.verdicts)
+
+
+# -- batch replay ----------------------------------------------------------------------------------------
+class PidVerifier(Verifier):
+    """Passes every step with the id of the process that checked it."""
+
+    name = "pid"
+    runs_in = "process"
+
+    def check(self, state: Any) -> Pass:
+        return Pass(note=str(os.getpid()))
+
+
+def _items(n: int) -> list[ImportedTrace]:
+    return [ImportedTrace(id=f"t{i}", text=f"Step {i}: {i} + 1 = {i + 1 + (i % 3 == 0)}.\nDone.", labels={"i": i})
+            for i in range(n)]
+
+
+async def test_batch_replay_keeps_input_order_and_the_concurrency_bound() -> None:
+    active = 0
+    peak = 0
+
+    @verifier(name="slow-sums")
+    async def slow(step: Any) -> Fail | None:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await anyio.sleep(0.002)
+        active -= 1
+        return check_sums(step)
+
+    done: list[str] = []
+    ordered: list[str] = []
+    results = await replay_traces(_items(30), [slow], concurrency=4,
+                                  on_done=lambda r: done.append(getattr(r, "id", "")),
+                                  on_result=lambda r: ordered.append(getattr(r, "id", "")))
+    ids = [f"t{i}" for i in range(30)]
+    assert [r.id for r in results if isinstance(r, TraceReport)] == ids == ordered
+    assert sorted(done) == sorted(ids)
+    assert 1 < peak <= 4
+    flagged = [r.id for r in results if isinstance(r, TraceReport) and not r.passed]
+    assert flagged == [f"t{i}" for i in range(30) if i % 3 == 0]
+    first = results[3]
+    assert isinstance(first, TraceReport) and first.first_violation is not None
+    assert first.text[first.first_violation.span.start:first.first_violation.span.end] == "3 + 1 = 5"  # type: ignore[union-attr]
+
+
+async def test_batch_replay_reports_unreadable_items_in_place_and_goes_on(tmp_path: Path) -> None:
+    from monitor import TraceFileError
+
+    items: list[ImportedTrace | TraceFileError] = [*_items(2), TraceFileError("broken", path="x.jsonl", line=3),
+                                                   *_items(1)]
+    results = await replay_traces(items, [SumVerifier()])
+    assert [type(r).__name__ for r in results] == ["TraceReport", "TraceReport", "ReadFailure", "TraceReport"]
+    failure = results[2]
+    assert isinstance(failure, ReadFailure) and failure.to_dict() == {
+        "type": "error", "path": "x.jsonl", "line": 3, "message": "x.jsonl:3: broken"}
+    totals = ReplayTotals()
+    for r in results:
+        totals.add(r)
+    summary = totals.to_dict()
+    assert (summary["traces"], summary["read_errors"], summary["failed"]) == (3, 1, 2)
+
+
+async def test_process_heavy_verifiers_run_in_a_pool_with_the_same_verdicts() -> None:
+    items = _items(40)
+    pooled = await replay_traces(items, [PidVerifier(), SumVerifier(runs_in="process")], processes=2,
+                                 concurrency=8)
+    here = await replay_traces(items, [SumVerifier()], processes=0)
+    pids = {v.note for r in pooled if isinstance(r, TraceReport) for v in r.verdicts if v.verifier == "pid"}
+    assert pids and str(os.getpid()) not in pids  # type: ignore[operator]
+    assert [[_key(v) for v in r.verdicts if v.verifier == "sums"] for r in pooled] == [
+        [_key(v) for v in r.verdicts] for r in here]
+
+
+# -- the command line -------------------------------------------------------------------------------------
+def _files(tmp_path: Path) -> tuple[Path, Path]:
+    steps = tmp_path / "steps.jsonl"
+    steps.write_text(json.dumps({"id": "a", "steps": ["2 + 2 = 5.", "Then <b>1 + 1 = 2</b>."], "is_correct": False})
+                     + "\n{broken\n"
+                     + json.dumps({"id": "b", "steps": ["1 + 2 = 3."], "is_correct": True}) + "\n")
+    text = tmp_path / "answer.txt"
+    text.write_text("We know 10 + 5 = 15.\nAnd 7 + 1 = 9.")
+    return steps, text
+
+
+def test_cli_json_has_a_record_per_trace_then_totals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    steps, text = _files(tmp_path)
+    code = cli_main(["replay", str(steps), str(text), "--verifier", "support:SumVerifier", "--json"])
+    assert code == 1  # one record could not be read
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["type"] for r in records] == ["trace", "error", "trace", "trace", "totals"]
+    a, error, b, t, totals = records
+    assert a["id"] == "a" and a["labels"] == {"is_correct": False} and a["passed"] is False
+    assert a["verdicts"] == [
+        {"verifier": "sums", "kind": "fail", "action": "rollback", "message": "2 + 2 is 4, not 5", "span": [0, 9],
+         "text": "2 + 2 = 5", "feedback": "2 + 2 is 4, not 5", "claim": "2 + 2 = 5"},
+        {"verifier": "sums", "kind": "pass", "action": None, "message": "", "span": [11, 33],
+         "text": "Then <b>1 + 1 = 2</b>."}]
+    assert a["first_violation"] == a["verdicts"][0]
+    assert error == {"type": "error", "path": str(steps), "line": 2,
+                     "message": f"{steps}:2: not valid JSON (Expecting property name enclosed in double quotes, "
+                                "column 2)"}
+    assert b["passed"] is True and b["first_violation"] is None
+    assert t["id"] == "answer.txt" and t["first_violation"]["span"] == [25, 34]
+    assert totals["traces"] == 3 and totals["failed"] == 2 and totals["read_errors"] == 1
+    assert totals["by_label"] == {"is_correct": {"false": {"traces": 1, "flagged": 1},
+                                                 "true": {"traces": 1, "flagged": 0}}}
+
+
+def test_cli_human_output_and_html_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _steps, text = _files(tmp_path)
+    report = tmp_path / "report.html"
+    code = cli_main(["replay", str(text), "-v", "support:SumVerifier", "--html", str(report)])
+    out = capsys.readouterr()
+    assert code == 0
+    assert out.out.splitlines()[0] == "answer.txt: sums [25, 34) 7 + 1 is 8, not 9"
+    assert "1 traces: 0 passed, 1 with violations, 0 could not be read" in out.out
+    assert out.err == ""  # no progress bar when not on a terminal
+    page = report.read_text()
+    assert 'data-verdict="fail" data-verifier="sums" data-span="25,34"' in page
+
+
+def test_cli_rejects_a_run_without_verifiers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _steps, text = _files(tmp_path)
+    assert cli_main(["replay", str(text)]) == 2
+    assert "give at least one --verifier" in capsys.readouterr().err
