@@ -15,7 +15,9 @@ Quick start::
 from __future__ import annotations
 
 from monitor.arbiter import Arbiter, Candidate
+from monitor.budget_pool import BudgetPool, PoolShare, estimate_difficulty
 from monitor.chunks import Chunk
+from monitor.early_stop import AnswerConvergence, EntropyStop
 from monitor.errors import (
     ConfigError,
     GeneratorError,
@@ -37,6 +39,7 @@ from monitor.events import (
 )
 from monitor.generation import Capabilities, GenerationRequest, Generator
 from monitor.governors import (
+    ForceAnswer,
     Governor,
     GovernorDecision,
     InterventionLimit,
@@ -44,6 +47,7 @@ from monitor.governors import (
     RunContext,
     TokenBudget,
 )
+from monitor.loop_guard import LoopGuard
 from monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, Monitor, Run
 from monitor.registry import create_verifier, list_verifiers, register_verifier
 from monitor.result import Intervention, RunResult, StopReason, TokenCounts
@@ -56,18 +60,22 @@ from monitor.verifier import FunctionVerifier, RunsIn, Verifier, verifier
 __all__ = [
     "DEFAULT_FEEDBACK_TEMPLATE",
     "Action",
+    "AnswerConvergence",
     "AnyOf",
     "Arbiter",
     "AtEnd",
+    "BudgetPool",
     "Candidate",
     "Capabilities",
     "Chunk",
     "ChunkAppended",
     "ConfigError",
+    "EntropyStop",
     "Event",
     "EveryNTokens",
     "Fail",
     "FeedbackInjected",
+    "ForceAnswer",
     "Forker",
     "FunctionVerifier",
     "GenerationRequest",
@@ -80,10 +88,12 @@ __all__ = [
     "Intervened",
     "Intervention",
     "InterventionLimit",
+    "LoopGuard",
     "Monitor",
     "OnPattern",
     "OscillationGuard",
     "Pass",
+    "PoolShare",
     "RecordedTrace",
     "RegistryError",
     "Run",
@@ -110,6 +120,7 @@ __all__ = [
     "VerifierError",
     "ViolationError",
     "create_verifier",
+    "estimate_difficulty",
     "list_verifiers",
     "read_trace",
     "register_verifier",

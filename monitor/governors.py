@@ -9,6 +9,7 @@ becomes an event with its reason and the tokens it saved.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,10 +17,11 @@ from monitor.chunks import Chunk
 from monitor.errors import ConfigError
 from monitor.generation import Capabilities
 from monitor.result import Intervention, StopReason, TokenCounts
+from monitor.trace import Forker
 from monitor.verdicts import Action
 
-__all__ = ["Governor", "GovernorDecision", "InterventionLimit", "OscillationGuard", "RunContext",
-           "TokenBudget", "normalise_claim"]
+__all__ = ["ForceAnswer", "Governor", "GovernorDecision", "InterventionLimit", "OscillationGuard", "RunContext",
+           "TokenBudget", "force_answer_option", "normalise_claim"]
 
 
 class RunContext(Protocol):
@@ -41,6 +43,12 @@ class RunContext(Protocol):
     def elapsed(self) -> float: ...
     @property
     def capabilities(self) -> Capabilities: ...
+    @property
+    def forcing_answer(self) -> bool:
+        """True once a governor has injected an answer prefix: the run ends with the answer's first line."""
+    @property
+    def fork(self) -> Forker | None:
+        """Continue the current trace with a probe text without touching it (``None``: the backend cannot)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,8 @@ class GovernorDecision:
     - ``ROLLBACK``: cut the trace at ``position`` (default: the current end) and inject ``inject``.
     - ``feedback``/``repeat``, returned from :meth:`Governor.on_intervention`, replace the intervention's
       feedback (escalation) without changing its action.
+    - ``tokens_saved``: the governor's estimate; when ``None`` on a stop the monitor fills in the token budget
+      left at that point (what a fixed cap would still have spent).
     """
 
     action: Action
@@ -65,10 +75,58 @@ class GovernorDecision:
     stop_reason: StopReason = StopReason.GOVERNOR
 
 
+@dataclass(frozen=True)
+class ForceAnswer:
+    """How a governor ends a run with an answer rather than mid-sentence.
+
+    The monitor appends ``end_of_thinking`` (e.g. ``"</think>"`` for a reasoning model; empty for plain chat
+    models) and ``prefix``, then lets the model write at most ``tokens`` more; the answer ends at the end of its
+    first non-empty line. Budgets reserve ``tokens`` so that the hard cap holds with the answer included.
+    """
+
+    prefix: str = "\nFinal answer:"
+    end_of_thinking: str = ""
+    tokens: int = 16
+
+    def __post_init__(self) -> None:
+        if self.tokens < 1:
+            raise ConfigError(f"ForceAnswer: tokens must be >= 1, got {self.tokens}")
+        if not (self.prefix or self.end_of_thinking):
+            raise ConfigError("ForceAnswer needs a prefix or an end-of-thinking marker to inject")
+
+    @property
+    def text(self) -> str:
+        return self.end_of_thinking + self.prefix
+
+    def decision(self, reason: str, *, stop_reason: StopReason = StopReason.GOVERNOR,
+                 tokens_saved: int | None = None) -> GovernorDecision:
+        return GovernorDecision(Action.STOP, reason, inject=self.text, allow_tokens=self.tokens,
+                                tokens_saved=tokens_saved, stop_reason=stop_reason)
+
+
+def force_answer_option(value: ForceAnswer | bool | None) -> ForceAnswer | None:
+    """``True`` means the default :class:`ForceAnswer`, ``False``/``None`` a plain stop."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return ForceAnswer()
+    if isinstance(value, ForceAnswer):
+        return value
+    raise ConfigError(f"force_answer must be a bool or a ForceAnswer, got {value!r}")
+
+
 class Governor:
-    """Base class: every hook does nothing by default."""
+    """Base class: every hook does nothing by default.
+
+    One governor instance may serve several runs, even concurrently: keep per-run state keyed by
+    ``ctx.run_id`` (set up in :meth:`start`, dropped in :meth:`on_end`).
+    """
 
     name: str = "governor"
+
+    def validate(self, capabilities: Capabilities) -> None:
+        """Called when a :class:`Monitor` is built: raise :class:`ConfigError` if the backend lacks what this
+        governor needs (so the user learns it before the first token, not from a silent no-op)."""
 
     def start(self, ctx: RunContext) -> None:
         """A run starts (a governor instance may serve several runs one after another)."""
@@ -77,7 +135,10 @@ class Governor:
         """How many more generated tokens this governor allows (``None``: no limit)."""
         return None
 
-    def on_chunk(self, ctx: RunContext, chunk: Chunk) -> GovernorDecision | None:
+    def on_chunk(self, ctx: RunContext, chunk: Chunk
+                 ) -> GovernorDecision | Awaitable[GovernorDecision | None] | None:
+        """A chunk entered the trace. Return a decision, or an awaitable of one for a decision that needs a
+        wait (a fork probe): the monitor awaits it beside generation and drops it if the trace changed."""
         return None
 
     def on_exhausted(self, ctx: RunContext) -> GovernorDecision | None:
@@ -96,12 +157,15 @@ class TokenBudget(Governor):
     """Hard caps: generated tokens kept in the trace, and total tokens (kept + discarded + fork).
 
     The monitor never lets the trace exceed the cap: it asks the generator for at most the remaining tokens and
-    stops before a chunk that would cross it.
+    stops before a chunk that would cross it. With ``force_answer`` the run does not end mid-sentence: the
+    budget keeps ``force_answer.tokens`` in reserve and, when the rest is spent, the monitor injects the answer
+    prefix and lets the model answer within the reserve, so the caps hold with the answer included.
     """
 
     name = "token_budget"
 
-    def __init__(self, max_kept: int | None = None, max_total: int | None = None) -> None:
+    def __init__(self, max_kept: int | None = None, max_total: int | None = None, *,
+                 force_answer: ForceAnswer | bool = False) -> None:
         for label, value in (("max_kept", max_kept), ("max_total", max_total)):
             if value is not None and value < 1:
                 raise ConfigError(f"TokenBudget: {label} must be >= 1, got {value}")
@@ -109,6 +173,17 @@ class TokenBudget(Governor):
             raise ConfigError("TokenBudget needs max_kept or max_total")
         self.max_kept = max_kept
         self.max_total = max_total
+        self.force_answer = force_answer_option(force_answer)
+        reserve = self.reserve
+        for label, value in (("max_kept", max_kept), ("max_total", max_total)):
+            if value is not None and value <= reserve:
+                raise ConfigError(f"TokenBudget: {label}={value} leaves nothing for reasoning once "
+                                  f"{reserve} tokens are reserved for the forced answer")
+
+    @property
+    def reserve(self) -> int:
+        """Tokens held back for the forced answer (0 without ``force_answer``)."""
+        return self.force_answer.tokens if self.force_answer is not None else 0
 
     def token_allowance(self, ctx: RunContext) -> int | None:
         limits = []
@@ -116,7 +191,16 @@ class TokenBudget(Governor):
             limits.append(self.max_kept - ctx.tokens.kept)
         if self.max_total is not None:
             limits.append(self.max_total - ctx.tokens.total)
-        return max(0, min(limits))
+        held = 0 if ctx.forcing_answer else self.reserve  # the reserve is for whichever answer gets forced
+        return max(0, min(limits) - held)
+
+    def on_exhausted(self, ctx: RunContext) -> GovernorDecision | None:
+        if self.force_answer is None:
+            return None
+        caps = ", ".join(f"{k}={v}" for k, v in (("max_kept", self.max_kept), ("max_total", self.max_total))
+                         if v is not None)
+        return self.force_answer.decision(f"token budget ({caps}) spent: answering now",
+                                          stop_reason=StopReason.BUDGET, tokens_saved=0)
 
 
 class InterventionLimit(Governor):

@@ -13,12 +13,14 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import inspect
 import itertools
 import math
 import os
+import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -46,7 +48,7 @@ from monitor.governors import Governor, GovernorDecision, InterventionLimit, Osc
 from monitor.logs import debug_enabled, get_logger
 from monitor.result import Intervention, RunResult, StopReason, TokenCounts
 from monitor.scheduler import Scheduler
-from monitor.trace import Trace, TraceView
+from monitor.trace import Forker, Trace, TraceView
 from monitor.tracefile import TraceWriter
 from monitor.verdicts import Action, Fail, Span, Unknown, Verdict
 from monitor.verifier import Verifier
@@ -54,6 +56,7 @@ from monitor.verifier import Verifier
 __all__ = ["DEFAULT_FEEDBACK_TEMPLATE", "Monitor", "Run"]
 
 DEFAULT_FEEDBACK_TEMPLATE = "Wait, {feedback} Let me redo this step.\n"
+_ANSWER_LINE = re.compile(r"\S[^\n]*\n")  # a forced answer is complete at the end of its first non-empty line
 
 
 class Monitor:
@@ -90,6 +93,8 @@ class Monitor:
             self.governors.append(InterventionLimit(max_interventions))
         if not any(isinstance(g, OscillationGuard) for g in self.governors):
             self.governors.append(OscillationGuard(oscillation_limit))
+        for g in self.governors:
+            g.validate(self.capabilities)  # e.g. EntropyStop on a backend without entropy: fail here, clearly
         try:
             feedback_template.format_map(collections.defaultdict(str))
         except (ValueError, IndexError) as exc:
@@ -174,6 +179,9 @@ class Run:
         self._decision_ready = False
         self._stop: tuple[StopReason, str, bool] | None = None
         self._extra: int | None = None  # tokens still allowed after a forced-answer injection
+        self._forced: tuple[StopReason, str] | None = None  # why the answer was forced (ends the run)
+        self._answer_from = 0  # where the forced answer starts in the trace
+        self._probes: set[anyio.CancelScope] = set()  # governors' pending async decisions (fork probes)
         self._result: RunResult | None = None
         self._first_chunk: float | None = None
         self._t0 = time.perf_counter()
@@ -212,6 +220,14 @@ class Run:
     @property
     def capabilities(self) -> Capabilities:
         return self._caps
+
+    @property
+    def forcing_answer(self) -> bool:
+        return self._forced is not None
+
+    @property
+    def fork(self) -> Forker | None:
+        return functools.partial(self._fork, self.trace.text) if self._caps.fork else None
 
     # -- public API ----------------------------------------------------------------------------------
     @property
@@ -276,9 +292,9 @@ class Run:
         self._log.info(event.kind, **{k: v for k, v in record.items() if k != "kind"})
 
     def _allowance(self) -> int | None:
-        if self._extra is not None:
-            return self._extra
         limits = [a for g in self.monitor.governors if (a := g.token_allowance(self)) is not None]
+        if self._extra is not None:  # a forced answer gets its few tokens, within every hard cap
+            limits.append(self._extra)
         return min(limits) if limits else None
 
     async def _drive(self) -> None:
@@ -293,6 +309,7 @@ class Run:
                 ended = await self._generate()
                 if ended == "again":
                     continue
+                self._cancel_probes()  # a probe about text being cut, or after generation ended, is moot
                 if ended == "decision":
                     candidate = self._take_decision()
                     if candidate is None or self._apply(candidate):
@@ -317,6 +334,7 @@ class Run:
         finally:
             for check in list(self._checks.values()):
                 check.scope.cancel()
+            self._cancel_probes()
             self._finish(reason, detail, abstain)
 
     def _finish(self, reason: StopReason, detail: str, abstain: bool) -> None:
@@ -352,6 +370,8 @@ class Run:
             if self._stop is not None:
                 return "stop"
             allowance = self._allowance()
+        forcing = self._forced is not None
+        crossed = False
         request = GenerationRequest(self._prompt, prefix=self.trace.text, max_new_tokens=allowance)
         with anyio.CancelScope() as scope:
             self._gen_scope = scope
@@ -362,7 +382,10 @@ class Run:
                 async for chunk in stream:
                     if not isinstance(chunk, Chunk):
                         raise GeneratorError(f"generator yielded {type(chunk).__name__}, not a monitor.Chunk")
-                    if not self._accept(chunk) or self._decision_ready or self._stop is not None:
+                    if not self._accept(chunk):
+                        crossed = True
+                        break
+                    if self._decision_ready or self._stop is not None or (self._forced is not None and not forcing):
                         break
             finally:
                 self._gen_scope = None
@@ -374,9 +397,13 @@ class Run:
             return "decision"
         if self._stop is not None:
             return "stop"
-        if self._extra is not None:
-            self._stop = (StopReason.BUDGET, "token budget exhausted; the answer was forced", False)
-            return "stop"
+        if self._forced is not None:
+            if forcing:  # the forced answer's stream ended: so does the run
+                self._stop = (*self._forced, False)
+                return "stop"
+            return "again"  # an answer prefix was injected: generate the answer after it
+        if crossed:  # a chunk would have crossed a cap and another governor's share was topped up
+            return "again"
         allowance = self._allowance()
         if allowance is not None and allowance <= 0:  # the generator stopped at max_new_tokens
             self._exhausted()
@@ -386,8 +413,12 @@ class Run:
     def _accept(self, chunk: Chunk) -> bool:
         allowance = self._allowance()
         if allowance is not None and chunk.n_tokens > allowance:
-            self._exhausted()
+            self._exhausted(chunk.n_tokens)
             return False
+        if (self._forced is not None and chunk.text.lstrip(" \t").startswith("\n")
+                and self.trace.text[self._answer_from:].strip()):
+            self._stop = (*self._forced, False)  # the forced answer's line is complete: the next one is not kept
+            return True
         if self._first_chunk is None:
             self._first_chunk = self.elapsed
         position = len(self.trace)
@@ -397,31 +428,70 @@ class Run:
         self._emit(ChunkAppended(chunk=chunk, position=position, epoch=self.trace.epoch))
         for g in self.monitor.governors:
             decision = g.on_chunk(self, chunk)
-            if decision is not None:
+            if inspect.isawaitable(decision):
+                self._start_probe(g, decision)
+            elif decision is not None:
                 self._governor_decision(g, decision)
+        if self._forced is not None and self._stop is None and _ANSWER_LINE.search(self.trace.text, self._answer_from):
+            self._stop = (*self._forced, False)  # the forced answer ends with its first line
         self._schedule()
         return True
 
-    def _exhausted(self) -> None:
-        """A governor's allowance is used up: force the answer if one asks to, else stop."""
-        if self._extra is not None:
-            self._stop = (StopReason.BUDGET, "token budget exhausted; the answer was forced", False)
+    def _exhausted(self, need: int = 1) -> None:
+        """A governor allows fewer than ``need`` more tokens: force the answer if it asks to, else stop."""
+        if self._forced is not None:
+            self._stop = (*self._forced, False)
             return
         for g in self.monitor.governors:
             allowance = g.token_allowance(self)
-            if allowance is None or allowance > 0:
+            if allowance is None or allowance >= need:
                 continue
             decision = g.on_exhausted(self)
             self._emit(GovernorDecided(governor=g.name, action=(decision.action.value if decision else "stop"),
-                                       reason=decision.reason if decision else "token budget exhausted"))
-            if decision is not None and decision.inject is not None:
-                self._inject(decision.inject)
-                self._extra = max(0, decision.allow_tokens or 0)
-                if self._extra > 0:
-                    return
-            self._stop = (StopReason.BUDGET, f"{g.name}: token budget exhausted", False)
+                                       reason=decision.reason if decision else "token budget exhausted",
+                                       tokens_saved=0))
+            if decision is not None and decision.inject is not None and self._force_answer(g, decision):
+                return
+            self._stop = (*self._forced, False) if self._forced else (
+                StopReason.BUDGET, f"{g.name}: token budget exhausted", False)
             return
-        self._stop = (StopReason.BUDGET, "token budget exhausted", False)
+        # Every governor allows ``need`` tokens again (a pool topped a share up): generation goes on.
+
+    def _force_answer(self, g: Governor, d: GovernorDecision) -> bool:
+        """Inject ``d.inject`` (end of thinking, answer prefix) and allow ``d.allow_tokens`` more, within every
+        cap; the run ends after the answer's first line. False when no token is left for the answer."""
+        assert d.inject is not None
+        self._forced = (d.stop_reason, f"{g.name}: {d.reason}; the answer was forced")
+        self._extra = max(0, d.allow_tokens or 0)
+        self._inject(d.inject)
+        self._answer_from = len(self.trace)
+        return (self._allowance() or 0) > 0
+
+    def _start_probe(self, g: Governor, pending: Awaitable[GovernorDecision | None]) -> None:
+        """A governor's decision that needs a wait (a fork probe) runs beside generation; it is dropped if the
+        trace was cut or generation ended meanwhile."""
+        assert self._tg is not None
+        scope = anyio.CancelScope()
+        self._probes.add(scope)
+        self._tg.start_soon(self._probe, g, pending, scope, self.trace.epoch, name=f"governor {g.name} probe")
+
+    async def _probe(self, g: Governor, pending: Awaitable[GovernorDecision | None], scope: anyio.CancelScope,
+                     epoch: int) -> None:
+        decision = None
+        with scope:
+            decision = await pending
+        self._probes.discard(scope)
+        if (decision is None or scope.cancel_called or self._stop is not None or self._forced is not None
+                or self.trace.epoch != epoch):
+            return
+        self._governor_decision(g, decision)
+        if (self._stop is not None or self._forced is not None) and self._gen_scope is not None:
+            self._gen_scope.cancel()  # stop now, and never append the old stream's text after an injection
+
+    def _cancel_probes(self) -> None:
+        for scope in self._probes:
+            scope.cancel()
+        self._probes.clear()
 
     def _inject(self, text: str) -> None:
         position = len(self.trace)
@@ -430,8 +500,13 @@ class Run:
         self._emit(FeedbackInjected(text=text, position=position, epoch=self.trace.epoch))
 
     def _governor_decision(self, g: Governor, d: GovernorDecision) -> None:
-        self._emit(GovernorDecided(governor=g.name, action=d.action.value, reason=d.reason,
-                                   tokens_saved=d.tokens_saved))
+        saved = d.tokens_saved
+        forcing = d.action is Action.STOP and d.inject is not None and (d.allow_tokens or 0) > 0
+        if saved is None and d.action in (Action.STOP, Action.INTERRUPT):
+            left = self._allowance()  # estimate: the budget left when the governor ended the run
+            if left is not None:
+                saved = max(0, left - (d.allow_tokens or 0 if forcing else 0))
+        self._emit(GovernorDecided(governor=g.name, action=d.action.value, reason=d.reason, tokens_saved=saved))
         end = len(self.trace)
         if d.action is Action.WARN:
             return
@@ -442,10 +517,10 @@ class Run:
                                        message=d.reason, claim=d.reason))
             self._settle()
             return
-        if d.action is Action.STOP and d.inject is not None and (d.allow_tokens or 0) > 0:
-            self._inject(d.inject)
-            self._extra = d.allow_tokens
-            return
+        if forcing:
+            if self._forced is None and not self._force_answer(g, d) and self._forced is not None:
+                self._stop = (*self._forced, False)
+            return  # (an answer already being forced goes on)
         self._record(Intervention(action=d.action, source=g.name, position=end, span=Span(end, end),
                                   epoch=self.trace.epoch, message=d.reason, reason=d.reason))
         self._stop = (d.stop_reason, f"{g.name}: {d.reason}", d.abstain)
@@ -467,9 +542,18 @@ class Run:
                                     purpose="fork", greedy=True)
         pieces: list[str] = []
         produced = 0
+        left = self._allowance()  # fork tokens count towards every total cap
+        if left is not None:
+            max_tokens = min(max_tokens, left)
+            if max_tokens <= 0:
+                return ""
+            request = dataclasses.replace(request, max_new_tokens=max_tokens)
         stream = self.monitor.generator.stream(request)
         try:
             async for chunk in stream:
+                left = self._allowance()
+                if left is not None and chunk.n_tokens > left:
+                    break
                 pieces.append(chunk.text)
                 produced += chunk.n_tokens
                 self._fork_tokens += chunk.n_tokens
@@ -577,6 +661,9 @@ class Run:
         if self._stop is not None:
             self._record(dataclasses.replace(proposal, applied=False, reason="the run is already stopping"))
             return False
+        if self._forced is not None:  # out of budget: the forced answer goes on, the violation stays open
+            self._record(dataclasses.replace(proposal, applied=False, reason="the answer is being forced"))
+            return True
         if not self._caps.resumable:
             self._record(dataclasses.replace(proposal, applied=False,
                                              reason="the generator cannot resume from a prefix"))
@@ -585,6 +672,9 @@ class Run:
         allowance = self._allowance()
         if allowance is not None and allowance <= 0:
             self._record(dataclasses.replace(proposal, applied=False, reason="no token budget left to regenerate"))
+            self._exhausted()  # a budget that forces the answer gets it written now
+            if self._stop is None and self._forced is not None:
+                return True
             self._stop = (StopReason.BUDGET, "token budget exhausted before a rollback could regenerate", False)
             return False
         for g in self.monitor.governors:
@@ -592,7 +682,8 @@ class Run:
             if d is None:
                 continue
             if d.action in (Action.INTERRUPT, Action.STOP):
-                self._emit(GovernorDecided(governor=g.name, action=d.action.value, reason=d.reason))
+                self._emit(GovernorDecided(governor=g.name, action=d.action.value, reason=d.reason,
+                                           tokens_saved=d.tokens_saved if d.tokens_saved is not None else allowance))
                 self._record(dataclasses.replace(proposal, action=d.action, reason=d.reason, applied=True))
                 self._stop = (d.stop_reason, f"{g.name}: {d.reason}", d.abstain)
                 self.arbiter.clear()
