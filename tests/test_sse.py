@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
@@ -9,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from generators.errors import MalformedStream
-from generators.openai_compat.sse import SSEDecoder, ServerSentEvent, aiter_events
+from generators.openai_compat.sse import ServerSentEvent, SSEDecoder, aiter_events
 
 ENDINGS = ("\n", "\r\n", "\r")
 # any text without line breaks, multi-byte characters included (surrogates cannot be encoded)
-LINE_TEXT = st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=12)
+LINE_TEXT = st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs"]), max_size=12)
 
 
 @dataclass
@@ -71,7 +73,7 @@ def decode(reads: list[bytes]) -> list[ServerSentEvent]:
 def split(blob: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({min(c, len(blob)) for c in cuts})
     edges = [0, *points, len(blob)]
-    return [blob[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    return [blob[a:b] for a, b in itertools.pairwise(edges)]
 
 
 @settings(max_examples=300, deadline=None)
@@ -148,8 +150,17 @@ def test_feeding_after_close_is_an_error() -> None:
 
 
 async def test_aiter_events_reads_an_async_stream_of_reads() -> None:
-    async def reads():  # type: ignore[no-untyped-def]
+    async def reads() -> AsyncIterator[bytes]:
         for piece in (b"da", b"ta: 1\r", b"\n\r\ndata: 2\n", b"\n"):
             yield piece
 
     assert [e.data async for e in aiter_events(reads())] == ["1", "2"]
+
+
+def test_events_before_a_bad_line_in_the_same_read_are_delivered_first() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: ok\n\ndata: \xff\n\n") == [ServerSentEvent("ok")]
+    with pytest.raises(MalformedStream, match="line 3 is not valid UTF-8"):
+        decoder.feed(b"data: later\n\n")
+    with pytest.raises(MalformedStream, match="line 3 is not valid UTF-8"):
+        decoder.close()

@@ -49,6 +49,7 @@ class SSEDecoder:
         self._retry: int | None = None
         self._line_no = 0
         self._closed = False
+        self._error: MalformedStream | None = None  # found after events that the same read completed
 
     @property
     def pending(self) -> bool:
@@ -57,6 +58,8 @@ class SSEDecoder:
 
     def feed(self, data: bytes) -> list[ServerSentEvent]:
         """Consume one read; return the events it completed, in order."""
+        if self._error is not None:
+            raise self._error
         if self._closed:
             raise MalformedStream("the event stream was fed after close()")
         buffer = self._buffer
@@ -88,7 +91,13 @@ class SSEDecoder:
                 stop, nxt = lf, lf + 1
             else:
                 break
-            self._line(bytes(buffer[start:stop]), events)
+            try:
+                self._line(bytes(buffer[start:stop]), events)
+            except MalformedStream as exc:
+                if not events:
+                    raise
+                self._error = exc  # deliver the events before the bad line first, as any other split would
+                return events
             start = nxt
         del buffer[:start]
         if len(buffer) > self.max_line_bytes:
@@ -98,6 +107,8 @@ class SSEDecoder:
 
     def close(self) -> list[ServerSentEvent]:
         """End of stream: a last line without its line ending still counts; an undispatched event is dropped."""
+        if self._error is not None:
+            raise self._error
         if self._closed:
             return []
         events: list[ServerSentEvent] = []
