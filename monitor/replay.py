@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import importlib
 import inspect
 import itertools
 import multiprocessing
@@ -38,7 +39,29 @@ from monitor.triggers import AnyOf, AtEnd, OnPattern, StepBoundary, Trigger
 from monitor.verdicts import Fail, Span, Unknown, Verdict
 from monitor.verifier import Verifier
 
-__all__ = ["ReadFailure", "ReplayTotals", "TraceReport", "replay_traces", "scan_trace", "verdict_record"]
+__all__ = ["ReadFailure", "ReplayTotals", "TraceReport", "load_verifier", "replay_traces", "scan_trace",
+           "verdict_record"]
+
+
+def load_verifier(spec: str) -> Verifier:
+    """A verifier by registered name (``arithmetic``) or by ``module:attribute`` (an instance, or a class to
+    instantiate), so that a user's own verifier can be replayed without registering it."""
+    from monitor.registry import create_verifier
+
+    if ":" not in spec:
+        return create_verifier(spec)
+    module_name, _, attr = spec.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"verifier {spec!r}: {type(exc).__name__}: {exc}") from None
+    if isinstance(obj, type) and issubclass(obj, Verifier):
+        obj = obj()
+    if not isinstance(obj, Verifier):
+        raise ConfigError(f"verifier {spec!r} is {type(obj).__name__}, not a Verifier")
+    return obj
 
 
 def verdict_record(verdict: Verdict, text: str) -> dict[str, Any]:

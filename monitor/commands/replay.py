@@ -9,11 +9,9 @@ line and the batch goes on; the exit code is 1 when anything could not be read, 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import time
-from typing import Any
 
 __all__ = ["add_arguments", "main"]
 
@@ -44,27 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--html", metavar="REPORT.html", help="write a self-contained HTML report")
 
 
-def _load_verifier(spec: str) -> Any:
-    from monitor.errors import ConfigError
-    from monitor.registry import create_verifier
-    from monitor.verifier import Verifier
-
-    if ":" not in spec:
-        return create_verifier(spec)
-    module_name, _, attr = spec.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"--verifier {spec!r}: {type(exc).__name__}: {exc}") from None
-    if isinstance(obj, type) and issubclass(obj, Verifier):
-        obj = obj()
-    if not isinstance(obj, Verifier):
-        raise ConfigError(f"--verifier {spec!r} is {type(obj).__name__}, not a Verifier")
-    return obj
-
-
 def main(args: argparse.Namespace) -> int:
     import anyio
     from rich.console import Console
@@ -72,13 +49,13 @@ def main(args: argparse.Namespace) -> int:
 
     from monitor.errors import ConfigError
     from monitor.importers import FieldNames, read_traces
-    from monitor.replay import ReadFailure, ReplayTotals, TraceReport, replay_traces
+    from monitor.replay import ReadFailure, ReplayTotals, TraceReport, load_verifier, replay_traces
 
     if not args.verifier:
         raise ConfigError("give at least one --verifier NAME (`interlock verifiers` lists them)")
     if args.concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {args.concurrency}")
-    verifiers = [_load_verifier(spec) for spec in args.verifier]
+    verifiers = [load_verifier(spec) for spec in args.verifier]
     names = [v.name for v in verifiers]
     if len(set(names)) != len(names):
         raise ConfigError(f"a verifier is given twice: {', '.join(names)}")
