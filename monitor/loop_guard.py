@@ -46,6 +46,8 @@ class Repetition:
 
     def describe(self) -> str:
         unit = self.unit if len(self.unit) <= 60 else self.unit[:57] + "..."
+        if self.kind == "state":
+            return f"state {unit} came back {self.count} times"
         return f"{self.kind} {unit!r} written {self.count} times"
 
 
