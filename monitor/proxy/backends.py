@@ -1,0 +1,185 @@
+"""Where the proxy's text comes from: any :class:`~monitor.Generator` (a local model, a script) or an upstream
+OpenAI-compatible server, turned into a generator and a prompt for each request.
+
+A backend answers ``prepare(request)`` with a :class:`Prepared`: the generator for this request (stop strings
+applied, upstream errors remembered so the proxy can pass their status through) and the prompt text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from monitor.agent import StopAt, transcript
+from monitor.chunks import Chunk
+from monitor.generation import Capabilities, GenerationRequest, Generator
+from monitor.proxy.models import ChatMessage, ChatRequest, CompletionRequest
+
+__all__ = ["Backend", "GeneratorBackend", "Prepared", "RequestGenerator", "UpstreamBackend", "chat_template_of"]
+
+ChatFormat = Callable[[Sequence[ChatMessage]], str]
+
+
+class RequestGenerator:
+    """One request's view of a shared generator: stop strings, sampling fields in ``meta``, and the first error
+    the backend raised (``error``), whose ``status`` the proxy answers with."""
+
+    def __init__(self, generator: Generator, *, stop: Sequence[str] = (), meta: dict[str, object] | None = None,
+                 rewrite: Callable[[GenerationRequest], GenerationRequest] | None = None) -> None:
+        self.inner: Generator = StopAt(generator, stop) if stop else generator
+        self.meta = dict(meta or {})
+        self.rewrite = rewrite
+        self.error: BaseException | None = None
+
+    @property
+    def capabilities(self) -> Capabilities:
+        caps = getattr(self.inner, "capabilities", None)
+        return caps if isinstance(caps, Capabilities) else Capabilities()
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        if self.meta:
+            request = dataclasses.replace(request, meta={**request.meta, **self.meta})
+        if self.rewrite is not None:
+            request = self.rewrite(request)
+        stream = self.inner.stream(request)
+        try:
+            async for chunk in stream:
+                yield chunk
+        except Exception as exc:
+            if self.error is None:
+                self.error = exc
+            raise
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+@dataclass
+class Prepared:
+    generator: RequestGenerator
+    prompt: str
+
+
+class Backend(Protocol):
+    """What the proxy forwards to."""
+
+    @property
+    def models(self) -> Sequence[str]: ...
+
+    def prepare(self, request: ChatRequest | CompletionRequest) -> Prepared: ...
+
+    async def aclose(self) -> None: ...
+
+
+def chat_template_of(generator: Any) -> ChatFormat | None:
+    """The chat template of a generator that has a tokenizer with one (``generators.Transformers``), else None."""
+    tokenizer = getattr(generator, "tokenizer", None)
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        return None
+
+    def render(messages: Sequence[ChatMessage]) -> str:
+        rendered = tokenizer.apply_chat_template([m.to_dict() for m in messages], tokenize=False,
+                                                 add_generation_prompt=True)
+        return str(rendered)
+
+    return render
+
+
+def _sampling(request: ChatRequest | CompletionRequest) -> dict[str, object]:
+    return {k: v for k, v in (("temperature", request.temperature), ("top_p", request.top_p),
+                              ("seed", request.seed)) if v is not None}
+
+
+class GeneratorBackend:
+    """Serves requests from one generator (``generators.Transformers``, ``generators.Scripted``, ...).
+
+    Chat messages become a prompt with ``chat_format`` (default: the generator's tokenizer chat template when it
+    has one, else a plain transcript). ``model`` is the id ``/v1/models`` lists; requests may name any model.
+    """
+
+    def __init__(self, generator: Generator, *, model: str = "interlock", chat_format: ChatFormat | None = None,
+                 close: Callable[[], Any] | None = None) -> None:
+        self.generator = generator
+        self.model = model
+        self.chat_format = chat_format or chat_template_of(generator) or _transcript
+        self._close = close
+
+    @property
+    def models(self) -> Sequence[str]:
+        return [self.model]
+
+    def prepare(self, request: ChatRequest | CompletionRequest) -> Prepared:
+        prompt = request.prompt if isinstance(request, CompletionRequest) else self.chat_format(request.messages)
+        return Prepared(RequestGenerator(self.generator, stop=request.stop, meta=_sampling(request)), prompt)
+
+    async def aclose(self) -> None:
+        if self._close is not None:
+            result = self._close()
+            if hasattr(result, "__await__"):
+                await result
+
+
+def _transcript(messages: Sequence[ChatMessage]) -> str:
+    return transcript([m.to_dict() for m in messages])
+
+
+class UpstreamBackend:
+    """Forwards to an OpenAI-compatible server through ``generators.OpenAICompatible``.
+
+    Completions requests go to the server's ``/v1/completions`` with the client's prompt. Chat requests go to its
+    ``/v1/chat/completions``: the system messages become the system prompt and the last user message the prompt;
+    earlier turns of the conversation are written before it as a transcript (the generator sends one user
+    message). A rollback continues the assistant message as the generator does.
+    """
+
+    def __init__(self, base_url: str, *, model: str | None = None, api_key: str | None = None,
+                 options: dict[str, Any] | None = None) -> None:
+        self.base_url = base_url
+        self.model = model
+        self.api_key = api_key
+        self.options = dict(options or {})
+        self._generators: dict[tuple[str, str, str | None], Any] = {}
+
+    @property
+    def models(self) -> Sequence[str]:
+        return [self.model] if self.model else []
+
+    def _generator(self, model: str, endpoint: str, system: str | None) -> Any:
+        key = (model, endpoint, system)
+        gen = self._generators.get(key)
+        if gen is None:
+            from generators import OpenAICompatible
+
+            options = dict(self.options)
+            if system is not None:
+                options["system_prompt"] = system
+            gen = OpenAICompatible(self.base_url, self.model or model, endpoint=endpoint, api_key=self.api_key,
+                                   **options)
+            if len(self._generators) < 64:
+                self._generators[key] = gen
+        return gen
+
+    def prepare(self, request: ChatRequest | CompletionRequest) -> Prepared:
+        meta = _sampling(request)
+        if isinstance(request, CompletionRequest):
+            gen = self._generator(request.model, "completions", None)
+            return Prepared(RequestGenerator(gen, stop=request.stop, meta=meta), request.prompt)
+        system = "\n\n".join(m.content for m in request.messages if m.role in ("system", "developer")) or None
+        rest = [m for m in request.messages if m.role not in ("system", "developer")]
+        if rest and rest[-1].role == "user":
+            history, last = rest[:-1], rest[-1].content
+        else:
+            history, last = rest, ""
+        prompt = last if not history else _transcript(history).removesuffix("Assistant:") + "User: " + last
+        gen = self._generator(request.model, "chat", system)
+        return Prepared(RequestGenerator(gen, stop=request.stop, meta=meta), prompt)
+
+    async def aclose(self) -> None:
+        for gen in self._generators.values():
+            aclose = getattr(gen, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        self._generators.clear()
