@@ -81,7 +81,9 @@ def main(args: argparse.Namespace) -> int:
                   + (f" (+{len(result.failures) - 1} more)" if len(result.failures) > 1 else ""))
 
     with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err,
-                  disable=not show_progress, transient=True) as progress:
+                  disable=not show_progress, transient=True,
+                  # Lines for stdout go above the bar only when stdout is that terminal too, not into a pipe.
+                  redirect_stdout=sys.stdout.isatty()) as progress:
         task = progress.add_task("replay", total=len(items))
         results = anyio.run(lambda: replay_traces(
             items, verifiers, concurrency=args.concurrency, processes=args.processes, on_result=emit,
