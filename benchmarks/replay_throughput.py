@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 
 from generators import Replay
-from monitor import Monitor, RecordedTrace, Verifier
+from monitor import Monitor, Verifier
 from monitor.importers import ImportedTrace, read_traces
 from monitor.replay import ReplayTotals, TraceReport, load_verifier, replay_traces
 
@@ -47,13 +47,10 @@ def scan_per_trace(items: list[ImportedTrace], verifier: Verifier) -> dict[str, 
 
 
 def monitor_per_trace(items: list[ImportedTrace], verifier: Verifier) -> dict[str, Any]:
-    recorded = [RecordedTrace(prompt=i.prompt, chunks=[s.chunk for s in i.pieces()],
-                              times=[0.0] * len(i.pieces())) for i in items]
-
     async def run_all() -> int:
         fails = 0
-        for trace in recorded:
-            result = await Monitor(Replay(trace, speed=None), verifiers=[verifier]).run(trace.prompt)
+        for item in items:
+            result = await Monitor(Replay(item, speed=None), verifiers=[verifier]).run(item.prompt)
             fails += any(v.kind == "fail" for v in result.verdicts)
         return fails
 

@@ -22,6 +22,7 @@ import anyio.lowlevel
 
 from generators.errors import BackendError
 from monitor import Capabilities, Chunk, ConfigError, GenerationRequest, RecordedTrace, read_trace
+from monitor.importers import ImportedTrace
 from monitor.tracefile import Segment
 
 __all__ = ["Replay", "ReplayMismatchError"]
@@ -32,7 +33,8 @@ class ReplayMismatchError(BackendError):
 
 
 class Replay:
-    """Plays a recorded trace (a :class:`monitor.RecordedTrace` or the path of a trace file).
+    """Plays a recorded trace: a :class:`monitor.RecordedTrace`, the path of a trace file, or an
+    :class:`monitor.importers.ImportedTrace` (plain text, JSON steps, GSM8K, streamed in word-sized pieces).
 
     - ``speed``: ``1.0`` plays at the recorded pace, ``2.0`` twice as fast, ``None`` (or ``math.inf``) as fast
       as possible. Pauses are kept on an absolute schedule, so they do not accumulate drift.
@@ -40,12 +42,19 @@ class Replay:
       ``prefix=""`` first); any other prefix raises :class:`ReplayMismatchError`.
     """
 
-    def __init__(self, source: RecordedTrace | str | os.PathLike[str], *, speed: float | None = 1.0) -> None:
+    def __init__(self, source: RecordedTrace | ImportedTrace | str | os.PathLike[str], *,
+                 speed: float | None = 1.0) -> None:
         if speed is not None and not (isinstance(speed, int | float) and speed > 0):
             raise ConfigError(f"Replay: speed must be a positive number or None (as fast as possible), got {speed!r}")
-        self.trace = source if isinstance(source, RecordedTrace) else read_trace(source)
         self.speed = None if speed is None or math.isinf(speed) else float(speed)
-        self.segments: Sequence[Segment] = self.trace.final_segments()
+        self.segments: Sequence[Segment]
+        if isinstance(source, ImportedTrace):
+            self.segments = source.pieces()
+            self._prompt = source.prompt
+        else:
+            recorded = source if isinstance(source, RecordedTrace) else read_trace(source)
+            self.segments = recorded.final_segments()
+            self._prompt = recorded.prompt
         self.text = "".join(s.chunk.text for s in self.segments)
         generated = [s.chunk for s in self.segments if not s.injected]
         self._caps = Capabilities(
@@ -57,7 +66,7 @@ class Replay:
     @property
     def prompt(self) -> str:
         """The prompt the trace was recorded with (pass it to ``Monitor.run``)."""
-        return self.trace.prompt
+        return self._prompt
 
     @property
     def capabilities(self) -> Capabilities:

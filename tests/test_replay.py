@@ -133,6 +133,16 @@ async def test_monitor_over_a_replay_reports_the_rollback_it_would_make_and_goes
     assert not result.passed
 
 
+async def test_an_imported_trace_replays_through_the_monitor_with_its_prompt() -> None:
+    item = ImportedTrace(id="x", text=WRONG, prompt="eggs?")
+    gen = Replay(item, speed=None)
+    assert gen.prompt == "eggs?" and gen.capabilities == Capabilities(resumable=False)
+    result = await Monitor(gen, verifiers=[SumVerifier()]).run(gen.prompt)
+    assert result.text == WRONG and result.tokens.kept == len(item.pieces()) == item.tokens
+    assert [_key(v) for v in result.verdicts] == [("fail", "sums", Span(8, 17), "3 + 4 is 7, not 8"),
+                                                  ("pass", "sums", Span(24, 53), "")]
+
+
 async def test_monitor_over_a_replay_can_stop_at_the_first_violation(tmp_path: Path) -> None:
     path = _record(tmp_path / "t.jsonl", _words(WRONG), [0.0] * len(_words(WRONG)))
     result = await Monitor(Replay(path, speed=None), verifiers=[SumVerifier()],
