@@ -127,46 +127,59 @@ def _transcript(messages: Sequence[ChatMessage]) -> str:
 
 
 class UpstreamBackend:
-    """Forwards to an OpenAI-compatible server through ``generators.OpenAICompatible``.
+    """Forwards to an OpenAI-compatible server through ``generators.OpenAICompatible`` (one per request, all
+    sharing one HTTP connection pool).
 
     Completions requests go to the server's ``/v1/completions`` with the client's prompt. Chat requests go to its
     ``/v1/chat/completions``: the system messages become the system prompt and the last user message the prompt;
     earlier turns of the conversation are written before it as a transcript (the generator sends one user
-    message). A rollback continues the assistant message as the generator does.
+    message). A rollback continues the assistant message as the generator does. ``model`` replaces the model the
+    client names (``None``: pass the client's through).
     """
 
     def __init__(self, base_url: str, *, model: str | None = None, api_key: str | None = None,
-                 options: dict[str, Any] | None = None) -> None:
+                 timeout: float = 60.0, options: dict[str, Any] | None = None) -> None:
+        from urllib.parse import urlsplit
+
+        import httpx
+
+        root = base_url.rstrip("/")
+        self.api_root = root if urlsplit(root).path.strip("/") else root + "/v1"
         self.base_url = base_url
         self.model = model
         self.api_key = api_key
         self.options = dict(options or {})
-        self._generators: dict[tuple[str, str, str | None], Any] = {}
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0),
+                                         limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
 
     @property
     def models(self) -> Sequence[str]:
         return [self.model] if self.model else []
 
-    def _generator(self, model: str, endpoint: str, system: str | None) -> Any:
-        key = (model, endpoint, system)
-        gen = self._generators.get(key)
-        if gen is None:
-            from generators import OpenAICompatible
+    async def list_models(self) -> list[str]:
+        """The configured model, or the upstream's own list."""
+        if self.model:
+            return [self.model]
+        headers = {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        response = await self._client.get(self.api_root + "/models", headers=headers)
+        response.raise_for_status()
+        return [str(m["id"]) for m in response.json().get("data", []) if isinstance(m, dict) and "id" in m]
 
-            options = dict(self.options)
-            if system is not None:
-                options["system_prompt"] = system
-            gen = OpenAICompatible(self.base_url, self.model or model, endpoint=endpoint, api_key=self.api_key,
-                                   **options)
-            if len(self._generators) < 64:
-                self._generators[key] = gen
-        return gen
+    def _generator(self, request: ChatRequest | CompletionRequest, endpoint: str, system: str | None) -> Any:
+        from generators import OpenAICompatible
+
+        options: dict[str, Any] = {"max_tokens": None, **self.options}
+        for name in ("temperature", "top_p", "seed"):
+            value = getattr(request, name)
+            if value is not None:
+                options[name] = value
+        return OpenAICompatible(self.base_url, self.model or request.model, endpoint=endpoint,
+                                api_key=self.api_key, system_prompt=system, client=self._client, **options)
 
     def prepare(self, request: ChatRequest | CompletionRequest) -> Prepared:
-        meta = _sampling(request)
         if isinstance(request, CompletionRequest):
-            gen = self._generator(request.model, "completions", None)
-            return Prepared(RequestGenerator(gen, stop=request.stop, meta=meta), request.prompt)
+            gen = self._generator(request, "completions", None)
+            return Prepared(RequestGenerator(gen, stop=request.stop), request.prompt)
         system = "\n\n".join(m.content for m in request.messages if m.role in ("system", "developer")) or None
         rest = [m for m in request.messages if m.role not in ("system", "developer")]
         if rest and rest[-1].role == "user":
@@ -174,12 +187,8 @@ class UpstreamBackend:
         else:
             history, last = rest, ""
         prompt = last if not history else _transcript(history).removesuffix("Assistant:") + "User: " + last
-        gen = self._generator(request.model, "chat", system)
-        return Prepared(RequestGenerator(gen, stop=request.stop, meta=meta), prompt)
+        gen = self._generator(request, "chat", system)
+        return Prepared(RequestGenerator(gen, stop=request.stop), prompt)
 
     async def aclose(self) -> None:
-        for gen in self._generators.values():
-            aclose = getattr(gen, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        self._generators.clear()
+        await self._client.aclose()

@@ -1,0 +1,102 @@
+"""``interlock proxy``: serve an OpenAI-compatible API whose answers are monitored before they reach the client.
+
+    interlock proxy --verifier arithmetic                                   # the embedded default model
+    interlock proxy --base-url http://localhost:8001/v1 --verifier arithmetic   # any OpenAI-compatible server
+    OPENAI_BASE_URL=http://127.0.0.1:8000/v1 my-agent ...                   # point any agent at it
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+__all__ = ["add_arguments", "main"]
+
+API_KEY_ENV = "INTERLOCK_PROXY_API_KEY"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_argument_group("backend (default: the embedded SmolLM2-135M-Instruct)")
+    src.add_argument("--base-url", metavar="URL", help="forward to this OpenAI-compatible server (e.g. vLLM)")
+    src.add_argument("--model", metavar="NAME",
+                     help="with --base-url: the upstream model to use (default: the one each client names); "
+                          "else the model id the proxy serves")
+    src.add_argument("--upstream-api-key", metavar="KEY",
+                     help="bearer token for the upstream (default: $OPENAI_API_KEY when set)")
+    src.add_argument("--local", metavar="PATH", help="serve a local transformers model (folder or .gguf file)")
+    src.add_argument("--temperature", type=float, default=0.0, help="sampling temperature of a local model")
+    mon = parser.add_argument_group("monitoring")
+    mon.add_argument("--verifier", action="append", default=[], metavar="NAME",
+                     help="verifier to run on every answer (registry name; repeat for more; see `interlock "
+                          "verifiers`)")
+    mon.add_argument("--hold", choices=("step", "end"), default="step",
+                     help="release each step once its checks passed (default) or the whole answer at the end")
+    mon.add_argument("--show-feedback", action="store_true",
+                     help="keep the monitor's injected feedback in the answer the client gets")
+    mon.add_argument("--max-interventions", type=int, default=8, help="interrupt an answer after this many")
+    mon.add_argument("--max-total-tokens", type=int, metavar="N",
+                     help="cap on the tokens an answer may spend, rolled-back ones included")
+    srv = parser.add_argument_group("server")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    srv.add_argument("--api-key", metavar="KEY",
+                     help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV} when set)")
+    srv.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body (default 1 MiB)")
+    srv.add_argument("--request-timeout", type=float, default=300.0, help="seconds one answer may take")
+    srv.add_argument("--max-tokens", type=int, default=4096, help="most tokens a request may ask for")
+    srv.add_argument("--max-concurrent", type=int, metavar="N",
+                     help="answers generated at once (default: 1 for a local model, unlimited upstream)")
+    srv.add_argument("--log-requests", action="store_true", help="print uvicorn's access log")
+
+
+def _positive(name: str, value: float | None) -> None:
+    from monitor.errors import ConfigError
+
+    if value is not None and value <= 0:
+        raise ConfigError(f"--{name} must be positive, got {value}")
+
+
+def main(args: argparse.Namespace) -> int:
+    from monitor.errors import ConfigError
+    from monitor.governors import Governor, TokenBudget
+    from monitor.proxy import GeneratorBackend, ProxyConfig, UpstreamBackend, create_app, serve
+    from monitor.proxy.backends import Backend
+    from monitor.registry import create_verifier
+
+    for name in ("max_body_bytes", "request_timeout", "max_tokens", "max_concurrent", "max_total_tokens"):
+        _positive(name.replace("_", "-"), getattr(args, name))
+    if args.base_url and args.local:
+        raise ConfigError("--base-url and --local exclude each other: forward upstream or serve a local model")
+    for name in args.verifier:
+        create_verifier(name)  # fail now, with the list of known names, rather than on the first request
+    backend: Backend
+    max_concurrent = args.max_concurrent
+    if args.base_url:
+        backend = UpstreamBackend(args.base_url, model=args.model, api_key=args.upstream_api_key)
+        where = f"upstream {args.base_url}"
+    else:
+        from generators import Transformers
+
+        print("interlock proxy: loading the model ...", file=sys.stderr, flush=True)
+        generator = (Transformers(args.local, prompt_format="raw", temperature=args.temperature) if args.local
+                     else Transformers.default(prompt_format="raw", temperature=args.temperature))
+        backend = GeneratorBackend(generator, model=args.model or ("local" if args.local else "smollm2-135m"))
+        where = f"local model {args.local or 'SmolLM2-135M-Instruct (embedded)'}"
+        max_concurrent = max_concurrent or 1
+    budget = args.max_total_tokens
+
+    def governors(request: object) -> list[Governor]:
+        return [TokenBudget(max_total=budget)] if budget else []
+
+    config = ProxyConfig(backend, verifiers=list(args.verifier), governors=governors,
+                         api_key=args.api_key or os.environ.get(API_KEY_ENV) or None, hold=args.hold,
+                         show_feedback=args.show_feedback, max_interventions=args.max_interventions,
+                         max_body_bytes=args.max_body_bytes, request_timeout=args.request_timeout,
+                         max_tokens=args.max_tokens, max_concurrent=max_concurrent)
+    verifiers = ", ".join(args.verifier) or "none"
+    print(f"interlock proxy: http://{args.host}:{args.port}/v1 -> {where}; verifiers: {verifiers}",
+          file=sys.stderr, flush=True)
+    serve(create_app(config), host=args.host, port=args.port,
+          log_level="info" if args.log_requests else "warning", access_log=args.log_requests)
+    return 0
