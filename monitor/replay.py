@@ -388,15 +388,23 @@ async def _replay_pool(indices: list[int], traces: list[ImportedTrace], verifier
     executor = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
                                                       initializer=_init_worker, initargs=(verifiers,))
 
-    async def one(batch: list[int], items: list[ImportedTrace]) -> None:
-        future = executor.submit(_scan_batch, items)
+    broken: list[BaseException] = []
+
+    async def one(batch: list[int], items: list[ImportedTrace], scope: anyio.CancelScope) -> None:
         reports: list[TraceReport | None]
+        future: concurrent.futures.Future[list[TraceReport]] | None = None
         try:
+            future = executor.submit(_scan_batch, items)
             reports = list(await anyio.to_thread.run_sync(future.result, _batch_timeout(items, verifiers),
                                                           abandon_on_cancel=True))
         except TimeoutError:
-            future.cancel()
+            if future is not None:
+                future.cancel()
             reports = [None] * len(items)
+        except Exception as exc:  # the pool broke or a verifier does not pickle: every batch would fail alike
+            broken.append(exc)
+            scope.cancel()
+            return
         finally:
             limiter.release()
         for index, item, report in zip(batch, items, reports, strict=True):
@@ -407,6 +415,11 @@ async def _replay_pool(indices: list[int], traces: list[ImportedTrace], verifier
         async with anyio.create_task_group() as tg:
             for start in range(0, len(traces), batch_size):
                 await limiter.acquire()
-                tg.start_soon(one, indices[start:start + batch_size], traces[start:start + batch_size])
+                tg.start_soon(one, indices[start:start + batch_size], traces[start:start + batch_size],
+                              tg.cancel_scope)
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
+    if broken:
+        exc = broken[0]
+        raise ConfigError(f"the replay process pool failed ({type(exc).__name__}: {exc}); verifiers that run in a "
+                          "process must pickle: define them at the top level of an importable module") from exc

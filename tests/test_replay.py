@@ -316,3 +316,11 @@ def test_cli_rejects_a_run_without_verifiers(tmp_path: Path, capsys: pytest.Capt
     _steps, text = _files(tmp_path)
     assert cli_main(["replay", str(text)]) == 2
     assert "give at least one --verifier" in capsys.readouterr().err
+
+
+async def test_a_verifier_that_cannot_reach_the_pool_is_a_clear_error() -> None:
+    from monitor import ConfigError
+
+    local = verifier(lambda step: None, name="local", runs_in="process")
+    with pytest.raises(ConfigError, match=r"process pool failed .*Can't pickle local object.* must pickle"):
+        await replay_traces(_items(20), [local], processes=2, concurrency=4)
