@@ -214,7 +214,7 @@ class AnswerConvergence(Governor):
         if st.steps < self.min_steps:
             return None
         if self.probe is not None:
-            fork = ctx.fork
+            fork = ctx.fork_at(ends[-1])  # the answer after the last complete step
             if fork is None:
                 return None
             st.probes_sent += 1

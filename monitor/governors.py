@@ -46,9 +46,9 @@ class RunContext(Protocol):
     @property
     def forcing_answer(self) -> bool:
         """True once a governor has injected an answer prefix: the run ends with the answer's first line."""
-    @property
-    def fork(self) -> Forker | None:
-        """Continue the current trace with a probe text without touching it (``None``: the backend cannot)."""
+    def fork_at(self, end: int | None = None) -> Forker | None:
+        """A forker that continues the trace text up to ``end`` (default: all of it) with a probe, without
+        touching the trace (``None``: the backend cannot fork)."""
 
 
 @dataclass(frozen=True)

@@ -225,9 +225,8 @@ class Run:
     def forcing_answer(self) -> bool:
         return self._forced is not None
 
-    @property
-    def fork(self) -> Forker | None:
-        return functools.partial(self._fork, self.trace.text) if self._caps.fork else None
+    def fork_at(self, end: int | None = None) -> Forker | None:
+        return functools.partial(self._fork, self.trace.text[:end]) if self._caps.fork else None
 
     # -- public API ----------------------------------------------------------------------------------
     @property

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from generators import FromIterator, Scripted
+from support import SumVerifier
 
+from generators import FromIterator, Scripted
 from monitor import (
     Action,
     Chunk,
@@ -22,7 +23,6 @@ from monitor import (
     StopReason,
     TokenBudget,
 )
-from support import SumVerifier
 
 WORDS = " ".join(f"w{i}" for i in range(200))
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from generators import Scripted
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import SumVerifier
 
+from generators import Scripted
 from monitor import (
     Action,
     ConfigError,
@@ -20,13 +21,14 @@ from monitor import (
     TokenBudget,
 )
 from monitor.loop_guard import find_repeated_line, find_tandem_repeat
-from support import SumVerifier
 
-# What SmolLM2-135M wrote (greedy) for a GSM8K-style eggs problem until the 256-token cap.
+# The loop SmolLM2-135M fell into (greedy, 256-token cap) on the eggs problem, as issue 7 reports it; the
+# sentences before it are illustrative.
 SMOL_LOOP = ("Janet's ducks lay 16 eggs per day. She eats 3 for breakfast.\n"
              "So she has 16 eggs * 1 = 16 eggs * 1 = 16 eggs * 1 = 16 eggs * 1 = 16 eggs * 1 = 16 eggs * 1 = ")
 PRE_LOOP = "Janet's ducks lay 16 eggs per day. She eats 3 for breakfast.\n"
-NUDGE_FB = "Wait, I am repeating myself instead of making progress. I will finish the calculation. Let me redo this step.\n"
+NUDGE_FB = ("Wait, I am repeating myself instead of making progress. I will finish the calculation. "
+            "Let me redo this step.\n")
 
 
 def test_the_smollm_loop_is_found_where_it_starts() -> None:
