@@ -36,8 +36,9 @@ class Replay:
     """Plays a recorded trace: a :class:`monitor.RecordedTrace`, the path of a trace file, or an
     :class:`monitor.importers.ImportedTrace` (plain text, JSON steps, GSM8K, streamed in word-sized pieces).
 
-    - ``speed``: ``1.0`` plays at the recorded pace, ``2.0`` twice as fast, ``None`` (or ``math.inf``) as fast
-      as possible. Pauses are kept on an absolute schedule, so they do not accumulate drift.
+    - ``speed``: ``1.0`` plays at the recorded pace (the wait for the first chunk included), ``2.0`` twice as
+      fast, ``None`` (or ``math.inf``) as fast as possible. Chunks are due on an absolute schedule from the
+      recorded times, so pauses do not accumulate drift.
     - A request whose ``prefix`` is a start of the recorded text continues after it (the monitor asks for
       ``prefix=""`` first); any other prefix raises :class:`ReplayMismatchError`.
     """
@@ -91,7 +92,8 @@ class Replay:
         first, rest = self._start_index(request.prefix)
         limit = request.max_new_tokens
         produced = 0
-        t0 = self.segments[first].t if first < len(self.segments) else 0.0
+        # From the start, the recorded wait for the first chunk is played too; resumed, the pace starts here.
+        t0 = self.segments[first].t if request.prefix and first < len(self.segments) else 0.0
         started = time.perf_counter()
         for i in range(first, len(self.segments)):
             seg = self.segments[i]

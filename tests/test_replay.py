@@ -70,7 +70,7 @@ class FakeClock:
         await anyio.lowlevel.checkpoint()
 
 
-@pytest.mark.parametrize(("speed", "expected"), [(1.0, [0.5, 0.25, 1.25]), (2.0, [0.25, 0.125, 0.625]),
+@pytest.mark.parametrize(("speed", "expected"), [(1.0, [1.0, 0.5, 0.25, 1.25]), (2.0, [0.5, 0.25, 0.125, 0.625]),
                                                  (None, []), (float("inf"), [])])
 async def test_replay_keeps_the_recorded_pace_or_a_multiple_of_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                   speed: float | None, expected: list[float]) -> None:
