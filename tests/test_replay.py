@@ -324,3 +324,18 @@ async def test_a_verifier_that_cannot_reach_the_pool_is_a_clear_error() -> None:
     local = verifier(lambda step: None, name="local", runs_in="process")
     with pytest.raises(ConfigError, match=r"process pool failed .*Can't pickle local object.* must pickle"):
         await replay_traces(_items(20), [local], processes=2, concurrency=4)
+
+
+def test_cli_custom_field_names_and_separator(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "custom.jsonl"
+    path.write_text(json.dumps({"uid": "q7", "reasoning": [{"content": "1 + 1 = 3"}, {"content": "ok."}],
+                                "question": "1+1?"}) + "\n")
+    code = cli_main(["replay", str(path), "-v", "support:SumVerifier", "--json", "--format", "jsonl",
+                     "--id-field", "uid", "--steps-field", "reasoning", "--text-field", "content",
+                     "--prompt-field", "question", "--step-separator", "\\n\\n"])
+    assert code == 0
+    record, totals = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert record["id"] == "q7" and record["labels"] == {} and record["chars"] == len("1 + 1 = 3\n\nok.")
+    assert [(v["kind"], v["span"], v["text"]) for v in record["verdicts"]] == [
+        ("fail", [0, 9], "1 + 1 = 3"), ("pass", [11, 14], "ok.")]
+    assert totals["traces"] == 1 and totals["failed"] == 1

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-field", default="prompt", metavar="F", help="JSON field holding the prompt")
     parser.add_argument("--labels-field", default="labels", metavar="F", help="JSON field holding extra labels")
     parser.add_argument("--step-separator", default="\n", metavar="S",
-                        help="text put between steps (default: a newline)")
+                        help="text put between steps (default: a newline; \\n and \\t are understood)")
     parser.add_argument("--concurrency", "-j", type=int, default=64, metavar="N",
                         help="traces replayed at once (default: 64)")
     parser.add_argument("--processes", type=int, default=None, metavar="N",
@@ -60,7 +60,8 @@ def main(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         raise ConfigError(f"a verifier is given twice: {', '.join(names)}")
     fields = FieldNames(id=args.id_field, steps=args.steps_field, text=args.text_field, prompt=args.prompt_field,
-                        labels=args.labels_field, step_separator=args.step_separator)
+                        labels=args.labels_field,
+                        step_separator=args.step_separator.replace("\\n", "\n").replace("\\t", "\t"))
 
     started = time.perf_counter()
     items = [item for path in args.files for item in read_traces(path, format=args.format, fields=fields)]
