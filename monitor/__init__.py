@@ -14,6 +14,7 @@ Quick start::
 
 from __future__ import annotations
 
+from monitor.agent import Agent, AgentResult, AgentTurn, StopAt, ToolOutcome
 from monitor.arbiter import Arbiter, Candidate
 from monitor.budget_pool import BudgetPool, PoolShare, estimate_difficulty
 from monitor.chunks import Chunk
@@ -51,6 +52,7 @@ from monitor.loop_guard import LoopGuard
 from monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, Monitor, Run
 from monitor.registry import create_verifier, list_verifiers, register_verifier
 from monitor.result import Intervention, RunResult, StopReason, TokenCounts
+from monitor.tools import GuardedTool, RefusalReason, ToolCall, ToolRefusal, ToolRefused, guard_tool, use_run
 from monitor.trace import Forker, Step, Trace, TraceView
 from monitor.tracefile import RecordedTrace, TraceWriter, read_trace
 from monitor.triggers import AnyOf, AtEnd, EveryNTokens, OnPattern, StepBoundary, Trigger
@@ -60,6 +62,9 @@ from monitor.verifier import FunctionVerifier, RunsIn, Verifier, verifier
 __all__ = [
     "DEFAULT_FEEDBACK_TEMPLATE",
     "Action",
+    "Agent",
+    "AgentResult",
+    "AgentTurn",
     "AnswerConvergence",
     "AnyOf",
     "Arbiter",
@@ -84,6 +89,7 @@ __all__ = [
     "Governor",
     "GovernorDecided",
     "GovernorDecision",
+    "GuardedTool",
     "InterlockError",
     "Intervened",
     "Intervention",
@@ -95,6 +101,7 @@ __all__ = [
     "Pass",
     "PoolShare",
     "RecordedTrace",
+    "RefusalReason",
     "RegistryError",
     "Run",
     "RunContext",
@@ -105,9 +112,14 @@ __all__ = [
     "Span",
     "Step",
     "StepBoundary",
+    "StopAt",
     "StopReason",
     "TokenBudget",
     "TokenCounts",
+    "ToolCall",
+    "ToolOutcome",
+    "ToolRefusal",
+    "ToolRefused",
     "Trace",
     "TraceFileError",
     "TraceView",
@@ -121,8 +133,10 @@ __all__ = [
     "ViolationError",
     "create_verifier",
     "estimate_difficulty",
+    "guard_tool",
     "list_verifiers",
     "read_trace",
     "register_verifier",
+    "use_run",
     "verifier",
 ]
