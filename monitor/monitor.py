@@ -371,6 +371,7 @@ class Run:
             allowance = self._allowance()
         forcing = self._forced is not None
         crossed = False
+        produced = 0
         request = GenerationRequest(self._prompt, prefix=self.trace.text, max_new_tokens=allowance)
         with anyio.CancelScope() as scope:
             self._gen_scope = scope
@@ -384,6 +385,7 @@ class Run:
                     if not self._accept(chunk):
                         crossed = True
                         break
+                    produced += chunk.n_tokens
                     if self._decision_ready or self._stop is not None or (self._forced is not None and not forcing):
                         break
             finally:
@@ -403,6 +405,8 @@ class Run:
             return "again"  # an answer prefix was injected: generate the answer after it
         if crossed:  # a chunk would have crossed a cap and another governor's share was topped up
             return "again"
+        if allowance is not None and produced >= allowance and (self._allowance() or 0) > 0:
+            return "again"  # the stream stopped at max_new_tokens and a governor has allowed more since
         allowance = self._allowance()
         if allowance is not None and allowance <= 0:  # the generator stopped at max_new_tokens
             self._exhausted()
