@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 
 import anyio
 import pytest
-from generators import Scripted
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import SumVerifier
 
+from generators import Scripted
 from monitor import (
     BudgetPool,
     Capabilities,
@@ -20,7 +21,6 @@ from monitor import (
     StopReason,
     estimate_difficulty,
 )
-from support import SumVerifier
 
 EASY = "What is 2 + 3?"
 HARD = ("A farmer has 12 cows and buys 3 more each week for 5 weeks, then sells half of them and gives 4 to "
