@@ -10,7 +10,7 @@ describe exactly its text. Entropy comes from the top alternatives (see :func:`e
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -60,7 +60,7 @@ def _number(value: Any, where: str) -> float:
 
 def _chat_logprobs(logprobs: Any, want_entropy: bool
                    ) -> tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...] | None] | None:
-    if not isinstance(logprobs, Mapping):
+    if not isinstance(logprobs, dict):
         return None
     content = logprobs.get("content")
     if not content:
@@ -69,14 +69,14 @@ def _chat_logprobs(logprobs: Any, want_entropy: bool
         raise MalformedStream(f"choices[0].logprobs.content is {_excerpt(content)}, not a list")
     tokens, values, entropies = [], [], []
     for i, item in enumerate(content):
-        if not isinstance(item, Mapping):
+        if not isinstance(item, dict):
             raise MalformedStream(f"choices[0].logprobs.content[{i}] is {_excerpt(item)}, not an object")
         tokens.append(str(item.get("token", "")))
         values.append(_number(item.get("logprob"), f"choices[0].logprobs.content[{i}].logprob"))
         top = item.get("top_logprobs")
         if want_entropy and isinstance(top, list) and top:
             entropies.append(entropy_from_top(
-                _number(alt.get("logprob") if isinstance(alt, Mapping) else alt,
+                _number(alt.get("logprob") if isinstance(alt, dict) else alt,
                         f"choices[0].logprobs.content[{i}].top_logprobs[{j}].logprob")
                 for j, alt in enumerate(top)))
     return tuple(tokens), tuple(values), tuple(entropies) if want_entropy and len(entropies) == len(values) else None
@@ -84,7 +84,7 @@ def _chat_logprobs(logprobs: Any, want_entropy: bool
 
 def _completion_logprobs(logprobs: Any, want_entropy: bool
                          ) -> tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...] | None] | None:
-    if not isinstance(logprobs, Mapping):
+    if not isinstance(logprobs, dict):
         return None
     raw = logprobs.get("token_logprobs")
     if not raw:
@@ -96,7 +96,7 @@ def _completion_logprobs(logprobs: Any, want_entropy: bool
     tokens = tuple(str(t) for t in names) if isinstance(names, list) and len(names) == len(values) else ()
     entropies: tuple[float, ...] | None = None
     top = logprobs.get("top_logprobs")
-    if want_entropy and isinstance(top, list) and len(top) == len(values) and all(isinstance(t, Mapping)
+    if want_entropy and isinstance(top, list) and len(top) == len(values) and all(isinstance(t, dict)
                                                                                  and t for t in top):
         entropies = tuple(entropy_from_top(_number(v, f"choices[0].logprobs.top_logprobs[{i}]")
                                            for v in alts.values()) for i, alts in enumerate(top))
@@ -109,23 +109,23 @@ def parse_event(obj: Any, endpoint: Endpoint, *, want_entropy: bool = False) -> 
     Raises :class:`ServerError` for an error event and :class:`MalformedStream` for anything else that is not
     a completion chunk.
     """
-    if not isinstance(obj, Mapping):
+    if not isinstance(obj, dict):
         raise MalformedStream(f"an event holds {_excerpt(obj)}, not a JSON object")
     if obj.get("error"):
         error = obj["error"]
-        message = str(error.get("message", error)) if isinstance(error, Mapping) else str(error)
+        message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
         raise ServerError(f"the server reported an error inside the stream: {message}", server_message=message)
     choices = obj.get("choices")
     if not isinstance(choices, list):
         raise MalformedStream(f"an event has no 'choices' list: {_excerpt(obj)}")
-    choice = next((c for c in choices if isinstance(c, Mapping) and c.get("index", 0) == 0), None)
+    choice = next((c for c in choices if isinstance(c, dict) and c.get("index", 0) == 0), None)
     if choice is None:
         if choices:
             raise MalformedStream(f"an event's choices hold no choice 0: {_excerpt(choices)}")
         return None
     if endpoint == "chat":
         delta = choice.get("delta") or {}
-        if not isinstance(delta, Mapping):
+        if not isinstance(delta, dict):
             raise MalformedStream(f"choices[0].delta is {_excerpt(delta)}, not an object")
         text = delta.get("content") or ""
         data = _chat_logprobs(choice.get("logprobs"), want_entropy)
