@@ -1,7 +1,8 @@
 """Client overhead of ``generators.OpenAICompatible`` against the same stream read with raw httpx, side by side.
 
 A local server (its own thread and event loop) streams ``--chunks`` chat-completion events (one word each, a
-line every 20 words), one write per event, as fast as it can. Three readers take the same stream, in alternating order, ``--repeats`` times:
+line every 20 words), one write per event, as fast as it can. Three readers take the same stream, in alternating
+order, ``--repeats`` times:
 
 - ``raw_lines``: httpx ``aiter_lines`` and ``json.loads`` of each ``data:`` line (the least a client can do);
 - ``openai_compat``: ``OpenAICompatible.stream`` (SSE parser, event checks, chunks);
@@ -21,6 +22,7 @@ import json
 import statistics
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -114,7 +116,7 @@ async def main(chunks: int, repeats: int, ttft_requests: int) -> dict[str, Any]:
     body = {"model": "m", "messages": [{"role": "user", "content": "p"}], "stream": True}
     times: dict[str, list[float]] = {"raw_lines": [], "openai_compat": [], "openai_compat_monitored": []}
     async with httpx.AsyncClient(timeout=60) as client, OpenAICompatible(base, "m", max_tokens=None) as gen:
-        runners = {
+        runners: dict[str, Callable[[], Awaitable[int]]] = {
             "raw_lines": lambda: raw_lines(client, url, body),
             "openai_compat": lambda: through_client(gen),
             "openai_compat_monitored": lambda: through_monitor(gen),
