@@ -97,7 +97,9 @@ class GeneratorBackend:
     """Serves requests from one generator (``generators.Transformers``, ``generators.Scripted``, ...).
 
     Chat messages become a prompt with ``chat_format`` (default: the generator's tokenizer chat template when it
-    has one, else a plain transcript). ``model`` is the id ``/v1/models`` lists; requests may name any model.
+    has one, else a plain transcript); with ``continue_final_message`` the last assistant message is continued, so
+    another interlock proxy (or ``generators.OpenAICompatible``) can roll back through this one. ``model`` is the
+    id ``/v1/models`` lists; requests may name any model.
     """
 
     def __init__(self, generator: Generator, *, model: str = "interlock", chat_format: ChatFormat | None = None,
@@ -112,7 +114,12 @@ class GeneratorBackend:
         return [self.model]
 
     def prepare(self, request: ChatRequest | CompletionRequest) -> Prepared:
-        prompt = request.prompt if isinstance(request, CompletionRequest) else self.chat_format(request.messages)
+        if isinstance(request, CompletionRequest):
+            prompt = request.prompt
+        elif request.continue_final:  # the answer goes on inside the client's last assistant message
+            prompt = self.chat_format(request.messages[:-1]) + request.messages[-1].content
+        else:
+            prompt = self.chat_format(request.messages)
         return Prepared(RequestGenerator(self.generator, stop=request.stop, meta=_sampling(request)), prompt)
 
     async def aclose(self) -> None:

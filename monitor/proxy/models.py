@@ -60,6 +60,7 @@ class ChatRequest(_Common):
     """A ``/v1/chat/completions`` request."""
 
     messages: tuple[ChatMessage, ...] = field(default=())
+    continue_final: bool = False  # continue the final assistant message (vLLM's continue_final_message)
     kind: Literal["chat"] = "chat"
 
 
@@ -180,7 +181,12 @@ def parse_chat(raw: bytes, *, max_tokens_cap: int | None = None) -> ChatRequest:
             raise _bad(f"{where}.role must be one of {', '.join(_ROLES)}, got {role!r}", f"{where}.role")
         name = m.get("name")
         parsed.append(ChatMessage(role, _content(m.get("content"), where), name if isinstance(name, str) else None))
-    return ChatRequest(messages=tuple(parsed), **_common(body, max_tokens_cap))
+    continue_final = body.get("continue_final_message", False)
+    if not isinstance(continue_final, bool):
+        raise _bad(f"continue_final_message must be true or false, got {continue_final!r}", "continue_final_message")
+    if continue_final and parsed[-1].role != "assistant":
+        raise _bad("continue_final_message needs an assistant message last", "continue_final_message")
+    return ChatRequest(messages=tuple(parsed), continue_final=continue_final, **_common(body, max_tokens_cap))
 
 
 def parse_completion(raw: bytes, *, max_tokens_cap: int | None = None) -> CompletionRequest:
