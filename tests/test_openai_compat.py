@@ -263,6 +263,16 @@ async def test_chunked_bodies_are_read_too() -> None:
     assert [c.text for c in chunks] == ["a", "b"]
 
 
+async def test_stop_strings_the_server_ignores_end_the_stream_locally() -> None:
+    reply = Reply(pieces=[completion_event("a"), completion_event("b\n\nc"), completion_event("d")],
+                  delay_between=0.01, endless=True)
+    async with serving([reply]) as server:
+        chunks = await collect(fast(server.url, endpoint="completions"), GenerationRequest("p", stop=("\n\n",)))
+        with anyio.fail_after(5):
+            await server.hung_up.wait()  # the rest of the stream is not waited for
+    assert [c.text for c in chunks] == ["a", "b"]
+
+
 # -- logprobs ----------------------------------------------------------------------------------------------
 
 

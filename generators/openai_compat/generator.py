@@ -372,8 +372,9 @@ class OpenAICompatible:
 
     @staticmethod
     def _stop_at(chunk: Chunk, produced: str, stops: tuple[str, ...]) -> tuple[Chunk, bool]:
-        """Cut ``chunk`` before the first stop string that ``produced + chunk.text`` holds (servers that do
-        not apply ``stop`` themselves then behave like those that do)."""
+        """Cut ``chunk`` before the first stop string that ``produced + chunk.text`` holds, so that servers that
+        do not apply ``stop`` themselves behave like those that do. (A stop string split across chunks leaves
+        its first part, already delivered, in the trace.)"""
         window_start = max(0, len(produced) - max(len(s) for s in stops) + 1)
         text = produced[window_start:] + chunk.text
         found = [i for s in stops if (i := text.find(s)) >= 0]
