@@ -1,0 +1,198 @@
+"""The Game of 24 verifier and its exact solver, through the public API: each kind of error flagged at its
+step with its exact span, numbers from the constructor or the prompt, rollbacks in a real monitor, and the
+solver against an independent reference and the Tree-of-Thoughts puzzle set."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from collections.abc import Iterable
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from generators import Scripted
+from monitor import Action, Fail, Monitor, Pass, Span, StopReason, Unknown, create_verifier
+from verifiers import VerifierConfigError
+from verifiers.game24 import Game24, numbers_from_prompt, parse_expression, solvable, solve
+
+GOOD = ("13 - 9 = 4 (left: 4 4 10)\n"
+        "10 - 4 = 6 (left: 4 6)\n"
+        "4 * 6 = 24 (left: 24)\n"
+        "Answer: (10 - 4) * (13 - 9) = 24\n")
+
+
+def fails(verdicts: Iterable[object]) -> list[Fail]:
+    return [v for v in verdicts if isinstance(v, Fail)]
+
+
+def at(text: str, needle: str) -> Span:
+    start = text.index(needle)
+    return Span(start, start + len(needle))
+
+
+def test_a_correct_trace_passes() -> None:
+    verdicts = Game24([4, 9, 10, 13], dead_ends=True).scan(GOOD)
+    assert fails(verdicts) == [] and not any(isinstance(v, Unknown) for v in verdicts)
+    assert [v.note for v in verdicts if isinstance(v, Pass) and v.note.startswith("the final")] == [
+        "the final answer (10 - 4) * (13 - 9) = 24"]
+
+
+def test_wrong_arithmetic_in_a_step_points_at_the_result() -> None:
+    text = GOOD.replace("10 - 4 = 6 (left: 4 6)", "10 - 4 = 5 (left: 4 5)")
+    (fail,) = fails(Game24([4, 9, 10, 13]).scan(text)[:2])
+    assert fail.message == "10 - 4 is 6, not 5"
+    assert fail.span == Span(text.index("= 5") + 2, text.index("= 5") + 3)
+    assert fail.feedback == "10 - 4 is 6, not 5." and fail.claim == "10-4=5"
+
+
+def test_a_number_that_is_not_available_is_flagged_at_the_operand() -> None:
+    text = "13 - 9 = 4 (left: 4 4 10)\n9 + 4 = 13 (left: 4 10 13)\n"
+    (fail,) = fails(Game24([4, 9, 10, 13]).scan(text))
+    assert fail.message == "9 + 4 uses 9, which is not among the numbers available (4 4 10)"
+    assert fail.span == Span(26, 27) and text[26:27] == "9"
+    assert fail.feedback == "9 is not available; the numbers left are 4 4 10."
+
+
+def test_wrong_left_bookkeeping_points_at_the_list() -> None:
+    text = "13 - 9 = 4 (left: 4 10)\n"
+    (fail,) = fails(Game24([4, 9, 10, 13]).scan(text))
+    assert fail.message == "after 13 - 9 = 4 the numbers left are 4 4 10, not 4 10"
+    assert fail.span == Span(18, 22)
+    assert text[18:22] == "4 10"
+
+
+def test_dead_ends_are_flagged_only_when_asked() -> None:
+    text = "4 + 9 = 13 (left: 10 13 13)\n"
+    assert fails(Game24([4, 9, 10, 13]).scan(text)) == []
+    (fail,) = fails(Game24([4, 9, 10, 13], dead_ends="warn").scan(text))
+    assert fail.message == "dead end: 10 13 13 can no longer make 24"
+    assert fail.span == Span(0, 27) and fail.action is Action.WARN
+    assert not solvable([10, 13, 13])
+
+
+def test_free_form_arithmetic_is_checked_but_not_availability() -> None:
+    text = "We could try 4 * 6 = 24 later.\nOr (13 - 9) * (10 - 4) = 25.\n"
+    (fail,) = fails(Game24([4, 9, 10, 13]).scan(text))
+    assert fail.message == "(13 - 9) * (10 - 4) is 24, not 25"
+    assert fail.span == at(text, "25")
+
+
+@pytest.mark.parametrize(("answer", "message", "needle"), [
+    ("Answer: (10 + 4) * (13 - 9) = 24", "the final answer (10 + 4) * (13 - 9) equals 56, not 24",
+     "(10 + 4) * (13 - 9)"),
+    ("Answer: (10 - 4) * 4 = 24",
+     "the final answer (10 - 4) * 4 does not use 9 13 and uses 4 beyond the input: each of 4 9 10 13 must be used "
+     "exactly once", "(10 - 4) * 4"),
+    ("Answer: (13 - 9) * (10 - 4) = 25", "the final answer says = 25, but the target is 24", "25"),
+    ("Answer: 10 / (13 - 9 - 4) = 24", "the final answer 10 / (13 - 9 - 4) divides by zero", "10 / (13 - 9 - 4)"),
+])
+def test_final_answer_errors(answer: str, message: str, needle: str) -> None:
+    text = "13 - 9 = 4 (left: 4 4 10)\n" + answer + "\n"
+    found = fails(Game24([4, 9, 10, 13]).scan(text))
+    assert [f.message for f in found][:1] == [message]
+    assert found[0].span == Span(text.rindex(needle), text.rindex(needle) + len(needle))
+
+
+def test_a_trace_that_starts_over_is_replayed_from_the_inputs() -> None:
+    text = "13 - 9 = 4 (left: 4 4 10)\nLet me start over.\n10 - 4 = 6 (left: 6 9 13)\n"
+    assert fails(Game24([4, 9, 10, 13]).scan(text)) == []
+
+
+def test_numbers_come_from_the_prompt_when_not_given() -> None:
+    prompt = ("Use numbers and basic arithmetic operations (+ - * /) to obtain 24.\nInput: 4 4 6 8\n"
+              "Answer: (4 + 8) * (6 - 4) = 24\nInput: 4 9 10 13\n")
+    assert numbers_from_prompt(prompt) == [4, 9, 10, 13]
+    assert numbers_from_prompt("Make 24 from 1, 1, 4, 6 please") == [1, 1, 4, 6]
+    assert numbers_from_prompt("Make 24.") is None
+    (fail,) = fails(Game24().scan("13 - 9 = 5 (left: 4 5 10)\n", prompt=prompt))
+    assert fail.message == "13 - 9 is 4, not 5"
+    unknown = Game24().scan("13 - 9 = 4 (left: 4 4 10)\n", prompt="Make 24.")[0]
+    assert isinstance(unknown, Unknown) and unknown.reason == (
+        "no input numbers: pass Game24([4, 9, 10, 13]) or put 'Input: 4 9 10 13' in the prompt")
+
+
+def test_a_trace_without_a_final_answer_is_unknown_at_the_end() -> None:
+    verdicts = Game24([4, 9, 10, 13]).scan("13 - 9 = 4 (left: 4 4 10)\n")
+    assert isinstance(verdicts[-1], Unknown) and verdicts[-1].reason == "no final 'Answer: <expression>' in the trace"
+    assert not any(isinstance(v, Unknown) for v in Game24([4, 9, 10, 13], require_answer=False).scan("1 + 1 = 2\n"))
+
+
+def test_bad_configuration_is_rejected() -> None:
+    with pytest.raises(VerifierConfigError, match="need at least two numbers"):
+        Game24([24])
+    with pytest.raises(VerifierConfigError, match="numbers must be numbers"):
+        Game24(["four", 9])
+    assert create_verifier("game24", numbers=[1, 2, 3, 4]).numbers == (1, 2, 3, 4)
+
+
+async def test_a_wrong_step_is_rolled_back_and_redone_in_a_monitor() -> None:
+    wrong = "13 - 9 = 4 (left: 4 4 10)\n10 - 4 = 5 (left: 4 5)\n4 * 5 = 24 (left: 24)\n"
+    fixed = "10 - 4 = 6 (left: 4 6)\n4 * 6 = 24 (left: 24)\nAnswer: (10 - 4) * (13 - 9) = 24\n"
+    gen = Scripted({"": wrong, "Let me redo this step.\n": fixed})
+    result = await Monitor(gen, [Game24([4, 9, 10, 13])]).run("Input: 4 9 10 13")
+    (rollback,) = result.interventions
+    assert rollback.position == 26 and rollback.span == Span(35, 36)
+    assert result.text == ("13 - 9 = 4 (left: 4 4 10)\nWait, 10 - 4 is 6, not 5. Let me redo this step.\n" + fixed)
+    assert result.stop_reason is StopReason.COMPLETE and result.passed
+
+
+def _reference_reachable(numbers: tuple[int, ...]) -> set[Fraction]:
+    """Independent reference: every value reachable from the whole set, by splitting it into two parts."""
+    memo: dict[tuple[int, ...], set[Fraction]] = {}
+
+    def values(idx: tuple[int, ...]) -> set[Fraction]:
+        if idx in memo:
+            return memo[idx]
+        if len(idx) == 1:
+            out = {Fraction(numbers[idx[0]])}
+        else:
+            out = set()
+            for r in range(1, len(idx)):
+                for left in itertools.combinations(idx, r):
+                    right = tuple(i for i in idx if i not in left)
+                    for a in values(left):
+                        for b in values(right):
+                            out |= {a + b, a - b, a * b}
+                            if b != 0:
+                                out.add(a / b)
+        memo[idx] = out
+        return out
+
+    return values(tuple(range(len(numbers))))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 13), min_size=4, max_size=4))
+def test_the_solver_agrees_with_an_independent_reference_and_its_expressions_are_exact(nums: list[int]) -> None:
+    expected = Fraction(24) in _reference_reachable(tuple(nums))
+    assert solvable(nums) is expected
+    expr = solve(nums)
+    assert (expr is not None) is expected
+    if expr is not None:
+        parsed = parse_expression(expr)
+        assert parsed.value == 24
+        assert sorted(leaf.value for leaf in parsed.leaves) == sorted(Fraction(n) for n in nums)
+        # and the verifier accepts the solver's own answer
+        assert fails(Game24(nums).scan(f"Answer: {expr} = 24\n")) == []
+
+
+def test_fractions_are_exact() -> None:
+    expr = solve([3, 3, 8, 8])
+    assert expr == "8 / (3 - (8 / 3))"
+    assert parse_expression(expr).value == 24
+    assert solve([1, 1, 1, 1]) is None
+
+
+def test_the_solver_finds_every_puzzle_of_the_tree_of_thoughts_set(shared_data: Path) -> None:
+    with open(shared_data / "game24" / "24.csv", newline="") as f:
+        puzzles = [[int(x) for x in row["Puzzles"].split()] for row in csv.DictReader(f)]
+    assert len(puzzles) == 1362
+    for nums in puzzles:
+        expr = solve(nums)
+        assert expr is not None, nums
+        parsed = parse_expression(expr)
+        assert parsed.value == 24 and sorted(x.value for x in parsed.leaves) == sorted(map(Fraction, nums))
