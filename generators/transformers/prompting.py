@@ -1,0 +1,53 @@
+"""Turning the monitor's prompt into the model's context.
+
+Instruct models get their chat template: the prompt is the user message and the trace is the assistant
+message being written, appended verbatim after the generation prompt (the text the template would produce
+with ``continue_final_message``, without the risk of a template that trims the content). Base models get the
+prompt as raw text. The trace is always tokenised on its own, so the token boundary between prompt and trace
+is fixed and the same text always gives the same context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from monitor.errors import ConfigError
+
+__all__ = ["PromptFormat", "PromptFormatter"]
+
+PromptFormat = Literal["auto", "chat", "raw"]
+
+
+@dataclass(frozen=True)
+class PromptFormatter:
+    """Formats and tokenises the prompt part of the context (``format``: ``auto`` = chat when there is a template)."""
+
+    tokenizer: Any
+    format: PromptFormat = "auto"
+    system: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in ("auto", "chat", "raw"):
+            raise ConfigError(f"prompt_format must be 'auto', 'chat' or 'raw', got {self.format!r}")
+        if self.format == "chat" and not getattr(self.tokenizer, "chat_template", None):
+            raise ConfigError("prompt_format='chat' but the tokenizer has no chat template; use 'raw'")
+
+    @property
+    def uses_chat(self) -> bool:
+        return self.format == "chat" or (self.format == "auto" and bool(getattr(self.tokenizer, "chat_template", None)))
+
+    def text(self, prompt: str) -> str:
+        """The prompt as the model sees it, up to where the trace starts."""
+        if not self.uses_chat:
+            return prompt
+        messages = [{"role": "user", "content": prompt}]
+        if self.system is not None:
+            messages.insert(0, {"role": "system", "content": self.system})
+        rendered = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return str(rendered)
+
+    def ids(self, prompt: str) -> list[int]:
+        """Token ids of :meth:`text`; raw prompts get the tokenizer's own special tokens (e.g. BOS)."""
+        encoded = self.tokenizer(self.text(prompt), add_special_tokens=not self.uses_chat)
+        return list(encoded["input_ids"])
