@@ -101,14 +101,25 @@ class KVContext:
         if not self.reuse or self.prompt_len != len(prompt_ids) or self.ids[:self.prompt_len] != prompt_ids:
             return self.encode(prefix)
         shared = common_prefix(self.trace_text, prefix)
-        keep, chars = 0, 0
-        for i in range(min(len(self.ends), len(self.trace_ids)) - 1, -1, -1):
-            if 0 <= self.ends[i] <= shared:
-                keep, chars = i + 1, self.ends[i]
+        trace = self.trace_ids
+        decoder = TraceDecoder(self.tokenizer, prompt_ids)
+        tries = 0
+        for keep in range(min(len(self.ends), len(trace)), -1, -1):
+            if keep == 0:
+                chars = 0
+            else:
+                chars = self.ends[keep - 1]
+                if chars < 0:  # ended mid-character when cached; the characters after may have settled it
+                    text = decoder(trace[:keep])
+                    chars = len(text) if self.trace_text.startswith(text) else -1
+                if not 0 <= chars <= shared:
+                    continue
+            candidate = [*trace[:keep], *self.encode(prefix[chars:])]
+            if decoder(candidate) == prefix:
+                return candidate
+            tries += 1
+            if tries == 3:
                 break
-        candidate = [*self.trace_ids[:keep], *self.encode(prefix[chars:])]
-        if TraceDecoder(self.tokenizer, prompt_ids)(candidate) == prefix:
-            return candidate
         return self.encode(prefix)
 
     # -- mutation ----------------------------------------------------------------------------------------
