@@ -8,7 +8,6 @@ from typing import Any
 
 import anyio
 import pytest
-import torch
 from test_transformers_backend import collect, ids_of, reference_greedy
 from tiny_model import build_tiny_model
 
