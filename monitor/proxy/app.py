@@ -139,7 +139,7 @@ class _Handler:
             raise ProxyError(504, f"the monitored generation took longer than {self.config.request_timeout:g} s",
                              type="timeout_error", code="timeout")
         result = run.result
-        if result.stop_reason is StopReason.ERROR and not run.sent:
+        if result.stop_reason is StopReason.ERROR:  # an incomplete answer is no answer
             raise _upstream_error(prepared, result.detail)
         summary = run.summary()
         headers = {"x-interlock-run-id": result.run_id, "x-interlock-interventions": str(len(result.interventions)),

@@ -1,0 +1,64 @@
+"""``interlock proxy`` on the command line: bad options fail fast with a clear message; the real server starts,
+serves a local model to the openai client and stops on SIGINT."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+import tests.tiny_model as tiny
+from monitor.cli import main
+from monitor.proxy import free_port
+
+tiny_model_dir = tiny.tiny_model_dir
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--base-url", "http://x/v1", "--local", "m"], "--base-url and --local exclude each other"),
+    (["--verifier", "no-such-check", "--base-url", "http://x/v1"], "no verifier named 'no-such-check'"),
+    (["--request-timeout", "0", "--base-url", "http://x/v1"], "--request-timeout must be positive"),
+])
+def test_bad_options_fail_before_serving(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["proxy", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_command_serves_a_local_model(tiny_model_dir: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "INTERLOCK_PROXY_API_KEY": "k", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "monitor.cli", "proxy", "--local", str(tiny_model_dir),
+                                "--model", "tiny", "--port", str(port), "--max-tokens", "8"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the proxy did not start within 120 s"
+            time.sleep(0.2)
+        with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0) as client:
+            completion = client.completions.create(model="tiny", prompt="Once upon a time")
+            models = client.models.list()
+        assert completion.usage is not None and completion.usage.completion_tokens == 8
+        assert completion.choices[0].finish_reason == "length"
+        assert [m.id for m in models.data] == ["tiny"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
