@@ -8,10 +8,12 @@ order, ``--repeats`` times:
 - ``openai_compat``: ``OpenAICompatible.stream`` (SSE parser, event checks, chunks);
 - ``openai_compat_monitored``: the same inside ``Monitor.run`` with no verifier (what the monitor adds).
 
-It also times the first chunk of a fresh request (``--ttft-requests`` of them, pooled connection) with both
-clients. Prints JSON: median seconds, microseconds per chunk, and ratios to ``raw_lines``.
+It also times the first token of a fresh request (``--ttft-requests`` of them, pooled connection, alternating)
+with both clients, on the local server or on a real one (``--base-url URL --model NAME``, e.g. ``transformers
+serve`` with a local model). Prints JSON: median seconds, microseconds per chunk, ratios to ``raw_lines``.
 
     python benchmarks/openai_compat.py [--chunks 20000] [--repeats 5] [--ttft-requests 200]
+                                       [--base-url http://127.0.0.1:8000/v1 --model NAME]
 """
 
 from __future__ import annotations
@@ -102,12 +104,35 @@ async def through_client(gen: OpenAICompatible, max_tokens: int | None = None) -
     return n
 
 
+async def first_raw(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> float:
+    """Seconds from sending the request to the first content, raw httpx; the rest is not read."""
+    start = time.perf_counter()
+    async with client.stream("POST", url, json=body, headers={"Accept": "text/event-stream"}) as response:
+        async for line in response.aiter_lines():
+            if (line.startswith("data: ") and line[6:] != "[DONE]"
+                    and json.loads(line[6:])["choices"][0]["delta"].get("content")):
+                return time.perf_counter() - start
+    raise AssertionError("the server sent no content")
+
+
+async def first_client(gen: OpenAICompatible, prompt: str) -> float:
+    """Seconds from ``stream()`` to its first chunk; the stream is closed after it."""
+    start = time.perf_counter()
+    stream = gen.stream(GenerationRequest(prompt))
+    try:
+        async for _ in stream:
+            return time.perf_counter() - start
+    finally:
+        await stream.aclose()
+    raise AssertionError("the server sent no content")
+
+
 async def through_monitor(gen: OpenAICompatible) -> int:
     result = await Monitor(gen).run("p")
     return result.tokens.kept
 
 
-async def main(chunks: int, repeats: int, ttft_requests: int) -> dict[str, Any]:
+async def main(chunks: int, repeats: int, ttft_requests: int, base_url: str | None, model: str) -> dict[str, Any]:
     server = Server(chunks)
     threading.Thread(target=server.run, daemon=True).start()
     server.ready.wait(10)
@@ -131,16 +156,21 @@ async def main(chunks: int, repeats: int, ttft_requests: int) -> dict[str, Any]:
                 times[name].append(time.perf_counter() - start)
                 assert got == chunks, (name, got)
 
-        ttft: dict[str, list[float]] = {"raw_lines": [], "openai_compat": []}
-        short = {**body, "max_tokens": 1}
+    # time to first token: against --base-url when given (a real server), else the local one
+    prompt = "Natalia sold 48/2 = 24 clips in May. How many clips did she sell?"
+    ttft_base, ttft_model = (base_url, model) if base_url else (base, "m")
+    ttft_gen = OpenAICompatible(ttft_base, ttft_model, temperature=0.0, max_tokens=16)
+    ttft_body = {**ttft_gen.body(GenerationRequest(prompt))}
+    ttft: dict[str, list[float]] = {"raw_lines": [], "openai_compat": []}
+    async with httpx.AsyncClient(timeout=60) as client, ttft_gen:
+        await first_raw(client, ttft_gen.url, ttft_body)
+        await first_client(ttft_gen, prompt)
         for i in range(ttft_requests):
             for name in (["raw_lines", "openai_compat"] if i % 2 == 0 else ["openai_compat", "raw_lines"]):
-                start = time.perf_counter()
                 if name == "raw_lines":
-                    assert await raw_lines(client, url, short) == 1
+                    ttft[name].append(await first_raw(client, ttft_gen.url, ttft_body))
                 else:
-                    assert await through_client(gen, max_tokens=1) == 1
-                ttft[name].append(time.perf_counter() - start)
+                    ttft[name].append(await first_client(ttft_gen, prompt))
 
     medians = {k: statistics.median(v) for k, v in times.items()}
     ttft_medians = {k: statistics.median(v) for k, v in ttft.items()}
@@ -150,8 +180,9 @@ async def main(chunks: int, repeats: int, ttft_requests: int) -> dict[str, Any]:
         "median_seconds": {k: round(v, 4) for k, v in medians.items()},
         "us_per_chunk": {k: round(v / chunks * 1e6, 2) for k, v in medians.items()},
         "ratio_to_raw_lines": {k: round(v / medians["raw_lines"], 3) for k, v in medians.items()},
-        "one_token_request_ms": {k: round(v * 1e3, 3) for k, v in ttft_medians.items()},
-        "one_token_request_ratio": round(ttft_medians["openai_compat"] / ttft_medians["raw_lines"], 3),
+        "ttft_server": ttft_base if base_url else "local fake server",
+        "ttft_median_ms": {k: round(v * 1e3, 3) for k, v in ttft_medians.items()},
+        "ttft_ratio": round(ttft_medians["openai_compat"] / ttft_medians["raw_lines"], 3),
         "ttft_requests": ttft_requests,
     }
 
@@ -161,5 +192,8 @@ if __name__ == "__main__":
     parser.add_argument("--chunks", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--ttft-requests", type=int, default=200)
+    parser.add_argument("--base-url", help="time the first token on this server instead (e.g. transformers serve)")
+    parser.add_argument("--model", default="m", help="the model name for --base-url")
     args = parser.parse_args()
-    print(json.dumps(anyio.run(main, args.chunks, args.repeats, args.ttft_requests), indent=2))
+    print(json.dumps(anyio.run(main, args.chunks, args.repeats, args.ttft_requests, args.base_url, args.model),
+                     indent=2))
