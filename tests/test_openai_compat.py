@@ -554,6 +554,7 @@ async def test_a_monitored_rollback_resends_prompt_cut_prefix_and_feedback(endpo
 
 @pytest.mark.parametrize(("kwargs", "pattern"), [
     ({"base_url": "localhost:8000"}, "must be an http"),
+    ({"base_url": "http://h:8000/v1/chat/completions"}, "the API root such as"),
     ({"model": ""}, "model must be"),
     ({"endpoint": "responses"}, "endpoint must be"),
     ({"temperature": -1.0}, "temperature must be"),

@@ -62,6 +62,8 @@ def _api_root(base_url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"base_url must be an http(s) URL such as 'http://localhost:8000/v1', got {base_url!r}")
     root = base_url.rstrip("/")
+    if root.endswith("/completions"):
+        raise ConfigError(f"base_url is the API root such as 'http://localhost:8000/v1', not an endpoint: {base_url!r}")
     return root if parts.path.strip("/") else root + "/v1"
 
 
