@@ -117,6 +117,7 @@ def _step_start(text: str, pos: int) -> int:
 @dataclass
 class _RunState:
     nudged: bool = False
+    nudge_epoch: int = -1  # the epoch the nudge's rollback will end (until then the loop is still in the text)
     stopped: bool = False
     checked_upto: int = 0
     states: Counter[Hashable] = field(default_factory=Counter)
@@ -177,6 +178,8 @@ class LoopGuard(Governor):
         st = self._runs.setdefault(ctx.run_id, _RunState())
         if st.stopped or ctx.forcing_answer or not any(c.isspace() for c in chunk.text):
             return None  # repetition is judged on whole words only
+        if st.nudged and ctx.epoch == st.nudge_epoch:
+            return None  # the nudge's rollback is waiting for earlier checks; the loop is not news
         text = ctx.text
         if ctx.epoch != st.epoch:  # a rollback cut the text: count states again from the start
             st.epoch = ctx.epoch
@@ -184,7 +187,7 @@ class LoopGuard(Governor):
             st.states.clear()
             st.state_at.clear()
         found = self.find(text) or self._state_repeat(st, text)
-        return self._act(st, found, text) if found is not None else None
+        return self._act(st, found, text, ctx.epoch) if found is not None else None
 
     def _state_repeat(self, st: _RunState, text: str) -> Repetition | None:
         if self.state is None:
@@ -202,9 +205,9 @@ class LoopGuard(Governor):
                 found = Repetition(st.state_at[value], repr(value), st.states[value], "state")
         return found
 
-    def _act(self, st: _RunState, rep: Repetition, text: str) -> GovernorDecision:
+    def _act(self, st: _RunState, rep: Repetition, text: str, epoch: int) -> GovernorDecision:
         if self.nudge is not None and not st.nudged:
-            st.nudged = True
+            st.nudged, st.nudge_epoch = True, epoch
             return GovernorDecision(Action.ROLLBACK, f"loop: {rep.describe()}; rolling back with a nudge",
                                     position=_step_start(text, rep.start), inject=self.nudge)
         st.stopped = True

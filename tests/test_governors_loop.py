@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,8 +18,10 @@ from monitor import (
     GovernorDecided,
     LoopGuard,
     Monitor,
+    Step,
     StopReason,
     TokenBudget,
+    verifier,
 )
 from monitor.loop_guard import find_repeated_line, find_tandem_repeat
 
@@ -160,3 +163,21 @@ def test_loop_guard_rejects_bad_settings() -> None:
         LoopGuard(min_repeats=1)
     with pytest.raises(ConfigError, match="state must be a function"):
         LoopGuard(state="x")  # type: ignore[arg-type]
+
+
+async def test_while_the_nudge_waits_for_a_slow_check_the_same_loop_does_not_stop_the_run() -> None:
+    @verifier(name="slow")
+    async def slow(step: Step) -> None:
+        await anyio.sleep(0.3 if step.index == 0 else 0)
+
+    def script(prefix: str) -> str:
+        if prefix.endswith("Final answer:"):
+            return " 13\n"
+        if prefix.endswith("step.\n"):
+            return "So she has 13 eggs left.\n"
+        return PRE_LOOP + SMOL_LOOP[len(PRE_LOOP):] * 20
+
+    result = await Monitor(Scripted(script, rate=300), [slow], governors=[LoopGuard()]).run("q")
+    assert [i.source for i in result.interventions if i.action is Action.ROLLBACK and i.applied] == ["loop_guard"]
+    assert result.text == PRE_LOOP + NUDGE_FB + "So she has 13 eggs left.\n"
+    assert result.stop_reason is StopReason.COMPLETE
