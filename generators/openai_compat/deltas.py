@@ -58,15 +58,24 @@ def _number(value: Any, where: str) -> float:
     return float(value)
 
 
-def _chat_logprobs(logprobs: Any, want_entropy: bool
-                   ) -> tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...] | None] | None:
-    if not isinstance(logprobs, dict):
+# (token texts, logprobs, entropies) of the tokens of one event
+TokenData = tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...] | None]
+
+
+def _token_list(logprobs: Any, key: str) -> list[Any] | None:
+    """``choices[0].logprobs[key]``: None when absent or empty, an error when not a list."""
+    items = logprobs.get(key) if isinstance(logprobs, dict) else None
+    if not items:
         return None
-    content = logprobs.get("content")
-    if not content:
+    if not isinstance(items, list):
+        raise MalformedStream(f"choices[0].logprobs.{key} is {_excerpt(items)}, not a list")
+    return items
+
+
+def _chat_logprobs(logprobs: Any, want_entropy: bool) -> TokenData | None:
+    content = _token_list(logprobs, "content")
+    if content is None:
         return None
-    if not isinstance(content, list):
-        raise MalformedStream(f"choices[0].logprobs.content is {_excerpt(content)}, not a list")
     tokens, values, entropies = [], [], []
     for i, item in enumerate(content):
         if not isinstance(item, dict):
@@ -82,15 +91,11 @@ def _chat_logprobs(logprobs: Any, want_entropy: bool
     return tuple(tokens), tuple(values), tuple(entropies) if want_entropy and len(entropies) == len(values) else None
 
 
-def _completion_logprobs(logprobs: Any, want_entropy: bool
-                         ) -> tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...] | None] | None:
-    if not isinstance(logprobs, dict):
+def _completion_logprobs(logprobs: Any, want_entropy: bool) -> TokenData | None:
+    raw = _token_list(logprobs, "token_logprobs")
+    if raw is None:
         return None
-    raw = logprobs.get("token_logprobs")
-    if not raw:
-        return None
-    if not isinstance(raw, list):
-        raise MalformedStream(f"choices[0].logprobs.token_logprobs is {_excerpt(raw)}, not a list")
+    assert isinstance(logprobs, dict)
     values = tuple(_number(v, f"choices[0].logprobs.token_logprobs[{i}]") for i, v in enumerate(raw))
     names = logprobs.get("tokens")
     tokens = tuple(str(t) for t in names) if isinstance(names, list) and len(names) == len(values) else ()
