@@ -575,6 +575,24 @@ def test_bad_configuration_is_a_clear_error(kwargs: dict[str, Any], pattern: str
         OpenAICompatible(**options)
 
 
+async def test_a_fork_is_a_separate_greedy_request_for_the_same_prefix() -> None:
+    async with serving([Reply(pieces=completion_stream(" 9")), Reply(pieces=completion_stream(" 4"))]) as server:
+        gen = fast(server.url, endpoint="completions", temperature=0.8, top_p=0.5)
+        assert gen.capabilities.fork
+        fork = GenerationRequest("Q:", prefix=" 2 + 2 = 4. The answer is", purpose="fork", greedy=True,
+                                 max_new_tokens=5)
+        main = GenerationRequest("Q:", prefix=" 2 + 2 = 4.")
+        async with anyio.create_task_group() as tg:  # concurrently, on one client
+            tg.start_soon(collect, gen, main)
+            tg.start_soon(collect, gen, fork)
+    assert sorted(server.bodies, key=lambda b: b["prompt"]) == [
+        {"model": "m", "prompt": "Q: 2 + 2 = 4.", "stream": True, "temperature": 0.8, "top_p": 0.5,
+         "max_tokens": 1024},
+        {"model": "m", "prompt": "Q: 2 + 2 = 4. The answer is", "stream": True, "temperature": 0.0,
+         "max_tokens": 5},
+    ]
+
+
 def test_extra_body_is_sent_and_the_key_is_not_shown() -> None:
     gen = OpenAICompatible("http://h:1/v1", "m", api_key="sk-secret", extra_body={"repetition_penalty": 1.1})
     assert gen.body(GenerationRequest("p"))["repetition_penalty"] == 1.1
