@@ -90,6 +90,10 @@ def _load_folder(folder: Path, *, dtype: Any, device: str | None) -> tuple[Any, 
     if not (folder / "config.json").is_file():
         raise ModelNotFoundError(f"{folder} is not a model folder (no config.json): pass a folder written by "
                                  "save_pretrained (safetensors weights + tokenizer) or a .gguf file")
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a local folder loads in about a second: no bar
     try:
         tokenizer = auto_tokenizer.from_pretrained(folder, local_files_only=True)
         kwargs: dict[str, Any] = {"local_files_only": True}
@@ -98,6 +102,9 @@ def _load_folder(folder: Path, *, dtype: Any, device: str | None) -> tuple[Any, 
         model = auto_model.from_pretrained(folder, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"transformers could not load the model in {folder}: {exc}") from exc
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
     return _finish(model, device), tokenizer
 
 

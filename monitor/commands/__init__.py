@@ -9,4 +9,5 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "verifiers": ("monitor.commands.verifiers", "list the built-in and third-party verifiers"),
     "replay": ("monitor.commands.replay", "run verifiers over recorded or imported traces; JSON and HTML reports"),
     "proxy": ("monitor.commands.proxy", "serve an OpenAI-compatible API that monitors every answer (any agent)"),
+    "run": ("monitor.commands.run", "run a monitored generation on a local model (default: the embedded one)"),
 }
