@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Scheduler"]
 
+_BOUNDARY_TAIL = frozenset(".!?\"'”’)]")
+
 
 class Scheduler:
     """Tracks step boundaries of one trace and turns progress into ``(verifier, due)`` pairs."""
@@ -31,6 +33,7 @@ class Scheduler:
         self._current = 0  # start of the step still being written
         self._check_from = 0  # text before this was injected or precedes an injection: never checked
         self._index = 0
+        self._scan_from = 0  # text before this holds no boundary that is still to be found
         self.finalised = False
 
     def step_start(self, pos: int) -> int:
@@ -42,8 +45,14 @@ class Scheduler:
         """Find the steps completed since the last call and the checks now due."""
         text = self.trace.text
         new_steps: list[Step] = []
-        for end in step_ends(text, self._current):
+        for end in step_ends(text, max(self._current, self._scan_from)):
             self._add_step(text, end, new_steps)
+        # A boundary can only start in the trailing run of punctuation (it waits for its space): the next scan
+        # starts there, so a long step without a boundary is not rescanned from its start at every chunk.
+        tail = len(text)
+        while tail > self._current and text[tail - 1] in _BOUNDARY_TAIL:
+            tail -= 1
+        self._scan_from = tail
         if final:
             if self._current < len(text):
                 self._add_step(text, len(text), new_steps)
@@ -72,6 +81,7 @@ class Scheduler:
         if not self._starts:
             self._starts = [0]
         self._check_from = self.trace.injected_end_before(pos)
+        self._scan_from = self._current
         self.finalised = False
         for bound in self._bound:
             bound.rewind(pos, self.trace.kept_tokens)
@@ -81,5 +91,6 @@ class Scheduler:
         end = len(self.trace)
         self._current = end
         self._check_from = end
+        self._scan_from = end
         if self._starts[-1] != end:
             self._starts.append(end)

@@ -125,6 +125,9 @@ class EveryNTokens(Trigger):
         return _EveryN(self.n)
 
 
+MAX_MATCH = 256
+
+
 class _Pattern(BoundTrigger):
     def __init__(self, pattern: re.Pattern[str]) -> None:
         self.pattern = pattern
@@ -143,6 +146,8 @@ class _Pattern(BoundTrigger):
             start = min(progress.step_start(m.start()), m.start())
             due.append(Due(m.end(), Step(text[start:m.end()], Span(start, m.end())), final=progress.final))
             self.searched_to = m.end()
+        # Matches are at most MAX_MATCH characters long: older text need not be searched again.
+        self.searched_to = max(self.searched_to, len(text) - MAX_MATCH)
         return due
 
     def rewind(self, pos: int, tokens: int) -> None:
@@ -151,7 +156,10 @@ class _Pattern(BoundTrigger):
 
 @dataclass(frozen=True)
 class OnPattern(Trigger):
-    """Due when ``pattern`` (a regular expression) matches new text, e.g. ``OnPattern(r"\\bWait\\b")``."""
+    """Due when ``pattern`` (a regular expression) matches new text, e.g. ``OnPattern(r"\\bWait\\b")``.
+
+    A match must be shorter than 256 characters: text older than that is not searched again.
+    """
 
     pattern: str | re.Pattern[str]
 
