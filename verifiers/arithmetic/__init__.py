@@ -1,0 +1,35 @@
+"""Arithmetic verifier: extracts the calculations a step states and checks them exactly with sympy.
+
+``Arithmetic()`` is the verifier (registered as ``arithmetic``); ``check_text(text)`` judges one text offline.
+The pieces: ``lexer`` (tokens with offsets), ``parse`` (a safe parser with limits), ``evaluate`` (exact sympy
+values), ``extract`` (claims and their spans), ``numbers`` (literals and the rounding rule), ``judge``.
+
+Rounding rule: a stated value passes when it equals the exact value, or is the exact value rounded or
+truncated to the number of decimals it is written with (``1/3 = 0.33`` passes, ``1/3 = 0.35`` fails); see
+:mod:`verifiers.arithmetic.numbers`.
+"""
+
+from __future__ import annotations
+
+from verifiers.arithmetic.errors import NotChecked, TooComplex
+from verifiers.arithmetic.extract import Claim, extract_claims
+from verifiers.arithmetic.judge import Judgement, judge
+from verifiers.arithmetic.numbers import consistent, parse_literal
+from verifiers.arithmetic.parse import Limits, parse_expression
+from verifiers.arithmetic.verifier import Arithmetic, Finding, check_text
+
+__all__ = [
+    "Arithmetic",
+    "Claim",
+    "Finding",
+    "Judgement",
+    "Limits",
+    "NotChecked",
+    "TooComplex",
+    "check_text",
+    "consistent",
+    "extract_claims",
+    "judge",
+    "parse_expression",
+    "parse_literal",
+]

@@ -1,0 +1,400 @@
+"""Find the calculation claims in a step of prose, each with the exact span of its text.
+
+A claim is one link ``expression = stated value`` of a (possibly chained) equality written in the text or in
+a calculator annotation ``<<expr=value>>``. The extractor is where soundness is won or lost, so it keeps only
+links it reads for sure:
+
+- the left side is a complete expression with an operator, the right side a single number (the result);
+  ``a = b + c`` and ``60 minutes = 1 hour`` are not calculations it judges;
+- the expression's edges are clean: no word before it that could be part of the calculation ("half of 10 + 2"),
+  no word after the result that changes its meaning ("= 5 more than", "= 3 to 4"), no clock times, dates,
+  ratios or numbers glued to letters;
+- every chained link is a claim of its own, but a running total ("5 * 3 = 15 + 2 = 17") is not read as
+  ``5 * 3 = 15 + 2``: a link whose right side is not a single number is never judged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from verifiers.arithmetic.errors import TooComplex
+from verifiers.arithmetic.lexer import Token, tokenize
+from verifiers.arithmetic.parse import Bin, Limits, Neg, Node, Num, Sqrt, is_unit_word, parse_expression
+from verifiers.arithmetic.vocabulary import (
+    APPROX_WORDS,
+    MULTIPLIERS,
+    OPERATOR_WORDS,
+    RELATION_WORDS,
+    RISKY_AFTER,
+    RISKY_BEFORE,
+)
+
+__all__ = ["Claim", "extract_claims", "might_hold_claims"]
+
+_QUICK = re.compile(r"[=≈≃]|\\approx|\b(?:is|equals)\b")
+_DIGIT = re.compile(r"\d")
+_ANNOTATION = re.compile(r"<<([^<>\n]{1,400})>>")
+_LIST_MARKER = re.compile(r"^\s*(?:\(?\d{1,3}\)|\d{1,3}\.|[-*•])\s+")
+_DETERMINERS = {"the", "a", "an", "his", "her", "their", "its", "our", "my", "your", "this", "that", "these",
+                "those", "each", "every"}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One link ``lhs = rhs`` with the offsets of its text in the step (``start``/``end``, half-open).
+
+    ``lhs`` is ``None`` when the expression could not be checked within the limits (``problem`` says why).
+    """
+
+    lhs_text: str
+    rhs_text: str
+    normalised: str
+    start: int
+    end: int
+    lhs: Node | None
+    rhs: Num | None
+    rhs_sign: int = 1
+    approx: bool = False
+    source: str = "text"  # or "annotation"
+    problem: str | None = None
+
+
+def might_hold_claims(text: str) -> bool:
+    """A fast test that rejects most steps (no digit, or no relation) before any tokenizing."""
+    return bool(_DIGIT.search(text)) and (bool(_QUICK.search(text)) or "<<" in text)
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _literal(node: Node | None) -> tuple[Num, int] | None:
+    if isinstance(node, Num):
+        return node, 1
+    if isinstance(node, Neg) and isinstance(node.arg, Num):
+        return node.arg, -1
+    return None
+
+
+def _has_glued_minus(node: Node) -> bool:
+    if isinstance(node, Bin):
+        return node.glued_minus or _has_glued_minus(node.left) or _has_glued_minus(node.right)
+    if isinstance(node, Neg | Sqrt):
+        return _has_glued_minus(node.arg)
+    return False
+
+
+def _bare_fraction(node: Node | None) -> bool:
+    """A written fraction like 2/5 or 3/4 (two integers), which prose uses as a share of something."""
+    return (isinstance(node, Bin) and node.op == "/" and isinstance(node.left, Num)
+            and isinstance(node.right, Num) and node.left.literal.decimals == 0
+            and node.right.literal.decimals == 0 and node.left.label is None)
+
+
+def num_label(node: Node | None) -> bool:
+    """Whether a stated value carries a unit, currency or multiplier."""
+    lit = _literal(node)
+    return lit is not None and (lit[0].label is not None or lit[0].multiplier is not None)
+
+
+def _normal(toks: Sequence[Token]) -> str:
+    parts = []
+    for t in toks:
+        if t.kind == "WORD":
+            w = t.value.lower()
+            if w in OPERATOR_WORDS:
+                parts.append(OPERATOR_WORDS[w])
+            elif w == "of":
+                parts.append("*")
+            elif w == "percent":
+                parts.append("%")
+            elif w in MULTIPLIERS:
+                parts.append(w)
+            continue
+        if t.kind in {"CUR", "SEP", "BAD"}:
+            continue
+        parts.append({"FRAC": "frac", "SQRT": "sqrt"}.get(t.kind, t.value.replace(",", "")))
+    return "".join(parts)
+
+
+class _Runs:
+    """Split tokens into runs of expression material and relations, the units that claims are read from."""
+
+    def __init__(self, toks: list[Token], skip_until: int) -> None:
+        self.toks = toks
+        self.skip_until = skip_until
+
+    def member(self, i: int) -> bool:
+        t = self.toks[i]
+        if t.start < self.skip_until:
+            return False
+        if t.kind in {"NUM", "OP", "LP", "RP", "PCT", "FRAC", "SQRT", "REL", "CUR"}:
+            return True
+        if t.kind != "WORD":
+            return False
+        w = t.value.lower()
+        prev = self.toks[i - 1] if i > 0 else None
+        if w in {"times", "plus", "minus", "of"}:
+            return True
+        if w in {"divided", "multiplied"}:
+            return i + 1 < len(self.toks) and self.toks[i + 1].value.lower() == "by"
+        if w == "by":
+            return prev is not None and prev.value.lower() in {"divided", "multiplied"}
+        if w in RELATION_WORDS:
+            return True
+        if w in {"equal", "to"} and prev is not None and prev.value.lower() in {"is", "equal"}:
+            return True
+        if w in APPROX_WORDS and prev is not None and (prev.kind == "REL" or prev.value.lower() in RELATION_WORDS):
+            return True
+        if prev is None:
+            return False
+        if w == "percent" and prev.kind == "NUM":
+            return True
+        if w in MULTIPLIERS and prev.kind == "NUM":
+            return True
+        if prev.kind in {"NUM", "PCT", "RP"} or (prev.kind == "WORD" and prev.value.lower() in MULTIPLIERS):
+            return is_unit_word(t.value)
+        if prev.kind == "OP" and prev.value == "/" and prev.glued and t.glued and i >= 2:
+            before = self.toks[i - 2]
+            return before.kind == "WORD" and is_unit_word(before.value) and is_unit_word(t.value)
+        return False
+
+    def runs(self) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        start: int | None = None
+        for i in range(len(self.toks)):
+            if self.member(i):
+                if start is None:
+                    start = i
+            elif start is not None:
+                out.append((start, i))
+                start = None
+        if start is not None:
+            out.append((start, len(self.toks)))
+        return out
+
+
+def _relation(toks: list[Token], i: int) -> tuple[str, int] | None:
+    """If a relation starts at ``i``: its kind ("=", "approx", "is") and the index after it."""
+    t = toks[i]
+    kind: str
+    if t.kind == "REL":
+        kind = t.value
+        j = i + 1
+    elif t.kind == "WORD" and t.value.lower() in RELATION_WORDS:
+        kind = "is"
+        j = i + 1
+        if j + 1 < len(toks) and toks[j].value.lower() == "equal" and toks[j + 1].value.lower() == "to":
+            j += 2
+    else:
+        return None
+    nxt = toks[j] if j < len(toks) else None
+    if nxt is not None and ((nxt.kind == "WORD" and nxt.value.lower() in APPROX_WORDS)
+                            or (nxt.kind == "SEP" and nxt.value == "~" and kind == "=")):
+        kind = "approx"
+        j += 1
+    return kind, j
+
+
+def _left_clean(toks: list[Token], first: int, skip_until: int) -> bool:
+    t = toks[first]
+    if t.kind == "OP" and not (t.value == "-" and first + 1 < len(toks) and toks[first + 1].glued):
+        return False
+    if t.kind == "WORD":  # a seg starting with an operator word ("times 4")
+        return False
+    if first == 0 or toks[first - 1].end <= skip_until:
+        return True
+    prev = toks[first - 1]
+    if t.kind == "OP" and prev.kind not in {"SEP"}:
+        return False  # "half -10 = ...": a dangling minus after words
+    if prev.kind == "BAD":
+        return False
+    if prev.kind == "SEP":
+        return not (t.glued and prev.value in {":", ".", ",", "/", "'", "’", "_", "#", "@", "&", "~"})
+    if prev.kind == "WORD":
+        # "24 eggs in 1 tray x 2 trays = 48": a number a few words back may belong to the calculation.
+        j = first - 1
+        while j >= 0 and first - j <= 3 and toks[j].kind == "WORD" and toks[j].end > skip_until:
+            j -= 1
+        if j >= 0 and toks[j].end > skip_until and toks[j].kind in {"NUM", "PCT"} and first - j <= 3:
+            return False
+        words = [prev.value.lower()]
+        if words[0] in _DETERMINERS and first >= 2 and toks[first - 2].kind == "WORD":
+            words.append(toks[first - 2].value.lower())
+        return not (t.glued or any(w in RISKY_BEFORE for w in words))
+    return False
+
+
+def _right_clean(toks: list[Token], after: int) -> bool:
+    if after >= len(toks):
+        return True
+    nxt = toks[after]
+    if nxt.kind == "BAD":
+        return not nxt.glued
+    if nxt.kind == "SEP":
+        return not (nxt.glued and nxt.value in {":", "/", "'", "’", "_", "@", "~"})
+    if nxt.kind == "WORD":
+        words = [t.value.lower() for t in toks[after:after + 3] if t.kind == "WORD"][:2]
+        if any(w in RISKY_AFTER for w in words):
+            return False
+        if words and words[0] in {"and", "&"} and after + 1 < len(toks):
+            two = toks[after + 1]
+            if two.kind == "NUM" or two.value.lower() in {"a", "one", "half"}:
+                return False  # "2 and 1/2", "3 and a half"
+        return not nxt.glued
+    return True
+
+
+def _strip_parens(seg: list[Token], *, leading: bool) -> list[Token]:
+    depth = sum(1 if t.kind == "LP" else -1 if t.kind == "RP" else 0 for t in seg)
+    if leading and depth > 0 and seg and seg[0].kind == "LP":
+        return seg[1:]
+    if not leading and depth < 0 and seg and seg[-1].kind == "RP":
+        return seg[:-1]
+    return seg
+
+
+def _rhs_end(seg: list[Token]) -> int:
+    """End of the stated value's text: the number with its %, currency and multiplier, not a unit word."""
+    end = seg[0].end
+    for t in seg:
+        word = t.value.lower()
+        if t.kind in {"NUM", "PCT", "CUR", "OP", "LP", "RP"} or (
+                t.kind == "WORD" and (word == "percent" or word in MULTIPLIERS)):
+            end = t.end
+        elif t.kind == "WORD":
+            break
+    return end
+
+
+@dataclass
+class _Segment:
+    toks: list[Token]
+    node: Node | None = None
+    problem: str | None = None
+
+
+def _parse(seg: list[Token], limits: Limits) -> _Segment:
+    out = _Segment(seg)
+    if not seg:
+        return out
+    try:
+        out.node = _cached_parse(tuple((t.kind, t.value, t.glued) for t in seg), limits)
+    except TooComplex as exc:
+        out.problem = f"too complex to check: {exc}"
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _cached_parse(key: tuple[tuple[str, str, bool], ...], limits: Limits) -> Node | None:
+    toks = [Token(k, v, 0, 0, g) for k, v, g in key]  # type: ignore[arg-type]
+    return parse_expression(toks, limits)
+
+
+def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int, source: str,
+               whole: bool = False) -> list[Claim]:
+    claims: list[Claim] = []
+    for a, b in _Runs(toks, skip_until).runs():
+        if whole and (a != 0 or b != len(toks)):
+            continue  # an annotation is judged whole or not at all ("<<2*L/10*20=40>>")
+        segs: list[list[Token]] = [[]]
+        rels: list[str] = []
+        i = a
+        while i < b:
+            rel = _relation(toks, i)
+            if rel is not None:
+                rels.append(rel[0])
+                segs.append([])
+                i = min(rel[1], b)
+                continue
+            segs[-1].append(toks[i])
+            i += 1
+        if not rels:
+            continue
+        segs[0] = _strip_parens(segs[0], leading=True)
+        segs[-1] = _strip_parens(segs[-1], leading=False)
+        parsed = [_parse(s, limits) for s in segs]
+        for k, kind in enumerate(rels):
+            left, right = parsed[k], parsed[k + 1]
+            if not left.toks or not right.toks:
+                continue
+            lit = _literal(right.node)
+            if lit is None or right.problem is not None:
+                continue
+            if left.node is None and left.problem is None:
+                continue
+            if left.node is not None and _literal(left.node) is not None:
+                continue  # "60 minutes = 1 hour", "x = 5": not a calculation
+            first = toks.index(left.toks[0], a)
+            if not whole and k == 0 and not _left_clean(toks, first, skip_until):
+                continue
+            last_index = toks.index(right.toks[-1], a)
+            if not whole and k == len(rels) - 1 and not _right_clean(toks, last_index + 1):
+                continue
+            if _bare_fraction(left.node) and (num_label(right.node) or kind == "is"):
+                continue  # "2/5 is equal to 12.8 hectares": the fraction of an amount, not a division
+            if kind == "is" and left.node is not None and _has_glued_minus(left.node):
+                continue  # "5-10 minutes is ...": a range, not a subtraction
+            start = left.toks[0].start
+            end = _rhs_end(right.toks)
+            lhs_text = _squash(text[start:left.toks[-1].end])
+            rhs_text = _squash(text[right.toks[0].start:end])
+            num, sign = lit
+            claims.append(Claim(
+                lhs_text=lhs_text, rhs_text=rhs_text,
+                normalised=f"{_normal(left.toks)}={_normal(right.toks)}",
+                start=start, end=end, lhs=left.node, rhs=num, rhs_sign=sign, approx=kind == "approx",
+                source=source, problem=left.problem))
+    return claims
+
+
+def _annotation_claims(text: str, limits: Limits) -> list[Claim]:
+    out: list[Claim] = []
+    for m in _ANNOTATION.finditer(text):
+        body = m.group(1)
+        if body.count("=") != 1:
+            continue
+        toks = [Token(t.kind, t.value, t.start + m.start(1), t.end + m.start(1), t.glued) for t in tokenize(body)]
+        for c in _claims_in(text, toks, limits, skip_until=0, source="annotation", whole=True):
+            out.append(Claim(c.lhs_text, c.rhs_text, c.normalised, m.start(), m.end(), c.lhs, c.rhs, c.rhs_sign,
+                             c.approx, "annotation", c.problem))
+    return out
+
+
+def _surface(text: str) -> tuple[str, list[int]]:
+    """The text with annotations removed, and for each of its characters the offset in ``text``."""
+    pieces: list[str] = []
+    index: list[int] = []
+    pos = 0
+    for m in _ANNOTATION.finditer(text):
+        pieces.append(text[pos:m.start()])
+        index.extend(range(pos, m.start()))
+        pos = m.end()
+    pieces.append(text[pos:])
+    index.extend(range(pos, len(text)))
+    index.append(len(text))
+    return "".join(pieces), index
+
+
+def extract_claims(text: str, limits: Limits | None = None) -> list[Claim]:
+    """Every claim in ``text`` (one step), annotation claims and written claims, in text order."""
+    limits = limits or Limits()
+    if not might_hold_claims(text):
+        return []
+    return list(_extract_cached(text, limits))
+
+
+@lru_cache(maxsize=2048)
+def _extract_cached(text: str, limits: Limits) -> tuple[Claim, ...]:
+    claims = _annotation_claims(text, limits) if "<<" in text else []
+    surface, index = _surface(text) if claims or "<<" in text else (text, [])
+    marker = _LIST_MARKER.match(surface)
+    skip = marker.end() if marker else 0
+    written = _claims_in(surface, tokenize(surface), limits, skip_until=skip, source="text")
+    if index:
+        written = [Claim(c.lhs_text, c.rhs_text, c.normalised, index[c.start], index[c.end - 1] + 1, c.lhs, c.rhs,
+                         c.rhs_sign, c.approx, c.source, c.problem) for c in written]
+    return tuple(sorted(claims + written, key=lambda c: (c.start, c.end)))

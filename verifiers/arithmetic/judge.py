@@ -1,0 +1,115 @@
+"""Judge one claim: evaluate its expression exactly and compare with the stated value under the rounding rule.
+
+A claim is wrong only when the stated value fits no reading of the expression: not the plain one, not a
+percentage read as a number ("30/150*100 = 20%"), not a multiplier word read as a label. A mismatch between
+amounts in different units of one dimension ("2 * 1.5 hours = 180 minutes") is a conversion the verifier
+cannot follow, so it is left alone rather than flagged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from verifiers.arithmetic.errors import NotChecked
+from verifiers.arithmetic.evaluate import evaluate, has_percent, unit_conflict, unit_of
+from verifiers.arithmetic.extract import Claim
+from verifiers.arithmetic.numbers import consistent, format_value, to_rational
+from verifiers.arithmetic.parse import Bin, Limits, Neg, Num, Sqrt
+from verifiers.arithmetic.vocabulary import unit_dimension
+
+__all__ = ["Judgement", "judge"]
+
+_COINS = {"cent", "penny", "nickel", "dime", "quarter"}
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """``status`` "ok", "wrong", "unknown" (not checkable) or "unsure" (a mismatch that may be a conversion)."""
+
+    status: Literal["ok", "wrong", "unknown", "unsure"]
+    claim: Claim
+    expected: str = ""  # the right value as written for the model ("9", "about 0.33", "$18", "20%")
+    reason: str = ""
+
+    @property
+    def feedback(self) -> str:
+        return f"{self.claim.lhs_text} is {self.expected}, not {self.claim.rhs_text}."
+
+
+# Factors between units of one dimension (time, length, mass, volume, coins): a mismatch that one of them
+# explains is a conversion ("2 * 1.5 hours = 180 minutes"), not an arithmetic error.
+_FACTORS = (2, 3, 4, 7, 8, 10, 12, 16, 24, 30, 36, 52, 60, 100, 365, 1000, 1440, 1760, 3600, 5280)
+
+
+def _convertible(label: str | None) -> bool:
+    if label is None:
+        return False
+    return bool(unit_dimension(label) - {"money", "count"}) or label in _COINS
+
+
+def _labels(node: Any) -> set[str]:
+    if isinstance(node, Num):
+        return {node.label} if node.label is not None else set()
+    if isinstance(node, Neg | Sqrt):
+        return _labels(node.arg)
+    if isinstance(node, Bin):
+        return _labels(node.left) | _labels(node.right)
+    return set()
+
+
+def _conversion(claim: Claim, readings: tuple[Any, ...]) -> bool:
+    """Whether a mismatch may be a unit conversion the verifier cannot follow."""
+    import sympy
+
+    assert claim.lhs is not None and claim.rhs is not None
+    if unit_conflict(claim.lhs):
+        return True
+    labels = _labels(claim.lhs) | ({claim.rhs.label} if claim.rhs.label else set())
+    if not any(_convertible(label) for label in labels):
+        return False
+    left, right = unit_of(claim.lhs), claim.rhs.label
+    if left is not None and right is not None and left != right:
+        return True
+    stated = claim.rhs.literal
+    for value in readings:
+        for f in _FACTORS:
+            for g in (sympy.Integer(f), sympy.Rational(1, f)):
+                p, q = to_rational(value * g, stated.decimals)
+                if consistent(p, q, stated, approx=claim.approx, sign=claim.rhs_sign):
+                    return True
+    return False
+
+
+def judge(claim: Claim, limits: Limits, deadline: float) -> Judgement:
+    """Check one claim exactly; never raises for a claim it cannot check (that is ``"unknown"``)."""
+    if claim.lhs is None or claim.rhs is None:
+        return Judgement("unknown", claim, reason=claim.problem or "not parsed")
+    try:
+        readings = evaluate(claim.lhs, limits, deadline)
+    except NotChecked as exc:
+        return Judgement("unknown", claim, reason=f"{claim.lhs_text}: not checked ({exc})")
+    stated = claim.rhs.literal
+    import sympy
+
+    primary = sympy.Integer(100 if claim.rhs.percent else 1)
+    factors: list[Any] = [primary]
+    if claim.rhs.percent or has_percent(claim.lhs):
+        factors += [sympy.Integer(1), sympy.Integer(100)]
+    if claim.rhs.multiplier is not None:  # "= 2.5 million" for 2,500,000
+        factors += [f / claim.rhs.multiplier for f in list(factors)]
+    for value in readings:
+        for f in factors:
+            p, q = to_rational(value * f, stated.decimals)
+            if consistent(p, q, stated, approx=claim.approx, sign=claim.rhs_sign):
+                return Judgement("ok", claim)
+    if _conversion(claim, readings):
+        return Judgement("unsure", claim, reason="a unit conversion the verifier does not follow")
+    p, q = to_rational(readings[0] * primary, stated.decimals)
+    text, exact = format_value(p, q, decimals=stated.decimals, thousands="," in claim.rhs_text)
+    label = claim.rhs.label
+    if claim.rhs.percent:
+        text += "%"
+    elif label is not None and label in {"$", "€", "£", "¥"}:
+        text = f"-{label}{text[1:]}" if text.startswith("-") else f"{label}{text}"
+    return Judgement("wrong", claim, expected=text if exact else f"about {text}")

@@ -1,0 +1,173 @@
+"""Tokenizer for calculations written in prose: numbers, operators (plain, unicode, LaTeX), relations, words.
+
+The lexer never evaluates anything; it only labels pieces of text with their offsets, so that the parser can
+build an expression and the extractor can point a span at exactly the text of a claim. Pieces it cannot read
+for sure (a number glued to letters like ``3x`` or ``5th``, a clock time ``3:45``, a date ``12/25/2023``) become
+``BAD`` tokens, which no claim may contain: what is not read for sure is not judged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from verifiers.arithmetic.vocabulary import GLUED_UNITS, MULTIPLIERS
+
+__all__ = ["Token", "TokenKind", "tokenize"]
+
+TokenKind = Literal["NUM", "OP", "LP", "RP", "REL", "PCT", "CUR", "WORD", "FRAC", "SQRT", "SEP", "BAD"]
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One piece of text: ``kind``, canonical ``value`` (``"*"`` for ``×``, ``"approx"`` for ``≈``), offsets."""
+
+    kind: TokenKind
+    value: str
+    start: int
+    end: int
+    glued: bool = False  # no whitespace between this token and the one before
+
+    def __repr__(self) -> str:
+        return f"{self.kind}({self.value!r}@{self.start})"
+
+
+_MASTER = re.compile(
+    r"""
+      (?P<ws>\s+|\\[,;!:]|\\q?quad\b)
+    | (?P<num>(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)
+    | (?P<text>\\(?:text|mathrm|textrm|mbox)\s*\{\s*(?P<textbody>[A-Za-z]+)\s*\})
+    | (?P<latex>\\(?:left|right)\s*[(\[]|\\(?:left|right)\s*[)\]]|\\[A-Za-z]+|\\[$%{}()\[\]])
+    | (?P<op>\*\*|[-+*/^×·⋅∗÷−])
+    | (?P<rel>==?|≈|≃)
+    | (?P<pct>%)
+    | (?P<cur>[$€£¥])
+    | (?P<lp>[(\[{])
+    | (?P<rp>[)\]}])
+    | (?P<word>[A-Za-z]+(?:['’][A-Za-z]+)?)
+    | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+_OPS = {"−": "-", "×": "*", "·": "*", "⋅": "*", "∗": "*", "÷": "/", "**": "^"}
+_LATEX = {
+    "\\times": ("OP", "*"), "\\cdot": ("OP", "*"), "\\div": ("OP", "/"), "\\ast": ("OP", "*"),
+    "\\frac": ("FRAC", "frac"), "\\dfrac": ("FRAC", "frac"), "\\tfrac": ("FRAC", "frac"),
+    "\\sqrt": ("SQRT", "sqrt"), "\\approx": ("REL", "approx"), "\\$": ("CUR", "$"), "\\%": ("PCT", "%"),
+    "\\{": ("LP", "("), "\\}": ("RP", ")"), "\\(": ("SEP", "\\("), "\\)": ("SEP", "\\)"),
+    "\\[": ("SEP", "\\["), "\\]": ("SEP", "\\]"), "\\neq": ("SEP", "!="), "\\ne": ("SEP", "!="),
+    "\\le": ("SEP", "<="), "\\leq": ("SEP", "<="), "\\ge": ("SEP", ">="), "\\geq": ("SEP", ">="),
+}
+_ORDINAL = {"st", "nd", "rd", "th"}
+
+
+def _raw(text: str) -> list[Token]:
+    out: list[Token] = []
+    glued = False
+    for m in _MASTER.finditer(text):
+        kind = m.lastgroup
+        s, e = m.span()
+        if kind == "ws":
+            glued = False
+            continue
+        piece = m.group()
+        tok: Token
+        if kind == "num":
+            tok = Token("NUM", piece, s, e, glued)
+        elif kind == "text":
+            tok = Token("WORD", m.group("textbody").lower(), s, e, glued)
+        elif kind == "latex":
+            squashed = re.sub(r"\s+", "", piece)
+            if squashed.startswith("\\left"):
+                tok = Token("LP" if squashed[-1] in "([" else "RP", "(" if squashed[-1] in "([" else ")", s, e, glued)
+            elif squashed.startswith("\\right"):
+                tok = Token("RP" if squashed[-1] in ")]" else "LP", ")" if squashed[-1] in ")]" else "(", s, e, glued)
+            else:
+                k, v = _LATEX.get(piece, ("BAD", piece))
+                tok = Token(k, v, s, e, glued)  # type: ignore[arg-type]
+        elif kind == "op":
+            tok = Token("OP", _OPS.get(piece, piece), s, e, glued)
+        elif kind == "rel":
+            tok = Token("REL", "approx" if piece in "≈≃" else "=", s, e, glued)
+        elif kind == "pct":
+            tok = Token("PCT", "%", s, e, glued)
+        elif kind == "cur":
+            tok = Token("CUR", piece, s, e, glued)
+        elif kind == "lp":
+            tok = Token("LP", "(", s, e, glued)
+        elif kind == "rp":
+            tok = Token("RP", ")", s, e, glued)
+        elif kind == "word":
+            tok = Token("WORD", piece, s, e, glued)
+        else:
+            tok = Token("SEP", piece, s, e, glued)
+        out.append(tok)
+        glued = True
+    return out
+
+
+def _bad(t: Token) -> Token:
+    return Token("BAD", t.value, t.start, t.end, t.glued)
+
+
+def _resolve(toks: list[Token]) -> list[Token]:
+    """Second pass: glued letters, ``x`` as a times sign, clock times, dates, hyphenated words, ``<`` and ``>``."""
+    n = len(toks)
+    out = list(toks)
+    for i, t in enumerate(toks):
+        prev = toks[i - 1] if i > 0 else None
+        nxt = toks[i + 1] if i + 1 < n else None
+        if t.kind == "NUM":
+            if prev is not None and t.glued and (prev.kind == "WORD" or prev.value in {"_", "@", "#", "'"}):
+                out[i] = _bad(t)  # "A4", "COVID19", "#3"
+            elif prev is not None and t.glued and prev.kind == "SEP" and prev.value in {":", ".", ","} \
+                    and i >= 2 and toks[i - 2].kind == "NUM" and prev.glued:
+                out[i] = _bad(t)
+            if nxt is not None and nxt.glued and nxt.kind == "SEP" and nxt.value in {":", ".", ","} and i + 2 < n \
+                    and toks[i + 2].kind == "NUM" and toks[i + 2].glued:
+                out[i] = _bad(t)  # 3:45, 1.2.3
+            if nxt is not None and nxt.glued and nxt.kind == "WORD":
+                w = nxt.value
+                if w in {"x", "X"} and i + 2 < n and toks[i + 2].kind in {"NUM", "LP", "CUR"}:
+                    pass  # "3x4", "3x (2+1)": a times sign, resolved below
+                elif w in GLUED_UNITS or w.lower() in MULTIPLIERS:
+                    pass
+                else:
+                    out[i] = _bad(t)  # "5th", "3x", "10am", "1e6"
+                    if w.lower() in _ORDINAL or len(w) <= 3:
+                        out[i + 1] = _bad(nxt)
+            # A date like 12/25/2023 or a version like 1-2-3 with no spaces: not a calculation.
+            if (nxt is not None and nxt.glued and nxt.kind == "OP" and nxt.value == "/" and i + 4 < n
+                    and toks[i + 2].kind == "NUM" and toks[i + 2].glued and toks[i + 3].value == "/"
+                    and toks[i + 3].glued and toks[i + 4].kind == "NUM" and toks[i + 4].glued):
+                for j in range(i, i + 5):
+                    out[j] = _bad(toks[j])
+            # "3-year-old": a hyphen glued to letters is a word hyphen, not a minus.
+            if (nxt is not None and nxt.glued and nxt.kind == "OP" and nxt.value == "-" and i + 2 < n
+                    and toks[i + 2].kind == "WORD" and toks[i + 2].glued):
+                out[i] = _bad(t)
+                out[i + 1] = _bad(nxt)
+        elif t.kind == "WORD" and t.value in {"x", "X"} and prev is not None and nxt is not None:
+            left_ok = prev.kind in {"NUM", "RP", "PCT"} or (
+                prev.kind == "WORD" and i >= 2 and toks[i - 2].kind == "NUM")
+            right_ok = nxt.kind in {"NUM", "LP", "CUR", "FRAC", "SQRT"}
+            if left_ok and right_ok and (t.glued == nxt.glued):
+                out[i] = Token("OP", "*", t.start, t.end, t.glued)
+        elif (t.kind == "OP" and t.value == "/" and t.glued and prev is not None and prev.kind == "WORD"
+              and nxt is not None and nxt.glued and nxt.kind == "NUM"):
+            out[i] = _bad(t)  # "2 melt/15 minutes": a rate per 15 minutes, not a division by 15
+        elif t.kind == "SEP" and t.value in {"<", ">", "≤", "≥", "≠", "!"}:
+            out[i] = _bad(t)
+        elif t.kind == "REL" and nxt is not None and nxt.glued and nxt.kind == "SEP" and nxt.value in {">", "<"}:
+            out[i] = _bad(t)  # "=>" is an arrow, not an equality
+        elif t.kind == "REL" and prev is not None and t.glued and prev.kind in {"SEP", "BAD"} \
+                and prev.value in {"<", ">", "!", ":"}:
+            out[i] = _bad(t)  # "<=", ">=", "!=", ":="
+    return out
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split ``text`` into tokens with offsets into ``text``."""
+    return _resolve(_raw(text))

@@ -1,0 +1,106 @@
+"""The ``arithmetic`` verifier: every calculation a step states, checked exactly with sympy as the step ends."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from monitor import Fail, Pass, Span, Step, StepBoundary, Unknown, Verdict, Verifier
+from monitor.verifier import RunsIn
+from verifiers.arithmetic.errors import TooComplex
+from verifiers.arithmetic.extract import Claim, extract_claims, might_hold_claims
+from verifiers.arithmetic.judge import Judgement, judge
+from verifiers.arithmetic.parse import Limits
+
+__all__ = ["Arithmetic", "Finding", "check_text"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A judged claim with its span in the text that was checked (``check_text``'s answer)."""
+
+    judgement: Judgement
+    start: int
+    end: int
+
+    @property
+    def status(self) -> str:
+        return self.judgement.status
+
+    @property
+    def claim(self) -> Claim:
+        return self.judgement.claim
+
+
+def check_text(text: str, limits: Limits | None = None) -> list[Finding]:
+    """Judge every claim in ``text`` as one step (no trace, no event loop): the fast path for offline use."""
+    limits = limits or Limits()
+    if not might_hold_claims(text):
+        return []
+    if len(text) > limits.max_step_chars:
+        raise TooComplex(f"a step of {len(text)} characters (the limit is {limits.max_step_chars})")
+    import sympy  # noqa: F401  (loaded before the clock starts)
+
+    claims = extract_claims(text, limits)
+    deadline = time.perf_counter() + limits.seconds
+    out: list[Finding] = []
+    for i, claim in enumerate(claims):
+        if i >= limits.max_claims:
+            out.append(Finding(Judgement("unknown", claim, reason=f"more than {limits.max_claims} claims"),
+                               claim.start, claim.end))
+            continue
+        try:
+            j = judge(claim, limits, deadline)
+        except TooComplex as exc:
+            j = Judgement("unknown", claim, reason=f"{claim.lhs_text}: too complex to check ({exc})")
+        out.append(Finding(j, claim.start, claim.end))
+    return out
+
+
+class Arithmetic(Verifier):
+    """Checks every calculation a step states (``16 - 3 - 4 = 9``, ``20% of 150 is 30``, ``<<9*2=18>>``).
+
+    Sound by construction: a claim it cannot read for sure is not judged, and a wrong claim is one whose
+    stated value fits no reading of the expression under the rounding rule (see ``verifiers.arithmetic``).
+    A wrong claim fails with a span covering exactly that claim and feedback naming the right value; a claim
+    past the size, exponent or time limits is ``Unknown``.
+    """
+
+    name = "arithmetic"
+    trigger = StepBoundary()
+    runs_in: RunsIn = "loop"  # a step costs well under a millisecond to a few ms: cheaper than any hand-off
+    timeout = 5.0
+    description = "Checks the calculations each step states, exactly, with sympy"
+
+    def __init__(self, *, limits: Limits | None = None, report_unknown: bool = True, **options: Any) -> None:
+        super().__init__(**options)
+        self.limits = limits or Limits()
+        self.report_unknown = report_unknown
+        import sympy  # noqa: F401  (import now, not on the first step inside the event loop)
+
+    def check(self, state: Step) -> list[Verdict]:
+        step = state
+        try:
+            findings = check_text(step.text, self.limits)
+        except TooComplex as exc:
+            return [Unknown(reason=f"not checked: {exc}", span=step.span)]
+        fails: list[Fail] = []
+        unknown: list[Verdict] = []
+        for f in findings:
+            span = step.to_trace(f.start, f.end)
+            if f.status == "wrong":
+                fails.append(Fail(f"arithmetic: {f.judgement.feedback}", span=span,
+                                  feedback=f.judgement.feedback, claim=f.claim.normalised))
+            elif f.status == "unknown" and self.report_unknown:
+                unknown.append(Unknown(reason=f.judgement.reason, span=span))
+        fails = [f for f in fails if not any(_inside(f.span, g.span) for g in fails if g is not f)]
+        verdicts: list[Verdict] = [*fails, *unknown]
+        if not verdicts:
+            checked = sum(f.status != "unknown" for f in findings)
+            return [Pass(note=f"{checked} calculation{'s' if checked != 1 else ''} checked")]
+        return verdicts
+
+
+def _inside(inner: Span | None, outer: Span | None) -> bool:
+    return inner is not None and outer is not None and outer.contains(inner) and inner != outer
