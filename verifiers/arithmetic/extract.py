@@ -212,6 +212,8 @@ def _left_clean(toks: list[Token], first: int, skip_until: int) -> bool:
         return False  # "half -10 = ...": a dangling minus after words
     if prev.kind == "BAD":
         return False
+    if prev.kind == "LP":
+        return True  # "(3 + 4 = 7)": the bracket around an aside
     if prev.kind == "SEP":
         return not (t.glued and prev.value in {":", ".", ",", "/", "'", "’", "_", "#", "@", "&", "~"})
     if prev.kind == "WORD":
@@ -219,7 +221,8 @@ def _left_clean(toks: list[Token], first: int, skip_until: int) -> bool:
         j = first - 1
         while j >= 0 and first - j <= 3 and toks[j].kind == "WORD" and toks[j].end > skip_until:
             j -= 1
-        if j >= 0 and toks[j].end > skip_until and toks[j].kind in {"NUM", "PCT"} and first - j <= 3:
+        if (j >= 0 and toks[j].end > skip_until and toks[j].kind in {"NUM", "PCT"} and first - j <= 3
+                and not _states_result(toks, j)):
             return False
         words = [prev.value.lower()]
         if words[0] in _DETERMINERS and first >= 2 and toks[first - 2].kind == "WORD":
@@ -240,12 +243,20 @@ def _right_clean(toks: list[Token], after: int) -> bool:
         words = [t.value.lower() for t in toks[after:after + 3] if t.kind == "WORD"][:2]
         if any(w in RISKY_AFTER for w in words):
             return False
-        if words and words[0] in {"and", "&"} and after + 1 < len(toks):
-            two = toks[after + 1]
-            if two.kind == "NUM" or two.value.lower() in {"a", "one", "half"}:
+        if words and words[0] in {"and", "&"} and after + 2 < len(toks):
+            two, three = toks[after + 1], toks[after + 2]
+            if (two.kind == "NUM" and three.glued and three.value == "/") or two.value.lower() in {"a", "one"}:
                 return False  # "2 and 1/2", "3 and a half"
         return not nxt.glued
     return True
+
+
+def _states_result(toks: list[Token], j: int) -> bool:
+    """Whether the number at ``j`` is the result of a relation ("= 48 and 48 / 6"), not an operand in words."""
+    k = j - 1
+    if k >= 0 and toks[k].kind == "CUR":
+        k -= 1
+    return k >= 0 and (toks[k].kind == "REL" or (toks[k].kind == "WORD" and toks[k].value.lower() in RELATION_WORDS))
 
 
 def _strip_parens(seg: list[Token], *, leading: bool) -> list[Token]:

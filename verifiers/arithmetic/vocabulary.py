@@ -86,7 +86,7 @@ RISKY_BEFORE = {
     "thrice", "over", "per", "into", "less", "more", "fewer", "from", "to", "with", "subtract", "subtracting",
     "add", "adding", "multiply", "multiplying", "divide", "dividing", "square", "root", "cube", "third",
     "thirds", "quarter", "quarters", "fifth", "fifths", "fourth", "fourths", "percent", "x", "y", "n",
-    "excluding", "except", "without", "after", "before", "then", "another", "extra", "additional",
+    "excluding", "except", "without", "after", "before", "another", "extra", "additional",
 }
 
 # A following word that changes what the result means ("= 5 more than", "= 3 to 4", "= 2 and 1/2").
