@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from monitor import Fail, Monitor, Step, StopReason, TokenBudget, list_verifiers, verifier
+from monitor import Fail, GenerationRequest, Monitor, Step, StopReason, TokenBudget, list_verifiers, verifier
 
 pytestmark = pytest.mark.slow
 
@@ -27,13 +31,50 @@ def products(step: Step) -> Fail | None:
 
 
 @pytest.fixture(scope="module")
-def smollm() -> Any:
-    from generators.transformers import ModelNotFoundError, Transformers
+def conversion(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str, Path]]:
+    """The default model converted from GGUF into a fresh cache folder: ``(generator, stderr, cache dir)``."""
+    from generators.transformers import CACHE_ENV, ModelNotFoundError, Transformers, default_model_path
 
     try:
-        return Transformers.default(max_new_tokens=120)
+        default_model_path()
     except ModelNotFoundError as exc:
         pytest.skip(str(exc))
+    cache = tmp_path_factory.mktemp("interlock-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_ENV, str(cache))
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            gen = Transformers.default(max_new_tokens=120)
+        yield gen, err.getvalue(), cache
+
+
+@pytest.fixture(scope="module")
+def smollm(conversion: tuple[Any, str, Path]) -> Any:
+    return conversion[0]
+
+
+async def test_the_converted_weights_are_cached_and_load_again_identically(
+        conversion: tuple[Any, str, Path]) -> None:
+    from generators.transformers import CACHE_ENV, Transformers, cache_dir
+
+    gen, said, cache = conversion
+    assert "converting SmolLM2-135M-Instruct.Q4_1.gguf from GGUF" in said
+    assert f"cached in {cache}" in said and "later loads take about a second" in said
+    folders = list((cache / "models").iterdir())
+    assert len(folders) == 1 and (folders[0] / ".complete").is_file()
+    assert (folders[0] / "model.safetensors").is_file() and (folders[0] / "tokenizer.json").is_file()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_ENV, str(cache))
+        assert cache_dir() == cache
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            again = Transformers.default(max_new_tokens=8)
+        assert "converting" not in err.getvalue()
+    request = GenerationRequest("Name a colour.", max_new_tokens=8)
+    first = [c async for c in gen.stream(request)]
+    second = [c async for c in again.stream(request)]
+    assert [c.token_ids for c in first] == [c.token_ids for c in second]
+    assert "".join(c.text for c in first) == "".join(c.text for c in second)
 
 
 async def test_monitored_arithmetic_on_the_embedded_model(smollm: Any) -> None:

@@ -12,11 +12,12 @@ from generators.transformers.errors import (
     ModelLoadError,
     ModelNotFoundError,
 )
-from generators.transformers.loading import cache_dir, default_model_path, load_model
+from generators.transformers.loading import CACHE_ENV, cache_dir, default_model_path, load_model
 from generators.transformers.prompting import PromptFormatter
 from generators.transformers.sampling import Sampling
 
 __all__ = [
+    "CACHE_ENV",
     "ContextOverflowError",
     "MissingDependencyError",
     "ModelLoadError",
