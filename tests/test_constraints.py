@@ -5,6 +5,7 @@ rollbacks through a real monitor, and a run in a worker process."""
 from __future__ import annotations
 
 import json
+import pickle
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from generators import Scripted
-from monitor import Action, Fail, Monitor, Pass, Span, StopReason, Unknown, create_verifier
+from monitor import Action, Fail, Monitor, Pass, Span, Step, StopReason, TraceView, Unknown, create_verifier
 from verifiers import VerifierConfigError
 from verifiers.constraints import (
     AnswerCheck,
@@ -308,7 +309,13 @@ async def test_runs_in_a_worker_process_without_sending_z3_objects() -> None:
     v = Constraints(zebra(), runs_in="process")
     verdicts = await v.ascan(BAD)
     assert [type(x).__name__ for x in verdicts] == ["Pass", "Pass", "Pass", "Fail", "Pass"]
-    assert v._session is not None  # the parent built its own; the worker built another from plain data
+    # what travels to a worker is plain data: no z3 objects, no reader, no extraction cache
+    copy = pickle.loads(pickle.dumps(v))
+    assert copy._session is None and copy.reader is None and copy._entries == []
+    line = "Bob lives in house 1.\n"
+    state = await v.extract(TraceView(text=line, step=Step(line, Span(0, len(line)))))
+    (fail,) = copy.check(state)  # builds its own session from the spec
+    assert isinstance(fail, Fail) and fail.span == Span(0, 20) and copy._session is not None
 
 
 @settings(max_examples=60, deadline=None)
