@@ -242,6 +242,13 @@ class Transformers:
         self.seed = seed if seed is not None else secrets.randbits(63)
         self._rng.manual_seed(self.seed)
 
+    def reset(self) -> None:
+        """Drop the KV cache (the next stream encodes its whole context); a stream in progress ends."""
+        with self._state_lock:
+            self._serial += 1
+            self._ctx = KVContext(self.model, self.tokenizer, max_length=self._ctx.max_length,
+                                  reuse=self._ctx.reuse)
+
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(token_ids=True, logprobs=self.want_logprobs, entropy=self.want_entropy, resumable=True,
