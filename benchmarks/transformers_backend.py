@@ -43,10 +43,7 @@ def time_load(path: Path, skip_convert: bool) -> dict[str, Any]:
         out["load_seconds"] = round(time.perf_counter() - start, 3)
         return out
     with tempfile.TemporaryDirectory() as cache:
-        if skip_convert:
-            cache_env = os.environ.get(CACHE_ENV)
-        else:
-            cache_env = cache
+        cache_env = os.environ.get(CACHE_ENV) if skip_convert else cache
         previous = os.environ.get(CACHE_ENV)
         if cache_env is not None:
             os.environ[CACHE_ENV] = cache_env
