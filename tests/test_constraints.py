@@ -8,6 +8,7 @@ import json
 import pickle
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 import z3
@@ -305,13 +306,40 @@ async def test_rollback_in_a_monitor_removes_the_claim_and_its_effect() -> None:
     assert [type(v).__name__ for v in in_order] == ["Pass", "Fail", "Pass", "Pass"]
 
 
+async def test_one_verifier_serves_concurrent_runs_with_different_traces() -> None:
+    import anyio
+
+    spec = ConstraintSpec().integer("x", 0, 10).integer("y", 0, 10).integer("z", 0, 10)
+    spec.sum(["x", "y", "z"], "==", 10, name="total")
+    check = Constraints(spec, action="warn")
+    texts = {  # each run's error (if any) needs its own earlier claims to be seen
+        "a": "First x = 3.\nThen y = 5.\nSo z = 3.\n",
+        "b": "First x = 1.\nThen y = 5.\nSo z = 4.\n",
+        "c": "First x = 2.\nThen y = 7.\nSo z = 2.\n",
+    }
+    results: dict[str, Any] = {}
+
+    async def run(label: str) -> None:
+        results[label] = await Monitor(Scripted(texts[label], rate=300), [check]).run("Solve.")
+
+    async with anyio.create_task_group() as tg:
+        for label in texts:
+            tg.start_soon(run, label)
+    found = {k: [v.message for v in r.verdicts if isinstance(v, Fail)] for k, r in results.items()}
+    assert found == {
+        "a": ["'z = 3' contradicts total (x + y + z = 10), given the earlier claim(s) 'x = 3', 'y = 5'."],
+        "b": [],
+        "c": ["'z = 2' contradicts total (x + y + z = 10), given the earlier claim(s) 'x = 2', 'y = 7'."],
+    }
+
+
 async def test_runs_in_a_worker_process_without_sending_z3_objects() -> None:
     v = Constraints(zebra(), runs_in="process")
     verdicts = await v.ascan(BAD)
     assert [type(x).__name__ for x in verdicts] == ["Pass", "Pass", "Pass", "Fail", "Pass"]
     # what travels to a worker is plain data: no z3 objects, no reader, no extraction cache
     copy = pickle.loads(pickle.dumps(v))
-    assert copy._session is None and copy.reader is None and copy._entries == []
+    assert copy._session is None and copy.reader is None and copy._branches == []
     line = "Bob lives in house 1.\n"
     state = await v.extract(TraceView(text=line, step=Step(line, Span(0, len(line)))))
     (fail,) = copy.check(state)  # builds its own session from the spec

@@ -72,6 +72,15 @@ class _Entry:
     hedged: bool
 
 
+@dataclass
+class _Branch:
+    text: str
+    entries: list[_Entry]
+
+
+_MAX_BRANCHES = 8
+
+
 def _common_prefix(a: str, b: str) -> int:
     if b.startswith(a):
         return len(a)
@@ -154,9 +163,7 @@ class Constraints(Verifier):
                 raise VerifierConfigError(f"answer pattern {answer.pattern!r} is not a valid regex: {exc}") from None
         self._token = uuid.uuid4().hex
         self._session: Session | None = None
-        self._entries: list[_Entry] = []
-        self._text = ""
-        self._epoch = 0
+        self._branches: list[_Branch] = []
         self._answered: tuple[int, int] | None = None
         super().__init__(**options)
         if answer is not None and not _has_at_end(self.trigger):
@@ -184,7 +191,7 @@ class Constraints(Verifier):
         state = dict(self.__dict__)
         for key in ("_session", "reader", "extractor", "_answer_re"):
             state[key] = None
-        state["_entries"], state["_text"] = [], ""
+        state["_branches"] = []
         return state
 
     # -- extraction ---------------------------------------------------------------------------------
@@ -213,34 +220,38 @@ class Constraints(Verifier):
                           answer_problem=problem, check_answer=check_answer)
 
     def _claims_for(self, view: TraceView) -> tuple[Claim, ...]:
-        """Claims of every checked step up to the view, from a cache keyed on the text prefix: a view that
-        extends the known text adds its step, a view from a newer epoch that diverges (a rollback cut the
-        trace) drops the steps after the cut, and a view of an older branch reads without changing anything."""
+        """Claims of every checked step up to the view, from a cache keyed on the text prefix.
+
+        The cache holds a few branches (texts with the claims of their checked steps). A view continues the
+        branch it shares the longest prefix with; one that diverges from it (a rollback cut the trace, or
+        another run) starts a new branch with the steps before the divergence, so a late view of the removed
+        text still finds its own branch and a cut drops exactly the removed claims.
+        """
         text = view.text
-        shared = _common_prefix(self._text, text)
-        adopt = True
-        if shared == len(self._text):
-            self._text = text
-        elif shared < len(text):
-            if view.epoch >= self._epoch:
-                self._entries = [e for e in self._entries if e.span.end <= shared]
-                self._text = text
-            else:
-                adopt = False
-        if adopt:
-            self._epoch = max(self._epoch, view.epoch)
-        valid_to = len(text) if adopt else shared
+        branch, shared = None, -1
+        for b in self._branches:
+            n = _common_prefix(b.text, text)
+            if n > shared:
+                branch, shared = b, n
+        if branch is None or (shared < len(branch.text) and shared < len(text)):
+            kept = [e for e in branch.entries if e.span.end <= shared] if branch is not None else []
+            branch = _Branch(text, kept)
+            self._branches.append(branch)
+            del self._branches[:-_MAX_BRANCHES]
+        elif shared == len(branch.text):
+            branch.text = text
+        self._branches.remove(branch)
+        self._branches.append(branch)  # most recently used last
         step = view.step
-        before = [e for e in self._entries if e.span.end <= min(valid_to, step.start)]
-        current = next((e for e in self._entries if e.span == step.span and e.span.end <= valid_to), None)
+        before = [e for e in branch.entries if e.span.end <= step.start]
+        current = next((e for e in branch.entries if e.span == step.span), None)
         if current is None:
             last = before[-1] if before else None
             carry = last is not None and last.hedged and last.span.end == step.start
             found, hedged = self.reader.read_all(step.text, step.start, after_hedge=carry)
             current = _Entry(step.span, tuple(found), hedged)
-            if adopt:
-                starts = [e.span.start for e in self._entries]
-                self._entries.insert(bisect.bisect_left(starts, step.start), current)
+            starts = [e.span.start for e in branch.entries]
+            branch.entries.insert(bisect.bisect_left(starts, step.start), current)
         return tuple(c for e in [*before, current] for c in e.claims)
 
     def claims_from(self, value: Any, span: Span) -> list[Claim]:
