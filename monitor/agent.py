@@ -195,29 +195,30 @@ class MalformedToolCall:
 
 def parse_tool_calls(text: str) -> list[ToolCall | MalformedToolCall]:
     """Every ``<tool_call>{...}</tool_call>`` in ``text`` (an unclosed one at the very end counts), parsed as
-    JSON (never evaluated); ``{"name": ..., "parameters": ...}`` is accepted for ``arguments`` too."""
+    JSON (never evaluated); a JSON list holds several calls, and ``"parameters"`` is accepted for ``"arguments"``."""
     calls: list[ToolCall | MalformedToolCall] = []
-    for i, m in enumerate(_TOOL_CALL.finditer(text)):
+    for m in _TOOL_CALL.finditer(text):
         raw = m.group(1).strip()
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
             calls.append(MalformedToolCall(raw, f"not valid JSON: {exc.msg} at character {exc.pos}"))
             continue
-        if isinstance(data, list) and len(data) == 1:
-            data = data[0]
-        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-            calls.append(MalformedToolCall(raw, 'expected an object {"name": "...", "arguments": {...}}'))
-            continue
-        arguments = data.get("arguments", data.get("parameters", {}))
-        if isinstance(arguments, str):  # some models double-encode the arguments
-            with contextlib.suppress(json.JSONDecodeError):
-                arguments = json.loads(arguments)
-        if not isinstance(arguments, dict):
-            calls.append(MalformedToolCall(raw, "arguments must be a JSON object"))
-            continue
-        calls.append(ToolCall(data["name"], arguments, id=f"call_{i}"))
+        for item in data if isinstance(data, list) else [data]:  # SmolLM2 and others write a list of calls
+            calls.append(_one_call(item, raw, f"call_{len(calls)}"))
     return calls
+
+
+def _one_call(data: Any, raw: str, ident: str) -> ToolCall | MalformedToolCall:
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        return MalformedToolCall(raw, 'expected an object {"name": "...", "arguments": {...}}')
+    arguments = data.get("arguments", data.get("parameters", {}))
+    if isinstance(arguments, str):  # some models double-encode the arguments
+        with contextlib.suppress(json.JSONDecodeError):
+            arguments = json.loads(arguments)
+    if not isinstance(arguments, dict):
+        return MalformedToolCall(raw, "arguments must be a JSON object")
+    return ToolCall(data["name"], arguments, id=ident)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import anyio
 import anyio.to_thread
 
 from monitor.errors import ConfigError, InterlockError, ViolationError
-from monitor.verdicts import Fail, Pass, Unknown, Verdict
+from monitor.verdicts import Action, Fail, Pass, Unknown, Verdict
 from monitor.verifier import Verifier
 
 if TYPE_CHECKING:
@@ -322,10 +322,12 @@ class GuardedTool:
                 await run.barrier(timeout=self.barrier_timeout)
             except ViolationError as exc:
                 for v in exc.verdicts:
+                    if isinstance(v, Fail) and v.action is Action.WARN:
+                        continue  # a warning is reported, never enforced
                     message = getattr(v, "message", "") or getattr(v, "reason", "")
                     feedback = v.feedback_text if isinstance(v, Fail) else message
                     reasons.append(RefusalReason("reasoning", v.verifier or "verifier", message, feedback=feedback))
-                verdicts.extend(exc.verdicts)
+                verdicts.extend(v for v in exc.verdicts if not (isinstance(v, Fail) and v.action is Action.WARN))
             except TimeoutError:
                 reasons.append(RefusalReason("timeout", "barrier", f"the checks of the reasoning did not finish "
                                              f"within {self.barrier_timeout:g} s"))

@@ -163,12 +163,14 @@ def test_parse_tool_calls_round_trips(name: str, arguments: dict[str, Any], befo
 
 
 def test_parse_tool_calls_variants() -> None:
-    text = ('<tool_call>[{"name": "a", "parameters": {"x": 1}}]</tool_call> then '
+    text = ('<tool_call>[{"name": "a", "parameters": {"x": 1}}, {"name": "c", "arguments": {}}]</tool_call> then '
             '<tool_call>{"name": "b", "arguments": "{\\"y\\": 2}"}</tool_call>'
-            '<tool_call>{"arguments": {}}</tool_call>')
+            '<tool_call>{"arguments": {}}</tool_call><tool_call>[]</tool_call>')
     calls = parse_tool_calls(text)
-    assert calls[:2] == [ToolCall("a", {"x": 1}, id="call_0"), ToolCall("b", {"y": 2}, id="call_1")]
-    assert isinstance(calls[2], MalformedToolCall) and calls[2].error.startswith("expected an object")
+    assert calls[:3] == [ToolCall("a", {"x": 1}, id="call_0"), ToolCall("c", {}, id="call_1"),
+                         ToolCall("b", {"y": 2}, id="call_2")]
+    assert isinstance(calls[3], MalformedToolCall) and calls[3].error.startswith("expected an object")
+    assert len(calls) == 4
     assert parse_tool_calls("no calls here") == []
 
 

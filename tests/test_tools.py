@@ -177,6 +177,14 @@ async def test_read_only_tools_skip_the_barrier() -> None:
     assert isinstance(await write("bob"), ToolRefusal)
 
 
+async def test_warnings_in_the_reasoning_do_not_block_the_call() -> None:
+    sums_warn = verifier(check_sums, name="sums", action="warn")
+    run = await finished_run("So 12 + 7 = 18.\n", [sums_warn])
+    assert [i.action.value for i in run.result.interventions] == ["warn"]
+    tool = guard_tool(lambda: "done", run=run, name="act")
+    assert await tool() == "done"
+
+
 async def test_refusal_can_raise() -> None:
     run = await finished_run("So 12 + 7 = 18.\n", [SUMS_INTERRUPT])
     tool = guard_tool(lambda: None, run=run, name="noop", on_refusal="raise")
