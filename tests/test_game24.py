@@ -97,6 +97,18 @@ def test_final_answer_errors(answer: str, message: str, needle: str) -> None:
     assert found[0].span == Span(text.rindex(needle), text.rindex(needle) + len(needle))
 
 
+def test_boxed_latex_answers_are_read_too() -> None:
+    right = "So the answer is \\boxed{(10 - 4) \\times (13 - 9)}.\n"
+    assert fails(Game24([4, 9, 10, 13]).scan(right)) == []
+    wrong = "\\boxed{(10 - 4) \\times (13 - 9) \\div 2}\n"
+    found = fails(Game24([4, 9, 10, 13]).scan(wrong))
+    assert [f.message for f in found] == [
+        "the final answer (10 - 4) \\times (13 - 9) \\div 2 uses 2 beyond the input: each of 4 9 10 13 must be used "
+        "exactly once",
+        "the final answer (10 - 4) \\times (13 - 9) \\div 2 equals 12, not 24"]
+    assert [f.span for f in found] == [Span(7, 38)] * 2
+
+
 def test_a_trace_that_starts_over_is_replayed_from_the_inputs() -> None:
     text = "13 - 9 = 4 (left: 4 4 10)\nLet me start over.\n10 - 4 = 6 (left: 6 9 13)\n"
     assert fails(Game24([4, 9, 10, 13]).scan(text)) == []

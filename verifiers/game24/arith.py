@@ -1,7 +1,8 @@
 """Exact arithmetic for the Game of 24: numbers as Fractions and a small expression parser.
 
-Model text is parsed by hand (numbers, ``+ - * / × ÷ x``, brackets), never evaluated, with limits on length
-and nesting. The parser keeps the span of every number so that a verdict can point at the one misused.
+Model text is parsed by hand (numbers, ``+ - * / × ÷ x`` and LaTeX's ``\\times \\cdot \\div``, brackets),
+never evaluated, with limits on length and nesting. The parser keeps the span of every number so that a verdict
+can point at the one misused.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from verifiers.errors import VerifiersError
 __all__ = ["NUMBER", "ExpressionError", "Leaf", "Parsed", "format_number", "parse_expression", "parse_number"]
 
 NUMBER = r"-?\d+(?:\.\d+)?(?:/\d+)?"
-_TOKEN = re.compile(r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<op>[-+*/()×÷−·xX]))")
-_OPS = {"+": "+", "-": "-", "−": "-", "*": "*", "×": "*", "·": "*", "x": "*", "X": "*", "/": "/", "÷": "/"}
+_TOKEN = re.compile(r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<op>\\times|\\cdot|\\div|[-+*/()×÷−·xX]))")
+_OPS = {"+": "+", "-": "-", "−": "-", "*": "*", "×": "*", "·": "*", "x": "*", "X": "*", "/": "/", "÷": "/",
+        "\\times": "*", "\\cdot": "*", "\\div": "/"}
 _MAX_CHARS = 400
 _MAX_DEPTH = 32
 

@@ -2,9 +2,10 @@
 
 Steps in the usual format ``10 - 4 = 6 (left: 5 6 6)`` are replayed from the input numbers: the arithmetic
 must be right, both operands must be among the numbers still available, and the "left" list must be what
-remains. Any other ``expression = number`` is checked for its arithmetic only. The final ``Answer: ...``
-must use each input number exactly once and equal 24. With ``dead_ends=True`` a correct step whose numbers
-left can no longer make 24 is flagged too (an exact solver decides).
+remains. Any other ``expression = number`` is checked for its arithmetic only. The final answer
+(``Answer: <expression>`` or ``\\boxed{<expression>}``) must use each input number exactly once and equal 24.
+With ``dead_ends=True`` a correct step whose numbers left can no longer make 24 is flagged too (an exact
+solver decides).
 
 The input numbers come from the constructor (``Game24([4, 9, 10, 13])``) or, when it has none, from the
 prompt: the numbers after the last ``Input:`` (the Tree-of-Thoughts format), or else the last run of two or
@@ -34,6 +35,7 @@ _EXPR_CHARS = r"[\d\s.+\-−*×÷/()xX]"
 EQUATION = re.compile(rf"(?P<lhs>[\d(]{_EXPR_CHARS}*?)\s*=\s*(?P<rhs>{NUMBER})(?![\d]|[/.]\d)")
 ANSWER = re.compile(rf"(?im)\b(?:final\s+)?answer\s*(?:is\s*)?[:=]?\s*(?P<expr>[\d(]{_EXPR_CHARS}*?)"
                     rf"(?:\s*=\s*(?P<value>{NUMBER}))?\s*(?:[.;]\s*)?$")
+BOXED = re.compile(rf"\\boxed\{{\s*(?P<expr>[^{{}}=\n]*?)\s*(?:=\s*(?P<value>{NUMBER})\s*)?\}}")
 _INPUT = re.compile(r"(?i)\binput\s*:\s*(?P<nums>\d+(?:[ \t,]+\d+)+)")
 _RUN = re.compile(r"(?<![\w.])\d+(?:(?:[ \t]*,[ \t]*|[ \t]+)\d+)+(?![\w.])")
 _SYMBOL = {"+": "+", "-": "-", "−": "-", "*": "*", "×": "*", "x": "*", "X": "*", "/": "/", "÷": "/"}
@@ -55,7 +57,7 @@ def numbers_from_prompt(prompt: str) -> list[Fraction] | None:
 def _answers(text: str) -> list[re.Match[str]]:
     """Final answers in the text: an expression with at least one operation ("The answer is 24" is none)."""
     out = []
-    for m in ANSWER.finditer(text):
+    for m in sorted([*ANSWER.finditer(text), *BOXED.finditer(text)], key=lambda m: m.start()):
         try:
             if len(parse_expression(m.group("expr")).leaves) >= 2:
                 out.append(m)
