@@ -192,6 +192,46 @@ def test_the_solver_agrees_with_an_independent_reference_and_its_expressions_are
         assert fails(Game24(nums).scan(f"Answer: {expr} = 24\n")) == []
 
 
+def _fmt(x: Fraction) -> str:
+    return str(x.numerator) if x.denominator == 1 else f"{x.numerator}/{x.denominator}"
+
+
+def _correct_steps(nums: list[int]) -> list[tuple[Fraction, str, Fraction, Fraction, list[Fraction]]]:
+    """(a, op, b, c, left) steps that keep 24 reachable, chosen with the solver."""
+    pool = [Fraction(n) for n in nums]
+    steps = []
+    while len(pool) > 1:
+        for (i, a), (j, b) in itertools.permutations(enumerate(pool), 2):
+            rest = [x for k, x in enumerate(pool) if k not in (i, j)]
+            options = [("+", a + b), ("-", a - b), ("*", a * b)] + ([("/", a / b)] if b else [])
+            choice = next(((op, c) for op, c in options if solvable([*rest, c])), None)
+            if choice is not None:
+                pool = sorted([*rest, choice[1]])
+                steps.append((a, choice[0], b, choice[1], pool))
+                break
+    return steps
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 13), min_size=4, max_size=4).filter(solvable), st.integers(0, 2))
+def test_correct_traces_pass_and_a_wrong_result_is_flagged_at_its_step(nums: list[int], bad: int) -> None:
+    steps = _correct_steps(nums)
+    lines = [f"{_fmt(a)} {op} {_fmt(b)} = {_fmt(c)} (left: {' '.join(map(_fmt, left))})" for a, op, b, c, left in steps]
+    text = "\n".join(lines) + f"\nAnswer: {solve(nums)} = 24\n"
+    verdicts = Game24(nums, dead_ends=True).scan(text)
+    assert fails(verdicts) == [] and not any(isinstance(v, Unknown) for v in verdicts)
+    # the same trace with one result off by one (and its left list kept consistent): flagged there, exactly
+    a, op, b, c, left = steps[bad]
+    wrong = c + 1
+    new_left = sorted([*(x for x in left if x != c), wrong] + [c] * (left.count(c) - 1))
+    lines[bad] = f"{_fmt(a)} {op} {_fmt(b)} = {_fmt(wrong)} (left: {' '.join(map(_fmt, new_left))})"
+    text = "\n".join(lines) + "\n"
+    first = fails(Game24(nums, require_answer=False).scan(text))[0]
+    start = sum(len(line) + 1 for line in lines[:bad]) + lines[bad].index(" = ") + 3
+    assert first.span == Span(start, start + len(_fmt(wrong)))
+    assert first.message == f"{_fmt(a)} {op} {_fmt(b)} is {_fmt(c)}, not {_fmt(wrong)}"
+
+
 def test_fractions_are_exact() -> None:
     expr = solve([3, 3, 8, 8])
     assert expr == "8 / (3 - (8 / 3))"
