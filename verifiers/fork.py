@@ -11,7 +11,9 @@ The monitor provides ``view.fork`` when the generator has ``capabilities.fork`` 
 the transformers backend, a separate greedy request elsewhere). Without it, and whenever the fork fails,
 times out or answers something unparsable, the extractor returns an :class:`~monitor.Unknown` verdict with
 the reason instead of raising; built-in verifiers pass it through as their verdict, and a verifier function
-of your own should do the same (``if isinstance(state, Unknown): return state``).
+of your own should do the same (``if isinstance(state, Unknown): return state``). The extractor is async, so
+it runs in the event loop where the fork lives: a ``Verifier`` subclass with an ``async def extract`` may check
+in a thread or process (as ``Constraints`` does); a ``@verifier`` function with this extractor runs in the loop.
 """
 
 from __future__ import annotations
