@@ -8,10 +8,13 @@ Side by side, in one run and on the same traces, four ways to do it:
 - ``batch_pool``: ``replay_traces`` with whole batches of traces sent to a process pool (one worker per CPU).
 
 The two slow baselines run on the first ``--baseline-limit`` traces; all four run on that subset, so their
-ratios compare like with like, and the batch engine also runs on the whole set (the headline figure).
-Tokens are word-sized pieces (the GSM8K files hold text, not token ids).
+ratios compare like with like, and the batch engine also runs on the whole set (the headline figure). Every
+measurement runs in a fresh interpreter (no warm caches carried over), in alternating rounds; the median of
+``--repeats`` is reported with all the times. Seconds include reading nothing (the traces are loaded first)
+but do include starting the pool's workers. Tokens are word-sized pieces (the GSM8K files hold text, not
+token ids). The machine's load average is printed too: on a shared machine it explains a slow pool.
 
-    python benchmarks/replay_throughput.py [--verifier arithmetic] [--baseline-limit 500] [--repeats 1]
+    python benchmarks/replay_throughput.py [--verifier arithmetic] [--baseline-limit 500] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -73,6 +78,29 @@ def batch(items: list[ImportedTrace], verifier: Verifier, processes: int, concur
                     verdicts=dict(totals.to_dict()["verdicts"]), by_label=totals.to_dict()["by_label"])
 
 
+CONFIGS = ("scan_per_trace", "monitor_per_trace", "batch_in_process", "batch_pool")
+
+
+def run_one(name: str, items: list[ImportedTrace], verifier: Verifier, args: argparse.Namespace) -> dict[str, Any]:
+    if name == "scan_per_trace":
+        return scan_per_trace(items, verifier)
+    if name == "monitor_per_trace":
+        return monitor_per_trace(items, verifier)
+    processes = args.processes if name == "batch_pool" else 0
+    return batch(items, verifier, processes, args.concurrency)
+
+
+def in_fresh_process(name: str, limit: int | None, args: argparse.Namespace) -> dict[str, Any]:
+    """Each measurement in its own interpreter: no warm caches (sympy's, the verifier's) carried over."""
+    command = [sys.executable, __file__, "--only", name, "--verifier", args.verifier, "--data", str(args.data),
+               "--concurrency", str(args.concurrency), "--processes", str(args.processes)]
+    if limit is not None:
+        command += ["--limit", str(limit)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=True)
+    row: dict[str, Any] = json.loads(done.stdout)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -80,31 +108,48 @@ def main() -> None:
     parser.add_argument("--baseline-limit", type=int, default=500, help="traces for the side-by-side comparison")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeats", type=int, default=2, help="alternating rounds; the median is reported")
     parser.add_argument("--skip-baselines", action="store_true")
+    parser.add_argument("--only", choices=CONFIGS, help=argparse.SUPPRESS)
+    parser.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.only:
+        verifier = load_verifier(args.verifier)
+        loaded = list(read_traces(args.data, format="gsm8k"))
+        items = [i for i in loaded if isinstance(i, ImportedTrace)]
+        assert len(items) == len(loaded), "the data set has unreadable records"
+        print(json.dumps(run_one(args.only, items[: args.limit], verifier, args)))
+        return
+
     verifier = load_verifier(args.verifier)
-    loaded = list(read_traces(args.data, format="gsm8k"))
-    items = [i for i in loaded if isinstance(i, ImportedTrace)]
-    assert len(items) == len(loaded), "the data set has unreadable records"
-    subset = items[: args.baseline_limit]
+    plan: list[tuple[str, str, int | None]] = []
+    if not args.skip_baselines:
+        plan += [("side_by_side", name, args.baseline_limit) for name in CONFIGS]
+    plan += [("full_set", name, None) for name in ("batch_in_process", "batch_pool")]
+    rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    load_before = os.getloadavg()[0]
+    for _ in range(args.repeats):
+        for group, name, limit in plan:
+            rows.setdefault((group, name), []).append(in_fresh_process(name, limit, args))
     out: dict[str, Any] = {
         "benchmark": "replay_throughput", "data": str(args.data), "verifier": verifier.name,
         "verifier_runs_in": verifier.runs_in, "cpus": os.cpu_count(), "python": platform.python_version(),
-        "command": "python benchmarks/replay_throughput.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in (("verifier", args.verifier),
-                                                         ("baseline_limit", args.baseline_limit))),
+        "repeats": args.repeats, "load_average_before": round(load_before, 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
+        "command": f"python benchmarks/replay_throughput.py --verifier {args.verifier} "
+                   f"--baseline-limit {args.baseline_limit} --repeats {args.repeats}",
     }
-    if not args.skip_baselines:
-        side = [scan_per_trace(subset, verifier), monitor_per_trace(subset, verifier),
-                batch(subset, verifier, 0, args.concurrency), batch(subset, verifier, args.processes, args.concurrency)]
-        base = side[1]["seconds"]
-        for row in side:
+    for (group, _name), runs in rows.items():
+        ordered = sorted(runs, key=lambda r: r["seconds"])
+        median = ordered[len(ordered) // 2]
+        median["all_seconds"] = [r["seconds"] for r in runs]
+        out.setdefault(group, []).append(median)
+    if "side_by_side" in out:
+        base = next(r for r in out["side_by_side"] if r["name"] == "monitor_per_trace")["seconds"]
+        for row in out["side_by_side"]:
             row["speedup_vs_monitor_per_trace"] = round(base / row["seconds"], 2)
-        out["side_by_side"] = side
-    full = [batch(items, verifier, 0, args.concurrency), batch(items, verifier, args.processes, args.concurrency)]
-    out["full_set"] = full
-    best = min(full, key=lambda r: r["seconds"])
+    best = min(out["full_set"], key=lambda r: r["seconds"])
     out["headline"] = {k: best[k] for k in ("name", "traces", "seconds", "traces_per_s", "tokens_per_s")}
     print(json.dumps(out, indent=2))
 

@@ -29,6 +29,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from monitor.chunks import Chunk
 from monitor.errors import ConfigError, TraceFileError
 from monitor.execute import run_check
 from monitor.importers import ImportedTrace
@@ -229,7 +230,9 @@ async def scan_trace(item: ImportedTrace, verifiers: Sequence[Verifier]) -> Trac
     """Stream one trace through the verifiers as the live monitor would (without rolling back).
 
     Step boundaries do not depend on chunking, so when no trigger counts tokens the scheduler is advanced once
-    per run of generated chunks rather than after every chunk: the same checks, in streaming order.
+    per run of generated chunks rather than after every chunk, and plain imported text is appended a line at
+    a time rather than in word-sized pieces: the same steps, views and checks, in streaming order (only
+    ``view.chunks`` differs, and plain text has no token data to carry). Recorded chunks are always kept.
     """
     started = time.perf_counter()
     trace = Trace(item.prompt)
@@ -250,18 +253,24 @@ async def scan_trace(item: ImportedTrace, verifiers: Sequence[Verifier]) -> Trac
             if outcome.error is not None:
                 errors.append(f"{v.name}: {outcome.error}")
 
-    tokens = 0
-    for segment in item.pieces():
-        if segment.injected:
-            if not per_chunk:
+    if item.segments is None and not per_chunk:
+        # Plain text and no trigger that counts tokens: stream it a line at a time (same steps, same checks).
+        for line in item.text.splitlines(keepends=True):
+            trace.append(Chunk(line))
+        tokens = item.tokens
+    else:
+        tokens = 0
+        for segment in item.pieces():
+            if segment.injected:
+                if not per_chunk:
+                    await run_due(False)
+                injected.append(trace.inject(segment.chunk.text))
+                scheduler.injected()
+                continue
+            trace.append(segment.chunk)
+            tokens += segment.chunk.n_tokens
+            if per_chunk:
                 await run_due(False)
-            injected.append(trace.inject(segment.chunk.text))
-            scheduler.injected()
-            continue
-        trace.append(segment.chunk)
-        tokens += segment.chunk.n_tokens
-        if per_chunk:
-            await run_due(False)
     await run_due(False)
     await run_due(True)
     return TraceReport(id=item.id, text=trace.text, verdicts=tuple(verdicts), labels=dict(item.labels),

@@ -9,6 +9,8 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import SumVerifier, check_sums
 
 import generators.replay as replay_module
@@ -16,13 +18,17 @@ from generators import Replay, Scripted
 from generators.replay import ReplayMismatchError
 from monitor import (
     Action,
+    AtEnd,
     Capabilities,
     Chunk,
+    EveryNTokens,
     Fail,
     GenerationRequest,
     Monitor,
+    OnPattern,
     Pass,
     Span,
+    StepBoundary,
     StopReason,
     TraceView,
     TraceWriter,
@@ -339,3 +345,26 @@ def test_cli_custom_field_names_and_separator(tmp_path: Path, capsys: pytest.Cap
     assert [(v["kind"], v["span"], v["text"]) for v in record["verdicts"]] == [
         ("fail", [0, 9], "1 + 1 = 3"), ("pass", [11, 14], "ok.")]
     assert totals["traces"] == 1 and totals["failed"] == 1
+
+
+def _sevens(step: Any) -> list[Fail] | None:
+    found = [Fail("a seven", span=step.to_trace(i, i + 1)) for i, ch in enumerate(step.text) if ch == "7"]
+    return found or None
+
+
+TRIGGERS = {"steps": StepBoundary(), "end": AtEnd(), "wait": OnPattern(r"Wait|7 7"), "every3": EveryNTokens(3),
+            "steps-or-end": StepBoundary() | AtEnd()}
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(st.sampled_from("7a .!?\n\tWait"), max_size=60), trigger=st.sampled_from(sorted(TRIGGERS)))
+async def test_batch_scan_gives_exactly_the_verdicts_of_a_streamed_scan(text: str, trigger: str) -> None:
+    """However the batch engine chunks the text, each verifier sees what ``Verifier.ascan`` shows it."""
+    one = verifier(_sevens, name="sevens", trigger=TRIGGERS[trigger])
+    other = verifier(_sevens, name="sevens-at-steps")
+    streamed = await one.ascan(text)
+    (report,) = await replay_traces([ImportedTrace(id="t", text=text)], [one, other])
+    assert isinstance(report, TraceReport)
+    assert [_key(v) for v in report.verdicts if v.verifier == "sevens"] == [_key(v) for v in streamed]
+    assert [_key(v) for v in report.verdicts if v.verifier == "sevens-at-steps"] == [
+        _key(v) for v in await other.ascan(text)]
