@@ -87,11 +87,11 @@ def _has_glued_minus(node: Node) -> bool:
     return False
 
 
-def _bare_fraction(node: Node | None) -> bool:
-    """A written fraction like 2/5 or 3/4 (two integers), which prose uses as a share of something."""
-    return (isinstance(node, Bin) and node.op == "/" and isinstance(node.left, Num)
-            and isinstance(node.right, Num) and node.left.literal.decimals == 0
-            and node.right.literal.decimals == 0 and node.left.label is None)
+def _bare_fraction(seg: _Segment) -> bool:
+    """A written fraction like 2/5 or 3/4 (two whole numbers, no spaces), which prose uses as a share."""
+    t = seg.toks
+    return (len(t) == 3 and t[0].kind == "NUM" and t[1].value == "/" and t[1].glued and t[2].kind == "NUM"
+            and t[2].glued and "." not in t[0].value + t[2].value)
 
 
 def num_label(node: Node | None) -> bool:
@@ -345,7 +345,7 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
             last_index = toks.index(right.toks[-1], a)
             if not whole and k == len(rels) - 1 and not _right_clean(toks, last_index + 1):
                 continue
-            if _bare_fraction(left.node) and (num_label(right.node) or kind == "is"):
+            if _bare_fraction(left) and (num_label(right.node) or kind == "is"):
                 continue  # "2/5 is equal to 12.8 hectares": the fraction of an amount, not a division
             if kind == "is" and left.node is not None and _has_glued_minus(left.node):
                 continue  # "5-10 minutes is ...": a range, not a subtraction

@@ -38,8 +38,8 @@ class Limits:
     max_literal_digits: int = 60
     max_exponent: int = 4096
     max_result_digits: int = 2000
-    seconds: float = 0.2  # per step, for everything: a backstop behind the size limits
-    max_step_chars: int = 20000
+    seconds: float = 0.1  # per step, for everything: a backstop behind the size limits
+    max_step_chars: int = 8000
     max_claims: int = 64
 
 
