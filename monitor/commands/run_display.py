@@ -59,7 +59,8 @@ class TraceDisplay:
                 arrow = "warning"
             else:
                 arrow = i.action.value if i.applied else f"{i.action.value} not applied ({i.reason})"
-            self.segments.append(_Segment(f"\n  ⟲ {i.source}: {i.message} ({arrow})\n", "note"))
+            message = i.message if i.message.startswith(f"{i.source}:") else f"{i.source}: {i.message}"
+            self.segments.append(_Segment(f"\n  ⟲ {message} ({arrow})\n", "note"))
         elif isinstance(event, GovernorDecided) and event.action not in ("warn",):
             self.segments.append(_Segment(f"\n  ⏹ {event.governor}: {event.reason}\n", "note"))
 
