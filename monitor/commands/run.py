@@ -78,6 +78,18 @@ def _generator(args: argparse.Namespace) -> Any:
 
 
 async def _run(args: argparse.Namespace, generator: Any, verifiers: list[Any], live: bool) -> Any:
+    try:
+        return await _monitored(args, generator, verifiers, live)
+    finally:
+        aclose = getattr(generator, "aclose", None)  # the HTTP backend's client
+        if aclose is not None:
+            import anyio
+
+            with anyio.move_on_after(5, shield=True):
+                await aclose()
+
+
+async def _monitored(args: argparse.Namespace, generator: Any, verifiers: list[Any], live: bool) -> Any:
     from monitor.commands.run_display import TraceDisplay
     from monitor.governors import TokenBudget
     from monitor.monitor import Monitor
