@@ -15,6 +15,7 @@ links it reads for sure:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from functools import lru_cache
 
 from verifiers.arithmetic.errors import TooComplex
 from verifiers.arithmetic.lexer import Token, tokenize
+from verifiers.arithmetic.numbers import parse_literal
 from verifiers.arithmetic.parse import Bin, Limits, Neg, Node, Num, Sqrt, is_unit_word, parse_expression
 from verifiers.arithmetic.vocabulary import (
     APPROX_WORDS,
@@ -60,6 +62,7 @@ class Claim:
     approx: bool = False
     source: str = "text"  # or "annotation"
     problem: str | None = None
+    rhs_fraction: tuple[int, int] | None = None  # a result written as a fraction ("= 1/36", "= \\frac{1}{36}")
 
 
 def might_hold_claims(text: str) -> bool:
@@ -79,6 +82,30 @@ def _literal(node: Node | None) -> tuple[Num, int] | None:
     return None
 
 
+def _fraction(node: Node | None) -> tuple[int, int] | None:
+    """A result written as a fraction of two whole numbers, signed: "1/36", "-3/4", "\\frac{5}{2}"."""
+    sign = 1
+    if isinstance(node, Neg):
+        sign, node = -1, node.arg
+    if not (isinstance(node, Bin) and node.op == "/" and not node.loose):
+        return None
+    parts: tuple[Node, Node] = (node.left, node.right)
+    if isinstance(node.left, Neg) and sign == 1:  # "-2/1" parses as (-2)/1
+        sign, parts = -1, (node.left.arg, node.right)
+    if not all(isinstance(p, Num) and p.literal.den == 1 and not p.percent and p.multiplier is None
+               and p.label is None for p in parts):
+        return None
+    num, den = (p.literal.num for p in parts if isinstance(p, Num))
+    return (sign * num, den) if den else None
+
+
+def _range(node: Node | None) -> bool:
+    """ "pages 5-6 = 2": a glued minus from a smaller to a larger whole number reads as a range."""
+    return (isinstance(node, Bin) and node.glued_minus and isinstance(node.left, Num)
+            and isinstance(node.right, Num) and node.left.literal.num * node.right.literal.den
+            < node.right.literal.num * node.left.literal.den)
+
+
 def _has_glued_minus(node: Node) -> bool:
     if isinstance(node, Bin):
         return node.glued_minus or _has_glued_minus(node.left) or _has_glued_minus(node.right)
@@ -90,8 +117,8 @@ def _has_glued_minus(node: Node) -> bool:
 def _bare_fraction(seg: _Segment) -> bool:
     """A written fraction like 2/5 or 3/4 (two whole numbers, no spaces), which prose uses as a share."""
     t = seg.toks
-    return (len(t) == 3 and t[0].kind == "NUM" and t[1].value == "/" and t[1].glued and t[2].kind == "NUM"
-            and t[2].glued and "." not in t[0].value + t[2].value)
+    return (len(t) >= 3 and t[0].kind == "NUM" and t[1].value == "/" and t[1].glued and t[2].kind == "NUM"
+            and t[2].glued and "." not in t[0].value + t[2].value and all(x.kind == "WORD" for x in t[3:]))
 
 
 def num_label(node: Node | None) -> bool:
@@ -333,6 +360,10 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
             if not left.toks or not right.toks:
                 continue
             lit = _literal(right.node)
+            fraction = _fraction(right.node) if lit is None else None
+            if fraction is not None:
+                assert isinstance(right.node, Bin | Neg)
+                lit = (Num(parse_literal(str(abs(fraction[0])))), 1 if fraction[0] >= 0 else -1)
             if lit is None or right.problem is not None:
                 continue
             if left.node is None and left.problem is None:
@@ -345,20 +376,24 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
             last_index = toks.index(right.toks[-1], a)
             if not whole and k == len(rels) - 1 and not _right_clean(toks, last_index + 1):
                 continue
-            if _bare_fraction(left) and (num_label(right.node) or kind == "is"):
+            if _bare_fraction(left) and (len(left.toks) > 3 or num_label(right.node) or kind == "is"):
                 continue  # "2/5 is equal to 12.8 hectares": the fraction of an amount, not a division
+            if _range(left.node):
+                continue
             if kind == "is" and left.node is not None and _has_glued_minus(left.node):
                 continue  # "5-10 minutes is ...": a range, not a subtraction
             start = left.toks[0].start
             end = _rhs_end(right.toks)
             lhs_text = _squash(text[start:left.toks[-1].end])
             rhs_text = _squash(text[right.toks[0].start:end])
+            if rhs_text[:1] in "({" and rhs_text[-1:] in ")}" and len(right.toks) >= 3:
+                rhs_text = rhs_text[1:-1].strip()  # "\\boxed{19}" states 19
             num, sign = lit
             claims.append(Claim(
                 lhs_text=lhs_text, rhs_text=rhs_text,
                 normalised=f"{_normal(left.toks)}={_normal(right.toks)}",
                 start=start, end=end, lhs=left.node, rhs=num, rhs_sign=sign, approx=kind == "approx",
-                source=source, problem=left.problem))
+                source=source, problem=left.problem, rhs_fraction=fraction))
     return claims
 
 
@@ -370,8 +405,7 @@ def _annotation_claims(text: str, limits: Limits) -> list[Claim]:
             continue
         toks = [Token(t.kind, t.value, t.start + m.start(1), t.end + m.start(1), t.glued) for t in tokenize(body)]
         for c in _claims_in(text, toks, limits, skip_until=0, source="annotation", whole=True):
-            out.append(Claim(c.lhs_text, c.rhs_text, c.normalised, m.start(), m.end(), c.lhs, c.rhs, c.rhs_sign,
-                             c.approx, "annotation", c.problem))
+            out.append(dataclasses.replace(c, start=m.start(), end=m.end(), source="annotation"))
     return out
 
 
@@ -406,6 +440,5 @@ def _extract_cached(text: str, limits: Limits) -> tuple[Claim, ...]:
     skip = marker.end() if marker else 0
     written = _claims_in(surface, tokenize(surface), limits, skip_until=skip, source="text")
     if index:
-        written = [Claim(c.lhs_text, c.rhs_text, c.normalised, index[c.start], index[c.end - 1] + 1, c.lhs, c.rhs,
-                         c.rhs_sign, c.approx, c.source, c.problem) for c in written]
+        written = [dataclasses.replace(c, start=index[c.start], end=index[c.end - 1] + 1) for c in written]
     return tuple(sorted(claims + written, key=lambda c: (c.start, c.end)))

@@ -81,6 +81,27 @@ def _conversion(claim: Claim, readings: tuple[Any, ...]) -> bool:
     return False
 
 
+def _judge_fraction(claim: Claim, readings: tuple[Any, ...]) -> Judgement:
+    """A result written as a fraction is exact: it must equal a reading of the expression."""
+    import sympy
+
+    assert claim.rhs_fraction is not None
+    target = sympy.Rational(*claim.rhs_fraction)
+    if any(v == target for v in readings):  # sympy reduces sqrt(4) to 2: an irrational never equals a fraction
+        return Judgement("ok", claim)
+    if readings[0] == claim.rhs_fraction[0]:
+        return Judgement("unsure", claim, reason="a running total (\"12 * 4 = 48 / 6\")")
+    if _conversion(claim, readings):
+        return Judgement("unsure", claim, reason="a unit conversion the verifier does not follow")
+    v = readings[0]
+    if isinstance(v, sympy.Rational):
+        text = str(int(v.p)) if v.q == 1 else (
+            f"\\frac{{{int(v.p)}}}{{{int(v.q)}}}" if "frac" in claim.rhs_text else f"{int(v.p)}/{int(v.q)}")
+        return Judgement("wrong", claim, expected=text)
+    p, q = to_rational(v, 4)
+    return Judgement("wrong", claim, expected=f"about {format_value(p, q, decimals=4)[0]}")
+
+
 def judge(claim: Claim, limits: Limits, deadline: float) -> Judgement:
     """Check one claim exactly; never raises for a claim it cannot check (that is ``"unknown"``)."""
     if claim.lhs is None or claim.rhs is None:
@@ -91,6 +112,9 @@ def judge(claim: Claim, limits: Limits, deadline: float) -> Judgement:
         return Judgement("unknown", claim, reason=f"{claim.lhs_text}: not checked ({exc})")
     stated = claim.rhs.literal
     import sympy
+
+    if claim.rhs_fraction is not None:
+        return _judge_fraction(claim, readings)
 
     primary = sympy.Integer(100 if claim.rhs.percent else 1)
     factors: list[Any] = [primary]

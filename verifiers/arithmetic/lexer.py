@@ -51,6 +51,9 @@ _MASTER = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 
+# LaTeX wrappers that only style what they hold: "\\boxed{18}" is 18.
+_TRANSPARENT = {"\\boxed", "\\mathbf", "\\textbf", "\\displaystyle", "\\bf", "\\mathrm"}
+
 _OPS = {"−": "-", "×": "*", "·": "*", "⋅": "*", "∗": "*", "÷": "/", "**": "^"}
 _LATEX = {
     "\\times": ("OP", "*"), "\\cdot": ("OP", "*"), "\\div": ("OP", "/"), "\\ast": ("OP", "*"),
@@ -80,6 +83,8 @@ def _raw(text: str) -> list[Token]:
             tok = Token("WORD", m.group("textbody").lower(), s, e, glued)
         elif kind == "latex":
             squashed = re.sub(r"\s+", "", piece)
+            if piece in _TRANSPARENT:
+                continue
             if squashed.startswith("\\left"):
                 tok = Token("LP" if squashed[-1] in "([" else "RP", "(" if squashed[-1] in "([" else ")", s, e, glued)
             elif squashed.startswith("\\right"):
@@ -88,7 +93,11 @@ def _raw(text: str) -> list[Token]:
                 k, v = _LATEX.get(piece, ("BAD", piece))
                 tok = Token(k, v, s, e, glued)  # type: ignore[arg-type]
         elif kind == "op":
-            tok = Token("OP", _OPS.get(piece, piece), s, e, glued)
+            after = text[e:e + 1]
+            if piece == "**" and (glued != (after != "" and not after.isspace())):
+                tok = Token("SEP", piece, s, e, glued)  # markdown bold around text: "**3 + 4 = 7**"
+            else:
+                tok = Token("OP", _OPS.get(piece, piece), s, e, glued)
         elif kind == "rel":
             tok = Token("REL", "approx" if piece in "≈≃" else "=", s, e, glued)
         elif kind == "pct":

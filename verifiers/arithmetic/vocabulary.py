@@ -87,6 +87,9 @@ RISKY_BEFORE = {
     "add", "adding", "multiply", "multiplying", "divide", "dividing", "square", "root", "cube", "third",
     "thirds", "quarter", "quarters", "fifth", "fifths", "fourth", "fourths", "percent", "x", "y", "n",
     "excluding", "except", "without", "after", "before", "another", "extra", "additional",
+    # functions written as words: "log 100 + 1" is not 100 + 1
+    "log", "ln", "lg", "sin", "cos", "tan", "cot", "sec", "csc", "exp", "sqrt", "mod", "modulo", "gcd", "lcm",
+    "floor", "ceil", "ceiling", "abs", "factorial", "choose", "f", "g", "h", "p", "c",
 }
 
 # A following word that changes what the result means ("= 5 more than", "= 3 to 4", "= 2 and 1/2").
