@@ -310,3 +310,20 @@ async def test_hold_end_releases_once(client_for: ClientFactory) -> None:
         pieces, _ = await collect(await client_for(url).chat.completions.create(model="s", messages=MESSAGES,
                                                                                 stream=True))
     assert pieces == [CORRECTED]
+
+
+async def test_slow_checks_hold_text_back_until_they_pass(client_for: ClientFactory) -> None:
+    @verifier(name="sums")
+    async def slow_sums(step: Any) -> Any:
+        await anyio.sleep(0.05)  # generation runs ahead of the checks
+        return check_sums(step)
+
+    script = {"": "Tom has 12 apples.\nHe buys more.\nSo 12 + 7 = 18 apples.\nThe answer is 18.\nThat is all.",
+              "Let me redo this step.\n": "So 12 + 7 = 19 apples.\nThe answer is 19."}
+    async with serving(app_for(Scripted(script, rate=1000), verifiers=[slow_sums])) as url:
+        stream = await client_for(url).chat.completions.create(model="s", messages=MESSAGES, stream=True)
+        pieces, chunks = await collect(stream)
+    assert "".join(pieces) == "Tom has 12 apples.\nHe buys more.\nSo 12 + 7 = 19 apples.\nThe answer is 19."
+    assert not any("18" in p or "That is all" in p for p in pieces)
+    assert chunks[-1].model_extra["interlock"]["interventions"][0]["removed_text"].startswith(
+        "So 12 + 7 = 18 apples.\n")

@@ -15,11 +15,10 @@ continues from, but it is the monitor's, not the model's: it is left out of what
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from monitor.errors import ViolationError
-from monitor.events import FeedbackInjected, Intervened
 from monitor.monitor import Monitor, Run
 from monitor.result import RunResult, StopReason
 from monitor.steps import step_ends
@@ -41,6 +40,18 @@ def finish_reason(result: RunResult) -> str:
     return _FINISH[result.stop_reason]
 
 
+def _feedback_spans(run: Run) -> list[tuple[int, int]]:
+    """Where the feedback of each applied rollback sits in the trace now, read from the run's interventions (which
+    change together with the trace, unlike the event queue, which may lag behind it)."""
+    spans: list[tuple[int, int]] = []
+    for i in run.interventions:
+        if i.applied and i.action is Action.ROLLBACK:
+            spans = [(a, b) for a, b in spans if a < i.position]  # the cut removed later text, feedback included
+            if i.feedback:
+                spans.append((i.position, i.position + len(i.feedback)))
+    return spans
+
+
 def _blocking(verdicts: tuple[Verdict, ...]) -> list[Verdict]:
     """Violations that keep text from the client: all but warnings."""
     return [v for v in verdicts if not (isinstance(v, Fail) and v.action is Action.WARN)]
@@ -58,7 +69,6 @@ class ReleasedRun:
     sent: str = ""  # what the client has received
     retracted: bool = False  # a late verdict reached into released text (possible only with AtEnd checks)
     run_id: str = ""
-    _injected: list[tuple[int, int]] = field(default_factory=list)
     _result: RunResult | None = None
     _run: Run | None = None
 
@@ -69,25 +79,17 @@ class ReleasedRun:
         return self._result
 
     def visible(self, text: str, end: int) -> str:
-        """``text[:end]`` without the monitor's injections (unless ``show_feedback``)."""
-        if self.show_feedback:
+        """``text[:end]`` without the feedback rollbacks injected (unless ``show_feedback``)."""
+        if self.show_feedback or self._run is None:
             return text[:end]
         out, pos = [], 0
-        for a, b in sorted(self._injected):
+        for a, b in _feedback_spans(self._run):
             if a >= end:
                 break
             out.append(text[pos:a])
             pos = min(b, end)
         out.append(text[pos:end])
         return "".join(out)
-
-    def _track(self, event: Any) -> None:
-        if isinstance(event, Intervened) and event.intervention is not None:
-            i = event.intervention
-            if i.applied and i.action is Action.ROLLBACK:
-                self._injected = [(a, b) for a, b in self._injected if a < i.position]
-        elif isinstance(event, FeedbackInjected):
-            self._injected.append((event.position, event.position + len(event.text)))
 
     def _advance(self, text: str, end: int) -> str:
         """The new visible text up to ``end``, or "" when nothing new (or it would contradict what was sent)."""
@@ -109,7 +111,6 @@ class ReleasedRun:
             self.run_id = run.run_id
             safe_end = 0  # a step boundary in the current text up to which everything was released
             async for event in run:
-                self._track(event)
                 if self.hold == "end" or event.kind != "chunk":
                     continue
                 text = run.text
