@@ -1,0 +1,55 @@
+"""What a proxy client receives, as a property: whatever mistakes the model makes and however slow the checks are,
+the released pieces join to the corrected answer (feedback left out) and no wrong claim is ever released."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from generators import Scripted
+from monitor import Monitor, Step, verifier
+from monitor.proxy import ReleasedRun
+from tests.support import check_sums
+
+
+def step(a: int, b: int, wrong: bool) -> str:
+    return f"Add {a} + {b} = {a + b + (1 if wrong else 0)}.\n"
+
+
+def feedback(a: int, b: int) -> str:
+    return f"Wait, {a} + {b} is {a + b}, not {a + b + 1}. Let me redo this step.\n"
+
+
+steps_strategy = st.lists(st.tuples(st.integers(1, 60), st.integers(1, 60), st.booleans()), min_size=1, max_size=6,
+                          unique_by=lambda t: (t[0], t[1]))
+
+
+@given(steps=steps_strategy, delay=st.sampled_from([0.0, 0.002, 0.01]), rate=st.sampled_from([None, 2000.0]),
+       show=st.booleans())
+@settings(max_examples=40, deadline=None)
+def test_released_text_is_the_corrected_answer(steps: list[tuple[int, int, bool]], delay: float,
+                                               rate: float | None, show: bool) -> None:
+    script: dict[str, str] = {"": "".join(step(a, b, w) for a, b, w in steps)}
+    for k, (a, b, wrong) in enumerate(steps):
+        if wrong:  # after the feedback about step k: step k done right, then the rest as first written
+            script[feedback(a, b)] = step(a, b, False) + "".join(step(x, y, w) for x, y, w in steps[k + 1:])
+
+    @verifier(name="sums")
+    async def sums(s: Step) -> Any:
+        await anyio.sleep(delay)
+        return check_sums(s)
+
+    async def play() -> tuple[list[str], ReleasedRun]:
+        run = ReleasedRun(Monitor(Scripted(script, rate=rate), [sums], max_interventions=10), "p", show_feedback=show)
+        return [p async for p in run.pieces()], run
+
+    pieces, run = anyio.run(play)
+    corrected = "".join(step(a, b, False) for a, b, _ in steps)
+    with_feedback = "".join((feedback(a, b) if w else "") + step(a, b, False) for a, b, w in steps)
+    assert "".join(pieces) == (with_feedback if show else corrected)
+    assert not any(step(a, b, True) in p for p in pieces for a, b, w in steps if w)
+    assert run.result.passed and not run.retracted
+    assert len(run.result.interventions) == sum(w for _, _, w in steps)
