@@ -8,6 +8,8 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_transformers_backend import collect, ids_of, reference_greedy
 from tiny_model import build_tiny_model
 
@@ -259,3 +261,32 @@ async def test_monitored_run_rolls_back_through_the_cache(tiny: tuple[Any, Any])
     assert tokenizer.decode(context[n_prompt:]) == result.text[:len(tokenizer.decode(context[n_prompt:]))]
     continuation = reference_greedy(model, context[:-19], 20)
     assert tokenizer.decode(continuation) == result.text[len(fb1 + fb2):]
+
+
+@pytest.fixture(scope="module")
+def sampled_trace(tiny: tuple[Any, Any]) -> tuple[Transformers, str]:
+    """A generator and a sampled trace with multi-byte characters and tokens that only together make one."""
+    model, tokenizer = tiny
+    gen = Transformers(model, tokenizer, temperature=1.0, seed=2, max_new_tokens=40, eos_token_ids=())
+    text = anyio.run(lambda: collect(gen, GenerationRequest(PROMPT)))
+    return gen, "".join(c.text for c in text)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(min_value=0, max_value=10_000), feedback=st.text(max_size=12))
+def test_the_resumed_context_is_the_cut_text_plus_the_feedback_byte_for_byte(
+        tiny: tuple[Any, Any], sampled_trace: tuple[Transformers, str], cut: int, feedback: str) -> None:
+    _, tokenizer = tiny
+    gen, text = sampled_trace
+    cut = cut % (len(text) + 1)
+    prefix = text[:cut] + feedback
+
+    async def resume() -> None:
+        await collect(gen, GenerationRequest(PROMPT, prefix=text, max_new_tokens=1, greedy=True))
+        await collect(gen, GenerationRequest(PROMPT, prefix=prefix, max_new_tokens=1, greedy=True))
+
+    anyio.run(resume)
+    n_prompt = len(prompt_ids(gen, tokenizer))
+    context = list(gen.context_ids)
+    assert tokenizer.decode(context[n_prompt:]).encode() == prefix.encode()
+    assert gen.cached_tokens == len(context)
