@@ -39,6 +39,7 @@ _MASTER = re.compile(
     | (?P<num>(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)
     | (?P<text>\\(?:text|mathrm|textrm|mbox)\s*\{\s*(?P<textbody>[A-Za-z]+)\s*\})
     | (?P<latex>\\(?:left|right)\s*[(\[]|\\(?:left|right)\s*[)\]]|\\[A-Za-z]+|\\[$%{}()\[\]])
+    | (?P<deg>°[CF]?|\^\s*\{?\\circ\}?)
     | (?P<op>\*\*|[-+*/^×·⋅∗÷−])
     | (?P<rel>==?|≈|≃)
     | (?P<pct>%)
@@ -110,6 +111,8 @@ def _raw(text: str) -> list[Token]:
             tok = Token("RP", ")", s, e, glued)
         elif kind == "word":
             tok = Token("WORD", piece, s, e, glued)
+        elif kind == "deg":
+            tok = Token("WORD", "degrees", s, e, glued)
         else:
             tok = Token("SEP", piece, s, e, glued)
         out.append(tok)

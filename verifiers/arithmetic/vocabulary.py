@@ -38,7 +38,7 @@ MULTIPLIERS = {
 GLUED_UNITS = {
     "km", "kg", "g", "mg", "cm", "mm", "m", "ml", "mL", "l", "L", "lb", "lbs", "oz", "ft", "yd", "mi", "mph",
     "kmh", "h", "hr", "hrs", "min", "mins", "s", "sec", "secs", "ms", "kW", "kWh", "W", "V", "mA", "A", "GB",
-    "MB", "KB", "TB", "Hz", "kHz", "in",
+    "MB", "KB", "TB", "Hz", "kHz", "in", "degrees",
 }
 
 # Dimensions of units that convert into each other: a link whose sides carry different units of one
