@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from generators import Scripted
-from monitor import Fail, Monitor, Pass, Span, StopReason, Unknown, verifier
+from monitor import EveryNTokens, Fail, Monitor, Pass, Span, StopReason, Unknown, verifier
 from verifiers import ForkExtractor, VerifierConfigError
 from verifiers.constraints import Constraints, ConstraintSpec
 from verifiers.fork import first_json
@@ -117,3 +117,29 @@ def test_first_json_and_bad_configuration() -> None:
         ForkExtractor(P, max_tokens=0)
     with pytest.raises(VerifierConfigError, match="non-empty extraction prompt"):
         ForkExtractor("")
+
+
+async def test_a_real_kv_cache_fork_leaves_the_main_trace_as_it_would_have_been() -> None:
+    """The transformers backend forks a copy of its KV cache: the greedy main text is the same with and
+    without fork extraction, and the forks' tokens are counted apart."""
+    pytest.importorskip("transformers")
+    from tiny_model import build_tiny_model
+
+    from generators import Transformers
+
+    model, tokenizer = build_tiny_model()
+    plain = await Monitor(Transformers(model, tokenizer, max_new_tokens=40, eos_token_ids=())).run("Natalia sold")
+    answers: list[str] = []
+
+    @verifier(name="spy", trigger=EveryNTokens(8),
+              extractor=ForkExtractor(P, max_tokens=5, parse=lambda text: answers.append(text) or text))
+    def spy(state: Any) -> None:
+        return None
+
+    gen = Transformers(model, tokenizer, max_new_tokens=40, eos_token_ids=())
+    assert gen.capabilities.fork
+    forked = await Monitor(gen, [spy]).run("Natalia sold")
+    assert forked.text == plain.text
+    assert forked.tokens.kept == plain.tokens.kept == 40
+    assert len(answers) == 5 and all(a for a in answers)
+    assert forked.tokens.fork == 5 * 5
