@@ -22,8 +22,10 @@ from verifiers.constraints import (
     AnswerCheck,
     ClaimPattern,
     ClaimReader,
+    Conflict,
     Constraints,
     ConstraintSpec,
+    Session,
     load_spec,
 )
 
@@ -214,6 +216,16 @@ def test_checks_are_incremental_one_solver_call_per_consistent_step() -> None:
     verdicts = v.scan(steps)
     assert len(verdicts) == 40 and all(isinstance(x, Pass) for x in verdicts)
     assert v.session().checks - before == 40
+
+
+def test_a_long_lived_session_drops_old_claim_literals_and_stays_right() -> None:
+    session = Session(ConstraintSpec().integer("x", 0, 100).compare("x", "<", 50, name="cap"), max_claims=5)
+    for i in range(20):
+        (outcome,) = session.consistency([("==", ("var", "x"), ("num", Fraction(i * 5)))])
+        assert (outcome is None) == (i * 5 < 50)
+        if outcome is not None:
+            assert isinstance(outcome, Conflict) and outcome.constraints == ("cap",)
+    assert session.resets == 3  # before calls 6, 12 and 18: more than 5 claim literals each time
 
 
 def test_scope_step_checks_each_step_on_its_own() -> None:

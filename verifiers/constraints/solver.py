@@ -63,16 +63,31 @@ Outcome = Conflict | Undecided | None
 class Session:
     """A z3 solver for one :class:`ConstraintSpec`; methods are thread-safe (one lock per session)."""
 
-    def __init__(self, spec: ConstraintSpec, *, timeout_ms: int = 10_000, minimize_core: bool = True) -> None:
+    def __init__(self, spec: ConstraintSpec, *, timeout_ms: int = 10_000, minimize_core: bool = True,
+                 max_claims: int = 20_000) -> None:
         import z3
 
         self._z3 = z3
         self.spec = spec
         self.minimize_core = minimize_core
+        self.max_claims = max_claims
         self.lock = threading.RLock()
+        self.timeout_ms = int(timeout_ms)
+        self.checks = 0  # solver calls made, for benchmarks and tests
+        self.resets = 0  # times the claim literals were dropped because there were too many
+        self._setup()
+        result = self._check(self._base)
+        if result == z3.unsat:
+            core = self._minimize(list(self.solver.unsat_core()), None)
+            names = ", ".join(repr(self._tracked[x].name) for x in core if x in self._tracked)
+            raise VerifierConfigError(f"the constraints contradict each other: {names}")
+
+    def _setup(self) -> None:
+        """A fresh context and solver holding the constraints (claims come later, one literal each)."""
+        z3 = self._z3
         self.ctx = z3.Context()
         self.solver = z3.Solver(ctx=self.ctx)
-        self.solver.set("timeout", int(timeout_ms))
+        self.solver.set("timeout", self.timeout_ms)
         self.vars: dict[str, Any] = {}
         self._value_ids: dict[str, int] = {}
         self._value_names: dict[int, str] = {}
@@ -81,10 +96,9 @@ class Session:
         self._claim_lits: dict[Node, Any] = {}
         self._lit_claim: dict[Any, Node] = {}
         self._history: list[tuple[Node, Outcome]] = []
-        self.checks = 0  # solver calls made, for benchmarks and tests
         self._declare()
         self._domains = self._domain_constraints()
-        for c in self._domains + list(spec.constraints):
+        for c in self._domains + list(self.spec.constraints):
             try:
                 expr = self.build(c.node)
             except VerifierConfigError as exc:
@@ -93,11 +107,6 @@ class Session:
             self.solver.add(z3.Implies(lit, expr))
             self._tracked[lit] = c
             self._base.append(lit)
-        result = self._check(self._base)
-        if result == z3.unsat:
-            core = self._minimize(list(self.solver.unsat_core()), None)
-            names = ", ".join(repr(self._tracked[x].name) for x in core if x in self._tracked)
-            raise VerifierConfigError(f"the constraints contradict each other: {names}")
 
     # -- building -----------------------------------------------------------------------------------
     def _declare(self) -> None:
@@ -241,6 +250,10 @@ class Session:
         """
         z3 = self._z3
         with self.lock:
+            if len(self._claim_lits) > self.max_claims:
+                # a long-lived verifier (many runs) would otherwise keep every claim it ever saw
+                self._setup()
+                self.resets += 1
             k = 0
             while k < min(len(claims), len(self._history)) and self._history[k][0] == claims[k]:
                 k += 1
