@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -119,7 +120,14 @@ def main() -> None:
         loaded = list(read_traces(args.data, format="gsm8k"))
         items = [i for i in loaded if isinstance(i, ImportedTrace)]
         assert len(items) == len(loaded), "the data set has unreadable records"
-        print(json.dumps(run_one(args.only, items[: args.limit], verifier, args)))
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        row = run_one(args.only, items[: args.limit], verifier, args)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        # CPU of this process only (a pool's workers are not in it): on a shared machine it shows how much of
+        # the wall time was spent waiting for a core.
+        row["cpu_seconds_this_process"] = round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+                                                3)
+        print(json.dumps(row))
         return
 
     verifier = load_verifier(args.verifier)
