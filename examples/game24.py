@@ -34,7 +34,7 @@ TRACES = {
 
 def show(verdicts: list[Any], text: str) -> None:
     for v in verdicts:
-        if isinstance(v, Fail):
+        if isinstance(v, Fail) and v.span is not None:
             print(f"  FAIL [{v.span.start}:{v.span.end}] {text[v.span.start:v.span.end]!r}: {v.message}")
         elif isinstance(v, Unknown):
             print(f"  UNKNOWN: {v.reason}")
