@@ -102,8 +102,8 @@ def _fraction(node: Node | None) -> tuple[int, int] | None:
 def _range(node: Node | None) -> bool:
     """ "pages 5-6 = 2": a glued minus from a smaller to a larger whole number reads as a range."""
     return (isinstance(node, Bin) and node.glued_minus and isinstance(node.left, Num)
-            and isinstance(node.right, Num) and node.left.literal.num * node.right.literal.den
-            < node.right.literal.num * node.left.literal.den)
+            and isinstance(node.right, Num) and node.left.literal.decimals == node.right.literal.decimals == 0
+            and node.left.literal.num < node.right.literal.num)
 
 
 def _has_glued_minus(node: Node) -> bool:
