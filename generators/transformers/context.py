@@ -41,13 +41,26 @@ class TraceDecoder:
 
     def __init__(self, tokenizer: Any, prompt_ids: Sequence[int]) -> None:
         self._tokenizer = tokenizer
+        # the Rust tokenizer decodes without the per-id Python checks of tokenizer.decode (quadratic on long traces)
+        self._backend = getattr(tokenizer, "backend_tokenizer", None)
         self._anchor = list(prompt_ids[-3:])
         self._anchor_text = self._decode(self._anchor)
 
     def _decode(self, ids: Sequence[int]) -> str:
         if not ids:
             return ""
+        if self._backend is not None:
+            return str(self._backend.decode(list(ids), skip_special_tokens=False))
         return str(self._tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False))
+
+    def piece(self, ids: Sequence[int], start: int, end: int) -> str | None:
+        """The text ``ids[start:end]`` adds after ``ids[:start]``, decoded with three tokens of context;
+        ``None`` when that context does not decode as a prefix (then decode the whole)."""
+        if start < 3:
+            full, head = self(ids[:end]), self(ids[:start])
+        else:
+            full, head = self._decode(ids[start - 3:end]), self._decode(ids[start - 3:start])
+        return full[len(head):] if full.startswith(head) else None
 
     def __call__(self, ids: Sequence[int]) -> str:
         if not self._anchor:
@@ -174,11 +187,28 @@ class KVContext:
             return
         trace = self.trace_ids
         first = len(trace) - new_trace
+        base, chars = self._clean_before(first)
         for i in range(first, len(trace)):
-            last = i == len(trace) - 1 and text is not None
-            decoded = text if last and text is not None else self.decoder(trace[:i + 1])
-            self.ends.append(_clean_end(decoded))
-            self.trace_text = decoded
+            if i == len(trace) - 1 and text is not None:
+                end = _clean_end(text)
+            else:
+                piece = self.decoder.piece(trace, base, i + 1) if i + 1 - base <= 32 else None
+                end = (-1 if piece.endswith(REPLACEMENT) else chars + len(piece)) if piece is not None else \
+                    _clean_end(self.decoder(trace[:i + 1]))
+            self.ends.append(end)
+            if end >= 0:
+                base, chars = i + 1, end
+        self.trace_text = text if text is not None else self.decoder(trace)
+        if self.ends and self.ends[-1] >= 0 and self.ends[-1] != len(self.trace_text):
+            # the pieces did not add up (a tokenizer that is not concatenative): decode each prefix instead
+            self.ends[first:] = [_clean_end(self.decoder(trace[:i + 1])) for i in range(first, len(trace))]
+
+    def _clean_before(self, index: int) -> tuple[int, int]:
+        """The last token boundary at or before trace token ``index`` that ends on a whole character."""
+        for k in range(index, 0, -1):
+            if self.ends[k - 1] >= 0:
+                return k, self.ends[k - 1]
+        return 0, 0
 
     def fork(self, target: list[int], prompt_len: int) -> tuple[KVContext, list[int]]:
         """A copy holding the common prefix with ``target`` (the cache is copied; this context is untouched)."""
