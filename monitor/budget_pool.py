@@ -121,7 +121,9 @@ class PoolShare(Governor):
         return None
 
     def on_exhausted(self, ctx: RunContext) -> GovernorDecision | None:
-        reason = f"pool share of {self.share} tokens spent and the pool has none to lend"
+        limit = self.pool.max_share if self.pool.max_share is not None else self.pool.total
+        reason = (f"pool share of {self.share} tokens spent and nothing more to draw "
+                  f"({self.pool.free} free in the pool, max_share {limit})")
         if self.pool.force_answer is not None:
             return self.pool.force_answer.decision(reason, stop_reason=StopReason.BUDGET, tokens_saved=0)
         return None

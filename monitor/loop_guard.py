@@ -4,7 +4,8 @@ Small models loop ("16 eggs * 1 = 16 eggs * 1 = ..."): the text keeps growing an
 looks for four signs of it:
 
 - a *tandem repeat* at the end of the trace: the same run of words (up to ``max_period`` words) written
-  ``min_repeats`` times in a row, covering at least ``min_chars`` characters;
+  ``min_repeats`` times in a row, covering at least ``min_chars`` characters (or, with no spaces to count words
+  by, a run of at least ``min_char_run`` characters with a period of at most 16: "YUYUYU...");
 - the same line (at least ``min_line_chars`` long, case and spacing ignored) written ``max_line_repeats`` times;
 - the same extracted state (``state(text)``, e.g. the last equation) coming back ``max_state_repeats`` times;
 - a cycle of rollbacks: the monitor rolling back to the same position ``max_rollbacks_to_same_point`` times.
@@ -27,7 +28,7 @@ from monitor.result import Intervention
 from monitor.steps import STEP_END
 from monitor.verdicts import Action
 
-__all__ = ["DEFAULT_NUDGE", "LoopGuard", "Repetition", "find_repeated_line", "find_tandem_repeat"]
+__all__ = ["DEFAULT_NUDGE", "LoopGuard", "Repetition", "find_char_repeat", "find_repeated_line", "find_tandem_repeat"]
 
 DEFAULT_NUDGE = "I am repeating myself instead of making progress. I will finish the calculation."
 
@@ -81,6 +82,23 @@ def find_tandem_repeat(text: str, *, min_repeats: int = 3, max_period: int = 40,
     return None
 
 
+def find_char_repeat(text: str, *, max_period: int = 16, min_chars: int = 64, window: int = 1024
+                     ) -> Repetition | None:
+    """A short run of characters repeated at the end of ``text`` with no word break to count by
+    ("YUYUYUYU...", "=-=-=-..."): at least ``min_chars`` characters of period at most ``max_period``."""
+    tail = text[-window:]
+    n = len(tail)
+    for period in range(1, max_period + 1):
+        run = 0  # characters at the end that equal the one ``period`` before
+        while run + period < n and tail[n - 1 - run] == tail[n - 1 - run - period]:
+            run += 1
+        length = run + period
+        if length >= min_chars and not tail[n - length:].isspace():
+            start = len(text) - length
+            return Repetition(start, text[start:start + period], length // period, "chars")
+    return None
+
+
 def _norm_line(line: str) -> str:
     return _SPACES.sub(" ", line.strip()).lower()
 
@@ -131,6 +149,8 @@ class LoopGuard(Governor):
 
     - ``nudge``: the feedback injected after the rollback (``None``: stop at the first repetition).
     - ``force_answer``: on stopping, inject an answer prefix and let the model answer (default), or just stop.
+    - ``min_char_run``: a run of characters with a period of at most 16 this long (no spaces to count words by)
+      is a loop too.
     - ``state``: a function of the trace text returning something hashable (or ``None``), evaluated at step
       boundaries; the same state coming back ``max_state_repeats`` times counts as a loop.
     """
@@ -138,13 +158,14 @@ class LoopGuard(Governor):
     name = "loop_guard"
 
     def __init__(self, *, min_repeats: int = 3, max_period: int = 40, min_chars: int = 30,
-                 max_line_repeats: int = 3, min_line_chars: int = 12,
+                 max_line_repeats: int = 3, min_line_chars: int = 12, min_char_run: int = 64,
                  state: Callable[[str], Hashable | None] | None = None, max_state_repeats: int = 3,
                  max_rollbacks_to_same_point: int = 3, nudge: str | None = DEFAULT_NUDGE,
                  force_answer: ForceAnswer | bool = True) -> None:
         for label, value, low in (("min_repeats", min_repeats, 2), ("max_period", max_period, 1),
                                   ("min_chars", min_chars, 1), ("max_line_repeats", max_line_repeats, 2),
                                   ("min_line_chars", min_line_chars, 1), ("max_state_repeats", max_state_repeats, 2),
+                                  ("min_char_run", min_char_run, 8),
                                   ("max_rollbacks_to_same_point", max_rollbacks_to_same_point, 1)):
             if value < low:
                 raise ConfigError(f"LoopGuard: {label} must be >= {low}, got {value}")
@@ -154,6 +175,7 @@ class LoopGuard(Governor):
         self.max_period = max_period
         self.min_chars = min_chars
         self.max_line_repeats = max_line_repeats
+        self.min_char_run = min_char_run
         self.min_line_chars = min_line_chars
         self.state = state
         self.max_state_repeats = max_state_repeats
@@ -172,12 +194,13 @@ class LoopGuard(Governor):
         """The repetition ``text`` ends in or holds, if any (what the guard acts on)."""
         return (find_tandem_repeat(text, min_repeats=self.min_repeats, max_period=self.max_period,
                                    min_chars=self.min_chars)
-                or find_repeated_line(text, max_repeats=self.max_line_repeats, min_chars=self.min_line_chars))
+                or find_repeated_line(text, max_repeats=self.max_line_repeats, min_chars=self.min_line_chars)
+                or find_char_repeat(text, min_chars=self.min_char_run))
 
     def on_chunk(self, ctx: RunContext, chunk: Chunk) -> GovernorDecision | None:
         st = self._runs.setdefault(ctx.run_id, _RunState())
-        if st.stopped or ctx.forcing_answer or not any(c.isspace() for c in chunk.text):
-            return None  # repetition is judged on whole words only
+        if st.stopped or ctx.forcing_answer:
+            return None
         if st.nudged and ctx.epoch == st.nudge_epoch:
             return None  # the nudge's rollback is waiting for earlier checks; the loop is not news
         text = ctx.text

@@ -23,7 +23,7 @@ from monitor import (
     TokenBudget,
     verifier,
 )
-from monitor.loop_guard import find_repeated_line, find_tandem_repeat
+from monitor.loop_guard import find_char_repeat, find_repeated_line, find_tandem_repeat
 
 # The loop SmolLM2-135M fell into (greedy, 256-token cap) on the eggs problem, as issue 7 reports it; the
 # sentences before it are illustrative.
@@ -47,6 +47,15 @@ def test_three_copies_are_needed_and_a_word_still_being_written_does_not_count()
     assert find_tandem_repeat("So 16 eggs * 1 = 16 eggs * 1 = 16 eggs * 1") is None  # "1" may become "12"
     assert find_tandem_repeat("So 16 eggs * 1 = 16 eggs * 1 = 16 eggs * 1 =\n") is not None
     assert find_tandem_repeat("ha ha ha ") is None  # too short to be a runaway
+
+
+def test_a_loop_without_spaces_is_found_by_its_characters() -> None:
+    # what the tiny random model writes: no word break for the word-level detector to count by
+    rep = find_char_repeat("Final: " + "YU" * 40)
+    assert rep is not None and (rep.start, rep.unit, rep.count, rep.kind) == (7, "YU", 40, "chars")
+    assert find_char_repeat("Final: " + "YU" * 20) is None  # 40 characters: not yet
+    assert find_char_repeat("x = 1234567890123456789012345678901234567890.\n") is None
+    assert find_char_repeat("table\n" + " " * 100) is None  # whitespace is not a loop
 
 
 def test_repeated_lines_far_apart_are_found_at_their_second_copy() -> None:
