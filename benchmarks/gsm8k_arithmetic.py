@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from monitor.steps import step_ends  # noqa: E402
-from verifiers.arithmetic import Arithmetic, check_text  # noqa: E402
+from verifiers.arithmetic import Arithmetic, check_text, wrong_claims  # noqa: E402
 
 MODELS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
 
@@ -44,14 +44,12 @@ def judge_solution(text: str) -> dict[str, Any]:
     flags: list[dict[str, Any]] = []
     checked = unknown = 0
     for offset, step in steps(text):
-        for f in check_text(step):
-            if f.status == "unknown":
-                unknown += 1
-                continue
-            checked += 1
-            if f.status == "wrong":
-                flags.append({"span": [offset + f.start, offset + f.end], "text": step[f.start:f.end],
-                              "feedback": f.judgement.feedback, "claim": f.claim.normalised})
+        findings = check_text(step)
+        unknown += sum(f.status == "unknown" for f in findings)
+        checked += sum(f.status != "unknown" for f in findings)
+        for f in wrong_claims(findings):
+            flags.append({"span": [offset + f.start, offset + f.end], "text": step[f.start:f.end],
+                          "feedback": f.judgement.feedback, "claim": f.claim.normalised})
     return {"checked": checked, "unknown": unknown, "flags": flags}
 
 

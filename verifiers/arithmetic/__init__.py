@@ -16,7 +16,7 @@ from verifiers.arithmetic.extract import Claim, extract_claims
 from verifiers.arithmetic.judge import Judgement, judge
 from verifiers.arithmetic.numbers import consistent, parse_literal
 from verifiers.arithmetic.parse import Limits, parse_expression
-from verifiers.arithmetic.verifier import Arithmetic, Finding, check_text
+from verifiers.arithmetic.verifier import Arithmetic, Finding, check_text, wrong_claims
 
 __all__ = [
     "Arithmetic",
@@ -32,4 +32,5 @@ __all__ = [
     "judge",
     "parse_expression",
     "parse_literal",
+    "wrong_claims",
 ]

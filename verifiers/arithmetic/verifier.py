@@ -6,14 +6,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from monitor import Fail, Pass, Span, Step, StepBoundary, Unknown, Verdict, Verifier
+from monitor import Fail, Pass, Step, StepBoundary, Unknown, Verdict, Verifier
 from monitor.verifier import RunsIn
 from verifiers.arithmetic.errors import TooComplex
 from verifiers.arithmetic.extract import Claim, extract_claims, might_hold_claims
 from verifiers.arithmetic.judge import Judgement, judge
 from verifiers.arithmetic.parse import Limits
 
-__all__ = ["Arithmetic", "Finding", "check_text"]
+__all__ = ["Arithmetic", "Finding", "check_text", "wrong_claims"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,13 @@ def check_text(text: str, limits: Limits | None = None) -> list[Finding]:
     return out
 
 
+def wrong_claims(findings: list[Finding]) -> list[Finding]:
+    """The wrong claims, less those inside another wrong claim (an annotation within its written claim)."""
+    wrong = [f for f in findings if f.status == "wrong"]
+    return [f for f in wrong if not any(g is not f and g.start <= f.start and f.end <= g.end
+                                        and (g.start, g.end) != (f.start, f.end) for g in wrong)]
+
+
 class Arithmetic(Verifier):
     """Checks every calculation a step states (``16 - 3 - 4 = 9``, ``20% of 150 is 30``, ``<<9*2=18>>``).
 
@@ -85,22 +92,15 @@ class Arithmetic(Verifier):
             findings = check_text(step.text, self.limits)
         except TooComplex as exc:
             return [Unknown(reason=f"not checked: {exc}", span=step.span)]
-        fails: list[Fail] = []
+        fails = [Fail(f"arithmetic: {f.judgement.feedback}", span=step.to_trace(f.start, f.end),
+                      feedback=f.judgement.feedback, claim=f.claim.normalised) for f in wrong_claims(findings)]
         unknown: list[Verdict] = []
-        for f in findings:
-            span = step.to_trace(f.start, f.end)
-            if f.status == "wrong":
-                fails.append(Fail(f"arithmetic: {f.judgement.feedback}", span=span,
-                                  feedback=f.judgement.feedback, claim=f.claim.normalised))
-            elif f.status == "unknown" and self.report_unknown:
-                unknown.append(Unknown(reason=f.judgement.reason, span=span))
-        fails = [f for f in fails if not any(_inside(f.span, g.span) for g in fails if g is not f)]
+        if self.report_unknown:
+            unknown = [Unknown(reason=f.judgement.reason, span=step.to_trace(f.start, f.end))
+                       for f in findings if f.status == "unknown"]
         verdicts: list[Verdict] = [*fails, *unknown]
         if not verdicts:
             checked = sum(f.status != "unknown" for f in findings)
             return [Pass(note=f"{checked} calculation{'s' if checked != 1 else ''} checked")]
         return verdicts
 
-
-def _inside(inner: Span | None, outer: Span | None) -> bool:
-    return inner is not None and outer is not None and outer.contains(inner) and inner != outer
