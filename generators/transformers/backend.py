@@ -49,8 +49,9 @@ class _Job:
     """One stream being served: prefill in chunks, then one token per :meth:`step` (always on a worker thread)."""
 
     def __init__(self, backend: Transformers, ctx: KVContext, todo: list[int], request: GenerationRequest,
-                 serial: int | None) -> None:
+                 serial: int | None, exact: bool) -> None:
         self.backend = backend
+        self.exact = exact  # the context's trace decodes to the prefix exactly (else decode to learn its text)
         self.ctx = ctx
         self.todo = todo
         self.prefix = request.prefix
@@ -79,7 +80,7 @@ class _Job:
                 self.done = True
                 return True
             piece, self.todo = self.todo[:self.backend.prefill_chunk], self.todo[self.backend.prefill_chunk:]
-            self.ctx.forward(piece, text=self.prefix if not self.todo else None)
+            self.ctx.forward(piece, text=self.prefix if not self.todo and self.exact else None)
             return not self.todo
 
     def step(self) -> tuple[Chunk | None, bool]:
@@ -286,12 +287,13 @@ class Transformers:
             prompt_ids = [bos]
         with self._state_lock:
             target = self._ctx.plan(prompt_ids, request.prefix)
+            exact = self._ctx.exact(prompt_ids, target, request.prefix)
             if request.purpose == "fork":
                 ctx, todo = self._ctx.fork(target, len(prompt_ids))
-                return _Job(self, ctx, todo, request, None)
+                return _Job(self, ctx, todo, request, None, exact)
             self._serial += 1
             todo = self._ctx.adopt(target, len(prompt_ids))
-            return _Job(self, self._ctx, todo, request, self._serial)
+            return _Job(self, self._ctx, todo, request, self._serial, exact)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         """Continue ``request.prompt`` + ``request.prefix``; see the class docstring."""

@@ -135,6 +135,11 @@ class KVContext:
                 break
         return self.encode(prefix)
 
+    def exact(self, prompt_ids: list[int], target: list[int], prefix: str) -> bool:
+        """Whether the planned trace tokens decode to ``prefix`` exactly (not so for a tokenizer that
+        normalises text or maps characters to an unknown token)."""
+        return TraceDecoder(self.tokenizer, prompt_ids)(target[len(prompt_ids):]) == prefix
+
     # -- mutation ----------------------------------------------------------------------------------------
     def adopt(self, target: list[int], prompt_len: int) -> list[int]:
         """Crop to the longest common prefix with ``target``; returns the tokens still to run through the model."""
