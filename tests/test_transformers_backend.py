@@ -65,6 +65,12 @@ async def test_chat_and_raw_prompt_formats(tiny: tuple[Any, Any]) -> None:
     system = Transformers(model, tokenizer, system="Be brief.")
     assert system.prompt_text("hi").startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi")
     assert Transformers(model, tokenizer, prompt_format="raw").prompt_text("2 + 2 =") == "2 + 2 ="
+    # the trace continues the assistant message: what the template renders with continue_final_message
+    trace = "12 * 7 = 84.\nSo"
+    continued = tokenizer.apply_chat_template([{"role": "user", "content": "hi"},
+                                               {"role": "assistant", "content": trace}],
+                                              tokenize=False, continue_final_message=True)
+    assert chat.prompt_text("hi") + trace == continued
     with pytest.raises(ConfigError, match="prompt_format"):
         Transformers(model, tokenizer, prompt_format="markdown")  # type: ignore[arg-type]
 
