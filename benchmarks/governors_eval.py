@@ -46,6 +46,7 @@ from monitor import (
     ForceAnswer,
     GenerationRequest,
     Governor,
+    GovernorDecided,
     LoopGuard,
     Monitor,
     RunResult,
@@ -237,8 +238,12 @@ async def run_config(config: str, generator: Any, problems: Sequence[Problem], a
                 governors = [pool.governor_for(p.question), *governors[1:]]
             monitor = Monitor(generator, make_verifiers(p, available), governors=governors)
         start = time.perf_counter()
-        result = await monitor.run(p.question)
-        rows.append(row(config, p, result, time.perf_counter() - start))
+        saved = 0
+        async with monitor.stream(p.question) as run:
+            async for event in run:
+                if isinstance(event, GovernorDecided) and event.tokens_saved:
+                    saved += event.tokens_saved
+        rows.append({**row(config, p, run.result, time.perf_counter() - start), "tokens_saved": saved})
         if progress:
             r = rows[-1]
             print(f"[{config}] {p.task}#{p.index}: {'right' if r['correct'] else 'wrong'} ({r['answer']} vs "
@@ -255,6 +260,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "mean_kept": round(sum(r["kept"] for r in rows) / n, 1) if n else 0.0,
             "mean_total": round(sum(r["total"] for r in rows) / n, 1) if n else 0.0,
             "interventions": sum(r["interventions"] for r in rows),
+            "tokens_saved": sum(r["tokens_saved"] for r in rows),
             "rollbacks": sum(r["rollbacks"] for r in rows),
             "hit_cap": sum(r["hit_cap"] for r in rows),
             "looping_at_cap": sum(r["looping_at_cap"] for r in rows),
@@ -264,10 +270,10 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def table(summary: dict[str, dict[str, Any]]) -> str:
     lines = ["| configuration | right | mean kept tokens | mean total tokens | interventions | hit the cap "
-             "| of those looping | wall s |", "|---|---|---|---|---|---|---|---|"]
+             "| of those looping | tokens saved (governors' estimate) |", "|---|---|---|---|---|---|---|---|"]
     for config, s in summary.items():
         lines.append(f"| {config} | {s['correct']}/{s['runs']} | {s['mean_kept']} | {s['mean_total']} | "
-                     f"{s['interventions']} | {s['hit_cap']} | {s['looping_at_cap']} | {s['seconds']} |")
+                     f"{s['interventions']} | {s['hit_cap']} | {s['looping_at_cap']} | {s['tokens_saved']} |")
     return "\n".join(lines)
 
 
