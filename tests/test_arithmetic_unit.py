@@ -46,6 +46,13 @@ def statuses(text: str) -> list[tuple[str, str]]:
     ("6 + 2.5 = 8.4", "6 + 2.5 = 8.4", "6 + 2.5 is 8.5, not 8.4."),
     ("$10 / 3 = $3.35", "$10 / 3 = $3.35", "$10 / 3 is about $3.33, not $3.35."),
     ("24 + 27 + (-48) = 85 degrees", "24 + 27 + (-48) = 85", "24 + 27 + (-48) is 3, not 85."),
+    ("was $0.5 - $0.4 = $0.5 cheaper.", "$0.5 - $0.4 = $0.5", "$0.5 - $0.4 is $0.1, not $0.5."),
+    ("1/6 * 1/6 = 1/35", "1/6 * 1/6 = 1/35", "1/6 * 1/6 is 1/36, not 1/35."),
+    (r"\frac{1}{6} \cdot \frac{1}{6} = \frac{1}{35}", r"\frac{1}{6} \cdot \frac{1}{6} = \frac{1}{35}",
+     r"\frac{1}{6} \cdot \frac{1}{6} is \frac{1}{36}, not \frac{1}{35}."),
+    ("**3 + 4 = 8**", "3 + 4 = 8", "3 + 4 is 7, not 8."),
+    (r"So 3 \times 6 = \boxed{19}", r"3 \times 6 = \boxed{19}", r"3 \times 6 is 18, not 19."),
+    ("90° - 30° = 50°", "90° - 30° = 50", "90° - 30° is 60, not 50."),
 ])
 def test_wrong_claims_are_flagged_with_exact_span_and_feedback(text: str, claim: str, feedback: str) -> None:
     assert wrong(text) == [(claim, feedback)]
@@ -75,7 +82,9 @@ def test_correct_claims_pass(text: str) -> None:
     "$2 + 50 cents = $2.50", "half of 10 + 2 = 7", "3 more than 4 + 1 = 8", "12 - 5 is 2 more than 5",
     "The 3-year-old + 2 = 5", "Total = 5 apples + 3 oranges", "so 2 and 1/2 = 5", "= 5 + 2",
     "The answer is 42.", "She has 3 apples and 4 pears.", "2x = 10", "5th + 2 = 8", "3 + 4 = 5 to 6 days",
-    "3 + 4 = 8 or so", "1 = 2", "1.5 hours = 90 minutes",
+    "3 + 4 = 8 or so", "1 = 2", "1.5 hours = 90 minutes", "log 100 + 1 = 3", "pages 5-6 = 2 pages",
+    "f(2) + 3 = 10", r"\sin 30 + 1 = 2", "3,5 + 1,5 = 5", "1 200 + 300 = 1 500", "1e6 + 1 = 7", "5! = 120",
+    "3 x 4 = 12/2 = 6", "24 / 2 is 12 per person", "The 10 + 2 = 12 or 13",
     # false alarms found in the GSM8K data (regressions)
     "There are 24 eggs in 1 tray x 2 trays = <<24*2=48>>48 eggs.",
     "Since 2/5 is equal to 12.8 hectares, then 1/5 is equal to 12.8/2 = 6.4 hectares",
@@ -153,6 +162,15 @@ def test_verifier_reports_unknown_with_span() -> None:
     assert Arithmetic(report_unknown=False).scan("Then 9**9**9**9 = 5.") == [Pass(note="0 calculations checked",
                                                                                   verifier="arithmetic",
                                                                                   span=Span(0, 20))]
+
+
+def test_importing_the_verifier_does_not_import_sympy() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, verifiers.arithmetic; print('sympy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "False"
 
 
 def test_registered_and_picklable() -> None:

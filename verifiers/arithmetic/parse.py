@@ -217,8 +217,8 @@ class _Parser:
             self.take()
             mult = MULTIPLIERS[t.value.lower()]
         unit = self._skip_unit()
-        if unit is not None:
-            label = unit
+        if unit is not None and label is None:
+            label = unit  # a currency sign stays the label: "$0.5 cheaper" is in dollars
         t = self.peek()
         if t is not None and t.kind == "CUR" and t.glued:
             self.take()
