@@ -39,8 +39,8 @@ def _check_only(verifier: Verifier, state: Any) -> Any:
 
 
 async def _invoke(verifier: Verifier, view: TraceView) -> Any:
-    async_extract = inspect.iscoroutinefunction(verifier.extract)
-    async_check = inspect.iscoroutinefunction(verifier.check)
+    async_extract = verifier.extracts_async
+    async_check = verifier.checks_async
     if verifier.runs_in == "loop" or async_check:
         state = verifier.extract(view)
         if inspect.isawaitable(state):

@@ -90,6 +90,16 @@ class Verifier:
         """Turn a view of the trace into the state :meth:`check` judges. Default: the step being checked."""
         return view.step
 
+    @property
+    def extracts_async(self) -> bool:
+        """Whether :meth:`extract` returns an awaitable (it then runs in the event loop, whatever ``runs_in``)."""
+        return inspect.iscoroutinefunction(self.extract)
+
+    @property
+    def checks_async(self) -> bool:
+        """Whether :meth:`check` returns an awaitable (it then runs in the event loop, whatever ``runs_in``)."""
+        return inspect.iscoroutinefunction(self.check)
+
     def check(self, state: Any) -> Any:
         """Judge the state; see the module docstring for what it may return. May be ``async``."""
         raise NotImplementedError(f"{type(self).__name__} must implement check()")
@@ -137,6 +147,14 @@ class FunctionVerifier(Verifier):
 
     def check(self, state: Any) -> Any:
         return self.fn(state)
+
+    @property
+    def extracts_async(self) -> bool:
+        return self.extractor is not None and _is_async_callable(self.extractor)
+
+    @property
+    def checks_async(self) -> bool:
+        return _is_async_callable(self.fn)
 
     def __reduce__(self) -> Any:
         # The decorator rebinds the function's global name to this object, so pickle by reference to it.
@@ -192,3 +210,7 @@ def normalize_verdicts(result: Any, *, verifier: Verifier, view: TraceView) -> l
         out.append(v)
     return out
 
+
+def _is_async_callable(fn: Any) -> bool:
+    """A coroutine function, or an object whose ``__call__`` is one (e.g. an extractor class instance)."""
+    return inspect.iscoroutinefunction(fn) or (callable(fn) and inspect.iscoroutinefunction(type(fn).__call__))

@@ -182,3 +182,18 @@ async def test_stale_verdicts_are_dropped_and_checks_on_removed_text_cancelled()
     assert ("slow-late", Span(14, 26)) not in spans  # the check on removed text never reported
     assert ("sums", Span(3, 12)) in spans
     assert result.text == "Wait, 3 + 4 is 7, not 8. Let me redo this step.\nSo 3 + 4 = 7."
+
+
+async def test_async_extractor_of_a_thread_verifier_is_awaited_in_the_loop() -> None:
+    async def last_line(view):  # type: ignore[no-untyped-def]
+        await anyio.sleep(0)
+        return view.step.text.strip()
+
+    seen: list[object] = []
+
+    @verifier(name="threaded", runs_in="thread", extractor=last_line)
+    def threaded(state: object) -> None:
+        seen.append(state)
+
+    await Monitor(Scripted("one.\ntwo."), [threaded]).run("q")
+    assert seen == ["one.", "two."]
