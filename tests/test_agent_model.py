@@ -3,28 +3,15 @@ database only ever holds transfers whose reasoning and arguments passed their ch
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+import tests.test_agent as agent_tests
 from monitor import Agent, StopReason, TokenBudget
 from monitor.tools import ToolCall
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _example() -> Any:
-    spec = importlib.util.spec_from_file_location("agent_sqlite_example_model", ROOT / "examples" / "agent_sqlite.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +25,7 @@ def smollm() -> Any:
 
 
 async def test_real_model_agent_writes_only_checked_transfers(smollm: Any) -> None:
-    ex = _example()
+    ex = agent_tests.ex
     bank = ex.Bank()
 
     def chat_template(messages: Any) -> str:

@@ -12,6 +12,7 @@ import openai
 import pytest
 
 import tests.test_openai_compat_serve as serve_tests
+import tests.test_proxy as proxy_tests
 import tests.tiny_model as tiny
 from monitor import Capabilities, Chunk, GenerationRequest, Monitor, verifier
 from monitor.proxy import GeneratorBackend, ProxyConfig, UpstreamBackend, create_app, serving
@@ -53,20 +54,7 @@ class SlipsOnce:
 
 
 Factory = Callable[..., openai.AsyncOpenAI]
-
-
-@pytest.fixture
-async def client_for() -> AsyncIterator[Factory]:
-    made: list[openai.AsyncOpenAI] = []
-
-    def make(url: str, key: str = "none") -> openai.AsyncOpenAI:
-        client = openai.AsyncOpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=60)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()
+client_for = proxy_tests.client_for  # fixture: openai clients closed at the end of each test
 
 
 def upstream_app(model: Any, **options: Any) -> Any:
