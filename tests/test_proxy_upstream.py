@@ -84,6 +84,23 @@ async def test_violations_from_an_upstream_server_are_corrected(client_for: Fact
     assert model.prompts[0] == "System: Be brief.\n\nUser: Tom has 12 apples and buys 7. How many?\n\nAssistant:"
 
 
+async def test_a_conversation_reaches_the_upstream_whole(client_for: Factory) -> None:
+    model = SlipsOnce()
+    conversation: Any = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                         {"role": "assistant", "content": "Hello!"},
+                         {"role": "user", "content": "Tom has 12 apples and buys 7. How many?"}]
+    async with serving(upstream_app(model)) as upstream:
+        front = create_app(ProxyConfig(UpstreamBackend(upstream + "/v1"), verifiers=[sums]))
+        async with serving(front) as url:
+            chat = await client_for(url).chat.completions.create(model="upstream-model", messages=conversation)
+    assert chat.choices[0].message.content == CORRECTED
+    history = "System: Be brief.\n\nUser: Hi\n\nAssistant: Hello!\n\nUser: Tom has 12 apples and buys 7. How many?"
+    assert model.prompts[0] == history + "\n\nAssistant:"
+    # the rollback: the same conversation, then the cut answer with the feedback as the message to continue
+    assert model.prompts[1] == (history + "\n\nAssistant:Tom has 12 apples.\nWait, 12 + 7 is 19, not 18. "
+                                + FEEDBACK_END)
+
+
 async def test_upstream_errors_keep_their_status(client_for: Factory) -> None:
     async with serving(upstream_app(SlipsOnce(), api_key="upstream-secret", max_body_bytes=600)) as upstream:
         no_key = create_app(ProxyConfig(UpstreamBackend(upstream + "/v1", model="upstream-model"), verifiers=[sums]))

@@ -138,10 +138,9 @@ class UpstreamBackend:
     sharing one HTTP connection pool).
 
     Completions requests go to the server's ``/v1/completions`` with the client's prompt. Chat requests go to its
-    ``/v1/chat/completions``: the system messages become the system prompt and the last user message the prompt;
-    earlier turns of the conversation are written before it as a transcript (the generator sends one user
-    message). A rollback continues the assistant message as the generator does. ``model`` replaces the model the
-    client names (``None``: pass the client's through).
+    ``/v1/chat/completions`` with the client's whole conversation, followed (after a rollback) by the corrected
+    answer so far as the assistant message the generator continues. ``model`` replaces the model the client names
+    (``None``: pass the client's through).
     """
 
     def __init__(self, base_url: str, *, model: str | None = None, api_key: str | None = None,
@@ -172,30 +171,54 @@ class UpstreamBackend:
         response.raise_for_status()
         return [str(m["id"]) for m in response.json().get("data", []) if isinstance(m, dict) and "id" in m]
 
-    def _generator(self, request: ChatRequest | CompletionRequest, endpoint: str, system: str | None) -> Any:
-        from generators import OpenAICompatible
-
+    def _generator(self, request: ChatRequest | CompletionRequest, endpoint: str) -> Any:
         options: dict[str, Any] = {"max_tokens": None, **self.options}
         for name in ("temperature", "top_p", "seed"):
             value = getattr(request, name)
             if value is not None:
                 options[name] = value
-        return OpenAICompatible(self.base_url, self.model or request.model, endpoint=endpoint,
-                                api_key=self.api_key, system_prompt=system, client=self._client, **options)
+        model = self.model or request.model
+        if isinstance(request, CompletionRequest):
+            from generators import OpenAICompatible
+
+            return OpenAICompatible(self.base_url, model, endpoint="completions", api_key=self.api_key,
+                                    client=self._client, **options)
+        conversation = [m.to_dict() for m in request.messages]
+        return _conversation_generator()(self.base_url, model, endpoint="chat", api_key=self.api_key,
+                                         client=self._client, conversation=conversation, **options)
 
     def prepare(self, request: ChatRequest | CompletionRequest) -> Prepared:
+        gen = self._generator(request, "completions" if isinstance(request, CompletionRequest) else "chat")
         if isinstance(request, CompletionRequest):
-            gen = self._generator(request, "completions", None)
             return Prepared(RequestGenerator(gen, stop=request.stop), request.prompt)
-        system = "\n\n".join(m.content for m in request.messages if m.role in ("system", "developer")) or None
-        rest = [m for m in request.messages if m.role not in ("system", "developer")]
-        if rest and rest[-1].role == "user":
-            history, last = rest[:-1], rest[-1].content
-        else:
-            history, last = rest, ""
-        prompt = last if not history else _transcript(history).removesuffix("Assistant:") + "User: " + last
-        gen = self._generator(request, "chat", system)
-        return Prepared(RequestGenerator(gen, stop=request.stop), prompt)
+        users = [m.content for m in request.messages if m.role == "user"]
+        return Prepared(RequestGenerator(gen, stop=request.stop), users[-1] if users else "")
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+_CONVERSATION_CLASS: Any = None
+
+
+def _conversation_generator() -> Any:
+    """``OpenAICompatible`` that sends a whole conversation where it would send one user message (made on first
+    use, so that importing the proxy does not import the HTTP backend)."""
+    global _CONVERSATION_CLASS
+    if _CONVERSATION_CLASS is None:
+        from generators.openai_compat import OpenAICompatible
+
+        class ConversationGenerator(OpenAICompatible):
+            def __init__(self, *args: Any, conversation: list[dict[str, str]], **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.conversation = conversation
+
+            def body(self, request: GenerationRequest) -> dict[str, Any]:
+                body = super().body(request)
+                # the generator writes [system?, user: prompt, assistant: trace?, user: continue?]
+                head = 2 if self.system_prompt else 1
+                body["messages"] = [*self.conversation, *body["messages"][head:]]
+                return body
+
+        _CONVERSATION_CLASS = ConversationGenerator
+    return _CONVERSATION_CLASS
