@@ -173,8 +173,8 @@ def unit_conflict(node: Node) -> bool:
         a, b = unit_of(node.left), unit_of(node.right)
         if a is not None and b is not None and a != b:
             return True
-        if (a is None) != (b is None) and unit_dimension(a or b or ""):
-            # "2 hours + 30": the bare number may be in another unit of the same dimension.
+        if (a is None) != (b is None) and unit_dimension(a or b or "") - {"money", "count"}:
+            # "2 hours + 30": the bare number may be in another unit of the same dimension ("$3 + 4" may not).
             return True
     return False
 

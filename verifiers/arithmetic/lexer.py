@@ -36,13 +36,14 @@ class Token:
 _MASTER = re.compile(
     r"""
       (?P<ws>\s+|\\[,;!:]|\\q?quad\b)
-    | (?P<num>(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)
+    | (?P<num>(?:\d{1,3}(?:(?:,|\{,\})\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)
     | (?P<text>\\(?:text|mathrm|textrm|mbox)\s*\{\s*(?P<textbody>[A-Za-z]+)\s*\})
     | (?P<latex>\\(?:left|right)\s*[(\[]|\\(?:left|right)\s*[)\]]|\\[A-Za-z]+|\\[$%{}()\[\]])
     | (?P<deg>°[CF]?|\^\s*\{?\\circ\}?)
     | (?P<op>\*\*|[-+*/^×·⋅∗÷−])
     | (?P<rel>==?|≈|≃)
     | (?P<pct>%)
+    | (?P<math>\$\$)
     | (?P<cur>[$€£¥])
     | (?P<lp>[(\[{])
     | (?P<rp>[)\]}])
@@ -86,6 +87,10 @@ def _raw(text: str) -> list[Token]:
             squashed = re.sub(r"\s+", "", piece)
             if piece in _TRANSPARENT:
                 continue
+            if piece == "\\sqrt" and text[e:e + 8].lstrip().startswith("["):
+                out.append(Token("BAD", piece, s, e, glued))  # \sqrt[3]{27}: an n-th root is not read
+                glued = True
+                continue
             if squashed.startswith("\\left"):
                 tok = Token("LP" if squashed[-1] in "([" else "RP", "(" if squashed[-1] in "([" else ")", s, e, glued)
             elif squashed.startswith("\\right"):
@@ -103,6 +108,10 @@ def _raw(text: str) -> list[Token]:
             tok = Token("REL", "approx" if piece in "≈≃" else "=", s, e, glued)
         elif kind == "pct":
             tok = Token("PCT", "%", s, e, glued)
+        elif kind == "math":
+            tok = Token("SEP", piece, s, e, glued)  # display-math delimiters, not two dollar signs
+        elif kind == "cur" and piece == "$" and glued and s > 0 and (text[s - 1].isdigit() or text[s - 1] in ")}"):
+            tok = Token("SEP", piece, s, e, glued)  # "$3 + 4 = 7$": a closing math delimiter, not a currency
         elif kind == "cur":
             tok = Token("CUR", piece, s, e, glued)
         elif kind == "lp":
