@@ -54,6 +54,9 @@ def statuses(text: str) -> list[tuple[str, str]]:
     (r"So 3 \times 6 = \boxed{19}", r"3 \times 6 = \boxed{19}", r"3 \times 6 is 18, not 19."),
     ("90° - 30° = 50°", "90° - 30° = 50", "90° - 30° is 60, not 50."),
     ("$$3 + 4 = 8$$", "3 + 4 = 8", "3 + 4 is 7, not 8."),
+    ("√16 + 1 = 6", "√16 + 1 = 6", "√16 + 1 is 5, not 6."),
+    ("so 3² + 4² = 26.", "3² + 4² = 26", "3² + 4² is 25, not 26."),
+    ('"3 + 4 = 8"', "3 + 4 = 8", "3 + 4 is 7, not 8."),
     ("$3 + 4 = 8$", "$3 + 4 = 8", "$3 + 4 is 7, not 8."),
     (r"2 \times 500 = 1{,}100", r"2 \times 500 = 1{,}100", r"2 \times 500 is 1,000, not 1{,}100."),
 ])
@@ -87,7 +90,9 @@ def test_correct_claims_pass(text: str) -> None:
     "The answer is 42.", "She has 3 apples and 4 pears.", "2x = 10", "5th + 2 = 8", "3 + 4 = 5 to 6 days",
     "3 + 4 = 8 or so", "1 = 2", "1.5 hours = 90 minutes", "log 100 + 1 = 3", "pages 5-6 = 2 pages",
     "f(2) + 3 = 10", r"\sin 30 + 1 = 2", "3,5 + 1,5 = 5", "1 200 + 300 = 1 500", "1e6 + 1 = 7", "5! = 120",
-    "3 x 4 = 12/2 = 6", r"\sqrt[3]{27} = 3", "24 / 2 is 12 per person", "The 10 + 2 = 12 or 13",
+    "3 x 4 = 12/2 = 6", r"\sqrt[3]{27} = 3", "∛27 + 1 = 5", "4 m² + 5 m² = 9 m²", "x:3 + 4 = 8",
+    r"4 \text{ m}^2 + 5 \text{ m}^2 = 9 \text{ m}^2", "3 + 4 = 8′", "π + 1 = 2", "2π + 1 = 3",
+    "24 / 2 is 12 per person", "The 10 + 2 = 12 or 13",
     # false alarms found in the GSM8K data (regressions)
     "There are 24 eggs in 1 tray x 2 trays = <<24*2=48>>48 eggs.",
     "Since 2/5 is equal to 12.8 hectares, then 1/5 is equal to 12.8/2 = 6.4 hectares",

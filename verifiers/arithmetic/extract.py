@@ -40,6 +40,10 @@ _QUICK = re.compile(r"[=≈≃]|\\approx|\b(?:is|equals)\b")
 _DIGIT = re.compile(r"\d")
 _ANNOTATION = re.compile(r"<<([^<>\n]{1,400})>>")
 _LIST_MARKER = re.compile(r"^\s*(?:\(?\d{1,3}\)|\d{1,3}\.|[-*•])\s+")
+# Marks that may touch a claim without changing it ("**3 + 4 = 7**", "`3+4=7`", "(3 + 4 = 7).");
+# any other glued symbol ("√16 + 1", "3′", "π") may be part of the calculation, so the claim is not judged.
+_SAFE_BEFORE = {"`", '"', "“", "**", "$$", "\\(", "\\[", "|", ">", "#", "&"}
+_SAFE_AFTER = {".", ",", ";", ":", "?", "`", '"', "”", "**", "$$", "$", "\\)", "\\]", "|", "…", "&"}
 _DETERMINERS = {"the", "a", "an", "his", "her", "their", "its", "our", "my", "your", "this", "that", "these",
                 "those", "each", "every"}
 
@@ -242,7 +246,7 @@ def _left_clean(toks: list[Token], first: int, skip_until: int) -> bool:
     if prev.kind == "LP":
         return True  # "(3 + 4 = 7)": the bracket around an aside
     if prev.kind == "SEP":
-        return not (t.glued and prev.value in {":", ".", ",", "/", "'", "’", "_", "#", "@", "&", "~"})
+        return not t.glued or prev.value in _SAFE_BEFORE
     if prev.kind == "WORD":
         # "24 eggs in 1 tray x 2 trays = 48": a number a few words back may belong to the calculation.
         j = first - 1
@@ -265,7 +269,7 @@ def _right_clean(toks: list[Token], after: int) -> bool:
     if nxt.kind == "BAD":
         return not nxt.glued
     if nxt.kind == "SEP":
-        return not (nxt.glued and nxt.value in {":", "/", "'", "’", "_", "@", "~"})
+        return not nxt.glued or nxt.value in _SAFE_AFTER
     if nxt.kind == "WORD":
         words = [t.value.lower() for t in toks[after:after + 3] if t.kind == "WORD"][:2]
         if any(w in RISKY_AFTER for w in words):

@@ -39,6 +39,8 @@ _MASTER = re.compile(
     | (?P<num>(?:\d{1,3}(?:(?:,|\{,\})\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)
     | (?P<text>\\(?:text|mathrm|textrm|mbox)\s*\{\s*(?P<textbody>[A-Za-z]+)\s*\})
     | (?P<latex>\\(?:left|right)\s*[(\[]|\\(?:left|right)\s*[)\]]|\\[A-Za-z]+|\\[$%{}()\[\]])
+    | (?P<root>√)
+    | (?P<sup>[²³])
     | (?P<deg>°[CF]?|\^\s*\{?\\circ\}?)
     | (?P<op>\*\*|[-+*/^×·⋅∗÷−])
     | (?P<rel>==?|≈|≃)
@@ -108,6 +110,11 @@ def _raw(text: str) -> list[Token]:
             tok = Token("REL", "approx" if piece in "≈≃" else "=", s, e, glued)
         elif kind == "pct":
             tok = Token("PCT", "%", s, e, glued)
+        elif kind == "root":
+            tok = Token("SQRT", "√", s, e, glued)
+        elif kind == "sup":  # "5²" is 5^2
+            out.append(Token("OP", "^", s, s, glued))
+            tok = Token("NUM", "2" if piece == "²" else "3", s, e, True)
         elif kind == "math":
             tok = Token("SEP", piece, s, e, glued)  # display-math delimiters, not two dollar signs
         elif kind == "cur" and piece == "$" and glued and s > 0 and (text[s - 1].isdigit() or text[s - 1] in ")}"):

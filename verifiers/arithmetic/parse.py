@@ -188,6 +188,8 @@ class _Parser:
     def power(self) -> Node:
         base = self.postfix()
         t = self.peek()
+        if t is not None and t.kind == "OP" and t.value == "^" and self.toks[self.i - 1].kind == "WORD":
+            raise _Fail  # "4 m² + 5 m²": the exponent belongs to the unit
         if t is not None and t.kind == "OP" and t.value == "^":
             self.take()
             self.enter()
@@ -265,6 +267,10 @@ class _Parser:
             den = self._braced()
             return Bin("/", num, den)
         if t.kind == "SQRT":
+            nxt = self.peek()
+            if t.value == "√" and nxt is not None and nxt.kind == "NUM" and nxt.glued:
+                self.take()  # "√16"
+                return Sqrt(Num(parse_literal(nxt.value)))
             return Sqrt(self._braced())
         raise _Fail
 
