@@ -133,3 +133,21 @@ def test_openai_base_url_builds_the_http_backend() -> None:
     gen = _generator(args)
     assert isinstance(gen, OpenAICompatible)
     assert gen.api_root == "http://127.0.0.1:8000/v1"
+
+
+def test_live_display_on_a_terminal(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str],  # noqa: F811
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+    import sys
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    code = main(["run", "What is 2 + 3?", "--model", str(tiny_model_dir), "--max-tokens", "12",
+                 "--verifier", "none"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "interlock: loading the model; verifiers: none" in captured.err
+    assert "\x1b[" in captured.out  # styled for a terminal
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", captured.out)
+    assert "✗ failed · 12 tokens kept, 0 discarded · 0 interventions · " in plain
