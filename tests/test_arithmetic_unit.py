@@ -55,6 +55,8 @@ def statuses(text: str) -> list[tuple[str, str]]:
     ("90° - 30° = 50°", "90° - 30° = 50", "90° - 30° is 60, not 50."),
     ("$$3 + 4 = 8$$", "3 + 4 = 8", "3 + 4 is 7, not 8."),
     ("√16 + 1 = 6", "√16 + 1 = 6", "√16 + 1 is 5, not 6."),
+    ("$3.5m * 2 = $8m", "$3.5m * 2 = $8m", "$3.5m * 2 is $7m, not $8m."),
+    ("2 dozen * 3 = 7 dozen", "2 dozen * 3 = 7 dozen", "2 dozen * 3 is 6 dozen, not 7 dozen."),
     ("so 3² + 4² = 26.", "3² + 4² = 26", "3² + 4² is 25, not 26."),
     ('"3 + 4 = 8"', "3 + 4 = 8", "3 + 4 is 7, not 8."),
     ("$3 + 4 = 8$", "$3 + 4 = 8", "$3 + 4 is 7, not 8."),
@@ -68,7 +70,8 @@ def test_wrong_claims_are_flagged_with_exact_span_and_feedback(text: str, claim:
     "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.",
     "1/3 = 0.33", "1/3 ≈ 0.33", "2/3 = 0.67", "2/3 = 0.66", "1/3 = 0.333", r"\sqrt{2} \approx 1.414",
     "20% of 150 is 30", "30/150 = 20%", "30/150*100 = 20%", "100% - 20% = 80%", "100 - 20% = 80",
-    "40 + 10% = 44", "$1.5 million * 2 = $3 million", "0.5 * 3 dozen = 18", "$50k * 2 = $100,000",
+    "40 + 10% = 44", "$1.5 million * 2 = $3 million", "$3.5m * 2 = $7,000,000",
+    "$2bn / 4 = $500m", "0.5 * 3 dozen = 18", "$50k * 2 = $100,000",
     "12 * 4 = 48 and 48 / 6 = 8", "16 + 8 + -17 = 7", "2(3+4) = 14", "1 1/2 + 1/2 = 2", "3.5 x 2 = 7.0",
     "−5 + 3 = −2", "$10 / 3 = $3.33", "1,200 + 300 = 1500", "He had 20 - 5 = 15 + 3 = 18",
     "11/18*162 = <<11/18*162=99.00000000000001>>99 years",  # a calculator's float digits
@@ -103,6 +106,8 @@ def test_correct_claims_pass(text: str) -> None:
     "Divide by 100% to find the percentage: 18 / 100% = <<18/100=0.18>>0.18",
     "the power bank had 28% - 0.49450549450549447 = 27.505494505494507% charge remaining.",
     "<<2*L/10*20=40>>",
+    "3B - 30 = 45",  # GSM8K reference #950: B is a variable, not billions
+    "2k + 1 = 7", "2 m + 3 = 11", "5m + 3m = 9",
 ])
 def test_not_flagged(text: str) -> None:
     assert wrong(text) == []

@@ -164,7 +164,7 @@ def unit_of(node: Node) -> str | None:
 def unit_conflict(node: Node) -> bool:
     """Whether the expression adds or subtracts amounts in different units ("1 hour + 30 minutes")."""
     if isinstance(node, Num):
-        return node.multiplier is not None and node.label is not None
+        return False
     if isinstance(node, Neg | Sqrt):
         return unit_conflict(node.arg)
     if unit_conflict(node.left) or unit_conflict(node.right):

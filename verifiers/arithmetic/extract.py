@@ -190,7 +190,7 @@ class _Runs:
             return is_unit_word(t.value)
         if prev.kind == "OP" and prev.value == "/" and prev.glued and t.glued and i >= 2:
             before = self.toks[i - 2]
-            return before.kind == "WORD" and is_unit_word(before.value) and is_unit_word(t.value)
+            return before.kind == "WORD" and is_unit_word(before.value) and is_unit_word(t.value, rate=True)
         return False
 
     def runs(self) -> list[tuple[int, int]]:

@@ -8,6 +8,7 @@ cannot follow, so it is left alone rather than flagged.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -129,9 +130,15 @@ def judge(claim: Claim, limits: Limits, deadline: float) -> Judgement:
                 return Judgement("ok", claim)
     if _conversion(claim, readings):
         return Judgement("unsure", claim, reason="a unit conversion the verifier does not follow")
+    suffix = ""
+    if claim.rhs.multiplier is not None:  # "is 8m, not 9m": in the multiplier the claim was written with
+        primary = primary / claim.rhs.multiplier
+        found = re.search(r"\s?[A-Za-z]+$", claim.rhs_text)
+        suffix = found.group() if found else ""
     p, q = to_rational(readings[0] * primary, stated.decimals)
     text, exact = format_value(p, q, decimals=stated.decimals, thousands="," in claim.rhs_text)
     label = claim.rhs.label
+    text += suffix
     if claim.rhs.percent:
         text += "%"
     elif label is not None and label in {"$", "€", "£", "¥"}:

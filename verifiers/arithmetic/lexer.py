@@ -160,6 +160,10 @@ def _resolve(toks: list[Token]) -> list[Token]:
                 w = nxt.value
                 if w in {"x", "X"} and i + 2 < n and toks[i + 2].kind in {"NUM", "LP", "CUR"}:
                     pass  # "3x4", "3x (2+1)": a times sign, resolved below
+                elif len(w) == 1 and not (w.lower() in MULTIPLIERS and prev is not None and prev.kind == "CUR"
+                                          and t.glued):
+                    out[i] = _bad(t)  # "3b", "2k + 1", "5m": a variable as often as a unit; "$50k" is money
+                    out[i + 1] = _bad(nxt)
                 elif w in GLUED_UNITS or w.lower() in MULTIPLIERS:
                     pass
                 else:

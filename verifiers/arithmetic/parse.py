@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from verifiers.arithmetic.errors import TooComplex
 from verifiers.arithmetic.lexer import Token
 from verifiers.arithmetic.numbers import Literal, parse_literal
-from verifiers.arithmetic.vocabulary import MULTIPLIERS, NOT_UNITS, OPERATOR_WORDS, unit_key
+from verifiers.arithmetic.vocabulary import GLUED_ONLY_MULTIPLIERS, MULTIPLIERS, NOT_UNITS, OPERATOR_WORDS, unit_key
 
 __all__ = ["Bin", "Limits", "Neg", "Node", "Num", "Sqrt", "parse_expression"]
 
@@ -215,7 +215,7 @@ class _Parser:
         t = self.peek()
         # "k" only glued ("$50k"); the word forms with a space or glued.
         if (t is not None and t.kind == "WORD" and t.value.lower() in MULTIPLIERS and not percent
-                and (t.value.lower() != "k" or t.glued)):
+                and (t.value.lower() not in GLUED_ONLY_MULTIPLIERS or t.glued)):
             self.take()
             mult = MULTIPLIERS[t.value.lower()]
         unit = self._skip_unit()
@@ -236,7 +236,7 @@ class _Parser:
         nxt = self.peek()
         after = self.peek(1)
         if (nxt is not None and nxt.kind == "OP" and nxt.value == "/" and after is not None
-                and after.kind == "WORD" and is_unit_word(after.value)):
+                and after.kind == "WORD" and is_unit_word(after.value, rate=True)):
             self.take()
             self.take()  # a rate: "$6/movie", "4 slices/adult"
         return label
@@ -303,12 +303,15 @@ class _Parser:
         return None
 
 
-def is_unit_word(word: str) -> bool:
-    """Whether a word after a number can be read as a unit label ("eggs", "km") without changing the value."""
+def is_unit_word(word: str, *, rate: bool = False) -> bool:
+    """Whether a word after a number can be read as a unit label ("eggs", "km") without changing the value.
+
+    A single letter is a unit only as the denominator of a rate ("km/h"); elsewhere it may be a variable.
+    """
     w = word.lower()
-    if w in NOT_UNITS or w in OPERATOR_WORDS or w in MULTIPLIERS:
+    if w in NOT_UNITS or w in OPERATOR_WORDS or (w in MULTIPLIERS and w not in GLUED_ONLY_MULTIPLIERS):
         return False
-    return len(w) >= 2 or word in {"m", "g", "l", "L", "s", "h"}
+    return len(w) >= 2 or (rate and word in {"m", "g", "l", "L", "s", "h"})
 
 
 def _is_share(node: Node) -> bool:

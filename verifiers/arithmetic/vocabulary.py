@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "APPROX_WORDS",
     "DIMENSIONS",
+    "GLUED_ONLY_MULTIPLIERS",
     "GLUED_UNITS",
     "MULTIPLIERS",
     "NOT_UNITS",
@@ -32,7 +33,10 @@ MULTIPLIERS = {
     "dozen": 12, "dozens": 12, "hundred": 100, "hundreds": 100, "thousand": 1000, "thousands": 1000,
     "million": 10**6, "millions": 10**6, "billion": 10**9, "billions": 10**9, "trillion": 10**12,
     "k": 1000, "score": 20, "gross": 144, "pair": 2, "pairs": 2,
+    # glued only ("$3.5m", "$2bn"): "m" is also metres, which the second reading (a label) covers
+    "m": 10**6, "mn": 10**6, "b": 10**9, "bn": 10**9,
 }
+GLUED_ONLY_MULTIPLIERS = {"k", "m", "mn", "b", "bn"}
 
 # Units written glued to a number ("3km", "5kg"); anything else glued to a number makes it unreadable.
 GLUED_UNITS = {
