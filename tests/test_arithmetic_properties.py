@@ -20,7 +20,19 @@ NOTATIONS = {
     "middot": {"+": " + ", "-": " - ", "*": " · ", "/": " / ", "^": "^"},
     "latex": {"+": " + ", "-": " - ", "*": r" \times ", "/": r" \div ", "^": "^"},
     "latex-frac": {"+": " + ", "-": " - ", "*": r" \cdot ", "/": "frac", "^": "^"},
+    "money": {"+": " + ", "-": " - ", "*": " × ", "/": " / ", "^": "^"},  # $1,234.5 with separators
 }
+
+
+def group(text: str) -> str:
+    """Thousands separators on the whole part: 12345.5 -> 12,345.5."""
+    whole, dot, frac = text.partition(".")
+    sign = "-" if whole.startswith("-") else ""
+    return f"{sign}{int(whole.lstrip('-')):,}{dot}{frac}"
+
+
+def money(text: str) -> str:
+    return f"-${group(text[1:])}" if text.startswith("-") else f"${group(text)}"
 
 leaf = st.one_of(
     st.integers(min_value=-40, max_value=2000),
@@ -56,19 +68,21 @@ def value(tree: Any) -> Fraction:
     return x ** int(y)
 
 
-def render_leaf(x: Fraction | int) -> str:
+def render_leaf(x: Fraction | int, ops: dict[str, str] | None = None) -> str:
     f = Fraction(x)
     if f.denominator == 1:
         text = str(f.numerator)
     else:
         places = next(p for p in range(1, 8) if (f * 10**p).denominator == 1)
         text = f"{Decimal(f.numerator) / Decimal(f.denominator):.{places}f}"
+    if ops is NOTATIONS["money"]:
+        text = money(text)
     return f"({text})" if f < 0 else text
 
 
 def render(tree: Any, ops: dict[str, str], top: bool = True) -> str:
     if not isinstance(tree, tuple):
-        return render_leaf(tree)
+        return render_leaf(tree, ops)
     op, a, b = tree
     if op == "/" and ops["/"] == "frac":
         text = r"\frac{" + render(a, ops) + "}{" + render(b, ops) + "}"
@@ -109,6 +123,8 @@ def test_true_values_are_never_flagged(tree: Any, notation: str, prefix: str) ->
     assume(abs(v) < 10**12)
     expr = render(tree, NOTATIONS[notation])
     result, _ = stated(v)
+    if notation == "money":
+        result = money(result)
     sentence = f"{prefix}{expr} = {result} apples."
     found = check_text(sentence)
     expected = [] if not_judged(tree, notation) else ["ok"]  # "3/4 = 0.75 apples": a share, not judged
@@ -131,6 +147,8 @@ def test_perturbed_results_are_flagged_with_the_claim_span(tree: Any, notation: 
     text, d = stated(v)
     places = len(text.split(".")[1]) if "." in text else 0
     bad = f"{d + delta:.{places}f}"
+    if notation == "money":
+        bad = money(bad)
     sentence = f"{prefix}{expr} = {bad} apples."
     found = check_text(sentence)
     assert [f.status for f in found] == ["wrong"], (sentence, [(f.status, f.judgement.reason) for f in found])
