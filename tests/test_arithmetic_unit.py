@@ -54,6 +54,7 @@ def statuses(text: str) -> list[tuple[str, str]]:
     (r"So 3 \times 6 = \boxed{19}", r"3 \times 6 = \boxed{19}", r"3 \times 6 is 18, not 19."),
     ("90° - 30° = 50°", "90° - 30° = 50", "90° - 30° is 60, not 50."),
     ("$$3 + 4 = 8$$", "3 + 4 = 8", "3 + 4 is 7, not 8."),
+    (r"$12\%$ of $50$ is $7$", r"$12\%$ of $50$ is $7", r"$12\%$ of $50 is $6, not $7."),
     ("√16 + 1 = 6", "√16 + 1 = 6", "√16 + 1 is 5, not 6."),
     ("$3.5m * 2 = $8m", "$3.5m * 2 = $8m", "$3.5m * 2 is $7m, not $8m."),
     ("2 dozen * 3 = 7 dozen", "2 dozen * 3 = 7 dozen", "2 dozen * 3 is 6 dozen, not 7 dozen."),

@@ -117,8 +117,8 @@ def _raw(text: str) -> list[Token]:
             tok = Token("NUM", "2" if piece == "²" else "3", s, e, True)
         elif kind == "math":
             tok = Token("SEP", piece, s, e, glued)  # display-math delimiters, not two dollar signs
-        elif kind == "cur" and piece == "$" and glued and s > 0 and (text[s - 1].isdigit() or text[s - 1] in ")}"):
-            tok = Token("SEP", piece, s, e, glued)  # "$3 + 4 = 7$": a closing math delimiter, not a currency
+        elif kind == "cur" and piece == "$" and glued and s > 0 and (text[s - 1].isdigit() or text[s - 1] in ")}%"):
+            continue  # "$3 + 4 = 7$", "$12\%$ of $50$ is $6$": a closing math delimiter only ends the math
         elif kind == "cur":
             tok = Token("CUR", piece, s, e, glued)
         elif kind == "lp":
