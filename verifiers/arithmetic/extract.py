@@ -32,6 +32,8 @@ from verifiers.arithmetic.vocabulary import (
     RELATION_WORDS,
     RISKY_AFTER,
     RISKY_BEFORE,
+    unit_dimension,
+    unit_key,
 )
 
 __all__ = ["Claim", "extract_claims", "might_hold_claims"]
@@ -125,7 +127,7 @@ def _bare_fraction(seg: _Segment) -> bool:
             and t[2].glued and "." not in t[0].value + t[2].value and all(x.kind == "WORD" for x in t[3:]))
 
 
-def num_label(node: Node | None) -> bool:
+def _num_label(node: Node | None) -> bool:
     """Whether a stated value carries a unit, currency or multiplier."""
     lit = _literal(node)
     return lit is not None and (lit[0].label is not None or lit[0].multiplier is not None)
@@ -278,6 +280,8 @@ def _right_clean(toks: list[Token], after: int) -> bool:
             two, three = toks[after + 1], toks[after + 2]
             if (two.kind == "NUM" and three.glued and three.value == "/") or two.value.lower() in {"a", "one"}:
                 return False  # "2 and 1/2", "3 and a half"
+            if two.kind == "NUM" and three.kind == "WORD" and unit_dimension(unit_key(three.value)):
+                return False  # "= 7 hours and 48 minutes", "= $5 and 50 cents": one amount in two units
         return not nxt.glued
     return True
 
@@ -380,7 +384,7 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
             last_index = toks.index(right.toks[-1], a)
             if not whole and k == len(rels) - 1 and not _right_clean(toks, last_index + 1):
                 continue
-            if _bare_fraction(left) and (len(left.toks) > 3 or num_label(right.node) or kind == "is"):
+            if _bare_fraction(left) and (len(left.toks) > 3 or _num_label(right.node) or kind == "is"):
                 continue  # "2/5 is equal to 12.8 hectares": the fraction of an amount, not a division
             if _range(left.node):
                 continue
