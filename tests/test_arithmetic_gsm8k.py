@@ -1,10 +1,13 @@
 """The arithmetic verifier over the 1,319 GSM8K reference solutions: it flags exactly the two real slips in
-them, and agrees with the labelled GPT-3 solutions far more often than chance (figures: the benchmark)."""
+them, also when the solutions are rewritten in other notations (figures on model solutions: the benchmark)."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+
+import pytest
 
 from monitor.steps import step_ends
 from verifiers.arithmetic import check_text
@@ -29,3 +32,30 @@ def test_reference_solutions_flag_only_their_two_real_errors(shared_data: Path) 
     # 598: "2 plus .6 plus .7 plus .15 equals $3.45", then "3.65 divided by .05 equals 69" (3.45 was meant);
     # 1024: "$32 - $20 = $300" (a typo for $320 - $20 = $300).
     assert flagged == [(598, "3.65 divided by .05 is 73, not 69."), (1024, "$32 - $20 is $12, not $300.")]
+
+
+ANNOTATION = re.compile(r"<<[^<>]*>>")
+NOTATIONS = {
+    "written only": lambda t: ANNOTATION.sub("", t),
+    "unicode": lambda t: ANNOTATION.sub("", t).replace("*", " × ").replace("/", " ÷ ").replace("-", " − "),
+    "latex": lambda t: ANNOTATION.sub("", t).replace("*", r" \times ").replace("$", r"\$"),
+    "markdown": lambda t: "\n".join(f"- **Step {i + 1}:** {line}"
+                                    for i, line in enumerate(ANNOTATION.sub("", t).split("\n"))),
+}
+
+
+@pytest.mark.parametrize("notation", sorted(NOTATIONS))
+def test_reference_solutions_rewritten_in_other_notations_flag_the_same_errors(shared_data: Path,
+                                                                               notation: str) -> None:
+    rewrite = NOTATIONS[notation]
+    with (shared_data / "gsm8k" / "test.jsonl").open(encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
+    flagged = set()
+    checked = 0
+    for i, row in enumerate(rows):
+        for step in steps(rewrite(row["answer"])):
+            found = check_text(step)
+            checked += sum(f.status == "ok" for f in found)
+            flagged |= {i for f in found if f.status == "wrong"}
+    assert flagged == {598, 1024}
+    assert checked > 2500  # the written claims are read in every notation, not skipped

@@ -109,6 +109,12 @@ def not_judged(tree: Any, notation: str) -> bool:
     return notation == "compact" and whole and (op == "/" or (op == "-" and a < b))
 
 
+def proper_share(tree: Any) -> bool:
+    """ "1 / 2 = 1.5 apples": a proper fraction said to be 1 or more of something is a share, left alone."""
+    op, a, b = tree
+    return op == "/" and all(not isinstance(x, tuple) and Fraction(x).denominator == 1 for x in (a, b)) and 0 < a < b
+
+
 PREFIXES = ["", "So ", "The total is ", "He pays ", "Now we get: "]
 
 
@@ -143,6 +149,7 @@ def test_perturbed_results_are_flagged_with_the_claim_span(tree: Any, notation: 
         assume(False)
     assume(abs(v) < 10**12)
     assume(not not_judged(tree, notation))
+    assume(not proper_share(tree))
     expr = render(tree, NOTATIONS[notation])
     text, d = stated(v)
     places = len(text.split(".")[1]) if "." in text else 0

@@ -110,6 +110,7 @@ def test_correct_claims_pass(text: str) -> None:
     "3B - 30 = 45",  # GSM8K reference #950: B is a variable, not billions
     "2k + 1 = 7", "2 m + 3 = 11", "5m + 3m = 9",
     "3 * 2.6 = 8 hours and 48 minutes", "$2 * 3 = $5 and 50 cents",
+    "Since 2 ÷ 5 is equal to 12.8 hectares",
 ])
 def test_not_flagged(text: str) -> None:
     assert wrong(text) == []

@@ -105,6 +105,15 @@ def _fraction(node: Node | None) -> tuple[int, int] | None:
     return (sign * num, den) if den else None
 
 
+def _proper_share(node: Node | None, stated: Num) -> bool:
+    """A proper fraction of whole numbers said to be a quantity of 1 or more: a share of something."""
+    if not (isinstance(node, Bin) and node.op == "/" and isinstance(node.left, Num) and isinstance(node.right, Num)):
+        return False
+    a, b = node.left.literal, node.right.literal
+    plain = all(n.label is None and n.multiplier is None and not n.percent for n in (node.left, node.right))
+    return plain and a.decimals == b.decimals == 0 and 0 < a.num < b.num and stated.literal.num >= stated.literal.den
+
+
 def _range(node: Node | None) -> bool:
     """ "pages 5-6 = 2": a glued minus from a smaller to a larger whole number reads as a range."""
     return (isinstance(node, Bin) and node.glued_minus and isinstance(node.left, Num)
@@ -386,6 +395,8 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
                 continue
             if _bare_fraction(left) and (len(left.toks) > 3 or _num_label(right.node) or kind == "is"):
                 continue  # "2/5 is equal to 12.8 hectares": the fraction of an amount, not a division
+            if (kind == "is" or lit[0].label is not None) and _proper_share(left.node, lit[0]):
+                continue  # "2 ÷ 5 is equal to 12.8 hectares": a share of the land, not 0.4
             if _range(left.node):
                 continue
             if kind == "is" and left.node is not None and _has_glued_minus(left.node):
