@@ -138,6 +138,14 @@ def test_limits_make_unknown(text: str) -> None:
     assert [f.status for f in check_text(text)] == ["unknown"]
 
 
+def test_claims_past_the_limit_are_one_unknown() -> None:
+    text = " ".join(f"{i} + 1 = {i + 1}." for i in range(70))
+    found = check_text(text, Limits(max_claims=64))
+    assert [f.status for f in found] == ["ok"] * 64 + ["unknown"]
+    assert found[-1].judgement.reason == "6 more claims not checked (the limit is 64 per step)"
+    assert (found[-1].start, found[-1].end) == (text.index("64 + 1"), len(text) - 1)
+
+
 def test_parser_rejects_incomplete_and_limits_depth() -> None:
     assert parse_expression(tokenize("3 +")) is None
     assert parse_expression(tokenize("(3 + 4")) is None

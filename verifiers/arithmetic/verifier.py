@@ -47,9 +47,11 @@ def check_text(text: str, limits: Limits | None = None) -> list[Finding]:
     out: list[Finding] = []
     for i, claim in enumerate(claims):
         if i >= limits.max_claims:
-            out.append(Finding(Judgement("unknown", claim, reason=f"more than {limits.max_claims} claims"),
-                               claim.start, claim.end))
-            continue
+            rest = claims[i:]
+            reason = f"{len(rest)} more claims not checked (the limit is {limits.max_claims} per step)"
+            out.append(Finding(Judgement("unknown", claim, reason=reason), rest[0].start,
+                               max(c.end for c in rest)))
+            break
         try:
             j = judge(claim, limits, deadline)
         except TooComplex as exc:
