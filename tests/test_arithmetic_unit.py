@@ -57,6 +57,8 @@ def statuses(text: str) -> list[tuple[str, str]]:
     (r"$12\%$ of $50$ is $7$", r"$12\%$ of $50$ is $7", r"$12\%$ of $50 is $6, not $7."),
     ("√16 + 1 = 6", "√16 + 1 = 6", "√16 + 1 is 5, not 6."),
     ("$3.5m * 2 = $8m", "$3.5m * 2 = $8m", "$3.5m * 2 is $7m, not $8m."),
+    ("₹500 + ₹200 = ₹800", "₹500 + ₹200 = ₹800", "₹500 + ₹200 is ₹700, not ₹800."),
+    ("50¢ x 3 = 160¢", "50¢ x 3 = 160", "50¢ x 3 is 150, not 160."),
     ("2 dozen * 3 = 7 dozen", "2 dozen * 3 = 7 dozen", "2 dozen * 3 is 6 dozen, not 7 dozen."),
     ("so 3² + 4² = 26.", "3² + 4² = 26", "3² + 4² is 25, not 26."),
     ('"3 + 4 = 8"', "3 + 4 = 8", "3 + 4 is 7, not 8."),
@@ -110,7 +112,7 @@ def test_correct_claims_pass(text: str) -> None:
     "3B - 30 = 45",  # GSM8K reference #950: B is a variable, not billions
     "2k + 1 = 7", "2 m + 3 = 11", "5m + 3m = 9",
     "3 * 2.6 = 8 hours and 48 minutes", "$2 * 3 = $5 and 50 cents",
-    "Since 2 ÷ 5 is equal to 12.8 hectares",
+    "Since 2 ÷ 5 is equal to 12.8 hectares", "50¢ x 3 = $1.50",
 ])
 def test_not_flagged(text: str) -> None:
     assert wrong(text) == []

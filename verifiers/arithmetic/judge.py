@@ -141,6 +141,6 @@ def judge(claim: Claim, limits: Limits, deadline: float) -> Judgement:
     text += suffix
     if claim.rhs.percent:
         text += "%"
-    elif label is not None and label in {"$", "€", "£", "¥"}:
+    elif label is not None and label in {"$", "€", "£", "¥", "₹", "₩", "₽", "₺", "₦", "฿", "₱"}:
         text = f"-{label}{text[1:]}" if text.startswith("-") else f"{label}{text}"
     return Judgement("wrong", claim, expected=text if exact else f"about {text}")

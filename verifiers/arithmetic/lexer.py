@@ -46,7 +46,8 @@ _MASTER = re.compile(
     | (?P<rel>==?|≈|≃)
     | (?P<pct>%)
     | (?P<math>\$\$)
-    | (?P<cur>[$€£¥])
+    | (?P<cur>[$€£¥₹₩₽₺₦฿₱])
+    | (?P<cents>¢)
     | (?P<lp>[(\[{])
     | (?P<rp>[)\]}])
     | (?P<word>[A-Za-z]+(?:['’][A-Za-z]+)?)
@@ -127,6 +128,8 @@ def _raw(text: str) -> list[Token]:
             tok = Token("RP", ")", s, e, glued)
         elif kind == "word":
             tok = Token("WORD", piece, s, e, glued)
+        elif kind == "cents":
+            tok = Token("WORD", "cents", s, e, glued)
         elif kind == "deg":
             tok = Token("WORD", "degrees", s, e, glued)
         else:

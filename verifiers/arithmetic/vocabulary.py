@@ -42,7 +42,7 @@ GLUED_ONLY_MULTIPLIERS = {"k", "m", "mn", "b", "bn"}
 GLUED_UNITS = {
     "km", "kg", "g", "mg", "cm", "mm", "m", "ml", "mL", "l", "L", "lb", "lbs", "oz", "ft", "yd", "mi", "mph",
     "kmh", "h", "hr", "hrs", "min", "mins", "s", "sec", "secs", "ms", "kW", "kWh", "W", "V", "mA", "A", "GB",
-    "MB", "KB", "TB", "Hz", "kHz", "in", "degrees",
+    "MB", "KB", "TB", "Hz", "kHz", "in", "degrees", "cents",
 }
 
 # Dimensions of units that convert into each other: a link whose sides carry different units of one
@@ -56,7 +56,8 @@ _DIMENSION_WORDS = {
              "tonne", "stone"],
     "volume": ["ml", "l", "liter", "litre", "milliliter", "millilitre", "gallon", "quart", "pint", "cup",
                "tablespoon", "teaspoon", "tbsp", "tsp", "ounce", "oz"],
-    "money": ["$", "€", "£", "¥", "dollar", "cent", "penny", "pennies", "nickel", "dime", "quarter", "euro",
+    "money": ["$", "€", "£", "¥", "₹", "₩", "₽", "₺", "₦", "฿", "₱",
+              "dollar", "cent", "penny", "pennies", "nickel", "dime", "quarter", "euro",
               "pound", "buck", "grand"],
     "count": ["dozen", "pair", "score", "gross", "hundred", "thousand", "million", "billion", "k"],
     "data": ["kb", "mb", "gb", "tb", "byte", "bit"],
