@@ -80,7 +80,7 @@ ADVERSARIAL = {
 
 
 async def dispatch(steps: list[str], runs_in: str) -> list[float]:
-    verifier = Arithmetic(runs_in=runs_in)  # type: ignore[arg-type]
+    verifier = Arithmetic(runs_in=runs_in)
     out = []
     for text in steps:
         step = Step(text, Span(0, len(text)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ def test_reference_solutions_flag_only_their_two_real_errors(shared_data: Path) 
 
 
 ANNOTATION = re.compile(r"<<[^<>]*>>")
-NOTATIONS = {
+NOTATIONS: dict[str, Callable[[str], str]] = {
     "written only": lambda t: ANNOTATION.sub("", t),
     "unicode": lambda t: ANNOTATION.sub("", t).replace("*", " × ").replace("/", " ÷ ").replace("-", " − "),
     "latex": lambda t: ANNOTATION.sub("", t).replace("*", r" \times ").replace("$", r"\$"),
