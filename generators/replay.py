@@ -6,8 +6,9 @@ A replay cannot regenerate, so it says ``resumable=False``: the monitor reports 
     result = await Monitor(Replay("run.trace.jsonl", speed=None), verifiers=["arithmetic"]).run(prompt)
 
 What is played is the text the recorded run ended with: chunks a rollback discarded are left out and the
-feedback the monitor injected is played as text, so verdict spans are positions in that final text. Token ids,
-logprobs and entropy recorded with the chunks are passed on.
+feedback the monitor injected is played as injected chunks (``Chunk.injected``: appended, never checked, not
+counted as tokens), so verdict spans are positions in that final text. Token ids, logprobs and entropy recorded
+with the chunks are passed on.
 """
 
 from __future__ import annotations
@@ -99,7 +100,10 @@ class Replay:
             seg = self.segments[i]
             chunk = seg.chunk
             if i == first and rest != chunk.text:
-                chunk = Chunk(rest)  # the prefix ended inside this chunk: its token data no longer lines up
+                # the prefix ended inside this chunk: its token data no longer lines up
+                chunk = Chunk(rest, injected=seg.injected)
+            elif seg.injected:
+                chunk = Chunk(chunk.text, injected=True)  # the monitor's feedback: played back, never checked
             if limit is not None and produced >= limit:
                 return
             if self.speed is not None:

@@ -14,15 +14,20 @@ class Chunk:
 
     ``token_ids`` (and ``logprobs``/``entropy``, one value per token) are set by backends that have them; a
     chunk without token ids counts as one token, which is what streaming APIs without ids deliver.
+    ``injected`` marks text a monitor wrote (feedback, a nudge) that a replay plays back: the monitor appends it
+    as injected text, never checks it and does not count it as generated tokens.
     """
 
     text: str
     token_ids: tuple[int, ...] | None = None
     logprobs: tuple[float, ...] | None = None
     entropy: tuple[float, ...] | None = None
+    injected: bool = False
 
     @property
     def n_tokens(self) -> int:
+        if self.injected:
+            return 0
         return len(self.token_ids) if self.token_ids is not None else 1
 
     def to_dict(self) -> dict[str, Any]:

@@ -414,6 +414,9 @@ class Run:
         return "end"
 
     def _accept(self, chunk: Chunk) -> bool:
+        if chunk.injected:  # a replay playing back what a monitor wrote: append it unchecked
+            self._inject(chunk.text)
+            return True
         allowance = self._allowance()
         if allowance is not None and chunk.n_tokens > allowance:
             self._exhausted(chunk.n_tokens)

@@ -28,6 +28,7 @@ from monitor import (
     OnPattern,
     Pass,
     Span,
+    Step,
     StepBoundary,
     StopReason,
     TraceView,
@@ -195,6 +196,24 @@ async def test_a_recorded_run_with_a_rollback_replays_its_final_text_without_che
     assert report.injected == (Span(start, start + len(feedback)),)
     assert all(v.span is not None and not Span(start, start + len(feedback)).contains(v.span)
                for v in report.verdicts)
+
+
+async def test_a_monitor_over_a_replayed_rollback_leaves_the_feedback_unchecked(tmp_path: Path) -> None:
+    path = tmp_path / "rollback.trace.jsonl"
+    gen = Scripted({"": "Start.\nShe has 3 + 4 = 8 eggs.\nMore text.",
+                    "Let me redo this step.\n": "She has 3 + 4 = 7 eggs.\nDone."})
+    live = await Monitor(gen, verifiers=[SumVerifier()]).run("eggs?", record=path)
+    seen: list[str] = []
+
+    @verifier(name="spy")
+    def spy(step: Step) -> None:
+        seen.append(step.text)
+
+    replayed = await Monitor(Replay(path, speed=None), verifiers=[SumVerifier(), spy]).run("eggs?")
+    assert replayed.text == live.text
+    assert seen == ["Start.\n", "She has 3 + 4 = 7 eggs.\n", "Done."]
+    assert replayed.interventions == () and replayed.passed
+    assert replayed.tokens.kept == live.tokens.kept
 
 
 # -- batch replay ----------------------------------------------------------------------------------------
