@@ -83,11 +83,14 @@ class GreedyCache:
     Greedy decoding is deterministic, so every configuration would make the model produce the same tokens as
     the first one did until its run diverges (a rollback, an injected answer prefix); replaying them saves the
     2-core CPU minutes without changing a token count: a replayed chunk carries the same text, token ids,
-    logprobs and entropy. Forks pass through. ``hits``/``misses`` count replayed and generated tokens.
+    logprobs and entropy. Replay waits ``delay`` seconds per token, so that verifier checks get time between
+    tokens as they do beside a live model (the generator never waits for a check: an instant replay would
+    outrun every rollback). Forks pass through. ``hits``/``misses`` count replayed and generated tokens.
     """
 
-    def __init__(self, generator: Any) -> None:
+    def __init__(self, generator: Any, delay: float = 0.02) -> None:
         self.generator = generator
+        self.delay = delay
         self._runs: dict[str, list[_Recording]] = {}
         self.hits = 0
         self.misses = 0
@@ -123,6 +126,7 @@ class GreedyCache:
                 if left is not None and chunk.n_tokens > left:
                     return
                 self.hits += chunk.n_tokens
+                await anyio.sleep(self.delay * chunk.n_tokens)
                 yield chunk
                 prefix += chunk.text
                 left = None if left is None else left - chunk.n_tokens
@@ -172,8 +176,8 @@ def extract_answer(task: str, text: str) -> str | None:
     puzzle24, the last expression with an operator)."""
     tail = text
     marker = text.lower().rfind("final answer")
-    if marker >= 0:
-        tail = text[marker + len("final answer"):].lstrip(" :*").split("\n", 1)[0]
+    if marker >= 0:  # the answer's line: the first non-empty one after the marker
+        tail = text[marker + len("final answer"):].lstrip(" :*\n").split("\n", 1)[0]
     if task == "puzzle24":
         exprs = [m.group().strip() for m in _EXPR.finditer(tail) if re.search(r"[+\-*/]", m.group())]
         return exprs[-1] if exprs else None
@@ -298,13 +302,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--game24", type=int, default=4, help="puzzle24 problems")
     parser.add_argument("--limit", type=int, help="at most this many problems per task (a quick run)")
     parser.add_argument("--cap", type=int, default=256, help="the fixed cap of new tokens")
-    parser.add_argument("--pool-per-run", type=int, default=160, help="pool tokens per problem (pool config)")
+    parser.add_argument("--pool-per-run", type=int, default=112, help="pool tokens per problem (pool config)")
     parser.add_argument("--configs", default="fixed,verifiers,governors",
                         help=f"comma-separated, from {','.join(CONFIGS)}")
     parser.add_argument("--json", dest="json_path", help="also write the JSON (with every run's text) here")
     parser.add_argument("--quiet", action="store_true", help="no per-run progress on stderr")
     parser.add_argument("--no-cache", action="store_true",
                         help="generate every token (default: replay greedy continuations computed before)")
+    parser.add_argument("--replay-delay", type=float, default=0.02,
+                        help="seconds per replayed token (checks need time between tokens; default 0.02)")
     args = parser.parse_args(argv)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]
@@ -321,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = (Transformers(args.model, temperature=0.0, max_new_tokens=2 * args.cap) if args.model
              else Transformers.default(temperature=0.0, max_new_tokens=2 * args.cap))
     load_seconds = time.perf_counter() - start
-    generator: Any = model if args.no_cache else GreedyCache(model)
+    generator: Any = model if args.no_cache else GreedyCache(model, args.replay_delay)
     available = available_verifiers()
 
     rows: list[dict[str, Any]] = []
