@@ -9,15 +9,15 @@ file with ``--model``), loaded once, under each configuration:
   same cap on kept tokens and twice it on the total;
 - ``governors``: the same verifiers plus governors: ``TokenBudget(max_total=cap)`` that forces the answer,
   ``LoopGuard``, ``EntropyStop`` and ``AnswerConvergence``;
-- ``pool`` (with ``--configs ...,pool``): like ``governors`` but the runs share a ``BudgetPool`` of
-  ``--pool-per-run`` tokens per problem instead of a per-run cap.
+- ``pool``: like ``governors`` but the runs share a ``BudgetPool`` of ``--pool-per-run`` tokens per problem
+  instead of a per-run cap.
 
 For each it reports accuracy (reasoning-gym's scorer, on the answer extracted from the text), mean kept and
 total tokens, interventions (applied rollbacks, nudges and governor stops), runs that hit the cap, and how many
 of those were looping at the end (the LoopGuard's detector applied to the final text). Prints a JSON object
 and then a markdown table.
 
-    python benchmarks/governors_eval.py                       # ~15-20 min on 2 CPU cores
+    python benchmarks/governors_eval.py                       # ~10 min on 2 CPU cores (20 problems)
     python benchmarks/governors_eval.py --limit 2             # 2 problems per task: a quick look
     python benchmarks/governors_eval.py --model path/to/model --json results.json
 """
@@ -303,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="at most this many problems per task (a quick run)")
     parser.add_argument("--cap", type=int, default=256, help="the fixed cap of new tokens")
     parser.add_argument("--pool-per-run", type=int, default=112, help="pool tokens per problem (pool config)")
-    parser.add_argument("--configs", default="fixed,verifiers,governors",
+    parser.add_argument("--configs", default=",".join(CONFIGS),
                         help=f"comma-separated, from {','.join(CONFIGS)}")
     parser.add_argument("--json", dest="json_path", help="also write the JSON (with every run's text) here")
     parser.add_argument("--quiet", action="store_true", help="no per-run progress on stderr")
