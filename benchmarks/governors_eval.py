@@ -172,8 +172,8 @@ def load_problems(counts: dict[str, int], seed: int) -> list[Problem]:
 
 
 def extract_answer(task: str, text: str) -> str | None:
-    """The answer a reader would take: what follows the last "Final answer:", else the last number (or, for
-    puzzle24, the last expression with an operator)."""
+    """The answer a reader would take: the last number of the line after the last "Final answer:", else of the
+    text (for puzzle24, the last expression with an operator)."""
     tail = text
     marker = text.lower().rfind("final answer")
     if marker >= 0:  # the answer's line: the first non-empty one after the marker
@@ -181,10 +181,10 @@ def extract_answer(task: str, text: str) -> str | None:
     if task == "puzzle24":
         exprs = [m.group().strip() for m in _EXPR.finditer(tail) if re.search(r"[+\-*/]", m.group())]
         return exprs[-1] if exprs else None
-    numbers = _NUMBER.findall(tail)
+    numbers = _NUMBER.findall(tail)  # "15 * 3 = 40" answers 40: the last number, on the answer line too
     if not numbers:
         return None
-    number: str = numbers[0] if marker >= 0 else numbers[-1]
+    number: str = numbers[-1]
     return number.replace(",", "")
 
 
