@@ -159,20 +159,21 @@ async def test_answer_convergence_with_a_fork_probe_forces_the_converged_answer(
     steps = "".join(f"Step {i}: thinking.\n" for i in range(12))
     probe = "\nSo the final answer is"
     forks = {"Step 0: thinking.\n" + probe: " 7.", "Step 1: thinking.\n" + probe: " 9.", probe: " 9."}
-    gen = Scripted({"": steps, probe: " 9.\nDone."}, forks=forks, rate=400)
+    gen = Scripted({"": steps, probe: " 9.\nDone."}, forks=forks, rate=200)
     async with Monitor(gen, governors=[AnswerConvergence(k=3, probe=probe, probe_tokens=3),
                                        TokenBudget(max_total=500)]).stream("q") as run:
         decided = [e async for e in run if isinstance(e, GovernorDecided)]
     result = run.result
     assert decided[0].reason == "the answer '9' came 3 times in a row: converged"
-    assert "Step 3: thinking.\n" in result.text and "Step 4: thinking" not in result.text  # 9 after steps 1-3
-    assert result.text.endswith("\nSo the final answer is 9.")
-    assert result.stop_reason is StopReason.GOVERNOR
+    reasoning, _, answer = result.text.partition(probe)
+    assert answer == " 9." and result.stop_reason is StopReason.GOVERNOR
+    # the third 9 came from the probe after step 3; the main stream may have gone on a little meanwhile
+    assert reasoning.startswith(steps[:steps.index("Step 4")]) and steps.startswith(reasoning)
     fork_requests = [r for r in gen.requests if r.purpose == "fork"]
     assert [r.prefix.split("\n")[-3] for r in fork_requests[:4]] == [
         "Step 0: thinking.", "Step 1: thinking.", "Step 2: thinking.", "Step 3: thinking."]
-    assert all(r.max_new_tokens == 3 for r in fork_requests)
-    assert result.tokens.fork == 4  # one piece per probe, counted towards the total
+    assert all(r.max_new_tokens == 3 and r.prefix.endswith("thinking.\n" + probe) for r in fork_requests)
+    assert 4 <= result.tokens.fork <= len(fork_requests)  # one piece per probe, counted towards the total
 
 
 def test_answer_convergence_probe_needs_a_forking_backend() -> None:
