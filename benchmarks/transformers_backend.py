@@ -84,10 +84,17 @@ def theirs(gen: Transformers, tokens: int) -> tuple[float, list[int]]:
     return time.perf_counter() - start, [int(t) for t in out[0, len(context):]]
 
 
+def _eos_ids(gen: Transformers) -> list[int]:
+    eos = gen.model.generation_config.eos_token_id
+    ids = eos if isinstance(eos, list) else [eos]
+    return [int(i) for i in ids if i is not None] + [int(gen.tokenizer.eos_token_id)]
+
+
 async def time_decode(gen: Transformers, tokens: int, repeats: int) -> dict[str, Any]:
     mine: list[float] = []
     hf: list[float] = []
     same = True
+    compared = 0
     await ours(gen, 4)  # warm up both paths (thread pool, first-call allocations)
     theirs(gen, 4)
     for _ in range(repeats):
@@ -95,11 +102,16 @@ async def time_decode(gen: Transformers, tokens: int, repeats: int) -> dict[str,
         mine.append(t)
         t, ids_b = theirs(gen, tokens)
         hf.append(t)
-        same = same and ids_a == ids_b[:len(ids_a)]
+        # model.generate's min_new_tokens forbids EOS while our loop (EOS ignored) may pick it: compare before it
+        eos = set(_eos_ids(gen))
+        n = next((k for k, i in enumerate(ids_a) if i in eos), len(ids_a))
+        compared = n
+        same = same and ids_a[:n] == ids_b[:n]
     ours_tps = tokens / statistics.median(mine)
     hf_tps = tokens / statistics.median(hf)
     return {"tokens": tokens, "ours_tokens_per_s": round(ours_tps, 2), "generate_tokens_per_s": round(hf_tps, 2),
             "ratio_ours_over_generate": round(ours_tps / hf_tps, 3), "same_tokens": same,
+            "same_tokens_compared": compared,
             "note": "wall time includes the prompt's prefill for both"}
 
 
