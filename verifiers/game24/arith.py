@@ -1,8 +1,8 @@
 """Exact arithmetic for the Game of 24: numbers as Fractions and a small expression parser.
 
-Model text is parsed by hand (numbers, ``+ - * / × ÷ x`` and LaTeX's ``\\times \\cdot \\div``, brackets),
-never evaluated, with limits on length and nesting. The parser keeps the span of every number so that a verdict
-can point at the one misused.
+Model text is parsed by hand (numbers, ``+ - * / × ÷ x`` and LaTeX's ``\\times \\cdot \\div``, brackets;
+``(10 - 4)(13 - 9)`` multiplies), never evaluated, with limits on length and nesting. The parser keeps the span
+of every number so that a verdict can point at the one misused.
 """
 
 from __future__ import annotations
@@ -134,6 +134,10 @@ class _Parser:
             if self.op(")") is None:
                 raise ExpressionError(f"missing ')' in {self.text!r}")
             self.depth -= 1
+            tok = self.peek()
+            if tok is not None and tok[1] == "(":  # "(10 - 4)(13 - 9)": brackets side by side multiply
+                right = self.factor()
+                return None if inner is None or right is None else inner * right
             return inner
         raise ExpressionError(f"unexpected {tok[1]!r} at offset {tok[2]} in {self.text!r}")
 

@@ -1,20 +1,26 @@
 """The ``game24`` verifier: every step of a Game of 24 trace and the final expression, checked exactly.
 
-Steps in the usual format ``10 - 4 = 6 (left: 5 6 6)`` are replayed from the input numbers: the arithmetic
-must be right, both operands must be among the numbers still available, and the "left" list must be what
-remains. Any other ``expression = number`` is checked for its arithmetic only. The final answer
-(``Answer: <expression>`` or ``\\boxed{<expression>}``) must use each input number exactly once and equal 24.
-With ``dead_ends=True`` a correct step whose numbers left can no longer make 24 is flagged too (an exact
-solver decides).
+The text is first read into one plain notation (``×``, ``÷``, ``−``, LaTeX ``\\times``/``\\frac``, ``$``, markdown
+bold), keeping every offset, so verdicts point at what the model wrote. Steps that say which numbers are left
+(``10 - 4 = 6 (left: 5 6 6)``, ``... = 4. Remaining numbers: 4, 4, 10``, ``... → Numbers left: [4, 6]``,
+``..., leaving 4 and 6.``) are replayed from the input numbers: the arithmetic must be right, the numbers used
+must be among those still available (or among those of an earlier state, when the trace goes back to try another
+branch), and the list must be what remains. Any other ``a = b = c`` chain is checked for its arithmetic only
+(rounded decimals such as ``8 / 3 = 2.67`` pass; a question such as ``10 + 13 = 24?`` is not a claim). The final
+answer (``Answer: <expression>``, ``\\boxed{...}``, ``<answer>...</answer>``, or at the start of a line "So the
+expression is ...", judged only when it uses as many numbers as the puzzle has) must use each input number
+exactly once and equal 24. With ``dead_ends=True`` a correct step whose numbers left can no longer make 24 is
+flagged too (an exact solver decides).
 
 The input numbers come from the constructor (``Game24([4, 9, 10, 13])``) or, when it has none, from the
 prompt: the numbers after the last ``Input:`` (the Tree-of-Thoughts format), or else the last run of two or
-more numbers separated by spaces or commas.
+more numbers separated by spaces, commas or "and" (``Make 24 using 8, 5, 10, 6.``).
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,26 +29,44 @@ from typing import Any
 
 from monitor import Action, AnyOf, AtEnd, Fail, Pass, Span, StepBoundary, TraceView, Unknown, Verdict, Verifier
 from verifiers.errors import VerifierConfigError
-from verifiers.game24.arith import NUMBER, ExpressionError, format_number, parse_expression, parse_number
+from verifiers.game24.arith import ExpressionError, format_number, parse_expression, parse_number
 from verifiers.game24.solver import solvable
+from verifiers.game24.text import Chain, Normalized, Part, chains, close_enough, decimals, normalize, read_at
 
 __all__ = ["Game24", "Game24State", "numbers_from_prompt"]
 
-_OP = r"[-+*/×÷−xX]"
-STEP = re.compile(rf"(?P<a>{NUMBER})\s*(?P<op>{_OP})\s*(?P<b>{NUMBER})\s*=\s*(?P<c>{NUMBER})"
-                  rf"\s*\(\s*left\s*:\s*(?P<left>[^)\n]*?)\s*\)", re.IGNORECASE)
-_EXPR_CHARS = r"[\d\s.+\-−*×÷/()xX]"
-EQUATION = re.compile(rf"(?P<lhs>[\d(]{_EXPR_CHARS}*?)\s*=\s*(?P<rhs>{NUMBER})(?![\d]|[/.]\d)")
-ANSWER = re.compile(rf"(?im)\b(?:final\s+)?answer\s*(?:is\s*)?[:=]?\s*(?P<expr>[\d(]{_EXPR_CHARS}*?)"
-                    rf"(?:\s*=\s*(?P<value>{NUMBER}))?\s*(?:[.;]\s*)?$")
-BOXED = re.compile(rf"\\boxed\{{\s*(?P<expr>[^{{}}=\n]*?)\s*(?:=\s*(?P<value>{NUMBER})\s*)?\}}")
+_NUM = r"-?\d+(?:\.\d+)?(?:/\d+)?"
+_LIST = rf"{_NUM}(?:(?:[ \t]*,[ \t]*|[ \t]+)(?:and[ \t]+)?{_NUM})*"
+_LABEL = (r"(?:numbers[ \t]+(?:left|remaining)|remaining(?:[ \t]+numbers)?|left(?:[ \t]+with)?|now[ \t]+we[ \t]+have"
+          r"|we(?:[ \t]+are|'re)[ \t]+left[ \t]+with|leaving(?:[ \t]+us[ \t]+with)?|leaves(?:[ \t]+us[ \t]+with)?)")
+# what follows a step's result and says which numbers are left: "(left: 4 4 10)", ". Remaining numbers: 4, 4, 10",
+# " → Numbers left: [4, 4, 10]", ", leaving 4 and 6." (a list of numbers only, ending its sentence or line)
+LEFT = re.compile(
+    r"[ \t]*\([ \t]*(?:left|remaining(?:[ \t]+numbers)?|numbers[ \t]+left)[ \t]*:[ \t]*(?P<left>[^)\n]*?)[ \t]*\)"
+    rf"|(?:[ \t]*(?:[.,;:]|->|→|=>|—|-)?[ \t]*(?:\n[ \t>*\-]*)?)(?:(?:so|and|which)[ \t]+)?{_LABEL}"
+    rf"(?:[ \t]+(?:are|is))?[ \t]*:?[ \t]*(?P<list>\([ \t]*{_LIST}[ \t]*\)|{_LIST})(?=[ \t]*(?:[.;!)]|$))",
+    re.IGNORECASE | re.MULTILINE)
+_FRACTION = re.compile(rf"[ \t]*{_NUM}[ \t]*$")  # a step's result: a number, "8/3" too
+_SIMPLE = re.compile(rf"^(?P<a>{_NUM})[ \t]*(?P<op>[-+*/xX])[ \t]*(?P<b>{_NUM})$")
+# a final answer: "Answer: ...", "Final answer: the expression is ...", and (only at the start of a line, after
+# "so"/"thus"/...) "the solution is ...", "Solution: ..."; boxed and <answer> tags are read whole
+_ANSWER = re.compile(
+    r"(?im)(?P<strong>\b(?:final[ \t]+)?answer\b[ \t]*(?:is\b)?[ \t]*[:=]?)"
+    r"|(?P<weak>^[ \t>#\-]*(?:(?:so|thus|therefore|hence|finally)[ \t]*,?[ \t]+)?"
+    r"(?:(?:the|my)[ \t]+(?:final[ \t]+)?(?:expression|solution|equation)[ \t]+is|(?:final[ \t]+)?(?:solution"
+    r"|expression))\b[ \t]*:?)")
+_RESTATE = re.compile(r"(?i)[ \t]*(?:the[ \t]+(?:final[ \t]+)?(?:expression|solution|equation)[ \t]+is[ \t]*:?)?[ \t]*")
+_BOXED = re.compile(r"\\boxed[ \t]*\{")
+_TAG = re.compile(r"(?is)<answer>(?P<body>.*?)</answer>")
+_COMPLETE = re.compile(r"[ \t.!;✓✔✅)]*$", re.MULTILINE)
 _INPUT = re.compile(r"(?i)\binput\s*:\s*(?P<nums>\d+(?:[ \t,]+\d+)+)")
-_RUN = re.compile(r"(?<![\w.])\d+(?:(?:[ \t]*,[ \t]*|[ \t]+)\d+)+(?![\w.])")
-_SYMBOL = {"+": "+", "-": "-", "−": "-", "*": "*", "×": "*", "x": "*", "X": "*", "/": "/", "÷": "/"}
+_RUN = re.compile(r"(?<![\w.])\d+(?:(?:[ \t]*,[ \t]*(?:and[ \t]+)?|[ \t]+(?:and[ \t]+)?)\d+)+(?![\w]|\.\d)")
+_SYMBOL = {"+": "+", "-": "-", "*": "*", "x": "*", "X": "*", "/": "/"}
 
 
 def numbers_from_prompt(prompt: str) -> list[Fraction] | None:
-    """The puzzle's numbers in a prompt: after the last ``Input:``, else the last run of numbers."""
+    """The puzzle's numbers in a prompt: after the last ``Input:``, else the last run of numbers
+    (``4 9 10 13``, ``4, 9, 10, and 13``, ``[4, 9, 10, 13]``)."""
     labelled = list(_INPUT.finditer(prompt))
     if labelled:
         text = labelled[-1].group("nums")
@@ -51,19 +75,66 @@ def numbers_from_prompt(prompt: str) -> list[Fraction] | None:
         if not runs:
             return None
         text = runs[-1].group()
-    return [Fraction(x) for x in re.split(r"[\s,]+", text.strip()) if x]
+    return [Fraction(x) for x in re.split(r"(?:[\s,]|and)+", text.strip()) if x]
 
 
-def _answers(text: str) -> list[re.Match[str]]:
-    """Final answers in the text: an expression with at least one operation ("The answer is 24" is none)."""
-    out = []
-    for m in sorted([*ANSWER.finditer(text), *BOXED.finditer(text)], key=lambda m: m.start()):
-        try:
-            if len(parse_expression(m.group("expr")).leaves) >= 2:
-                out.append(m)
-        except ExpressionError:
-            out.append(m)  # looks like an answer but is unreadable: the check says so
-    return out
+@dataclass(frozen=True)
+class _Answer:
+    """A final answer found in the text: the expression's span (normalised), its chain, how sure the reading is."""
+
+    start: int
+    end: int
+    chain: Chain | None  # None: it looks like an answer but does not read
+    strong: bool  # "Answer:", boxed, <answer>: judged whole; else only a full expression is judged
+    expr: Part | None = None
+
+    @property
+    def claimed(self) -> Part | None:
+        """The number the answer says it makes (``= 24``), if it says one."""
+        if self.chain is None or self.expr is None:
+            return None
+        singles = [p for p in self.chain.parts if p is not self.expr and p.leaves == 1]
+        return singles[-1] if singles else None
+
+
+def _answer(norm: str, start: int, end: int, strong: bool, whole: bool) -> _Answer | None:
+    chain = read_at(norm, start, end)
+    if chain is None:
+        return _Answer(start, end, None, True) if whole and norm[start:end].strip() else None
+    if whole and (norm[chain.parts[-1].end:end].strip() or chain.parts[-1].parsed is None):
+        return _Answer(start, end, None, True)
+    expr = next((p for p in chain.parts if p.leaves >= 2), None)
+    if expr is None:
+        return None  # "The answer is 24": no expression
+    complete = bool(_COMPLETE.match(norm, chain.parts[-1].end)) or whole
+    return _Answer(expr.start, expr.end, chain, strong and complete, expr)
+
+
+def _answers(norm: str) -> list[_Answer]:
+    """Final answers in the (normalised) text: an expression with at least one operation."""
+    out: list[_Answer] = []
+    for m in _ANSWER.finditer(norm):
+        pos = _RESTATE.match(norm, m.end())
+        start = pos.end() if pos is not None else m.end()
+        found = _answer(norm, start, len(norm), m.group("strong") is not None, whole=False)
+        if found is not None:
+            out.append(found)
+    for m in _BOXED.finditer(norm):
+        depth, j = 1, m.end()
+        while j < len(norm) and depth:
+            depth += {"{": 1, "}": -1}.get(norm[j], 0)
+            j += 1
+        if depth == 0:
+            found = _answer(norm, m.end(), j - 1, True, whole=True)
+            if found is not None:
+                out.append(found)
+    for m in _TAG.finditer(norm):
+        body_start = m.start("body") + len(m.group("body")) - len(m.group("body").lstrip())
+        found = _answer(norm, body_start, m.end("body"), True, whole=True)
+        if found is not None:
+            out.append(found)
+    out.sort(key=lambda a: a.start)
+    return [a for i, a in enumerate(out) if i == 0 or a.start != out[i - 1].start]
 
 
 def _has_steps(trigger: object) -> bool:
@@ -151,97 +222,129 @@ class Game24(Verifier):
 
     # -- checking -----------------------------------------------------------------------------------
     def check(self, state: Game24State) -> list[Verdict]:
-        verdicts: list[Verdict] = []
         if state.end_only:
-            if state.end_check and self.require_answer and not _answers(state.text):
+            if state.end_check and self.require_answer and not _answers(normalize(state.text).text):
                 return [Unknown(reason="no final 'Answer: <expression>' in the trace", span=state.step)]
             return [Pass(note="every step was checked when it was written")]
         if state.numbers is None:
             return [Unknown(reason=state.prompt_problem, span=state.step)]
+        norm = normalize(state.text)
+        n = norm.text
+        lo, hi = norm.index(state.step.start), norm.index(state.step.end)
+
+        def here(end: int) -> bool:  # a reading belongs to the check of the step where it ends
+            return lo < end <= hi
+
+        verdicts: list[Verdict] = []
+        answers = _answers(n)
+        answer_spans = [(a.chain.parts[0].start, a.chain.parts[-1].end) if a.chain else (a.start, a.end)
+                        for a in answers]
         inputs = _multiset(state.numbers)
-        pool = collections.Counter(inputs)
-        text = state.text
-        taken: list[tuple[int, int]] = []
-        for m in STEP.finditer(text):
-            taken.append(m.span())
-            here = state.step.start <= m.start() and m.end() <= state.step.end
-            pool, found = self._replay_step(m, pool, inputs)
-            if here:
-                verdicts.extend(found)
-        answers = _answers(text)
-        for m in answers:
-            if state.step.start <= m.start("expr") and m.end("expr") <= state.step.end:
-                verdicts.extend(self._check_answer(m, state.numbers))
-                taken.append(m.span())
-        for m in EQUATION.finditer(text, state.step.start, state.step.end):
-            if any(s < m.end() and m.start() < e for s, e in taken):
+        replay = _Replay(inputs)
+        for chain in chains(n):
+            first, last = chain.parts[0], chain.parts[-1]
+            if any(s < last.end and first.start < e for s, e in answer_spans):
                 continue
-            verdicts.extend(self._check_equation(m))
+            left = LEFT.match(n, last.end) if len(chain.parts) == 2 and _FRACTION.match(n, last.start, last.end) \
+                else None
+            if left is not None and first.leaves >= 2 and not chain.question:
+                found = self._replay_step(norm, chain, left, replay, arithmetic=first.start >= lo)
+                if here(left.end()):
+                    verdicts.extend(found)
+            elif here(last.end) and not chain.question:
+                verdicts.extend(self._check_chain(norm, chain))
+        for answer in answers:
+            if here(answer.end):
+                verdicts.extend(self._check_answer(norm, answer, state.numbers))
         if state.end_check and self.require_answer and not answers:
             verdicts.append(Unknown(reason="no final 'Answer: <expression>' in the trace", span=state.step))
         return verdicts or [Pass()]
 
-    def _replay_step(self, m: re.Match[str], pool: collections.Counter[Fraction],
-                     inputs: collections.Counter[Fraction]) -> tuple[collections.Counter[Fraction], list[Verdict]]:
-        """Judge one step against the numbers available; returns the numbers after it and the verdicts."""
-        a, b, c = (parse_number(m.group(k)) for k in "abc")
-        op = _SYMBOL[m.group("op")]
+    def _replay_step(self, norm: Normalized, chain: Chain, m: re.Match[str], replay: _Replay,
+                     arithmetic: bool) -> list[Verdict]:
+        """Judge one step against the numbers available (moving ``replay`` on); returns the verdicts."""
+        n = norm.text
+        lhs, rhs = chain.parts
+        lhs_text = n[lhs.start:lhs.end].strip()
+        simple = _SIMPLE.match(lhs_text)
+        c_text = n[rhs.start:rhs.end].strip()
+        c = parse_number(c_text)
+        leaf_texts: list[str]
+        if simple is not None:  # "a op b", where a and b may be written fractions ("8 / 1/3")
+            a, b = parse_number(simple.group("a")), parse_number(simple.group("b"))
+            op = _SYMBOL[simple.group("op")]
+            true: Fraction | None = {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b != 0 else None}[op]
+            used = [a, b]
+            off = lhs.start + (len(n[lhs.start:lhs.end]) - len(n[lhs.start:lhs.end].lstrip()))
+            operands = [(a, (off + simple.start("a"), off + simple.end("a"))),
+                        (b, (off + simple.start("b"), off + simple.end("b")))]
+            leaf_texts = [simple.group("a"), simple.group("b")]
+        else:
+            assert lhs.parsed is not None
+            true = lhs.parsed.value
+            used = [leaf.value for leaf in lhs.parsed.leaves]
+            operands = [(leaf.value, (lhs.start + leaf.start, lhs.start + leaf.end)) for leaf in lhs.parsed.leaves]
+            leaf_texts = [n[s:e] for _, (s, e) in operands]
+        raw = m.group("left") if m.group("left") is not None else m.group("list")
+        left_span = m.span("left") if m.group("left") is not None else m.span("list")
         try:
-            left = [parse_number(x) for x in re.split(r"[\s,]+", m.group("left").strip()) if x]
+            left: list[Fraction] | None = [parse_number(x) for x in re.split(r"(?:[\s,()]|and)+", raw.strip()) if x]
         except ExpressionError:
             left = None
-        need = _multiset([a, b])
+        need = _multiset(used)
         plus = _multiset([c])
-        if left is not None and all(inputs[v] >= k for v, k in need.items()) \
-                and _multiset(left) == inputs - need + plus \
-                and (any(pool[v] < k for v, k in need.items()) or _multiset(left) != pool - need + plus):
-            pool = collections.Counter(inputs)  # the trace starts over from the input numbers
+        pool = replay.choose(need, plus, left)
         out: list[Verdict] = []
-        shown = f"{m.group('a')} {m.group('op')} {m.group('b')}"
-        missing = [(k, v) for k, v in (("a", a), ("b", b)) if pool[v] < need[v]]
+        shown = _original(norm, lhs.start, lhs.end)
+        missing = [(v, span) for v, span in operands if pool[v] < need[v]]
         if missing:
-            key, value = missing[-1]
+            value, span = missing[-1]
             out.append(Fail(f"{shown} uses {format_number(value)}, which is not among the numbers available "
                             f"({_show(pool.elements())})",
-                            span=Span(*m.span(key)),
+                            span=Span(*norm.span(*span)),
                             feedback=f"{format_number(value)} is not available; the numbers left are "
                                      f"{_show(pool.elements())}.",
                             claim=f"unavailable {format_number(value)} in {_show(pool.elements())}"))
-        true = {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b != 0 else None}[op]
-        if true is None:
-            out.append(Fail(f"{shown} divides by zero", span=Span(*m.span("b")), feedback="division by zero is "
-                            "not allowed.", claim=f"{shown}=div0"))
-        elif true != c:
-            out.append(Fail(f"{shown} is {format_number(true)}, not {m.group('c')}", span=Span(*m.span("c")),
-                            feedback=f"{shown} is {format_number(true)}, not {m.group('c')}.",
-                            claim=f"{a}{op}{b}={m.group('c')}"))
+        c_shown = _original(norm, rhs.start, rhs.end)
+        if arithmetic and true is None:
+            out.append(Fail(f"{shown} divides by zero", span=Span(*norm.span(lhs.start, lhs.end)),
+                            feedback="division by zero is not allowed.", claim=f"{_compact(lhs_text)}=div0"))
+        elif arithmetic and true is not None and not close_enough(true, c, c_text, leaf_texts):
+            out.append(Fail(f"{shown} is {format_number(true)}, not {c_shown}",
+                            span=Span(*norm.span(rhs.start, rhs.end)),
+                            feedback=f"{shown} is {format_number(true)}, not {c_shown}.",
+                            claim=f"{_compact(lhs_text)}={c_text}"))
         after = pool - need + plus if not missing else None
         if left is None:
-            out.append(Unknown(reason=f"cannot read the numbers left {m.group('left')!r}", span=Span(*m.span("left"))))
+            out.append(Unknown(reason=f"cannot read the numbers left {raw!r}", span=Span(*norm.span(*left_span))))
         elif after is not None and _multiset(left) != after:
-            out.append(Fail(f"after {shown} = {m.group('c')} the numbers left are {_show(after.elements())}, "
-                            f"not {_show(left)}", span=Span(*m.span("left")),
-                            feedback=f"the numbers left after {shown} = {m.group('c')} would be "
+            out.append(Fail(f"after {shown} = {c_shown} the numbers left are {_show(after.elements())}, "
+                            f"not {_show(left)}", span=Span(*norm.span(*left_span)),
+                            feedback=f"the numbers left after {shown} = {c_shown} would be "
                                      f"{_show(after.elements())}, not {_show(left)}.",
                             claim=f"left {_show(after.elements())}!={_show(left)}"))
-        elif not out and self.dead_ends and not solvable(left, self.target):
+        elif not out and self.dead_ends and not solvable(left, self.target) \
+                and not any(decimals(x) >= 2 for x in re.split(r"[\s,()]+", raw) if x):
+            # (with numbers rounded to two or more decimals the exact solver cannot judge: no verdict)
             out.append(Fail(f"dead end: {_show(left)} can no longer make {format_number(self.target)}",
-                            span=Span(m.start(), m.end()), action=self.dead_end_action,
+                            span=Span(*norm.span(chain.parts[0].start, m.end())), action=self.dead_end_action,
                             feedback=f"with {_show(left)} left, {format_number(self.target)} can no longer be made; "
                                      "try another step.",
                             claim=f"dead end {_show(left)}"))
-        state = _multiset(left) if left is not None else (after if after is not None else pool)
-        return state, out
+        replay.moved(_multiset(left) if left is not None else (after if after is not None else pool))
+        return out
 
-    def _check_answer(self, m: re.Match[str], numbers: Sequence[Fraction]) -> list[Verdict]:
-        span = Span(m.start("expr"), m.end("expr"))
-        expr = m.group("expr")
-        try:
-            parsed = parse_expression(expr)
-        except ExpressionError as exc:
-            return [Unknown(reason=f"cannot read the final answer: {exc}", span=span)]
+    def _check_answer(self, norm: Normalized, answer: _Answer, numbers: Sequence[Fraction]) -> list[Verdict]:
+        span = Span(*norm.span(answer.start, answer.end))
+        if answer.chain is None or answer.expr is None or answer.expr.parsed is None:
+            return [Unknown(reason=f"cannot read the final answer {_original(norm, answer.start, answer.end)!r}",
+                            span=span)]
+        parsed = answer.expr.parsed
+        expr = _original(norm, answer.start, answer.end)
         used = _multiset(leaf.value for leaf in parsed.leaves)
         want = _multiset(numbers)
+        if not answer.strong and len(parsed.leaves) != len(numbers):
+            return []  # "the solution is 4 * 6 = 24" in passing: not sure it is the final answer
         out: list[Verdict] = []
         target = format_number(self.target)
         if used != want:
@@ -252,38 +355,104 @@ class Game24(Verifier):
             if extra:
                 parts.append(f"uses {_show(extra.elements())} beyond the input")
             what = " and ".join(parts)
-            out.append(Fail(f"the final answer {expr.strip()} {what}: each of {_show(numbers)} must be used exactly "
+            out.append(Fail(f"the final answer {expr} {what}: each of {_show(numbers)} must be used exactly "
                             "once", span=span,
                             feedback=f"the answer must use each of {_show(numbers)} exactly once; it {what}.",
                             claim=f"answer uses {_show(used.elements())}"))
+        claimed = answer.claimed
         if parsed.value is None:
-            out.append(Fail(f"the final answer {expr.strip()} divides by zero", span=span,
+            out.append(Fail(f"the final answer {expr} divides by zero", span=span,
                             feedback="the answer divides by zero.", claim="answer div0"))
         elif parsed.value != self.target:
-            out.append(Fail(f"the final answer {expr.strip()} equals {format_number(parsed.value)}, not {target}",
-                            span=span, feedback=f"{expr.strip()} is {format_number(parsed.value)}, not {target}.",
+            out.append(Fail(f"the final answer {expr} equals {format_number(parsed.value)}, not {target}",
+                            span=span, feedback=f"{expr} is {format_number(parsed.value)}, not {target}.",
                             claim=f"answer = {format_number(parsed.value)}"))
-        elif m.group("value") is not None and parse_number(m.group("value")) != self.target:
-            out.append(Fail(f"the final answer says = {m.group('value')}, but the target is {target}",
-                            span=Span(*m.span("value")), feedback=f"the answer must equal {target}.",
-                            claim=f"answer claims {m.group('value')}"))
-        return out or [Pass(note=f"the final answer {expr.strip()} = {target}", span=span)]
+        elif claimed is not None and claimed.parsed is not None and claimed.parsed.value != self.target:
+            said = _original(norm, claimed.start, claimed.end)
+            out.append(Fail(f"the final answer says = {said}, but the target is {target}",
+                            span=Span(*norm.span(claimed.start, claimed.end)),
+                            feedback=f"the answer must equal {target}.", claim=f"answer claims {said}"))
+        else:
+            out.extend(self._check_chain(norm, answer.chain))
+        return out or [Pass(note=f"the final answer {expr} = {target}", span=span)]
 
-    def _check_equation(self, m: re.Match[str]) -> list[Verdict]:
-        lhs = m.group("lhs")
-        try:
-            parsed = parse_expression(lhs)
-        except ExpressionError:
-            return []  # not arithmetic we understand: no verdict
-        if len(parsed.leaves) < 2:
-            return []
-        stated = parse_number(m.group("rhs"))
-        if parsed.value is None:
-            return [Fail(f"{lhs.strip()} divides by zero", span=Span(m.start("lhs"), m.end("rhs")),
-                         feedback="division by zero is not allowed.", claim=f"{lhs.strip()}=div0")]
-        if parsed.value != stated:
-            return [Fail(f"{lhs.strip()} is {format_number(parsed.value)}, not {m.group('rhs')}",
-                         span=Span(*m.span("rhs")),
-                         feedback=f"{lhs.strip()} is {format_number(parsed.value)}, not {m.group('rhs')}.",
-                         claim=f"{''.join(lhs.split())}={m.group('rhs')}")]
-        return []
+    def _check_chain(self, norm: Normalized, chain: Chain) -> list[Verdict]:
+        """Arithmetic of ``a = b = c``: each side equals the one before it (a side that goes on from the value
+        before, ``4 + 8 = 12 * 2 = 24``, is a running calculation and is not judged)."""
+        n = norm.text
+        out: list[Verdict] = []
+        for before, after in itertools.pairwise(chain.parts):
+            if before.parsed is None or after.parsed is None or max(before.leaves, after.leaves) < 2:
+                continue
+            lhs, rhs = (before, after) if before.leaves >= 2 else (after, before)
+            assert lhs.parsed is not None and rhs.parsed is not None
+            lhs_text, rhs_text = n[lhs.start:lhs.end].strip(), n[rhs.start:rhs.end].strip()
+            shown, said = _original(norm, lhs.start, lhs.end), _original(norm, rhs.start, rhs.end)
+            true, stated = lhs.parsed.value, rhs.parsed.value
+            if true is None:
+                out.append(Fail(f"{shown} divides by zero", span=Span(*norm.span(lhs.start, rhs.end)),
+                                feedback="division by zero is not allowed.", claim=f"{_compact(lhs_text)}=div0"))
+                break
+            if stated is None or true == stated:
+                continue
+            if after.leaves >= 2 and before.parsed.value == after.parsed.leaves[0].value:
+                continue  # running calculation
+            leaf_texts = [n[lhs.start + leaf.start:lhs.start + leaf.end] for leaf in lhs.parsed.leaves]
+            if rhs.leaves == 1 and close_enough(true, stated, rhs_text, leaf_texts):
+                continue
+            if _as_written_fractions(lhs_text) in (stated,) or _as_written_fractions(rhs_text) == true:
+                continue  # "8 / 1/3 = 24": 1/3 written as a fraction
+            out.append(Fail(f"{shown} is {format_number(true)}, not {said}",
+                            span=Span(*norm.span(rhs.start, rhs.end)),
+                            feedback=f"{shown} is {format_number(true)}, not {said}.",
+                            claim=f"{_compact(lhs_text)}={_compact(rhs_text)}"))
+            break
+        return out
+
+
+class _Replay:
+    """The numbers available while a trace is replayed, and every state it has been in (to go back to)."""
+
+    def __init__(self, inputs: collections.Counter[Fraction]) -> None:
+        self.pool = collections.Counter(inputs)
+        self.history = [collections.Counter(inputs)]
+
+    def choose(self, need: collections.Counter[Fraction], plus: collections.Counter[Fraction],
+               left: list[Fraction] | None) -> collections.Counter[Fraction]:
+        """The state this step starts from: the current one, or else an earlier one (the latest first) that
+        the step fits exactly (its numbers available there and its "left" list what would remain), since a
+        trace that explores goes back to try another branch. If none fits, the current one (and it is judged)."""
+        if left is not None and not _fits(self.pool, need, plus, left):
+            for state in reversed(self.history):
+                if _fits(state, need, plus, left):
+                    self.pool = collections.Counter(state)
+                    break
+        return self.pool
+
+    def moved(self, state: collections.Counter[Fraction]) -> None:
+        self.pool = collections.Counter(state)
+        self.history.append(collections.Counter(state))
+
+
+def _fits(state: collections.Counter[Fraction], need: collections.Counter[Fraction],
+          plus: collections.Counter[Fraction], left: list[Fraction]) -> bool:
+    return all(state[v] >= k for v, k in need.items()) and _multiset(left) == state - need + plus
+
+
+def _original(norm: Normalized, start: int, end: int) -> str:
+    """What the model wrote for the normalised span, stripped (for messages)."""
+    return norm.original(start, end).strip()
+
+
+def _compact(text: str) -> str:
+    return "".join(text.split())
+
+
+def _as_written_fractions(text: str) -> Fraction | None:
+    """The value of ``text`` with every tight ``a/b`` of integers read as one number (``8 / 1/3`` is 24)."""
+    if not re.search(r"\d/\d", text):
+        return None
+    try:
+        return parse_expression(re.sub(r"(?<![\d.])(\d+/\d+)(?![\d.])", r"(\1)", text)).value
+    except ExpressionError:
+        return None
