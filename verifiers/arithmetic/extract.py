@@ -27,6 +27,7 @@ from verifiers.arithmetic.numbers import parse_literal
 from verifiers.arithmetic.parse import Bin, Limits, Neg, Node, Num, Sqrt, is_unit_word, parse_expression
 from verifiers.arithmetic.vocabulary import (
     APPROX_WORDS,
+    GLUED_ONLY_MULTIPLIERS,
     MULTIPLIERS,
     OPERATOR_WORDS,
     RELATION_WORDS,
@@ -46,6 +47,11 @@ _LIST_MARKER = re.compile(r"^\s*(?:\(?\d{1,3}\)|\d{1,3}\.|[-*•])\s+")
 # any other glued symbol ("√16 + 1", "3′", "π") may be part of the calculation, so the claim is not judged.
 _SAFE_BEFORE = {"`", '"', "“", "**", "$$", "\\(", "\\[", "|", ">", "#", "&"}
 _SAFE_AFTER = {".", ",", ";", ":", "?", "`", '"', "”", "**", "$$", "$", "\\)", "\\]", "|", "…", "&"}
+_NOT_RATES = {"cent", "cents", "centum", "mille", "mil", "annum"}  # "20 per cent" is 20%
+# A word that, right after "(" following a stated value, may change what it means ("= 1200 (approx.)"), besides
+# the words that do so without brackets ("= 1 (mod 7)", "= 5 (or 6)").
+_ASIDE_RISKY = APPROX_WORDS | {"estimated", "estimate", "est", "rough"}
+_ROUNDING = re.compile(r"\bround(?:ed|ing|s)?\b|\bnearest\b|\bceil", re.IGNORECASE)
 _DETERMINERS = {"the", "a", "an", "his", "her", "their", "its", "our", "my", "your", "this", "that", "these",
                 "those", "each", "every"}
 
@@ -69,6 +75,7 @@ class Claim:
     source: str = "text"  # or "annotation"
     problem: str | None = None
     rhs_fraction: tuple[int, int] | None = None  # a result written as a fraction ("= 1/36", "= \\frac{1}{36}")
+    rounding: bool = False  # the step speaks of rounding ("rounded up", "to the nearest ten"): ceilings, tens pass
 
 
 def might_hold_claims(text: str) -> bool:
@@ -196,11 +203,13 @@ class _Runs:
         if w == "percent" and prev.kind == "NUM":
             return True
         if w in MULTIPLIERS and prev.kind == "NUM":
-            return True
+            return t.glued or w not in GLUED_ONLY_MULTIPLIERS  # "40 m" is 40 metres, not a multiplier
         if prev.kind in {"NUM", "PCT", "RP"} or (prev.kind == "WORD" and prev.value.lower() in MULTIPLIERS):
             return is_unit_word(t.value)
         if prev.kind == "OP" and prev.value == "/" and prev.glued and t.glued and i >= 2:
             before = self.toks[i - 2]
+            if before.kind == "NUM":  # "$2/egg", "$15/hour": a rate, never a division by a word
+                return _rate_unit(t.value)
             return before.kind == "WORD" and is_unit_word(before.value) and is_unit_word(t.value, rate=True)
         return False
 
@@ -273,15 +282,25 @@ def _left_clean(toks: list[Token], first: int, skip_until: int) -> bool:
     return False
 
 
-def _right_clean(toks: list[Token], after: int) -> bool:
+def _rate_unit(word: str) -> bool:
+    """A unit that can follow "/" or "per" after a stated amount ("$2/egg", "= 128 per week")."""
+    return len(word) >= 2 and is_unit_word(word) and word.lower() not in _NOT_RATES
+
+
+def _right_clean(toks: list[Token], after: int, *, money: bool = False) -> bool:
     if after >= len(toks):
         return True
     nxt = toks[after]
+    if (nxt.kind == "WORD" and nxt.value.lower() == "per" and after + 1 < len(toks)
+            and toks[after + 1].kind == "WORD" and not toks[after + 1].glued and _rate_unit(toks[after + 1].value)):
+        return _right_clean(toks, after + 2, money=money)  # "= 128 per week" (but "20 per cent", "3 per 4 days")
     if nxt.kind == "BAD":
         return not nxt.glued
     if nxt.kind == "SEP":
         return not nxt.glued or nxt.value in _SAFE_AFTER
     if nxt.kind == "WORD":
+        if nxt.value.lower() in GLUED_ONLY_MULTIPLIERS and (nxt.value != "m" or money):
+            return False  # "= $8 m" may be 8 million ("= 40 m" is 40 metres)
         words = [t.value.lower() for t in toks[after:after + 3] if t.kind == "WORD"][:2]
         if any(w in RISKY_AFTER for w in words):
             return False
@@ -315,8 +334,10 @@ def _strip_parens(seg: list[Token], *, leading: bool) -> list[Token]:
 def _rhs_end(seg: list[Token]) -> int:
     """End of the stated value's text: the number with its %, currency and multiplier, not a unit word."""
     end = seg[0].end
-    for t in seg:
+    for i, t in enumerate(seg):
         word = t.value.lower()
+        if t.kind == "OP" and t.value == "/" and i + 1 < len(seg) and seg[i + 1].kind == "WORD":
+            break  # "= $100/year": the value is $100, the rest is its unit
         if t.kind in {"NUM", "PCT", "CUR", "OP", "LP", "RP"} or (
                 t.kind == "WORD" and (word == "percent" or word in MULTIPLIERS)):
             end = t.end
@@ -352,6 +373,7 @@ def _cached_parse(key: tuple[tuple[str, str, bool], ...], limits: Limits) -> Nod
 def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int, source: str,
                whole: bool = False) -> list[Claim]:
     claims: list[Claim] = []
+    rounding = bool(_ROUNDING.search(text))
     for a, b in _Runs(toks, skip_until).runs():
         if whole and (a != 0 or b != len(toks)):
             continue  # an annotation is judged whole or not at all ("<<2*L/10*20=40>>")
@@ -371,6 +393,9 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
             continue
         segs[0] = _strip_parens(segs[0], leading=True)
         segs[-1] = _strip_parens(segs[-1], leading=False)
+        if _aside_follows(toks, segs[-1], b):
+            segs[-1] = segs[-1][:-1]  # "= 12 (eggs)": words in brackets after the value are an aside
+        segs[-1] = _drop_unit_power(segs[-1])
         parsed = [_parse(s, limits) for s in segs]
         for k, kind in enumerate(rels):
             left, right = parsed[k], parsed[k + 1]
@@ -378,6 +403,8 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
                 continue
             lit = _literal(right.node)
             fraction = _fraction(right.node) if lit is None else None
+            if lit is None and fraction is None:
+                fraction = _mixed_number(right.toks)
             if fraction is not None:
                 assert isinstance(right.node, Bin | Neg)
                 lit = (Num(parse_literal(str(abs(fraction[0])))), 1 if fraction[0] >= 0 else -1)
@@ -391,7 +418,8 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
             if not whole and k == 0 and not _left_clean(toks, first, skip_until):
                 continue
             last_index = toks.index(right.toks[-1], a)
-            if not whole and k == len(rels) - 1 and not _right_clean(toks, last_index + 1):
+            money = any(t.kind == "CUR" for t in right.toks)
+            if not whole and k == len(rels) - 1 and not _right_clean(toks, last_index + 1, money=money):
                 continue
             if _bare_fraction(left) and (len(left.toks) > 3 or _num_label(right.node) or kind == "is"):
                 continue  # "2/5 is equal to 12.8 hectares": the fraction of an amount, not a division
@@ -412,8 +440,44 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
                 lhs_text=lhs_text, rhs_text=rhs_text,
                 normalised=f"{_normal(left.toks)}={_normal(right.toks)}",
                 start=start, end=end, lhs=left.node, rhs=num, rhs_sign=sign, approx=kind == "approx",
-                source=source, problem=left.problem, rhs_fraction=fraction))
+                source=source, problem=left.problem, rhs_fraction=fraction, rounding=rounding))
     return claims
+
+
+def _drop_unit_power(seg: list[Token]) -> list[Token]:
+    """ "= 96 m²", "= 24 cm^3": the power of the unit after a stated value is not part of the value."""
+    if (len(seg) >= 4 and seg[-3].kind == "WORD" and seg[-2].kind == "OP" and seg[-2].value == "^"
+            and seg[-1].kind == "NUM" and seg[-1].value in {"2", "3"} and seg[-2].glued and seg[-1].glued
+            and seg[-3].glued is False and is_unit_word(seg[-3].value) and seg[-4].kind == "NUM"):
+        return seg[:-2]
+    return seg
+
+
+def _mixed_number(seg: list[Token]) -> tuple[int, int] | None:
+    """A result written as a mixed number, "3 3/4" or "-1 1/2", as a signed fraction."""
+    sign = 1
+    while len(seg) > 4 and seg[-1].kind == "WORD" and is_unit_word(seg[-1].value):
+        seg = seg[:-1]  # "= 3 3/4 hours"
+    if seg and seg[0].kind == "OP" and seg[0].value == "-" and len(seg) == 5 and seg[1].glued:
+        sign, seg = -1, seg[1:]
+    if not (len(seg) == 4 and [t.kind for t in seg] == ["NUM", "NUM", "OP", "NUM"] and seg[2].value == "/"
+            and not seg[1].glued and seg[2].glued and seg[3].glued
+            and all(c.isdigit() for t in (seg[0], seg[1], seg[3]) for c in t.value)):
+        return None
+    whole, num, den = (int(t.value) for t in (seg[0], seg[1], seg[3]))
+    if not 0 < num < den:
+        return None
+    return sign * (whole * den + num), den
+
+
+def _aside_follows(toks: list[Token], seg: list[Token], run_end: int) -> bool:
+    """Whether ``seg`` ends with a "(" that opens words ("12 (eggs)"), not more of the calculation."""
+    if len(seg) < 2 or seg[-1].kind != "LP" or seg[-1].value != "(" or run_end >= len(toks):
+        return False
+    word = toks[run_end]
+    w = word.value.lower()
+    return (toks[run_end - 1] is seg[-1] and word.kind == "WORD" and word.glued and len(w) >= 2
+            and w not in RISKY_AFTER and w not in MULTIPLIERS and w not in _ASIDE_RISKY)
 
 
 def _annotation_claims(text: str, limits: Limits) -> list[Claim]:

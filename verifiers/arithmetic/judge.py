@@ -22,6 +22,7 @@ from verifiers.arithmetic.vocabulary import unit_dimension
 __all__ = ["Judgement", "judge"]
 
 _COINS = {"cent", "penny", "nickel", "dime", "quarter"}
+_MIXED = re.compile(r"-?\d+ \d+/\d+$")
 
 
 @dataclass(frozen=True)
@@ -95,12 +96,24 @@ def _judge_fraction(claim: Claim, readings: tuple[Any, ...]) -> Judgement:
     if _conversion(claim, readings):
         return Judgement("unsure", claim, reason="a unit conversion the verifier does not follow")
     v = readings[0]
+    if isinstance(v, sympy.Rational) and v.q != 1 and _MIXED.match(claim.rhs_text):
+        whole, part = divmod(abs(int(v.p)), int(v.q))  # "is 3 3/4, not 3 1/4": as the claim wrote it
+        sign = "-" if v < 0 else ""
+        text = f"{sign}{whole} {part}/{int(v.q)}" if whole else f"{sign}{part}/{int(v.q)}"
+        return Judgement("wrong", claim, expected=text)
     if isinstance(v, sympy.Rational):
         text = str(int(v.p)) if v.q == 1 else (
             f"\\frac{{{int(v.p)}}}{{{int(v.q)}}}" if "frac" in claim.rhs_text else f"{int(v.p)}/{int(v.q)}")
         return Judgement("wrong", claim, expected=text)
     p, q = to_rational(v, 4)
     return Judgement("wrong", claim, expected=f"about {format_value(p, q, decimals=4)[0]}")
+
+
+def _rounded_up(p: int, q: int, stated: Any, sign: int) -> bool:
+    """Whether the stated value is ``p/q`` rounded up to the decimals it is written with ("100 / 30 = 4 buses")."""
+    scale = 10**stated.decimals
+    ceiling = -((-p * scale) // q)  # ceil(p/q * 10**d)
+    return bool(sign * stated.num * scale == ceiling * stated.den)
 
 
 def judge(claim: Claim, limits: Limits, deadline: float) -> Judgement:
@@ -126,7 +139,9 @@ def judge(claim: Claim, limits: Limits, deadline: float) -> Judgement:
     for value in readings:
         for f in factors:
             p, q = to_rational(value * f, stated.decimals)
-            if consistent(p, q, stated, approx=claim.approx, sign=claim.rhs_sign):
+            if consistent(p, q, stated, approx=claim.approx or claim.rounding, sign=claim.rhs_sign):
+                return Judgement("ok", claim)
+            if claim.rounding and _rounded_up(p, q, stated, claim.rhs_sign):
                 return Judgement("ok", claim)
     if _conversion(claim, readings):
         return Judgement("unsure", claim, reason="a unit conversion the verifier does not follow")

@@ -37,7 +37,7 @@ _MASTER = re.compile(
     r"""
       (?P<ws>\s+|\\[,;!:]|\\q?quad\b)
     | (?P<num>(?:\d{1,3}(?:(?:,|\{,\})\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)
-    | (?P<text>\\(?:text|mathrm|textrm|mbox)\s*\{\s*(?P<textbody>[A-Za-z]+)\s*\})
+    | (?P<text>\\(?:text|mathrm|textrm|mbox)\s*\{(?P<textbody>\s*[A-Za-z]+(?:\s*/\s*[A-Za-z]+|\s+[A-Za-z]+){0,5}\s*)\})
     | (?P<latex>\\(?:left|right)\s*[(\[]|\\(?:left|right)\s*[)\]]|\\[A-Za-z]+|\\[$%{}()\[\]])
     | (?P<root>√)
     | (?P<sup>[²³])
@@ -69,6 +69,34 @@ _LATEX = {
     "\\le": ("SEP", "<="), "\\leq": ("SEP", "<="), "\\ge": ("SEP", ">="), "\\geq": ("SEP", ">="),
 }
 _ORDINAL = {"st", "nd", "rd", "th"}
+_POWER_START = set("0123456789(-+{")  # "2**3", "2**(1/2)"; "**8**." closes bold before the full stop
+_BOLD_VALUE = re.compile(r"-?[$€£¥₹₩₽₺₦฿₱]?\d")
+_ALIGNED_RELATION = re.compile(r"\s*(?:=|≈|\\approx\b)")
+_TEXT_PIECE = re.compile(r"[A-Za-z]+|/")
+
+
+def _states(t: Token) -> bool:
+    """Whether a token states a value that follows it: a relation sign or word ("=", "is", "equals")."""
+    return t.kind == "REL" or (t.kind == "WORD" and t.value.lower() in {"is", "equals"})
+
+
+def _text_words(m: re.Match[str], glued: bool) -> list[Token]:
+    """``\\text{ dollars/hour}``: the words (and rate slashes) it holds, as if written in prose.
+
+    The first piece starts at the backslash and the last ends at the closing brace, so spans cover the markup.
+    """
+    body_start = m.start("textbody")
+    pieces = list(_TEXT_PIECE.finditer(m.group("textbody")))
+    out: list[Token] = []
+    for k, piece in enumerate(pieces):
+        start = m.start() if k == 0 else body_start + piece.start()
+        end = m.end() if k == len(pieces) - 1 else body_start + piece.end()
+        # "5\\text{km}" is glued, "5\\text{ km}" is not
+        joined = glued and piece.start() == 0 if k == 0 else pieces[k - 1].end() == piece.start()
+        value = piece.group()
+        kind: TokenKind = "OP" if value == "/" else "WORD"
+        out.append(Token(kind, value.lower(), start, end, joined))
+    return out
 
 
 def _raw(text: str) -> list[Token]:
@@ -85,7 +113,9 @@ def _raw(text: str) -> list[Token]:
         if kind == "num":
             tok = Token("NUM", piece, s, e, glued)
         elif kind == "text":
-            tok = Token("WORD", m.group("textbody").lower(), s, e, glued)
+            out.extend(_text_words(m, glued))
+            glued = True
+            continue
         elif kind == "latex":
             squashed = re.sub(r"\s+", "", piece)
             if piece in _TRANSPARENT:
@@ -103,7 +133,10 @@ def _raw(text: str) -> list[Token]:
                 tok = Token(k, v, s, e, glued)  # type: ignore[arg-type]
         elif kind == "op":
             after = text[e:e + 1]
-            if piece == "**" and (glued != (after != "" and not after.isspace())):
+            opens = after != "" and not after.isspace()
+            if piece == "**" and (glued != opens or (glued and after not in _POWER_START)):
+                if not glued and out and _states(out[-1]) and _BOLD_VALUE.match(text, e):
+                    continue  # "= **$18**": bold on a stated value only styles it
                 tok = Token("SEP", piece, s, e, glued)  # markdown bold around text: "**3 + 4 = 7**"
             else:
                 tok = Token("OP", _OPS.get(piece, piece), s, e, glued)
@@ -132,6 +165,8 @@ def _raw(text: str) -> list[Token]:
             tok = Token("WORD", "cents", s, e, glued)
         elif kind == "deg":
             tok = Token("WORD", "degrees", s, e, glued)
+        elif piece == "&" and _ALIGNED_RELATION.match(text, e):
+            continue  # "9 \\times 2 &= 18": an alignment mark in a LaTeX align environment
         else:
             tok = Token("SEP", piece, s, e, glued)
         out.append(tok)

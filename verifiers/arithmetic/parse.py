@@ -221,6 +221,8 @@ class _Parser:
         unit = self._skip_unit()
         if unit is not None and label is None:
             label = unit  # a currency sign stays the label: "$0.5 cheaper" is in dollars
+        if unit is None:
+            self._skip_rate()
         t = self.peek()
         if t is not None and t.kind == "CUR" and t.glued:
             self.take()
@@ -240,6 +242,14 @@ class _Parser:
             self.take()
             self.take()  # a rate: "$6/movie", "4 slices/adult"
         return label
+
+    def _skip_rate(self) -> None:
+        """ "$2/egg", "$15/hour": a slash glued between an amount and a unit word makes a rate, not a division."""
+        t, word = self.peek(), self.peek(1)
+        if (t is not None and word is not None and t.kind == "OP" and t.value == "/" and t.glued
+                and word.kind == "WORD" and word.glued and len(word.value) >= 2 and is_unit_word(word.value)):
+            self.take()
+            self.take()
 
     def primary(self) -> Node:
         t = self.take()

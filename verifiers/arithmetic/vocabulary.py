@@ -103,6 +103,7 @@ RISKY_AFTER = {
     "point", "squared", "cubed", "percent", "divided", "multiplied", "x", "hundred", "thousand", "million",
     "billion", "dozen", "half", "halves", "third", "thirds", "quarter", "quarters", "higher", "lower",
     "greater", "smaller", "larger", "bigger", "extra", "additional", "remainder", "r", "rem", "with",
+    "mod", "modulo",
 }
 
 _IRREGULAR = {"feet": "foot", "inches": "inch", "pennies": "penny", "centuries": "century", "teeth": "tooth",

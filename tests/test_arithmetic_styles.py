@@ -1,0 +1,150 @@
+"""Arithmetic verifier on the notations chat models write beyond GSM8K's calculator annotations: markdown bold,
+LaTeX align and \\text{} units, rates ("$2/egg", "= 128 per week"), asides in brackets, rounding, unit powers,
+mixed numbers. Each wrong claim is flagged with its exact span and feedback; each trap is left alone."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor import Fail
+from verifiers import Arithmetic
+from verifiers.arithmetic import check_text
+
+
+def wrong(text: str) -> list[tuple[str, str]]:
+    """(claim text, feedback) of every wrong claim in one step."""
+    return [(text[f.start:f.end], f.judgement.feedback) for f in check_text(text) if f.status == "wrong"]
+
+
+def statuses(text: str) -> list[tuple[str, str]]:
+    return [(f.status, text[f.start:f.end]) for f in check_text(text)]
+
+
+@pytest.mark.parametrize(("text", "claim", "feedback"), [
+    # markdown bold on the stated value
+    ("- Weekly: $18 × 7 = **$128**", "$18 × 7 = **$128", "$18 × 7 is $126, not $128."),
+    ("So 16 - 3 - 4 = **8** eggs.", "16 - 3 - 4 = **8", "16 - 3 - 4 is 9, not 8."),
+    ("3 + 4 is **8**.", "3 + 4 is **8", "3 + 4 is 7, not 8."),
+    # LaTeX align: "&=" is an alignment mark
+    (r"18 \times 7 &= 127 \\", r"18 \times 7 &= 127", r"18 \times 7 is 126, not 127."),
+    # \text{} with a rate or several words
+    (r"\[ 5 \text{ hours} \times 12 \text{ dollars/hour} = 50 \text{ dollars} \]",
+     r"5 \text{ hours} \times 12 \text{ dollars/hour} = 50",
+     r"5 \text{ hours} \times 12 \text{ dollars/hour} is 60, not 50."),
+    (r"\( 9\text{ eggs} \times 7 = 62\text{ eggs per week} \)", r"9\text{ eggs} \times 7 = 62",
+     r"9\text{ eggs} \times 7 is 63, not 62."),
+    (r"\( 160 \text{ hours} \times \$15/\text{hour} = \$2{,}500 \)",
+     r"160 \text{ hours} \times \$15/\text{hour} = \$2{,}500",
+     r"160 \text{ hours} \times \$15/\text{hour} is $2,400, not \$2{,}500."),
+    # a rate after an amount, and "per <unit>" after the result
+    ("9 eggs × $2/egg = $19", "9 eggs × $2/egg = $19", "9 eggs × $2/egg is $18, not $19."),
+    ("$5/hour × 2 hours = $12", "$5/hour × 2 hours = $12", "$5/hour × 2 hours is $10, not $12."),
+    ("is $200000 x .05 = $100/year", "$200000 x .05 = $100", "$200000 x .05 is $10000, not $100."),
+    ("Then $18 \\times 7 = 128$ per week.", "$18 \\times 7 = 128", "$18 \\times 7 is 126, not 128."),
+    ("24 / 2 = 13 per person", "24 / 2 = 13", "24 / 2 is 12, not 13."),
+    ("9,300 / 30 = 275 miles per day.", "9,300 / 30 = 275", "9,300 / 30 is 310, not 275."),
+    # words in brackets after the value
+    ("3 × 4 = 13 (eggs)", "3 × 4 = 13", "3 × 4 is 12, not 13."),
+    ("100 / 30 = 5 buses (rounded up)", "100 / 30 = 5", "100 / 30 is about 3.33, not 5."),
+    # a unit's power after the value, a metre sign
+    ("Volume: 4 × 3 × 2 = 25 cm³.", "4 × 3 × 2 = 25", "4 × 3 × 2 is 24, not 25."),
+    ("Area = 12 × 8 = 86 ft^2", "12 × 8 = 86", "12 × 8 is 96, not 86."),
+    ("Perimeter: 2 × (12 + 8) = 42 m.", "2 × (12 + 8) = 42", "2 × (12 + 8) is 40, not 42."),
+    # mixed numbers as results
+    ("2 1/2 + 1 1/4 = 3 1/4 hours", "2 1/2 + 1 1/4 = 3 1/4", "2 1/2 + 1 1/4 is 3 3/4, not 3 1/4."),
+    ("1/2 - 2 = -2 1/2", "1/2 - 2 = -2 1/2", "1/2 - 2 is -1 1/2, not -2 1/2."),
+    ("3/4 + 3/4 = 1 1/4", "3/4 + 3/4 = 1 1/4", "3/4 + 3/4 is 1 1/2, not 1 1/4."),
+])
+def test_wrong_claims_in_model_notations(text: str, claim: str, feedback: str) -> None:
+    assert wrong(text) == [(claim, feedback)]
+
+
+@pytest.mark.parametrize("text", [
+    "- Weekly: $18 × 7 = **$126**", "**Answer:** 9 × $2 = **$18**", r"18 \times 7 &= 126 \\",
+    r"\[ 5 \text{ hours} \times 12 \text{ dollars/hour} = 60 \text{ dollars} \]",
+    r"\( 4 \text{ weeks} \times 5 \text{ days/week} = 20 \text{ days} \)",
+    "9 eggs × $2/egg = $18", "Then $18 \\times 7 = 126$ per week.", "3 × 4 = 12 (eggs)",
+    "4 × 3 × 2 = 24 m³.", "2 × (12 + 8) = 40 m.", "2 1/2 + 1 1/4 = 3 3/4", "1/2 - 2 = -1 1/2",
+    # rounding spoken of in the step: a ceiling or a rounder number is what was meant
+    "100 / 3 = 34 rounded up", "100 / 30 = 4 buses, rounded up", "100 / 30 = 4 buses (rounded up)",
+    "Rounding up, 100 / 30 = 4 buses.", "1234 + 5 = 1240, rounded to the nearest ten",
+])
+def test_correct_claims_in_model_notations_pass(text: str) -> None:
+    found = statuses(text)
+    assert found and all(status == "ok" for status, _ in found), found
+
+
+@pytest.mark.parametrize("text", [
+    "20 / 100 = 20 per cent", "3 + 4 = 8 pages per 2 days", "3 * 5 = 1 (mod 7)", "3 × 4 = 13 (dozen)",
+    "1234 + 5 = 1200 (approx.)", "2,000,000 × 4 = $8 m", "2,000 × 4 = 8 k", "3 + 4 = 8 (or 9)",
+    "12 m × 8 m = 86 m²", "60 km/h × 2 h = 100 km", "3 hours 20 minutes + 40 minutes = 4 hours",
+    r"\( 5 \text{ th} + 2 = 8 \)", r"2 \left( 10 + 5 \right) = 31",
+    "4 + 3 = 8 per 100 km", "**Total:** **5 + 3** = 9",
+])
+def test_not_flagged_in_model_notations(text: str) -> None:
+    assert wrong(text) == [], wrong(text)
+
+
+TRACE = r"""Let's break this down step by step.
+
+1. **Eggs laid per day:** 16 eggs.
+2. **Eggs remaining:** 16 - 3 - 4 = 9 eggs.
+3. **Money made:** 9 eggs × $2/egg = **$18**.
+
+\begin{aligned}
+9 \times 2 &= 18 \\
+18 \times 7 &= 127
+\end{aligned}
+
+**Answer:** Janet makes **$18** every day, or $18 \times 7 = 126$ per week."""
+
+
+def test_scan_flags_only_the_wrong_line_of_a_markdown_latex_trace() -> None:
+    verdicts = Arithmetic().scan(TRACE)
+    fails = [v for v in verdicts if isinstance(v, Fail)]
+    spans = [f.span for f in fails]
+    assert all(span is not None for span in spans)
+    assert [(TRACE[s.start:s.end], f.feedback) for s, f in zip(spans, fails, strict=True) if s is not None] == [
+        (r"18 \times 7 &= 127", r"18 \times 7 is 126, not 127.")]
+
+
+# Property: a calculation with its result in any of the styles models write passes with the true value and is
+# flagged, over exactly the claim, with a wrong one.
+STYLES = {
+    "bold": ("{e} = **{r}**", "{e} = **{r}"),
+    "per": ("{e} = {r} per week.", "{e} = {r}"),
+    "aside": ("{e} = {r} (apples)", "{e} = {r}"),
+    "align": ("{e} &= {r} \\\\", "{e} &= {r}"),
+    "text": ("\\( {e} = {r} \\text{{ apples per day}} \\)", "{e} = {r}"),
+}
+ints = st.integers(min_value=1, max_value=999)
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=ints, b=ints, c=ints, ops=st.sampled_from(["+-", "*+", "-*", "++", "*-"]),
+       style=st.sampled_from(sorted(STYLES)), delta=st.integers(-20, 20))
+def test_result_styles_are_read(a: int, b: int, c: int, ops: str, style: str, delta: int) -> None:
+    expr = f"{a} {ops[0]} {b} {ops[1]} {c}"
+    v = eval_plain(a, b, c, ops)
+    stated = v + delta
+    template, claim = STYLES[style]
+    text = template.format(e=expr, r=stated)
+    found = check_text(text)
+    expected = "ok" if delta == 0 else "wrong"
+    assert [f.status for f in found] == [expected], (text, [(f.status, f.judgement.reason) for f in found])
+    f = found[0]
+    assert text[f.start:f.end] == claim.format(e=expr, r=stated)
+    if delta:
+        assert f.judgement.feedback == f"{expr} is {v}, not {stated}."
+
+
+def eval_plain(a: int, b: int, c: int, ops: str) -> int:
+    """a op b op c with the usual precedence, for the whole-number operators the property uses."""
+    first, second = ops[0], ops[1]
+    if second == "*":
+        bc = b * c
+        return a + bc if first == "+" else a - bc if first == "-" else a * bc
+    ab = a + b if first == "+" else a - b if first == "-" else a * b
+    return ab + c if second == "+" else ab - c
