@@ -116,7 +116,15 @@ def _answers(norm: str) -> list[_Answer]:
     for m in _ANSWER.finditer(norm):
         pos = _RESTATE.match(norm, m.end())
         start = pos.end() if pos is not None else m.end()
-        found = _answer(norm, start, len(norm), m.group("strong") is not None, whole=False)
+        strong = m.group("strong") is not None
+        nl = norm.find("\n", start)
+        if strong and nl >= 0 and not norm[start:nl].strip(" \t:"):
+            # "**Final Answer:**" alone on its line: the answer is the next line that has text
+            nxt = nl
+            while nxt < len(norm) and norm[nxt].isspace():
+                nxt += 1
+            start = nxt if norm.count("\n", nl, nxt) <= 3 else start
+        found = _answer(norm, start, len(norm), strong, whole=False)
         if found is not None:
             out.append(found)
     for m in _BOXED.finditer(norm):
