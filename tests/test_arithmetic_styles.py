@@ -148,3 +148,22 @@ def eval_plain(a: int, b: int, c: int, ops: str) -> int:
         return a + bc if first == "+" else a - bc if first == "-" else a * bc
     ab = a + b if first == "+" else a - b if first == "-" else a * b
     return ab + c if second == "+" else ab - c
+
+
+@pytest.mark.parametrize("text", [
+    "Wait, is 340 + 51 = 381? No, 340 + 51 = 391.", "Does 3 + 4 = 8?", "3 + 4 = 8 is wrong",
+    "I wrote 3 + 4 = 8, which is wrong.", "3 + 4 = 8 (wrong!)", "Check: 3 + 4 = 8 ✗", "3 + 4 = 8 ❌",
+    "I incorrectly computed 3 + 4 = 8 before.", "3 + 4 = 8 is not right", "Earlier: 12 * 7 = 89 was a typo",
+])
+def test_claims_asked_about_or_refuted_are_not_flagged(text: str) -> None:
+    assert wrong(text) == []
+
+
+@pytest.mark.parametrize(("text", "claim", "feedback"), [
+    ("16 - 3 = 12, not 13", "16 - 3 = 12", "16 - 3 is 13, not 12."),  # the value it states is 12
+    ("So 3 + 4 = 8 eggs and 5 + 5 = 10 is correct.", "3 + 4 = 8", "3 + 4 is 7, not 8."),
+    ("Is it 5 + 5? Yes: 5 + 5 = 11.", "5 + 5 = 11", "5 + 5 is 10, not 11."),
+])
+def test_claims_near_a_question_or_a_verdict_on_another_are_still_judged(text: str, claim: str,
+                                                                          feedback: str) -> None:
+    assert wrong(text) == [(claim, feedback)]

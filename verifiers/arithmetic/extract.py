@@ -52,6 +52,11 @@ _NOT_RATES = {"cent", "cents", "centum", "mille", "mil", "annum"}  # "20 per cen
 # the words that do so without brackets ("= 1 (mod 7)", "= 5 (or 6)").
 _ASIDE_RISKY = APPROX_WORDS | {"estimated", "estimate", "est", "rough"}
 _ROUNDING = re.compile(r"\bround(?:ed|ing|s)?\b|\bnearest\b|\bceil", re.IGNORECASE)
+_REFUTING = {"wrong", "wrongly", "incorrect", "incorrectly", "mistake", "mistaken", "mistakenly", "error",
+             "erroneous", "typo", "oops", "false"}
+_REFUTING_BEFORE = {"wrongly", "incorrectly", "mistakenly", "erroneously", "falsely", "supposedly"}
+_REFUTING_MARKS = {"✗", "✘", "❌", "≠", "⨯"}
+_TRUE = {"right", "correct", "true", "accurate"}
 _DETERMINERS = {"the", "a", "an", "his", "her", "their", "its", "our", "my", "your", "this", "that", "these",
                 "those", "each", "every"}
 
@@ -314,6 +319,29 @@ def _right_clean(toks: list[Token], after: int, *, money: bool = False) -> bool:
     return True
 
 
+def _doubted(toks: list[Token], first: int | None, after: int) -> bool:
+    """A claim quoted to be asked about or refuted is not one the step makes: "is 340 + 51 = 381?",
+    "3 + 4 = 8 is wrong", "3 + 4 = 8 ❌", "I wrongly wrote 3 + 4 = 8"."""
+    if after < len(toks) and toks[after].value == "?":
+        return True
+    for j, t in enumerate(toks[after:after + 6]):
+        if t.kind in {"NUM", "REL"}:
+            break
+        w = t.value.lower()
+        if j < 2 and t.value in _REFUTING_MARKS:
+            return True
+        if t.kind == "WORD" and (w in _REFUTING or (w == "not" and after + j + 1 < len(toks)
+                                                    and toks[after + j + 1].value.lower() in _TRUE)):
+            return True
+    if first is not None:
+        for t in reversed(toks[max(0, first - 4):first]):
+            if t.kind in {"NUM", "REL"}:
+                break
+            if t.kind == "WORD" and t.value.lower() in _REFUTING_BEFORE:
+                return True
+    return False
+
+
 def _states_result(toks: list[Token], j: int) -> bool:
     """Whether the number at ``j`` is the result of a relation ("= 48 and 48 / 6"), not an operand in words."""
     k = j - 1
@@ -420,6 +448,8 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
             last_index = toks.index(right.toks[-1], a)
             money = any(t.kind == "CUR" for t in right.toks)
             if not whole and k == len(rels) - 1 and not _right_clean(toks, last_index + 1, money=money):
+                continue
+            if not whole and _doubted(toks, first if k == 0 else None, last_index + 1):
                 continue
             if _bare_fraction(left) and (len(left.toks) > 3 or _num_label(right.node) or kind == "is"):
                 continue  # "2/5 is equal to 12.8 hectares": the fraction of an amount, not a division
