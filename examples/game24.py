@@ -29,6 +29,10 @@ TRACES = {
     "left bookkeeping": "13 - 9 = 4 (left: 4 10)\n",
     "dead end": "4 + 9 = 13 (left: 10 13 13)\n",
     "final answer": "Answer: (10 + 4) * (13 - 9) = 24\n",
+    # the same checks in a chat model's notation
+    "chat notation": "**Step 1:** 13 − 9 = 4. Remaining numbers: 4, 4, 10\n"
+                     "**Step 2:** 10 − 4 = 6. Remaining numbers: 6, 10\n",
+    "boxed answer": "$$\\boxed{(10 - 4) \\times (13 - 4)}$$\n",
 }
 
 

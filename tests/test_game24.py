@@ -139,7 +139,7 @@ def test_bad_configuration_is_rejected() -> None:
     with pytest.raises(VerifierConfigError, match="numbers must be numbers"):
         Game24(["four", 9])
     made = create_verifier("game24", numbers=[1, 2, 3, 4])
-    assert isinstance(made, Game24) and made.numbers == (1, 2, 3, 4)
+    assert isinstance(made, Game24) and made.numbers == tuple(Fraction(x) for x in (1, 2, 3, 4))
 
 
 async def test_a_wrong_step_is_rolled_back_and_redone_in_a_monitor() -> None:
