@@ -16,6 +16,7 @@ token prefix, which ends earlier when the model had produced a non-canonical tok
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,6 +93,7 @@ class KVContext:
         self.trace_text = ""
         self.ends: list[int] = []  # ends[i]: characters of trace text after trace token i (-1: mid-character)
         self.forwarded = 0  # tokens run through the model over the context's life (for tests and benchmarks)
+        self._cache_keyword = _cache_keyword(model)
 
     @property
     def trace_ids(self) -> list[int]:
@@ -180,9 +182,10 @@ class KVContext:
             self.cache = DynamicCache(config=self.model.config)
         device = self.model.device
         with torch.inference_mode():
-            out = self.model(input_ids=torch.tensor([list(tokens)], device=device), past_key_values=self.cache,
-                             use_cache=True, logits_to_keep=1)
-        self.cache = out.past_key_values
+            out = self.model(input_ids=torch.tensor([list(tokens)], device=device), use_cache=True, logits_to_keep=1,
+                             **{self._cache_keyword: self.cache})
+        cache = getattr(out, "cache", None)
+        self.cache = cache if cache is not None else out.past_key_values
         self.logits = out.logits[0, -1].float()
         self.forwarded += len(tokens)
         trace_before = len(self.ids) - self.prompt_len
@@ -234,3 +237,13 @@ class KVContext:
                           for i in range(max(0, len(other.ids) - prompt_len))]
         other.trace_text = other.decoder(other.trace_ids)
         return other, target[len(other.ids):]
+
+
+def _cache_keyword(model: Any) -> str:
+    """The name ``forward`` takes the KV cache by: ``cache`` in newer transformers, ``past_key_values`` before
+    (the old name is deprecated there and goes away in 5.40)."""
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
