@@ -56,6 +56,12 @@ def statuses(text: str) -> list[tuple[str, str]]:
     ("2 1/2 + 1 1/4 = 3 1/4 hours", "2 1/2 + 1 1/4 = 3 1/4", "2 1/2 + 1 1/4 is 3 3/4, not 3 1/4."),
     ("1/2 - 2 = -2 1/2", "1/2 - 2 = -2 1/2", "1/2 - 2 is -1 1/2, not -2 1/2."),
     ("3/4 + 3/4 = 1 1/4", "3/4 + 3/4 = 1 1/4", "3/4 + 3/4 is 1 1/2, not 1 1/4."),
+    # arrows between steps, an x glued between numbers
+    ("16 - 3 - 4 = 9 => 9 x 2 = 19", "9 x 2 = 19", "9 x 2 is 18, not 19."),
+    ("16 - 3 - 4 = 9 -> 9 x 2 = 19", "9 x 2 = 19", "9 x 2 is 18, not 19."),
+    ("16 − 3 − 4 = 9 ⇒ 9 × 2 = 19", "9 × 2 = 19", "9 × 2 is 18, not 19."),
+    ("9x2 = 19", "9x2 = 19", "9x2 is 18, not 19."),
+    ("a 3x4x5 box = 50 cubes", "3x4x5 box = 50", "3x4x5 box is 60, not 50."),
 ])
 def test_wrong_claims_in_model_notations(text: str, claim: str, feedback: str) -> None:
     assert wrong(text) == [(claim, feedback)]
@@ -70,6 +76,7 @@ def test_wrong_claims_in_model_notations(text: str, claim: str, feedback: str) -
     # rounding spoken of in the step: a ceiling or a rounder number is what was meant
     "100 / 3 = 34 rounded up", "100 / 30 = 4 buses, rounded up", "100 / 30 = 4 buses (rounded up)",
     "Rounding up, 100 / 30 = 4 buses.", "1234 + 5 = 1240, rounded to the nearest ten",
+    "16 - 3 - 4 = 9 => 9 x 2 = 18", "1920x1080 = 2,073,600 pixels",
 ])
 def test_correct_claims_in_model_notations_pass(text: str) -> None:
     found = statuses(text)
@@ -82,6 +89,7 @@ def test_correct_claims_in_model_notations_pass(text: str) -> None:
     "12 m × 8 m = 86 m²", "60 km/h × 2 h = 100 km", "3 hours 20 minutes + 40 minutes = 4 hours",
     r"\( 5 \text{ th} + 2 = 8 \)", r"2 \left( 10 + 5 \right) = 31",
     "4 + 3 = 8 per 100 km", "**Total:** **5 + 3** = 9",
+    "0x10 = 16", "2x + 3 = 8", "3 + 4 => 8", "x > 5 -> 3 + 1 = 4", "10 -> 2 = 5",
 ])
 def test_not_flagged_in_model_notations(text: str) -> None:
     assert wrong(text) == [], wrong(text)

@@ -42,6 +42,7 @@ _MASTER = re.compile(
     | (?P<root>√)
     | (?P<sup>[²³])
     | (?P<deg>°[CF]?|\^\s*\{?\\circ\}?)
+    | (?P<arrow>=+>|-+>|[→⇒⟹])
     | (?P<op>\*\*|[-+*/^×·⋅∗÷−])
     | (?P<rel>==?|≈|≃)
     | (?P<pct>%)
@@ -149,6 +150,8 @@ def _raw(text: str) -> list[Token]:
         elif kind == "sup":  # "5²" is 5^2
             out.append(Token("OP", "^", s, s, glued))
             tok = Token("NUM", "2" if piece == "²" else "3", s, e, True)
+        elif kind == "arrow":
+            tok = Token("SEP", "→", s, e, glued)  # "= 9 => 9 x 2 = 18": an arrow between steps, not "=" or "-"
         elif kind == "math":
             tok = Token("SEP", piece, s, e, glued)  # display-math delimiters, not two dollar signs
         elif kind == "cur" and piece == "$" and glued and s > 0 and (text[s - 1].isdigit() or text[s - 1] in ")}%"):
@@ -174,6 +177,13 @@ def _raw(text: str) -> list[Token]:
     return out
 
 
+def _glued_times(toks: list[Token], i: int) -> bool:
+    """ "9x2": an x glued between two numbers is a times sign (but "0x1F" is hexadecimal)."""
+    return (toks[i].kind == "WORD" and toks[i].value in {"x", "X"} and i >= 1 and toks[i].glued
+            and toks[i - 1].kind == "NUM" and toks[i - 1].value != "0" and i + 1 < len(toks) and toks[i + 1].glued
+            and toks[i + 1].kind == "NUM")
+
+
 def _bad(t: Token) -> Token:
     return Token("BAD", t.value, t.start, t.end, t.glued)
 
@@ -186,7 +196,8 @@ def _resolve(toks: list[Token]) -> list[Token]:
         prev = toks[i - 1] if i > 0 else None
         nxt = toks[i + 1] if i + 1 < n else None
         if t.kind == "NUM":
-            if prev is not None and t.glued and (prev.kind == "WORD" or prev.value in {"_", "@", "#", "'"}):
+            if prev is not None and t.glued and (prev.kind == "WORD" or prev.value in {"_", "@", "#", "'"}) \
+                    and not _glued_times(toks, i - 1):
                 out[i] = _bad(t)  # "A4", "COVID19", "#3"
             elif prev is not None and t.glued and prev.kind == "SEP" and prev.value in {":", ".", ","} \
                     and i >= 2 and toks[i - 2].kind == "NUM" and prev.glued:
