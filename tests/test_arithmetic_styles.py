@@ -48,6 +48,7 @@ def statuses(text: str) -> list[tuple[str, str]]:
     # words in brackets after the value
     ("3 × 4 = 13 (eggs)", "3 × 4 = 13", "3 × 4 is 12, not 13."),
     ("100 / 30 = 5 buses (rounded up)", "100 / 30 = 5", "100 / 30 is about 3.33, not 5."),
+    ("A round trip is 2 × 18 = 40 miles.", "2 × 18 = 40", "2 × 18 is 36, not 40."),  # no rounding spoken of
     # a unit's power after the value, a metre sign
     ("Volume: 4 × 3 × 2 = 25 cm³.", "4 × 3 × 2 = 25", "4 × 3 × 2 is 24, not 25."),
     ("Area = 12 × 8 = 86 ft^2", "12 × 8 = 86", "12 × 8 is 96, not 86."),

@@ -51,7 +51,9 @@ _NOT_RATES = {"cent", "cents", "centum", "mille", "mil", "annum"}  # "20 per cen
 # A word that, right after "(" following a stated value, may change what it means ("= 1200 (approx.)"), besides
 # the words that do so without brackets ("= 1 (mod 7)", "= 5 (or 6)").
 _ASIDE_RISKY = APPROX_WORDS | {"estimated", "estimate", "est", "rough"}
-_ROUNDING = re.compile(r"\bround(?:ed|ing|s)?\b|\bnearest\b|\bceil", re.IGNORECASE)
+# Rounding spoken of ("rounded up", "round to the nearest ten", "ceil"), not "a round trip" or "3 rounds".
+_ROUNDING = re.compile(r"\b(?:rounded|rounding|nearest|ceil)\b|⌈|\bround(?:s)?\s+(?:it\s+|this\s+|that\s+|them\s+)?"
+                       r"(?:up|down|off|to|it|this|that|them)\b", re.IGNORECASE)
 _REFUTING = {"wrong", "wrongly", "incorrect", "incorrectly", "mistake", "mistaken", "mistakenly", "error",
              "erroneous", "typo", "oops", "false"}
 _REFUTING_BEFORE = {"wrongly", "incorrectly", "mistakenly", "erroneously", "falsely", "supposedly"}
