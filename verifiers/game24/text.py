@@ -8,6 +8,7 @@ at what the model wrote. :func:`chains` finds the ``expression = expression = ..
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ class Normalized:
     start: tuple[int, ...]
     end: tuple[int, ...]
     source: str  # the original text
+    resume: tuple[int, int] = (0, 0)  # (original, normalised) offsets after the last line break outside braces
 
     def original(self, start: int, end: int) -> str:
         """What the model wrote for the normalised span ``[start, end)``."""
@@ -57,12 +59,21 @@ class Normalized:
         return lo
 
 
-def normalize(text: str) -> Normalized:
-    """Rewrite ``text`` into plain notation (``* / - ( )``, no LaTeX or markdown), keeping the offset map."""
+def normalize(text: str, previous: Normalized | None = None) -> Normalized:
+    """Rewrite ``text`` into plain notation (``* / - ( )``, no LaTeX or markdown), keeping the offset map.
+
+    ``previous``, the result for an earlier prefix of ``text`` (the trace before it grew), is reused up to its
+    last line break, so a growing trace is read once, not once per step.
+    """
     out: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
     braces: list[str] = []  # what each open "{" becomes when it closes
+    i = 0
+    resume = (0, 0)
+    if previous is not None and text.startswith(previous.source):
+        i, k = resume = previous.resume
+        out, starts, ends = list(previous.text[:k]), list(previous.start[:k]), list(previous.end[:k])
 
     def emit(s: str, a: int, b: int) -> None:
         for ch in s:
@@ -70,9 +81,11 @@ def normalize(text: str) -> Normalized:
             starts.append(a)
             ends.append(b)
 
-    i, n = 0, len(text)
+    n = len(text)
     while i < n:
         ch = text[i]
+        if ch == "\n" and not braces:
+            resume = (i + 1, len(out) + 1)
         if ch == "\\":
             m = _LATEX.match(text, i)
             if m is not None:
@@ -119,7 +132,7 @@ def normalize(text: str) -> Normalized:
         else:
             emit(_SINGLE.get(ch, ch), i, i + 1)
         i += 1
-    return Normalized("".join(out), tuple(starts), tuple(ends), text)
+    return Normalized("".join(out), tuple(starts), tuple(ends), text, resume)
 
 
 # -- chains -------------------------------------------------------------------------------------------------
@@ -184,21 +197,30 @@ def chains(norm: str, start: int = 0, end: int | None = None) -> Iterator[Chain]
     end = len(norm) if end is None else end
     for line_m in re.finditer(r"[^\n]+", norm[start:end]):
         offset = start + line_m.start()
-        toks = _tokens(line_m.group(), offset)
-        i = 0
-        while i < len(toks):
-            if toks[i][0] == "other":
-                i += 1
-                continue
-            j = i
-            while j < len(toks) and toks[j][0] != "other":
-                j += 1
-            run = toks[i:j]
-            if any(t[0] == "=" for t in run):
-                chain = _chain(norm, run, toks[j] if j < len(toks) else None)
-                if chain is not None:
-                    yield chain
-            i = j
+        for chain in _line_chains(line_m.group()):
+            yield Chain(tuple(Part(p.start + offset, p.end + offset, p.parsed) for p in chain.parts), chain.question)
+
+
+@functools.lru_cache(maxsize=4096)
+def _line_chains(line: str) -> tuple[Chain, ...]:
+    """The chains of one line, at offsets within it (cached: a growing trace asks for the same lines again)."""
+    out = []
+    toks = _tokens(line, 0)
+    i = 0
+    while i < len(toks):
+        if toks[i][0] == "other":
+            i += 1
+            continue
+        j = i
+        while j < len(toks) and toks[j][0] != "other":
+            j += 1
+        run = toks[i:j]
+        if any(t[0] == "=" for t in run):
+            chain = _chain(line, run, toks[j] if j < len(toks) else None)
+            if chain is not None:
+                out.append(chain)
+        i = j
+    return tuple(out)
 
 
 def read_at(norm: str, pos: int, end: int) -> Chain | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import collections
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -46,6 +46,7 @@ LEFT = re.compile(
     rf"|(?:[ \t]*(?:[.,;:]|->|→|=>|—|-)?[ \t]*(?:\n[ \t>*\-]*)?)(?:(?:so|and|which)[ \t]+)?{_LABEL}"
     rf"(?:[ \t]+(?:are|is))?[ \t]*:?[ \t]*(?P<list>\([ \t]*{_LIST}[ \t]*\)|{_LIST})(?=[ \t]*(?:[.;!)]|$))",
     re.IGNORECASE | re.MULTILINE)
+_LEFT_WORD = re.compile(r"(?i)left|remain|have|leav")
 _FRACTION = re.compile(rf"[ \t]*{_NUM}[ \t]*$")  # a step's result: a number, "8/3" too
 _SIMPLE = re.compile(rf"^(?P<a>{_NUM})[ \t]*(?P<op>[-+*/xX])[ \t]*(?P<b>{_NUM})$")
 # a final answer: "Answer: ...", "Final answer: the expression is ...", and (only at the start of a line, after
@@ -207,6 +208,7 @@ class Game24(Verifier):
             self.dead_ends = True
         self.require_answer = require_answer
         self._ended: tuple[int, int] | None = None
+        self._normalized: Normalized | None = None  # the text last read, reused while the trace grows
         super().__init__(**options)
 
     # -- extraction ---------------------------------------------------------------------------------
@@ -236,7 +238,7 @@ class Game24(Verifier):
             return [Pass(note="every step was checked when it was written")]
         if state.numbers is None:
             return [Unknown(reason=state.prompt_problem, span=state.step)]
-        norm = normalize(state.text)
+        norm = self._normalized = normalize(state.text, self._normalized)
         n = norm.text
         lo, hi = norm.index(state.step.start), norm.index(state.step.end)
 
@@ -249,7 +251,7 @@ class Game24(Verifier):
                         for a in answers]
         inputs = _multiset(state.numbers)
         replay = _Replay(inputs)
-        for chain in chains(n):
+        for chain in self._chains(n, lo):
             first, last = chain.parts[0], chain.parts[-1]
             if any(s < last.end and first.start < e for s, e in answer_spans):
                 continue
@@ -267,6 +269,26 @@ class Game24(Verifier):
         if state.end_check and self.require_answer and not answers:
             verdicts.append(Unknown(reason="no final 'Answer: <expression>' in the trace", span=state.step))
         return verdicts or [Pass()]
+
+    @staticmethod
+    def _chains(n: str, lo: int) -> Iterator[Chain]:
+        """The chains of the text: every one from the step being checked on, and before it only those on lines
+        that may be steps (a word of a "left" list on the line or the next), which the replay needs."""
+        line_lo = n.rfind("\n", 0, lo) + 1
+        regions: list[tuple[int, int]] = []
+        for m in _LEFT_WORD.finditer(n, 0, n.find("\n", line_lo) % (len(n) + 1)):
+            this_line = n.rfind("\n", 0, m.start())
+            start = n.rfind("\n", 0, this_line) + 1 if this_line > 0 else 0  # this line and the one before
+            end = min(n.find("\n", m.end()) % (len(n) + 1), line_lo)
+            if start >= end:
+                continue
+            if regions and start <= regions[-1][1]:
+                regions[-1] = (regions[-1][0], max(end, regions[-1][1]))
+            else:
+                regions.append((start, end))
+        for start, end in regions:
+            yield from chains(n, start, end)
+        yield from chains(n, line_lo)
 
     def _replay_step(self, norm: Normalized, chain: Chain, m: re.Match[str], replay: _Replay,
                      arithmetic: bool) -> list[Verdict]:
