@@ -42,7 +42,8 @@ __all__ = ["Claim", "extract_claims", "might_hold_claims"]
 _QUICK = re.compile(r"[=≈≃]|\\approx|\b(?:is|equals)\b")
 _DIGIT = re.compile(r"\d")
 _ANNOTATION = re.compile(r"<<([^<>\n]{1,400})>>")
-_LIST_MARKER = re.compile(r"^\s*(?:\(?\d{1,3}\)|\d{1,3}\.|[-*•])\s+")
+# A list marker or quote mark at the start of a line: "1.", "1)", "(a)", "b)", "iv)", "-", "*", "•", "> ".
+_LIST_MARKER = re.compile(r"^\s*(?:>\s*)*(?:(?:\(?(?:\d{1,3}|[A-Za-z]|[ivx]{1,4})\)|\d{1,3}\.|[-*•])\s+)?")
 # Marks that may touch a claim without changing it ("**3 + 4 = 7**", "`3+4=7`", "(3 + 4 = 7).");
 # any other glued symbol ("√16 + 1", "3′", "π") may be part of the calculation, so the claim is not judged.
 _SAFE_BEFORE = {"`", '"', "“", "**", "$$", "\\(", "\\[", "|", ">", "#", "&"}
@@ -59,6 +60,11 @@ _REFUTING = {"wrong", "wrongly", "incorrect", "incorrectly", "mistake", "mistake
 _REFUTING_BEFORE = {"wrongly", "incorrectly", "mistakenly", "erroneously", "falsely", "supposedly"}
 _REFUTING_MARKS = {"✗", "✘", "❌", "≠", "⨯"}
 _TRUE = {"right", "correct", "true", "accurate"}
+# Words that number what follows ("Step 3 - ...", "Day 2 - ...").
+_LABELS = {"step", "day", "week", "month", "year", "part", "question", "problem", "q", "round", "level", "stage",
+           "phase", "case", "item", "no", "number", "page", "chapter", "section", "line", "row", "column", "room",
+           "task", "exercise", "example", "option", "method", "approach", "scenario", "hour", "minute", "game",
+           "match", "test", "trial", "turn", "lap", "floor", "box", "bag", "group", "team", "player", "person"}
 _DETERMINERS = {"the", "a", "an", "his", "her", "their", "its", "our", "my", "your", "this", "that", "these",
                 "those", "each", "every"}
 
@@ -283,6 +289,10 @@ def _left_clean(toks: list[Token], first: int, skip_until: int) -> bool:
                 and not _states_result(toks, j)):
             return False
         words = [prev.value.lower()]
+        nxt = toks[first + 1] if first + 1 < len(toks) else None
+        if (words[0] in _LABELS and t.kind == "NUM" and nxt is not None and nxt.kind == "OP" and nxt.value == "-"
+                and not nxt.glued):
+            return False  # "Step 3 - 16 - 3 - 4 = 9": a numbered label and a dash, not 3 - 16
         if words[0] in _DETERMINERS and first >= 2 and toks[first - 2].kind == "WORD":
             words.append(toks[first - 2].value.lower())
         return not (t.glued or any(w in RISKY_BEFORE for w in words))
