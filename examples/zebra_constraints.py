@@ -45,26 +45,44 @@ def _name(literal: Any) -> str:
     return str(literal.name).replace("_", " ")
 
 
+def _group(cls: type) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", cls.__name__).lower()  # PhoneModel -> "phone model"
+
+
 def spec_from_puzzle(puzzle: Any, question: str) -> ConstraintSpec:
     """The puzzle as constraints: one position variable per value, one named constraint per numbered clue."""
-    groups = {re.sub(r"(?<!^)(?=[A-Z])", " ", cls.__name__).lower(): [_name(x) for x in puzzle.literals
-                                                                       if isinstance(x, cls)]
+    names: dict[Any, str] = {}  # literal -> variable name
+    taken: set[str] = set()
+    for cls in puzzle.element_classes:  # Name first: a person keeps the bare name
+        for x in puzzle.literals:
+            if isinstance(x, cls):
+                name = _name(x)
+                if name.lower() in taken:  # a child named Alice among people named Alice: "child Alice"
+                    name = f"{'child' if cls.__name__ == 'Children' else _group(cls)} {name.capitalize()}"
+                names[x] = name
+                taken.add(name.lower())
+    groups = {_group(cls): [names[x] for x in puzzle.literals if isinstance(x, cls)]
               for cls in puzzle.element_classes}
     spec = ConstraintSpec().positions(groups, count=len(puzzle.houses), unit="house")
     for literal in puzzle.literals:
-        phrase = str(literal.value)
-        if phrase.lower() != _name(literal).lower():
-            spec.alias(phrase, _name(literal))  # "the person who loves red" names the variable "red"
+        phrase = str(literal.value).strip()
+        if phrase.lower() != names[literal].lower():
+            spec.alias(phrase, names[literal])  # "the person who loves red" names the variable "red"
+        if type(literal).__name__ == "Children":  # "Billy's mother", "the mother of Billy"
+            child = _name(literal).capitalize()
+            for alias in (f"the mother of {child}", f"{child}'s mother"):
+                if spec.vocabulary.lookup(alias) is None:
+                    spec.alias(alias, names[literal])
     by_text = {str(clue): clue for clue in puzzle.clues}
     for number, text in re.findall(r"(?m)^(\d+)\. (.+)$", question):
         clue = by_text[text]
         kind, name = type(clue).__name__, f"clue {number}"
         if kind == "found_at":
-            spec.equal(_name(clue.value), clue.house, name=name, text=text)
+            spec.equal(names[clue.value], clue.house, name=name, text=text)
         elif kind == "not_at":
-            spec.different(_name(clue.value), clue.house, name=name, text=text)
+            spec.different(names[clue.value], clue.house, name=name, text=text)
         else:
-            a, b = _name(clue.value1), _name(clue.value2)
+            a, b = names[clue.value1], names[clue.value2]
             if kind == "same_house":
                 spec.equal(a, b, name=name, text=text)
             elif kind == "consecutive":

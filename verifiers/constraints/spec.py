@@ -72,6 +72,7 @@ class ConstraintSpec:
     variables: dict[str, Variable] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     constraints: list[Constraint] = field(default_factory=list)
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # positions(): group -> canonical names
     _vocab: Vocabulary | None = field(default=None, init=False, repr=False, compare=False)
 
     # -- declarations -------------------------------------------------------------------------------
@@ -122,6 +123,7 @@ class ConstraintSpec:
                 raise VerifierConfigError(f"group {group!r} has {len(values)} values for {size} {unit}s")
             for value in values:
                 self.integer(str(value), first, first + size - 1)
+            self.groups[str(group)] = tuple(canon(str(v)) for v in values)
             self.all_different(list(values), name=f"different {group}",
                                text=f"Each {unit} has a different {group}.")
         return self

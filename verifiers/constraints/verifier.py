@@ -69,7 +69,7 @@ class ClaimState:
 class _Entry:
     span: Span
     claims: tuple[Claim, ...]
-    hedged: bool
+    hedged: int  # what the step leaves open for the next one (ClaimReader.opens)
 
 
 @dataclass
@@ -247,7 +247,7 @@ class Constraints(Verifier):
         current = next((e for e in branch.entries if e.span == step.span), None)
         if current is None:
             last = before[-1] if before else None
-            carry = last is not None and last.hedged and last.span.end == step.start
+            carry = last.hedged if last is not None and last.span.end == step.start else 0
             found, hedged = self.reader.read_all(step.text, step.start, after_hedge=carry)
             current = _Entry(step.span, tuple(found), hedged)
             starts = [e.span.start for e in branch.entries]
