@@ -391,3 +391,115 @@ def test_a_step_fails_exactly_when_z3_says_the_claims_so_far_are_unsatisfiable(c
         assert isinstance(verdict, Pass if ok else Fail)
         if ok:
             solver.add(var == value)
+
+
+# -- the forms chat models write in zebra-puzzle traces -----------------------------------------------------------
+
+def _fails(text: str, spec: ConstraintSpec | None = None) -> list[tuple[str, str]]:
+    return [(text[v.span.start:v.span.end], v.message) for v in Constraints(spec or zebra()).scan(text)
+            if isinstance(v, Fail) and v.span is not None]
+
+
+def test_a_supposition_lasts_until_it_is_given_up_or_its_paragraph_ends() -> None:
+    explored = ("Suppose Bob is in house 1.\nThen Alice is in house 2.\nArnold is in house 3.\n"
+                "That is a contradiction.\nSo Bob is in house 2.\n")
+    assert _fails(explored) == [("Bob is in house 2", "'Bob is in house 2' contradicts different name (Each house "
+                                 "has a different name); clue 1 (The person who uses a Google Pixel 6 is in the "
+                                 "second house); clue 5 (The person who uses a Google Pixel 6 is Arnold).")]
+    cases = "Case 1: Bob is in house 1.\nAlice is in house 2.\n\nBob is in house 1.\n"
+    ((said, message),) = _fails(cases)
+    assert (said, cases.rindex(said)) == ("Bob is in house 1", 49)
+    assert message.startswith("'Bob is in house 1' contradicts clue 1")
+    for text in ("Option A: Arnold is in house 3. Then Bob is in house 1.\n",
+                 "Let's try placing Bob in house 2.\nThen Alice is in house 3.\n",
+                 "If Bob lived in house 1, then Alice would be in house 3.\nArnold lives in house 3.\n",
+                 "Wait, I said Bob is in house 1 earlier, but that's wrong. Bob is in house 3.\n",
+                 "Bob must be in house 1 or 2.\n"):
+        assert _fails(text) == [], text
+    # a mere hedge covers its sentence and a consequence right after it, not the rest of the paragraph
+    assert [s for s, _ in _fails("Bob might be in house 2.\nSo Alice is in house 2.\nAlice is in house 3.\n")] == [
+        "Alice is in house 3"]
+
+
+def test_rows_of_a_solution_grid_put_each_cell_in_the_rows_house() -> None:
+    text = "House 1: Alice, coffee, OnePlus 9\n| 3 | Bob | water | Huawei P50 |\n"
+    assert _fails(text) == [("water", "'water' contradicts clue 1 (The person who uses a Google Pixel 6 is in the "
+                             "second house); clue 5 (The person who uses a Google Pixel 6 is Arnold); clue 6 (The "
+                             "one who only drinks water is Arnold).")]
+    assert text[46:51] == "water" and [v.span for v in Constraints(zebra()).scan(text) if isinstance(v, Fail)] == [
+        Span(46, 51)]
+    reader = ClaimReader(zebra())
+    read = {t: [(c.text, c.node) for c in reader.read_all(t)[0]] for t in (
+        "- House 2: **Arnold** (water, Google Pixel 6)",
+        "So, house 3: Bob, boba tea.",
+        "| House 1 | Alice | coffee | - |",
+    )}
+    assert read == {
+        "- House 2: **Arnold** (water, Google Pixel 6)": [("Arnold", ("==", ("var", "arnold"), ("num", 2))),
+                                                          ("water", ("==", ("var", "water"), ("num", 2))),
+                                                          ("Google Pixel 6", ("==", ("var", "google pixel 6"),
+                                                                              ("num", 2)))],
+        "So, house 3: Bob, boba tea.": [("Bob", ("==", ("var", "bob"), ("num", 3))),
+                                        ("boba tea", ("==", ("var", "boba tea"), ("num", 3)))],
+        "| House 1 | Alice | coffee | - |": [("Alice", ("==", ("var", "alice"), ("num", 1))),
+                                             ("coffee", ("==", ("var", "coffee"), ("num", 1)))],
+    }
+    # rows that list candidates, name something unknown or say more than a name are not read
+    for text in ("House 1: Bob, Alice", "House 1: Bob/Alice", "House 1: Bob or Alice", "House 2: Bob (child)",
+                 "House 3: not Alice, coffee", "| 1 | Bob | Alice |", "1. Bob", "| Name | Bob |"):
+        assert reader.read_all(text)[0] == [], text
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.permutations([1, 2, 3]), st.permutations([1, 2, 3]), st.sampled_from(
+    ["House {h}: {a}, {b}", "- House {h}: {a} ({b})", "| {h} | {a} | {b} |", "So, house {h}: {a}, {b}."]))
+def test_a_grid_fails_exactly_at_its_wrong_cells(names: list[int], drinks: list[int], form: str) -> None:
+    truth = {"Alice": 1, "Arnold": 2, "Bob": 3, "coffee": 1, "water": 2, "boba tea": 3}
+    houses = {h: (["Alice", "Arnold", "Bob"][names.index(h)], ["coffee", "water", "boba tea"][drinks.index(h)])
+              for h in (1, 2, 3)}
+    text = "".join(form.format(h=h, a=a, b=b) + "\n" for h, (a, b) in sorted(houses.items()))
+    wrong, start = [], 0
+    for h, cells in sorted(houses.items()):
+        line_end = text.index("\n", start)
+        for cell in cells:
+            at = text.index(cell, start, line_end)
+            if truth[cell] != h:
+                wrong.append(Span(at, at + len(cell)))
+        start = line_end + 1
+    fails = [v.span for v in Constraints(zebra()).scan(text) if isinstance(v, Fail)]
+    assert fails == wrong
+
+
+def test_verbs_tie_a_person_to_an_attribute() -> None:
+    assert _fails("Bob drinks boba tea.\nThe person in house 2 drinks water.\nAlice doesn't drink water.\n") == []
+    assert [s for s, _ in _fails("Alice doesn't drink coffee.\nThe person in house 1 uses the Huawei P50.\n")] == [
+        "Alice doesn't drink coffee", "The person in house 1 uses the Huawei P50"]
+    # two people are never one: "Alice likes Bob" says nothing about houses
+    assert ClaimReader(zebra()).read_all("Alice likes Bob. The coffee drinker has Bob as a neighbour.")[0] == []
+
+
+def test_ends_of_the_row_and_house_numbers_in_words() -> None:
+    assert _fails("Alice lives in the leftmost house.\nBob is in the rightmost house.\nBob lives in house three.\n"
+                  "Arnold is in the middle house.\n") == []
+    assert [s for s, _ in _fails("Bob is in the middle house.\nArnold is in the last house.\n")] == [
+        "Bob is in the middle house", "Arnold is in the last house"]
+    even = ConstraintSpec().positions({"name": ["Ann", "Ben", "Cid", "Dee"]})
+    assert ClaimReader(even).read_all("Ann is in the middle house. Ben is in the fourth house.")[0][0].text == (
+        "Ben is in the fourth house")  # four houses have no middle one
+
+
+def test_the_zebra_example_names_a_child_who_shares_a_persons_name() -> None:
+    pytest.importorskip("reasoning_gym")
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "zebra_constraints.py"
+    module_spec = importlib.util.spec_from_file_location("zebra_example", path)
+    assert module_spec is not None and module_spec.loader is not None
+    example = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(example)
+    entry, puzzle = example.load_puzzle(seed=1, people=3, traits=3)  # names arnold, bob, alice; a child alice
+    v = Constraints(example.spec_from_puzzle(puzzle, entry["question"]))
+    assert v.solve() == {"alice": 2, "arnold": 3, "bob": 1, "daffodils": 1, "carnations": 2, "iris": 3, "billy": 1,
+                         "timothy": 3, "child Alice": 2}
+    text = "Alice is in the second house.\nAlice's mother lives in house 2.\nTimothy's mother lives in house 1.\n"
+    assert [v.span for v in v.scan(text) if isinstance(v, Fail)] == [Span(63, 96)]

@@ -81,6 +81,7 @@ _PHRASE_END = r"(?=\s*(?:[.,;:!?)\n]|$)|\s+(?:and|but|so|then|because|since|who|
 # "Bob drinks tea", "the person in house 2 owns the dog": a verb that ties a person to an attribute
 _VERB = r"(?:drink|have|own|keep|love|like|eat|smoke|use|prefer|enjoy|play)"
 _VERBS = r"(?:drinks|has|owns|keeps|loves|likes|eats|smokes|uses|prefers|enjoys|plays)"
+_NOT_AS = r"(?!\s+(?:as|for)\b)" + _PHRASE_END  # "has Bob as a neighbour" is no claim that they are one
 _CONSEQUENCE = re.compile(r"^\W*(?:then|so|that|this|which|in that case|hence|thus|therefore|it follows)\b",
                           re.IGNORECASE)
 
@@ -138,9 +139,9 @@ DEFAULT_PATTERNS: tuple[ClaimPattern, ...] = (
                  "person in house does not"),
     ClaimPattern(r"(?:the\s+)?(?:person|one|resident|occupant)\s+(?:in|of|living\s+in|who\s+lives\s+in)\s+" + _HOUSE
                  + r"\s+(?:" + _VERBS + r"|is)\s+(?:the\s+|a\s+|an\s+)?{a}", "equal", "person in house"),
-    ClaimPattern(r"{a}\s+(?:does\s+not|doesn't)\s+" + _VERB + r"\s+(?:the\s+|a\s+|an\s+)?{b}", "different",
-                 "does not have"),
-    ClaimPattern(r"{a}\s+" + _VERBS + r"\s+(?:the\s+|a\s+|an\s+)?{b}", "equal", "has"),
+    ClaimPattern(r"{a}\s+(?:does\s+not|doesn't)\s+" + _VERB + r"\s+(?:the\s+|a\s+|an\s+)?{b}" + _NOT_AS,
+                 "different", "does not have"),
+    ClaimPattern(r"{a}\s+" + _VERBS + r"\s+(?:the\s+|a\s+|an\s+)?{b}" + _NOT_AS, "equal", "has"),
     ClaimPattern(r"{a}\s+(?:is\s+not|isn't)\s+{b}", "different", "is not"),
     ClaimPattern(r"{a}\s+(?:is|equals|is\s+equal\s+to)\s+{b}", "equal", "is"),
     ClaimPattern(r"{a}\s+(?:is\s+not|isn't)\s+(?:equal\s+to\s+)?{num}", "different", "is not number"),
