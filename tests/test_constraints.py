@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -74,8 +75,9 @@ def test_the_spec_solves_to_the_puzzles_unique_solution() -> None:
 def test_a_consistent_trace_passes_every_step() -> None:
     verdicts = Constraints(zebra()).scan(GOOD)
     assert [type(v) for v in verdicts] == [Pass] * 5
-    assert [v.note for v in verdicts][:2] == [f"{n} claim(s) in this step consistent with the constraints"
-                                              for n in (1, 2)]  # 'Arnold uses the Google Pixel 6' is a claim
+    notes = [v.note for v in verdicts if isinstance(v, Pass)]
+    assert notes[:2] == [f"{n} claim(s) in this step consistent with the constraints"
+                         for n in (1, 2)]  # 'Arnold uses the Google Pixel 6' is a claim
 
 
 def test_a_contradicting_claim_fails_with_its_span_and_the_named_constraints() -> None:
@@ -174,7 +176,7 @@ def test_user_patterns_extend_the_reader() -> None:
 
 
 def test_power_users_give_z3_functions_and_smt2(tmp_path: Path) -> None:
-    def parity(v: dict[str, z3.ArithRef]) -> z3.BoolRef:
+    def parity(v: Mapping[str, Any]) -> Any:
         return v["x"] % 2 == 0
 
     spec = ConstraintSpec().integer("x", 0, 9).integer("y", 0, 9)
@@ -190,6 +192,7 @@ def test_entailment_of_the_final_answer() -> None:
     answer = AnswerCheck(r"(?i)final answer:\s*(?P<who>\w+)", "{who} lives in house 1")
     right = Constraints(zebra(), answer=answer).scan("Alice lives in house 1.\nFinal answer: Alice")
     assert [type(v) for v in right] == [Pass, Pass, Pass]
+    assert isinstance(right[1], Pass)
     assert right[1].note == "the final answer 'Alice lives in house 1' follows from the constraints"
     wrong = Constraints(zebra(), answer=answer).scan("Final answer: Bob")
     fails = [v for v in wrong if isinstance(v, Fail)]
@@ -269,8 +272,8 @@ def test_spec_files_in_yaml_and_json(tmp_path: Path) -> None:
                                                      {"name": "colour", "different": ["c", "red"]}]}))
     v = Constraints(json_file)
     assert v.solve() == {"x": 0, "c": "blue"}
-    (fail,) = v.scan("c is red.")
-    assert isinstance(fail, Fail) and fail.message == "'c is red' contradicts colour (c != red)."
+    (red,) = v.scan("c is red.")
+    assert isinstance(red, Fail) and red.message == "'c is red' contradicts colour (c != red)."
 
 
 @pytest.mark.parametrize(("content", "suffix", "message"), [
