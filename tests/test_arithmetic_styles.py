@@ -42,7 +42,8 @@ def statuses(text: str) -> list[tuple[str, str]]:
     ("9 eggs × $2/egg = $19", "9 eggs × $2/egg = $19", "9 eggs × $2/egg is $18, not $19."),
     ("$5/hour × 2 hours = $12", "$5/hour × 2 hours = $12", "$5/hour × 2 hours is $10, not $12."),
     ("is $200000 x .05 = $100/year", "$200000 x .05 = $100", "$200000 x .05 is $10000, not $100."),
-    ("Then $18 \\times 7 = 128$ per week.", "$18 \\times 7 = 128", "$18 \\times 7 is 126, not 128."),
+    ("Then $18 \\times 7 = 128$ per week.", "18 \\times 7 = 128", "18 \\times 7 is 126, not 128."),
+    (r"So $2^3 \cdot 3^2 = 64$.", r"2^3 \cdot 3^2 = 64", r"2^3 \cdot 3^2 is 72, not 64."),
     ("24 / 2 = 13 per person", "24 / 2 = 13", "24 / 2 is 12, not 13."),
     ("9,300 / 30 = 275 miles per day.", "9,300 / 30 = 275", "9,300 / 30 is 310, not 275."),
     # words in brackets after the value

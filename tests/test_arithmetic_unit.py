@@ -62,7 +62,9 @@ def statuses(text: str) -> list[tuple[str, str]]:
     ("2 dozen * 3 = 7 dozen", "2 dozen * 3 = 7 dozen", "2 dozen * 3 is 6 dozen, not 7 dozen."),
     ("so 3² + 4² = 26.", "3² + 4² = 26", "3² + 4² is 25, not 26."),
     ('"3 + 4 = 8"', "3 + 4 = 8", "3 + 4 is 7, not 8."),
-    ("$3 + 4 = 8$", "$3 + 4 = 8", "$3 + 4 is 7, not 8."),
+    ("$3 + 4 = 8$", "3 + 4 = 8", "3 + 4 is 7, not 8."),  # inline math: the $ signs are its delimiters
+    ("She pays $3 + $4 = $8.", "$3 + $4 = $8", "$3 + $4 is $7, not $8."),  # money keeps its signs
+    ("He pays $3 + 4 = 8 dollars.", "$3 + 4 = 8", "$3 + 4 is 7, not 8."),
     (r"2 \times 500 = 1{,}100", r"2 \times 500 = 1{,}100", r"2 \times 500 is 1,000, not 1{,}100."),
 ])
 def test_wrong_claims_are_flagged_with_exact_span_and_feedback(text: str, claim: str, feedback: str) -> None:

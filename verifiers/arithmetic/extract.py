@@ -473,6 +473,8 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
                 continue  # "5-10 minutes is ...": a range, not a subtraction
             start = left.toks[0].start
             end = _rhs_end(right.toks)
+            if _inline_math_dollar(text, left.toks[0], end):
+                start += 1  # "$48 + 16 = 22$": the first $ opens the math, it is no part of the claim
             lhs_text = _squash(text[start:left.toks[-1].end])
             rhs_text = _squash(text[right.toks[0].start:end])
             if rhs_text[:1] in "({" and rhs_text[-1:] in ")}" and len(right.toks) >= 3:
@@ -484,6 +486,14 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
                 start=start, end=end, lhs=left.node, rhs=num, rhs_sign=sign, approx=kind == "approx",
                 source=source, problem=left.problem, rhs_fraction=fraction, rounding=rounding))
     return claims
+
+
+def _inline_math_dollar(text: str, first: Token, end: int) -> bool:
+    """Whether the claim is a whole inline math span, "$48 + 16 = 22$": it starts with a ``$`` glued to what
+    follows, a ``$`` closes it right after its result, and no other ``$`` stands between (so "$5 + $3 = $8" and
+    "$5 + 3 = 8 dollars" keep their currency)."""
+    return (first.kind == "CUR" and first.value == "$" and first.end < len(text) and not text[first.end].isspace()
+            and text[end:end + 1] == "$" and text[end + 1:end + 2] != "$" and "$" not in text[first.end:end])
 
 
 def _drop_unit_power(seg: list[Token]) -> list[Token]:
