@@ -41,7 +41,12 @@ _SCALAR = (str, int, float, bool, type(None))
 
 @dataclass(frozen=True)
 class FieldNames:
-    """Where a JSON record keeps its parts. ``text`` is also the field of step objects."""
+    """Where a JSON record keeps its parts. ``text`` is also the field of step objects.
+
+    A record without the ``prompt`` field takes its prompt from the first of ``prompt_fallbacks`` it has (a list
+    of numbers, such as a Game of 24 puzzle's, is joined with spaces); one with neither ``steps`` nor ``text``
+    takes its text from the first of ``text_fallbacks``, so the usual dataset layouts need no options.
+    """
 
     id: str = "id"
     steps: str = "steps"
@@ -49,6 +54,8 @@ class FieldNames:
     prompt: str = "prompt"
     labels: str = "labels"
     step_separator: str = "\n"
+    prompt_fallbacks: tuple[str, ...] = ("question", "problem", "input", "query", "puzzle", "numbers")
+    text_fallbacks: tuple[str, ...] = ("response", "completion", "output", "solution", "generation")
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,10 @@ def _first_record(text: str) -> Any:
 def _looks_gsm8k(record: Any) -> bool:
     if not isinstance(record, dict) or not isinstance(record.get("question"), str):
         return False
-    return isinstance(record.get("answer"), str) or any(_solution(v) for v in record.values())
+    if "steps" in record:
+        return False  # a dataset of steps that also carries the question and its answer
+    answer = record.get("answer")
+    return (isinstance(answer, str) and "####" in answer) or any(_solution(v) for v in record.values())
 
 
 def _solution(value: Any) -> bool:
@@ -231,11 +241,28 @@ def _ident(value: Any, path: str, line: int, fallback: str) -> str:
     raise TraceFileError(f"id must be a string or an integer, got {type(value).__name__}", path=path, line=line)
 
 
+def _prompt(record: dict[str, Any], f: FieldNames) -> tuple[str, Any]:
+    """The prompt's field and value: ``f.prompt``, else the first fallback that holds a string or numbers."""
+    if f.prompt in record:
+        return f.prompt, record[f.prompt]
+    for k in f.prompt_fallbacks:
+        value = record.get(k)
+        if isinstance(value, str):
+            return k, value
+        if isinstance(value, list) and value and all(isinstance(x, int | float) and not isinstance(x, bool)
+                                                     for x in value):
+            return k, " ".join(str(x) for x in value)
+    return f.prompt, ""
+
+
 def _steps_record(record: Any, path: str, line: int, f: FieldNames) -> ImportedTrace | TraceFileError:
     if not isinstance(record, dict):
         return TraceFileError(f"a record must be a JSON object, got {type(record).__name__}", path=path, line=line)
     try:
         ident = _ident(record.get(f.id), path, line, f"{_name(path)}:{line}")
+        text_field = f.text
+        if f.steps not in record and f.text not in record:
+            text_field = next((k for k in f.text_fallbacks if isinstance(record.get(k), str)), f.text)
         if f.steps in record:
             steps = record[f.steps]
             if not isinstance(steps, list):
@@ -249,16 +276,16 @@ def _steps_record(record: Any, path: str, line: int, f: FieldNames) -> ImportedT
                                          f"string field {f.text!r}", path=path, line=line)
                 parts.append(step)
             text = f.step_separator.join(parts)
-        elif isinstance(record.get(f.text), str):
-            text = record[f.text]
+        elif isinstance(record.get(text_field), str):
+            text = record[text_field]
         else:
             raise TraceFileError(f"record has neither {f.steps!r} (a list of steps) nor {f.text!r} (a string)",
                                  path=path, line=line)
-        prompt = record.get(f.prompt, "")
+        prompt_field, prompt = _prompt(record, f)
         if not isinstance(prompt, str):
-            raise TraceFileError(f"field {f.prompt!r} must be a string", path=path, line=line)
-        labels: dict[str, Any] = {k: v for k, v in record.items()
-                                  if k not in (f.id, f.steps, f.text, f.prompt, f.labels) and isinstance(v, _SCALAR)}
+            raise TraceFileError(f"field {prompt_field!r} must be a string", path=path, line=line)
+        taken = (f.id, f.steps, text_field, prompt_field, f.labels)
+        labels: dict[str, Any] = {k: v for k, v in record.items() if k not in taken and isinstance(v, _SCALAR)}
         extra = record.get(f.labels)
         if extra is not None:
             if not isinstance(extra, dict):

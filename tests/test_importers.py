@@ -191,3 +191,29 @@ def test_a_rollback_inside_a_chunk_keeps_the_part_before_it(tmp_path: Path) -> N
     recorded.event_chunks.pop()
     segments = recorded.final_segments()
     assert [s.chunk for s in segments] == [Chunk("ab\n", token_ids=(1, 2)), Chunk("ef")]
+
+
+def test_common_dataset_layouts_need_no_field_options(tmp_path: Path) -> None:
+    records = [
+        # process-supervision layout: the problem, its steps, labels beside them
+        {"id": "pb-0", "problem": "Janet has 16 eggs.", "steps": ["She eats 3.", "16 - 3 = 12 left."],
+         "final_answer_correct": False, "label": 1},
+        # question and response, no steps
+        {"id": "qr-1", "question": "What is 12*7?", "response": "12*7 = 84", "model": "m"},
+        # a Game of 24 puzzle as numbers and a solution text
+        {"id": "g24", "numbers": [4, 9, 10, 13], "solution": "Answer: (10 - 4) * (13 - 9) = 24"},
+        # the question and its final answer beside the steps: steps, not a GSM8K reference solution
+        {"id": "qa", "question": "What is 3 + 4?", "answer": "7", "steps": ["3 + 4 = 7"]},
+    ]
+    path = tmp_path / "mixed_layouts.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n", encoding="utf-8")
+    assert detect_format(path) == "jsonl"
+    pb, qr, g24, qa = _traces(path)
+    assert (pb.prompt, pb.text, dict(pb.labels)) == ("Janet has 16 eggs.", "She eats 3.\n16 - 3 = 12 left.",
+                                                     {"final_answer_correct": False, "label": 1})
+    assert (qr.prompt, qr.text, dict(qr.labels)) == ("What is 12*7?", "12*7 = 84", {"model": "m"})
+    assert (g24.prompt, g24.text, dict(g24.labels)) == ("4 9 10 13", "Answer: (10 - 4) * (13 - 9) = 24", {})
+    assert (qa.prompt, qa.text, dict(qa.labels)) == ("What is 3 + 4?", "3 + 4 = 7", {"answer": "7"})
+    # a field named explicitly still wins over the fallbacks
+    explicit = _traces(path, fields=FieldNames(prompt="question"))
+    assert [t.prompt for t in explicit] == ["Janet has 16 eggs.", "What is 12*7?", "4 9 10 13", "What is 3 + 4?"]
