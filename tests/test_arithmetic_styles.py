@@ -69,6 +69,10 @@ def statuses(text: str) -> list[tuple[str, str]]:
     ("(b) 16 - 3 - 4 = 11", "16 - 3 - 4 = 11", "16 - 3 - 4 is 9, not 11."),
     ("iv) 3 + 4 = 8", "3 + 4 = 8", "3 + 4 is 7, not 8."),
     ("> - 3 + 4 = 8", "3 + 4 = 8", "3 + 4 is 7, not 8."),
+    # "of" after the label of the result only says what is counted (SmolLM2 wrote the first one)
+    ("So, 28 - 3 = 22 slices of peach were eaten.", "28 - 3 = 22", "28 - 3 is 25, not 22."),
+    ("This results in 20 + 5 = 26 liters of grape drink.", "20 + 5 = 26", "20 + 5 is 25, not 26."),
+    ("3/4 of 120 = 80 pages of the book", "3/4 of 120 = 80", "3/4 of 120 is 90, not 80."),
 ])
 def test_wrong_claims_in_model_notations(text: str, claim: str, feedback: str) -> None:
     assert wrong(text) == [(claim, feedback)]
@@ -84,6 +88,7 @@ def test_wrong_claims_in_model_notations(text: str, claim: str, feedback: str) -
     "100 / 3 = 34 rounded up", "100 / 30 = 4 buses, rounded up", "100 / 30 = 4 buses (rounded up)",
     "Rounding up, 100 / 30 = 4 buses.", "1234 + 5 = 1240, rounded to the nearest ten",
     "16 - 3 - 4 = 9 => 9 x 2 = 18", "1920x1080 = 2,073,600 pixels",
+    "2 * 3 = 6 cups of flour", "20% of 150 = 30 grams of sugar", "10 / 2 = 5 groups of 3",
 ])
 def test_correct_claims_in_model_notations_pass(text: str) -> None:
     found = statuses(text)
@@ -98,6 +103,8 @@ def test_correct_claims_in_model_notations_pass(text: str) -> None:
     "4 + 3 = 8 per 100 km", "**Total:** **5 + 3** = 9",
     "0x10 = 16", "2x + 3 = 8", "Step 3 - 16 - 3 - 4 = 9", "Day 2 - 5 + 3 = 8", "+ 16 - 3 = 28",
     "3 + 4 => 8", "x > 5 -> 3 + 1 = 4", "10 -> 2 = 5",
+    # "of" that changes the value, or an expression that may start before the "of"
+    "2 * 3 = 5 dozen of eggs", "4 * 3 = 10 percent of the total", "He has 3 boxes of 4 + 2 = 14 pencils.",
 ])
 def test_not_flagged_in_model_notations(text: str) -> None:
     assert wrong(text) == [], wrong(text)

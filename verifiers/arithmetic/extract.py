@@ -199,8 +199,11 @@ class _Runs:
             return False
         w = t.value.lower()
         prev = self.toks[i - 1] if i > 0 else None
-        if w in {"times", "plus", "minus", "of"}:
+        if w in {"times", "plus", "minus"}:
             return True
+        if w == "of":  # "20% of 150", "3/4 of 120", "half of 10"; but "= 22 slices of peach" says what is counted
+            return not (prev is not None and prev.kind == "WORD" and prev.value.lower() not in MULTIPLIERS
+                        and prev.value.lower() != "percent" and is_unit_word(prev.value))
         if w in {"divided", "multiplied"}:
             return i + 1 < len(self.toks) and self.toks[i + 1].value.lower() == "by"
         if w == "by":
@@ -319,6 +322,8 @@ def _right_clean(toks: list[Token], after: int, *, money: bool = False) -> bool:
         if nxt.value.lower() in GLUED_ONLY_MULTIPLIERS and (nxt.value != "m" or money):
             return False  # "= $8 m" may be 8 million ("= 40 m" is 40 metres)
         words = [t.value.lower() for t in toks[after:after + 3] if t.kind == "WORD"][:2]
+        if words[:1] == ["of"] and toks[after - 1].kind == "WORD" and not nxt.glued:
+            words = words[1:]  # "= 22 slices of peach": the label's "of" only says what is counted
         if any(w in RISKY_AFTER for w in words):
             return False
         if words and words[0] in {"and", "&"} and after + 2 < len(toks):
