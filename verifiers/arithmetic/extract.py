@@ -52,6 +52,7 @@ _NOT_RATES = {"cent", "cents", "centum", "mille", "mil", "annum"}  # "20 per cen
 # A word that, right after "(" following a stated value, may change what it means ("= 1200 (approx.)"), besides
 # the words that do so without brackets ("= 1 (mod 7)", "= 5 (or 6)").
 _ASIDE_RISKY = APPROX_WORDS | {"estimated", "estimate", "est", "rough"}
+_ORDINAL_SUFFIXES = {"st", "nd", "rd", "th"}
 # Rounding spoken of ("rounded up", "round to the nearest ten", "ceil"), not "a round trip" or "3 rounds".
 _ROUNDING = re.compile(r"\b(?:rounded|rounding|nearest|ceil)\b|⌈|\bround(?:s)?\s+(?:it\s+|this\s+|that\s+|them\s+)?"
                        r"(?:up|down|off|to|it|this|that|them)\b", re.IGNORECASE)
@@ -533,6 +534,10 @@ def _aside_follows(toks: list[Token], seg: list[Token], run_end: int) -> bool:
         return False
     word = toks[run_end]
     w = word.value.lower()
+    if (toks[run_end - 1] is seg[-1] and word.kind == "BAD" and word.glued and word.value.isdigit()
+            and run_end + 1 < len(toks) and toks[run_end + 1].value.lower() in _ORDINAL_SUFFIXES
+            and toks[run_end + 1].glued):
+        return True  # "= 24 girls (4th grade)": an ordinal opens the aside
     return (toks[run_end - 1] is seg[-1] and word.kind == "WORD" and word.glued and len(w) >= 2
             and w not in RISKY_AFTER and w not in MULTIPLIERS and w not in _ASIDE_RISKY)
 
