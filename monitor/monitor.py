@@ -533,7 +533,8 @@ class Run:
 
     def _schedule(self, *, final: bool = False) -> None:
         assert self._tg is not None
-        for verifier, due in self.scheduler.advance(final=final):
+        # a run stopped by a budget or a governor may end mid-step ("= 1" of "= 1536"): its last step is cut
+        for verifier, due in self.scheduler.advance(final=final, cut=final and self._stop is not None):
             check_id = next(self._ids)
             fork = (functools.partial(self._fork, self.trace.text[:due.end])
                     if self._caps.fork else None)

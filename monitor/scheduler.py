@@ -41,8 +41,9 @@ class Scheduler:
         i = bisect.bisect_right(self._starts, pos) - 1
         return self._starts[max(i, 0)]
 
-    def advance(self, *, final: bool = False) -> list[tuple[Verifier, Due]]:
-        """Find the steps completed since the last call and the checks now due."""
+    def advance(self, *, final: bool = False, cut: bool = False) -> list[tuple[Verifier, Due]]:
+        """Find the steps completed since the last call and the checks now due; ``cut``: generation was stopped,
+        so a last step without a boundary may end mid-word."""
         text = self.trace.text
         new_steps: list[Step] = []
         for end in step_ends(text, max(self._current, self._scan_from)):
@@ -55,7 +56,7 @@ class Scheduler:
         self._scan_from = tail
         if final:
             if self._current < len(text):
-                self._add_step(text, len(text), new_steps)
+                self._add_step(text, len(text), new_steps, cut=cut)
             self.finalised = True
         progress = Progress(text=text, new_steps=new_steps, tokens=self.trace.kept_tokens, final=final,
                             step_start=self.step_start, check_from=self._check_from)
@@ -64,13 +65,13 @@ class Scheduler:
             due.extend((verifier, d) for d in bound.advance(progress))
         return due
 
-    def _add_step(self, text: str, end: int, out: list[Step]) -> None:
+    def _add_step(self, text: str, end: int, out: list[Step], *, cut: bool = False) -> None:
         start = self._current
         self._current = end
         self._starts.append(end)
         piece = text[start:end]
         if piece.strip():
-            out.append(Step(piece, Span(start, end), index=self._index))
+            out.append(Step(piece, Span(start, end), index=self._index, cut=cut))
             self._index += 1
 
     def cut(self, pos: int) -> None:

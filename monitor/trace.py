@@ -22,11 +22,16 @@ Forker = Callable[[str, int], Awaitable[str]]
 
 @dataclass(frozen=True)
 class Step:
-    """One step of the trace: its text and its span in the trace text."""
+    """One step of the trace: its text and its span in the trace text.
+
+    ``cut`` marks the last step of a run that was stopped (a budget, a governor) before the step ended: its
+    last word or number may be unfinished ("= 1" of "= 1536"), so a verifier should not judge what it ends with.
+    """
 
     text: str
     span: Span
     index: int = 0
+    cut: bool = False
 
     @property
     def start(self) -> int:

@@ -4,7 +4,7 @@ back, injects the verifier's feedback, and the run ends with the corrected step.
 from __future__ import annotations
 
 from generators import Scripted
-from monitor import Action, Fail, Monitor
+from monitor import Action, Fail, Monitor, StopReason, TokenBudget, Unknown
 from verifiers import Arithmetic
 
 WRONG = "Janet's ducks lay 16 eggs a day.\nShe sells 16 - 3 - 4 = <<16-3-4=11>>11 eggs a day.\nShe makes 11 * 2 = $22."
@@ -36,3 +36,23 @@ async def test_clean_trace_passes_without_intervention() -> None:
     assert result.text == FIXED
     assert result.passed and result.interventions == ()
     assert not any(isinstance(v, Fail) for v in result.verdicts)
+
+
+async def test_a_value_cut_off_by_the_budget_is_not_judged_but_the_rest_of_its_step_is() -> None:
+    # The budget stops the run after "1" of "1536": the unfinished value must not read as "768 + 768 = 1".
+    pieces = ["Doubling: ", "768 + 768 = ", "1", "536 cookies.\n"]
+    result = await Monitor(Scripted(pieces), verifiers=[Arithmetic(action="warn")],
+                           governors=[TokenBudget(max_kept=3)]).run("q")
+    assert result.text == "Doubling: 768 + 768 = 1"
+    assert result.stop_reason is StopReason.BUDGET
+    assert not any(isinstance(v, Fail) for v in result.verdicts)
+    assert [v.reason for v in result.verdicts if isinstance(v, Unknown)] == [
+        "768 + 768: the run stopped while its value was being written"]
+
+    # A wrong claim earlier in the cut step is still judged, and a value the model finished is judged too.
+    pieces = ["So 3 + 4 = 8 and ", "768 + 768 = ", "1", "536 cookies.\n"]
+    result = await Monitor(Scripted(pieces), verifiers=[Arithmetic(action="warn")],
+                           governors=[TokenBudget(max_kept=3)]).run("q")
+    assert [v.claim for v in result.verdicts if isinstance(v, Fail)] == ["3+4=8"]
+    result = await Monitor(Scripted(["So 768 + 768 = 1."]), verifiers=[Arithmetic(action="warn")]).run("q")
+    assert [v.claim for v in result.verdicts if isinstance(v, Fail)] == ["768+768=1"]

@@ -143,6 +143,23 @@ async def test_token_budget_is_never_exceeded() -> None:
     assert gen.requests[0].max_new_tokens == 25
 
 
+async def test_the_last_step_is_cut_only_when_a_stop_ended_it() -> None:
+    async def steps_seen(pieces: list[str], governors: list[TokenBudget]) -> list[tuple[str, bool]]:
+        seen: list[tuple[str, bool]] = []
+
+        @verifier(name="spy")
+        def spy(step: Step) -> None:
+            seen.append((step.text, step.cut))
+
+        await Monitor(Scripted(pieces), [spy], governors=governors).run("q")
+        return seen
+
+    stopped = await steps_seen(["One step.\n", "Then 768 + ", "768 = 1", "536."], [TokenBudget(max_kept=3)])
+    assert stopped == [("One step.\n", False), ("Then 768 + 768 = 1", True)]
+    finished = await steps_seen(["One step.\n", "Then 768 + ", "768 = 1"], [])
+    assert finished == [("One step.\n", False), ("Then 768 + 768 = 1", False)]
+
+
 async def test_total_budget_counts_discarded_tokens() -> None:
     gen = Scripted({"": WRONG})
     result = await Monitor(gen, [SumVerifier()], governors=[TokenBudget(max_total=30)], oscillation_limit=10).run("q")

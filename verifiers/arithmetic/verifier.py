@@ -94,6 +94,12 @@ class Arithmetic(Verifier):
             findings = check_text(step.text, self.limits)
         except TooComplex as exc:
             return [Unknown(reason=f"not checked: {exc}", span=step.span)]
+        if step.cut:  # the run was stopped inside this step: a value at its very end may be unfinished
+            end = len(step.text.rstrip())
+            findings = [f if f.end < end else
+                        Finding(Judgement("unknown", f.claim, reason=f"{f.claim.lhs_text}: the run stopped while "
+                                          f"its value was being written"), f.start, f.end)
+                        for f in findings]
         fails = [Fail(f"arithmetic: {f.judgement.feedback}", span=step.to_trace(f.start, f.end),
                       feedback=f.judgement.feedback, claim=f.claim.normalised) for f in wrong_claims(findings)]
         unknown: list[Verdict] = []
