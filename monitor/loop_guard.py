@@ -99,8 +99,13 @@ def find_char_repeat(text: str, *, max_period: int = 16, min_chars: int = 64, wi
     return None
 
 
+_LIST_MARKER = re.compile(r"^\s*(?:\(?\d{1,4}[.):]|[-*•+]|#+)\s+")
+
+
 def _norm_line(line: str) -> str:
-    return _SPACES.sub(" ", line.strip()).lower()
+    """A line as compared: spacing and case ignored, and its list marker, so "7. 7 * 4 is 28." and "8. 7 * 4 is
+    28." are the same line written again."""
+    return _SPACES.sub(" ", _LIST_MARKER.sub("", line).strip()).lower()
 
 
 def find_repeated_line(text: str, *, max_repeats: int = 3, min_chars: int = 12) -> Repetition | None:

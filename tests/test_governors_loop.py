@@ -66,6 +66,18 @@ def test_repeated_lines_far_apart_are_found_at_their_second_copy() -> None:
     assert find_repeated_line(text.replace("total.\n7", "sum.\n7")) is None
 
 
+def test_numbered_copies_of_a_line_are_the_same_line() -> None:
+    # SmolLM2 on a Game of 24 puzzle, parroting the feedback it was given with a new list number each time
+    text = ("1. 10 * 3 = 30\n2. 7 * 4 = 28\n3. Wait, 7 * 4 is 28, not 24. Let me redo this step.\n"
+            "4. 7 * 4 is 28, not 24. Let me redo this step.\n5. 7 * 4 is 28, not 24. Let me redo this step.\n"
+            "6. 7 * 4 is 28, not 24. Let me redo this step.\n")
+    rep = find_repeated_line(text)
+    assert rep is not None and rep.count == 3
+    assert rep.start == text.index("5. 7 * 4")  # the second copy: where the repetition began
+    assert find_repeated_line("1. Add the first two numbers.\n2. Add the last two numbers.\n"
+                              "3. Add the middle two numbers.\n") is None
+
+
 @st.composite
 def step_by_step(draw: st.DrawFn) -> str:
     """Ordinary reasoning: each line does a different operation on different numbers."""
