@@ -20,6 +20,13 @@ def test_decimal_point_is_not_a_boundary() -> None:
     assert step_ends("It costs $2.50 each", 0) == []
 
 
+def test_a_list_number_belongs_to_its_step() -> None:
+    text = "1. 4 * 2 = 8\n2. 2 * 7 = 15\n12. Then there are 2. Done\n"
+    ends = step_ends(text, 0)
+    steps = [text[a:b] for a, b in zip([0, *ends], ends, strict=False)]
+    assert steps == ["1. 4 * 2 = 8\n", "2. 2 * 7 = 15\n", "12. Then there are 2. ", "Done\n"]
+
+
 class _Nothing(Verifier):
     name = "nothing"
     trigger = StepBoundary()
