@@ -1,4 +1,4 @@
-"""Verifiers shared by the runtime tests (importable by worker processes, hence a module of its own)."""
+"""Verifiers and helpers shared by the tests (importable by worker processes, hence a module of its own)."""
 
 from __future__ import annotations
 
@@ -25,3 +25,17 @@ class SumVerifier(Verifier):
 
     def check(self, state: Step) -> Fail | None:
         return check_sums(state)
+
+
+def wrong(text: str) -> list[tuple[str, str]]:
+    """(claim text, feedback) of every wrong claim the arithmetic verifier finds in one step."""
+    from verifiers.arithmetic import check_text
+
+    return [(text[f.start:f.end], f.judgement.feedback) for f in check_text(text) if f.status == "wrong"]
+
+
+def statuses(text: str) -> list[tuple[str, str]]:
+    """(status, claim text) of every claim the arithmetic verifier judges in one step."""
+    from verifiers.arithmetic import check_text
+
+    return [(f.status, text[f.start:f.end]) for f in check_text(text)]

@@ -7,19 +7,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import statuses, wrong
 
 from monitor import Fail
 from verifiers import Arithmetic
 from verifiers.arithmetic import check_text
-
-
-def wrong(text: str) -> list[tuple[str, str]]:
-    """(claim text, feedback) of every wrong claim in one step."""
-    return [(text[f.start:f.end], f.judgement.feedback) for f in check_text(text) if f.status == "wrong"]
-
-
-def statuses(text: str) -> list[tuple[str, str]]:
-    return [(f.status, text[f.start:f.end]) for f in check_text(text)]
 
 
 @pytest.mark.parametrize(("text", "claim", "feedback"), [

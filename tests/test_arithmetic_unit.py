@@ -5,20 +5,12 @@ from __future__ import annotations
 import pickle
 
 import pytest
+from support import statuses, wrong
 
 from monitor import Fail, Pass, Span, Unknown, create_verifier
 from verifiers import Arithmetic
 from verifiers.arithmetic import Limits, TooComplex, check_text, consistent, parse_expression, parse_literal
 from verifiers.arithmetic.lexer import tokenize
-
-
-def wrong(text: str) -> list[tuple[str, str]]:
-    """(claim text, feedback) of every wrong claim in one step."""
-    return [(text[f.start:f.end], f.judgement.feedback) for f in check_text(text) if f.status == "wrong"]
-
-
-def statuses(text: str) -> list[tuple[str, str]]:
-    return [(f.status, text[f.start:f.end]) for f in check_text(text)]
 
 
 @pytest.mark.parametrize(("text", "claim", "feedback"), [
