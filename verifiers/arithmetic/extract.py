@@ -56,9 +56,27 @@ _ORDINAL_SUFFIXES = {"st", "nd", "rd", "th"}
 # Rounding spoken of ("rounded up", "round to the nearest ten", "ceil"), not "a round trip" or "3 rounds".
 _ROUNDING = re.compile(r"\b(?:rounded|rounding|nearest|ceil)\b|⌈|\bround(?:s)?\s+(?:it\s+|this\s+|that\s+|them\s+)?"
                        r"(?:up|down|off|to|it|this|that|them)\b", re.IGNORECASE)
+# Modular arithmetic spoken of ("\\pmod{7}", "mod 7", "\\equiv", "\\mathbb{Z}_7", "congruent"): "3 * 5 = 1" may be
+# a congruence. The numbers after "mod" are the moduli; a residue that fits one of them is not flagged.
+_MODULAR = re.compile(r"\\[pb]?mod(?![A-Za-z])|\bmod(?:ulo|ular)?\b|≡|\\equiv\b|\\mathbb\s*\{?\s*Z|\bcongru"
+                      r"|\bresidues?\b|\\(?:operatorname|text|mathrm)\s*\{\s*mod", re.IGNORECASE)
+_MODULUS = re.compile(r"(?:\\[pb]?mod(?![A-Za-z])|\bmod(?:ulo)?\b)\s*(?:\}\s*)?(?:\\[ ,;:]|~|\s)*\{?\s*"
+                      r"(\d{1,9})(?![\d.])|\\mathbb\s*\{?\s*Z\s*\}?\s*_\s*\{?\s*(\d{1,9})(?!\d)", re.IGNORECASE)
+# A last digit spoken of ("the units digit", "last two digits"): a residue modulo 10, 100 or 1000.
+_LAST_DIGITS = re.compile(r"\b(?:units?|ones|last(?:\s+(?:two|three|2|3))?)\s+digits?\b", re.IGNORECASE)
+# Another base spoken of ("in base 6", "base $b$", "binary", "hexadecimal"): "4 + 5 = 13" may be base 6.
+_BASE = re.compile(r"\bbase(?:[\s$\-{~]|\\[ ,;]|\\text\s*\{\s*)*(\d+|[A-Za-z](?![A-Za-z]))"
+                   r"|\b(binary|octal|hexadecimal|hex|ternary|duodecimal)\b", re.IGNORECASE)
+_BASE_WORDS = {"binary": 2, "ternary": 3, "octal": 8, "duodecimal": 12, "hexadecimal": 16, "hex": 16}
 _REFUTING = {"wrong", "wrongly", "incorrect", "incorrectly", "mistake", "mistaken", "mistakenly", "error",
-             "erroneous", "typo", "oops", "false"}
-_REFUTING_BEFORE = {"wrongly", "incorrectly", "mistakenly", "erroneously", "falsely", "supposedly"}
+             "erroneous", "typo", "oops", "false",
+             # a correction that follows: "7 * 8 = 54, but actually 56", "7 * 8 = 54 should be 56"
+             "should", "instead", "actually"}
+# Words before a claim that quote it or suppose it rather than state it: "Earlier I said 7 * 8 = 54",
+# "if 2 + 2 = 5, then", "check whether 17 * 3 = 41".
+_REFUTING_BEFORE = {"wrongly", "incorrectly", "mistakenly", "erroneously", "falsely", "supposedly", "earlier",
+                    "previously", "initially", "originally", "thought", "said", "wrote", "claimed", "if",
+                    "whether", "suppose", "supposing", "assume", "assuming"}
 _REFUTING_MARKS = {"✗", "✘", "❌", "≠", "⨯"}
 _TRUE = {"right", "correct", "true", "accurate"}
 # Words that number what follows ("Step 3 - ...", "Day 2 - ...").
@@ -90,6 +108,9 @@ class Claim:
     problem: str | None = None
     rhs_fraction: tuple[int, int] | None = None  # a result written as a fraction ("= 1/36", "= \\frac{1}{36}")
     rounding: bool = False  # the step speaks of rounding ("rounded up", "to the nearest ten"): ceilings, tens pass
+    # The step speaks of modular arithmetic or of last digits: the moduli it names (empty: one it does not name).
+    moduli: tuple[int, ...] | None = None
+    base: int | None = None  # the step speaks of another base than ten (0: one it does not name, "base $b$")
 
 
 def might_hold_claims(text: str) -> bool:
@@ -420,6 +441,7 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
                whole: bool = False) -> list[Claim]:
     claims: list[Claim] = []
     rounding = bool(_ROUNDING.search(text))
+    moduli, base = _moduli(text), _base(text)
     for a, b in _Runs(toks, skip_until).runs():
         if whole and (a != 0 or b != len(toks)):
             continue  # an annotation is judged whole or not at all ("<<2*L/10*20=40>>")
@@ -490,16 +512,49 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
                 lhs_text=lhs_text, rhs_text=rhs_text,
                 normalised=f"{_normal(left.toks)}={_normal(right.toks)}",
                 start=start, end=end, lhs=left.node, rhs=num, rhs_sign=sign, approx=kind == "approx",
-                source=source, problem=left.problem, rhs_fraction=fraction, rounding=rounding))
+                source=source, problem=left.problem, rhs_fraction=fraction, rounding=rounding,
+                moduli=moduli, base=base))
     return claims
+
+
+def _moduli(text: str) -> tuple[int, ...] | None:
+    """The moduli a step names if it speaks of modular arithmetic or last digits (``()``: none it names)."""
+    found: set[int] = set()
+    if _MODULAR.search(text):
+        found.update(int(m.group(1) or m.group(2)) for m in _MODULUS.finditer(text))
+        if not found:
+            return ()  # "\\equiv 1" with the modulus in another step, "mod n"
+    if _LAST_DIGITS.search(text):
+        found.update((10, 100, 1000))
+    return tuple(sorted(m for m in found if m >= 2)) if found else None
+
+
+def _base(text: str) -> int | None:
+    """The base other than ten a step speaks of: "in base 6" is 6, "base $b$" is 0 (unnamed), "binary" 2."""
+    base: int | None = None
+    for m in _BASE.finditer(text):
+        if m.group(2):
+            b = _BASE_WORDS[m.group(2).lower()]
+        elif m.group(1).isdigit():
+            b = int(m.group(1))
+        else:
+            b = 0
+        if b != 10:
+            base = b if base is None or base == b else 0
+    return base
 
 
 def _inline_math_dollar(text: str, first: Token, end: int) -> bool:
     """Whether the claim is a whole inline math span, "$48 + 16 = 22$": it starts with a ``$`` glued to what
     follows, a ``$`` closes it right after its result, and no other ``$`` stands between (so "$5 + $3 = $8" and
     "$5 + 3 = 8 dollars" keep their currency)."""
-    return (first.kind == "CUR" and first.value == "$" and first.end < len(text) and not text[first.end].isspace()
-            and text[end:end + 1] == "$" and text[end + 1:end + 2] != "$" and "$" not in text[first.end:end])
+    if not (first.kind == "CUR" and first.value == "$" and first.end < len(text) and not text[first.end].isspace()
+            and "$" not in text[first.end:end]):
+        return False
+    if text[end:end + 1] == "$" and text[end + 1:end + 2] != "$":
+        return True
+    # "$7 \\cdot 8 = 2 \\pmod{9}$": LaTeX in the claim and a "$" later on its line close the math.
+    return "\\" in text[first.end:end] and "$" in text[end:].split("\n", 1)[0]
 
 
 def _drop_unit_power(seg: list[Token]) -> list[Token]:

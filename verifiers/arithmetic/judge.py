@@ -83,6 +83,43 @@ def _conversion(claim: Claim, readings: tuple[Any, ...]) -> bool:
     return False
 
 
+def _literals(node: Any) -> list[Any]:
+    if isinstance(node, Num):
+        return [node.literal]
+    if isinstance(node, Neg | Sqrt):
+        return _literals(node.arg)
+    if isinstance(node, Bin):
+        return _literals(node.left) + _literals(node.right)
+    return []
+
+
+def _other_system(claim: Claim, readings: tuple[Any, ...]) -> str | None:
+    """Why a mismatch may be right in the number system the step speaks of, or ``None``.
+
+    In a step about modular arithmetic "3 * 5 = 1" is a congruence: a residue of a reading modulo a modulus the
+    step names is not flagged (nor anything, where it names none). In a step about another base "4 + 5 = 13"
+    may be base 6: a claim whose digits all fit that base is not flagged.
+    """
+    import sympy
+
+    assert claim.rhs is not None
+    if claim.moduli is not None:
+        if claim.rhs_fraction is not None:
+            stated = sympy.Rational(*claim.rhs_fraction)
+        else:
+            stated = claim.rhs_sign * sympy.Rational(claim.rhs.literal.num, claim.rhs.literal.den)
+        integers = stated.is_integer and all(isinstance(v, sympy.Integer) for v in readings)
+        if not claim.moduli or not integers or any((v - stated) % m == 0 for v in readings for m in claim.moduli):
+            return "a residue in modular arithmetic, which the step speaks of"
+    if claim.base is not None:
+        digits = "".join(str(lit.num) for lit in [*_literals(claim.lhs), claim.rhs.literal])
+        if claim.rhs_fraction is not None:
+            digits += "".join(str(abs(n)) for n in claim.rhs_fraction)
+        if claim.base == 0 or max(int(d) for d in digits) < claim.base:
+            return f"a numeral in base {claim.base or 'b'}, which the step speaks of"
+    return None
+
+
 def _judge_fraction(claim: Claim, readings: tuple[Any, ...]) -> Judgement:
     """A result written as a fraction is exact: it must equal a reading of the expression."""
     import sympy
@@ -93,6 +130,8 @@ def _judge_fraction(claim: Claim, readings: tuple[Any, ...]) -> Judgement:
         return Judgement("ok", claim)
     if readings[0] == claim.rhs_fraction[0]:
         return Judgement("unsure", claim, reason="a running total (\"12 * 4 = 48 / 6\")")
+    if (other := _other_system(claim, readings)) is not None:
+        return Judgement("unsure", claim, reason=other)
     if _conversion(claim, readings):
         return Judgement("unsure", claim, reason="a unit conversion the verifier does not follow")
     v = readings[0]
@@ -143,6 +182,8 @@ def judge(claim: Claim, limits: Limits, deadline: float) -> Judgement:
                 return Judgement("ok", claim)
             if claim.rounding and _rounded_up(p, q, stated, claim.rhs_sign):
                 return Judgement("ok", claim)
+    if (other := _other_system(claim, readings)) is not None:
+        return Judgement("unsure", claim, reason=other)
     if _conversion(claim, readings):
         return Judgement("unsure", claim, reason="a unit conversion the verifier does not follow")
     suffix = ""
@@ -158,4 +199,6 @@ def judge(claim: Claim, limits: Limits, deadline: float) -> Judgement:
         text += "%"
     elif label is not None and label in {"$", "€", "£", "¥", "₹", "₩", "₽", "₺", "₦", "฿", "₱"}:
         text = f"-{label}{text[1:]}" if text.startswith("-") else f"{label}{text}"
+    if claim.moduli is not None and len(claim.moduli) == 1 and q == 1:
+        text += f", which is {p % claim.moduli[0]} modulo {claim.moduli[0]}"  # "is 56, which is 2 modulo 9"
     return Judgement("wrong", claim, expected=text if exact else f"about {text}")

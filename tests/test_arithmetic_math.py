@@ -1,0 +1,116 @@
+"""The arithmetic verifier on competition-math solutions (MATH, ProcessBench, PRM800K styles).
+
+Soundness first: a correct step in LaTeX-heavy algebra, number theory, counting, geometry or precalculus is
+never flagged, whatever notation it uses; a wrong one is flagged only where its reading is certain.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.support import statuses, wrong
+
+# Correct steps in the notations competition solutions use; none may be flagged.
+SOUND = [
+    r"So $x^2 - 5x + 6 = (x-2)(x-3)$, and $f(3) = 2(3)^2 + 1 = 19$.",
+    r"The number of ways is $\binom{5}{2} = 10$ and there are $5! = 120$ orders, so $\frac{10!}{8!2!} = 45$.",
+    r"We have $17 \mod 5 = 2$ and $\gcd(12, 18) = 6$.",
+    r"Thus $\lfloor \frac{100}{7} \rfloor = 14$ and $\lceil \frac{17}{5} \rceil = 4$, and $|2 - 7| = 5$.",
+    r"Recall $\sin 30^\circ = \frac12$ and $\cos \frac{\pi}{3} = \frac{1}{2}$, and $\log_2 8 + 1 = 4$.",
+    r"So $\sqrt{8} = 2\sqrt{2}$ and $\sqrt{50} \approx 7.07$, and $\pi \cdot 3^2 = 9\pi$.",
+    r"Then $0.\overline{3} = \frac{1}{3}$ and $3 \cdot 0.\overline{3} = 1$, and $1.5 \times 10^3 = 1500$.",
+    r"In binary, $101_2 = 5$, and $11_2 + 1 = 4$; $a_3 = 7$ and $x_1 + x_2 = 5$.",
+    r"So $1 + 2 + \cdots + 100 = 5050$ and $\sum_{k=1}^{10} k = 55$.",
+    r"Since $i^2 = -1$, $(1+i)^2 = 2i$ and $(2+3i)(2-3i) = 4 + 9 = 13$.",
+    r"The area is $6 \cdot 4 = 24 \text{ cm}^2$ and the angle is $180^\circ - 50^\circ - 60^\circ = 70^\circ$.",
+    r"\begin{aligned} 2^5 - 1 &= 32 - 1 \\ &= 31 \end{aligned}",
+    r"Wait, let me double-check: 12 * 7 = 84. Yes.",
+    r"Thus $1{,}000 + 2{,}000 = 3{,}000$, and the answer is $\boxed{3000}$.",
+    r"We need $2 < x \le 5$, and $2 \cdot 3 = 6 > 5$.",
+    r"$\frac{10!}{8!} = 90$ and $(3!)^2 = 36$ and $2^{3!} = 64$.",
+]
+
+
+@pytest.mark.parametrize("text", SOUND)
+def test_correct_competition_steps_are_never_flagged(text: str) -> None:
+    assert wrong(text) == []
+
+
+# A step about modular arithmetic states congruences as equalities: "3^4 = 1 \pmod 5" is no error.
+@pytest.mark.parametrize("text", [
+    r"So $3^4 = 1 \pmod 5$.",
+    r"So $2^{10} = 1 \pmod{11}$.",
+    r"Thus $7 \cdot 8 = 2 \pmod{9}$.",
+    r"Hence $3 \cdot 5 = 1 \mod 7$.",
+    r"So $3 \cdot 5 = 1 \ (\text{mod } 7)$.",
+    r"So $3 \cdot 5 = 1 \ (\mathrm{mod}\ 7)$.",
+    r"So $3 \cdot 5 = 1 \bmod 7$.",
+    r"Working mod 7, 3 * 5 = 1.",
+    r"In $\mathbb{Z}_7$, $3 \cdot 5 = 1$.",
+    r"Since $2^{10} \equiv 1$, we get $2^{20} = 1$.",  # the modulus was named in another step
+    r"We need $2^{-1} = 4 \pmod 7$.",
+    r"The units digit of the product: 3 * 7 = 1.",
+    r"The last two digits: 7 * 43 = 1.",
+])
+def test_congruences_in_a_modular_step_are_not_flagged(text: str) -> None:
+    assert wrong(text) == []
+
+
+def test_a_residue_that_fits_no_modulus_the_step_names_is_flagged_with_the_residue() -> None:
+    assert wrong(r"Thus $7 \cdot 8 = 3 \pmod{9}$.") == [
+        (r"7 \cdot 8 = 3", r"7 \cdot 8 is 56, which is 2 modulo 9, not 3.")]
+    assert wrong(r"So $3 \cdot 5 = 2 \bmod 7$.") == [
+        (r"3 \cdot 5 = 2", r"3 \cdot 5 is 15, which is 1 modulo 7, not 2.")]
+    assert wrong("The units digit: 3 * 7 = 2.") == [("3 * 7 = 2", "3 * 7 is 21, not 2.")]
+
+
+# A step about another base writes numerals in it: "In base 6, 4 + 5 = 13" is right.
+@pytest.mark.parametrize("text", [
+    r"In base 6, $4 + 5 = 13$.",
+    r"In base $8$, $7 + 1 = 10$.",
+    "We work in base 7. Then 6 + 6 = 15.",
+    r"In base $b$, $5 + 5 = 11$ means $b = 9$.",
+    "In hexadecimal, 9 + 9 = 12.",
+    "In binary, 1 + 1 = 10.",
+])
+def test_numerals_of_another_base_are_not_flagged(text: str) -> None:
+    assert wrong(text) == []
+
+
+def test_a_digit_the_named_base_has_not_makes_the_claim_decimal() -> None:
+    # "8" is no base-6 digit, so this is decimal arithmetic (the triangle's base), and wrong
+    assert wrong("With base 6 and height 8, the area is 6 * 8 / 2 = 25.") == [
+        ("6 * 8 / 2 = 25", "6 * 8 / 2 is 24, not 25.")]
+    assert wrong("The base is 6 and the height 8, so the area is 6 * 8 / 2 = 25.") == [
+        ("6 * 8 / 2 = 25", "6 * 8 / 2 is 24, not 25.")]
+
+
+# A claim quoted to be corrected, or supposed, is not one the step makes.
+@pytest.mark.parametrize("text", [
+    "Earlier I said 7 * 8 = 54, but actually 7 * 8 = 56.",
+    "I made an error: 7 * 8 = 54 should be 56.",
+    "Previously, 7 * 8 = 54; instead it is 56.",
+    "Let me reconsider: if 2 + 2 = 5, then everything breaks.",
+    "We check whether 17 * 3 = 41: it is not.",
+    "I thought 12 * 12 = 124, but 12 * 12 = 144.",
+])
+def test_quoted_or_supposed_claims_are_not_flagged(text: str) -> None:
+    assert wrong(text) == []
+
+
+def test_the_correction_after_a_quoted_error_is_still_judged() -> None:
+    assert wrong("Earlier I said 7 * 8 = 54, but actually 7 * 8 = 57.") == [("7 * 8 = 57", "7 * 8 is 56, not 57.")]
+
+
+def test_the_dollar_that_opens_math_is_no_part_of_the_claim() -> None:
+    assert statuses(r"So $9 \cdot 8 = 72 \pmod{100}$.") == [("ok", r"9 \cdot 8 = 72")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(a=st.integers(0, 10**6), b=st.integers(0, 10**6), m=st.integers(2, 1000),
+       style=st.sampled_from([r"$%s \cdot %s = %s \pmod{%s}$", r"$%s \times %s = %s \mod %s$",
+                              r"%s * %s = %s (mod %s)", r"$%s \cdot %s \equiv %s \pmod %s$"]))
+def test_any_correct_residue_is_never_flagged(a: int, b: int, m: int, style: str) -> None:
+    assert wrong("So " + style % (a, b, a * b % m, m) + ".") == []
