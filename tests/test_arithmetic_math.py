@@ -91,8 +91,9 @@ def test_a_digit_the_named_base_has_not_makes_the_claim_decimal() -> None:
 @pytest.mark.parametrize("text", [
     "Earlier I said 7 * 8 = 54, but actually 7 * 8 = 56.",
     "I made an error: 7 * 8 = 54 should be 56.",
-    "Previously, 7 * 8 = 54; instead it is 56.",
-    "Let me reconsider: if 2 + 2 = 5, then everything breaks.",
+    "7 * 8 = 54? No; instead it is 56.",
+    "Let me reconsider: suppose 2 + 2 = 5; then everything breaks.",
+    "Previously, I had 6 * 7 = 43, which I now correct.",
     "We check whether 17 * 3 = 41: it is not.",
     "I thought 12 * 12 = 124, but 12 * 12 = 144.",
 ])
@@ -114,3 +115,93 @@ def test_the_dollar_that_opens_math_is_no_part_of_the_claim() -> None:
                               r"%s * %s = %s (mod %s)", r"$%s \cdot %s \equiv %s \pmod %s$"]))
 def test_any_correct_residue_is_never_flagged(a: int, b: int, m: int, style: str) -> None:
     assert wrong("So " + style % (a, b, a * b % m, m) + ".") == []
+
+
+# Readings a competition solution relies on, and that are ambiguous: neither reading is flagged.
+@pytest.mark.parametrize("text", [
+    "$6/2(1+2) = 1$",  # juxtaposition binds first
+    "$6/2(1+2) = 9$",  # left to right
+    r"$1/2(3 + 5)(4) = 16$",
+    r"Substituting $x = -3$: $x^2 = -3^2 = 9$.",  # the minus is the base's sign
+    "$-3^2 = -9$",
+    "negative 3 + 5 = 2",  # -3 + 5
+    r"$2^3! = 64$",  # 2^(3!) or (2^3)!: not judged
+])
+def test_ambiguous_notation_is_not_flagged(text: str) -> None:
+    assert wrong(text) == []
+
+
+def test_a_value_that_fits_neither_reading_is_flagged() -> None:
+    assert wrong("$6/2(1+2) = 4$") == [("6/2(1+2) = 4", "6/2(1+2) is 9, not 4.")]
+    assert wrong("So $2 - 3^2 = 7$.") == [("2 - 3^2 = 7", "2 - 3^2 is -7, not 7.")]
+
+
+# Factorials and binomial coefficients are read exactly; a wrong one is flagged.
+@pytest.mark.parametrize(("text", "claim", "feedback"), [
+    (r"So $\binom{5}{2} = 20$.", r"\binom{5}{2} = 20", r"\binom{5}{2} is 10, not 20."),
+    (r"$\dbinom{10}{3} = 720$", r"\dbinom{10}{3} = 720", r"\dbinom{10}{3} is 120, not 720."),
+    (r"$\frac{10!}{8!2!} = 90$", r"\frac{10!}{8!2!} = 90", r"\frac{10!}{8!2!} is 45, not 90."),
+    (r"$5! = 100$", "5! = 100", "5! is 120, not 100."),
+    (r"$7!/5! = 41$", "7!/5! = 41", "7!/5! is 42, not 41."),
+    (r"$\binom{6}{2} + \binom{6}{3} = 36$", r"\binom{6}{2} + \binom{6}{3} = 36",
+     r"\binom{6}{2} + \binom{6}{3} is 35, not 36."),
+    (r"$(5-1)! = 120$", "(5-1)! = 120", "(5-1)! is 24, not 120."),
+])
+def test_wrong_factorials_and_binomials_are_flagged(text: str, claim: str, feedback: str) -> None:
+    assert wrong(text) == [(claim, feedback)]
+
+
+@pytest.mark.parametrize("text", [
+    "$5!=6$",  # "!=" is "not equal" in code
+    "$4!! = 8$",  # a double factorial is not read
+    "So 3 + 2 = 5!",  # an exclamation after a result
+    r"$\binom{n}{2} = 10$",
+    "$1000! = 5$",  # past the size limit: unknown
+])
+def test_factorial_notation_that_is_not_read_for_sure_is_not_flagged(text: str) -> None:
+    assert wrong(text) == []
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(0, 40), k=st.integers(0, 40), style=st.sampled_from([
+    r"$\binom{%(n)s}{%(k)s} = %(c)s$", r"$\dbinom{%(n)s}{%(k)s} = %(c)s$",
+    r"So $\frac{%(n)s!}{%(k)s!(%(n)s-%(k)s)!} = %(c)s$.", r"$%(n)s! = %(f)s$", r"$%(n)s!/%(n)s = %(g)s$"]))
+def test_correct_factorials_and_binomials_are_never_flagged_and_are_judged(n: int, k: int, style: str) -> None:
+    import math
+
+    k = min(k, n)
+    text = style % {"n": n, "k": k, "c": math.comb(n, k), "f": math.factorial(n),
+                    "g": math.factorial(n) // n if n else 0}
+    if n == 0 and "/" in style:
+        assert wrong(text) == []  # a division by zero is not checked
+        return
+    assert [s for s, _ in statuses(text)] == ["ok"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 40), k=st.integers(0, 40), delta=st.integers(1, 10**6))
+def test_a_binomial_off_by_anything_is_flagged(n: int, k: int, delta: int) -> None:
+    import math
+
+    k = min(k, n)
+    assert len(wrong(f"So $\\binom{{{n}}}{{{k}}} = {math.comb(n, k) + delta}$.")) == 1
+
+
+# LaTeX notations read exactly.
+@pytest.mark.parametrize(("text", "claim", "feedback"), [
+    (r"$\frac34 \cdot 8 = 7$", r"\frac34 \cdot 8 = 7", r"\frac34 \cdot 8 is 6, not 7."),
+    (r"$10 \cdot 100 = 1\,001$", r"10 \cdot 100 = 1\,001", r"10 \cdot 100 is 1,000, not 1\,001."),
+    (r"\begin{aligned} 2^5 - 1 &= 32 - 1 \\ &= 30 \end{aligned}", r"32 - 1 \\ &= 30", "32 - 1 is 31, not 30."),
+])
+def test_latex_notations_are_read_exactly(text: str, claim: str, feedback: str) -> None:
+    assert wrong(text) == [(claim, feedback)]
+
+
+@pytest.mark.parametrize("text", [
+    r"$\frac12 + \frac12 = 1$",
+    r"$\frac123 = 5$",  # \frac{1}{2}3 or \frac{12}{3}: not read
+    r"$2^{20} = 1\,048\,576$",
+    r"$\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}$ and $x &= 5 \\ y &= 7$",
+])
+def test_latex_notations_that_are_right_pass(text: str) -> None:
+    assert wrong(text) == []

@@ -18,12 +18,13 @@ import time
 from typing import Any
 
 from verifiers.arithmetic.errors import NotChecked, TooComplex
-from verifiers.arithmetic.parse import Bin, Limits, Neg, Node, Num, Sqrt
+from verifiers.arithmetic.parse import Bin, Func, Limits, Neg, Node, Num, Sqrt
 from verifiers.arithmetic.vocabulary import unit_dimension
 
 __all__ = ["MAX_READINGS", "evaluate", "has_percent", "unit_conflict", "unit_of"]
 
 MAX_READINGS = 16
+MAX_FACTORIAL = 500  # 500! has 1,135 digits
 
 
 def _digits(value: Any) -> int:
@@ -65,7 +66,14 @@ class _Evaluator:
                 return _dedupe([base * node.multiplier, base])
             return (base,)
         if isinstance(node, Neg):
-            return tuple(-v for v in self.run(node.arg))
+            negated = [-v for v in self.run(node.arg)]
+            if isinstance(node.arg, Bin) and node.arg.op == "^":
+                # "x = -3, so x^2 = -3^2 = 9": a minus before a power is also read as the base's sign
+                with contextlib.suppress(NotChecked):
+                    negated += [self._power(-a, b) for a in self.run(node.arg.left) for b in self.run(node.arg.right)]
+            return _dedupe(negated)
+        if isinstance(node, Func):
+            return self._func(node)
         if isinstance(node, Sqrt):
             out = []
             for v in self.run(node.arg):
@@ -79,6 +87,13 @@ class _Evaluator:
         for a in left:
             for b in right:
                 values.append(self._binary(node.op, a, b))
+        if node.implicit and isinstance(node.left, Bin) and node.left.op == "/" and not node.left.loose:
+            for a in self.run(node.left.left):  # "6/2(1+2)" also as 6/(2(1+2)): juxtaposition binds first
+                for b in self.run(node.left.right):
+                    for c in right:
+                        if b * c == 0:
+                            raise NotChecked("a division by zero")
+                        values.append(a / (b * c))
         if node.loose and isinstance(node.right, Bin):
             for a in left:
                 for b in self.run(node.right.left):
@@ -92,6 +107,21 @@ class _Evaluator:
                 sign = 1 if node.op == "+" else -1
                 values.extend(a * (1 + sign * b) for a in left for b in right)
         return _dedupe(values)
+
+    def _func(self, node: Func) -> tuple[Any, ...]:
+        """``n!`` and ``\\binom{n}{k}`` of whole numbers, exactly; anything else is not checked."""
+        import itertools
+
+        sp = self.sympy
+        out = []
+        for args in itertools.product(*(self.run(a) for a in node.args)):
+            if not all(isinstance(a, sp.Integer) and a >= 0 for a in args):
+                raise NotChecked(f"{node.name} of a negative or fractional number")
+            n = int(args[0])
+            if n > MAX_FACTORIAL:
+                raise TooComplex(f"{node.name} of {n} (the limit is {MAX_FACTORIAL})")
+            out.append(sp.Integer(math.factorial(n) if node.name == "factorial" else math.comb(n, int(args[1]))))
+        return _dedupe(out)
 
     def _binary(self, op: str, a: Any, b: Any) -> Any:
         if op == "+":
@@ -140,6 +170,8 @@ def has_percent(node: Node) -> bool:
     """Whether a percentage appears anywhere in the expression."""
     if isinstance(node, Num):
         return node.percent
+    if isinstance(node, Func):
+        return any(has_percent(a) for a in node.args)
     if isinstance(node, Neg | Sqrt):
         return has_percent(node.arg)
     return has_percent(node.left) or has_percent(node.right)
@@ -149,6 +181,8 @@ def unit_of(node: Node) -> str | None:
     """The unit label an expression carries: "3 hours * 2" is in hours, "$6 + $4" in dollars, 6 / 2 in none."""
     if isinstance(node, Num):
         return node.label
+    if isinstance(node, Func):
+        return None
     if isinstance(node, Neg | Sqrt):
         return unit_of(node.arg)
     a, b = unit_of(node.left), unit_of(node.right)
@@ -165,6 +199,8 @@ def unit_conflict(node: Node) -> bool:
     """Whether the expression adds or subtracts amounts in different units ("1 hour + 30 minutes")."""
     if isinstance(node, Num):
         return False
+    if isinstance(node, Func):
+        return any(unit_conflict(a) for a in node.args)
     if isinstance(node, Neg | Sqrt):
         return unit_conflict(node.arg)
     if unit_conflict(node.left) or unit_conflict(node.right):

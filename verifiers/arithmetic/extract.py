@@ -73,10 +73,13 @@ _REFUTING = {"wrong", "wrongly", "incorrect", "incorrectly", "mistake", "mistake
              # a correction that follows: "7 * 8 = 54, but actually 56", "7 * 8 = 54 should be 56"
              "should", "instead", "actually"}
 # Words before a claim that quote it or suppose it rather than state it: "Earlier I said 7 * 8 = 54",
-# "if 2 + 2 = 5, then", "check whether 17 * 3 = 41".
-_REFUTING_BEFORE = {"wrongly", "incorrectly", "mistakenly", "erroneously", "falsely", "supposedly", "earlier",
-                    "previously", "initially", "originally", "thought", "said", "wrote", "claimed", "if",
-                    "whether", "suppose", "supposing", "assume", "assuming"}
+# "suppose 2 + 2 = 5", "check whether 17 * 3 = 41" ("if" is left alone: "If she has 52-25 = 27 marbles" states).
+_REFUTING_BEFORE = {"wrongly", "incorrectly", "mistakenly", "erroneously", "falsely", "supposedly", "whether",
+                    "suppose", "supposing", "assume", "assuming"}
+# "I said", "we wrote": the step quotes itself (but "she wrote 10 + 20 = 30 articles" tells a story).
+_SAYING = {"said", "wrote", "thought", "claimed", "assumed"}
+_QUOTING = _SAYING | {"had", "computed", "calculated", "got", "found"}
+_EARLIER = {"earlier", "before", "previously", "first", "initially", "originally"}
 _REFUTING_MARKS = {"✗", "✘", "❌", "≠", "⨯"}
 _TRUE = {"right", "correct", "true", "accurate"}
 # Words that number what follows ("Step 3 - ...", "Day 2 - ...").
@@ -200,7 +203,8 @@ def _normal(toks: Sequence[Token]) -> str:
             continue
         if t.kind in {"CUR", "SEP", "BAD"}:
             continue
-        parts.append({"FRAC": "frac", "SQRT": "sqrt"}.get(t.kind, t.value.replace(",", "")))
+        value = t.value.replace("{,}", "").replace("\\,", "").replace(",", "")
+        parts.append({"FRAC": "frac", "SQRT": "sqrt", "BINOM": "binom"}.get(t.kind, value))
     return "".join(parts)
 
 
@@ -215,7 +219,7 @@ class _Runs:
         t = self.toks[i]
         if t.start < self.skip_until:
             return False
-        if t.kind in {"NUM", "OP", "LP", "RP", "PCT", "FRAC", "SQRT", "REL", "CUR"}:
+        if t.kind in {"NUM", "OP", "LP", "RP", "PCT", "FRAC", "SQRT", "BINOM", "FACT", "REL", "CUR"}:
             return True
         if t.kind != "WORD":
             return False
@@ -373,12 +377,24 @@ def _doubted(toks: list[Token], first: int | None, after: int) -> bool:
                                                     and toks[after + j + 1].value.lower() in _TRUE)):
             return True
     if first is not None:
-        for t in reversed(toks[max(0, first - 4):first]):
+        for k in range(first - 1, max(0, first - 4) - 1, -1):
+            t = toks[k]
             if t.kind in {"NUM", "REL"}:
                 break
-            if t.kind == "WORD" and t.value.lower() in _REFUTING_BEFORE:
+            w = t.value.lower()
+            if t.kind == "WORD" and (w in _REFUTING_BEFORE or (w in _QUOTING and _quoted_by(toks, k))):
                 return True
     return False
+
+
+def _quoted_by(toks: list[Token], k: int) -> bool:
+    """Whether the verb at ``k`` quotes the writer's own earlier work: "I said", "we thought", "I had
+    earlier" or "earlier I got" (but "she wrote 10 + 20 = 30 articles" and "I got 12" state it)."""
+    if k == 0 or toks[k - 1].value.lower() not in {"i", "we"}:
+        return False
+    if toks[k].value.lower() in _SAYING:
+        return True
+    return any(t.value.lower() in _EARLIER for t in toks[max(0, k - 4):k + 3])
 
 
 def _states_result(toks: list[Token], j: int) -> bool:

@@ -16,7 +16,7 @@ from verifiers.arithmetic.errors import NotChecked
 from verifiers.arithmetic.evaluate import evaluate, has_percent, unit_conflict, unit_of
 from verifiers.arithmetic.extract import Claim
 from verifiers.arithmetic.numbers import consistent, format_value, to_rational
-from verifiers.arithmetic.parse import Bin, Limits, Neg, Num, Sqrt
+from verifiers.arithmetic.parse import Bin, Func, Limits, Neg, Num, Sqrt
 from verifiers.arithmetic.vocabulary import unit_dimension
 
 __all__ = ["Judgement", "judge"]
@@ -90,6 +90,8 @@ def _literals(node: Any) -> list[Any]:
         return _literals(node.arg)
     if isinstance(node, Bin):
         return _literals(node.left) + _literals(node.right)
+    if isinstance(node, Func):
+        return [lit for a in node.args for lit in _literals(a)]
     return []
 
 

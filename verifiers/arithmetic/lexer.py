@@ -16,7 +16,8 @@ from verifiers.arithmetic.vocabulary import GLUED_UNITS, MULTIPLIERS
 
 __all__ = ["Token", "TokenKind", "tokenize"]
 
-TokenKind = Literal["NUM", "OP", "LP", "RP", "REL", "PCT", "CUR", "WORD", "FRAC", "SQRT", "SEP", "BAD"]
+TokenKind = Literal["NUM", "OP", "LP", "RP", "REL", "PCT", "CUR", "WORD", "FRAC", "SQRT", "BINOM", "FACT", "SEP",
+                    "BAD"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +37,8 @@ class Token:
 _MASTER = re.compile(
     r"""
       (?P<ws>\s+|\\[,;!:]|\\q?quad\b)
-    | (?P<num>(?:\d{1,3}(?:(?:,|\{,\})\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)
+    | (?P<num>(?:\d{1,3}(?:(?:,|\{,\}|\\,)\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)
+    | (?P<linebreak>\\\\)
     | (?P<text>\\(?:text|mathrm|textrm|mbox)\s*\{(?P<textbody>\s*[A-Za-z]+(?:\s*/\s*[A-Za-z]+|\s+[A-Za-z]+){0,5}\s*)\})
     | (?P<latex>\\(?:left|right)\s*[(\[]|\\(?:left|right)\s*[)\]]|\\[A-Za-z]+|\\[$%{}()\[\]])
     | (?P<root>√)
@@ -64,7 +66,8 @@ _OPS = {"−": "-", "×": "*", "·": "*", "⋅": "*", "∗": "*", "÷": "/", "**
 _LATEX = {
     "\\times": ("OP", "*"), "\\cdot": ("OP", "*"), "\\div": ("OP", "/"), "\\ast": ("OP", "*"),
     "\\frac": ("FRAC", "frac"), "\\dfrac": ("FRAC", "frac"), "\\tfrac": ("FRAC", "frac"),
-    "\\sqrt": ("SQRT", "sqrt"), "\\approx": ("REL", "approx"), "\\$": ("CUR", "$"), "\\%": ("PCT", "%"),
+    "\\sqrt": ("SQRT", "sqrt"), "\\binom": ("BINOM", "binom"), "\\dbinom": ("BINOM", "binom"),
+    "\\tbinom": ("BINOM", "binom"), "\\approx": ("REL", "approx"), "\\$": ("CUR", "$"), "\\%": ("PCT", "%"),
     "\\{": ("LP", "("), "\\}": ("RP", ")"), "\\(": ("SEP", "\\("), "\\)": ("SEP", "\\)"),
     "\\[": ("SEP", "\\["), "\\]": ("SEP", "\\]"), "\\neq": ("SEP", "!="), "\\ne": ("SEP", "!="),
     "\\le": ("SEP", "<="), "\\leq": ("SEP", "<="), "\\ge": ("SEP", ">="), "\\geq": ("SEP", ">="),
@@ -73,6 +76,7 @@ _ORDINAL = {"st", "nd", "rd", "th"}
 _POWER_START = set("0123456789(-+{")  # "2**3", "2**(1/2)"; "**8**." closes bold before the full stop
 _BOLD_VALUE = re.compile(r"-?[$€£¥₹₩₽₺₦฿₱]?\d")
 _ALIGNED_RELATION = re.compile(r"\s*(?:=|≈|\\approx\b)")
+_ALIGNED_NEXT = re.compile(r"\s*&\s*(?:=|≈|\\approx\b)")
 _TEXT_PIECE = re.compile(r"[A-Za-z]+|/")
 
 
@@ -168,6 +172,11 @@ def _raw(text: str) -> list[Token]:
             tok = Token("WORD", "cents", s, e, glued)
         elif kind == "deg":
             tok = Token("WORD", "degrees", s, e, glued)
+        elif kind == "linebreak" and _ALIGNED_NEXT.match(text, e):
+            continue  # "&= 12 + 5 \\\\ &= 17": the next line of an align goes on with the same chain
+        elif (piece == "!" and glued and out and out[-1].kind in {"NUM", "RP"} and out[-1].end == s
+              and text[e:e + 1] not in {"=", "!", "\n"}):
+            tok = Token("FACT", "!", s, e, glued)  # "5!", "(n-1)!", "8!2!"; not "5!=6" (not equal) nor "5!!"
         elif piece == "&" and _ALIGNED_RELATION.match(text, e):
             continue  # "9 \\times 2 &= 18": an alignment mark in a LaTeX align environment
         else:

@@ -40,7 +40,7 @@ class Literal:
 
 def parse_literal(text: str) -> Literal:
     """``"1,200.50"`` -> 120050/100 with 2 decimals. Thousands separators are dropped, the value is exact."""
-    plain = text.replace("{,}", "").replace(",", "")
+    plain = text.replace("{,}", "").replace("\\,", "").replace(",", "")
     if "." in plain:
         whole, frac = plain.split(".", 1)
     else:

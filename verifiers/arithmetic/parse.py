@@ -26,7 +26,7 @@ from verifiers.arithmetic.lexer import Token
 from verifiers.arithmetic.numbers import Literal, parse_literal
 from verifiers.arithmetic.vocabulary import GLUED_ONLY_MULTIPLIERS, MULTIPLIERS, NOT_UNITS, OPERATOR_WORDS, unit_key
 
-__all__ = ["Bin", "Limits", "Neg", "Node", "Num", "Sqrt", "parse_expression"]
+__all__ = ["Bin", "Func", "Limits", "Neg", "Node", "Num", "Sqrt", "parse_expression"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +68,18 @@ class Bin:
     right: Node
     glued_minus: bool = False  # "5-10": could be a range in prose
     loose: bool = False  # "3 / 1/2": also read as (3 / 1) / 2, the strict order of operations
+    implicit: bool = False  # "6/2(1+2)": a product by juxtaposition, also read as binding first, 6/(2(1+2))
 
 
-Node = Num | Neg | Sqrt | Bin
+@dataclass(frozen=True, slots=True)
+class Func:
+    """A function of whole numbers written in its usual notation: ``5!`` ("factorial"), ``\\binom{5}{2}``."""
+
+    name: str  # "factorial" or "binom"
+    args: tuple[Node, ...]
+
+
+Node = Num | Neg | Sqrt | Bin | Func
 
 
 class _Fail(Exception):
@@ -151,6 +160,10 @@ class _Parser:
                 return "*"
         if t.kind == "LP" and t.glued:
             return "*"  # "2(3+4)", "(2)(3)": the bracket is parsed as the next factor
+        after = self.peek(1)
+        if (t.kind == "NUM" and self.toks[self.i - 1].kind == "FACT" and after is not None and after.kind == "FACT"
+                and after.glued):
+            return "*"  # "\\frac{10!}{8!2!}": factorials side by side multiply
         return None
 
     def term(self) -> Node:
@@ -162,7 +175,11 @@ class _Parser:
                 break
             fraction = self._glued_fraction() if spaced_divide else None
             # "1 1/2 / 1/2": a written fraction binds first (and is also read left to right).
-            node = Bin("/", node, fraction, loose=True) if fraction is not None else Bin(op, node, self.unary())
+            if fraction is not None:
+                node = Bin("/", node, fraction, loose=True)
+            else:
+                implicit = t is not None and t.kind == "LP"
+                node = Bin(op, node, self.unary(), implicit=implicit)
         return node
 
     def _glued_fraction(self) -> Node | None:
@@ -193,13 +210,22 @@ class _Parser:
         if t is not None and t.kind == "OP" and t.value == "^":
             self.take()
             self.enter()
+            braced = (b := self.peek()) is not None and b.kind == "LP"
             exp = self.unary()
             self.depth -= 1
+            if not braced and isinstance(exp, Func):
+                raise _Fail  # "2^3!": 2^(3!) or (2^3)!
             return Bin("^", base, exp)
         return base
 
     def postfix(self) -> Node:
         node = self.primary()
+        t = self.peek()
+        if t is not None and t.kind == "FACT":
+            self.take()
+            if isinstance(node, Num) and node.label is not None:  # "$5! = 120$": the "$" opens the math
+                node = Num(node.literal)
+            return Func("factorial", (node,))
         if isinstance(node, Num):
             node = self._decorate(node)
         else:
@@ -273,9 +299,15 @@ class _Parser:
                 raise _Fail
             return node
         if t.kind == "FRAC":
+            nxt = self.peek()
+            if nxt is not None and nxt.kind == "NUM" and nxt.glued and len(nxt.value) == 2 and nxt.value.isdigit():
+                self.take()  # "\\frac12" is \\frac{1}{2}: TeX takes one digit for each argument
+                return Bin("/", Num(parse_literal(nxt.value[0])), Num(parse_literal(nxt.value[1])))
             num = self._braced()
             den = self._braced()
             return Bin("/", num, den)
+        if t.kind == "BINOM":
+            return Func("binom", (self._braced(), self._braced()))
         if t.kind == "SQRT":
             nxt = self.peek()
             if t.value == "√" and nxt is not None and nxt.kind == "NUM" and nxt.glued:

@@ -95,6 +95,8 @@ RISKY_BEFORE = {
     # functions written as words: "log 100 + 1" is not 100 + 1
     "log", "ln", "lg", "sin", "cos", "tan", "cot", "sec", "csc", "exp", "sqrt", "mod", "modulo", "gcd", "lcm",
     "floor", "ceil", "ceiling", "abs", "factorial", "choose", "f", "g", "h", "p", "c",
+    # a sign or an inverse in words: "negative 3 + 5 = 2" is -3 + 5
+    "negative", "opposite", "reciprocal", "inverse",
 }
 
 # A following word that changes what the result means ("= 5 more than", "= 3 to 4", "= 2 and 1/2").
