@@ -9,8 +9,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import statuses, wrong
 
-from tests.support import statuses, wrong
+from generators import Scripted
+from monitor import Fail, Monitor
+from verifiers import Arithmetic
+from verifiers.arithmetic import check_text, context_of
 
 # Correct steps in the notations competition solutions use; none may be flagged.
 SOUND = [
@@ -205,3 +209,17 @@ def test_latex_notations_are_read_exactly(text: str, claim: str, feedback: str) 
 ])
 def test_latex_notations_that_are_right_pass(text: str) -> None:
     assert wrong(text) == []
+
+
+async def test_modular_work_named_in_the_prompt_or_an_earlier_step_holds_for_later_steps() -> None:
+    trace = "We work modulo 7 throughout.\nThen 3 * 5 = 1.\nThen 4 * 4 = 3.\n"
+    found = [v for v in await Arithmetic().ascan(trace) if isinstance(v, Fail)]
+    assert [(trace[f.span.start:f.span.end], f.feedback) for f in found] == [
+        ("4 * 4 = 3", "4 * 4 is 16, which is 2 modulo 7, not 3.")]
+    assert wrong("Then 3 * 5 = 1.") == [("3 * 5 = 1", "3 * 5 is 15, not 1.")]  # no context: an error
+
+    result = await Monitor(Scripted("So 3 * 5 = 1 and 2 * 4 = 1.\n"), [Arithmetic()]).run(
+        "Compute everything modulo 7.")
+    assert result.passed and not any(isinstance(v, Fail) for v in result.verdicts)
+    assert [f.status for f in check_text("4 + 5 = 13", context=context_of("Write it in base 6."))] == ["unsure"]
+    assert [f.status for f in check_text("4 + 5 = 13")] == ["wrong"]

@@ -12,22 +12,25 @@ truncated to the number of decimals it is written with (``1/3 = 0.33`` passes, `
 from __future__ import annotations
 
 from verifiers.arithmetic.errors import NotChecked, TooComplex
-from verifiers.arithmetic.extract import Claim, extract_claims
+from verifiers.arithmetic.extract import Claim, Context, context_of, extract_claims
 from verifiers.arithmetic.judge import Judgement, judge
 from verifiers.arithmetic.numbers import consistent, parse_literal
 from verifiers.arithmetic.parse import Limits, parse_expression
-from verifiers.arithmetic.verifier import Arithmetic, Finding, check_text, wrong_claims
+from verifiers.arithmetic.verifier import Arithmetic, Finding, StepInContext, check_text, wrong_claims
 
 __all__ = [
     "Arithmetic",
     "Claim",
+    "Context",
     "Finding",
     "Judgement",
     "Limits",
     "NotChecked",
+    "StepInContext",
     "TooComplex",
     "check_text",
     "consistent",
+    "context_of",
     "extract_claims",
     "judge",
     "parse_expression",

@@ -37,7 +37,7 @@ from verifiers.arithmetic.vocabulary import (
     unit_key,
 )
 
-__all__ = ["Claim", "extract_claims", "might_hold_claims"]
+__all__ = ["Claim", "Context", "context_of", "extract_claims", "might_hold_claims"]
 
 _QUICK = re.compile(r"[=≈≃]|\\approx|\b(?:is|equals)\b")
 _DIGIT = re.compile(r"\d")
@@ -640,12 +640,40 @@ def _surface(text: str) -> tuple[str, list[int]]:
     return "".join(pieces), index
 
 
-def extract_claims(text: str, limits: Limits | None = None) -> list[Claim]:
-    """Every claim in ``text`` (one step), annotation claims and written claims, in text order."""
+@dataclass(frozen=True)
+class Context:
+    """What the text around a step (earlier steps, the prompt) says that holds for the step too: that the work is
+    modular (``moduli``, as for a step: ``()`` when no modulus is named) or in another base."""
+
+    moduli: tuple[int, ...] | None = None
+    base: int | None = None
+
+
+def context_of(text: str) -> Context:
+    """The context a text sets for the steps after it ("We work mod 7." makes "3 * 5 = 1" a congruence)."""
+    return Context(_moduli(text), _base(text))
+
+
+def _in_context(claim: Claim, context: Context) -> Claim:
+    moduli = claim.moduli
+    if context.moduli is not None:
+        named = set(claim.moduli or ()) | set(context.moduli)
+        moduli = tuple(sorted(named))
+    base = claim.base if claim.base is not None else context.base
+    return claim if (moduli, base) == (claim.moduli, claim.base) else dataclasses.replace(claim, moduli=moduli,
+                                                                                           base=base)
+
+
+def extract_claims(text: str, limits: Limits | None = None, context: Context | None = None) -> list[Claim]:
+    """Every claim in ``text`` (one step), annotation claims and written claims, in text order; ``context``: what
+    the text around the step says of modular arithmetic or another base."""
     limits = limits or Limits()
     if not might_hold_claims(text):
         return []
-    return list(_extract_cached(text, limits))
+    claims = _extract_cached(text, limits)
+    if context is not None and (context.moduli is not None or context.base is not None):
+        return [_in_context(c, context) for c in claims]
+    return list(claims)
 
 
 @lru_cache(maxsize=2048)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from monitor import Fail, Pass, Step, StepBoundary, Unknown, Verdict, Verifier
+from monitor import Fail, Pass, Step, StepBoundary, TraceView, Unknown, Verdict, Verifier
 from monitor.verifier import RunsIn
 from verifiers.arithmetic.errors import TooComplex
-from verifiers.arithmetic.extract import Claim, extract_claims, might_hold_claims
+from verifiers.arithmetic.extract import Claim, Context, context_of, extract_claims, might_hold_claims
 from verifiers.arithmetic.judge import Judgement, judge
 from verifiers.arithmetic.parse import Limits
 
-__all__ = ["Arithmetic", "Finding", "check_text", "wrong_claims"]
+__all__ = ["Arithmetic", "Finding", "StepInContext", "check_text", "wrong_claims"]
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,10 @@ class Finding:
         return self.judgement.claim
 
 
-def check_text(text: str, limits: Limits | None = None) -> list[Finding]:
-    """Judge every claim in ``text`` as one step (no trace, no event loop): the fast path for offline use."""
+def check_text(text: str, limits: Limits | None = None, *, context: Context | None = None) -> list[Finding]:
+    """Judge every claim in ``text`` as one step (no trace, no event loop): the fast path for offline use.
+    ``context`` (see :func:`context_of`) carries what earlier steps or the prompt say of modular arithmetic or
+    another base."""
     limits = limits or Limits()
     if not might_hold_claims(text):
         return []
@@ -42,7 +44,7 @@ def check_text(text: str, limits: Limits | None = None) -> list[Finding]:
         raise TooComplex(f"a step of {len(text)} characters (the limit is {limits.max_step_chars})")
     import sympy  # noqa: F401  (loaded before the clock starts)
 
-    claims = extract_claims(text, limits)
+    claims = extract_claims(text, limits, context)
     deadline = time.perf_counter() + limits.seconds
     out: list[Finding] = []
     for i, claim in enumerate(claims):
@@ -58,6 +60,15 @@ def check_text(text: str, limits: Limits | None = None) -> list[Finding]:
             j = Judgement("unknown", claim, reason=f"{claim.lhs_text}: too complex to check ({exc})")
         out.append(Finding(j, claim.start, claim.end))
     return out
+
+
+@dataclass(frozen=True)
+class StepInContext:
+    """What :class:`Arithmetic` checks: the step, and what the prompt and the earlier steps say of modular
+    arithmetic or another base ("We work mod 7." then "3 * 5 = 1" is a congruence, not an error)."""
+
+    step: Step
+    context: Context = field(default_factory=Context)
 
 
 def wrong_claims(findings: list[Finding]) -> list[Finding]:
@@ -88,10 +99,14 @@ class Arithmetic(Verifier):
         self.report_unknown = report_unknown
         import sympy  # noqa: F401  (import now, not on the first step inside the event loop)
 
-    def check(self, state: Step) -> list[Verdict]:
-        step = state
+    def extract(self, view: TraceView) -> StepInContext:
+        around = view.text[:view.step.start]
+        return StepInContext(view.step, context_of(f"{view.prompt}\n{around}" if view.prompt else around))
+
+    def check(self, state: Step | StepInContext) -> list[Verdict]:
+        step, context = (state.step, state.context) if isinstance(state, StepInContext) else (state, None)
         try:
-            findings = check_text(step.text, self.limits)
+            findings = check_text(step.text, self.limits, context=context)
         except TooComplex as exc:
             return [Unknown(reason=f"not checked: {exc}", span=step.span)]
         if step.cut:  # the run was stopped inside this step: a value at its very end may be unfinished
