@@ -457,7 +457,8 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
                whole: bool = False) -> list[Claim]:
     claims: list[Claim] = []
     rounding = bool(_ROUNDING.search(text))
-    moduli, base = _moduli(text), _base(text)
+    spoken = context_of(text)
+    moduli, base = spoken.moduli, spoken.base
     for a, b in _Runs(toks, skip_until).runs():
         if whole and (a != 0 or b != len(toks)):
             continue  # an annotation is judged whole or not at all ("<<2*L/10*20=40>>")
@@ -649,9 +650,16 @@ class Context:
     base: int | None = None
 
 
+_CONTEXT_HINTS = ("mod", "≡", "equiv", "mathbb", "congru", "residue", "digit")
+_BASE_HINTS = ("base", "binary", "octal", "hex", "ternary", "duodecimal")
+
+
 def context_of(text: str) -> Context:
     """The context a text sets for the steps after it ("We work mod 7." makes "3 * 5 = 1" a congruence)."""
-    return Context(_moduli(text), _base(text))
+    lowered = text.lower()  # substring tests first: most texts speak of neither, and the regexes cost more
+    moduli = _moduli(text) if any(h in lowered for h in _CONTEXT_HINTS) else None
+    base = _base(text) if any(h in lowered for h in _BASE_HINTS) else None
+    return Context(moduli, base)
 
 
 def _in_context(claim: Claim, context: Context) -> Claim:

@@ -99,7 +99,9 @@ class Arithmetic(Verifier):
         self.report_unknown = report_unknown
         import sympy  # noqa: F401  (import now, not on the first step inside the event loop)
 
-    def extract(self, view: TraceView) -> StepInContext:
+    def extract(self, view: TraceView) -> StepInContext | Step:
+        if not might_hold_claims(view.step.text):
+            return view.step  # nothing to judge: no context needed
         around = view.text[:view.step.start]
         return StepInContext(view.step, context_of(f"{view.prompt}\n{around}" if view.prompt else around))
 
