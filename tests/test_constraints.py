@@ -424,6 +424,19 @@ def test_a_supposition_lasts_until_it_is_given_up_or_its_paragraph_ends() -> Non
         "Alice is in house 3"]
 
 
+def test_a_conclusion_from_every_case_is_read_and_ends_the_case_analysis() -> None:
+    cases = ("Case 1: Bob is in house 1.\nAlice is in house 3.\nCase 2: Bob is in house 3.\nAlice is in house 1.\n"
+             "In either case, Bob is in house 2.\n")
+    ((said, message),) = _fails(cases)
+    assert (said, cases.rindex(said)) == ("Bob is in house 2", cases.index("Bob is in house 2"))
+    assert message.startswith("'Bob is in house 2' contradicts")
+    for idiom in ("In any case", "Either way", "In both cases", "Regardless"):
+        assert [s for s, _ in _fails(f"{idiom}, Bob is in house 2.\n")] == ["Bob is in house 2"], idiom
+    consistent = "In either case, Arnold is in house 2.\n"
+    assert _fails(consistent) == []
+    assert [c.text for c in ClaimReader(zebra()).read_all(consistent)[0]] == ["Arnold is in house 2"]
+
+
 def test_rows_of_a_solution_grid_put_each_cell_in_the_rows_house() -> None:
     text = "House 1: Alice, coffee, OnePlus 9\n| 3 | Bob | water | Huawei P50 |\n"
     assert _fails(text) == [("water", "'water' contradicts clue 1 (The person who uses a Google Pixel 6 is in the "

@@ -70,6 +70,10 @@ _GIVE_UP = re.compile(r"\b(?:contradictions?|contradicts?|contradictory|impossib
                       r"(?:does\s*n[o']t|do\s*n[o']t|won't|will\s+not|wouldn't|would\s+not|cannot|can't)\s+work|"
                       r"fails?|failed|invalid|not\s+valid|conflicts?|violates?|dead\s+end|ruled?\s+out)\b|[✗❌×]",
                       re.IGNORECASE)
+# A conclusion drawn from every case ("In either case, Bob is in house 3."): it states a fact, and it ends the case
+# analysis before it, so its hedge-like words ("case", "either") do not hedge it.
+_ALL_CASES = re.compile(r"\b(?:in\s+(?:any|either|both|all|every|each)\s+cases?|either\s+way|in\s+any\s+event|"
+                        r"whichever\s+(?:case|way)|regardless)\b", re.IGNORECASE)
 NONE, LOCAL, SUPPOSITION = 0, 1, 2  # what a text leaves open for the sentence after it
 _NEGATIONS = r"\b(?:not|no|never|cannot|impossible|false|wrong|incorrect|contradiction|contradicts|neither|nor)\b|n't"
 _SEPARATORS = (r"[,;:()]|\s[-–—]\s|\b(?:and|but|so|then|because|since|therefore|thus|hence|while|whereas|which"
@@ -238,6 +242,8 @@ class ClaimReader:
         level = int(after_hedge)
         if level and _GIVE_UP.search(text):
             return NONE  # "That leads to a contradiction, so ...": the supposition is over, and so is this sentence
+        if _ALL_CASES.search(text):
+            text, level = _ALL_CASES.sub(" ", text), NONE  # "In either case, ...": concluded from every case
         if level >= SUPPOSITION:
             return SUPPOSITION
         if self.hedge.search(text) or (self.question and "?" in text) or (level and _CONSEQUENCE.search(text)):
