@@ -437,6 +437,21 @@ def test_a_conclusion_from_every_case_is_read_and_ends_the_case_analysis() -> No
     assert [c.text for c in ClaimReader(zebra()).read_all(consistent)[0]] == ["Arnold is in house 2"]
 
 
+def test_houses_between_two_people_are_a_distance() -> None:
+    # the solution: Alice in house 1, Arnold in house 2, Bob in house 3
+    assert [s for s, _ in _fails("There is one house between Arnold and Bob.\n")] == [
+        "one house between Arnold and Bob"]
+    assert [s for s, _ in _fails("Arnold and Bob have one house between them.\n")] == [
+        "Arnold and Bob have one house between them"]
+    reader = ClaimReader(zebra())
+    assert [c.text for c in reader.read_all("There is one house between Bob and Alice.\n")[0]] == [
+        "one house between Bob and Alice"]
+    assert _fails("There is one house between Bob and Alice.\n") == []
+    for loose in ("There is at least one house between Arnold and Bob.\n",
+                  "There is more than one house between Arnold and Bob.\n"):
+        assert reader.read_all(loose)[0] == [], loose
+
+
 def test_rows_of_a_solution_grid_put_each_cell_in_the_rows_house() -> None:
     text = "House 1: Alice, coffee, OnePlus 9\n| 3 | Bob | water | Huawei P50 |\n"
     assert _fails(text) == [("water", "'water' contradicts clue 1 (The person who uses a Google Pixel 6 is in the "

@@ -119,7 +119,11 @@ _REL: dict[str, Callable[[Mapping[str, Node]], Node]] = {
     "directly_left_of": lambda g: N.left_of(g["a"], g["b"], directly=True),
     "directly_right_of": lambda g: N.right_of(g["a"], g["b"], directly=True),
     "next_to": lambda g: N.next_to(g["a"], g["b"]),
+    "one_between": lambda g: N.distance(g["a"], g["b"], 2),
+    "two_between": lambda g: N.distance(g["a"], g["b"], 3),
 }
+# "exactly one house between", not "at least one" or "more than one"
+_EXACT = r"(?<!least )(?<!most )(?<!than )(?<!some )"
 
 DEFAULT_PATTERNS: tuple[ClaimPattern, ...] = (
     ClaimPattern(r"{a}\s+(?:(?:does\s+not|doesn't|do\s+not|don't)\s+live|(?:is\s+not|isn't))\s+in\s+" + _HOUSE,
@@ -138,6 +142,10 @@ DEFAULT_PATTERNS: tuple[ClaimPattern, ...] = (
                  "right of"),
     ClaimPattern(r"{a}\s+(?:lives\s+|is\s+)?(?:next\s+to|beside|adjacent\s+to)\s+{b}", "next_to", "next to"),
     ClaimPattern(r"{a}\s+and\s+{b}\s+(?:are|live)\s+next\s+to\s+each\s+other", "next_to", "next to each other"),
+    ClaimPattern(_EXACT + r"\b(?:one|1)\s+house\s+between\s+{a}\s+and\s+{b}", "one_between", "one house between"),
+    ClaimPattern(_EXACT + r"\b(?:two|2)\s+houses\s+between\s+{a}\s+and\s+{b}", "two_between", "two houses between"),
+    ClaimPattern(r"{a}\s+and\s+{b}\s+(?:have|has)\s+(?:exactly\s+)?(?:one|1)\s+house\s+between\s+them",
+                 "one_between", "one house between them"),
     ClaimPattern(r"(?:the\s+)?(?:person|one|resident|occupant)\s+(?:in|of|living\s+in|who\s+lives\s+in)\s+" + _HOUSE
                  + r"\s+(?:does\s+not|doesn't)\s+" + _VERB + r"\s+(?:the\s+|a\s+|an\s+)?{a}", "different",
                  "person in house does not"),
