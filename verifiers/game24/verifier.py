@@ -63,6 +63,13 @@ _COMPLETE = re.compile(r"[ \t.!;✓✔✅)]*$", re.MULTILINE)
 _INPUT = re.compile(r"(?i)\binput\s*:\s*(?P<nums>\d+(?:[ \t,]+\d+)+)")
 _RUN = re.compile(r"(?<![\w.])\d+(?:(?:[ \t]*,[ \t]*(?:and[ \t]+)?|[ \t]+(?:and[ \t]+)?)\d+)+(?![\w]|\.\d)")
 _SYMBOL = {"+": "+", "-": "-", "*": "*", "x": "*", "X": "*", "/": "/"}
+# A thinking model's monologue (``<think> ... </think>``): an "answer" there is a candidate being tried, not the
+# final answer (which follows ``</think>``).
+_THINK = re.compile(r"(?i)<(?P<close>/)?think>")
+# Words before "answer" in its sentence that make it a guess being tried: "Perhaps answer = ...", "Let me try:
+# answer is ...", "Maybe the answer is ...".
+_HEDGE = re.compile(r"(?i)\b(?:maybe|perhaps|possibly|probably|might|could|would|try|trying|tried|if|whether|suppose"
+                    r"|guess|candidate|check|checking|test|testing|what about|how about)\b")
 
 
 def numbers_from_prompt(prompt: str) -> list[Fraction] | None:
@@ -111,10 +118,42 @@ def _answer(norm: str, start: int, end: int, strong: bool, whole: bool) -> _Answ
     return _Answer(expr.start, expr.end, chain, strong and complete, expr)
 
 
-def _answers(norm: str) -> list[_Answer]:
-    """Final answers in the (normalised) text: an expression with at least one operation."""
+def _thinking(text: str, *, from_start: bool = False) -> list[tuple[int, int]]:
+    """The spans of ``text`` that are a thinking model's monologue: from ``<think>`` to ``</think>`` (or to the end
+    while it is open), and everything before a first ``</think>`` that no ``<think>`` opens (the chat template put
+    that tag in the prompt); ``from_start``: the prompt ends inside an open ``<think>``."""
+    out: list[tuple[int, int]] = []
+    start: int | None = 0 if from_start else None
+    first = True
+    for m in _THINK.finditer(text):
+        if m.group("close"):
+            if start is None and first:
+                start = 0
+            if start is not None:
+                out.append((start, m.start()))
+            start = None
+        elif start is None:
+            start = m.end()
+        first = False
+    if start is not None:
+        out.append((start, len(text)))
+    return out
+
+
+def _hedged(norm: str, pos: int) -> bool:
+    """Whether the sentence before ``pos`` (an answer phrase) tries or supposes it: "Maybe the answer is"."""
+    begin = max(norm.rfind(ch, 0, pos) for ch in ".!?\n") + 1
+    return _HEDGE.search(norm, begin, pos) is not None
+
+
+def _answers(norm: str, thought: Sequence[tuple[int, int]] = ()) -> list[_Answer]:
+    """Final answers in the (normalised) text: an expression with at least one operation. An "answer" inside
+    the ``thought`` spans (a thinking model's monologue), one that is asked about (``... = 26?``) and one its
+    sentence only tries ("Perhaps the answer is ...") is a candidate, not the final answer."""
     out: list[_Answer] = []
     for m in _ANSWER.finditer(norm):
+        if any(a <= m.start() < b for a, b in thought) or _hedged(norm, m.start()):
+            continue
         pos = _RESTATE.match(norm, m.end())
         start = pos.end() if pos is not None else m.end()
         strong = m.group("strong") is not None
@@ -142,6 +181,8 @@ def _answers(norm: str) -> list[_Answer]:
         found = _answer(norm, body_start, m.end("body"), True, whole=True)
         if found is not None:
             out.append(found)
+    out = [a for a in out if not any(s <= a.start < e for s, e in thought)
+           and not (a.chain is not None and a.chain.question)]
     out.sort(key=lambda a: a.start)
     return [a for i, a in enumerate(out) if i == 0 or a.start != out[i - 1].start]
 
@@ -170,6 +211,7 @@ class Game24State:
     end_check: bool = False  # the end-of-run check: is there a final answer at all?
     end_only: bool = False  # AtEnd's check of the whole text: the steps were checked one by one already
     prompt_problem: str = ""
+    thinking: bool = False  # the prompt ends inside an open <think>: the text starts in the monologue
 
 
 class Game24(Verifier):
@@ -227,13 +269,17 @@ class Game24(Verifier):
         if end_check:
             self._ended = key
         end_only = view.final and view.step.index == -1 and _has_steps(self.trigger)
+        opened = _thinking(view.prompt)
+        in_thought = bool(opened) and opened[-1][1] == len(view.prompt)
         return Game24State(view.text, view.step.span, numbers, final=view.final, end_check=end_check,
-                           end_only=end_only, prompt_problem=problem)
+                           end_only=end_only, prompt_problem=problem, thinking=in_thought)
 
     # -- checking -----------------------------------------------------------------------------------
     def check(self, state: Game24State) -> list[Verdict]:
         if state.end_only:
-            if state.end_check and self.require_answer and not _answers(normalize(state.text).text):
+            text = normalize(state.text).text
+            if state.end_check and self.require_answer and not _answers(text, _thinking(text,
+                                                                                      from_start=state.thinking)):
                 return [Unknown(reason="no final 'Answer: <expression>' in the trace", span=state.step)]
             return [Pass(note="every step was checked when it was written")]
         if state.numbers is None:
@@ -246,7 +292,8 @@ class Game24(Verifier):
             return lo < end <= hi
 
         verdicts: list[Verdict] = []
-        answers = _answers(n)
+        answers = [a for a in _answers(n, _thinking(n, from_start=state.thinking))
+                   if not self._partial(a, len(state.numbers))]
         answer_spans = [(a.chain.parts[0].start, a.chain.parts[-1].end) if a.chain else (a.start, a.end)
                         for a in answers]
         inputs = _multiset(state.numbers)
@@ -327,6 +374,15 @@ class Game24(Verifier):
         out: list[Verdict] = []
         shown = _original(norm, lhs.start, lhs.end)
         missing = [(v, span) for v, span in operands if pool[v] < need[v]]
+        if missing and {v for v, _ in missing} <= _free_results(n, lhs.start):
+            # "4 * 10 = 40, 40 - 13 = 27, so we're left with 27 and 9": the step goes on from a result that no
+            # step with a list of what is left recorded, so which numbers were available is not known.
+            found = self._replay_arithmetic(norm, chain, true, c, c_text, leaf_texts) if arithmetic else []
+            if left is None:
+                found.append(Unknown(reason=f"cannot read the numbers left {raw!r}",
+                                     span=Span(*norm.span(*left_span))))
+            replay.moved(_multiset(left) if left is not None else pool)
+            return found
         if missing:
             value, span = missing[-1]
             out.append(Fail(f"{shown} uses {format_number(value)}, which is not among the numbers available "
@@ -336,14 +392,8 @@ class Game24(Verifier):
                                      f"{_show(pool.elements())}.",
                             claim=f"unavailable {format_number(value)} in {_show(pool.elements())}"))
         c_shown = _original(norm, rhs.start, rhs.end)
-        if arithmetic and true is None:
-            out.append(Fail(f"{shown} divides by zero", span=Span(*norm.span(lhs.start, lhs.end)),
-                            feedback="division by zero is not allowed.", claim=f"{_compact(lhs_text)}=div0"))
-        elif arithmetic and true is not None and not close_enough(true, c, c_text, leaf_texts):
-            out.append(Fail(f"{shown} is {format_number(true)}, not {c_shown}",
-                            span=Span(*norm.span(rhs.start, rhs.end)),
-                            feedback=f"{shown} is {format_number(true)}, not {c_shown}.",
-                            claim=f"{_compact(lhs_text)}={c_text}"))
+        if arithmetic:
+            out.extend(self._replay_arithmetic(norm, chain, true, c, c_text, leaf_texts))
         after = pool - need + plus if not missing else None
         if left is None:
             out.append(Unknown(reason=f"cannot read the numbers left {raw!r}", span=Span(*norm.span(*left_span))))
@@ -363,6 +413,34 @@ class Game24(Verifier):
                             claim=f"dead end {_show(left)}"))
         replay.moved(_multiset(left) if left is not None else (after if after is not None else pool))
         return out
+
+    @staticmethod
+    def _replay_arithmetic(norm: Normalized, chain: Chain, true: Fraction | None, c: Fraction, c_text: str,
+                           leaf_texts: list[str]) -> list[Verdict]:
+        """The arithmetic of a step ``a op b = c``: no division by zero, and ``c`` its value (rounding allowed)."""
+        n = norm.text
+        lhs, rhs = chain.parts
+        lhs_text = n[lhs.start:lhs.end].strip()
+        shown, c_shown = _original(norm, lhs.start, lhs.end), _original(norm, rhs.start, rhs.end)
+        if true is None:
+            return [Fail(f"{shown} divides by zero", span=Span(*norm.span(lhs.start, lhs.end)),
+                         feedback="division by zero is not allowed.", claim=f"{_compact(lhs_text)}=div0")]
+        if not close_enough(true, c, c_text, leaf_texts):
+            return [Fail(f"{shown} is {format_number(true)}, not {c_shown}", span=Span(*norm.span(rhs.start, rhs.end)),
+                         feedback=f"{shown} is {format_number(true)}, not {c_shown}.",
+                         claim=f"{_compact(lhs_text)}={c_text}")]
+        return []
+
+    def _partial(self, answer: _Answer, count: int) -> bool:
+        """An "answer" that uses fewer numbers than the puzzle and says, rightly, that it makes something other
+        than the target ("So the answer is 13 - 9 = 4." in a monologue): an intermediate result, not the final
+        answer (its arithmetic is still checked as a calculation)."""
+        claimed, expr = answer.claimed, answer.expr
+        if claimed is None or expr is None or expr.parsed is None or claimed.parsed is None:
+            return False
+        value = expr.parsed.value
+        return (len(expr.parsed.leaves) < count and value is not None and value == claimed.parsed.value
+                and value != self.target)
 
     def _check_answer(self, norm: Normalized, answer: _Answer, numbers: Sequence[Fraction]) -> list[Verdict]:
         span = Span(*norm.span(answer.start, answer.end))
@@ -467,6 +545,18 @@ class _Replay:
 def _fits(state: collections.Counter[Fraction], need: collections.Counter[Fraction],
           plus: collections.Counter[Fraction], left: list[Fraction]) -> bool:
     return all(state[v] >= k for v, k in need.items()) and _multiset(left) == state - need + plus
+
+
+def _free_results(n: str, end: int) -> set[Fraction]:
+    """The results of the free-form calculations before ``end`` (those no list of what is left follows):
+    intermediate values a trace may go on from without saying which numbers remain."""
+    out: set[Fraction] = set()
+    for chain in chains(n, 0, end):
+        last = chain.parts[-1]
+        if last.end <= end and last.leaves == 1 and last.parsed is not None and last.parsed.value is not None \
+                and not LEFT.match(n, last.end):
+            out.add(last.parsed.value)
+    return out
 
 
 def _original(norm: Normalized, start: int, end: int) -> str:
