@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pytest
+from support import statuses, wrong
 
 from monitor import Fail, Span
 from verifiers import Arithmetic, Game24
@@ -111,3 +112,33 @@ def test_a_wrong_step_in_an_abandoned_branch_is_flagged_at_its_result() -> None:
             "10 - 4 = 6, 13 - 9 = 4, 6 * 4 = 25. Hmm, no.\n" + FINAL)
     (fail,) = fails(Game24(PUZZLE).scan(text))
     assert fail.message == "6 * 4 is 24, not 25" and fail.span == at(text, "25")
+
+
+@pytest.mark.parametrize("text", [
+    "Wait, 7 * 8 = 54, no wait, 56.",
+    "7 * 8 = 54 — no, wait, it's 56.",
+    "7 * 8 = 54, hmm, no: 56.",
+    "7 * 8 = 54, wait, 56.",
+    "7 * 8 = 54, no, 56 is right.",
+])
+def test_a_value_taken_back_at_once_is_not_a_claim(text: str) -> None:
+    assert statuses(text) == []
+
+
+def test_no_after_a_claim_still_leaves_it_judged_unless_a_corrected_value_follows() -> None:
+    assert wrong("22 + 4 = 27, no, 27 - 10 = 17") == [("22 + 4 = 27", "22 + 4 is 26, not 27.")]
+    assert wrong("22 + 4 = 27, no.") == [("22 + 4 = 27", "22 + 4 is 26, not 27.")]
+    assert wrong("5 * 4 = 21, wait, let me check") == [("5 * 4 = 21", "5 * 4 is 20, not 21.")]
+    assert statuses("22 + 4 = 26, no, 26 - 10 = 16") == [("ok", "22 + 4 = 26"), ("ok", "26 - 10 = 16")]
+
+
+@pytest.mark.parametrize(("line", "flagged"), [
+    ("10 - 4 = 6, 6 * 4 = 25, no wait, 24.", []),
+    ("6 * 4 = 25, wait, 24.", []),
+    ("6 * 4 = 25 — wait, no.", []),
+    ("6 * 4 = 25, no.", ["6 * 4 is 24, not 25"]),
+    ("6 * 4 = 25, no, 25 - 1 = 24", ["6 * 4 is 24, not 25"]),
+])
+def test_game24_takes_the_same_corrections(line: str, flagged: list[str]) -> None:
+    text = f"{line}\n{FINAL}"
+    assert [f.message for f in fails(Game24(PUZZLE).scan(text))] == flagged

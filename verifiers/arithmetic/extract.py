@@ -80,6 +80,8 @@ _REFUTING_BEFORE = {"wrongly", "incorrectly", "mistakenly", "erroneously", "fals
 _SAYING = {"said", "wrote", "thought", "claimed", "assumed"}
 _QUOTING = _SAYING | {"had", "computed", "calculated", "got", "found"}
 _EARLIER = {"earlier", "before", "previously", "first", "initially", "originally"}
+# Words of a thinking model taking back what it just wrote: "7 * 8 = 54, no wait, 56", "= 54, wait, 56".
+_CORRECTING = {"no", "nope", "wait"}
 _REFUTING_MARKS = {"✗", "✘", "❌", "≠", "⨯"}
 _TRUE = {"right", "correct", "true", "accurate"}
 # Words that number what follows ("Step 3 - ...", "Day 2 - ...").
@@ -364,13 +366,19 @@ def _right_clean(toks: list[Token], after: int, *, money: bool = False) -> bool:
 
 def _doubted(toks: list[Token], first: int | None, after: int) -> bool:
     """A claim quoted to be asked about or refuted is not one the step makes: "is 340 + 51 = 381?",
-    "3 + 4 = 8 is wrong", "3 + 4 = 8 ❌", "I wrongly wrote 3 + 4 = 8"."""
+    "3 + 4 = 8 is wrong", "3 + 4 = 8 ❌", "I wrongly wrote 3 + 4 = 8", "7 * 8 = 54, no wait, 56"."""
     if after < len(toks) and toks[after].value == "?":
         return True
+    said: set[str] = set()
     for j, t in enumerate(toks[after:after + 6]):
         if t.kind in {"NUM", "REL"}:
+            if t.kind == "NUM" and said & _CORRECTING and not _goes_on(toks, after + j + 1):
+                return True  # "7 * 8 = 54, no, 56": a corrected value follows
             break
         w = t.value.lower()
+        said.add(w)
+        if "wait" in said and said & {"no", "nope"}:
+            return True  # "7 * 8 = 54, no wait, 56", "= 54 — wait, no"
         if j < 2 and t.value in _REFUTING_MARKS:
             return True
         if t.kind == "WORD" and (w in _REFUTING or (w == "not" and after + j + 1 < len(toks)
@@ -385,6 +393,11 @@ def _doubted(toks: list[Token], first: int | None, after: int) -> bool:
             if t.kind == "WORD" and (w in _REFUTING_BEFORE or (w in _QUOTING and _quoted_by(toks, k))):
                 return True
     return False
+
+
+def _goes_on(toks: list[Token], i: int) -> bool:
+    """Whether the number before ``i`` starts a calculation ("no, 26 - 10 = 16"), not a value on its own."""
+    return i < len(toks) and toks[i].kind in {"OP", "REL", "NUM", "LP", "PCT", "FACT"}
 
 
 def _quoted_by(toks: list[Token], k: int) -> bool:

@@ -66,6 +66,11 @@ _SYMBOL = {"+": "+", "-": "-", "*": "*", "x": "*", "X": "*", "/": "/"}
 # A thinking model's monologue (``<think> ... </think>``): an "answer" there is a candidate being tried, not the
 # final answer (which follows ``</think>``).
 _THINK = re.compile(r"(?i)<(?P<close>/)?think>")
+# A calculation taken back at once by a thinking model: "6 * 4 = 25, no wait, 24", "= 25 — wait, no", "= 25, no,
+# 24." (a value on its own after "no"/"wait", not a new calculation), like the arithmetic verifier's rule.
+_CORRECTED = re.compile(r"(?i)[ \t]*[,;:.—–-]*[ \t]*(?:(?:no|nope)\b[ \t,.:;—–-]*wait\b"
+                        r"|wait\b[ \t,.:;—–-]*(?:no|nope)\b"
+                        r"|(?:no|nope|wait)\b[ \t,.:;—–-]*(?:it'?s[ \t]+)?-?\d+(?:\.\d+)?(?!\d|\.\d|[ \t]*[-+*/xX=(]))")
 # Words before "answer" in its sentence that make it a guess being tried: "Perhaps answer = ...", "Let me try:
 # answer is ...", "Maybe the answer is ...".
 _HEDGE = re.compile(r"(?i)\b(?:maybe|perhaps|possibly|probably|might|could|would|try|trying|tried|if|whether|suppose"
@@ -308,7 +313,7 @@ class Game24(Verifier):
                 found = self._replay_step(norm, chain, left, replay, arithmetic=first.start >= lo)
                 if here(left.end()):
                     verdicts.extend(found)
-            elif here(last.end) and not chain.question:
+            elif here(last.end) and not chain.question and not _CORRECTED.match(n, last.end):
                 verdicts.extend(self._check_chain(norm, chain))
         for answer in answers:
             if here(answer.end):
