@@ -63,6 +63,11 @@ def test_wrong_claims_are_flagged_with_exact_span_and_feedback(text: str, claim:
     assert wrong(text) == [(claim, feedback)]
 
 
+@pytest.mark.parametrize("text", ["23 * 19 ≈ 460", "23 * 19 ≈ 500", "8/3 ≈ 5", "1/3 ≈ 0.35", "17 * 23 ≈ 350"])
+def test_estimates_off_by_more_than_their_round_figure_are_flagged(text: str) -> None:
+    assert [status for status, _ in statuses(text)] == ["wrong"]
+
+
 @pytest.mark.parametrize("text", [
     "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.",
     "1/3 = 0.33", "1/3 ≈ 0.33", "2/3 = 0.67", "2/3 = 0.66", "1/3 = 0.333", r"\sqrt{2} \approx 1.414",
@@ -74,6 +79,8 @@ def test_wrong_claims_are_flagged_with_exact_span_and_feedback(text: str, claim:
     "11/18*162 = <<11/18*162=99.00000000000001>>99 years",  # a calculator's float digits
     "580/110 = <<580/110=5.2727272727272725>>5.27 bags",
     "140/60=<<140/60=2.3333333333333335>>2 minutes",
+    # estimates in round figures: "≈ 1200" to the hundred, "≈ 450" to the nearest 50
+    "1234 * 1 ≈ 1200", "23 * 19 ≈ 450", "17 * 23 ≈ 400", "43 * 1 ≈ 45", "3 * 33 ≈ 100",
 ])
 def test_correct_claims_pass(text: str) -> None:
     found = statuses(text)

@@ -10,7 +10,8 @@ The rounding rule. A stated value ``s`` written with ``d`` decimals (``0.33`` ha
 - a value written with 15 or more significant digits is a binary floating-point result copied from a
   calculator (``11/18*162 = 99.00000000000001``); it passes within a relative ``1e-12`` of ``v``, or
 - for ``≈`` ("approximately") only, an integer ``s`` with ``k`` trailing zeros may be rounded to ``10**k``
-  (``≈ 1200`` for 1234).
+  (``≈ 1200`` for 1234), and one of two or more significant digits that end in 5 to ``5 * 10**k`` (``≈ 450``
+  for 437, ``≈ 45`` for 43): estimates are written in round figures.
 
 Why: a model writes the digits it keeps, so the precision a value is written with is the only tolerance it
 states; anything closer than that is what the model meant, anything farther is a wrong value
@@ -76,8 +77,11 @@ def consistent(vp: int, vq: int, stated: Literal, *, approx: bool = False, sign:
         return True  # truncation toward zero
     if stated.significant >= 15 and diff * 10**12 <= max(abs(vp) * sq, scale):
         return True  # |v - s| <= 1e-12 * max(|v|, 1): a float's last digits
-    if approx and stated.decimals == 0 and stated.trailing_zeros > 0:
-        return bool(2 * diff <= scale * 10**stated.trailing_zeros)
+    if approx and stated.decimals == 0:
+        unit = 10**stated.trailing_zeros  # "≈ 1200": to the hundred
+        if stated.significant - stated.trailing_zeros >= 2 and (abs(stated.num) // unit) % 10 == 5:
+            unit *= 5  # "≈ 450", "≈ 45": a round figure to the nearest 50 or 5, as estimates are written
+        return unit > 1 and bool(2 * diff <= scale * unit)
     return False
 
 
