@@ -200,6 +200,8 @@ def judge(claim: Claim, limits: Limits, deadline: float) -> Judgement:
     if claim.rhs.percent:
         text += "%"
     elif label is not None and label in {"$", "€", "£", "¥", "₹", "₩", "₽", "₺", "₦", "฿", "₱"}:
+        if exact and re.fullmatch(r"-?[\d,]+\.\d", text):
+            text += "0"  # money is written with cents: "$15.50", not "$15.5"
         text = f"-{label}{text[1:]}" if text.startswith("-") else f"{label}{text}"
     if claim.moduli is not None and len(claim.moduli) == 1 and q == 1:
         text += f", which is {p % claim.moduli[0]} modulo {claim.moduli[0]}"  # "is 56, which is 2 modulo 9"
