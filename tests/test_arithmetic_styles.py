@@ -65,6 +65,11 @@ from verifiers.arithmetic import check_text
     ("So, 28 - 3 = 22 slices of peach were eaten.", "28 - 3 = 22", "28 - 3 is 25, not 22."),
     ("This results in 20 + 5 = 26 liters of grape drink.", "20 + 5 = 26", "20 + 5 is 25, not 26."),
     ("3/4 of 120 = 80 pages of the book", "3/4 of 120 = 80", "3/4 of 120 is 90, not 80."),
+    # results stated with a verb, and a whole expression named by "the sum of"
+    ("16 - 3 - 4 leaves 8 eggs.", "16 - 3 - 4 leaves 8", "16 - 3 - 4 is 9, not 8."),
+    ("So 9 * 2 makes 19 dollars.", "9 * 2 makes 19", "9 * 2 is 18, not 19."),
+    ("The sum of 2 + 4 is 7.", "2 + 4 is 7", "2 + 4 is 6, not 7."),
+    ("The result of 12 / 4 is 4.", "12 / 4 is 4", "12 / 4 is 3, not 4."),
     # an ordinal opens an aside in brackets after the result (SmolLM2 again)
     ("There are 76 - 30 = 24 girls (4th grade) who are absent.", "76 - 30 = 24", "76 - 30 is 46, not 24."),
 ])
@@ -84,6 +89,7 @@ def test_wrong_claims_in_model_notations(text: str, claim: str, feedback: str) -
     "16 - 3 - 4 = 9 => 9 x 2 = 18", "1920x1080 = 2,073,600 pixels",
     "2 * 3 = 6 cups of flour", "20% of 150 = 30 grams of sugar", "10 / 2 = 5 groups of 3",
     "There are 76 - 30 = 46 girls (4th grade).", "So 3 * 4 = 12 (1st batch)",
+    "3 * 4 gives 12.", "12 / 4 yields 3 groups", "The sum of 2 + 4 is 6.",
 ])
 def test_correct_claims_in_model_notations_pass(text: str) -> None:
     found = statuses(text)
@@ -100,6 +106,9 @@ def test_correct_claims_in_model_notations_pass(text: str) -> None:
     "3 + 4 => 8", "x > 5 -> 3 + 1 = 4", "10 -> 2 = 5",
     # "of" that changes the value, or an expression that may start before the "of"
     "2 * 3 = 5 dozen of eggs", "4 * 3 = 10 percent of the total", "He has 3 boxes of 4 + 2 = 14 pencils.",
+    # verbs that state no result here, and "of" after a word that is no name of the whole
+    "Multiplying 3 by 4 gives 13.", "10 - 4 leaves her with 7.", "2 + 3 makes 5 more than 1.",
+    "She uses 3 + 4 leaves of lettuce.", "Half of 10 + 2 is 7.", "the sum of 3 + 4 and 5 is 11",
 ])
 def test_not_flagged_in_model_notations(text: str) -> None:
     assert wrong(text) == [], wrong(text)

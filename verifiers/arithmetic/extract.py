@@ -39,7 +39,7 @@ from verifiers.arithmetic.vocabulary import (
 
 __all__ = ["Claim", "Context", "context_of", "extract_claims", "might_hold_claims"]
 
-_QUICK = re.compile(r"[=≈≃]|\\approx|\b(?:is|equals)\b")
+_QUICK = re.compile(r"[=≈≃]|\\approx|\b(?:" + "|".join(sorted(RELATION_WORDS)) + r")\b")
 _DIGIT = re.compile(r"\d")
 _ANNOTATION = re.compile(r"<<([^<>\n]{1,400})>>")
 # A list marker or quote mark at the start of a line: "1.", "1)", "(a)", "b)", "iv)", "-", "*", "•", "> ".
@@ -53,6 +53,8 @@ _NOT_RATES = {"cent", "cents", "centum", "mille", "mil", "annum"}  # "20 per cen
 # the words that do so without brackets ("= 1 (mod 7)", "= 5 (or 6)").
 _ASIDE_RISKY = APPROX_WORDS | {"estimated", "estimate", "est", "rough"}
 _ORDINAL_SUFFIXES = {"st", "nd", "rd", "th"}
+# Nouns that name a whole expression after "of" ("the sum of 3 + 4"), unlike "half of 10 + 2"
+_WHOLE_OF = {"sum", "total", "product", "difference", "quotient", "result", "value"}
 # Rounding spoken of ("rounded up", "round to the nearest ten", "ceil"), not "a round trip" or "3 rounds".
 _ROUNDING = re.compile(r"\b(?:rounded|rounding|nearest|ceil)\b|⌈|\bround(?:s)?\s+(?:it\s+|this\s+|that\s+|them\s+)?"
                        r"(?:up|down|off|to|it|this|that|them)\b", re.IGNORECASE)
@@ -320,6 +322,9 @@ def _left_clean(toks: list[Token], first: int, skip_until: int) -> bool:
                 and not _states_result(toks, j)):
             return False
         words = [prev.value.lower()]
+        if (words[0] == "of" and first >= 2 and toks[first - 2].kind == "WORD"
+                and toks[first - 2].value.lower() in _WHOLE_OF):
+            return not t.glued  # "the sum of 3 + 4 is 7": the whole expression is what is named
         nxt = toks[first + 1] if first + 1 < len(toks) else None
         if (words[0] in _LABELS and t.kind == "NUM" and nxt is not None and nxt.kind == "OP" and nxt.value == "-"
                 and not nxt.glued):

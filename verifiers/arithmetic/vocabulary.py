@@ -25,7 +25,8 @@ __all__ = [
 # word -> canonical operator; "divided"/"multiplied" need a following "by".
 OPERATOR_WORDS = {"times": "*", "plus": "+", "minus": "-", "divided": "/", "multiplied": "*"}
 
-RELATION_WORDS = {"is", "equals"}
+# "16 - 3 - 4 leaves 9", "9 * 2 makes 18": verbs that state a result as "is" does
+RELATION_WORDS = {"is", "equals", "gives", "makes", "yields", "leaves"}
 APPROX_WORDS = {"approximately", "approx", "about", "around", "roughly", "nearly", "almost", "circa"}
 
 # word -> factor; a number followed by one of these may mean the product or just be a label ("2 dozen eggs").
