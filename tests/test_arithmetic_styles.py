@@ -70,6 +70,10 @@ from verifiers.arithmetic import check_text
     ("So 9 * 2 makes 19 dollars.", "9 * 2 makes 19", "9 * 2 is 18, not 19."),
     ("The sum of 2 + 4 is 7.", "2 + 4 is 7", "2 + 4 is 6, not 7."),
     ("The result of 12 / 4 is 4.", "12 / 4 is 4", "12 / 4 is 3, not 4."),
+    # Chinese and Japanese glue words to numbers
+    ("所以16 - 3 - 4 = 8个鸡蛋。", "16 - 3 - 4 = 8", "16 - 3 - 4 is 9, not 8."),
+    ("她有16-3-4=9个，卖了9×2=19元。", "9×2=19", "9×2 is 18, not 19."),
+    ("つまり16 - 3 - 4 = 8個です。", "16 - 3 - 4 = 8", "16 - 3 - 4 is 9, not 8."),
     # an ordinal opens an aside in brackets after the result (SmolLM2 again)
     ("There are 76 - 30 = 24 girls (4th grade) who are absent.", "76 - 30 = 24", "76 - 30 is 46, not 24."),
 ])
@@ -90,6 +94,7 @@ def test_wrong_claims_in_model_notations(text: str, claim: str, feedback: str) -
     "2 * 3 = 6 cups of flour", "20% of 150 = 30 grams of sugar", "10 / 2 = 5 groups of 3",
     "There are 76 - 30 = 46 girls (4th grade).", "So 3 * 4 = 12 (1st batch)",
     "3 * 4 gives 12.", "12 / 4 yields 3 groups", "The sum of 2 + 4 is 6.",
+    "所以16 - 3 - 4 = 9个鸡蛋。", "16 − 3 = 13（个）",
 ])
 def test_correct_claims_in_model_notations_pass(text: str) -> None:
     found = statuses(text)
@@ -109,6 +114,8 @@ def test_correct_claims_in_model_notations_pass(text: str) -> None:
     # verbs that state no result here, and "of" after a word that is no name of the whole
     "Multiplying 3 by 4 gives 13.", "10 - 4 leaves her with 7.", "2 + 3 makes 5 more than 1.",
     "She uses 3 + 4 leaves of lettuce.", "Half of 10 + 2 is 7.", "the sum of 3 + 4 and 5 is 11",
+    # characters that take part in the calculation: 万 is 10,000, 倍 "times", 乘以 "multiplied by"
+    "30000 × 2 = 6万", "5 + 5 = 10万元", "3 × 4 = 12倍", "乘以3 + 4 = 8", "一半16 + 2 = 10",
 ])
 def test_not_flagged_in_model_notations(text: str) -> None:
     assert wrong(text) == [], wrong(text)

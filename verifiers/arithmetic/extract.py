@@ -48,6 +48,12 @@ _LIST_MARKER = re.compile(r"^\s*(?:>\s*)*(?:(?:\(?(?:\d{1,3}|[A-Za-z]|[ivx]{1,4}
 # any other glued symbol ("√16 + 1", "3′", "π") may be part of the calculation, so the claim is not judged.
 _SAFE_BEFORE = {"`", '"', "“", "**", "$$", "\\(", "\\[", "|", ">", "#", "&"}
 _SAFE_AFTER = {".", ",", ";", ":", "?", "`", '"', "”", "**", "$$", "$", "\\)", "\\]", "|", "…", "&"}
+# Chinese and Japanese glue words to numbers ("所以16 - 3 - 4 = 9个鸡蛋。"): such a character ends or starts a
+# claim like a space, except those that take part in the calculation: multiplied/divided by, half, times, of,
+# plus, minus before it, and numeral multipliers (万 is 10,000), "times" and "points" after it.
+_CJK = re.compile(r"[\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+_CJK_RISKY_BEFORE = set("倍半加减乘除的分之和差积商")
+_CJK_RISKY_AFTER = set("十百千万萬亿億兆倍分")
 _NOT_RATES = {"cent", "cents", "centum", "mille", "mil", "annum"}  # "20 per cent" is 20%
 # A word that, right after "(" following a stated value, may change what it means ("= 1200 (approx.)"), besides
 # the words that do so without brackets ("= 1 (mod 7)", "= 5 (or 6)").
@@ -312,6 +318,9 @@ def _left_clean(toks: list[Token], first: int, skip_until: int) -> bool:
     if prev.kind == "LP":
         return True  # "(3 + 4 = 7)": the bracket around an aside
     if prev.kind == "SEP":
+        if t.glued and _CJK.fullmatch(prev.value):  # "所以16 - 3 = 13", but not "乘以3 + 4"
+            return prev.value not in _CJK_RISKY_BEFORE and not (prev.value == "以" and first >= 2
+                                                                and toks[first - 2].value in {"乘", "除"})
         return not t.glued or prev.value in _SAFE_BEFORE
     if prev.kind == "WORD":
         # "24 eggs in 1 tray x 2 trays = 48": a number a few words back may belong to the calculation.
@@ -350,6 +359,8 @@ def _right_clean(toks: list[Token], after: int, *, money: bool = False) -> bool:
     if nxt.kind == "BAD":
         return not nxt.glued
     if nxt.kind == "SEP":
+        if nxt.glued and _CJK.fullmatch(nxt.value):  # "= 9个鸡蛋", but not "= 6万" (60,000)
+            return nxt.value not in _CJK_RISKY_AFTER
         return not nxt.glued or nxt.value in _SAFE_AFTER
     if nxt.kind == "WORD":
         if nxt.value.lower() in GLUED_ONLY_MULTIPLIERS and (nxt.value != "m" or money):
