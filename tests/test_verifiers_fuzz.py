@@ -15,7 +15,7 @@ PIECES = [
     "\\left(", "\\right)", "\\text{ cm}", "$", "$$", "\\(", "\\)", "%", "\\%", "!", "<<", ">>", "is", "of", "and",
     "eggs", "per", "hour", "mod", "\\pmod{7}", "\\equiv", "base", "binary", "left:", "(left: 4 6)", "Answer:",
     "\\boxed{", "<answer>", "</answer>", "so", "wait", "wrong", "❌", "?", ".", ",", ":", "&=", "\\\\", "2x", "°",
-    "²", "√", "π", "_", "|", "→", "=>", "Step 1:", "1.", "- ", "`",
+    "²", "√", "π", "_", "|", "→", "=>", "Step 1:", "1.", "- ", "`", "所以", "个", "万", "乘以", "。", "，",
 ]
 texts = st.lists(st.sampled_from(PIECES), min_size=1, max_size=40).map("".join)
 
