@@ -50,7 +50,7 @@ from monitor.governors import (
 )
 from monitor.loop_guard import LoopGuard
 from monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, Monitor, Run
-from monitor.registry import create_verifier, list_verifiers, register_verifier
+from monitor.registry import applicable_verifiers, create_verifier, list_verifiers, register_verifier
 from monitor.result import Intervention, RunResult, StopReason, TokenCounts
 from monitor.tools import GuardedTool, RefusalReason, ToolCall, ToolRefusal, ToolRefused, guard_tool, use_run
 from monitor.trace import Forker, Step, Trace, TraceView
@@ -131,6 +131,7 @@ __all__ = [
     "Verifier",
     "VerifierError",
     "ViolationError",
+    "applicable_verifiers",
     "create_verifier",
     "estimate_difficulty",
     "guard_tool",

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 from monitor.errors import RegistryError
 from monitor.verifier import Verifier
 
-__all__ = ["ENTRY_POINT_GROUP", "RegisteredVerifier", "create_verifier", "list_verifiers", "register_verifier"]
+__all__ = ["ENTRY_POINT_GROUP", "RegisteredVerifier", "applicable_verifiers", "create_verifier", "list_verifiers",
+           "register_verifier"]
 
 ENTRY_POINT_GROUP = "interlock.verifiers"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -104,3 +105,17 @@ def list_verifiers() -> list[RegisteredVerifier]:
                 info = RegisteredVerifier(info.name, info.target, info.origin, f"(failed to load: {exc})")
         out.append(info)
     return out
+
+
+def applicable_verifiers(prompt: str) -> list[str]:
+    """Names of the known verifiers whose class says it applies to ``prompt`` (:meth:`Verifier.applies_to`), in
+    name order; a verifier that fails to load is left out (``interlock verifiers`` shows why)."""
+    names = []
+    for info in list_verifiers():
+        try:
+            factory = _load(info.name)
+        except RegistryError:
+            continue
+        if isinstance(factory, type) and issubclass(factory, Verifier) and factory.applies_to(prompt):
+            names.append(info.name)
+    return names

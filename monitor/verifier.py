@@ -86,6 +86,12 @@ class Verifier:
             raise ConfigError(f"verifier {self.name!r}: timeout must be a positive number of seconds")
         self.action = Action.parse(self.action)
 
+    @classmethod
+    def applies_to(cls, prompt: str) -> bool:
+        """Whether this verifier, made with no options, is worth running on ``prompt``: what ``interlock run``
+        picks when no verifier is named. Default: no (a verifier that needs options, such as a problem spec)."""
+        return False
+
     def extract(self, view: TraceView) -> Any:
         """Turn a view of the trace into the state :meth:`check` judges. Default: the step being checked."""
         return view.step

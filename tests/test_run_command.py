@@ -111,6 +111,17 @@ def test_run_json_with_a_registered_verifier_and_a_trace_file(tiny_model_dir: Pa
     assert recorded.final_text() == payload["text"]
 
 
+def test_run_picks_the_verifiers_that_apply_to_the_prompt(tiny_model_dir: Path,  # noqa: F811
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    ran = {}
+    for prompt in ("Make 24 using 4, 9, 10, 13.", "What is 12*7?"):
+        main(["run", prompt, "--model", str(tiny_model_dir), "--max-tokens", "8", "--json"])
+        ran[prompt] = {v["verifier"] for v in json.loads(capsys.readouterr().out)["verdicts"]}
+    # the tiny model writes no final answer: game24's end-of-run check says so, whatever the steps were
+    assert "game24" in ran["Make 24 using 4, 9, 10, 13."]
+    assert "game24" not in ran["What is 12*7?"]
+
+
 def test_run_rejects_bad_options(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     assert main(["run", "q", "--model", str(tiny_model_dir), "--verifier", "no-such-verifier"]) == 2
     assert "unknown verifier 'no-such-verifier'" in capsys.readouterr().err

@@ -25,6 +25,7 @@ from monitor import (
     TraceView,
     Unknown,
     Verifier,
+    applicable_verifiers,
     create_verifier,
     list_verifiers,
     register_verifier,
@@ -136,6 +137,21 @@ def test_registry_decorator_and_lookup() -> None:
         create_verifier("nope")
     with pytest.raises(RegistryError, match="already registered"):
         register_verifier("test-sums")(check_sums)
+
+
+def test_the_verifiers_that_apply_to_a_prompt_are_the_ones_whose_class_says_so() -> None:
+    assert applicable_verifiers("What is 12*7?") == ["arithmetic"]
+    assert applicable_verifiers("Make 24 using 4, 9, 10, 13.") == ["arithmetic", "game24"]
+    assert applicable_verifiers("In 24 hours she walked 3, 4 and 5 miles.") == ["arithmetic"]
+
+    @register_verifier("test-sky-color")
+    class SkyColor(SumVerifier):
+        @classmethod
+        def applies_to(cls, prompt: str) -> bool:
+            return "sky" in prompt
+
+    assert applicable_verifiers("Why is the sky blue?") == ["arithmetic", "test-sky-color"]
+    assert "test-sky-color" not in applicable_verifiers("What is 12*7?")
 
 
 def test_cli_lists_third_party_verifiers_from_entry_points(tmp_path: Path) -> None:

@@ -17,8 +17,9 @@ from typing import Any
 
 __all__ = ["DEFAULT_VERIFIERS", "add_arguments", "main"]
 
-# Built-in verifiers that apply to any reasoning trace; used when present and no --verifier is given.
-DEFAULT_VERIFIERS = ("arithmetic",)
+# Without --verifier, the known verifiers that say they apply to the prompt run (Verifier.applies_to):
+# `arithmetic` on any prompt, `game24` on a Game of 24 puzzle.
+DEFAULT_VERIFIERS = ("arithmetic",)  # what applies to any prompt, for the help text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,8 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint", choices=("chat", "completions"), default="chat",
                         help="with --openai-base-url: /v1/chat/completions or /v1/completions (default: chat)")
     parser.add_argument("--verifier", action="append", metavar="NAME", dest="verifiers",
-                        help="a verifier by name (repeatable; see `interlock verifiers`); default: the built-ins "
-                             f"that apply ({', '.join(DEFAULT_VERIFIERS)}); 'none' for no verifier")
+                        help="a verifier by name (repeatable; see `interlock verifiers`); default: those that "
+                             f"apply to the prompt ({', '.join(DEFAULT_VERIFIERS)}, and game24 on a Game of 24 "
+                             "puzzle); 'none' for no verifier")
     parser.add_argument("--max-tokens", type=int, default=512, metavar="N",
                         help="token budget: generated tokens, kept and discarded (default: 512)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 for greedy decoding (default)")
@@ -44,13 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON (no live display)")
 
 
-def _verifiers(names: list[str] | None) -> list[Any]:
+def _verifiers(names: list[str] | None, prompt: str) -> list[Any]:
     from monitor.errors import ConfigError
-    from monitor.registry import create_verifier, list_verifiers
+    from monitor.registry import applicable_verifiers, create_verifier, list_verifiers
 
-    known = {info.name for info in list_verifiers()}
     if names is None:
-        return [create_verifier(n) for n in DEFAULT_VERIFIERS if n in known]
+        return [create_verifier(n) for n in applicable_verifiers(prompt)]
+    known = {info.name for info in list_verifiers()}
     if names == ["none"]:
         return []
     unknown = [n for n in names if n not in known]
@@ -123,7 +125,7 @@ def main(args: argparse.Namespace) -> int:
 
     if args.max_tokens < 1:
         raise ConfigError(f"--max-tokens must be >= 1, got {args.max_tokens}")
-    verifiers = _verifiers(args.verifiers)
+    verifiers = _verifiers(args.verifiers, args.prompt)
     live = sys.stdout.isatty() and not args.json
     if live:
         names = ", ".join(v.name for v in verifiers) or "none"

@@ -93,6 +93,11 @@ class Arithmetic(Verifier):
     timeout = 5.0
     description = "Checks the calculations each step states, exactly, with sympy"
 
+    @classmethod
+    def applies_to(cls, prompt: str) -> bool:
+        """Calculations can turn up in any reasoning trace, and a step without one costs microseconds."""
+        return True
+
     def __init__(self, *, limits: Limits | None = None, report_unknown: bool = True, **options: Any) -> None:
         super().__init__(**options)
         self.limits = limits or Limits()

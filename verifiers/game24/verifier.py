@@ -62,6 +62,8 @@ _TAG = re.compile(r"(?is)<answer>(?P<body>.*?)</answer>")
 _COMPLETE = re.compile(r"[ \t.!;✓✔✅)]*$", re.MULTILINE)
 _INPUT = re.compile(r"(?i)\binput\s*:\s*(?P<nums>\d+(?:[ \t,]+\d+)+)")
 _RUN = re.compile(r"(?<![\w.])\d+(?:(?:[ \t]*,[ \t]*(?:and[ \t]+)?|[ \t]+(?:and[ \t]+)?)\d+)+(?![\w]|\.\d)")
+_ASKS_FOR_24 = re.compile(r"(?i)\b(?:make|makes|making|get|obtain|reach|equals?|equal\s+to|game\s+of|gives?)\s+24\b"
+                          r"|\b24\s+(?:game|puzzle)")
 _SYMBOL = {"+": "+", "-": "-", "*": "*", "x": "*", "X": "*", "/": "/"}
 # A thinking model's monologue (``<think> ... </think>``): an "answer" there is a candidate being tried, not the
 # final answer (which follows ``</think>``).
@@ -233,6 +235,14 @@ class Game24(Verifier):
     trigger = StepBoundary() | AtEnd()
     runs_in = "loop"
     description = "Game of 24: step arithmetic, available numbers, 'left' bookkeeping, final expression (exact)"
+
+    @classmethod
+    def applies_to(cls, prompt: str) -> bool:
+        """A prompt that asks for 24 from three to six numbers it gives ("Make 24 using 4, 9, 10, 13.")."""
+        if not _ASKS_FOR_24.search(prompt):
+            return False
+        numbers = numbers_from_prompt(prompt)
+        return numbers is not None and 3 <= len(numbers) <= 6
 
     def __init__(self, numbers: Sequence[int | Fraction | str] | None = None, *, target: int | Fraction = 24,
                  dead_ends: bool | Action | str = False, require_answer: bool = True, **options: Any) -> None:
