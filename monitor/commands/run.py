@@ -1,10 +1,10 @@
 """``interlock run "PROMPT"``: a monitored generation, shown as it grows.
 
-By default the embedded model (SmolLM2-135M-Instruct) generates and the built-in verifiers that apply to free
-reasoning check it (``arithmetic`` when installed). The trace streams to the terminal with verified steps in
-green, failed ones in red, text removed by a rollback struck through and the injected feedback in yellow,
-then a one-line summary. Exit status: 0 when the run passed, 1 when it ended with a violation or abstained,
-2 on a usage or backend error.
+By default the embedded model (SmolLM2-135M-Instruct) generates and the verifiers that apply to the prompt check
+it (``Verifier.applies_to``: ``arithmetic`` always, ``game24`` on a Game of 24 puzzle). The trace streams to the
+terminal with verified steps in green, failed ones in red, text removed by a rollback struck through and the
+injected feedback in yellow, then a one-line summary. Exit status: 0 when the run passed, 1 when it ended with a
+violation or abstained, 2 on a usage or backend error.
 """
 
 from __future__ import annotations
@@ -15,11 +15,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["DEFAULT_VERIFIERS", "add_arguments", "main"]
-
-# Without --verifier, the known verifiers that say they apply to the prompt run (Verifier.applies_to):
-# `arithmetic` on any prompt, `game24` on a Game of 24 puzzle.
-DEFAULT_VERIFIERS = ("arithmetic",)  # what applies to any prompt, for the help text
+__all__ = ["add_arguments", "main"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,9 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint", choices=("chat", "completions"), default="chat",
                         help="with --openai-base-url: /v1/chat/completions or /v1/completions (default: chat)")
     parser.add_argument("--verifier", action="append", metavar="NAME", dest="verifiers",
-                        help="a verifier by name (repeatable; see `interlock verifiers`); default: those that "
-                             f"apply to the prompt ({', '.join(DEFAULT_VERIFIERS)}, and game24 on a Game of 24 "
-                             "puzzle); 'none' for no verifier")
+                        help="a verifier by name (repeatable; see `interlock verifiers`); default: those whose "
+                             "applies_to(prompt) says yes (arithmetic always, game24 on a Game of 24 puzzle); "
+                             "'none' for no verifier")
     parser.add_argument("--max-tokens", type=int, default=512, metavar="N",
                         help="token budget: generated tokens, kept and discarded (default: 512)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 for greedy decoding (default)")
