@@ -24,11 +24,11 @@ import anyio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor import Span, Step  # noqa: E402
-from monitor.execute import run_check  # noqa: E402
-from monitor.steps import step_ends  # noqa: E402
-from monitor.trace import TraceView  # noqa: E402
-from verifiers.arithmetic import Arithmetic, check_text, extract  # noqa: E402
+from interlock import Span, Step  # noqa: E402
+from interlock.monitor.execute import run_check  # noqa: E402
+from interlock.monitor.steps import step_ends  # noqa: E402
+from interlock.monitor.trace import TraceView  # noqa: E402
+from interlock.verifiers.arithmetic import Arithmetic, check_text, extract  # noqa: E402
 
 MODELS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
 

@@ -14,9 +14,9 @@ import json
 import statistics
 import time
 
-from monitor import Span, Step, TraceView
-from monitor.steps import step_ends
-from verifiers.constraints import Constraints, ConstraintSpec, Session
+from interlock import Span, Step, TraceView
+from interlock.monitor.steps import step_ends
+from interlock.verifiers.constraints import Constraints, ConstraintSpec, Session
 
 
 def problem(n: int) -> ConstraintSpec:

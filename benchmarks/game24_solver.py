@@ -19,10 +19,10 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from monitor import Span, Step, TraceView
-from monitor.steps import step_ends
-from verifiers.game24 import Game24, parse_expression, solvable, solve
-from verifiers.game24.solver import _solvable
+from interlock import Span, Step, TraceView
+from interlock.monitor.steps import step_ends
+from interlock.verifiers.game24 import Game24, parse_expression, solvable, solve
+from interlock.verifiers.game24.solver import _solvable
 
 DEFAULT_CSV = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "game24" / "24.csv"
 

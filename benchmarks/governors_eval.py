@@ -35,8 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-
-from monitor import (
+from interlock import (
     Action,
     AnswerConvergence,
     BudgetPool,
@@ -321,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         counts = {k: min(v, args.limit) for k, v in counts.items()}
     problems = load_problems(counts, args.seed)
 
-    from generators import Transformers
+    from interlock.generators import Transformers
 
     start = time.perf_counter()
     model = (Transformers(args.model, temperature=0.0, max_new_tokens=2 * args.cap) if args.model

@@ -2,8 +2,8 @@
 
     python benchmarks/gsm8k_arithmetic.py [--data ../shared/data/gsm8k] [--sample 40] [--seed 0]
 
-Each solution is cut into steps exactly as the monitor cuts a streamed trace (``monitor.steps``), and each
-step is judged with ``verifiers.arithmetic.check_text`` (the path ``Arithmetic.check`` takes, without an event
+Each solution is cut into steps exactly as the monitor cuts a streamed trace (``interlock.monitor.steps``), and each
+step is judged with ``interlock.verifiers.arithmetic.check_text`` (the path ``Arithmetic.check`` takes, without an event
 loop). ``--scan-check N`` also runs ``Arithmetic().scan`` on the first N model solutions and reports whether
 both paths agree. Reported: flags on the 1,319 reference solutions (each listed), flags on the 5,276 model
 solutions and how they relate to ``is_correct``, and a seeded random sample of flags for a hand check.
@@ -22,8 +22,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor.steps import step_ends  # noqa: E402
-from verifiers.arithmetic import Arithmetic, check_text, wrong_claims  # noqa: E402
+from interlock.monitor.steps import step_ends  # noqa: E402
+from interlock.verifiers.arithmetic import Arithmetic, check_text, wrong_claims  # noqa: E402
 
 MODELS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
 

@@ -29,9 +29,8 @@ from typing import Any
 
 import anyio
 import httpx
-
-from generators import OpenAICompatible
-from monitor import GenerationRequest, Monitor
+from interlock import GenerationRequest, Monitor
+from interlock.generators import OpenAICompatible
 
 
 def event(text: str | None = None, finish: str | None = None) -> bytes:

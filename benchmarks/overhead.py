@@ -16,10 +16,9 @@ import statistics
 import time
 
 import anyio
-
-from generators import Scripted
-from monitor import Fail, GenerationRequest, Monitor, Step, verifier
-from monitor.scan import pseudo_tokens
+from interlock import Fail, GenerationRequest, Monitor, Step, verifier
+from interlock.generators import Scripted
+from interlock.monitor.scan import pseudo_tokens
 
 SUM = re.compile(r"(\d+) \+ (\d+) = (\d+)")
 

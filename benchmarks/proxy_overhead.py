@@ -21,14 +21,13 @@ from typing import Any
 
 import anyio
 import openai
+from interlock import Fail, Step, verifier
+from interlock.monitor.proxy import ProxyConfig, UpstreamBackend, create_app, serving
+from interlock.monitor.scan import pseudo_tokens
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
-
-from monitor import Fail, Step, verifier
-from monitor.proxy import ProxyConfig, UpstreamBackend, create_app, serving
-from monitor.scan import pseudo_tokens
 
 SUM = re.compile(r"(\d+) \+ (\d+) = (\d+)")
 

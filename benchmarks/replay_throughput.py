@@ -4,7 +4,7 @@ Side by side, in one run and on the same traces, four ways to do it:
 
 - ``scan_per_trace``: ``verifier.scan(text)`` per trace (an event loop created for every trace);
 - ``monitor_per_trace``: a full ``Monitor`` over a ``Replay`` per trace, in one event loop;
-- ``batch_in_process``: ``monitor.replay.replay_traces`` with no process pool;
+- ``batch_in_process``: ``interlock.monitor.replay.engine.replay_traces`` with no process pool;
 - ``batch_pool``: ``replay_traces`` with whole batches of traces sent to a process pool (one worker per CPU).
 
 The two slow baselines run on the first ``--baseline-limit`` traces; all four run on that subset, so their
@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-
-from generators import Replay
-from monitor import Monitor, Verifier
-from monitor.importers import ImportedTrace, read_traces
-from monitor.replay import ReplayTotals, TraceReport, load_verifier, replay_traces
+from interlock import Monitor, Verifier
+from interlock.generators import Replay
+from interlock.monitor.replay.engine import ReplayTotals, TraceReport, load_verifier, replay_traces
+from interlock.monitor.replay.importers import ImportedTrace, read_traces
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "gsm8k" / "example_model_solutions.jsonl"
 

@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-
-from generators.transformers import CACHE_ENV, Transformers, default_model_path
-from monitor import GenerationRequest
+from interlock import GenerationRequest
+from interlock.generators.transformers import CACHE_ENV, Transformers, default_model_path
 
 PROMPT = "Explain step by step how to compute 17 * 23, then check the result."
 FEEDBACK = "Wait, 17 * 23 is 391. Let me redo this step.\n"

@@ -24,9 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-
-from generators import Scripted
-from monitor import (
+from interlock import (
     Agent,
     Capabilities,
     Chunk,
@@ -41,6 +39,7 @@ from monitor import (
     guard_tool,
     verifier,
 )
+from interlock.generators import Scripted
 
 OPENING = {"alice": 50, "bob": 10, "carol": 0}
 TASK = "Alice owes Bob 30 + 15 dollars for the concert tickets. Check her balance, then pay Bob from her account."
@@ -169,15 +168,15 @@ DEMO_TURNS = {
 
 def build_generator(args: argparse.Namespace) -> tuple[Any, Any]:
     """The model and the prompt format for it."""
-    from monitor.agent import transcript
+    from interlock.monitor.agents.agent import transcript
 
     if args.scripted:
         return ScriptedTurns(DEMO_TURNS), transcript
     if args.base_url:
-        from generators import OpenAICompatible
+        from interlock.generators import OpenAICompatible
 
         return OpenAICompatible(args.base_url, args.model or "default", endpoint="chat", temperature=0.0), transcript
-    from generators import Transformers
+    from interlock.generators import Transformers
 
     print("loading SmolLM2-135M-Instruct ...", flush=True)
     model = Transformers.default(prompt_format="raw", temperature=0.0)

@@ -14,10 +14,9 @@ import argparse
 from typing import Any
 
 import anyio
-
-from generators import Scripted
-from monitor import Fail, Monitor, Unknown
-from verifiers.game24 import Game24, solve
+from interlock import Fail, Monitor, Unknown
+from interlock.generators import Scripted
+from interlock.verifiers.game24 import Game24, solve
 
 PROMPT = ("Use numbers and basic arithmetic operations (+ - * /) to obtain 24. Each step, you are only allowed to "
           "choose two of the remaining numbers to obtain a new number.\nInput: 4 9 10 13\n")
@@ -51,7 +50,7 @@ async def main(generate: bool) -> None:
         show(await Game24(dead_ends="warn", require_answer=False).ascan(text, prompt=PROMPT), text)
 
     if generate:
-        from generators import Transformers
+        from interlock.generators import Transformers
 
         generator: Any = Transformers.default(max_new_tokens=120)
     else:  # a wrong step, then the corrected one after the monitor's feedback

@@ -14,9 +14,7 @@ import argparse
 from typing import Any
 
 import anyio
-
-from generators import Scripted
-from monitor import (
+from interlock import (
     FeedbackInjected,
     ForceAnswer,
     GovernorDecided,
@@ -25,6 +23,7 @@ from monitor import (
     Monitor,
     TokenBudget,
 )
+from interlock.generators import Scripted
 
 PROMPT = ("Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for "
           "her friends every day with four. She sells the remainder for $2 per egg. How much does she make?")
@@ -61,7 +60,7 @@ if __name__ == "__main__":
     parser.add_argument("--model", help="'default' for the embedded SmolLM2, or a path to a local model")
     args = parser.parse_args()
     if args.model:
-        from generators import Transformers
+        from interlock.generators import Transformers
 
         gen: Any = (Transformers.default(temperature=0.0) if args.model == "default"
                     else Transformers(args.model, temperature=0.0))

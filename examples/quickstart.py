@@ -8,9 +8,8 @@ from __future__ import annotations
 import re
 
 import anyio
-
-from generators import Scripted
-from monitor import Fail, Intervened, Monitor, Step, verifier
+from interlock import Fail, Intervened, Monitor, Step, verifier
+from interlock.generators import Scripted
 
 SUM = re.compile(r"(\d+) \+ (\d+) = (\d+)")
 

@@ -22,10 +22,9 @@ import re
 from typing import Any
 
 import anyio
-
-from generators import Scripted
-from monitor import Fail, Monitor
-from verifiers.constraints import AnswerCheck, Constraints, ConstraintSpec
+from interlock import Fail, Monitor
+from interlock.generators import Scripted
+from interlock.verifiers.constraints import AnswerCheck, Constraints, ConstraintSpec
 
 SEED, PEOPLE, TRAITS = 42, 4, 3
 
@@ -126,7 +125,7 @@ async def main(generate: bool) -> None:
           f"house 1 by z3: {next(n for n, h in solution.items() if h == 1 and n in _names(puzzle))}\n")
 
     if generate:
-        from generators import Transformers
+        from interlock.generators import Transformers
 
         generator: Any = Transformers.default(max_new_tokens=160)
         prompt = question + "\nThink step by step, one claim per line, then write 'Final answer: <name>'."

@@ -9,15 +9,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from generators.errors import BackendError, ScriptError
-from generators.iterator import FromIterator
-from generators.scripted import Scripted
+from interlock.generators.errors import BackendError, ScriptError
+from interlock.generators.iterator import FromIterator
+from interlock.generators.scripted import Scripted
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
-    "Transformers": "generators.transformers",
-    "OpenAICompatible": "generators.openai_compat",
-    "Replay": "generators.replay",
+    "Transformers": "interlock.generators.transformers",
+    "OpenAICompatible": "interlock.generators.openai_compat",
+    "Replay": "interlock.generators.replay",
 }
 
 __all__ = ["BackendError", "FromIterator", "ScriptError", "Scripted", *_LAZY]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor.errors import GeneratorError
+from interlock.monitor.errors import GeneratorError
 
 __all__ = [
     "BackendError",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 
-from generators.errors import BackendError
-from monitor import Capabilities, Chunk, ConfigError, GenerationRequest
+from interlock import Capabilities, Chunk, ConfigError, GenerationRequest
+from interlock.generators.errors import BackendError
 
 __all__ = ["FromIterator"]
 

@@ -20,11 +20,10 @@ from collections.abc import AsyncIterator, Sequence
 
 import anyio
 import anyio.lowlevel
-
-from generators.errors import BackendError
-from monitor import Capabilities, Chunk, ConfigError, GenerationRequest, RecordedTrace, read_trace
-from monitor.importers import ImportedTrace
-from monitor.tracefile import Segment
+from interlock import Capabilities, Chunk, ConfigError, GenerationRequest, RecordedTrace, read_trace
+from interlock.generators.errors import BackendError
+from interlock.monitor.replay.importers import ImportedTrace
+from interlock.monitor.tracefile import Segment
 
 __all__ = ["Replay", "ReplayMismatchError"]
 
@@ -34,8 +33,8 @@ class ReplayMismatchError(BackendError):
 
 
 class Replay:
-    """Plays a recorded trace: a :class:`monitor.RecordedTrace`, the path of a trace file, or an
-    :class:`monitor.importers.ImportedTrace` (plain text, JSON steps, GSM8K, streamed in word-sized pieces).
+    """Plays a recorded trace: a :class:`interlock.RecordedTrace`, the path of a trace file, or an
+    :class:`interlock.monitor.replay.ImportedTrace` (plain text, JSON steps, GSM8K, streamed in word-sized pieces).
 
     - ``speed``: ``1.0`` plays at the recorded pace (the wait for the first chunk included), ``2.0`` twice as
       fast, ``None`` (or ``math.inf``) as fast as possible. Chunks are due on an absolute schedule from the

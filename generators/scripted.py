@@ -20,10 +20,9 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 import anyio
 import anyio.lowlevel
-
-from generators.errors import ScriptError
-from monitor import Capabilities, Chunk, ConfigError, GenerationRequest
-from monitor.scan import pseudo_tokens
+from interlock import Capabilities, Chunk, ConfigError, GenerationRequest
+from interlock.generators.errors import ScriptError
+from interlock.monitor.scan import pseudo_tokens
 
 __all__ = ["Scripted"]
 

@@ -1,9 +1,12 @@
-"""interlock's runtime: the trace, verdicts, verifier API, scheduling, arbitration, rollback, governors, events.
+"""interlock's core runtime: the trace, verdicts, verifier API, scheduling, arbitration, rollback, events, and
+the governor protocol. Applications of it live in subpackages that import the core, never the reverse:
+``governors`` (budgets, early stops, the loop guard), ``agents`` (guarded tools, the agent loop), ``replay``
+(importers, the batch engine, reports), ``proxy`` and ``cli``. ``import interlock`` is the front door to all.
 
 Quick start::
 
-    from monitor import Monitor, verifier, Fail
-    from generators import Scripted
+    from interlock import Monitor, verifier, Fail
+    from interlock.generators import Scripted
 
     @verifier
     def no_negative(step):
@@ -14,12 +17,9 @@ Quick start::
 
 from __future__ import annotations
 
-from monitor.agent import Agent, AgentResult, AgentTurn, StopAt, ToolOutcome
-from monitor.arbiter import Arbiter, Candidate
-from monitor.budget_pool import BudgetPool, PoolShare, estimate_difficulty
-from monitor.chunks import Chunk
-from monitor.early_stop import AnswerConvergence, EntropyStop
-from monitor.errors import (
+from interlock.monitor.arbiter import Arbiter, Candidate
+from interlock.monitor.chunks import Chunk
+from interlock.monitor.errors import (
     ConfigError,
     GeneratorError,
     InterlockError,
@@ -27,7 +27,7 @@ from monitor.errors import (
     TraceFileError,
     ViolationError,
 )
-from monitor.events import (
+from interlock.monitor.events import (
     ChunkAppended,
     Event,
     FeedbackInjected,
@@ -38,44 +38,35 @@ from monitor.events import (
     VerdictReceived,
     VerifierError,
 )
-from monitor.generation import Capabilities, GenerationRequest, Generator
-from monitor.governors import (
+from interlock.monitor.generation import Capabilities, GenerationRequest, Generator
+from interlock.monitor.governor import (
     ForceAnswer,
     Governor,
     GovernorDecision,
     InterventionLimit,
     OscillationGuard,
     RunContext,
-    TokenBudget,
 )
-from monitor.loop_guard import LoopGuard
-from monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, Monitor, Run
-from monitor.registry import applicable_verifiers, create_verifier, list_verifiers, register_verifier
-from monitor.result import Intervention, RunResult, StopReason, TokenCounts
-from monitor.tools import GuardedTool, RefusalReason, ToolCall, ToolRefusal, ToolRefused, guard_tool, use_run
-from monitor.trace import Forker, Step, Trace, TraceView
-from monitor.tracefile import RecordedTrace, TraceWriter, read_trace
-from monitor.triggers import AnyOf, AtEnd, EveryNTokens, OnPattern, StepBoundary, Trigger
-from monitor.verdicts import Action, Fail, Pass, Span, Unknown, Verdict
-from monitor.verifier import FunctionVerifier, RunsIn, Verifier, verifier
+from interlock.monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, Monitor, Run
+from interlock.monitor.registry import applicable_verifiers, create_verifier, list_verifiers, register_verifier
+from interlock.monitor.result import Intervention, RunResult, StopReason, TokenCounts
+from interlock.monitor.trace import Forker, Step, Trace, TraceView
+from interlock.monitor.tracefile import RecordedTrace, TraceWriter, read_trace
+from interlock.monitor.triggers import AnyOf, AtEnd, EveryNTokens, OnPattern, StepBoundary, Trigger
+from interlock.monitor.verdicts import Action, Fail, Pass, Span, Unknown, Verdict
+from interlock.monitor.verifier import FunctionVerifier, RunsIn, Verifier, verifier
 
 __all__ = [
     "DEFAULT_FEEDBACK_TEMPLATE",
     "Action",
-    "Agent",
-    "AgentResult",
-    "AgentTurn",
-    "AnswerConvergence",
     "AnyOf",
     "Arbiter",
     "AtEnd",
-    "BudgetPool",
     "Candidate",
     "Capabilities",
     "Chunk",
     "ChunkAppended",
     "ConfigError",
-    "EntropyStop",
     "Event",
     "EveryNTokens",
     "Fail",
@@ -89,19 +80,15 @@ __all__ = [
     "Governor",
     "GovernorDecided",
     "GovernorDecision",
-    "GuardedTool",
     "InterlockError",
     "Intervened",
     "Intervention",
     "InterventionLimit",
-    "LoopGuard",
     "Monitor",
     "OnPattern",
     "OscillationGuard",
     "Pass",
-    "PoolShare",
     "RecordedTrace",
-    "RefusalReason",
     "RegistryError",
     "Run",
     "RunContext",
@@ -112,14 +99,8 @@ __all__ = [
     "Span",
     "Step",
     "StepBoundary",
-    "StopAt",
     "StopReason",
-    "TokenBudget",
     "TokenCounts",
-    "ToolCall",
-    "ToolOutcome",
-    "ToolRefusal",
-    "ToolRefused",
     "Trace",
     "TraceFileError",
     "TraceView",
@@ -133,11 +114,8 @@ __all__ = [
     "ViolationError",
     "applicable_verifiers",
     "create_verifier",
-    "estimate_difficulty",
-    "guard_tool",
     "list_verifiers",
     "read_trace",
     "register_verifier",
-    "use_run",
     "verifier",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-from monitor.verdicts import Action, Span, Verdict
+from interlock.monitor.verdicts import Action, Span, Verdict
 
 __all__ = ["Arbiter", "Candidate"]
 

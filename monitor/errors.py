@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from monitor.verdicts import Verdict
+    from interlock.monitor.verdicts import Verdict
 
 __all__ = [
     "ConfigError",

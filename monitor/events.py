@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from monitor.chunks import Chunk
-from monitor.verdicts import Verdict
+from interlock.monitor.chunks import Chunk
+from interlock.monitor.verdicts import Verdict
 
 if TYPE_CHECKING:
-    from monitor.result import Intervention, RunResult
+    from interlock.monitor.result import Intervention, RunResult
 
 __all__ = ["ChunkAppended", "Event", "FeedbackInjected", "GovernorDecided", "Intervened", "RunFinished",
            "RunStarted", "VerdictReceived", "VerifierError"]

@@ -15,10 +15,9 @@ from typing import Any
 import anyio
 import anyio.to_process
 import anyio.to_thread
-
-from monitor.trace import TraceView
-from monitor.verdicts import Unknown, Verdict
-from monitor.verifier import VerdictTypeError, Verifier, normalize_verdicts
+from interlock.monitor.trace import TraceView
+from interlock.monitor.verdicts import Unknown, Verdict
+from interlock.monitor.verifier import VerdictTypeError, Verifier, normalize_verdicts
 
 __all__ = ["CheckOutcome", "run_check"]
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-from monitor.chunks import Chunk
+from interlock.monitor.chunks import Chunk
 
 __all__ = ["Capabilities", "GenerationRequest", "Generator"]
 

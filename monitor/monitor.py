@@ -27,11 +27,10 @@ from typing import Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
-
-from monitor.arbiter import Arbiter, Candidate
-from monitor.chunks import Chunk
-from monitor.errors import ConfigError, GeneratorError, ViolationError
-from monitor.events import (
+from interlock.monitor.arbiter import Arbiter, Candidate
+from interlock.monitor.chunks import Chunk
+from interlock.monitor.errors import ConfigError, GeneratorError, ViolationError
+from interlock.monitor.events import (
     ChunkAppended,
     Event,
     FeedbackInjected,
@@ -42,16 +41,16 @@ from monitor.events import (
     VerdictReceived,
     VerifierError,
 )
-from monitor.execute import run_check
-from monitor.generation import Capabilities, GenerationRequest, Generator
-from monitor.governors import Governor, GovernorDecision, InterventionLimit, OscillationGuard, normalise_claim
-from monitor.logs import debug_enabled, get_logger
-from monitor.result import Intervention, RunResult, StopReason, TokenCounts
-from monitor.scheduler import Scheduler
-from monitor.trace import Forker, Trace, TraceView
-from monitor.tracefile import TraceWriter
-from monitor.verdicts import Action, Fail, Span, Unknown, Verdict
-from monitor.verifier import Verifier
+from interlock.monitor.execute import run_check
+from interlock.monitor.generation import Capabilities, GenerationRequest, Generator
+from interlock.monitor.governor import Governor, GovernorDecision, InterventionLimit, OscillationGuard, normalise_claim
+from interlock.monitor.logs import debug_enabled, get_logger
+from interlock.monitor.result import Intervention, RunResult, StopReason, TokenCounts
+from interlock.monitor.scheduler import Scheduler
+from interlock.monitor.trace import Forker, Trace, TraceView
+from interlock.monitor.tracefile import TraceWriter
+from interlock.monitor.verdicts import Action, Fail, Span, Unknown, Verdict
+from interlock.monitor.verifier import Verifier
 
 __all__ = ["DEFAULT_FEEDBACK_TEMPLATE", "Monitor", "Run"]
 
@@ -109,7 +108,7 @@ class Monitor:
     @staticmethod
     def _resolve(v: Verifier | str) -> Verifier:
         if isinstance(v, str):
-            from monitor.registry import create_verifier
+            from interlock.monitor.registry import create_verifier
 
             return create_verifier(v)
         if not isinstance(v, Verifier):

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
-from monitor.errors import RegistryError
-from monitor.verifier import Verifier
+from interlock.monitor.errors import RegistryError
+from interlock.monitor.verifier import Verifier
 
 __all__ = ["ENTRY_POINT_GROUP", "RegisteredVerifier", "applicable_verifiers", "create_verifier", "list_verifiers",
            "register_verifier"]

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.verdicts import Action, Span, Verdict
+from interlock.monitor.verdicts import Action, Span, Verdict
 
 __all__ = ["Intervention", "RunResult", "StopReason", "TokenCounts"]
 

@@ -9,16 +9,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import anyio
-
-from monitor.chunks import Chunk
-from monitor.errors import ConfigError
-from monitor.execute import run_check
-from monitor.scheduler import Scheduler
-from monitor.trace import Trace
-from monitor.verdicts import Verdict
+from interlock.monitor.chunks import Chunk
+from interlock.monitor.errors import ConfigError
+from interlock.monitor.execute import run_check
+from interlock.monitor.scheduler import Scheduler
+from interlock.monitor.trace import Trace
+from interlock.monitor.verdicts import Verdict
 
 if TYPE_CHECKING:
-    from monitor.verifier import Verifier
+    from interlock.monitor.verifier import Verifier
 
 __all__ = ["ascan", "pseudo_tokens", "scan"]
 

@@ -9,13 +9,13 @@ import bisect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from monitor.steps import step_ends
-from monitor.trace import Step, Trace
-from monitor.triggers import BoundTrigger, Due, Progress
-from monitor.verdicts import Span
+from interlock.monitor.steps import step_ends
+from interlock.monitor.trace import Step, Trace
+from interlock.monitor.triggers import BoundTrigger, Due, Progress
+from interlock.monitor.verdicts import Span
 
 if TYPE_CHECKING:
-    from monitor.verifier import Verifier
+    from interlock.monitor.verifier import Verifier
 
 __all__ = ["Scheduler"]
 

@@ -10,9 +10,9 @@ import bisect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from monitor.chunks import Chunk
-from monitor.errors import ConfigError
-from monitor.verdicts import Span
+from interlock.monitor.chunks import Chunk
+from interlock.monitor.errors import ConfigError
+from interlock.monitor.verdicts import Span
 
 __all__ = ["Forker", "Step", "Trace", "TraceView"]
 

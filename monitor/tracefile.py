@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from monitor.chunks import Chunk
-from monitor.errors import TraceFileError
+from interlock.monitor.chunks import Chunk
+from interlock.monitor.errors import TraceFileError
 
 __all__ = ["TRACE_VERSION", "RecordedTrace", "Segment", "TraceWriter", "read_trace"]
 

@@ -11,9 +11,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from monitor.errors import ConfigError
-from monitor.trace import Step
-from monitor.verdicts import Span
+from interlock.monitor.errors import ConfigError
+from interlock.monitor.trace import Step
+from interlock.monitor.verdicts import Span
 
 __all__ = ["AnyOf", "AtEnd", "BoundTrigger", "Due", "EveryNTokens", "OnPattern", "Progress", "StepBoundary",
            "Trigger"]

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from monitor.errors import ConfigError
+from interlock.monitor.errors import ConfigError
 
 __all__ = ["Action", "Fail", "Pass", "Span", "Unknown", "Verdict"]
 

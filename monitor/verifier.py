@@ -22,10 +22,10 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from monitor.errors import ConfigError
-from monitor.trace import TraceView
-from monitor.triggers import StepBoundary, Trigger
-from monitor.verdicts import Action, Fail, Pass, Unknown, Verdict
+from interlock.monitor.errors import ConfigError
+from interlock.monitor.trace import TraceView
+from interlock.monitor.triggers import StepBoundary, Trigger
+from interlock.monitor.verdicts import Action, Fail, Pass, Unknown, Verdict
 
 __all__ = ["FunctionVerifier", "RunsIn", "VerdictTypeError", "Verifier", "normalize_verdicts", "verifier"]
 
@@ -112,13 +112,13 @@ class Verifier:
 
     def scan(self, text: str, *, prompt: str = "") -> list[Verdict]:
         """Run this verifier over a complete ``text`` as if it had streamed; returns its verdicts in order."""
-        from monitor.scan import scan
+        from interlock.monitor.scan import scan
 
         return scan(self, text, prompt=prompt)
 
     async def ascan(self, text: str, *, prompt: str = "") -> list[Verdict]:
         """:meth:`scan` for code that already runs in an event loop."""
-        from monitor.scan import ascan
+        from interlock.monitor.scan import ascan
 
         return await ascan(self, text, prompt=prompt)
 

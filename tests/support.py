@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-from monitor import Fail, Step, Verifier
+import pytest
+from interlock import Chunk, Fail, Step, Verifier
 
 SUM = re.compile(r"(\d+) \+ (\d+) = (\d+)")
 
@@ -29,13 +31,26 @@ class SumVerifier(Verifier):
 
 def wrong(text: str) -> list[tuple[str, str]]:
     """(claim text, feedback) of every wrong claim the arithmetic verifier finds in one step."""
-    from verifiers.arithmetic import check_text
+    from interlock.verifiers.arithmetic import check_text
 
     return [(text[f.start:f.end], f.judgement.feedback) for f in check_text(text) if f.status == "wrong"]
 
 
 def statuses(text: str) -> list[tuple[str, str]]:
     """(status, claim text) of every claim the arithmetic verifier judges in one step."""
-    from verifiers.arithmetic import check_text
+    from interlock.verifiers.arithmetic import check_text
 
     return [(f.status, text[f.start:f.end]) for f in check_text(text)]
+
+
+def assert_same_chunks(actual: Sequence[Chunk], expected: Sequence[Chunk], *, rel: float = 1e-5) -> None:
+    """Texts, token ids and flags exactly; logprobs and entropies (floats computed along different cache paths,
+    whose last bits depend on the kernels) within a relative tolerance."""
+    assert [(c.text, c.token_ids, c.injected) for c in actual] == [(c.text, c.token_ids, c.injected)
+                                                                     for c in expected]
+    for a, e in zip(actual, expected, strict=True):
+        for field in ("logprobs", "entropy"):
+            got, want = getattr(a, field), getattr(e, field)
+            assert (got is None) == (want is None), field
+            if got is not None:
+                assert got == pytest.approx(want, rel=rel, abs=rel), field

@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from monitor import Agent, Capabilities, Chunk, GenerationRequest, StopAt, guard_tool
-from monitor.agent import MalformedToolCall, parse_tool_calls, tools_prompt
-from monitor.tools import ToolCall
+from interlock import Agent, Capabilities, Chunk, GenerationRequest, StopAt, guard_tool
+from interlock.monitor.agents.agent import MalformedToolCall, parse_tool_calls, tools_prompt
+from interlock.monitor.agents.tools import ToolCall
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -221,7 +220,7 @@ async def test_stop_at_passes_untouched_chunks_and_the_stop_strings_on() -> None
 
 
 def test_agent_configuration_errors_are_named() -> None:
-    from monitor import ConfigError
+    from interlock import ConfigError
 
     with pytest.raises(ConfigError, match="max_turns"):
         Agent(ex.ScriptedTurns({"": "x"}), max_turns=0)

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from interlock import Agent, StopReason, TokenBudget
+from interlock.monitor.agents.tools import ToolCall
 
 import tests.test_agent as agent_tests
-from monitor import Agent, StopReason, TokenBudget
-from monitor.tools import ToolCall
 
 pytestmark = pytest.mark.slow
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def smollm() -> Any:
     try:
-        from generators import Transformers
+        from interlock.generators import Transformers
 
         return Transformers.default(prompt_format="raw", temperature=0.0)
     except Exception as exc:  # the package that ships the model file is an optional install

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-
-from monitor import Action, Arbiter, Candidate, Span
+from interlock import Action, Arbiter, Candidate, Span
 
 ACTIONS = [Action.WARN, Action.ROLLBACK, Action.INTERRUPT]
 

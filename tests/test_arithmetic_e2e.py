@@ -3,9 +3,9 @@ back, injects the verifier's feedback, and the run ends with the corrected step.
 
 from __future__ import annotations
 
-from generators import Scripted
-from monitor import Action, Fail, Monitor, StopReason, TokenBudget, Unknown
-from verifiers import Arithmetic
+from interlock import Action, Fail, Monitor, StopReason, TokenBudget, Unknown
+from interlock.generators import Scripted
+from interlock.verifiers import Arithmetic
 
 WRONG = "Janet's ducks lay 16 eggs a day.\nShe sells 16 - 3 - 4 = <<16-3-4=11>>11 eggs a day.\nShe makes 11 * 2 = $22."
 FIXED = "She sells 16 - 3 - 4 = <<16-3-4=9>>9 eggs a day.\nShe makes 9 * 2 = $18.\n#### 18"

@@ -9,9 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from monitor.steps import step_ends
-from verifiers.arithmetic import check_text
+from interlock.monitor.steps import step_ends
+from interlock.verifiers.arithmetic import check_text
 
 
 def steps(text: str) -> list[str]:

@@ -9,12 +9,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from interlock import Fail, Monitor
+from interlock.generators import Scripted
+from interlock.verifiers import Arithmetic
+from interlock.verifiers.arithmetic import check_text, context_of
 from support import statuses, wrong
-
-from generators import Scripted
-from monitor import Fail, Monitor
-from verifiers import Arithmetic
-from verifiers.arithmetic import check_text, context_of
 
 # Correct steps in the notations competition solutions use; none may be flagged.
 SOUND = [

@@ -9,8 +9,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
-from verifiers.arithmetic import check_text
+from interlock.verifiers.arithmetic import check_text
 
 NOTATIONS = {
     "plain": {"+": " + ", "-": " - ", "*": " * ", "/": " / ", "^": "^"},

@@ -7,11 +7,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from interlock import Fail
+from interlock.verifiers import Arithmetic
+from interlock.verifiers.arithmetic import check_text
 from support import statuses, wrong
-
-from monitor import Fail
-from verifiers import Arithmetic
-from verifiers.arithmetic import check_text
 
 
 @pytest.mark.parametrize(("text", "claim", "feedback"), [

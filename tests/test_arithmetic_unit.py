@@ -5,12 +5,11 @@ from __future__ import annotations
 import pickle
 
 import pytest
+from interlock import Fail, Pass, Span, Unknown, create_verifier
+from interlock.verifiers import Arithmetic
+from interlock.verifiers.arithmetic import Limits, TooComplex, check_text, consistent, parse_expression, parse_literal
+from interlock.verifiers.arithmetic.lexer import tokenize
 from support import statuses, wrong
-
-from monitor import Fail, Pass, Span, Unknown, create_verifier
-from verifiers import Arithmetic
-from verifiers.arithmetic import Limits, TooComplex, check_text, consistent, parse_expression, parse_literal
-from verifiers.arithmetic.lexer import tokenize
 
 
 @pytest.mark.parametrize(("text", "claim", "feedback"), [
@@ -196,7 +195,7 @@ def test_importing_the_verifier_does_not_import_sympy() -> None:
     import subprocess
     import sys
 
-    code = "import sys, verifiers.arithmetic; print('sympy' in sys.modules)"
+    code = "import sys, interlock.verifiers.arithmetic; print('sympy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
 

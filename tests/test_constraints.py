@@ -15,11 +15,10 @@ import pytest
 import z3
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from generators import Scripted
-from monitor import Action, Fail, Monitor, Pass, Span, Step, StopReason, TraceView, Unknown, create_verifier
-from verifiers import VerifierConfigError
-from verifiers.constraints import (
+from interlock import Action, Fail, Monitor, Pass, Span, Step, StopReason, TraceView, Unknown, create_verifier
+from interlock.generators import Scripted
+from interlock.verifiers import VerifierConfigError
+from interlock.verifiers.constraints import (
     AnswerCheck,
     ClaimPattern,
     ClaimReader,

@@ -8,12 +8,11 @@ import json
 from typing import Any
 
 import pytest
-
-from generators import Scripted
-from monitor import EveryNTokens, Fail, Monitor, Pass, Span, StopReason, Unknown, verifier
-from verifiers import ForkExtractor, VerifierConfigError
-from verifiers.constraints import Constraints, ConstraintSpec
-from verifiers.fork import first_json
+from interlock import EveryNTokens, Fail, Monitor, Pass, Span, StopReason, Unknown, verifier
+from interlock.generators import Scripted
+from interlock.verifiers import ForkExtractor, VerifierConfigError
+from interlock.verifiers.constraints import Constraints, ConstraintSpec
+from interlock.verifiers.fork import first_json
 
 P = "\nCurrent assignments as JSON:"
 MAIN = "Arnold lives in house 2.\nBob is to his right.\nAlice takes the rest.\n"
@@ -123,9 +122,8 @@ async def test_a_real_kv_cache_fork_leaves_the_main_trace_as_it_would_have_been(
     """The transformers backend forks a copy of its KV cache: the greedy main text is the same with and
     without fork extraction, and the forks' tokens are counted apart."""
     pytest.importorskip("transformers")
+    from interlock.generators import Transformers
     from tiny_model import build_tiny_model
-
-    from generators import Transformers
 
     model, tokenizer = build_tiny_model()
     plain = await Monitor(Transformers(model, tokenizer, max_new_tokens=40, eos_token_ids=())).run("Natalia sold")

@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from generators import Scripted
-from monitor import Action, Fail, Monitor, Pass, Span, StopReason, Unknown, create_verifier
-from verifiers import VerifierConfigError
-from verifiers.game24 import Game24, numbers_from_prompt, parse_expression, solvable, solve
+from interlock import Action, Fail, Monitor, Pass, Span, StopReason, Unknown, create_verifier
+from interlock.generators import Scripted
+from interlock.verifiers import VerifierConfigError
+from interlock.verifiers.game24 import Game24, numbers_from_prompt, parse_expression, solvable, solve
 
 GOOD = ("13 - 9 = 4 (left: 4 4 10)\n"
         "10 - 4 = 6 (left: 4 6)\n"

@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from support import SumVerifier
-
-from generators import FromIterator, Scripted
-from monitor import (
+from interlock import (
     Action,
     Chunk,
     ConfigError,
@@ -23,6 +20,8 @@ from monitor import (
     StopReason,
     TokenBudget,
 )
+from interlock.generators import FromIterator, Scripted
+from support import SumVerifier
 
 WORDS = " ".join(f"w{i}" for i in range(200))
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-
-from generators import FromIterator, Scripted
-from monitor import (
+from interlock import (
     AnswerConvergence,
     Capabilities,
     Chunk,
@@ -19,7 +17,8 @@ from monitor import (
     StopReason,
     TokenBudget,
 )
-from monitor.early_stop import normalise_answer
+from interlock.generators import FromIterator, Scripted
+from interlock.monitor.governors.early_stop import normalise_answer
 
 
 class EntropyScript:

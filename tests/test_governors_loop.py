@@ -9,10 +9,7 @@ import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import SumVerifier
-
-from generators import Scripted
-from monitor import (
+from interlock import (
     Action,
     ConfigError,
     GovernorDecided,
@@ -23,7 +20,9 @@ from monitor import (
     TokenBudget,
     verifier,
 )
-from monitor.loop_guard import find_char_repeat, find_repeated_line, find_tandem_repeat
+from interlock.generators import Scripted
+from interlock.monitor.governors.loop_guard import find_char_repeat, find_repeated_line, find_tandem_repeat
+from support import SumVerifier
 
 # The loop SmolLM2-135M fell into (greedy, 256-token cap) on the eggs problem, as issue 7 reports it; the
 # sentences before it are illustrative.

@@ -8,10 +8,7 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import SumVerifier
-
-from generators import Scripted
-from monitor import (
+from interlock import (
     BudgetPool,
     Capabilities,
     Chunk,
@@ -21,6 +18,8 @@ from monitor import (
     StopReason,
     estimate_difficulty,
 )
+from interlock.generators import Scripted
+from support import SumVerifier
 
 EASY = "What is 2 + 3?"
 HARD = ("A farmer has 12 cows and buys 3 more each week for 5 weeks, then sells half of them and gives 4 to "

@@ -6,10 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tiny_model import build_tiny_model
-
-from generators import Transformers
-from monitor import (
+from interlock import (
     ChunkAppended,
     EntropyStop,
     ForceAnswer,
@@ -18,6 +15,8 @@ from monitor import (
     StopReason,
     TokenBudget,
 )
+from interlock.generators import Transformers
+from tiny_model import build_tiny_model
 
 PROMPT = "What is 2 + 3?"
 
@@ -102,7 +101,7 @@ async def test_forced_answer_with_a_real_tokenizer_keeps_the_hard_cap(tiny: tupl
 def test_entropy_stop_accepts_the_transformers_backend_and_refuses_it_without_entropy(
         tiny: tuple[Any, Any]) -> None:
     Monitor(backend(tiny), governors=[EntropyStop()])
-    from monitor import ConfigError
+    from interlock import ConfigError
 
     with pytest.raises(ConfigError, match="EntropyStop needs a backend"):
         Monitor(backend(tiny, entropy=False, logprobs=False), governors=[EntropyStop()])

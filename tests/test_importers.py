@@ -7,9 +7,8 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from monitor import Chunk, TraceFileError, TraceWriter
-from monitor.importers import FieldNames, ImportedTrace, detect_format, read_traces
+from interlock import Chunk, TraceFileError, TraceWriter
+from interlock.monitor.replay.importers import FieldNames, ImportedTrace, detect_format, read_traces
 
 HYP = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -178,7 +177,7 @@ def test_a_rollback_inside_a_chunk_keeps_the_part_before_it(tmp_path: Path) -> N
     w.chunk(Chunk("ef"), t=0.1)
     w.event({"kind": "intervention", "action": "rollback", "applied": True, "position": 99})
     w.end({})
-    from monitor import read_trace
+    from interlock import read_trace
 
     recorded = read_trace(path)
     try:

@@ -4,10 +4,9 @@ import json
 import logging
 
 import pytest
+from interlock import Monitor
+from interlock.generators import Scripted
 from support import SumVerifier
-
-from generators import Scripted
-from monitor import Monitor
 
 
 async def test_events_are_logged_as_json_lines_bound_to_the_run_id(caplog: pytest.LogCaptureFixture) -> None:

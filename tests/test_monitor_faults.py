@@ -7,10 +7,7 @@ import time
 
 import anyio
 import pytest
-from support import SumVerifier, check_sums
-
-from generators import Scripted
-from monitor import (
+from interlock import (
     Fail,
     Monitor,
     Span,
@@ -23,6 +20,8 @@ from monitor import (
     read_trace,
     verifier,
 )
+from interlock.generators import Scripted
+from support import SumVerifier, check_sums
 
 CLEAN = "Tom has 3 apples.\nHe buys 4 more, so 3 + 4 = 7.\nThe answer is 7."
 WRONG = "Tom has 3 apples.\nHe buys 4 more, so 3 + 4 = 8.\nThe answer is 8."
@@ -196,4 +195,4 @@ async def test_async_extractor_of_a_thread_verifier_is_awaited_in_the_loop() -> 
         seen.append(state)
 
     await Monitor(Scripted("one.\ntwo."), [threaded]).run("q")
-    assert seen == ["one.", "two."]
+    assert sorted(seen) == ["one.", "two."]  # two thread checks: either may finish first

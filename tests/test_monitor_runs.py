@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from support import SumVerifier, check_sums
-
-from generators import FromIterator, Scripted
-from monitor import (
+from interlock import (
     Action,
     ChunkAppended,
     Fail,
@@ -23,6 +20,8 @@ from monitor import (
     VerdictReceived,
     verifier,
 )
+from interlock.generators import FromIterator, Scripted
+from support import SumVerifier, check_sums
 
 FB = "Wait, {feedback} Let me redo this step.\n"
 CLEAN = "Tom has 3 apples.\nHe buys 4 more, so 3 + 4 = 7.\nThe answer is 7."
@@ -201,7 +200,7 @@ async def test_factory_iterator_can_roll_back() -> None:
 
 
 async def test_record_writes_a_readable_trace_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from monitor import read_trace
+    from interlock import read_trace
 
     path = tmp_path / "run.jsonl"
     gen = Scripted({"": WRONG, "Let me redo this step.\n": FIXED})
@@ -215,7 +214,7 @@ async def test_record_writes_a_readable_trace_file(tmp_path) -> None:  # type: i
 
 
 async def test_monitor_rejects_bad_configuration() -> None:
-    from monitor import ConfigError
+    from interlock import ConfigError
 
     with pytest.raises(ConfigError, match="share the name 'sums'"):
         Monitor(Scripted("x"), [SumVerifier(), SumVerifier()])

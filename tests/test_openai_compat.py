@@ -14,12 +14,12 @@ from typing import Any
 
 import anyio
 import pytest
+from interlock import Capabilities, Chunk, ConfigError, GenerationRequest, Monitor, StopReason
+from interlock.generators import OpenAICompatible
+from interlock.generators.errors import MalformedStream, ServerError, ServerUnavailable, StreamInterrupted
+from interlock.generators.openai_compat import CONTINUE_FIELDS, DEFAULT_CONTINUE_INSTRUCTION
+from interlock.generators.openai_compat.deltas import entropy_from_top
 
-from generators import OpenAICompatible
-from generators.errors import MalformedStream, ServerError, ServerUnavailable, StreamInterrupted
-from generators.openai_compat import CONTINUE_FIELDS, DEFAULT_CONTINUE_INSTRUCTION
-from generators.openai_compat.deltas import entropy_from_top
-from monitor import Capabilities, Chunk, ConfigError, GenerationRequest, Monitor, StopReason
 from tests.support import SumVerifier
 
 # -- the fake server ---------------------------------------------------------------------------------------

@@ -19,9 +19,9 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from interlock import EveryNTokens, Fail, GenerationRequest, Monitor, Span, StopReason, TraceView, Verifier
+from interlock.generators import OpenAICompatible
 
-from generators import OpenAICompatible
-from monitor import EveryNTokens, Fail, GenerationRequest, Monitor, Span, StopReason, TraceView, Verifier
 from tests.tiny_model import save_tiny_model
 
 pytestmark = pytest.mark.slow

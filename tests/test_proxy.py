@@ -15,10 +15,10 @@ import anyio
 import httpx
 import openai
 import pytest
+from interlock import Capabilities, Chunk, GenerationRequest, verifier
+from interlock.generators import Scripted
+from interlock.monitor.proxy import GeneratorBackend, ProxyConfig, create_app, serving
 
-from generators import Scripted
-from monitor import Capabilities, Chunk, GenerationRequest, verifier
-from monitor.proxy import GeneratorBackend, ProxyConfig, create_app, serving
 from tests.support import check_sums
 
 sums = verifier(check_sums, name="sums")

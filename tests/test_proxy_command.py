@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from interlock.monitor.cli import main
+from interlock.monitor.proxy import free_port
 
 import tests.tiny_model as tiny
-from monitor.cli import main
-from monitor.proxy import free_port
 
 tiny_model_dir = tiny.tiny_model_dir
 
@@ -35,7 +35,7 @@ def test_bad_options_fail_before_serving(argv: list[str], message: str, capsys: 
 def test_the_command_serves_a_local_model(tiny_model_dir: Path) -> None:
     port = free_port()
     env = {**os.environ, "INTERLOCK_PROXY_API_KEY": "k", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "monitor.cli", "proxy", "--local", str(tiny_model_dir),
+    process = subprocess.Popen([sys.executable, "-m", "interlock", "proxy", "--local", str(tiny_model_dir),
                                 "--model", "tiny", "--port", str(port), "--max-tokens", "8"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -8,10 +8,10 @@ from typing import Any
 import anyio
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from interlock import Monitor, Step, verifier
+from interlock.generators import Scripted
+from interlock.monitor.proxy import ReleasedRun
 
-from generators import Scripted
-from monitor import Monitor, Step, verifier
-from monitor.proxy import ReleasedRun
 from tests.support import check_sums
 
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import openai
 import pytest
+from interlock import Capabilities, Chunk, GenerationRequest, Monitor, verifier
+from interlock.monitor.proxy import GeneratorBackend, ProxyConfig, UpstreamBackend, create_app, serving
 
 import tests.test_openai_compat_serve as serve_tests
 import tests.test_proxy as proxy_tests
 import tests.tiny_model as tiny
-from monitor import Capabilities, Chunk, GenerationRequest, Monitor, verifier
-from monitor.proxy import GeneratorBackend, ProxyConfig, UpstreamBackend, create_app, serving
 from tests.support import check_sums
 
 # fixtures shared with the generator tests: the tiny model's folder, `transformers serve` running it, and the
@@ -120,7 +120,7 @@ async def test_upstream_errors_keep_their_status(client_for: Factory) -> None:
 
 
 async def test_a_local_transformers_model_in_process(client_for: Factory, tiny_model_dir: Path) -> None:
-    from generators import Transformers
+    from interlock.generators import Transformers
 
     model = Transformers(tiny_model_dir, prompt_format="raw")
     async with serving(create_app(ProxyConfig(GeneratorBackend(model, model="tiny"), max_tokens=12))) as url:
@@ -144,7 +144,7 @@ async def test_a_local_transformers_model_in_process(client_for: Factory, tiny_m
 
 
 def _budget(n: int) -> Any:
-    from monitor import TokenBudget
+    from interlock import TokenBudget
 
     return TokenBudget(max_kept=n)
 

@@ -8,15 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import interlock.generators.replay as replay_module
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import SumVerifier, check_sums
-
-import generators.replay as replay_module
-from generators import Replay, Scripted
-from generators.replay import ReplayMismatchError
-from monitor import (
+from interlock import (
     Action,
     AtEnd,
     Capabilities,
@@ -37,9 +33,12 @@ from monitor import (
     read_trace,
     verifier,
 )
-from monitor.cli import main as cli_main
-from monitor.importers import ImportedTrace, read_traces
-from monitor.replay import ReadFailure, ReplayTotals, TraceReport, replay_traces
+from interlock.generators import Replay, Scripted
+from interlock.generators.replay import ReplayMismatchError
+from interlock.monitor.cli import main as cli_main
+from interlock.monitor.replay.engine import ReadFailure, ReplayTotals, TraceReport, replay_traces
+from interlock.monitor.replay.importers import ImportedTrace, read_traces
+from support import SumVerifier, check_sums
 
 WRONG = "She has 3 + 4 = 8 eggs.\nShe sells 1 + 1 = 2 of them.\n"
 
@@ -53,7 +52,7 @@ def _record(path: Path, pieces: list[Chunk], times: list[float], prompt: str = "
 
 
 def _words(text: str) -> list[Chunk]:
-    from monitor.scan import pseudo_tokens
+    from interlock.monitor.scan import pseudo_tokens
 
     return [Chunk(p) for p in pseudo_tokens(text)]
 
@@ -262,7 +261,7 @@ async def test_batch_replay_keeps_input_order_and_the_concurrency_bound() -> Non
 
 
 async def test_batch_replay_reports_unreadable_items_in_place_and_goes_on(tmp_path: Path) -> None:
-    from monitor import TraceFileError
+    from interlock import TraceFileError
 
     items: list[ImportedTrace | TraceFileError] = [*_items(2), TraceFileError("broken", path="x.jsonl", line=3),
                                                    *_items(1)]
@@ -344,7 +343,7 @@ def test_cli_rejects_a_run_without_verifiers(tmp_path: Path, capsys: pytest.Capt
 
 
 async def test_a_verifier_that_cannot_reach_the_pool_is_a_clear_error() -> None:
-    from monitor import ConfigError
+    from interlock import ConfigError
 
     local = verifier(lambda step: None, name="local", runs_in="process")
     with pytest.raises(ConfigError, match=r"process pool failed .*Can't pickle local object.* must pickle"):

@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from interlock import Chunk, EveryNTokens, Fail, Monitor, Step, StepBoundary, TraceView, read_trace, verifier
+from interlock.generators import Replay, Transformers
+from interlock.monitor.replay.engine import TraceReport, replay_traces
+from interlock.monitor.replay.importers import read_traces
 from tiny_model import build_tiny_model
-
-from generators import Replay, Transformers
-from monitor import Chunk, EveryNTokens, Fail, Monitor, Step, StepBoundary, TraceView, read_trace, verifier
-from monitor.importers import read_traces
-from monitor.replay import TraceReport, replay_traces
 
 
 @pytest.fixture(scope="module")

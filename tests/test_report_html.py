@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from monitor import Action, Fail, Pass, Span, Unknown
-from monitor.replay import ReadFailure, TraceReport
-from monitor.report_html import render_html, write_html
+from interlock import Action, Fail, Pass, Span, Unknown
+from interlock.monitor.replay.engine import ReadFailure, TraceReport
+from interlock.monitor.replay.report_html import render_html, write_html
 
 
 class Page(HTMLParser):

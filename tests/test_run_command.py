@@ -6,10 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tiny_model import tiny_model_dir  # noqa: F401  (fixture)
-
-from generators import Scripted
-from monitor import (
+from interlock import (
     EveryNTokens,
     Fail,
     Monitor,
@@ -21,9 +18,11 @@ from monitor import (
     register_verifier,
     verifier,
 )
-from monitor.cli import main
-from monitor.commands.run import _generator, add_arguments
-from monitor.commands.run_display import STYLES, TraceDisplay, summary_line
+from interlock.generators import Scripted
+from interlock.monitor.cli import main
+from interlock.monitor.cli.run import _generator, add_arguments
+from interlock.monitor.cli.run_display import STYLES, TraceDisplay, summary_line
+from tiny_model import tiny_model_dir  # noqa: F401  (fixture)
 
 WRONG = "We add. 2 + 2 = 5.\nDone."
 FIXED = "2 + 2 = 4.\nDone."
@@ -64,7 +63,7 @@ async def test_display_marks_steps_rollbacks_and_feedback() -> None:
 
 
 def test_display_never_prints_control_characters() -> None:
-    from monitor import Chunk, ChunkAppended
+    from interlock import Chunk, ChunkAppended
 
     display = TraceDisplay()
     display.feed(ChunkAppended(chunk=Chunk("a\x1b[2Jb\n"), position=0))
@@ -135,7 +134,7 @@ def test_run_rejects_bad_options(tiny_model_dir: Path, capsys: pytest.CaptureFix
 def test_openai_base_url_builds_the_http_backend() -> None:
     import argparse
 
-    from generators import OpenAICompatible
+    from interlock.generators import OpenAICompatible
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from generators.errors import MalformedStream
-from generators.openai_compat.sse import ServerSentEvent, SSEDecoder, aiter_events
+from interlock.generators.errors import MalformedStream
+from interlock.generators.openai_compat.sse import ServerSentEvent, SSEDecoder, aiter_events
 
 ENDINGS = ("\n", "\r\n", "\r")
 # any text without line breaks, multi-byte characters included (surrogates cannot be encoded)

@@ -3,10 +3,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from monitor import Chunk, ConfigError, Span, StepBoundary, Trace, Verifier
-from monitor.scheduler import Scheduler
-from monitor.steps import step_ends
+from interlock import Chunk, ConfigError, Span, StepBoundary, Trace, Verifier
+from interlock.monitor.scheduler import Scheduler
+from interlock.monitor.steps import step_ends
 
 
 def test_step_ends_lines_and_sentences() -> None:

@@ -7,10 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pytest
+from interlock import Fail, Span
+from interlock.verifiers import Arithmetic, Game24
 from support import statuses, wrong
-
-from monitor import Fail, Span
-from verifiers import Arithmetic, Game24
 
 PUZZLE = [4, 9, 10, 13]
 FINAL = "</think>\n\nAnswer: (10 - 4) * (13 - 9) = 24\n"

@@ -9,10 +9,10 @@ from typing import Any
 
 import anyio
 import pytest
+from interlock import ConfigError, Fail, Monitor, Pass, Step, Unknown, Verifier, verifier
+from interlock.generators import Scripted
+from interlock.monitor.agents.tools import GuardedTool, ToolRefusal, ToolRefused, guard_tool, render_arguments, use_run
 
-from generators import Scripted
-from monitor import ConfigError, Fail, Monitor, Pass, Step, Unknown, Verifier, verifier
-from monitor.tools import GuardedTool, ToolRefusal, ToolRefused, guard_tool, render_arguments, use_run
 from tests.support import check_sums
 
 SUMS_INTERRUPT = verifier(check_sums, name="sums", action="interrupt")

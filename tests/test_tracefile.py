@@ -4,8 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from monitor import Chunk, TraceFileError, TraceWriter, read_trace
+from interlock import Chunk, TraceFileError, TraceWriter, read_trace
 
 
 def _write(path: Path, lines: list[object]) -> Path:

@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 import torch
+from interlock import Capabilities, Chunk, ConfigError, GenerationRequest
+from interlock.generators import BackendError, Transformers
+from interlock.generators.transformers import ModelNotFoundError, default_model_path
 from tiny_model import build_tiny_model, tiny_model_dir  # noqa: F401  (fixture)
-
-from generators import BackendError, Transformers
-from generators.transformers import ModelNotFoundError, default_model_path
-from monitor import Capabilities, Chunk, ConfigError, GenerationRequest
 
 PROMPT = "What is 2 + 3?"
 
@@ -210,7 +209,7 @@ def test_the_embedded_default_is_found_without_importing_it() -> None:
 
 
 async def test_a_context_longer_than_the_model_takes_is_a_clear_error(tiny: tuple[Any, Any]) -> None:
-    from generators.transformers import ContextOverflowError
+    from interlock.generators.transformers import ContextOverflowError
 
     gen = Transformers(*tiny)
     with pytest.raises(ContextOverflowError, match="context holds 1024"):

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from monitor import Fail, GenerationRequest, Monitor, Step, StopReason, TokenBudget, list_verifiers, verifier
+from interlock import Fail, GenerationRequest, Monitor, Step, StopReason, TokenBudget, list_verifiers, verifier
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +32,7 @@ def products(step: Step) -> Fail | None:
 @pytest.fixture(scope="module")
 def conversion(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str, Path]]:
     """The default model converted from GGUF into a fresh cache folder: ``(generator, stderr, cache dir)``."""
-    from generators.transformers import CACHE_ENV, ModelNotFoundError, Transformers, default_model_path
+    from interlock.generators.transformers import CACHE_ENV, ModelNotFoundError, Transformers, default_model_path
 
     try:
         default_model_path()
@@ -55,7 +54,7 @@ def smollm(conversion: tuple[Any, str, Path]) -> Any:
 
 async def test_the_converted_weights_are_cached_and_load_again_identically(
         conversion: tuple[Any, str, Path]) -> None:
-    from generators.transformers import CACHE_ENV, Transformers, cache_dir
+    from interlock.generators.transformers import CACHE_ENV, Transformers, cache_dir
 
     gen, said, cache = conversion
     assert "converting SmolLM2-135M-Instruct.Q4_1.gguf from GGUF" in said

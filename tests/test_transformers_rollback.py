@@ -10,11 +10,11 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from interlock import Fail, GenerationRequest, Monitor, StopReason, TraceView, Verifier
+from interlock.generators import Transformers
+from support import assert_same_chunks
 from test_transformers_backend import collect, ids_of, reference_greedy
 from tiny_model import build_tiny_model
-
-from generators import Transformers
-from monitor import Fail, GenerationRequest, Monitor, StopReason, TraceView, Verifier
 
 PROMPT = "What is 2 + 3?"
 FEEDBACK = "Wait, 7 * 8 = 56. Déjà vu 🙂\n"
@@ -99,7 +99,7 @@ async def test_rollback_to_the_prompt_reuses_the_prompt(tiny: tuple[Any, Any]) -
     first = await collect(gen, GenerationRequest(PROMPT))
     forwarded = gen.forwarded_tokens
     again = await collect(gen, GenerationRequest(PROMPT))
-    assert again == first
+    assert_same_chunks(again, first)  # the same tokens; floats along another cache path agree to 1e-5
     assert gen.forwarded_tokens - forwarded == 1 + 9  # the prompt's last token again (for its logits), then 9
     other = await collect(gen, GenerationRequest("Another prompt entirely"))
     assert ids_of(other) == reference_greedy(model, prompt_ids(gen, tokenizer, "Another prompt entirely"), 10)

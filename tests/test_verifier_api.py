@@ -9,9 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from support import SumVerifier, check_sums
-
-from monitor import (
+from interlock import (
     AtEnd,
     ConfigError,
     EveryNTokens,
@@ -31,6 +29,7 @@ from monitor import (
     register_verifier,
     verifier,
 )
+from support import SumVerifier, check_sums
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -158,7 +157,7 @@ def test_cli_lists_third_party_verifiers_from_entry_points(tmp_path: Path) -> No
     plugin = tmp_path / "site"
     (plugin / "acme_checks").mkdir(parents=True)
     (plugin / "acme_checks" / "__init__.py").write_text(textwrap.dedent('''
-        from monitor import Verifier
+        from interlock import Verifier
 
         class NoLies(Verifier):
             """Flags steps that contain a lie."""
@@ -172,7 +171,7 @@ def test_cli_lists_third_party_verifiers_from_entry_points(tmp_path: Path) -> No
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-checks\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[interlock.verifiers]\nno-lies = acme_checks:NoLies\n")
     env = {"PYTHONPATH": f"{plugin}:{ROOT}", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "monitor.cli", "verifiers", "--json"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "interlock", "verifiers", "--json"], capture_output=True,
                          text=True, env=env, check=True, cwd=tmp_path)
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     row = next(r for r in rows if r["name"] == "no-lies")

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from verifiers import Game24
-from verifiers.arithmetic import TooComplex, check_text
+from interlock.verifiers import Game24
+from interlock.verifiers.arithmetic import TooComplex, check_text
 
 PIECES = [
     "1", "2", "3", "12", "0.5", ".5", "1,000", "1{,}000", "=", "==", "≈", " ", "\n", "+", "-", "−", "*", "×", "x",

@@ -9,14 +9,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from verifiers.errors import VerifierConfigError, VerifiersError
+from interlock.verifiers.errors import VerifierConfigError, VerifiersError
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
-    "Arithmetic": "verifiers.arithmetic",
-    "Constraints": "verifiers.constraints",
-    "Game24": "verifiers.game24",
-    "ForkExtractor": "verifiers.fork",
+    "Arithmetic": "interlock.verifiers.arithmetic",
+    "Constraints": "interlock.verifiers.constraints",
+    "Game24": "interlock.verifiers.game24",
+    "ForkExtractor": "interlock.verifiers.fork",
 }
 
 __all__ = ["VerifierConfigError", "VerifiersError", *_LAZY]

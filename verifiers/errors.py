@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor.errors import ConfigError, InterlockError
+from interlock.monitor.errors import ConfigError, InterlockError
 
 __all__ = ["VerifierConfigError", "VerifiersError"]
 

@@ -23,9 +23,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
-
-from monitor import TraceView, Unknown
-from verifiers.errors import VerifierConfigError
+from interlock import TraceView, Unknown
+from interlock.verifiers.errors import VerifierConfigError
 
 __all__ = ["ForkExtractor", "first_json"]
 

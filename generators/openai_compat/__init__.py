@@ -6,9 +6,9 @@
 
 from __future__ import annotations
 
-from generators.openai_compat.generator import RETRY_STATUSES, OpenAICompatible
-from generators.openai_compat.payloads import CONTINUE_FIELDS, DEFAULT_CONTINUE_INSTRUCTION
-from generators.openai_compat.sse import ServerSentEvent, SSEDecoder, aiter_events
+from interlock.generators.openai_compat.generator import RETRY_STATUSES, OpenAICompatible
+from interlock.generators.openai_compat.payloads import CONTINUE_FIELDS, DEFAULT_CONTINUE_INSTRUCTION
+from interlock.generators.openai_compat.sse import ServerSentEvent, SSEDecoder, aiter_events
 
 __all__ = [
     "CONTINUE_FIELDS",

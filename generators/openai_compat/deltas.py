@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from generators.errors import MalformedStream, ServerError
-from monitor import Chunk
+from interlock import Chunk
+from interlock.generators.errors import MalformedStream, ServerError
 
 __all__ = ["Delta", "entropy_from_top", "parse_event", "to_chunks"]
 

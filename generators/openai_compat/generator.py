@@ -1,12 +1,12 @@
 """``OpenAICompatible``: stream one trace from an OpenAI-compatible HTTP server (vLLM, SGLang, llama.cpp,
 ``transformers serve``, OpenAI) with httpx.
 
-Each ``stream(request)`` is one streaming POST; a rollback or a fork is just another request that carries the
-trace so far (see :mod:`generators.openai_compat.payloads` for exactly what is sent). Failures before the first
-token (connection refused or reset, timeouts, 408/429/5xx) are retried with exponential backoff; after text has
-been delivered they raise :class:`~generators.errors.StreamInterrupted`, since a retry would deliver it twice.
-Other 4xx answers raise :class:`~generators.errors.ServerError` at once, naming the status and the server's
-message. Cancelling the consumer closes the response, which tells the server to stop generating.
+Each ``stream(request)`` is one streaming POST; a rollback or a fork is just another request that carries the trace
+so far (see :mod:`interlock.generators.openai_compat.payloads` for exactly what is sent). Failures before the first
+token (connection refused or reset, timeouts, 408/429/5xx) are retried with exponential backoff; after text has been
+delivered they raise :class:`~interlock.generators.errors.StreamInterrupted`, since a retry would deliver it twice.
+Other 4xx answers raise :class:`~interlock.generators.errors.ServerError` at once, naming the status and the
+server's message. Cancelling the consumer closes the response, which tells the server to stop generating.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.lowlevel
 import httpx
-
-from generators.errors import MalformedStream, ServerError, ServerUnavailable, StreamInterrupted
-from generators.openai_compat.deltas import Delta, parse_event, to_chunks
-from generators.openai_compat.payloads import (
+from interlock import Capabilities, Chunk, ConfigError, GenerationRequest
+from interlock.generators.errors import MalformedStream, ServerError, ServerUnavailable, StreamInterrupted
+from interlock.generators.openai_compat.deltas import Delta, parse_event, to_chunks
+from interlock.generators.openai_compat.payloads import (
     CONTINUE_FIELDS,
     DEFAULT_CONTINUE_INSTRUCTION,
     Sampling,
@@ -33,8 +33,7 @@ from generators.openai_compat.payloads import (
     chat_shape,
     completions_body,
 )
-from generators.openai_compat.sse import SSEDecoder
-from monitor import Capabilities, Chunk, ConfigError, GenerationRequest
+from interlock.generators.openai_compat.sse import SSEDecoder
 
 __all__ = ["OpenAICompatible"]
 
@@ -272,7 +271,7 @@ class OpenAICompatible:
             raise ServerUnavailable(f"POST {self.url} failed after {attempt} attempt{'s' * (attempt > 1)}: "
                                     f"{retry.reason}", attempts=attempt, url=self.url) from retry.error
         delay = self._delay(attempt, retry.delay)
-        from monitor.logs import get_logger
+        from interlock.monitor.logs import get_logger
 
         get_logger(backend="openai_compat").warning("retrying", url=self.url, attempt=attempt, reason=retry.reason,
                                                     delay=round(delay, 3))
@@ -294,7 +293,7 @@ class OpenAICompatible:
                             status=status, server_message=message, url=self.url)
         if continuing and status in (400, 422):
             self._server_continues = False
-            from monitor.logs import get_logger
+            from interlock.monitor.logs import get_logger
 
             get_logger(backend="openai_compat").warning(
                 "continue_final_message rejected; re-asking instead", url=self.url, status=status,

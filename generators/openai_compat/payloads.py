@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from monitor import GenerationRequest
+from interlock import GenerationRequest
 
 __all__ = ["CONTINUE_FIELDS", "DEFAULT_CONTINUE_INSTRUCTION", "ChatShape", "Sampling", "chat_body",
            "chat_shape", "completions_body"]

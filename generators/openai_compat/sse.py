@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
-from generators.errors import MalformedStream
+from interlock.generators.errors import MalformedStream
 
 __all__ = ["SSEDecoder", "ServerSentEvent", "aiter_events"]
 

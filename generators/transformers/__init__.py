@@ -5,16 +5,16 @@ Importing this package is cheap; torch and transformers load when a model does.
 
 from __future__ import annotations
 
-from generators.transformers.backend import Transformers, load_default_model
-from generators.transformers.errors import (
+from interlock.generators.transformers.backend import Transformers, load_default_model
+from interlock.generators.transformers.errors import (
     ContextOverflowError,
     MissingDependencyError,
     ModelLoadError,
     ModelNotFoundError,
 )
-from generators.transformers.loading import CACHE_ENV, cache_dir, default_model_path, load_model
-from generators.transformers.prompting import PromptFormatter
-from generators.transformers.sampling import Sampling
+from interlock.generators.transformers.loading import CACHE_ENV, cache_dir, default_model_path, load_model
+from interlock.generators.transformers.prompting import PromptFormatter
+from interlock.generators.transformers.sampling import Sampling
 
 __all__ = [
     "CACHE_ENV",

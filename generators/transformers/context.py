@@ -20,7 +20,7 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
-from generators.transformers.errors import ContextOverflowError
+from interlock.generators.transformers.errors import ContextOverflowError
 
 __all__ = ["KVContext", "TraceDecoder", "common_prefix"]
 

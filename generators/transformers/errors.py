@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from generators.errors import BackendError
+from interlock.generators.errors import BackendError
 
 __all__ = ["ContextOverflowError", "MissingDependencyError", "ModelLoadError", "ModelNotFoundError"]
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from generators.transformers.errors import (
+from interlock.generators.transformers.errors import (
     INSTALL_DEFAULT,
     INSTALL_HF,
     MissingDependencyError,

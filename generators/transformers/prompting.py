@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from monitor.errors import ConfigError
+from interlock.monitor.errors import ConfigError
 
 __all__ = ["PromptFormat", "PromptFormatter"]
 

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.errors import ConfigError
+from interlock.monitor.errors import ConfigError
 
 __all__ = ["Sampling", "choose", "token_stats"]
 

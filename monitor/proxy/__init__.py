@@ -11,11 +11,11 @@ streams only verified text. Importing this package imports Starlette; ``import m
 
 from __future__ import annotations
 
-from monitor.proxy.app import ProxyConfig, create_app
-from monitor.proxy.backends import Backend, GeneratorBackend, Prepared, RequestGenerator, UpstreamBackend
-from monitor.proxy.models import ChatMessage, ChatRequest, CompletionRequest, ProxyError
-from monitor.proxy.release import ReleasedRun, finish_reason
-from monitor.proxy.server import free_port, serve, serving
+from interlock.monitor.proxy.app import ProxyConfig, create_app
+from interlock.monitor.proxy.backends import Backend, GeneratorBackend, Prepared, RequestGenerator, UpstreamBackend
+from interlock.monitor.proxy.models import ChatMessage, ChatRequest, CompletionRequest, ProxyError
+from interlock.monitor.proxy.release import ReleasedRun, finish_reason
+from interlock.monitor.proxy.server import free_port, serve, serving
 
 __all__ = [
     "Backend",

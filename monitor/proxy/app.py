@@ -21,19 +21,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from interlock.monitor.governor import Governor
+from interlock.monitor.governors.budget import TokenBudget
+from interlock.monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, Monitor
+from interlock.monitor.proxy.backends import Backend, Prepared
+from interlock.monitor.proxy.models import ChatRequest, CompletionRequest, ProxyError, parse_chat, parse_completion
+from interlock.monitor.proxy.release import Hold, ReleasedRun, finish_reason
+from interlock.monitor.result import StopReason
+from interlock.monitor.verifier import Verifier
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
-
-from monitor.governors import Governor, TokenBudget
-from monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, Monitor
-from monitor.proxy.backends import Backend, Prepared
-from monitor.proxy.models import ChatRequest, CompletionRequest, ProxyError, parse_chat, parse_completion
-from monitor.proxy.release import Hold, ReleasedRun, finish_reason
-from monitor.result import StopReason
-from monitor.verifier import Verifier
 
 __all__ = ["ProxyConfig", "create_app"]
 

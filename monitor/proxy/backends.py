@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from monitor.agent import StopAt, transcript
-from monitor.chunks import Chunk
-from monitor.generation import Capabilities, GenerationRequest, Generator
-from monitor.proxy.models import ChatMessage, ChatRequest, CompletionRequest
+from interlock.monitor.agents.agent import StopAt, transcript
+from interlock.monitor.chunks import Chunk
+from interlock.monitor.generation import Capabilities, GenerationRequest, Generator
+from interlock.monitor.proxy.models import ChatMessage, ChatRequest, CompletionRequest
 
 __all__ = ["Backend", "GeneratorBackend", "Prepared", "RequestGenerator", "UpstreamBackend", "chat_template_of"]
 
@@ -179,7 +179,7 @@ class UpstreamBackend:
                 options[name] = value
         model = self.model or request.model
         if isinstance(request, CompletionRequest):
-            from generators import OpenAICompatible
+            from interlock.generators import OpenAICompatible
 
             return OpenAICompatible(self.base_url, model, endpoint="completions", api_key=self.api_key,
                                     client=self._client, **options)
@@ -206,7 +206,7 @@ def _conversation_generator() -> Any:
     use, so that importing the proxy does not import the HTTP backend)."""
     global _CONVERSATION_CLASS
     if _CONVERSATION_CLASS is None:
-        from generators.openai_compat import OpenAICompatible
+        from interlock.generators.openai_compat import OpenAICompatible
 
         class ConversationGenerator(OpenAICompatible):
             def __init__(self, *args: Any, conversation: list[dict[str, str]], **kwargs: Any) -> None:

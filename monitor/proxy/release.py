@@ -18,11 +18,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from monitor.errors import ViolationError
-from monitor.monitor import Monitor, Run
-from monitor.result import RunResult, StopReason
-from monitor.steps import step_ends
-from monitor.verdicts import Action, Fail, Verdict
+from interlock.monitor.errors import ViolationError
+from interlock.monitor.monitor import Monitor, Run
+from interlock.monitor.result import RunResult, StopReason
+from interlock.monitor.steps import step_ends
+from interlock.monitor.verdicts import Action, Fail, Verdict
 
 __all__ = ["Hold", "ReleasedRun", "finish_reason"]
 

@@ -6,17 +6,17 @@ values), ``extract`` (claims and their spans), ``numbers`` (literals and the rou
 
 Rounding rule: a stated value passes when it equals the exact value, or is the exact value rounded or
 truncated to the number of decimals it is written with (``1/3 = 0.33`` passes, ``1/3 = 0.35`` fails); see
-:mod:`verifiers.arithmetic.numbers`.
+:mod:`interlock.verifiers.arithmetic.numbers`.
 """
 
 from __future__ import annotations
 
-from verifiers.arithmetic.errors import NotChecked, TooComplex
-from verifiers.arithmetic.extract import Claim, Context, context_of, extract_claims
-from verifiers.arithmetic.judge import Judgement, judge
-from verifiers.arithmetic.numbers import consistent, parse_literal
-from verifiers.arithmetic.parse import Limits, parse_expression
-from verifiers.arithmetic.verifier import Arithmetic, Finding, StepInContext, check_text, wrong_claims
+from interlock.verifiers.arithmetic.errors import NotChecked, TooComplex
+from interlock.verifiers.arithmetic.extract import Claim, Context, context_of, extract_claims
+from interlock.verifiers.arithmetic.judge import Judgement, judge
+from interlock.verifiers.arithmetic.numbers import consistent, parse_literal
+from interlock.verifiers.arithmetic.parse import Limits, parse_expression
+from interlock.verifiers.arithmetic.verifier import Arithmetic, Finding, StepInContext, check_text, wrong_claims
 
 __all__ = [
     "Arithmetic",

@@ -1,8 +1,8 @@
-"""Errors of the arithmetic verifier; all derive from :class:`verifiers.errors.VerifiersError`."""
+"""Errors of the arithmetic verifier; all derive from :class:`interlock.verifiers.errors.VerifiersError`."""
 
 from __future__ import annotations
 
-from verifiers.errors import VerifiersError
+from interlock.verifiers.errors import VerifiersError
 
 __all__ = ["NotChecked", "TooComplex"]
 

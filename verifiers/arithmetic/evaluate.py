@@ -17,9 +17,9 @@ import math
 import time
 from typing import Any
 
-from verifiers.arithmetic.errors import NotChecked, TooComplex
-from verifiers.arithmetic.parse import Bin, Func, Limits, Neg, Node, Num, Sqrt
-from verifiers.arithmetic.vocabulary import unit_dimension
+from interlock.verifiers.arithmetic.errors import NotChecked, TooComplex
+from interlock.verifiers.arithmetic.parse import Bin, Func, Limits, Neg, Node, Num, Sqrt
+from interlock.verifiers.arithmetic.vocabulary import unit_dimension
 
 __all__ = ["MAX_READINGS", "evaluate", "has_percent", "unit_conflict", "unit_of"]
 

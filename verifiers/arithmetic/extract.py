@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from verifiers.arithmetic.errors import TooComplex
-from verifiers.arithmetic.lexer import Token, tokenize
-from verifiers.arithmetic.numbers import parse_literal
-from verifiers.arithmetic.parse import Bin, Limits, Neg, Node, Num, Sqrt, is_unit_word, parse_expression
-from verifiers.arithmetic.vocabulary import (
+from interlock.verifiers.arithmetic.errors import TooComplex
+from interlock.verifiers.arithmetic.lexer import Token, tokenize
+from interlock.verifiers.arithmetic.numbers import parse_literal
+from interlock.verifiers.arithmetic.parse import Bin, Limits, Neg, Node, Num, Sqrt, is_unit_word, parse_expression
+from interlock.verifiers.arithmetic.vocabulary import (
     APPROX_WORDS,
     GLUED_ONLY_MULTIPLIERS,
     MULTIPLIERS,

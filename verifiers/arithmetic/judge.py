@@ -12,12 +12,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from verifiers.arithmetic.errors import NotChecked
-from verifiers.arithmetic.evaluate import evaluate, has_percent, unit_conflict, unit_of
-from verifiers.arithmetic.extract import Claim
-from verifiers.arithmetic.numbers import consistent, format_value, to_rational
-from verifiers.arithmetic.parse import Bin, Func, Limits, Neg, Num, Sqrt
-from verifiers.arithmetic.vocabulary import unit_dimension
+from interlock.verifiers.arithmetic.errors import NotChecked
+from interlock.verifiers.arithmetic.evaluate import evaluate, has_percent, unit_conflict, unit_of
+from interlock.verifiers.arithmetic.extract import Claim
+from interlock.verifiers.arithmetic.numbers import consistent, format_value, to_rational
+from interlock.verifiers.arithmetic.parse import Bin, Func, Limits, Neg, Num, Sqrt
+from interlock.verifiers.arithmetic.vocabulary import unit_dimension
 
 __all__ = ["Judgement", "judge"]
 

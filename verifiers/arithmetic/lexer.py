@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from verifiers.arithmetic.vocabulary import GLUED_UNITS, MULTIPLIERS
+from interlock.verifiers.arithmetic.vocabulary import GLUED_UNITS, MULTIPLIERS
 
 __all__ = ["Token", "TokenKind", "tokenize"]
 

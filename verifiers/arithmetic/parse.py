@@ -21,10 +21,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from verifiers.arithmetic.errors import TooComplex
-from verifiers.arithmetic.lexer import Token
-from verifiers.arithmetic.numbers import Literal, parse_literal
-from verifiers.arithmetic.vocabulary import GLUED_ONLY_MULTIPLIERS, MULTIPLIERS, NOT_UNITS, OPERATOR_WORDS, unit_key
+from interlock.verifiers.arithmetic.errors import TooComplex
+from interlock.verifiers.arithmetic.lexer import Token
+from interlock.verifiers.arithmetic.numbers import Literal, parse_literal
+from interlock.verifiers.arithmetic.vocabulary import (
+    GLUED_ONLY_MULTIPLIERS,
+    MULTIPLIERS,
+    NOT_UNITS,
+    OPERATOR_WORDS,
+    unit_key,
+)
 
 __all__ = ["Bin", "Func", "Limits", "Neg", "Node", "Num", "Sqrt", "parse_expression"]
 

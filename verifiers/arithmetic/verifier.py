@@ -6,12 +6,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor import Fail, Pass, Step, StepBoundary, TraceView, Unknown, Verdict, Verifier
-from monitor.verifier import RunsIn
-from verifiers.arithmetic.errors import TooComplex
-from verifiers.arithmetic.extract import Claim, Context, context_of, extract_claims, might_hold_claims
-from verifiers.arithmetic.judge import Judgement, judge
-from verifiers.arithmetic.parse import Limits
+from interlock import Fail, Pass, Step, StepBoundary, TraceView, Unknown, Verdict, Verifier
+from interlock.monitor.verifier import RunsIn
+from interlock.verifiers.arithmetic.errors import TooComplex
+from interlock.verifiers.arithmetic.extract import Claim, Context, context_of, extract_claims, might_hold_claims
+from interlock.verifiers.arithmetic.judge import Judgement, judge
+from interlock.verifiers.arithmetic.parse import Limits
 
 __all__ = ["Arithmetic", "Finding", "StepInContext", "check_text", "wrong_claims"]
 
@@ -82,7 +82,7 @@ class Arithmetic(Verifier):
     """Checks every calculation a step states (``16 - 3 - 4 = 9``, ``20% of 150 is 30``, ``<<9*2=18>>``).
 
     Sound by construction: a claim it cannot read for sure is not judged, and a wrong claim is one whose
-    stated value fits no reading of the expression under the rounding rule (see ``verifiers.arithmetic``).
+    stated value fits no reading of the expression under the rounding rule (see ``interlock.verifiers.arithmetic``).
     A wrong claim fails with a span covering exactly that claim and feedback naming the right value; a claim
     past the size, exponent or time limits is ``Unknown``.
     """

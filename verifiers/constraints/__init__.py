@@ -2,7 +2,7 @@
 
 ::
 
-    from verifiers.constraints import Constraints, ConstraintSpec
+    from interlock.verifiers.constraints import Constraints, ConstraintSpec
 
     spec = ConstraintSpec().positions({"nationality": ["Norwegian", "Dane"], "colour": ["red", "blue"]})
     spec.equal("Norwegian", 1, name="clue 1", text="The Norwegian lives in the first house.")
@@ -15,13 +15,13 @@ imported only by the solver, inside the thread or process that checks.
 
 from __future__ import annotations
 
-from verifiers.constraints.claims import DEFAULT_HEDGES, DEFAULT_PATTERNS, Claim, ClaimPattern, ClaimReader
-from verifiers.constraints.expr import ExpressionError, parse_expression
-from verifiers.constraints.loader import load_spec, spec_from_dict
-from verifiers.constraints.nodes import Node
-from verifiers.constraints.solver import Conflict, Entailment, Session, Undecided
-from verifiers.constraints.spec import Constraint, ConstraintSpec, Variable
-from verifiers.constraints.verifier import AnswerCheck, ClaimState, Constraints
+from interlock.verifiers.constraints.claims import DEFAULT_HEDGES, DEFAULT_PATTERNS, Claim, ClaimPattern, ClaimReader
+from interlock.verifiers.constraints.expr import ExpressionError, parse_expression
+from interlock.verifiers.constraints.loader import load_spec, spec_from_dict
+from interlock.verifiers.constraints.nodes import Node
+from interlock.verifiers.constraints.solver import Conflict, Entailment, Session, Undecided
+from interlock.verifiers.constraints.spec import Constraint, ConstraintSpec, Variable
+from interlock.verifiers.constraints.verifier import AnswerCheck, ClaimState, Constraints
 
 __all__ = [
     "DEFAULT_HEDGES",

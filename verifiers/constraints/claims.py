@@ -19,12 +19,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from monitor import Span
-from verifiers.constraints import nodes as N
-from verifiers.constraints.expr import ExpressionError, Token, parse_tokens, tokenize
-from verifiers.constraints.nodes import COMPARE, Node
-from verifiers.constraints.spec import ConstraintSpec
-from verifiers.errors import VerifierConfigError
+from interlock import Span
+from interlock.verifiers.constraints import nodes as N
+from interlock.verifiers.constraints.expr import ExpressionError, Token, parse_tokens, tokenize
+from interlock.verifiers.constraints.nodes import COMPARE, Node
+from interlock.verifiers.constraints.spec import ConstraintSpec
+from interlock.verifiers.errors import VerifierConfigError
 
 __all__ = [
     "DEFAULT_HEDGES",
@@ -296,7 +296,7 @@ class ClaimReader:
 
     def read_all(self, text: str, offset: int = 0, *, after_hedge: int = NONE) -> tuple[list[Claim], int]:
         """Claims in a text of any length, sentence by sentence; also what its last sentence leaves open."""
-        from monitor.steps import step_ends
+        from interlock.monitor.steps import step_ends
 
         claims: list[Claim] = []
         start = 0

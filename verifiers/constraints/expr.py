@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from verifiers.constraints.nodes import COMPARE, Node
-from verifiers.constraints.vocabulary import Vocabulary
-from verifiers.errors import VerifierConfigError
+from interlock.verifiers.constraints.nodes import COMPARE, Node
+from interlock.verifiers.constraints.vocabulary import Vocabulary
+from interlock.verifiers.errors import VerifierConfigError
 
 __all__ = ["ExpressionError", "Token", "parse_expression", "tokenize"]
 

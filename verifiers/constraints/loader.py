@@ -31,8 +31,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from verifiers.constraints.spec import ConstraintSpec
-from verifiers.errors import VerifierConfigError
+from interlock.verifiers.constraints.spec import ConstraintSpec
+from interlock.verifiers.errors import VerifierConfigError
 
 __all__ = ["load_spec", "spec_from_dict"]
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from verifiers.constraints import nodes as N
-from verifiers.constraints.nodes import Node
-from verifiers.constraints.spec import Constraint, ConstraintSpec
-from verifiers.errors import VerifierConfigError
+from interlock.verifiers.constraints import nodes as N
+from interlock.verifiers.constraints.nodes import Node
+from interlock.verifiers.constraints.spec import Constraint, ConstraintSpec
+from interlock.verifiers.errors import VerifierConfigError
 
 __all__ = ["Conflict", "Entailment", "Session", "Undecided"]
 

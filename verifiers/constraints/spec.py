@@ -7,7 +7,7 @@ Python builder::
     spec.equal("Norwegian", 1, name="clue 1", text="The Norwegian lives in the first house.")
     spec.next_to("Norwegian", "blue", name="clue 2")
 
-The same problem in a JSON or YAML file is read by :func:`verifiers.constraints.load_spec`. Every constraint
+The same problem in a JSON or YAML file is read by :func:`interlock.verifiers.constraints.load_spec`. Every constraint
 has a name; an unsatisfiable set of claims is reported with the names of the constraints it contradicts.
 """
 
@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
 
-from verifiers.constraints import nodes as N
-from verifiers.constraints.expr import ExpressionError, parse_expression
-from verifiers.constraints.nodes import COMPARE, Node, canon
-from verifiers.constraints.vocabulary import RESERVED, Vocabulary
-from verifiers.errors import VerifierConfigError
+from interlock.verifiers.constraints import nodes as N
+from interlock.verifiers.constraints.expr import ExpressionError, parse_expression
+from interlock.verifiers.constraints.nodes import COMPARE, Node, canon
+from interlock.verifiers.constraints.vocabulary import RESERVED, Vocabulary
+from interlock.verifiers.errors import VerifierConfigError
 
 __all__ = ["Constraint", "ConstraintSpec", "Operand", "Variable", "VariableKind"]
 
@@ -313,8 +313,8 @@ class ConstraintSpec:
     # -- plain-data form ----------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "spec") -> ConstraintSpec:
-        """Build a spec from the JSON/YAML form (see :func:`verifiers.constraints.load_spec`)."""
-        from verifiers.constraints.loader import spec_from_dict
+        """Build a spec from the JSON/YAML form (see :func:`interlock.verifiers.constraints.load_spec`)."""
+        from interlock.verifiers.constraints.loader import spec_from_dict
 
         return spec_from_dict(data, source=source)
 

@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
-from monitor import AnyOf, AtEnd, Fail, Pass, Span, StepBoundary, TraceView, Trigger, Unknown, Verdict, Verifier
-from verifiers.constraints import nodes as N
-from verifiers.constraints.claims import DEFAULT_HEDGES, DEFAULT_PATTERNS, Claim, ClaimPattern, ClaimReader
-from verifiers.constraints.expr import ExpressionError, parse_expression
-from verifiers.constraints.loader import load_spec, spec_from_dict
-from verifiers.constraints.nodes import Node
-from verifiers.constraints.solver import Conflict, Entailment, Session, Undecided
-from verifiers.constraints.spec import ConstraintSpec
-from verifiers.errors import VerifierConfigError
+from interlock import AnyOf, AtEnd, Fail, Pass, Span, StepBoundary, TraceView, Trigger, Unknown, Verdict, Verifier
+from interlock.verifiers.constraints import nodes as N
+from interlock.verifiers.constraints.claims import DEFAULT_HEDGES, DEFAULT_PATTERNS, Claim, ClaimPattern, ClaimReader
+from interlock.verifiers.constraints.expr import ExpressionError, parse_expression
+from interlock.verifiers.constraints.loader import load_spec, spec_from_dict
+from interlock.verifiers.constraints.nodes import Node
+from interlock.verifiers.constraints.solver import Conflict, Entailment, Session, Undecided
+from interlock.verifiers.constraints.spec import ConstraintSpec
+from interlock.verifiers.errors import VerifierConfigError
 
 __all__ = ["AnswerCheck", "ClaimState", "Constraints"]
 

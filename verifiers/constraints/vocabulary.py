@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from verifiers.constraints.nodes import Node, canon
-from verifiers.errors import VerifierConfigError
+from interlock.verifiers.constraints.nodes import Node, canon
+from interlock.verifiers.errors import VerifierConfigError
 
 __all__ = ["RESERVED", "Vocabulary", "term_regex"]
 

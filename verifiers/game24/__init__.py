@@ -2,7 +2,7 @@
 
 ::
 
-    from verifiers.game24 import Game24, solve
+    from interlock.verifiers.game24 import Game24, solve
 
     Game24([4, 9, 10, 13]).scan("13 - 9 = 4 (left: 4 4 10)\\n")   # -> [Pass()]
     solve([4, 9, 10, 13])                                          # -> '(10 - 4) * (13 - 9)' or another one
@@ -10,9 +10,9 @@
 
 from __future__ import annotations
 
-from verifiers.game24.arith import ExpressionError, Leaf, Parsed, parse_expression
-from verifiers.game24.solver import solvable, solve
-from verifiers.game24.verifier import Game24, Game24State, numbers_from_prompt
+from interlock.verifiers.game24.arith import ExpressionError, Leaf, Parsed, parse_expression
+from interlock.verifiers.game24.solver import solvable, solve
+from interlock.verifiers.game24.verifier import Game24, Game24State, numbers_from_prompt
 
 __all__ = [
     "ExpressionError",

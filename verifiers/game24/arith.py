@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from verifiers.errors import VerifiersError
+from interlock.verifiers.errors import VerifiersError
 
 __all__ = ["NUMBER", "ExpressionError", "Leaf", "Parsed", "format_number", "parse_expression", "parse_number"]
 

@@ -10,7 +10,7 @@ import functools
 from collections.abc import Iterable
 from fractions import Fraction
 
-from verifiers.game24.arith import format_number
+from interlock.verifiers.game24.arith import format_number
 
 __all__ = ["solvable", "solve"]
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
-from verifiers.game24.arith import ExpressionError, Parsed, parse_expression
+from interlock.verifiers.game24.arith import ExpressionError, Parsed, parse_expression
 
 __all__ = ["Chain", "Normalized", "Part", "chains", "close_enough", "decimals", "normalize", "read_at"]
 

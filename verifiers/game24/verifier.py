@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from monitor import Action, AnyOf, AtEnd, Fail, Pass, Span, StepBoundary, TraceView, Unknown, Verdict, Verifier
-from verifiers.errors import VerifierConfigError
-from verifiers.game24.arith import ExpressionError, format_number, parse_expression, parse_number
-from verifiers.game24.solver import solvable
-from verifiers.game24.text import Chain, Normalized, Part, chains, close_enough, decimals, normalize, read_at
+from interlock import Action, AnyOf, AtEnd, Fail, Pass, Span, StepBoundary, TraceView, Unknown, Verdict, Verifier
+from interlock.verifiers.errors import VerifierConfigError
+from interlock.verifiers.game24.arith import ExpressionError, format_number, parse_expression, parse_number
+from interlock.verifiers.game24.solver import solvable
+from interlock.verifiers.game24.text import Chain, Normalized, Part, chains, close_enough, decimals, normalize, read_at
 
 __all__ = ["Game24", "Game24State", "numbers_from_prompt"]
 

@@ -25,16 +25,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
-
-from monitor.chunks import Chunk
-from monitor.errors import ConfigError
-from monitor.events import Event
-from monitor.generation import Capabilities, GenerationRequest, Generator
-from monitor.governors import Governor
-from monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, Monitor
-from monitor.result import RunResult, StopReason
-from monitor.tools import GuardedTool, ToolCall, ToolRefusal, guard_tool, use_run
-from monitor.verifier import Verifier
+from interlock.monitor.agents.tools import GuardedTool, ToolCall, ToolRefusal, guard_tool, use_run
+from interlock.monitor.chunks import Chunk
+from interlock.monitor.errors import ConfigError
+from interlock.monitor.events import Event
+from interlock.monitor.generation import Capabilities, GenerationRequest, Generator
+from interlock.monitor.governor import Governor
+from interlock.monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, Monitor
+from interlock.monitor.result import RunResult, StopReason
+from interlock.monitor.verifier import Verifier
 
 __all__ = [
     "TOOL_CALL_CLOSE",

@@ -1,4 +1,7 @@
-"""Governors watch the same stream as the verifiers and keep a run from running away.
+"""The governor protocol, and the two governors every run has (:class:`InterventionLimit`, :class:`OscillationGuard`).
+
+Governors watch the same stream as the verifiers and keep a run from running away. The library of governors
+(token budgets, the budget pool, early stops, the loop guard) lives in :mod:`interlock.monitor.governors`.
 
 A governor may cap the tokens a run can still generate (:meth:`Governor.token_allowance`), look at each chunk
 (:meth:`Governor.on_chunk`), say what to do when its allowance is used up (:meth:`Governor.on_exhausted`,
@@ -13,15 +16,15 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Protocol
 
-from monitor.chunks import Chunk
-from monitor.errors import ConfigError
-from monitor.generation import Capabilities
-from monitor.result import Intervention, StopReason, TokenCounts
-from monitor.trace import Forker
-from monitor.verdicts import Action
+from interlock.monitor.chunks import Chunk
+from interlock.monitor.errors import ConfigError
+from interlock.monitor.generation import Capabilities
+from interlock.monitor.result import Intervention, StopReason, TokenCounts
+from interlock.monitor.trace import Forker
+from interlock.monitor.verdicts import Action
 
 __all__ = ["ForceAnswer", "Governor", "GovernorDecision", "InterventionLimit", "OscillationGuard", "RunContext",
-           "TokenBudget", "force_answer_option", "normalise_claim"]
+           "force_answer_option", "normalise_claim"]
 
 
 class RunContext(Protocol):
@@ -151,56 +154,6 @@ class Governor:
 
     def on_end(self, ctx: RunContext) -> None:
         """The run ended."""
-
-
-class TokenBudget(Governor):
-    """Hard caps: generated tokens kept in the trace, and total tokens (kept + discarded + fork).
-
-    The monitor never lets the trace exceed the cap: it asks the generator for at most the remaining tokens and
-    stops before a chunk that would cross it. With ``force_answer`` the run does not end mid-sentence: the
-    budget keeps ``force_answer.tokens`` in reserve and, when the rest is spent, the monitor injects the answer
-    prefix and lets the model answer within the reserve, so the caps hold with the answer included.
-    """
-
-    name = "token_budget"
-
-    def __init__(self, max_kept: int | None = None, max_total: int | None = None, *,
-                 force_answer: ForceAnswer | bool = False) -> None:
-        for label, value in (("max_kept", max_kept), ("max_total", max_total)):
-            if value is not None and value < 1:
-                raise ConfigError(f"TokenBudget: {label} must be >= 1, got {value}")
-        if max_kept is None and max_total is None:
-            raise ConfigError("TokenBudget needs max_kept or max_total")
-        self.max_kept = max_kept
-        self.max_total = max_total
-        self.force_answer = force_answer_option(force_answer)
-        reserve = self.reserve
-        for label, value in (("max_kept", max_kept), ("max_total", max_total)):
-            if value is not None and value <= reserve:
-                raise ConfigError(f"TokenBudget: {label}={value} leaves nothing for reasoning once "
-                                  f"{reserve} tokens are reserved for the forced answer")
-
-    @property
-    def reserve(self) -> int:
-        """Tokens held back for the forced answer (0 without ``force_answer``)."""
-        return self.force_answer.tokens if self.force_answer is not None else 0
-
-    def token_allowance(self, ctx: RunContext) -> int | None:
-        limits = []
-        if self.max_kept is not None:
-            limits.append(self.max_kept - ctx.tokens.kept)
-        if self.max_total is not None:
-            limits.append(self.max_total - ctx.tokens.total)
-        held = 0 if ctx.forcing_answer else self.reserve  # the reserve is for whichever answer gets forced
-        return max(0, min(limits) - held)
-
-    def on_exhausted(self, ctx: RunContext) -> GovernorDecision | None:
-        if self.force_answer is None:
-            return None
-        caps = ", ".join(f"{k}={v}" for k, v in (("max_kept", self.max_kept), ("max_total", self.max_total))
-                         if v is not None)
-        return self.force_answer.decision(f"token budget ({caps}) spent: answering now",
-                                          stop_reason=StopReason.BUDGET, tokens_saved=0)
 
 
 class InterventionLimit(Governor):

@@ -21,12 +21,12 @@ from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
-from monitor.chunks import Chunk
-from monitor.errors import ConfigError
-from monitor.governors import ForceAnswer, Governor, GovernorDecision, RunContext, force_answer_option
-from monitor.result import Intervention
-from monitor.steps import STEP_END
-from monitor.verdicts import Action
+from interlock.monitor.chunks import Chunk
+from interlock.monitor.errors import ConfigError
+from interlock.monitor.governor import ForceAnswer, Governor, GovernorDecision, RunContext, force_answer_option
+from interlock.monitor.result import Intervention
+from interlock.monitor.steps import STEP_END
+from interlock.monitor.verdicts import Action
 
 __all__ = ["DEFAULT_NUDGE", "LoopGuard", "Repetition", "find_char_repeat", "find_repeated_line", "find_tandem_repeat"]
 

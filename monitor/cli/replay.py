@@ -44,12 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     import anyio
+    from interlock.monitor.errors import ConfigError
+    from interlock.monitor.replay.engine import ReadFailure, ReplayTotals, TraceReport, load_verifier, replay_traces
+    from interlock.monitor.replay.importers import FieldNames, read_traces
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from monitor.errors import ConfigError
-    from monitor.importers import FieldNames, read_traces
-    from monitor.replay import ReadFailure, ReplayTotals, TraceReport, load_verifier, replay_traces
 
     if not args.verifier:
         raise ConfigError("give at least one --verifier NAME (`interlock verifiers` lists them)")
@@ -97,7 +96,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"{summary['traces']} traces: {summary['passed']} passed, {summary['failed']} with violations, "
               f"{summary['read_errors']} could not be read ({summary['traces_per_s']} traces/s)")
     if args.html:
-        from monitor.report_html import write_html
+        from interlock.monitor.replay.report_html import write_html
 
         path = write_html(args.html, results, totals)
         if not args.json:

@@ -14,18 +14,18 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from monitor.chunks import Chunk
-from monitor.errors import ConfigError
-from monitor.generation import Capabilities
-from monitor.governors import (
+from interlock.monitor.chunks import Chunk
+from interlock.monitor.errors import ConfigError
+from interlock.monitor.generation import Capabilities
+from interlock.monitor.governor import (
     ForceAnswer,
     Governor,
     GovernorDecision,
     RunContext,
     force_answer_option,
 )
-from monitor.steps import STEP_END
-from monitor.verdicts import Action
+from interlock.monitor.steps import STEP_END
+from interlock.monitor.verdicts import Action
 
 __all__ = ["DEFAULT_ANSWER_PATTERN", "AnswerConvergence", "EntropyStop", "normalise_answer"]
 

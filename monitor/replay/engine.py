@@ -28,17 +28,16 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-
-from monitor.chunks import Chunk
-from monitor.errors import ConfigError, TraceFileError
-from monitor.execute import run_check
-from monitor.importers import ImportedTrace
-from monitor.scheduler import Scheduler
-from monitor.steps import step_ends
-from monitor.trace import Trace, TraceView
-from monitor.triggers import AnyOf, AtEnd, OnPattern, StepBoundary, Trigger
-from monitor.verdicts import Fail, Span, Unknown, Verdict
-from monitor.verifier import Verifier
+from interlock.monitor.chunks import Chunk
+from interlock.monitor.errors import ConfigError, TraceFileError
+from interlock.monitor.execute import run_check
+from interlock.monitor.replay.importers import ImportedTrace
+from interlock.monitor.scheduler import Scheduler
+from interlock.monitor.steps import step_ends
+from interlock.monitor.trace import Trace, TraceView
+from interlock.monitor.triggers import AnyOf, AtEnd, OnPattern, StepBoundary, Trigger
+from interlock.monitor.verdicts import Fail, Span, Unknown, Verdict
+from interlock.monitor.verifier import Verifier
 
 __all__ = ["ReadFailure", "ReplayTotals", "TraceReport", "load_verifier", "replay_traces", "scan_trace",
            "verdict_record"]
@@ -47,7 +46,7 @@ __all__ = ["ReadFailure", "ReplayTotals", "TraceReport", "load_verifier", "repla
 def load_verifier(spec: str) -> Verifier:
     """A verifier by registered name (``arithmetic``) or by ``module:attribute`` (an instance, or a class to
     instantiate), so that a user's own verifier can be replayed without registering it."""
-    from monitor.registry import create_verifier
+    from interlock.monitor.registry import create_verifier
 
     if ":" not in spec:
         return create_verifier(spec)

@@ -51,18 +51,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _positive(name: str, value: float | None) -> None:
-    from monitor.errors import ConfigError
+    from interlock.monitor.errors import ConfigError
 
     if value is not None and value <= 0:
         raise ConfigError(f"--{name} must be positive, got {value}")
 
 
 def main(args: argparse.Namespace) -> int:
-    from monitor.errors import ConfigError
-    from monitor.governors import Governor, TokenBudget
-    from monitor.proxy import GeneratorBackend, ProxyConfig, UpstreamBackend, create_app, serve
-    from monitor.proxy.backends import Backend
-    from monitor.registry import create_verifier
+    from interlock.monitor.errors import ConfigError
+    from interlock.monitor.governor import Governor
+    from interlock.monitor.governors.budget import TokenBudget
+    from interlock.monitor.proxy import GeneratorBackend, ProxyConfig, UpstreamBackend, create_app, serve
+    from interlock.monitor.proxy.backends import Backend
+    from interlock.monitor.registry import create_verifier
 
     for name in ("max_body_bytes", "request_timeout", "max_tokens", "max_concurrent", "max_total_tokens"):
         _positive(name.replace("_", "-"), getattr(args, name))
@@ -76,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
         backend = UpstreamBackend(args.base_url, model=args.model, api_key=args.upstream_api_key)
         where = f"upstream {args.base_url}"
     else:
-        from generators import Transformers
+        from interlock.generators import Transformers
 
         print("interlock proxy: loading the model ...", file=sys.stderr, flush=True)
         generator = (Transformers(args.local, prompt_format="raw", temperature=args.temperature) if args.local

@@ -27,16 +27,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
-
-from monitor.chunks import Chunk
-from monitor.errors import ConfigError
-from monitor.governors import ForceAnswer, Governor, GovernorDecision, RunContext, force_answer_option
-from monitor.result import Intervention, RunResult, StopReason
-from monitor.verdicts import Action
+from interlock.monitor.chunks import Chunk
+from interlock.monitor.errors import ConfigError
+from interlock.monitor.governor import ForceAnswer, Governor, GovernorDecision, RunContext, force_answer_option
+from interlock.monitor.result import Intervention, RunResult, StopReason
+from interlock.monitor.verdicts import Action
 
 if TYPE_CHECKING:
-    from monitor.generation import Generator
-    from monitor.verifier import Verifier
+    from interlock.monitor.generation import Generator
+    from interlock.monitor.verifier import Verifier
 
 __all__ = ["BudgetPool", "PoolShare", "estimate_difficulty"]
 
@@ -288,7 +287,7 @@ class BudgetPool:
         go to the Monitor. ``order="easy_first"`` starts the easy prompts first, so that what they return is
         there for the hard ones. ``concurrency`` runs go at once.
         """
-        from monitor.monitor import Monitor
+        from interlock.monitor.monitor import Monitor
 
         if concurrency < 1:
             raise ConfigError(f"run_batch: concurrency must be >= 1, got {concurrency}")

@@ -30,13 +30,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.to_thread
-
-from monitor.errors import ConfigError, InterlockError, ViolationError
-from monitor.verdicts import Action, Fail, Pass, Unknown, Verdict
-from monitor.verifier import Verifier
+from interlock.monitor.errors import ConfigError, InterlockError, ViolationError
+from interlock.monitor.verdicts import Action, Fail, Pass, Unknown, Verdict
+from interlock.monitor.verifier import Verifier
 
 if TYPE_CHECKING:
-    from monitor.monitor import Run
+    from interlock.monitor.monitor import Run
 
 __all__ = [
     "ArgumentCheck",
@@ -289,7 +288,7 @@ class GuardedTool:
         source = self.run
         if source is None:
             return active_run()
-        from monitor.monitor import Run
+        from interlock.monitor.monitor import Run
 
         if isinstance(source, Run):
             return source
@@ -317,7 +316,7 @@ class GuardedTool:
             run = self._resolve_run()
             if run is None:
                 raise ConfigError(f"tool {self.name!r} writes (read_only=False) but has no run to wait for: pass "
-                                  f"guard_tool(..., run=run) or call it inside monitor.tools.use_run(run)")
+                                  f"guard_tool(..., run=run) or call it inside interlock.use_run(run)")
             try:
                 await run.barrier(timeout=self.barrier_timeout)
             except ViolationError as exc:

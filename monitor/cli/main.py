@@ -1,4 +1,4 @@
-"""The ``interlock`` command line. Each subcommand lives in ``monitor.commands.<name>`` and is imported only
+"""The ``interlock`` command line. Each subcommand lives in ``interlock.monitor.cli.<name>`` and is imported only
 when it runs, so ``interlock verifiers`` does not pay for torch."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from monitor.commands import SUBCOMMANDS
-from monitor.errors import InterlockError
-from monitor.logs import setup_cli_logging
+from interlock import __version__
+from interlock.monitor.cli.commands import SUBCOMMANDS
+from interlock.monitor.errors import InterlockError
+from interlock.monitor.logs import setup_cli_logging
 
 __all__ = ["build_parser", "main"]
 
@@ -19,6 +20,7 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interlock",
                                      description="Asynchronous verifier-monitor for language-model reasoning.")
+    parser.add_argument("--version", action="version", version=f"interlock {__version__}")
     parser.add_argument("--log-level", default=None, metavar="LEVEL",
                         help="write structlog JSON events at LEVEL (debug, info, warning) to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from monitor.registry import list_verifiers
+from interlock.monitor.registry import list_verifiers
 
 __all__ = ["add_arguments", "main"]
 

@@ -10,9 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.events import ChunkAppended, Event, FeedbackInjected, GovernorDecided, Intervened, VerdictReceived
-from monitor.result import RunResult
-from monitor.verdicts import Action, Fail, Pass
+from interlock.monitor.events import (
+    ChunkAppended,
+    Event,
+    FeedbackInjected,
+    GovernorDecided,
+    Intervened,
+    VerdictReceived,
+)
+from interlock.monitor.result import RunResult
+from interlock.monitor.verdicts import Action, Fail, Pass
 
 __all__ = ["TraceDisplay", "summary_line"]
 

@@ -15,8 +15,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from monitor.replay import ReadFailure, ReplayTotals, TraceReport
-from monitor.verdicts import Fail, Span, Unknown, Verdict
+from interlock.monitor.replay.engine import ReadFailure, ReplayTotals, TraceReport
+from interlock.monitor.verdicts import Fail, Span, Unknown, Verdict
 
 __all__ = ["render_html", "write_html"]
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from monitor.chunks import Chunk
-from monitor.errors import ConfigError, TraceFileError
-from monitor.scan import pseudo_tokens
-from monitor.tracefile import Segment, read_trace
+from interlock.monitor.chunks import Chunk
+from interlock.monitor.errors import ConfigError, TraceFileError
+from interlock.monitor.scan import pseudo_tokens
+from interlock.monitor.tracefile import Segment, read_trace
 
 __all__ = ["FORMATS", "FieldNames", "Format", "ImportedTrace", "detect_format", "read_traces"]
 

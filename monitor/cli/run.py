@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _verifiers(names: list[str] | None, prompt: str) -> list[Any]:
-    from monitor.errors import ConfigError
-    from monitor.registry import applicable_verifiers, create_verifier, list_verifiers
+    from interlock.monitor.errors import ConfigError
+    from interlock.monitor.registry import applicable_verifiers, create_verifier, list_verifiers
 
     if names is None:
         return [create_verifier(n) for n in applicable_verifiers(prompt)]
@@ -58,17 +58,17 @@ def _verifiers(names: list[str] | None, prompt: str) -> list[Any]:
 
 
 def _generator(args: argparse.Namespace) -> Any:
-    from monitor.errors import ConfigError
+    from interlock.monitor.errors import ConfigError
 
     if args.openai_base_url:
         if not args.model:
             raise ConfigError("--openai-base-url needs --model NAME (the model name the server serves)")
-        from generators.openai_compat import OpenAICompatible
+        from interlock.generators.openai_compat import OpenAICompatible
 
         return OpenAICompatible(args.openai_base_url, args.model, endpoint=args.endpoint,
                                 temperature=args.temperature, top_p=args.top_p, seed=args.seed,
                                 max_tokens=args.max_tokens, system_prompt=args.system)
-    from generators.transformers import Transformers, default_model_path
+    from interlock.generators.transformers import Transformers, default_model_path
 
     path = args.model if args.model else default_model_path()
     return Transformers(path, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
@@ -88,9 +88,9 @@ async def _run(args: argparse.Namespace, generator: Any, verifiers: list[Any], l
 
 
 async def _monitored(args: argparse.Namespace, generator: Any, verifiers: list[Any], live: bool) -> Any:
-    from monitor.commands.run_display import TraceDisplay
-    from monitor.governors import TokenBudget
-    from monitor.monitor import Monitor
+    from interlock.monitor.cli.run_display import TraceDisplay
+    from interlock.monitor.governors.budget import TokenBudget
+    from interlock.monitor.monitor import Monitor
 
     monitor = Monitor(generator, verifiers=verifiers, governors=[TokenBudget(max_total=args.max_tokens)])
     display = TraceDisplay()
@@ -115,9 +115,8 @@ async def _monitored(args: argparse.Namespace, generator: Any, verifiers: list[A
 
 def main(args: argparse.Namespace) -> int:
     import anyio
-
-    from monitor.commands.run_display import summary_line
-    from monitor.errors import ConfigError
+    from interlock.monitor.cli.run_display import summary_line
+    from interlock.monitor.errors import ConfigError
 
     if args.max_tokens < 1:
         raise ConfigError(f"--max-tokens must be >= 1, got {args.max_tokens}")

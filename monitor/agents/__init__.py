@@ -1,0 +1,46 @@
+"""Agent loops under the monitor: guarded tools (a side effect runs only after the reasoning behind it passed)
+and a generic tool-calling agent loop built on them."""
+
+from __future__ import annotations
+
+from interlock.monitor.agents.agent import (
+    Agent,
+    AgentResult,
+    AgentTurn,
+    MalformedToolCall,
+    StopAt,
+    ToolOutcome,
+    parse_tool_calls,
+    tools_prompt,
+)
+from interlock.monitor.agents.tools import (
+    ArgumentCheck,
+    GuardedTool,
+    RefusalReason,
+    ToolCall,
+    ToolRefusal,
+    ToolRefused,
+    active_run,
+    guard_tool,
+    use_run,
+)
+
+__all__ = [
+    "Agent",
+    "AgentResult",
+    "AgentTurn",
+    "ArgumentCheck",
+    "GuardedTool",
+    "MalformedToolCall",
+    "RefusalReason",
+    "StopAt",
+    "ToolCall",
+    "ToolOutcome",
+    "ToolRefusal",
+    "ToolRefused",
+    "active_run",
+    "guard_tool",
+    "parse_tool_calls",
+    "tools_prompt",
+    "use_run",
+]
