@@ -49,7 +49,9 @@ class Bank:
     """Accounts and a transfer log in one SQLite database; ``transfer`` is the only write."""
 
     def __init__(self, path: str | Path = ":memory:", opening: Mapping[str, int] = OPENING) -> None:
-        self.db = sqlite3.connect(str(path))
+        # guard_tool runs sync argument checks in a worker thread (so a slow check cannot block the event loop):
+        # the connection is used from there too, one call at a time
+        self.db = sqlite3.connect(str(path), check_same_thread=False)
         self.db.executescript(
             "CREATE TABLE IF NOT EXISTS accounts (name TEXT PRIMARY KEY, balance INTEGER NOT NULL);"
             "CREATE TABLE IF NOT EXISTS transfers (id INTEGER PRIMARY KEY, source TEXT, target TEXT, amount INTEGER);")

@@ -37,6 +37,7 @@ class Check:
     verifier: Verifier
     view: TraceView
     scope: anyio.CancelScope
+    provisional: bool = False  # run for the barrier on an unfinished step: its verdicts refuse, never intervene
 
 
 class Checks:
@@ -53,6 +54,8 @@ class Checks:
         self.seconds = 0.0  # time spent in checks, summed
         self._ids = itertools.count()
         self._fail_closed = frozenset(v.name for v in verifiers if v.fail_closed)
+        self._provisional_at: tuple[int, int] | None = None  # (epoch, length) of the last provisional checks
+        self._provisional: list[Verdict] = []  # their verdicts
 
     def schedule(self, *, final: bool = False, cut: bool = False) -> None:
         """Start the checks that the text so far makes due; ``final``: generation has ended (the last step is
@@ -67,6 +70,38 @@ class Checks:
             self.running[check_id] = check
             self.arbiter.open(check_id, due.step.span.start)
             run.task_group.start_soon(self._run_check, check, name=f"check {verifier.name} #{check_id}")
+
+    def schedule_provisional(self) -> None:
+        """Check the step still being written as if it had ended now (the barrier's checks of a call made
+        mid-step). Their failures refuse tool calls but start no intervention: the step may still end otherwise
+        (``= 1`` of ``= 15``), and it is checked again, for real, when it does."""
+        run = self._run
+        trace = run.trace
+        at = (trace.epoch, len(trace))
+        if at == self._provisional_at:
+            return
+        self._provisional_at = at
+        self._provisional = []
+        for verifier, due in self.scheduler.provisional():
+            check_id = next(self._ids)
+            fork = functools.partial(run.fork_text, trace.text[:due.end]) if run.capabilities.fork else None
+            view = trace.view(due.end, due.step, final=due.final, fork=fork)
+            check = Check(check_id, verifier, view, anyio.CancelScope(), provisional=True)
+            self.running[check_id] = check
+            run.task_group.start_soon(self._run_provisional, check, name=f"check {verifier.name} #{check_id} (barrier)")
+
+    async def _run_provisional(self, check: Check) -> None:
+        outcome = None
+        with check.scope:
+            outcome = await run_check(check.verifier, check.view)
+        self.running.pop(check.id, None)
+        if outcome is not None:
+            self.seconds += outcome.seconds
+            if outcome.error is not None:
+                self._run.errors.append(f"{check.verifier.name}: {outcome.error}")
+                self._run.emit(VerifierError(verifier=check.verifier.name, error=outcome.error))
+            self._provisional.extend(outcome.verdicts)
+        self._run.notify()
 
     async def _run_check(self, check: Check) -> None:
         run = self._run
@@ -120,12 +155,21 @@ class Checks:
                      if (isinstance(v, Fail) or (isinstance(v, Unknown) and v.verifier in self._fail_closed))
                      and trace.still_valid(v.epoch, v.span))
 
+    def barrier_violations(self) -> tuple[Verdict, ...]:
+        """:meth:`open_violations` and the failures of the barrier's checks of the unfinished step."""
+        trace = self._run.trace
+        provisional = tuple(v for v in self._provisional
+                            if (isinstance(v, Fail) or (isinstance(v, Unknown) and v.verifier in self._fail_closed))
+                            and trace.still_valid(v.epoch, v.span))
+        return self.open_violations() + provisional
+
     def cut(self, pos: int) -> None:
         """The trace was cut at ``pos``: cancel the checks about removed text and forget what they were about."""
         for check in list(self.running.values()):
             if check.view.end > pos:
                 check.scope.cancel()
-                self.arbiter.close(check.id)
+                if not check.provisional:
+                    self.arbiter.close(check.id)
                 del self.running[check.id]
         self.arbiter.cut(pos)
         self.scheduler.cut(pos)

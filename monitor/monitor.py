@@ -224,17 +224,22 @@ class Run:
             yield event
 
     async def barrier(self, timeout: float = 60.0) -> None:
-        """Wait until every check of the trace so far has finished; raise :class:`ViolationError` if one failed.
+        """Wait until the text so far has been checked; raise :class:`ViolationError` if a check failed.
 
-        Violations that a rollback has already removed from the trace do not count. Raises ``TimeoutError``
-        after ``timeout`` seconds.
+        The barrier waits for every check already running and for the checks of the step still being written,
+        run now as if that step had ended (as at the end of a run), and for a decision those checks made due to be
+        applied (a rollback). Violations that a rollback has already removed from the trace do not count: a caller
+        that acted on text must see whether it is still there (:func:`~interlock.guard_tool` does). Raises
+        ``TimeoutError`` after ``timeout`` seconds.
         """
-        running = self.checks.running
-        waiting = set(running)
         with anyio.fail_after(timeout):
+            if not self.finished:
+                self.checks.schedule_provisional()
+            running = self.checks.running
+            waiting = set(running)
             while not self.finished and (waiting & running.keys() or self.intervener.decision_ready):
                 await self._changed.wait()
-        violations = self.checks.open_violations()
+        violations = self.checks.barrier_violations()
         if violations:
             raise ViolationError(violations)
 

@@ -6,6 +6,7 @@ The monitor and :meth:`Verifier.scan` share it, so a verifier sees the same view
 from __future__ import annotations
 
 import bisect
+import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -95,3 +96,19 @@ class Scheduler:
         self._scan_from = end
         if self._starts[-1] != end:
             self._starts.append(end)
+
+    def provisional(self) -> list[tuple[Verifier, Due]]:
+        """The checks that would be due if the step still being written ended now (as at the end of a run), without
+        moving on: the barrier runs them so that a tool call made mid-step waits for the text it was made from."""
+        text = self.trace.text
+        start = max(self._current, self._check_from)
+        piece = text[start:]
+        if not piece.strip():
+            return []
+        step = Step(piece, Span(start, len(text)), index=self._index)
+        progress = Progress(text=text, new_steps=[step], tokens=self.trace.kept_tokens, final=True,
+                            step_start=self.step_start, check_from=self._check_from)
+        due: list[tuple[Verifier, Due]] = []
+        for verifier, bound in zip(self.verifiers, self._bound, strict=True):
+            due.extend((verifier, d) for d in copy.deepcopy(bound).advance(progress))
+        return due

@@ -37,16 +37,20 @@ class Verifier:
     """Base class of verifiers. Subclasses set the class attributes and implement :meth:`check`.
 
     - ``trigger``: when it is due (default: every step boundary, and the final step).
-    - ``runs_in``: ``"loop"`` (cheap checks), ``"thread"`` (blocking or C-heavy work that releases the GIL),
-      ``"process"`` (CPU-heavy pure Python; the verifier and its state must pickle).
-    - ``timeout``: seconds for extract + check; past it the verdict is ``Unknown``.
+    - ``runs_in``: ``"thread"`` (the default: a daemon worker thread, so no check can block the event loop that
+      runs generation and the other checks), ``"process"`` (CPU-heavy pure Python; the verifier and its state must
+      pickle; a warm worker that is killed at the timeout), or ``"loop"``: the opt-in for checks measured to be
+      cheap and bounded (the built-in arithmetic), which then run on the event loop and cannot be pre-empted.
+      An ``async`` check always runs on the loop, in a task of its own.
+    - ``timeout``: seconds for extract + check; past it the verdict is ``Unknown`` (never ``Pass``), wherever the
+      check runs: see :mod:`interlock.monitor.execute`.
     - ``action``: what a ``Fail`` without its own action asks for.
     - ``fail_closed``: treat ``Unknown`` (timeout, error) as a violation that interrupts the run.
     """
 
     name: str = "verifier"
     trigger: Trigger = StepBoundary()
-    runs_in: RunsIn = "loop"
+    runs_in: RunsIn = "thread"
     timeout: float = 10.0
     action: Action = Action.ROLLBACK
     fail_closed: bool = False

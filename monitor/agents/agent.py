@@ -41,6 +41,7 @@ __all__ = [
     "Agent",
     "AgentResult",
     "AgentTurn",
+    "MAX_NESTING",
     "MalformedToolCall",
     "Message",
     "StopAt",
@@ -203,9 +204,31 @@ def parse_tool_calls(text: str) -> list[ToolCall | MalformedToolCall]:
         except json.JSONDecodeError as exc:
             calls.append(MalformedToolCall(raw, f"not valid JSON: {exc.msg} at character {exc.pos}"))
             continue
+        except RecursionError:
+            calls.append(MalformedToolCall(raw, f"nested more than {MAX_NESTING} levels deep"))
+            continue
+        if _depth_exceeds(data, MAX_NESTING):
+            calls.append(MalformedToolCall(raw, f"nested more than {MAX_NESTING} levels deep"))
+            continue
         for item in data if isinstance(data, list) else [data]:  # SmolLM2 and others write a list of calls
             calls.append(_one_call(item, raw, f"call_{len(calls)}"))
     return calls
+
+
+MAX_NESTING = 64  # deeper arguments are refused as malformed: rendering or checking them could exhaust the stack
+
+
+def _depth_exceeds(data: Any, limit: int) -> bool:
+    """Whether JSON data nests lists and objects more than ``limit`` levels deep (iteratively: no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _one_call(data: Any, raw: str, ident: str) -> ToolCall | MalformedToolCall:
@@ -213,8 +236,11 @@ def _one_call(data: Any, raw: str, ident: str) -> ToolCall | MalformedToolCall:
         return MalformedToolCall(raw, 'expected an object {"name": "...", "arguments": {...}}')
     arguments = data.get("arguments", data.get("parameters", {}))
     if isinstance(arguments, str):  # some models double-encode the arguments
-        with contextlib.suppress(json.JSONDecodeError):
-            arguments = json.loads(arguments)
+        with contextlib.suppress(json.JSONDecodeError, RecursionError):
+            decoded = json.loads(arguments)
+            if _depth_exceeds(decoded, MAX_NESTING):
+                return MalformedToolCall(raw, f"nested more than {MAX_NESTING} levels deep")
+            arguments = decoded
     if not isinstance(arguments, dict):
         return MalformedToolCall(raw, "arguments must be a JSON object")
     return ToolCall(data["name"], arguments, id=ident)

@@ -2,8 +2,10 @@
 
 ``guard_tool(fn, run=run, verifiers=[...])`` wraps a sync or async tool. Before the tool runs the guard
 
-1. waits for the run's write barrier (``await run.barrier()``: every check of the trace so far has finished and
-   none of them failed), unless the tool is marked ``read_only``;
+1. waits for the run's write barrier (``await run.barrier()``: every check of the trace so far, the step still
+   being written included, has finished and none of them failed), unless the tool is marked ``read_only``, and
+   refuses the call if a rollback has cut the trace below the point it had when the call was made (the reasoning
+   behind the call no longer exists);
 2. checks the call's arguments: a callable receives the bound arguments as a dict and returns a verdict
    (``Fail``, ``Pass``, ``Unknown``, ``None``/``True`` for pass, ``False`` for fail, or a list); a
    :class:`~monitor.Verifier` is scanned over a text rendering of the call, one line per argument
@@ -29,9 +31,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
-import anyio.to_thread
 from interlock.monitor.errors import ConfigError, InterlockError
-from interlock.monitor.verdicts import Action, Fail, Pass, Unknown, Verdict, ViolationError
+from interlock.monitor.execute import call_async_bounded, call_in_thread
+from interlock.monitor.verdicts import Action, Fail, Pass, Span, Unknown, Verdict, ViolationError
 from interlock.monitor.verifier import Verifier
 
 if TYPE_CHECKING:
@@ -87,7 +89,7 @@ class ToolCall:
 class RefusalReason:
     """Why a call was refused: which check (``source``), at which stage, and about which argument."""
 
-    stage: Literal["reasoning", "arguments", "timeout", "error"]
+    stage: Literal["reasoning", "rollback", "arguments", "timeout", "error"]
     source: str
     message: str
     feedback: str = ""
@@ -189,6 +191,32 @@ def _normalise(result: Any, source: str) -> list[Verdict]:
     return out or [Pass(verifier=source)]
 
 
+def _is_async_check(check: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(check) or inspect.iscoroutinefunction(getattr(check, "__call__", None))
+
+
+def _issue_point(run: Run | None) -> tuple[int, int] | None:
+    """(epoch, length) of the run's trace when a call was made: the reasoning the call was issued from."""
+    return None if run is None else (run.trace.epoch, len(run.trace))
+
+
+def _rolled_back(run: Run | None, issued: tuple[int, int] | None) -> list[RefusalReason]:
+    """A refusal reason when a rollback has cut the trace below the point the call was issued at."""
+    if run is None or issued is None:
+        return []
+    epoch, position = issued
+    if run.trace.still_valid(epoch, Span(0, position)):
+        return []
+    cuts = [i for i in run.interventions
+            if i.action is Action.ROLLBACK and i.applied and i.epoch >= epoch and i.position < position]
+    cause = f" ({cuts[0].source}: {cuts[0].message})" if cuts else ""
+    where = cuts[0].position if cuts else len(run.trace)
+    message = (f"the reasoning this call was made from was rolled back{cause}: the trace was cut at character "
+               f"{where}, before the {position} it had when the call was made")
+    return [RefusalReason("rollback", cuts[0].source if cuts else "rollback", message,
+                          feedback="The reasoning behind this call was rolled back; redo it before calling again.")]
+
+
 def _check_name(check: ArgumentCheck) -> str:
     if isinstance(check, Verifier):
         return check.name
@@ -263,7 +291,10 @@ class GuardedTool:
 
     async def review(self, arguments: Mapping[str, Any]) -> ToolRefusal | None:
         """Run the guard's checks without calling the tool: ``None`` when the call would go through."""
-        reasons, verdicts = await self._checks(dict(arguments))
+        run = self._write_run()
+        issued = _issue_point(run)
+        reasons, verdicts = await self._checks(dict(arguments), run)
+        reasons = _rolled_back(run, issued) + reasons
         if reasons:
             return ToolRefusal(self.name, dict(arguments), tuple(reasons), tuple(verdicts))
         return None
@@ -294,8 +325,22 @@ class GuardedTool:
             return source
         return source()
 
+    def _write_run(self) -> Run | None:
+        """The run whose barrier a write tool waits for (``None`` for a read-only tool)."""
+        if self.read_only:
+            return None
+        run = self._resolve_run()
+        if run is None:
+            raise ConfigError(f"tool {self.name!r} writes (read_only=False) but has no run to wait for: pass "
+                              f"guard_tool(..., run=run) or call it inside interlock.use_run(run)")
+        return run
+
     async def _guarded(self, arguments: dict[str, Any]) -> Any:
-        reasons, verdicts = await self._checks(arguments)
+        run = self._write_run()
+        issued = _issue_point(run)  # the trace the call was made from, before anything is awaited
+        reasons, verdicts = await self._checks(arguments, run)
+        # no await between this last look at the trace and the call: a rollback cannot slip in between
+        reasons = _rolled_back(run, issued) + reasons
         if reasons:
             return self._refuse(arguments, reasons, verdicts)
         self.calls += 1
@@ -309,14 +354,11 @@ class GuardedTool:
             raise ToolRefused(refusal)
         return refusal
 
-    async def _checks(self, arguments: dict[str, Any]) -> tuple[list[RefusalReason], list[Verdict]]:
+    async def _checks(self, arguments: dict[str, Any],
+                      run: Run | None) -> tuple[list[RefusalReason], list[Verdict]]:
         reasons: list[RefusalReason] = []
         verdicts: list[Verdict] = []
-        if not self.read_only:
-            run = self._resolve_run()
-            if run is None:
-                raise ConfigError(f"tool {self.name!r} writes (read_only=False) but has no run to wait for: pass "
-                                  f"guard_tool(..., run=run) or call it inside interlock.use_run(run)")
+        if run is not None:
             try:
                 await run.barrier(timeout=self.barrier_timeout)
             except ViolationError as exc:
@@ -344,10 +386,12 @@ class GuardedTool:
             with anyio.fail_after(self.check_timeout):
                 if isinstance(check, Verifier):
                     verdicts: list[Verdict] = await check.ascan(text, prompt=f"{self.name} arguments")
-                else:
-                    result = check(dict(arguments))
+                elif _is_async_check(check):  # in a task of its own: cancelled at the timeout, even if it resists
+                    verdicts = _normalise(await call_async_bounded(check(dict(arguments))), source)
+                else:  # in a daemon thread: a check that blocks or spins cannot hold up the event loop
+                    result = await call_in_thread(check, dict(arguments))
                     if inspect.isawaitable(result):
-                        result = await result
+                        result = await call_async_bounded(result)
                     verdicts = _normalise(result, source)
         except TimeoutError:
             reason = RefusalReason("timeout", source, f"argument check {source!r} did not finish within "
@@ -372,8 +416,8 @@ class GuardedTool:
         with anyio.fail_after(self.tool_timeout):
             if inspect.iscoroutinefunction(self.fn):
                 return await call()
-            if self.in_thread:
-                return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+            if self.in_thread:  # a daemon thread: abandoned at the timeout, it never keeps the process alive
+                return await call_in_thread(call)
             result = call()
             if inspect.isawaitable(result):
                 return await result
