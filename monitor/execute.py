@@ -253,7 +253,7 @@ class _WarmProcesses:
                 if not w.busy:
                     return w
             if len(self.workers) < self.limit:
-                w = await anyio.to_thread.run_sync(_Worker, multiprocessing.get_context("spawn"))
+                w = await call_in_thread(_Worker, multiprocessing.get_context("spawn"))
                 self.started += 1
                 self.workers.append(w)
                 continue

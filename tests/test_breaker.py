@@ -1,0 +1,347 @@
+"""The circuit breaker never fails open (issue 13): one fault-injection test per way it used to.
+
+Every test goes through the public API and asserts exact refusals, verdict kinds, that the run ended within a
+generous bound (10x the timeout at least; timings themselves go to benchmarks/), and that no task or non-daemon
+thread is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from interlock import Fail, Monitor, Pass, Step, Unknown, verifier
+from interlock.generators import Scripted
+from interlock.monitor.agents.agent import Agent
+from interlock.monitor.agents.tools import ToolRefusal, guard_tool
+
+from tests.support import SumVerifier, check_sums
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.writes: list[int] = []
+
+    def transfer(self, amount: int) -> str:
+        """Move money."""
+        self.writes.append(amount)
+        return f"sent {amount}"
+
+
+def non_daemon_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.is_alive() and not t.daemon and t is not threading.main_thread()}
+
+
+@pytest.fixture
+def leaves_nothing_running() -> Iterator[None]:
+    """No non-daemon thread started by the test is still alive at its end (asyncio tasks: see ``no_tasks_left``)."""
+    before = non_daemon_threads()
+    yield
+    assert non_daemon_threads() - before == set()
+
+
+async def no_tasks_left() -> None:
+    """Only the test's own task and the test runner's are left."""
+    for _ in range(5):
+        await anyio.sleep(0)
+    left = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()
+            and t.get_coro().__qualname__ != "TestRunner._call_in_runner_task"}  # type: ignore[union-attr]
+    assert left == set()
+
+
+# -- item 1: a tool must not run after its reasoning was rolled back --------------------------------------------
+
+
+async def test_a_call_whose_reasoning_was_rolled_back_is_refused(leaves_nothing_running: None) -> None:
+    @verifier(name="slow-sums", action="rollback")
+    async def slow_sums(step: Step) -> Fail | None:
+        await anyio.sleep(0.2)
+        return check_sums(step)
+
+    ledger = Ledger()
+    gen = Scripted({"": ["I have 2 + 2 = 5 dollars.\n", "So", " transfer", " 5", " now.\n"],
+                    "redo this step.\n": ["I have 2 + 2 = 4 dollars.\n", "So transfer 4.\n"]}, rate=50)
+    started = time.perf_counter()
+    async with Monitor(gen, [slow_sums]).stream("q") as run:
+        async for event in run:
+            if event.kind == "chunk" and "transfer 5" in run.text:
+                break
+        issued_at = len(run.text)
+        transfer = guard_tool(ledger.transfer, run=run)
+        outcome = await transfer(5)
+        result = await run.wait(timeout=10)
+    assert ledger.writes == []
+    assert isinstance(outcome, ToolRefusal)
+    assert [(r.stage, r.source, r.message) for r in outcome.reasons] == [
+        ("rollback", "slow-sums", f"the reasoning this call was made from was rolled back (slow-sums: 2 + 2 is 4, "
+                                  f"not 5): the trace was cut at character 0, before the {issued_at} it had when "
+                                  f"the call was made")]
+    assert result.text.endswith("I have 2 + 2 = 4 dollars.\nSo transfer 4.\n")
+    assert [(i.action.value, i.position) for i in result.interventions] == [("rollback", 0)]
+    assert time.perf_counter() - started < 10
+    await no_tasks_left()
+
+
+# -- item 2: the step still being written is checked before a call made from it ---------------------------------
+
+
+async def test_a_call_made_mid_step_waits_for_the_checks_of_that_step(leaves_nothing_running: None) -> None:
+    ledger = Ledger()
+    sums = verifier(check_sums, name="sums", action="rollback")
+    pieces = ["I", " have", " 2 + 2 = 5", " dollars,", " so", " transfer", " 5"] + [" and", " wait"] * 20 + [".\n"]
+    gen = Scripted({"": pieces, "redo this step.\n": ["I have 2 + 2 = 4 dollars.\n"]}, rate=100)
+    async with Monitor(gen, [sums]).stream("q") as run:
+        async for event in run:
+            if event.kind == "chunk" and run.text.endswith("transfer 5"):
+                break
+        transfer = guard_tool(ledger.transfer, run=run)
+        outcome = await transfer(5)
+        result = await run.wait(timeout=10)
+    assert ledger.writes == []
+    assert isinstance(outcome, ToolRefusal)
+    assert [(r.stage, r.source, r.message) for r in outcome.reasons] == [("reasoning", "sums", "2 + 2 is 4, not 5")]
+    # the barrier's check of the unfinished step refused the call but did not act on the run: the finished step did
+    assert [(i.action.value, i.source, i.message) for i in result.interventions] == [
+        ("rollback", "sums", "2 + 2 is 4, not 5")]
+    assert result.text.endswith("I have 2 + 2 = 4 dollars.\n")
+    await no_tasks_left()
+
+
+async def test_a_clean_call_made_mid_step_goes_through() -> None:
+    ledger = Ledger()
+    gen = Scripted(["I have 2 + 2 = 4 dollars,", " so", " transfer", " 4", " now", ".\n"], rate=100)
+    async with Monitor(gen, [verifier(check_sums, name="sums")]).stream("q") as run:
+        async for event in run:
+            if event.kind == "chunk" and run.text.endswith("transfer"):
+                break
+        assert await guard_tool(ledger.transfer, run=run)(4) == "sent 4"
+        result = await run.wait(timeout=10)
+    assert ledger.writes == [4] and result.passed
+
+
+# -- item 3: a verifier's timeout is a guarantee ----------------------------------------------------------------
+
+
+@verifier(name="sleeps", timeout=0.1)
+def sleeps_past_its_timeout(step: Step) -> None:
+    time.sleep(0.6)
+
+
+@verifier(name="spins", timeout=0.2)
+def spins(step: Step) -> None:
+    until = time.monotonic() + 3  # long enough to hang a run on the event loop, short enough to end by itself
+    while time.monotonic() < until:
+        pass
+
+
+@verifier(name="resists", timeout=0.1)
+async def resists_cancellation(step: Step) -> Pass:
+    try:
+        await anyio.sleep(5)
+    except BaseException:  # swallows the cancellation and claims a pass
+        pass
+    return Pass()
+
+
+@verifier(name="resists-twice", timeout=0.1)
+async def resists_twice(step: Step) -> Pass:
+    for _ in range(2):
+        try:
+            await asyncio.sleep(0.3)
+        except asyncio.CancelledError:
+            pass
+    return Pass()
+
+
+@verifier(name="loop-overrun", runs_in="loop", timeout=0.05)
+def overruns_on_the_loop(step: Step) -> None:
+    time.sleep(0.3)
+
+
+@pytest.mark.parametrize(("check", "reason"), [
+    (sleeps_past_its_timeout, "timed out after 0.1 s"),
+    (spins, "timed out after 0.2 s"),
+    (resists_cancellation, "timed out after 0.1 s"),
+    (resists_twice, "timed out after 0.1 s"),
+    (overruns_on_the_loop, "ran 0.3 s on the event loop, past its timeout of 0.05 s"),
+], ids=["sleeps", "spins", "swallows-cancellation", "swallows-twice", "loop-opt-in-overruns"])
+async def test_a_check_that_overruns_its_timeout_is_unknown_and_the_run_moves_on(check: Any, reason: str) -> None:
+    ticks = 0
+
+    async def heartbeat() -> None:  # the event loop keeps running while the check is stuck
+        nonlocal ticks
+        while True:
+            await anyio.sleep(0.02)
+            ticks += 1
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(heartbeat)
+        result = await Monitor(Scripted(["One step.\n"]), [check]).run("q")
+        tg.cancel_scope.cancel()
+    elapsed = time.perf_counter() - started
+    assert elapsed < 10 * check.timeout + 1
+    assert [type(v).__name__ for v in result.verdicts] == ["Unknown"]
+    got = result.verdicts[0]
+    assert isinstance(got, Unknown)
+    if check is overruns_on_the_loop:  # the opt-in blocks the loop (documented) but never passes
+        assert got.reason.startswith("ran 0.3") and got.reason.endswith("past its timeout of 0.05 s")
+    else:
+        assert got.reason == reason
+        assert ticks >= 2
+    if check is resists_twice:
+        await anyio.sleep(0.7)  # it ignored its cancellation once; it ends by itself, then nothing is left
+    if check is not spins:
+        await no_tasks_left()
+
+
+async def test_fail_closed_overrun_interrupts_instead_of_passing() -> None:
+    strict = verifier(lambda step: time.sleep(0.6), name="strict", timeout=0.1, fail_closed=True)
+    result = await Monitor(Scripted(["One step.\n", "Two.\n"]), [strict]).run("q")
+    assert result.stop_reason.value == "interrupted"
+    assert not result.passed
+
+
+async def test_argument_checks_and_check_timeout_are_guarantees(leaves_nothing_running: None) -> None:
+    ledger = Ledger()
+
+    def slow_limit(args: Mapping[str, Any]) -> None:
+        time.sleep(0.6)
+
+    async def swallowing_limit(args: Mapping[str, Any]) -> None:
+        try:
+            await anyio.sleep(5)
+        except BaseException:
+            pass
+
+    run = await finished_run("Fine.\n")
+    for check in (slow_limit, swallowing_limit):
+        transfer = guard_tool(ledger.transfer, run=run, verifiers=[check], check_timeout=0.1)
+        started = time.perf_counter()
+        outcome = await transfer(5)
+        assert time.perf_counter() - started < 1.0
+        assert isinstance(outcome, ToolRefusal)
+        name = check.__name__.replace("_", "-")
+        assert [(r.stage, r.source, r.message) for r in outcome.reasons] == [
+            ("timeout", name, f"argument check {name!r} did not finish within 0.1 s")]
+    assert ledger.writes == []
+    await no_tasks_left()
+
+
+async def finished_run(text: str) -> Any:
+    async with Monitor(Scripted(text), []).stream("p") as run:
+        async for _ in run:
+            pass
+    return run
+
+
+# -- item 4: an abandoned thread check never keeps the process alive ----------------------------------------------
+
+
+def test_a_hung_thread_check_does_not_keep_the_process_alive(tmp_path: Path) -> None:
+    (tmp_path / "hangmod.py").write_text(textwrap.dedent("""
+        import time
+        from interlock import verifier
+
+        @verifier(name="hang", runs_in="thread", timeout=0.2)
+        def hang(step):
+            time.sleep(3600)
+    """))
+    trace = tmp_path / "t.txt"
+    trace.write_text("One step.\nTwo steps.\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "interlock", "replay", "-v", "hangmod:hang", "--json", str(trace)],
+                          capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert time.perf_counter() - started < 30
+    assert '"hang"' in done.stdout and "timed out after 0.2 s" in done.stdout, done.stdout + done.stderr
+    assert done.returncode in (0, 1), done.stderr
+
+
+# -- item 7: SystemExit and KeyboardInterrupt inside a verifier ----------------------------------------------------
+
+
+def _exits(step: Step) -> None:
+    raise SystemExit(3)
+
+
+def _interrupts(step: Step) -> None:
+    raise KeyboardInterrupt
+
+
+async def _exits_async(step: Step) -> None:
+    raise SystemExit(3)
+
+
+@pytest.mark.parametrize("runs_in", ["thread", "loop", "async"])
+@pytest.mark.parametrize("fn", [_exits, _interrupts], ids=["SystemExit", "KeyboardInterrupt"])
+async def test_exit_or_interrupt_inside_a_verifier_is_its_error(runs_in: str, fn: Any) -> None:
+    if runs_in == "async":
+        async def body(step: Step) -> None:
+            fn(step)
+        check = verifier(body, name="quits")
+    else:
+        check = verifier(fn, name="quits", runs_in=runs_in)  # type: ignore[arg-type]
+    result = await Monitor(Scripted(["One step.\n", "Two.\n"]), [check]).run("q")
+    kind = "SystemExit" if fn is _exits else "KeyboardInterrupt"
+    assert [(type(v).__name__, v.reason) for v in result.verdicts] == [  # type: ignore[union-attr]
+        ("Unknown", f"{kind} raised inside the check")] * 2
+    assert result.stop_reason.value == "complete"
+    assert list(result.errors) == [f"quits: {kind} raised inside the check"] * 2
+    await no_tasks_left()
+
+
+# -- issue 16: cancelled process checks keep their worker warm ------------------------------------------------------
+
+
+async def test_a_rollback_does_not_kill_a_process_worker() -> None:
+    from interlock.monitor.execute import worker_stats
+
+    slow = SumVerifier(runs_in="process", timeout=30)
+    slow.name = "sums"
+    script = {"": ["So 1 + 1 = 3.\n", "Then 2 + 2 = 4.\n", "And 3 + 3 = 6.\n"],
+              "redo this step.\n": ["So 1 + 1 = 2.\n"]}
+    first = await Monitor(Scripted(script), [slow]).run("q")  # starts the workers
+    before = worker_stats()
+    second = await Monitor(Scripted(script), [slow]).run("q")  # rollbacks cancel the checks of later steps
+    after = worker_stats()
+    assert first.text == second.text and second.passed
+    assert [i.action.value for i in second.interventions] == ["rollback"]
+    assert after["processes_killed"] == before["processes_killed"]
+
+
+# -- issue 14: a deeply nested tool call is a malformed call the model is told about --------------------------------
+
+
+async def test_a_deeply_nested_tool_call_is_malformed_and_the_conversation_goes_on() -> None:
+    from interlock.monitor.agents.agent import MAX_NESTING
+
+    deep = "[" * 100_000 + "]" * 100_000
+    nested = '{"name": "transfer", "arguments": {"amount": ' + "[" * (MAX_NESTING + 5) + "]" * (MAX_NESTING + 5) + "}}"
+    turns = iter([f"<tool_call>{deep}</tool_call>", f"<tool_call>{nested}</tool_call>", "Done, nothing sent.\n"])
+    seen: list[str] = []
+
+    def model(prefix: str) -> str:
+        seen.append(prefix)
+        return next(turns)
+
+    ledger = Ledger()
+    run_for = Agent(Scripted(model), tools=[guard_tool(ledger.transfer)], max_turns=4)
+    result = await run_for.run("Pay.")
+    assert result.stop == "answer" and result.final_text == "Done, nothing sent.\n"
+    tool_messages = [m["content"] for m in result.messages if m["role"] == "tool"]
+    assert tool_messages == [
+        f'{{"error": "could not read the tool call: nested more than {MAX_NESTING} levels deep"}}'] * 2
+    assert ledger.writes == []
