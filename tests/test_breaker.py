@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -20,7 +21,9 @@ from typing import Any
 
 import anyio
 import pytest
-from interlock import Fail, Monitor, Pass, Step, Unknown, verifier
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from interlock import Fail, Monitor, Pass, Span, Step, Unknown, verifier
 from interlock.generators import Scripted
 from interlock.monitor.agents.agent import Agent
 from interlock.monitor.agents.tools import ToolRefusal, guard_tool
@@ -326,10 +329,9 @@ async def test_a_rollback_does_not_kill_a_process_worker() -> None:
 
 
 async def test_a_deeply_nested_tool_call_is_malformed_and_the_conversation_goes_on() -> None:
-    from interlock.monitor.agents.agent import MAX_NESTING
-
+    limit = 64  # interlock.monitor.agents.agent.MAX_NESTING
     deep = "[" * 100_000 + "]" * 100_000
-    nested = '{"name": "transfer", "arguments": {"amount": ' + "[" * (MAX_NESTING + 5) + "]" * (MAX_NESTING + 5) + "}}"
+    nested = '{"name": "transfer", "arguments": {"amount": ' + "[" * (limit + 5) + "]" * (limit + 5) + "}}"
     turns = iter([f"<tool_call>{deep}</tool_call>", f"<tool_call>{nested}</tool_call>", "Done, nothing sent.\n"])
     seen: list[str] = []
 
@@ -343,5 +345,77 @@ async def test_a_deeply_nested_tool_call_is_malformed_and_the_conversation_goes_
     assert result.stop == "answer" and result.final_text == "Done, nothing sent.\n"
     tool_messages = [m["content"] for m in result.messages if m["role"] == "tool"]
     assert tool_messages == [
-        f'{{"error": "could not read the tool call: nested more than {MAX_NESTING} levels deep"}}'] * 2
+        f'{{"error": "could not read the tool call: nested more than {limit} levels deep"}}'] * 2
     assert ledger.writes == []
+
+
+# -- the barrier, as a property -------------------------------------------------------------------------------------
+
+_CLAIM = re.compile(r"(\d+) \+ (\d+) = (\d+)")
+
+
+def _wrong_claims(text: str) -> list[str]:
+    return [m.group() for m in _CLAIM.finditer(text) if int(m.group(1)) + int(m.group(2)) != int(m.group(3))]
+
+
+@st.composite
+def scripts(draw: st.DrawFn) -> tuple[list[str], int, list[float], str]:
+    """Steps of sums (some wrong), split into word pieces; the chunk after which the agent calls the tool (any
+    position, mid-step included); the check latency of each step; the action a failure asks for."""
+    pieces: list[str] = []
+    for _ in range(draw(st.integers(1, 4))):
+        a, b = draw(st.integers(0, 9)), draw(st.integers(0, 9))
+        c = a + b if draw(st.booleans()) else a + b + draw(st.integers(1, 3))
+        words = ["So", f" {a} + {b} = {c}", " and", " then", ".\n"]
+        pieces.extend(words[: draw(st.integers(2, 5))] if not pieces or draw(st.booleans()) else words)
+        if not pieces[-1].endswith("\n"):
+            pieces[-1] += ".\n"
+    call_after = draw(st.integers(1, len(pieces) + 1))
+    latencies = draw(st.lists(st.sampled_from([0.0, 0.005, 0.02, 0.05]), min_size=12, max_size=12))
+    return pieces, call_after, latencies, draw(st.sampled_from(["rollback", "interrupt"]))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(scripts())
+def test_a_guarded_tool_never_acts_on_failed_or_removed_reasoning(script: tuple[list[str], int, list[float],
+                                                                                str]) -> None:
+    pieces, call_after, latencies, action = script
+    anyio.run(_barrier_property, pieces, call_after, latencies, action)
+
+
+async def _barrier_property(pieces: list[str], call_after: int, latencies: list[float], action: str) -> None:
+    delays = iter(latencies * 50)
+
+    @verifier(name="sums", action=action)
+    async def sums(step: Step) -> Fail | None:
+        await anyio.sleep(next(delays))
+        return check_sums(step)
+
+    def model(prefix: str) -> list[str]:
+        return pieces if prefix == "" else ["Redone.\n"]
+
+    calls: list[tuple[str, bool]] = []
+    async with Monitor(Scripted(model, rate=400), [sums]).stream("q") as run:
+        chunks = 0
+        async for event in run:
+            chunks += event.kind == "chunk"
+            if chunks >= call_after:
+                break
+        issued, epoch = run.text, run.epoch
+
+        def act(note: str) -> str:  # what runs is checked at the moment it runs
+            calls.append((note, run.trace.still_valid(epoch, Span(0, len(issued)))))
+            return "done"
+
+        outcome = await guard_tool(act, run=run)(issued)
+        result = await run.wait(timeout=20)
+    if calls:
+        assert calls == [(issued, True)]  # never on removed text
+        assert _wrong_claims(issued) == []  # never on text a verifier failed
+    else:
+        assert isinstance(outcome, ToolRefusal)
+    first_attempt = "".join(pieces)
+    if epoch == 0 and first_attempt.startswith(issued):
+        step_end = first_attempt.find("\n", len(issued) - 1 if issued.endswith("\n") else len(issued))
+        if not _wrong_claims(first_attempt[: step_end + 1]):  # clean reasoning up to the end of its step
+            assert calls == [(issued, True)], (outcome, result.interventions)

@@ -293,7 +293,7 @@ class GuardedTool:
         """Run the guard's checks without calling the tool: ``None`` when the call would go through."""
         run = self._write_run()
         issued = _issue_point(run)
-        reasons, verdicts = await self._checks(dict(arguments), run)
+        reasons, verdicts = await self._checks(dict(arguments), run, issued)
         reasons = _rolled_back(run, issued) + reasons
         if reasons:
             return ToolRefusal(self.name, dict(arguments), tuple(reasons), tuple(verdicts))
@@ -338,7 +338,7 @@ class GuardedTool:
     async def _guarded(self, arguments: dict[str, Any]) -> Any:
         run = self._write_run()
         issued = _issue_point(run)  # the trace the call was made from, before anything is awaited
-        reasons, verdicts = await self._checks(arguments, run)
+        reasons, verdicts = await self._checks(arguments, run, issued)
         # no await between this last look at the trace and the call: a rollback cannot slip in between
         reasons = _rolled_back(run, issued) + reasons
         if reasons:
@@ -354,21 +354,22 @@ class GuardedTool:
             raise ToolRefused(refusal)
         return refusal
 
-    async def _checks(self, arguments: dict[str, Any],
-                      run: Run | None) -> tuple[list[RefusalReason], list[Verdict]]:
+    async def _checks(self, arguments: dict[str, Any], run: Run | None,
+                      issued: tuple[int, int] | None) -> tuple[list[RefusalReason], list[Verdict]]:
         reasons: list[RefusalReason] = []
         verdicts: list[Verdict] = []
         if run is not None:
             try:
                 await run.barrier(timeout=self.barrier_timeout)
             except ViolationError as exc:
-                for v in exc.verdicts:
-                    if isinstance(v, Fail) and v.action is Action.WARN:
-                        continue  # a warning is reported, never enforced
+                # a warning is reported, never enforced; text written after the call was made is not its reasoning
+                found = [v for v in exc.verdicts if not (isinstance(v, Fail) and v.action is Action.WARN)
+                         and (issued is None or v.span is None or v.span.start < issued[1])]
+                for v in found:
                     message = getattr(v, "message", "") or getattr(v, "reason", "")
                     feedback = v.feedback_text if isinstance(v, Fail) else message
                     reasons.append(RefusalReason("reasoning", v.verifier or "verifier", message, feedback=feedback))
-                verdicts.extend(v for v in exc.verdicts if not (isinstance(v, Fail) and v.action is Action.WARN))
+                verdicts.extend(found)
             except TimeoutError:
                 reasons.append(RefusalReason("timeout", "barrier", f"the checks of the reasoning did not finish "
                                              f"within {self.barrier_timeout:g} s"))
