@@ -102,7 +102,7 @@ async def main() -> None:
     view = make_view()
     variants = {"before": before, "after": after}
     paths = {"loop": args.checks, "thread": args.checks, "process": max(20, args.checks // 10)}
-    for name, fn in variants.items():  # warm up: threads and worker processes exist before timing
+    for fn in variants.values():  # warm up: threads and worker processes exist before timing
         for path in paths:
             await per_check(fn, Nothing(runs_in=path, timeout=30), view, 3)  # type: ignore[arg-type]
         async with anyio.create_task_group() as tg:  # two warm workers each, so a cancelled check has a spare

@@ -29,7 +29,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
@@ -120,12 +120,10 @@ class _DaemonThreads:
             fn, args, done = self._jobs.get()
             try:
                 ok, value = True, fn(*args)
-            except BaseException as exc:  # noqa: BLE001 - everything a check raises is its error, shipped back
+            except BaseException as exc:
                 ok, value = False, exc
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop that asked has closed: nobody waits any more
                 done(ok, value)
-            except RuntimeError:  # the loop that asked has closed: nobody waits for this result any more
-                pass
             del fn, args, done, value
             with self._lock:
                 self.idle += 1
@@ -178,12 +176,12 @@ def _process_main(conn: Connection) -> None:
         fn, args = job
         try:
             reply: tuple[bool, Any] = (True, fn(*args))
-        except BaseException as exc:  # noqa: BLE001 - shipped back as the check's error
+        except BaseException as exc:
             reply = (False, f"{type(exc).__name__}: {exc}" if not isinstance(exc, KeyboardInterrupt | SystemExit)
                      else f"{type(exc).__name__} raised inside the check")
         try:
             conn.send(reply)
-        except Exception as exc:  # noqa: BLE001 - e.g. a result that does not pickle
+        except Exception as exc:
             conn.send((False, f"the result could not be sent back: {type(exc).__name__}: {exc}"))
 
 
@@ -329,14 +327,14 @@ async def _call_in_process(fn: Callable[..., Any], args: tuple[Any, ...], deadli
 _ABANDONED: set[asyncio.Task[Any]] = set()  # async checks that ignored their cancellation, until they end
 
 
-async def _shielded_from_exit(coro: Coroutine[Any, Any, Any]) -> Any:
+async def _shielded_from_exit(coro: Awaitable[Any]) -> Any:
     try:
         return await coro
     except (KeyboardInterrupt, SystemExit) as exc:  # would otherwise stop the event loop itself
         raise _as_check_error(exc) from None
 
 
-async def call_async_bounded(coro: Coroutine[Any, Any, Any]) -> Any:
+async def call_async_bounded(coro: Awaitable[Any]) -> Any:
     """Await ``coro`` in a task of its own: cancelling the caller (a timeout, a rollback) cancels it and returns at
     once, even when the coroutine swallows its cancellation (it is then left to end by itself)."""
     loop = _asyncio_loop()

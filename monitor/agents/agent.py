@@ -36,12 +36,12 @@ from interlock.monitor.result import RunResult, StopReason
 from interlock.monitor.verifier import Verifier
 
 __all__ = [
+    "MAX_NESTING",
     "TOOL_CALL_CLOSE",
     "TOOL_CALL_OPEN",
     "Agent",
     "AgentResult",
     "AgentTurn",
-    "MAX_NESTING",
     "MalformedToolCall",
     "Message",
     "StopAt",

@@ -192,7 +192,9 @@ def _normalise(result: Any, source: str) -> list[Verdict]:
 
 
 def _is_async_check(check: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(check) or inspect.iscoroutinefunction(getattr(check, "__call__", None))
+    call = None if inspect.isroutine(check) else next(
+        (k.__dict__["__call__"] for k in type(check).__mro__ if "__call__" in k.__dict__), None)
+    return inspect.iscoroutinefunction(check) or inspect.iscoroutinefunction(call)
 
 
 def _issue_point(run: Run | None) -> tuple[int, int] | None:
@@ -363,13 +365,13 @@ class GuardedTool:
                 await run.barrier(timeout=self.barrier_timeout)
             except ViolationError as exc:
                 # a warning is reported, never enforced; text written after the call was made is not its reasoning
-                found = [v for v in exc.verdicts if not (isinstance(v, Fail) and v.action is Action.WARN)
-                         and (issued is None or v.span is None or v.span.start < issued[1])]
-                for v in found:
+                counted = [v for v in exc.verdicts if not (isinstance(v, Fail) and v.action is Action.WARN)
+                           and (issued is None or v.span is None or v.span.start < issued[1])]
+                for v in counted:
                     message = getattr(v, "message", "") or getattr(v, "reason", "")
                     feedback = v.feedback_text if isinstance(v, Fail) else message
                     reasons.append(RefusalReason("reasoning", v.verifier or "verifier", message, feedback=feedback))
-                verdicts.extend(found)
+                verdicts.extend(counted)
             except TimeoutError:
                 reasons.append(RefusalReason("timeout", "barrier", f"the checks of the reasoning did not finish "
                                              f"within {self.barrier_timeout:g} s"))
