@@ -2,7 +2,9 @@
 
 Prints JSON. The trace is ~2,000 word-sized tokens of clean step-by-step arithmetic; the monitored runs check
 every step with a cheap regex verifier. At a fixed token rate (what a model would produce) the ratio shows
-whether monitoring ever makes the generator wait; "as fast as possible" shows the per-chunk cost.
+whether monitoring ever makes the generator wait; "as fast as possible" shows the per-chunk cost. The check is
+a plain ``@verifier`` (a worker thread, the default); ``check_on_loop`` is the same check with ``runs_in="loop"``,
+where it ran before issue 13, measured in the same rounds.
 
     python benchmarks/overhead.py [--tokens 2000] [--rate 200] [--repeats 3]
 """
@@ -19,6 +21,7 @@ import anyio
 from interlock import Fail, GenerationRequest, Monitor, Step, verifier
 from interlock.generators import Scripted
 from interlock.monitor.scan import pseudo_tokens
+from interlock.monitor.verifier import FunctionVerifier
 
 SUM = re.compile(r"(\d+) \+ (\d+) = (\d+)")
 
@@ -53,10 +56,14 @@ async def unmonitored(text: str, rate: float | None) -> float:
     return elapsed
 
 
-async def monitored(text: str, rate: float | None) -> float:
+# The same check on the event loop: where a plain @verifier ran before issue 13 (now an explicit opt-in).
+sums_on_loop = FunctionVerifier(sums.fn, name="sums", runs_in="loop")
+
+
+async def monitored(text: str, rate: float | None, check: FunctionVerifier = sums) -> float:
     gen = Scripted(text, rate=rate)
     start = time.perf_counter()
-    result = await Monitor(gen, [sums]).run("q")
+    result = await Monitor(gen, [check]).run("q")
     elapsed = time.perf_counter() - start
     assert result.text == text and not result.interventions
     return elapsed
@@ -65,18 +72,20 @@ async def monitored(text: str, rate: float | None) -> float:
 async def measure(text: str, rate: float | None, repeats: int) -> dict[str, object]:
     plain: list[float] = []
     watched: list[float] = []
+    on_loop: list[float] = []
     for i in range(repeats):
-        # alternate the order so drift on a noisy machine hits both sides alike
-        if i % 2 == 0:
-            plain.append(await unmonitored(text, rate))
-            watched.append(await monitored(text, rate))
-        else:
-            watched.append(await monitored(text, rate))
-            plain.append(await unmonitored(text, rate))
-    p, w = statistics.median(plain), statistics.median(watched)
+        # rotate the order so drift on a noisy machine hits every variant alike
+        runs = [lambda: unmonitored(text, rate), lambda: monitored(text, rate),
+                lambda: monitored(text, rate, sums_on_loop)]
+        into = [plain, watched, on_loop]
+        for k in range(3):
+            j = (k + i) % 3
+            into[j].append(await runs[j]())
+    p, w, lp = statistics.median(plain), statistics.median(watched), statistics.median(on_loop)
     return {"rate_tokens_per_s": rate, "unmonitored_s": round(p, 4), "monitored_s": round(w, 4),
-            "ratio": round(w / p, 4), "unmonitored_runs": [round(x, 4) for x in plain],
-            "monitored_runs": [round(x, 4) for x in watched]}
+            "ratio": round(w / p, 4), "check_on_loop_s": round(lp, 4), "check_on_loop_ratio": round(lp / p, 4),
+            "unmonitored_runs": [round(x, 4) for x in plain], "monitored_runs": [round(x, 4) for x in watched],
+            "check_on_loop_runs": [round(x, 4) for x in on_loop]}
 
 
 async def main() -> None:

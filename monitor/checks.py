@@ -80,17 +80,20 @@ class Checks:
         at = (trace.epoch, len(trace))
         if at == self._provisional_at:
             return
-        self._provisional_at = at
+        self._provisional_at = at  # verdicts of checks at another trace point are forgotten
         self._provisional = []
+        if run.finished:
+            return
         for verifier, due in self.scheduler.provisional():
             check_id = next(self._ids)
             fork = functools.partial(run.fork_text, trace.text[:due.end]) if run.capabilities.fork else None
             view = trace.view(due.end, due.step, final=due.final, fork=fork)
             check = Check(check_id, verifier, view, anyio.CancelScope(), provisional=True)
             self.running[check_id] = check
-            run.task_group.start_soon(self._run_provisional, check, name=f"check {verifier.name} #{check_id} (barrier)")
+            run.task_group.start_soon(self._run_provisional, check, at,
+                                      name=f"check {verifier.name} #{check_id} (barrier)")
 
-    async def _run_provisional(self, check: Check) -> None:
+    async def _run_provisional(self, check: Check, at: tuple[int, int]) -> None:
         outcome = None
         with check.scope:
             outcome = await run_check(check.verifier, check.view)
@@ -100,7 +103,8 @@ class Checks:
             if outcome.error is not None:
                 self._run.errors.append(f"{check.verifier.name}: {outcome.error}")
                 self._run.emit(VerifierError(verifier=check.verifier.name, error=outcome.error))
-            self._provisional.extend(outcome.verdicts)
+            if at == self._provisional_at:  # not a barrier at a later point, where this step may read otherwise
+                self._provisional.extend(outcome.verdicts)
         self._run.notify()
 
     async def _run_check(self, check: Check) -> None:
@@ -158,10 +162,12 @@ class Checks:
     def barrier_violations(self) -> tuple[Verdict, ...]:
         """:meth:`open_violations` and the failures of the barrier's checks of the unfinished step."""
         trace = self._run.trace
-        provisional = tuple(v for v in self._provisional
-                            if (isinstance(v, Fail) or (isinstance(v, Unknown) and v.verifier in self._fail_closed))
-                            and trace.still_valid(v.epoch, v.span))
-        return self.open_violations() + provisional
+        found = list(self.open_violations())
+        for v in self._provisional:
+            if ((isinstance(v, Fail) or (isinstance(v, Unknown) and v.verifier in self._fail_closed))
+                    and trace.still_valid(v.epoch, v.span) and v not in found):
+                found.append(v)
+        return tuple(found)
 
     def cut(self, pos: int) -> None:
         """The trace was cut at ``pos``: cancel the checks about removed text and forget what they were about."""

@@ -233,8 +233,7 @@ class Run:
         ``TimeoutError`` after ``timeout`` seconds.
         """
         with anyio.fail_after(timeout):
-            if not self.finished:
-                self.checks.schedule_provisional()
+            self.checks.schedule_provisional()
             running = self.checks.running
             waiting = set(running)
             while not self.finished and (waiting & running.keys() or self.intervener.decision_ready):

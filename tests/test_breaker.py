@@ -414,3 +414,20 @@ async def _barrier_property(pieces: list[str], call_after: int, latencies: list[
         step_end = first_attempt.find("\n", len(issued) - 1 if issued.endswith("\n") else len(issued))
         if not _wrong_claims(first_attempt[: step_end + 1]):  # clean reasoning up to the end of its step
             assert calls == [(issued, True)], (outcome, result.interventions)
+
+
+async def test_a_mid_step_failure_does_not_outlive_the_step() -> None:
+    """"10 + 5 = 1" refuses the call made right then; once the step ends "= 15", a new call goes through."""
+    ledger = Ledger()
+    gen = Scripted(["So", " 10 + 5 = 1", "5", " dollars", " in", " all.\n"], rate=100)
+    async with Monitor(gen, [verifier(check_sums, name="sums")]).stream("q") as run:
+        async for event in run:
+            if event.kind == "chunk" and run.text.endswith("= 1"):
+                break
+        transfer = guard_tool(ledger.transfer, run=run)
+        early = await transfer(15)
+        result = await run.wait(timeout=10)
+        late = await transfer(15)
+    assert isinstance(early, ToolRefusal)
+    assert [(r.stage, r.message) for r in early.reasons] == [("reasoning", "10 + 5 is 15, not 1")]
+    assert result.passed and late == "sent 15" and ledger.writes == [15]
