@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,11 @@ def test_quickstart_rolls_back_the_wrong_sum_and_ends_with_the_corrected_one() -
     assert "[rollback at 35] '12 + 7 is 19, not 18'" in out
     assert "Wait, 12 + 7 is 19, not 18. Let me redo this step.\nSo he has 12 + 7 = 19 apples.\n" in out
     assert "12 + 7 = 18" not in out.split("Tom has 12 apples")[-1]
-    assert out.rstrip().endswith("stop: complete; passed: True; tokens kept/discarded: 22/9")
+    # the check runs in a worker thread: how many tokens arrived before its verdict (9 at least, the wrong step's
+    # and the next's) depends on the machine's load
+    last = out.rstrip().rsplit("\n", 1)[-1]
+    assert re.fullmatch(r"stop: complete; passed: True; tokens kept/discarded: 22/(\d+)", last), last
+    assert int(last.rsplit("/", 1)[-1]) >= 9
 
 
 def test_governors_example_nudges_the_loop_once_then_forces_the_answer() -> None:
