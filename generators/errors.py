@@ -1,4 +1,18 @@
-"""Errors of the ``generators`` package; all derive from :class:`BackendError` (a ``monitor.GeneratorError``)."""
+"""Errors of the ``interlock.generators`` package; all derive from :class:`BackendError`.
+
+::
+
+    interlock.monitor.errors.GeneratorError    (an InterlockError: the monitor ends the run with it)
+    └── BackendError                           base of every error a generator backend raises
+        ├── ScriptError                        a scripted generator has no continuation for a prefix
+        ├── replay.ReplayMismatchError         a replay asked to resume from text the recording never had
+        ├── transformers.errors.ModelNotFoundError, ModelLoadError, MissingDependencyError, ContextOverflowError
+        └── HTTPBackendError                   OpenAICompatible's errors
+            ├── ServerError                    the server answered with an error (status, its message)
+            ├── ServerUnavailable              no answer before the first token, after every retry
+            ├── MalformedStream                the answer is not the event stream it should be
+            └── StreamInterrupted              the stream broke after text had arrived (not retried)
+"""
 
 from __future__ import annotations
 
