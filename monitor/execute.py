@@ -186,7 +186,7 @@ def _process_main(conn: Connection) -> None:
 
 
 class _Worker:
-    """One warm worker process and the job it runs, if any."""
+    """One warm worker process, the event loop that reads its replies, and the job it runs, if any."""
 
     def __init__(self, context: Any) -> None:
         parent, child = context.Pipe()
@@ -195,30 +195,38 @@ class _Worker:
                                        name="interlock-check-process")
         self.process.start()
         child.close()
-        self.loop: asyncio.AbstractEventLoop | None = None  # set while a job runs
-        self.future: asyncio.Future[Any] | None = None
+        self.reading: asyncio.AbstractEventLoop | None = None  # the loop its replies are read on (kept registered)
+        self.job_loop: asyncio.AbstractEventLoop | None = None  # set while a job runs
+        self.future: asyncio.Future[Any] | None = None  # None once the job's caller gave up (result dropped)
         self.kill_timer: asyncio.TimerHandle | None = None
 
     @property
     def busy(self) -> bool:
-        return self.loop is not None
+        return self.job_loop is not None
+
+    def read_on(self, loop: asyncio.AbstractEventLoop, callback: Callable[[_Worker], None]) -> None:
+        if self.reading is not loop:
+            self.stop_reading()
+            loop.add_reader(self.conn.fileno(), callback, self)
+            self.reading = loop
+
+    def stop_reading(self) -> None:
+        if self.reading is not None and not self.reading.is_closed():
+            with contextlib.suppress(Exception):
+                self.reading.remove_reader(self.conn.fileno())
+        self.reading = None
 
     def kill(self) -> None:
-        self._stop_reading()
+        self.stop_reading()
+        if self.kill_timer is not None:
+            self.kill_timer.cancel()
+            self.kill_timer = None
         with contextlib.suppress(Exception):
             self.process.kill()
         with contextlib.suppress(Exception):
             self.conn.close()
         with contextlib.suppress(Exception):
             self.process.join(timeout=1)
-
-    def _stop_reading(self) -> None:
-        if self.loop is not None and not self.loop.is_closed():
-            with contextlib.suppress(Exception):
-                self.loop.remove_reader(self.conn.fileno())
-        if self.kill_timer is not None:
-            self.kill_timer.cancel()
-            self.kill_timer = None
 
 
 class _WarmProcesses:
@@ -232,10 +240,9 @@ class _WarmProcesses:
         self.killed = 0
 
     def _reap(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Forget workers that died or that still run a job for an event loop that has closed."""
+        """Forget workers still running a job for an event loop that has closed (nobody will read the reply)."""
         for w in list(self.workers):
-            stale = w.busy and (w.loop is not loop and (w.loop is None or w.loop.is_closed()))
-            if stale or not w.process.is_alive():
+            if w.busy and w.job_loop is not loop and w.job_loop is not None and w.job_loop.is_closed():
                 self._discard(w)
 
     def _discard(self, w: _Worker) -> None:
@@ -259,15 +266,19 @@ class _WarmProcesses:
 
     async def call(self, fn: Callable[..., Any], args: tuple[Any, ...], deadline: float) -> Any:
         loop = asyncio.get_running_loop()
-        worker = await self._acquire(loop)
         future: asyncio.Future[Any] = loop.create_future()
-        worker.loop, worker.future = loop, future
-        try:
-            worker.conn.send((fn, args))
-        except BaseException:
-            worker.loop = worker.future = None
-            raise
-        loop.add_reader(worker.conn.fileno(), self._on_reply, worker)
+        for attempt in range(2):
+            worker = await self._acquire(loop)
+            worker.read_on(loop, self._on_reply)
+            try:
+                worker.conn.send((fn, args))
+            except OSError:  # it died while idle: a fresh one, once
+                self._discard(worker)
+                if attempt:
+                    raise
+                continue
+            worker.job_loop, worker.future = loop, future
+            break
         try:
             return await future
         except BaseException:
@@ -281,17 +292,18 @@ class _WarmProcesses:
             raise
 
     def _on_reply(self, worker: _Worker) -> None:
+        future = worker.future
         try:
             ok, value = worker.conn.recv()
         except (EOFError, OSError) as exc:  # the worker died (killed, out of memory, a crash)
-            future = worker.future
             self._discard(worker)
             if future is not None and not future.done():
-                future.set_exception(RuntimeError(f"the check's worker process died: {type(exc).__name__}"))
+                future.set_exception(RemoteCheckError(f"the check's worker process died ({type(exc).__name__})"))
             return
-        future = worker.future
-        worker._stop_reading()
-        worker.loop = worker.future = None
+        if worker.kill_timer is not None:
+            worker.kill_timer.cancel()
+            worker.kill_timer = None
+        worker.job_loop = worker.future = None
         if future is not None and not future.done():
             if ok:
                 future.set_result(value)
@@ -299,6 +311,7 @@ class _WarmProcesses:
                 future.set_exception(RemoteCheckError(value))
 
     def _overran(self, worker: _Worker) -> None:
+        worker.kill_timer = None
         if worker.busy and worker in self.workers:
             self._discard(worker)
 

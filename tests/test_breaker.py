@@ -24,7 +24,7 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from interlock import Fail, Monitor, Pass, Span, Step, Unknown, verifier
+from interlock import Fail, Monitor, Pass, Span, Step, Unknown, Verifier, verifier
 from interlock.generators import Scripted
 from interlock.monitor.agents.agent import Agent
 from interlock.monitor.agents.tools import ToolRefusal, guard_tool
@@ -431,3 +431,27 @@ async def test_a_mid_step_failure_does_not_outlive_the_step() -> None:
     assert isinstance(early, ToolRefusal)
     assert [(r.stage, r.message) for r in early.reasons] == [("reasoning", "10 + 5 is 15, not 1")]
     assert result.passed and late == "sent 15" and ledger.writes == [15]
+
+
+class SleepsInAProcess(Verifier):
+    """Never answers in time (module level, so that a worker process can unpickle it)."""
+
+    name = "sleeps-in-a-process"
+    runs_in = "process"
+    timeout = 0.5
+
+    def check(self, state: Any) -> None:
+        time.sleep(30)
+
+
+async def test_a_process_check_that_overruns_is_killed() -> None:
+    from interlock.monitor.execute import worker_stats
+
+    await Monitor(Scripted(["Warm up.\n"]), [SumVerifier(runs_in="process", timeout=60)]).run("q")
+    killed = worker_stats()["processes_killed"]
+    started = time.perf_counter()
+    result = await Monitor(Scripted(["One step.\n"]), [SleepsInAProcess()]).run("q")
+    assert time.perf_counter() - started < 10 * SleepsInAProcess.timeout
+    assert [(type(v).__name__, v.reason) for v in result.verdicts] == [  # type: ignore[union-attr]
+        ("Unknown", "timed out after 0.5 s")]
+    assert worker_stats()["processes_killed"] == killed + 1
