@@ -16,7 +16,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,19 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from interlock import Fail, Monitor, Pass, Span, Step, Unknown, Verifier, verifier
+from interlock import (
+    Capabilities,
+    Chunk,
+    Fail,
+    GenerationRequest,
+    Monitor,
+    Pass,
+    Span,
+    Step,
+    Unknown,
+    Verifier,
+    verifier,
+)
 from interlock.generators import Scripted
 from interlock.monitor.agents.agent import Agent
 from interlock.monitor.agents.tools import ToolRefusal, guard_tool
@@ -68,28 +80,59 @@ async def no_tasks_left() -> None:
 # -- item 1: a tool must not run after its reasoning was rolled back --------------------------------------------
 
 
+class Gated:
+    """A model that writes ``before``, waits for ``gate``, then writes ``after``; after a rollback, ``redo``. The
+    tests act at an exact point of the stream, whatever the machine's load."""
+
+    capabilities = Capabilities(resumable=True)
+
+    def __init__(self, before: list[str], after: list[str], redo: list[str]) -> None:
+        self.before, self.after, self.redo = before, after, redo
+        self.gate = anyio.Event()
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        if request.prefix:
+            pieces = self.redo
+        else:
+            for piece in self.before:
+                yield Chunk(piece)
+            await self.gate.wait()
+            pieces = self.after
+        for piece in pieces:
+            await anyio.sleep(0.001)
+            yield Chunk(piece)
+
+
+async def until(run: Any, text: str) -> None:
+    async for event in run:
+        if event.kind == "chunk" and run.text.endswith(text):
+            return
+    raise AssertionError(f"the run never wrote {text!r}")
+
+
 async def test_a_call_whose_reasoning_was_rolled_back_is_refused(leaves_nothing_running: None) -> None:
-    @verifier(name="slow-sums", action="rollback")
-    async def slow_sums(step: Step) -> Fail | None:
-        await anyio.sleep(0.2)
+    issued = anyio.Event()
+
+    @verifier(name="late-sums", action="rollback")
+    async def late_sums(step: Step) -> Fail | None:
+        await issued.wait()  # the verdict comes after the call was made
         return check_sums(step)
 
     ledger = Ledger()
-    gen = Scripted({"": ["I have 2 + 2 = 5 dollars.\n", "So", " transfer", " 5", " now.\n"],
-                    "redo this step.\n": ["I have 2 + 2 = 4 dollars.\n", "So transfer 4.\n"]}, rate=50)
+    gen = Gated(["I have 2 + 2 = 5 dollars.\n", "So", " transfer", " 5"], [" now.\n"],
+                ["I have 2 + 2 = 4 dollars.\n", "So transfer 4.\n"])
     started = time.perf_counter()
-    async with Monitor(gen, [slow_sums]).stream("q") as run:
-        async for event in run:
-            if event.kind == "chunk" and "transfer 5" in run.text:
-                break
+    async with Monitor(gen, [late_sums]).stream("q") as run:
+        await until(run, "transfer 5")
         issued_at = len(run.text)
         transfer = guard_tool(ledger.transfer, run=run)
+        issued.set()
         outcome = await transfer(5)
         result = await run.wait(timeout=10)
     assert ledger.writes == []
     assert isinstance(outcome, ToolRefusal)
     assert [(r.stage, r.source, r.message) for r in outcome.reasons] == [
-        ("rollback", "slow-sums", f"the reasoning this call was made from was rolled back (slow-sums: 2 + 2 is 4, "
+        ("rollback", "late-sums", f"the reasoning this call was made from was rolled back (late-sums: 2 + 2 is 4, "
                                   f"not 5): the trace was cut at character 0, before the {issued_at} it had when "
                                   f"the call was made")]
     assert result.text.endswith("I have 2 + 2 = 4 dollars.\nSo transfer 4.\n")
@@ -104,14 +147,13 @@ async def test_a_call_whose_reasoning_was_rolled_back_is_refused(leaves_nothing_
 async def test_a_call_made_mid_step_waits_for_the_checks_of_that_step(leaves_nothing_running: None) -> None:
     ledger = Ledger()
     sums = verifier(check_sums, name="sums", action="rollback")
-    pieces = ["I", " have", " 2 + 2 = 5", " dollars,", " so", " transfer", " 5"] + [" and", " wait"] * 20 + [".\n"]
-    gen = Scripted({"": pieces, "redo this step.\n": ["I have 2 + 2 = 4 dollars.\n"]}, rate=100)
+    gen = Gated(["I", " have", " 2 + 2 = 5", " dollars,", " so", " transfer", " 5"], [" now.\n"],
+                ["I have 2 + 2 = 4 dollars.\n"])
     async with Monitor(gen, [sums]).stream("q") as run:
-        async for event in run:
-            if event.kind == "chunk" and run.text.endswith("transfer 5"):
-                break
+        await until(run, "transfer 5")
         transfer = guard_tool(ledger.transfer, run=run)
         outcome = await transfer(5)
+        gen.gate.set()
         result = await run.wait(timeout=10)
     assert ledger.writes == []
     assert isinstance(outcome, ToolRefusal)
@@ -125,14 +167,29 @@ async def test_a_call_made_mid_step_waits_for_the_checks_of_that_step(leaves_not
 
 async def test_a_clean_call_made_mid_step_goes_through() -> None:
     ledger = Ledger()
-    gen = Scripted(["I have 2 + 2 = 4 dollars,", " so", " transfer", " 4", " now", ".\n"], rate=100)
+    gen = Gated(["I have 2 + 2 = 4 dollars,", " so", " transfer", " 4"], [" now", ".\n"], [])
     async with Monitor(gen, [verifier(check_sums, name="sums")]).stream("q") as run:
-        async for event in run:
-            if event.kind == "chunk" and run.text.endswith("transfer"):
-                break
+        await until(run, "transfer 4")
         assert await guard_tool(ledger.transfer, run=run)(4) == "sent 4"
+        gen.gate.set()
         result = await run.wait(timeout=10)
     assert ledger.writes == [4] and result.passed
+
+
+async def test_a_mid_step_failure_does_not_outlive_the_step() -> None:
+    """"10 + 5 = 1" refuses the call made right then; once the step ends "= 15", a new call goes through."""
+    ledger = Ledger()
+    gen = Gated(["So", " 10 + 5 = 1"], ["5", " dollars", " in", " all.\n"], [])
+    async with Monitor(gen, [verifier(check_sums, name="sums")]).stream("q") as run:
+        await until(run, "= 1")
+        transfer = guard_tool(ledger.transfer, run=run)
+        early = await transfer(15)
+        gen.gate.set()
+        result = await run.wait(timeout=10)
+        late = await transfer(15)
+    assert isinstance(early, ToolRefusal)
+    assert [(r.stage, r.message) for r in early.reasons] == [("reasoning", "10 + 5 is 15, not 1")]
+    assert result.passed and late == "sent 15" and ledger.writes == [15]
 
 
 # -- item 3: a verifier's timeout is a guarantee ----------------------------------------------------------------
@@ -414,23 +471,6 @@ async def _barrier_property(pieces: list[str], call_after: int, latencies: list[
         step_end = first_attempt.find("\n", len(issued) - 1 if issued.endswith("\n") else len(issued))
         if not _wrong_claims(first_attempt[: step_end + 1]):  # clean reasoning up to the end of its step
             assert calls == [(issued, True)], (outcome, result.interventions)
-
-
-async def test_a_mid_step_failure_does_not_outlive_the_step() -> None:
-    """"10 + 5 = 1" refuses the call made right then; once the step ends "= 15", a new call goes through."""
-    ledger = Ledger()
-    gen = Scripted(["So", " 10 + 5 = 1", "5", " dollars", " in", " all.\n"], rate=100)
-    async with Monitor(gen, [verifier(check_sums, name="sums")]).stream("q") as run:
-        async for event in run:
-            if event.kind == "chunk" and run.text.endswith("= 1"):
-                break
-        transfer = guard_tool(ledger.transfer, run=run)
-        early = await transfer(15)
-        result = await run.wait(timeout=10)
-        late = await transfer(15)
-    assert isinstance(early, ToolRefusal)
-    assert [(r.stage, r.message) for r in early.reasons] == [("reasoning", "10 + 5 is 15, not 1")]
-    assert result.passed and late == "sent 15" and ledger.writes == [15]
 
 
 class SleepsInAProcess(Verifier):
