@@ -129,6 +129,11 @@ class _DaemonThreads:
                 self.idle += 1
 
 
+    def forget(self) -> None:
+        """In a forked child: the parent's threads do not exist here; start afresh."""
+        self.__init__(self.limit)  # type: ignore[misc]
+
+
 _THREADS = _DaemonThreads(MAX_THREADS)
 
 
@@ -321,6 +326,15 @@ class _WarmProcesses:
 
 
 _PROCESSES = _WarmProcesses(MAX_PROCESSES)
+
+
+def _after_fork_in_child() -> None:
+    _THREADS.forget()
+    _PROCESSES.workers = []  # the parent's workers and pipes are the parent's
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def worker_stats() -> dict[str, int]:

@@ -495,3 +495,23 @@ async def test_a_process_check_that_overruns_is_killed() -> None:
     assert [(type(v).__name__, v.reason) for v in result.verdicts] == [  # type: ignore[union-attr]
         ("Unknown", "timed out after 0.5 s")]
     assert worker_stats()["processes_killed"] == killed + 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_thread_checks_work_in_a_forked_child() -> None:
+    """The daemon pool is per process: a child forked after thread checks ran starts its own threads."""
+    sums = verifier(check_sums, name="sums")
+    assert [type(v).__name__ for v in sums.scan("So 1 + 1 = 3.\n")] == ["Fail"]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe and exits at once
+        try:
+            kinds = [type(v).__name__ for v in sums.scan("So 2 + 2 = 5.\n")]
+            os.write(write, ",".join(kinds).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        got = pipe.read()
+    os.waitpid(pid, 0)
+    assert got == "Fail"
