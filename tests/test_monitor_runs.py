@@ -78,7 +78,7 @@ async def test_events_come_in_order() -> None:
 async def test_interrupt_stops_within_a_few_chunks_of_the_step_end() -> None:
     text = WRONG + "\n" + " ".join(["more"] * 200)
     gen = Scripted(text)
-    interrupted = SumVerifier(action="interrupt")
+    interrupted = SumVerifier(action="interrupt", runs_in="loop")  # on the loop: the stop latency, not the dispatch
     chunks_after_step = 0
     step_end = len("Tom has 3 apples.\nHe buys 4 more, so 3 + 4 = 8.\n")
     async with Monitor(gen, [interrupted]).stream("q") as run:
