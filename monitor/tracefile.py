@@ -128,10 +128,17 @@ class TraceWriter:
         self._write({"type": "event", **record})
 
     def end(self, record: Mapping[str, Any]) -> None:
-        """Write the end line (with the writer's replacement totals, if any) and close the file; later calls do
-        nothing."""
-        totals = {"replaced_total": dict(self.replaced)} if self.replaced else {}
-        self._write({"type": "end", **record, **totals})
+        """Write the end line and close the file; later calls do nothing. If anything had to be replaced in the
+        file (this line included), the end line says how much in all: ``"replaced_total"``."""
+        line = {"type": "end", **record}
+        own: dict[str, int] = {}
+        _, surrogates = replace_surrogates(json.dumps(_finite_or_null(line, own), ensure_ascii=False, default=str))
+        if surrogates:
+            own["surrogates"] = surrogates
+        total = dict(self.replaced)
+        for kind, n in own.items():
+            total[kind] = total.get(kind, 0) + n
+        self._write({**line, "replaced_total": total} if total else line)
         self.close()
 
     def close(self) -> None:
