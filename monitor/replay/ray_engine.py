@@ -171,6 +171,7 @@ def read_records(paths: Sequence[str | os.PathLike[str]], *, format: str = "auto
     file per CPU of the cluster, between 64 KiB and 8 MiB, so that small files still spread over the workers.
     """
     ray = _ray()
+    _keep_order(ray.data.DataContext.get_current())
     cpus = max(1, int(ray.available_resources().get("CPU", 1))) if ray.is_initialized() else 1
     import pyarrow as pa
     from ray.data.block import BlockMetadata
@@ -210,6 +211,13 @@ def read_records(paths: Sequence[str | os.PathLike[str]], *, format: str = "auto
                                     ray_remote_args={"num_cpus": 0})
 
 
+def _keep_order(context: Any) -> None:
+    """Results in input order (Ray Data may otherwise hand blocks on as they finish), and no progress bars."""
+    if context is not None:
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = False
+
+
 def _starts_with_bracket(path: str) -> bool:
     with open(path, "rb") as f:
         return f.read(4096).lstrip().startswith(b"[")
@@ -234,9 +242,13 @@ def replay_dataset(dataset: Any, verifiers: Sequence[str | Verifier], *, fields:
     """The result rows of replaying ``dataset`` (records, or :func:`read_records` rows) through ``verifiers``
     (registered names, ``module:attribute`` or Verifier objects that pickle), in the dataset's order."""
     ray = _ray()
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True
-    context.enable_progress_bars = False
+    from interlock.monitor.replay.engine import load_verifier
+
+    for spec in verifiers:  # here first: a name that does not load fails now, not in every worker
+        if isinstance(spec, str):
+            load_verifier(spec)
+    _keep_order(ray.data.DataContext.get_current())
+    _keep_order(getattr(dataset, "context", None))
     actors = concurrency or max(1, int(ray.available_resources().get("CPU", 1)))
     return dataset.map_batches(ReplayBatch, fn_constructor_args=(list(verifiers), fields, format, timeout),
                                batch_size=batch_size, batch_format="pyarrow", concurrency=(1, actors))
@@ -245,13 +257,14 @@ def replay_dataset(dataset: Any, verifiers: Sequence[str | Verifier], *, fields:
 def replay_files(paths: Sequence[str | os.PathLike[str]], verifiers: Sequence[str | Verifier], *,
                  fields: FieldNames | None = None, format: str = "auto", address: str | None = None,
                  timeout: float | None = 60.0, output: str | os.PathLike[str] | None = None,
-                 on_line: Callable[[str], None] | None = None) -> ReplayTotals:
+                 on_line: Callable[[str], None] | None = None, split_bytes: int | None = None) -> ReplayTotals:
     """Replay files on Ray: each result's JSON line to ``on_line`` (and ``output``), in input order; the totals.
 
     Rows stream back to the driver in order, so the driver holds a few blocks at a time, not the results.
     """
     _init(address)
-    dataset = replay_dataset(read_records(paths, format=format), verifiers, fields=fields, timeout=timeout)
+    dataset = replay_dataset(read_records(paths, format=format, split_bytes=split_bytes), verifiers, fields=fields,
+                             timeout=timeout)
     totals = ReplayTotals()
     writer = ResultWriter(output) if output is not None else None
     try:
