@@ -15,6 +15,7 @@ import argparse
 import itertools
 import sys
 import time
+from typing import Any
 
 __all__ = ["add_arguments", "main"]
 
@@ -100,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
     writer = ResultWriter(args.output) if args.output else None
     kept: list[TraceReport | ReadFailure] = []
 
-    def emit_line(record: dict[str, object], line: str, warnings: list[str]) -> None:
+    def emit_line(record: dict[str, Any], line: str, warnings: list[str]) -> None:
         """One result: counted, written to --output, printed (as JSON, or a line for a violation or an error)."""
         totals.add_record(record)
         for warning in warnings:
@@ -114,9 +115,9 @@ def main(args: argparse.Namespace) -> int:
             print(f"error: {record['message']}", file=sys.stderr)
         elif not record["passed"]:
             first = record["first_violation"]
-            n = sum(v["kind"] == "fail" for v in record["verdicts"])  # type: ignore[union-attr]
-            print(f"{record['id']}: {first['verifier']} [{first['span'][0]}, {first['span'][1]}) "  # type: ignore[index]
-                  f"{first['message']}" + (f" (+{n - 1} more)" if n > 1 else ""))  # type: ignore[index]
+            n = sum(v["kind"] == "fail" for v in record["verdicts"])
+            print(f"{record['id']}: {first['verifier']} [{first['span'][0]}, {first['span'][1]}) "
+                  f"{first['message']}" + (f" (+{n - 1} more)" if n > 1 else ""))
 
     def emit(result: TraceReport | ReadFailure) -> None:
         if args.html:
@@ -164,7 +165,7 @@ def main(args: argparse.Namespace) -> int:
     return 1 if totals.read_errors or totals.replay_errors or totals.failed else 0
 
 
-def _parsed(line: str) -> tuple[dict[str, object], str, list[str]]:
+def _parsed(line: str) -> tuple[dict[str, Any], str, list[str]]:
     import json
 
     record = json.loads(line)

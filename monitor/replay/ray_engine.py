@@ -16,6 +16,7 @@ checks in the worker; only the local engine's worker processes can kill a check 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -139,6 +140,10 @@ def _splits(path: str, size: int) -> list[tuple[int, int, int]]:
     return out
 
 
+def _read_block(path: str, start: int, end: int, first_line: int, fmt: str, last_range: bool) -> list[Any]:
+    return [_read_range(path, start, end, first_line, fmt, last_range)]
+
+
 def _read_range(path: str, start: int, end: int, first_line: int, fmt: str, last_range: bool) -> Any:
     import pyarrow as pa
 
@@ -189,15 +194,17 @@ def read_records(paths: Sequence[str | os.PathLike[str]], *, format: str = "auto
             ranges = _splits(path, share)
             final = len(ranges) - 1
             for n, (start, end, line) in enumerate(ranges):
-                tasks.append(((lambda p=path, s=start, e=end, ln=line, f=fmt, last=n == final:
-                               [_read_range(p, s, e, ln, f, last)]), end - start))
+                tasks.append((functools.partial(_read_block, path, start, end, line, fmt, n == final), end - start))
         else:
             table = pa.table({"path": pa.array([path], pa.string()), "line": pa.array([None], pa.int64()),
                               "raw": pa.array([None], pa.binary()), "format": pa.array([fmt], pa.string()),
                               "last": pa.array([False], pa.bool_())})
-            tasks.append(((lambda t=table: [t]), 0))
+            tasks.append((functools.partial(list, [table]), 0))
 
     class _Records(Datasource):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+
         def estimate_inmemory_data_size(self) -> int:
             return sum(size for _, size in tasks)
 
