@@ -386,3 +386,36 @@ async def test_batch_scan_gives_exactly_the_verdicts_of_a_streamed_scan(text: st
     assert [_key(v) for v in report.verdicts if v.verifier == "sevens"] == [_key(v) for v in streamed]
     assert [_key(v) for v in report.verdicts if v.verifier == "sevens-at-steps"] == [
         _key(v) for v in await other.ascan(text)]
+
+
+def test_cli_output_file_gets_one_result_per_record_and_stdout_the_totals(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    steps, text = _files(tmp_path)
+    out = tmp_path / "results.jsonl"
+    code = cli_main(["replay", str(steps), str(text), "-v", "support:SumVerifier", "-o", str(out)])
+    assert code == 1
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["type"], r["id"]) for r in records] == [("trace", "a"), ("error", None), ("trace", "b"),
+                                                       ("trace", "answer.txt")]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("3 traces: 1 passed, 2 with violations, 1 could not be read, 0 timed out")
+    assert printed[1] == f"results: {out} (4 records)"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--address", "auto"], "--address joins a Ray cluster: use it with --engine ray"),
+    (["--timeout", "0"], "--timeout must be a positive number of seconds, got 0.0"),
+    (["--engine", "ray", "--html", "r.html"], "--html holds every trace in one page: use it with --engine local"),
+])
+def test_cli_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                                 message: str) -> None:
+    _steps, text = _files(tmp_path)
+    assert cli_main(["replay", str(text), "-v", "support:SumVerifier", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_exit_0_only_when_every_trace_passed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "ok.txt"
+    path.write_text("So 1 + 1 = 2.")
+    assert cli_main(["replay", str(path), "-v", "support:SumVerifier"]) == 0
+    assert "1 traces: 1 passed, 0 with violations" in capsys.readouterr().out

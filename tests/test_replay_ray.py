@@ -126,3 +126,14 @@ def test_result_writer_round_trips_jsonl(tmp_path: Path) -> None:
     assert (tmp_path / "r.jsonl").read_text(encoding="utf-8") == (
         '{"type": "error", "reason": "read", "id": null, "path": "x", "line": 1, "message": "m \ufffd", '
         '"replaced": {"surrogates": 1}}\n')
+
+
+@pytest.mark.slow
+def test_the_command_line_engine_ray_prints_what_the_local_engine_prints(
+        cluster: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _generated(tmp_path / "gen.jsonl", 30)
+    local = _local_lines([data], "support:SumVerifier", capsys)
+    code = cli_main(["replay", str(data), "-v", "support:SumVerifier", "--json", "--engine", "ray"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1 and lines[:-1] == local
+    assert json.loads(lines[-1])["read_errors"] == 2

@@ -201,9 +201,9 @@ def read_records(paths: Sequence[str | os.PathLike[str]], *, format: str = "auto
                               "last": pa.array([False], pa.bool_())})
             tasks.append((functools.partial(list, [table]), 0))
 
-    class _Records(Datasource):  # type: ignore[misc]
+    class _Records(Datasource):
         def __init__(self) -> None:
-            super().__init__()
+            super().__init__()  # type: ignore[no-untyped-call]
 
         def estimate_inmemory_data_size(self) -> int:
             return sum(size for _, size in tasks)
