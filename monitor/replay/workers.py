@@ -32,6 +32,7 @@ __all__ = ["run_in_workers"]
 Item = tuple[int, ImportedTrace]
 Result = TraceReport | ReadFailure
 _TIMED_OUT = "timed out after"  # what run_check writes for a check that ran past its verifier's timeout
+STARTUP_TIMEOUT = 300.0  # seconds a worker may take to start and build its verifiers (imports on a loaded machine)
 
 
 def _context() -> Any:
@@ -42,6 +43,7 @@ def _context() -> Any:
 def _worker_main(conn: multiprocessing.connection.Connection, verifiers: list[Verifier]) -> None:
     """A worker's life: build the verifiers once, then answer each batch one record at a time."""
     local = [in_worker(v) for v in verifiers]
+    conn.send("ready")  # deadlines start after this: a slow start-up is not a slow record
     with asyncio.Runner() as runner:
         while True:
             try:
@@ -64,6 +66,7 @@ class _Worker:
     def __init__(self, verifiers: list[Verifier]) -> None:
         parent, child = _context().Pipe(duplex=True)
         self.conn = parent
+        self.fresh = True  # its "ready" message is still to come
         self.process = _context().Process(target=_worker_main, args=(child, verifiers), daemon=True,
                                           name="interlock-replay-worker")
         try:
@@ -119,12 +122,23 @@ async def run_in_workers(take: Callable[[int], Awaitable[list[Item]]], verifiers
     verifiers = list(verifiers)
     first = _Worker(verifiers)  # started here, so a verifier that does not pickle fails before any work
 
+    async def ready(worker: _Worker) -> _Worker:
+        status, message = await anyio.to_thread.run_sync(worker.receive, STARTUP_TIMEOUT, abandon_on_cancel=True)
+        if status != "ok" or message != "ready":
+            worker.kill()
+            why = "did not start in time" if status == "timeout" else f"exited with code {message} while starting"
+            raise ConfigError(f"a replay worker process {why}; does every verifier build in a fresh process?")
+        return worker
+
     async def drive(worker: _Worker | None) -> None:
         try:
             while batch := list(await take(batch_size)):
                 while batch:
                     if worker is None:
                         worker = _Worker(verifiers)
+                    if worker.fresh:
+                        worker.fresh = False
+                        await ready(worker)
                     if not worker.send(batch):
                         worker.kill()
                         worker = None
