@@ -185,3 +185,11 @@ def test_replay_output_replaces_a_lone_surrogate_and_says_so(tmp_path: Path,
     line = capsys.readouterr().out.splitlines()[0]
     record: dict[str, Any] = json.loads(line)
     assert record["replaced"] == {"surrogates": 1} and record["verdicts"][0]["text"] == "1 + 1 = 2 \ufffd"
+
+
+def test_a_replay_of_a_hand_made_trace_with_an_infinite_time_is_refused() -> None:
+    from interlock import ConfigError, RecordedTrace
+
+    recorded = RecordedTrace(prompt="p", chunks=[Chunk("a"), Chunk("b")], times=[0.0, float("inf")])
+    with pytest.raises(ConfigError, match=r"Replay: a recorded chunk time is inf; times must be finite"):
+        Replay(recorded, speed=1.0)
