@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 import time
 from typing import Any
@@ -40,8 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", "-j", type=int, default=64, metavar="N",
                         help="traces replayed at once (default: 64)")
     parser.add_argument("--processes", type=int, default=None, metavar="N",
-                        help="process-pool workers (default: one per CPU when a verifier runs in a process; "
-                             "0: none)")
+                        help="worker processes, each record held to --timeout and its worker killed past it "
+                             "(default: one per CPU; 0: check everything in this process, where a check hung in "
+                             "native code cannot be stopped)")
     parser.add_argument("--json", action="store_true", help="print one JSON record per trace, then the totals")
     parser.add_argument("--html", metavar="REPORT.html", help="write a self-contained HTML report")
     parser.add_argument("--output", "-o", metavar="FILE",
@@ -94,6 +96,8 @@ def main(args: argparse.Namespace) -> int:
     if args.engine == "ray" and args.html:
         raise ConfigError("--html holds every trace in one page: use it with --engine local")
 
+    # Worker processes by default: only there can a record hung in native code (sympy, z3) be killed.
+    processes = args.processes if args.processes is not None else min(os.cpu_count() or 1, args.concurrency)
     started = time.perf_counter()
     totals = ReplayTotals()
     err = Console(stderr=True)
@@ -140,7 +144,7 @@ def main(args: argparse.Namespace) -> int:
                           redirect_stdout=sys.stdout.isatty()) as progress:
                 task = progress.add_task("replay", total=None)
                 anyio.run(lambda: replay_stream(
-                    items, verifiers, concurrency=args.concurrency, processes=args.processes, timeout=timeout,
+                    items, verifiers, concurrency=args.concurrency, processes=processes, timeout=timeout,
                     on_result=emit, on_done=lambda _r: progress.advance(task)))
     finally:
         if writer is not None:
