@@ -117,3 +117,19 @@ def test_a_200_mb_input_streams_in_memory_bounded_by_the_concurrency_not_its_siz
 def test_wrong_at_end_is_one_check_per_trace() -> None:
     (report,) = WrongAtEnd().scan("a.\nb WRONG.\nc.")
     assert report.kind == "fail" and report.message == "says WRONG"
+
+
+def test_the_command_kills_a_hung_record_by_default_and_reports_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "batch.jsonl"
+    path.write_text("".join(json.dumps({"id": ident, "text": text}) + "\n" for ident, text in
+                            [("a", "So 1 + 1 = 2."), ("h", "HANG"), ("b", "So 2 + 2 = 5.")]))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    done = subprocess.run([sys.executable, "-m", "interlock", "replay", str(path), "-v", "replay_support:HangsInZ3",
+                           "-v", "support:SumVerifier", "--timeout", "3", "--json"],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 1, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["type"], r.get("id"), r.get("passed"), r.get("reason")) for r in records[:-1]] == [
+        ("trace", "a", True, None), ("error", "h", None, "timeout"), ("trace", "b", False, None)]
+    assert records[1]["message"] == "h: replay timed out after 3 s; its worker process was killed"
+    assert records[-1]["replay_errors"] == 1
