@@ -70,8 +70,11 @@ class ReplayBatch:
     """
 
     def __init__(self, verifiers: Sequence[str | Verifier], fields: FieldNames | None = None,
-                 format: str = "jsonl", timeout: float | None = None) -> None:
+                 format: str = "jsonl", timeout: float | None = None, cwd: str | None = None) -> None:
         from interlock.monitor.replay.engine import load_verifier
+
+        if cwd is not None and os.path.isdir(cwd):
+            os.chdir(cwd)  # files named relative to the driver (read whole here) resolve as they did there
 
         self.verifiers = [in_worker(load_verifier(v) if isinstance(v, str) else v) for v in verifiers]
         self.fields = fields or FieldNames()
@@ -140,14 +143,15 @@ def _splits(path: str, size: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def _read_block(path: str, start: int, end: int, first_line: int, fmt: str, last_range: bool) -> list[Any]:
-    return [_read_range(path, start, end, first_line, fmt, last_range)]
+def _read_block(path: str, start: int, end: int, first_line: int, fmt: str, last_range: bool,
+                cwd: str) -> list[Any]:
+    return [_read_range(path, start, end, first_line, fmt, last_range, cwd)]
 
 
-def _read_range(path: str, start: int, end: int, first_line: int, fmt: str, last_range: bool) -> Any:
+def _read_range(path: str, start: int, end: int, first_line: int, fmt: str, last_range: bool, cwd: str) -> Any:
     import pyarrow as pa
 
-    with open(path, "rb") as f:
+    with open(os.path.join(cwd, path), "rb") as f:  # a relative path is the driver's; results keep it as given
         f.seek(start)
         data = f.read(end - start)
     lines = data.split(b"\n")
@@ -194,7 +198,8 @@ def read_records(paths: Sequence[str | os.PathLike[str]], *, format: str = "auto
             ranges = _splits(path, share)
             final = len(ranges) - 1
             for n, (start, end, line) in enumerate(ranges):
-                tasks.append((functools.partial(_read_block, path, start, end, line, fmt, n == final), end - start))
+                tasks.append((functools.partial(_read_block, path, start, end, line, fmt, n == final, os.getcwd()),
+                              end - start))
         else:
             table = pa.table({"path": pa.array([path], pa.string()), "line": pa.array([None], pa.int64()),
                               "raw": pa.array([None], pa.binary()), "format": pa.array([fmt], pa.string()),
@@ -257,7 +262,8 @@ def replay_dataset(dataset: Any, verifiers: Sequence[str | Verifier], *, fields:
     _keep_order(ray.data.DataContext.get_current())
     _keep_order(getattr(dataset, "context", None))
     actors = concurrency or max(1, int(ray.available_resources().get("CPU", 1)))
-    return dataset.map_batches(ReplayBatch, fn_constructor_args=(list(verifiers), fields, format, timeout),
+    return dataset.map_batches(ReplayBatch, fn_constructor_args=(list(verifiers), fields, format, timeout,
+                                                                  os.getcwd()),
                                batch_size=batch_size, batch_format="pyarrow", concurrency=(1, actors))
 
 
