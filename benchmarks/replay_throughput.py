@@ -15,11 +15,21 @@ but do include starting the pool's workers. Tokens are word-sized pieces (the GS
 token ids). The machine's load average is printed too: on a shared machine it explains a slow pool.
 
     python benchmarks/replay_throughput.py [--verifier arithmetic] [--baseline-limit 500] [--repeats 2]
+
+``--synthetic`` compares the engines instead, on a synthetic corpus of ``--records`` JSON Lines records (one
+million by default; generated on the fly, never stored: each engine parses the same lines): ``local`` (one
+process, streamed), ``local_pool`` (worker processes, one per CPU) and ``ray`` (a local Ray cluster of
+``--ray-cpus`` CPUs, the records generated in the cluster by ``ray.data.range``). Each runs in a fresh
+interpreter; reported are traces/s and the peak memory of the whole process tree (the driver, the workers, and
+for Ray the raylet and its workers), sampled every 0.25 s, beside the driver's own peak RSS.
+
+    python benchmarks/replay_throughput.py --synthetic [--records 1000000] [--verifier arithmetic] [--repeats 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -33,7 +43,7 @@ from typing import Any
 import anyio
 from interlock import Monitor, Verifier
 from interlock.generators import Replay
-from interlock.monitor.replay.engine import ReplayTotals, TraceReport, load_verifier, replay_traces
+from interlock.monitor.replay.engine import ReplayTotals, TraceReport, load_verifier, replay_stream, replay_traces
 from interlock.monitor.replay.importers import ImportedTrace, read_traces
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "gsm8k" / "example_model_solutions.jsonl"
@@ -79,6 +89,132 @@ def batch(items: list[ImportedTrace], verifier: Verifier, processes: int, concur
 
 
 CONFIGS = ("scan_per_trace", "monitor_per_trace", "batch_in_process", "batch_pool")
+ENGINES = ("local", "local_pool", "ray")
+
+
+# -- the synthetic corpus and the engines side by side --------------------------------------------------------
+def synthetic_line(i: int) -> bytes:
+    """Record ``i`` of the synthetic corpus: a short word problem's solution in three steps, one in seven with a
+    wrong sum, as a JSON line (deterministic in ``i``, so every engine sees the same corpus)."""
+    a, b, c = 3 + i % 97, 5 + (i * 7) % 89, 2 + (i * 13) % 11
+    total = a + b + (1 if i % 7 == 0 else 0)
+    steps = [f"She buys {a} apples and {b} pears, so {a} + {b} = {total} fruits.",
+             f"Each costs ${c}, so {total} * {c} = {total * c} dollars.",
+             f"The answer is {total * c}."]
+    return json.dumps({"id": f"s{i}", "steps": steps, "is_correct": i % 7 != 0}).encode()
+
+
+class PeakMemory:
+    """Peak RSS of this process and all its descendants (a local Ray cluster's raylet and workers included)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        try:
+            import psutil
+        except ImportError:
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        me = psutil.Process()
+        total = me.memory_info().rss
+        for child in me.children(recursive=True):
+            with contextlib.suppress(psutil.Error):  # a worker that ended between listing and reading
+                total += child.memory_info().rss
+        return int(total)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            self.peak = max(self.peak, self._sample())
+
+    def __enter__(self) -> PeakMemory:
+        self.peak = self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._sample())
+
+
+def run_engine(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    from interlock.monitor.replay.importers import traces_from_line
+
+    n = args.records
+    totals = ReplayTotals()
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        if name == "ray":
+            import ray
+            from interlock.monitor.replay.ray_engine import replay_dataset
+
+            ray.init(num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False)
+            started_cluster = time.perf_counter()
+
+            def lines(batch: dict[str, Any]) -> dict[str, list[Any]]:
+                ids = [int(x) for x in batch["id"]]
+                return {"path": ["synthetic"] * len(ids), "line": [i + 1 for i in ids],
+                        "raw": [synthetic_line(i) for i in ids], "format": ["jsonl"] * len(ids),
+                        "last": [False] * len(ids)}
+
+            source = ray.data.range(n, override_num_blocks=max(4, n // 20_000)).map_batches(lines, batch_size=4096)
+            results = replay_dataset(source, [args.verifier], batch_size=256)
+            for batch in results.iter_batches(batch_format="pyarrow", batch_size=None):
+                for line in batch.column("record").to_pylist():
+                    totals.add_record(json.loads(line))
+            seconds = time.perf_counter() - start
+            cluster_start = started_cluster - start
+            ray.shutdown()
+        else:
+            def items() -> Any:
+                for i in range(n):
+                    yield from traces_from_line(synthetic_line(i), path="synthetic", line=i + 1)
+
+            verifier = load_verifier(args.verifier)
+            processes = 0 if name == "local" else (os.cpu_count() or 1)
+            anyio.run(lambda: replay_stream(items(), [verifier], on_result=totals.add, concurrency=args.concurrency,
+                                            processes=processes))
+            seconds = time.perf_counter() - start
+            cluster_start = 0.0
+    assert totals.traces + totals.read_errors + totals.replay_errors == n, totals.to_dict()
+    return {"engine": name, "records": n, "seconds": round(seconds, 2),
+            "traces_per_s": round(n / seconds, 1), "startup_seconds": round(cluster_start, 2),
+            "peak_rss_tree_mib": round(memory.peak / 2**20, 1),
+            "peak_rss_driver_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "traces_with_violations": totals.failed, "replay_errors": totals.replay_errors}
+
+
+def synthetic_main(args: argparse.Namespace) -> None:
+    rows: dict[str, list[dict[str, Any]]] = {}
+    load_before = os.getloadavg()[0]
+    for _ in range(args.repeats):
+        for name in args.engines:
+            command = [sys.executable, __file__, "--synthetic", "--only-engine", name, "--records", str(args.records),
+                       "--verifier", args.verifier, "--concurrency", str(args.concurrency),
+                       "--ray-cpus", str(args.ray_cpus)]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=24 * 3600, check=True)
+            rows.setdefault(name, []).append(json.loads(done.stdout.splitlines()[-1]))
+    out: dict[str, Any] = {
+        "benchmark": "replay_throughput --synthetic", "records": args.records, "verifier": args.verifier,
+        "cpus": os.cpu_count(), "python": platform.python_version(), "repeats": args.repeats,
+        "load_average_before": round(load_before, 2), "load_average_after": round(os.getloadavg()[0], 2),
+        "command": f"python benchmarks/replay_throughput.py --synthetic --records {args.records} "
+                   f"--verifier {args.verifier} --repeats {args.repeats}",
+        "engines": []}
+    for runs in rows.values():
+        ordered = sorted(runs, key=lambda r: r["seconds"])
+        median = ordered[len(ordered) // 2]
+        median["all_seconds"] = [r["seconds"] for r in runs]
+        out["engines"].append(median)
+    base = next((r for r in out["engines"] if r["engine"] == "local"), None)
+    if base is not None:
+        for row in out["engines"]:
+            row["throughput_vs_local"] = round(row["traces_per_s"] / base["traces_per_s"], 2)
+    print(json.dumps(out, indent=2))
 
 
 def run_one(name: str, items: list[ImportedTrace], verifier: Verifier, args: argparse.Namespace) -> dict[str, Any]:
@@ -112,7 +248,19 @@ def main() -> None:
     parser.add_argument("--skip-baselines", action="store_true")
     parser.add_argument("--only", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--synthetic", action="store_true", help="compare the engines on a synthetic corpus")
+    parser.add_argument("--records", type=int, default=1_000_000, help="--synthetic: records in the corpus")
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
+    parser.add_argument("--ray-cpus", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--only-engine", choices=ENGINES, help=argparse.SUPPRESS)
     args = parser.parse_args()
+
+    if args.only_engine:
+        print(json.dumps(run_engine(args.only_engine, args)))
+        return
+    if args.synthetic:
+        synthetic_main(args)
+        return
 
     if args.only:
         verifier = load_verifier(args.verifier)

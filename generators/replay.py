@@ -56,6 +56,9 @@ class Replay:
             recorded = source if isinstance(source, RecordedTrace) else read_trace(source)
             self.segments = recorded.final_segments()
             self._prompt = recorded.prompt
+        bad = next((s.t for s in self.segments if not math.isfinite(s.t)), None)
+        if bad is not None:  # a paced replay would wait for it forever
+            raise ConfigError(f"Replay: a recorded chunk time is {bad!r}; times must be finite")
         self.text = "".join(s.chunk.text for s in self.segments)
         generated = [s.chunk for s in self.segments if not s.injected]
         self._caps = Capabilities(

@@ -2,14 +2,23 @@
 
 The writer flushes every line, so a crash or a cancellation leaves a valid file up to that point; the reader
 names the file, the line and the field of anything it cannot accept, and rejects a newer major version.
+
+Hostile text is written, never raised on: a lone surrogate (``"\\ud800"``, which JSON allows and some models
+produce) cannot be encoded as UTF-8, so the writer replaces it with U+FFFD and says so on that line
+(``"replaced": {"surrogates": n}``) and in the end line's totals; a non-finite float is written as ``null``
+(counted as ``non_finite``), because strict JSON has no NaN or Infinity. The reader is strict JSON too (no NaN or
+Infinity, times finite), survives any nesting depth with a located error, and reads a file cut mid-line (a disk
+full, a killed process) up to its last complete line, with a warning in :attr:`RecordedTrace.warnings`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -17,9 +26,67 @@ from typing import IO, Any, NamedTuple
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import TraceFileError
 
-__all__ = ["TRACE_VERSION", "RecordedTrace", "Segment", "TraceWriter", "read_trace"]
+__all__ = ["TRACE_VERSION", "RecordedTrace", "Segment", "TraceWriter", "parse_json_line", "read_trace",
+           "replace_surrogates"]
 
 TRACE_VERSION = 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def replace_surrogates(text: str) -> tuple[str, int]:
+    """``text`` with every lone surrogate replaced by U+FFFD, and how many there were.
+
+    A Python string holds a surrogate code point only when it is unpaired (a pair decodes to one character), and
+    UTF-8 cannot encode one: this is the project's policy for writing such text anywhere.
+    """
+    count = 0
+
+    def one(_m: re.Match[str]) -> str:
+        nonlocal count
+        count += 1
+        return "\ufffd"
+
+    return _SURROGATE.sub(one, text), count
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NonFinite(name)
+
+
+def parse_json_line(raw: str, *, path: str | None, line: int | None) -> Any:
+    """Parse one line of strict JSON, or raise :class:`TraceFileError` naming the file, the line and why.
+
+    Strict: ``NaN``, ``Infinity`` and ``-Infinity`` (which Python's json reads by default) are rejected, so a time
+    cannot be infinite. Nesting deeper than Python's recursion limit is a located error, not a ``RecursionError``.
+    """
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise TraceFileError(f"not valid JSON ({exc.msg}, column {exc.colno})", path=path, line=line) from None
+    except _NonFinite as exc:
+        raise TraceFileError(f"not valid JSON ({exc} is not a JSON number; strict JSON has no NaN or Infinity)",
+                             path=path, line=line) from None
+    except RecursionError:
+        raise TraceFileError("JSON nested too deeply to read (more levels than the recursion limit allows)",
+                             path=path, line=line) from None
+
+
+def _finite_or_null(value: Any, counts: dict[str, int]) -> Any:
+    """``value`` with every non-finite float replaced by ``None`` (counted); other values as they are."""
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        counts["non_finite"] = counts.get("non_finite", 0) + 1
+        return None
+    if isinstance(value, Mapping):
+        return {k: _finite_or_null(v, counts) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(v, counts) for v in value]
+    return value
 
 
 class TraceWriter:
@@ -29,12 +96,26 @@ class TraceWriter:
         self.path = Path(path)
         self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
         self._t0 = time.perf_counter()
+        #: What the writer had to replace so far: ``{"surrogates": n, "non_finite": m}`` (only kinds that occurred).
+        self.replaced: dict[str, int] = {}
         self._write({"type": "header", "version": TRACE_VERSION, "prompt": prompt, "meta": dict(meta or {})})
 
     def _write(self, record: Mapping[str, Any]) -> None:
         if self._file is None:
             return
-        self._file.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        counts: dict[str, int] = {}
+        try:
+            line = json.dumps(record, ensure_ascii=False, default=str, allow_nan=False)
+        except ValueError:  # a NaN or an infinity: strict JSON cannot hold it
+            line = json.dumps(_finite_or_null(record, counts), ensure_ascii=False, default=str, allow_nan=False)
+        line, surrogates = replace_surrogates(line)
+        if surrogates:
+            counts["surrogates"] = surrogates
+        if counts:
+            for kind, n in counts.items():
+                self.replaced[kind] = self.replaced.get(kind, 0) + n
+            line = line[:-1] + ', "replaced": ' + json.dumps(counts) + "}"  # every record is an object
+        self._file.write(line + "\n")
         self._file.flush()
 
     def elapsed(self) -> float:
@@ -47,8 +128,17 @@ class TraceWriter:
         self._write({"type": "event", **record})
 
     def end(self, record: Mapping[str, Any]) -> None:
-        """Write the end line and close the file; later calls do nothing."""
-        self._write({"type": "end", **record})
+        """Write the end line and close the file; later calls do nothing. If anything had to be replaced in the
+        file (this line included), the end line says how much in all: ``"replaced_total"``."""
+        line = {"type": "end", **record}
+        own: dict[str, int] = {}
+        _, surrogates = replace_surrogates(json.dumps(_finite_or_null(line, own), ensure_ascii=False, default=str))
+        if surrogates:
+            own["surrogates"] = surrogates
+        total = dict(self.replaced)
+        for kind, n in own.items():
+            total[kind] = total.get(kind, 0) + n
+        self._write({**line, "replaced_total": total} if total else line)
         self.close()
 
     def close(self) -> None:
@@ -82,6 +172,8 @@ class RecordedTrace:
     path: str | None = None
     # For each event, how many chunks preceded it in the file: the order rollbacks and injections happened in.
     event_chunks: list[int] = field(default_factory=list)
+    #: What the reader accepted with a caveat (a file cut mid-line, read up to its last complete line).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -118,7 +210,7 @@ class RecordedTrace:
     def _apply_event(self, event: dict[str, Any], pieces: list[Segment], length: int) -> int:
         kind = event.get("kind")
         t = event.get("t", 0.0)
-        t = float(t) if isinstance(t, int | float) else 0.0
+        t = float(t) if isinstance(t, int | float) and math.isfinite(t) else 0.0
         if kind == "inject":
             text = event.get("text")
             if not isinstance(text, str):
@@ -146,27 +238,55 @@ class RecordedTrace:
 def _floats(value: Any, name: str, path: str, line: int) -> tuple[float, ...] | None:
     if value is None:
         return None
-    if not isinstance(value, list) or not all(isinstance(x, int | float) for x in value):
+    if not isinstance(value, list) or not all(isinstance(x, int | float) and not isinstance(x, bool)
+                                              and not math.isnan(x) for x in value):
         raise TraceFileError(f"field {name!r} must be a list of numbers", path=path, line=line)
     return tuple(float(x) for x in value)
 
 
-def read_trace(path: str | os.PathLike[str]) -> RecordedTrace:
-    """Read a version-1 trace file."""
-    where = str(path)
+def _lines(path: str) -> Iterator[tuple[int, bytes, bool]]:
+    """(line number, bytes without the newline, whether a newline ended it), streamed from the file.
+
+    Split on ``\\n`` only: model text may hold U+2028 or other characters that ``str.splitlines()`` breaks on.
+    """
     try:
-        # Split on "\n" only: model text may hold U+2028 or other characters that str.splitlines() breaks on.
-        lines = Path(path).read_text(encoding="utf-8").split("\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TraceFileError(f"cannot read trace file: {exc}", path=where) from None
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                ended = raw.endswith(b"\n")
+                yield number, raw[:-1] if ended else raw, ended
+    except OSError as exc:
+        raise TraceFileError(f"cannot read trace file: {exc}", path=path) from None
+
+
+def _decode(raw: bytes, path: str, number: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TraceFileError(f"not UTF-8 (byte {exc.start + 1} of the line: {exc.reason})", path=path,
+                             line=number) from None
+
+
+def read_trace(path: str | os.PathLike[str]) -> RecordedTrace:
+    """Read a version-1 trace file, streaming it line by line.
+
+    A last line without its newline that does not parse (the file was cut mid-line) is dropped with a warning
+    naming where the file stops; anything else the reader cannot accept raises :class:`TraceFileError`.
+    """
+    where = str(path)
     trace: RecordedTrace | None = None
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
+    cut: str | None = None
+    for number, data, ended in _lines(where):
         try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise TraceFileError(f"not valid JSON ({exc.msg})", path=where, line=number) from None
+            raw = _decode(data, where, number)
+            if not raw.strip():
+                continue
+            record = parse_json_line(raw, path=where, line=number)
+        except TraceFileError as exc:
+            if ended:
+                raise
+            cut = (f"{where}:{number}: the file stops mid-line ({len(data)} bytes of line {number} and no newline: "
+                   f"{str(exc).removeprefix(f'{where}:{number}: ')}); read up to line {number - 1}")
+            break
         if not isinstance(record, dict) or "type" not in record:
             raise TraceFileError("each line must be a JSON object with a 'type' field", path=where, line=number)
         kind = record["type"]
@@ -195,8 +315,8 @@ def read_trace(path: str | os.PathLike[str]) -> RecordedTrace:
             if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, int) for i in ids)):
                 raise TraceFileError("chunk field 'token_ids' must be a list of integers", path=where, line=number)
             t = record.get("t", trace.times[-1] if trace.times else 0.0)
-            if not isinstance(t, int | float):
-                raise TraceFileError("chunk field 't' must be a number", path=where, line=number)
+            if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
+                raise TraceFileError(f"chunk field 't' must be a finite number, got {t!r}", path=where, line=number)
             trace.chunks.append(Chunk(text, token_ids=tuple(ids) if ids is not None else None,
                                       logprobs=_floats(record.get("logprobs"), "logprobs", where, number),
                                       entropy=_floats(record.get("entropy"), "entropy", where, number)))
@@ -211,5 +331,7 @@ def read_trace(path: str | os.PathLike[str]) -> RecordedTrace:
         else:
             raise TraceFileError(f"unknown line type {kind!r}", path=where, line=number)
     if trace is None:
-        raise TraceFileError("empty trace file: no header line", path=where)
+        raise TraceFileError("empty trace file: no header line" if cut is None else cut, path=None if cut else where)
+    if cut is not None:
+        trace.warnings.append(cut)
     return trace

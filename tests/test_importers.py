@@ -80,7 +80,7 @@ def test_a_missing_file_is_one_error_not_an_exception(tmp_path: Path) -> None:
 
 
 @HYP
-@given(text=st.text(st.characters(blacklist_categories=("Cs",)), max_size=200))
+@given(text=st.text(st.characters(blacklist_categories=("Cs",)), max_size=200).filter(str.strip))
 def test_plain_text_is_one_trace_kept_exactly(tmp_path: Path, text: str) -> None:
     path = tmp_path / "answer.txt"
     path.write_bytes(text.encode("utf-8"))
@@ -216,3 +216,31 @@ def test_common_dataset_layouts_need_no_field_options(tmp_path: Path) -> None:
     # a field named explicitly still wins over the fallbacks
     explicit = _traces(path, fields=FieldNames(prompt="question"))
     assert [t.prompt for t in explicit] == ["Janet has 16 eggs.", "What is 12*7?", "4 9 10 13", "What is 3 + 4?"]
+
+
+def test_parquet_rows_stream_as_records_with_row_numbers_and_nulls_as_absent_fields(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"id": "a", "steps": ["1 + 1 = 2"], "text": None, "model": "m"},
+            {"id": "b", "steps": None, "text": "whole", "model": None},
+            {"id": "c", "steps": None, "text": None, "model": "m"}]
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    a, b, c = read_traces(path)
+    assert isinstance(a, ImportedTrace) and (a.id, a.text, a.line, dict(a.labels)) == ("a", "1 + 1 = 2", 1,
+                                                                                      {"model": "m"})
+    assert isinstance(b, ImportedTrace) and (b.id, b.text, b.line, dict(b.labels)) == ("b", "whole", 2, {})
+    assert str(c) == f"{path}:3: record has neither 'steps' (a list of steps) nor 'text' (a string)"
+
+
+def test_parquet_of_gsm8k_records_gives_a_trace_per_solution(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    record = _gsm8k_record("q?", {"m1": ("So 2 + 2 = 4.\nA: 4", True), "m2": ("So 2 + 2 = 5.\nA: 5", False)})
+    path = tmp_path / "g.parquet"
+    pq.write_table(pa.Table.from_pylist([record]), path)
+    items = _traces(path)
+    assert [(t.id, t.labels["is_correct"], t.labels["expected"]) for t in items] == [
+        ("g.parquet:1/m1", True, "4"), ("g.parquet:1/m2", False, "4")]

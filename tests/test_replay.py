@@ -269,7 +269,7 @@ async def test_batch_replay_reports_unreadable_items_in_place_and_goes_on(tmp_pa
     assert [type(r).__name__ for r in results] == ["TraceReport", "TraceReport", "ReadFailure", "TraceReport"]
     failure = results[2]
     assert isinstance(failure, ReadFailure) and failure.to_dict() == {
-        "type": "error", "path": "x.jsonl", "line": 3, "message": "x.jsonl:3: broken"}
+        "type": "error", "reason": "read", "id": None, "path": "x.jsonl", "line": 3, "message": "x.jsonl:3: broken"}
     totals = ReplayTotals()
     for r in results:
         totals.add(r)
@@ -313,7 +313,7 @@ def test_cli_json_has_a_record_per_trace_then_totals(tmp_path: Path, capsys: pyt
         {"verifier": "sums", "kind": "pass", "action": None, "message": "", "span": [11, 33],
          "text": "Then <b>1 + 1 = 2</b>."}]
     assert a["first_violation"] == a["verdicts"][0]
-    assert error == {"type": "error", "path": str(steps), "line": 2,
+    assert error == {"type": "error", "reason": "read", "id": None, "path": str(steps), "line": 2,
                      "message": f"{steps}:2: not valid JSON (Expecting property name enclosed in double quotes, "
                                 "column 2)"}
     assert b["passed"] is True and b["first_violation"] is None
@@ -328,9 +328,9 @@ def test_cli_human_output_and_html_report(tmp_path: Path, capsys: pytest.Capture
     report = tmp_path / "report.html"
     code = cli_main(["replay", str(text), "-v", "support:SumVerifier", "--html", str(report)])
     out = capsys.readouterr()
-    assert code == 0
+    assert code == 1  # a trace with a violation
     assert out.out.splitlines()[0] == "answer.txt: sums [25, 34) 7 + 1 is 8, not 9"
-    assert "1 traces: 0 passed, 1 with violations, 0 could not be read" in out.out
+    assert "1 traces: 0 passed, 1 with violations, 0 could not be read, 0 timed out or crashed" in out.out
     assert out.err == ""  # no progress bar when not on a terminal
     page = report.read_text()
     assert 'data-verdict="fail" data-verifier="sums" data-span="25,34"' in page
@@ -357,7 +357,7 @@ def test_cli_custom_field_names_and_separator(tmp_path: Path, capsys: pytest.Cap
     code = cli_main(["replay", str(path), "-v", "support:SumVerifier", "--json", "--format", "jsonl",
                      "--id-field", "uid", "--steps-field", "reasoning", "--text-field", "content",
                      "--prompt-field", "question", "--step-separator", "\\n\\n"])
-    assert code == 0
+    assert code == 1  # its trace has a violation
     record, totals = (json.loads(line) for line in capsys.readouterr().out.splitlines())
     assert record["id"] == "q7" and record["labels"] == {} and record["chars"] == len("1 + 1 = 3\n\nok.")
     assert [(v["kind"], v["span"], v["text"]) for v in record["verdicts"]] == [
@@ -386,3 +386,36 @@ async def test_batch_scan_gives_exactly_the_verdicts_of_a_streamed_scan(text: st
     assert [_key(v) for v in report.verdicts if v.verifier == "sevens"] == [_key(v) for v in streamed]
     assert [_key(v) for v in report.verdicts if v.verifier == "sevens-at-steps"] == [
         _key(v) for v in await other.ascan(text)]
+
+
+def test_cli_output_file_gets_one_result_per_record_and_stdout_the_totals(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    steps, text = _files(tmp_path)
+    out = tmp_path / "results.jsonl"
+    code = cli_main(["replay", str(steps), str(text), "-v", "support:SumVerifier", "-o", str(out)])
+    assert code == 1
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["type"], r["id"]) for r in records] == [("trace", "a"), ("error", None), ("trace", "b"),
+                                                       ("trace", "answer.txt")]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("3 traces: 1 passed, 2 with violations, 1 could not be read, 0 timed out")
+    assert printed[1] == f"results: {out} (4 records)"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--address", "auto"], "--address joins a Ray cluster: use it with --engine ray"),
+    (["--timeout", "0"], "--timeout must be a positive number of seconds, got 0.0"),
+    (["--engine", "ray", "--html", "r.html"], "--html holds every trace in one page: use it with --engine local"),
+])
+def test_cli_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                                 message: str) -> None:
+    _steps, text = _files(tmp_path)
+    assert cli_main(["replay", str(text), "-v", "support:SumVerifier", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_exit_0_only_when_every_trace_passed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "ok.txt"
+    path.write_text("So 1 + 1 = 2.")
+    assert cli_main(["replay", str(path), "-v", "support:SumVerifier"]) == 0
+    assert "1 traces: 1 passed, 0 with violations" in capsys.readouterr().out

@@ -2,20 +2,25 @@
 
 Many traces per call, concurrently with a bound; CPU-heavy verifiers in a process pool. ``--json`` prints one
 record per trace (id, labels, every verdict with its span, the first violation), then a totals record;
-``--html`` writes a self-contained report. A file or record that cannot be read is reported with its file and
-line and the batch goes on; the exit code is 1 when anything could not be read, else 0.
+``--html`` writes a self-contained report; ``--output FILE`` writes one result per record to JSON Lines or
+Parquet. Input streams (memory bounded by ``--concurrency``, not the input's size); ``--engine ray`` maps the
+records over a Ray cluster instead (``--address`` joins an existing one). A file or record that cannot be read,
+or a record that runs past ``--timeout``, is reported in its place and the batch goes on. Exit code: 0 when
+every trace passed, 1 when one had a violation or anything could not be read or replayed, 2 on a usage error.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import itertools
+import os
 import sys
 import time
+from typing import Any
 
 __all__ = ["add_arguments", "main"]
 
-_FORMATS = ("auto", "trace", "text", "jsonl", "gsm8k")
+_FORMATS = ("auto", "trace", "text", "jsonl", "gsm8k", "parquet")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,17 +41,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", "-j", type=int, default=64, metavar="N",
                         help="traces replayed at once (default: 64)")
     parser.add_argument("--processes", type=int, default=None, metavar="N",
-                        help="process-pool workers (default: one per CPU when a verifier runs in a process; "
-                             "0: none)")
+                        help="worker processes, each record held to --timeout and its worker killed past it "
+                             "(default: one per CPU; 0: check everything in this process, where a check hung in "
+                             "native code cannot be stopped)")
     parser.add_argument("--json", action="store_true", help="print one JSON record per trace, then the totals")
     parser.add_argument("--html", metavar="REPORT.html", help="write a self-contained HTML report")
+    parser.add_argument("--output", "-o", metavar="FILE",
+                        help="write one result per record to FILE: Parquet for .parquet, else JSON Lines "
+                             "(the totals still go to stdout)")
+    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                        help="seconds one record may take (default: 60); past it the record is an error and, in "
+                             "worker processes, its worker is killed")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: this machine, streamed (default); ray: map the records over a Ray cluster "
+                             "(pip install 'interlock[ray]')")
+    parser.add_argument("--address", metavar="ADDR", default=None,
+                        help="with --engine ray: the cluster to join (default: start a local one)")
 
 
 def main(args: argparse.Namespace) -> int:
     import anyio
     from interlock.monitor.errors import ConfigError
-    from interlock.monitor.replay.engine import ReadFailure, ReplayTotals, TraceReport, load_verifier, replay_traces
+    from interlock.monitor.replay.engine import (
+        DEFAULT_TIMEOUT,
+        ReadFailure,
+        ReplayTotals,
+        TraceReport,
+        load_verifier,
+        record_json,
+        replay_stream,
+    )
     from interlock.monitor.replay.importers import FieldNames, read_traces
+    from interlock.monitor.replay.output import ResultWriter
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -62,44 +88,89 @@ def main(args: argparse.Namespace) -> int:
                         labels=args.labels_field,
                         step_separator=args.step_separator.replace("\\n", "\n").replace("\\t", "\t"))
 
+    timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
+    if not timeout > 0:
+        raise ConfigError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    if args.address is not None and args.engine != "ray":
+        raise ConfigError("--address joins a Ray cluster: use it with --engine ray")
+    if args.engine == "ray" and args.html:
+        raise ConfigError("--html holds every trace in one page: use it with --engine local")
+
+    # Worker processes by default: only there can a record hung in native code (sympy, z3) be killed.
+    processes = args.processes if args.processes is not None else min(os.cpu_count() or 1, args.concurrency)
     started = time.perf_counter()
-    items = [item for path in args.files for item in read_traces(path, format=args.format, fields=fields)]
     totals = ReplayTotals()
     err = Console(stderr=True)
     show_progress = err.is_terminal and not args.json
+    writer = ResultWriter(args.output) if args.output else None
+    kept: list[TraceReport | ReadFailure] = []
+
+    def emit_line(record: dict[str, Any], line: str, warnings: list[str]) -> None:
+        """One result: counted, written to --output, printed (as JSON, or a line for a violation or an error)."""
+        totals.add_record(record)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        if writer is not None:
+            writer.write_line(line)
+            return
+        if args.json:
+            print(line, flush=False)
+        elif record["type"] == "error":
+            print(f"error: {record['message']}", file=sys.stderr)
+        elif not record["passed"]:
+            first = record["first_violation"]
+            n = sum(v["kind"] == "fail" for v in record["verdicts"])
+            print(f"{record['id']}: {first['verifier']} [{first['span'][0]}, {first['span'][1]}) "
+                  f"{first['message']}" + (f" (+{n - 1} more)" if n > 1 else ""))
 
     def emit(result: TraceReport | ReadFailure) -> None:
-        totals.add(result)
-        if args.json:
-            print(json.dumps(result.to_dict(), ensure_ascii=False), flush=False)
-        elif isinstance(result, ReadFailure):
-            print(f"error: {result.message}", file=sys.stderr)
-        elif not result.passed:
-            first = result.first_violation
-            assert first is not None and first.span is not None
-            print(f"{result.id}: {first.verifier} [{first.span.start}, {first.span.end}) {first.message}"
-                  + (f" (+{len(result.failures) - 1} more)" if len(result.failures) > 1 else ""))
+        if args.html:
+            kept.append(result)
+        record = result.to_dict()
+        emit_line(record, record_json(record), list(getattr(result, "warnings", ())))
 
-    with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err,
-                  disable=not show_progress, transient=True,
-                  # Lines for stdout go above the bar only when stdout is that terminal too, not into a pipe.
-                  redirect_stdout=sys.stdout.isatty()) as progress:
-        task = progress.add_task("replay", total=len(items))
-        results = anyio.run(lambda: replay_traces(
-            items, verifiers, concurrency=args.concurrency, processes=args.processes, on_result=emit,
-            on_done=lambda _r: progress.advance(task)))
+    try:
+        if args.engine == "ray":
+            from interlock.monitor.replay.ray_engine import replay_files
+
+            replay_files(args.files, args.verifier, fields=fields, format=args.format, address=args.address,
+                         timeout=timeout, on_line=lambda line: emit_line(*_parsed(line)))
+        else:
+            items = itertools.chain.from_iterable(read_traces(path, format=args.format, fields=fields)
+                                                  for path in args.files)
+            with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                          console=err, disable=not show_progress, transient=True,
+                          # Lines for stdout go above the bar only when stdout is that terminal too, not a pipe.
+                          redirect_stdout=sys.stdout.isatty()) as progress:
+                task = progress.add_task("replay", total=None)
+                anyio.run(lambda: replay_stream(
+                    items, verifiers, concurrency=args.concurrency, processes=processes, timeout=timeout,
+                    on_result=emit, on_done=lambda _r: progress.advance(task)))
+    finally:
+        if writer is not None:
+            writer.close()
     totals.seconds = time.perf_counter() - started
     summary = totals.to_dict()
     if args.json:
-        print(json.dumps(summary, ensure_ascii=False))
+        print(record_json(summary))
     else:
         print(f"{summary['traces']} traces: {summary['passed']} passed, {summary['failed']} with violations, "
-              f"{summary['read_errors']} could not be read ({summary['traces_per_s']} traces/s)")
+              f"{summary['read_errors']} could not be read, {summary['replay_errors']} timed out or crashed "
+              f"({summary['traces_per_s']} traces/s)")
+    if writer is not None and not args.json:
+        print(f"results: {args.output} ({writer.count} records)")
     if args.html:
         from interlock.monitor.replay.report_html import write_html
 
-        path = write_html(args.html, results, totals)
+        path = write_html(args.html, kept, totals)
         if not args.json:
             print(f"report: {path}")
     sys.stdout.flush()
-    return 1 if totals.read_errors else 0
+    return 1 if totals.read_errors or totals.replay_errors or totals.failed else 0
+
+
+def _parsed(line: str) -> tuple[dict[str, Any], str, list[str]]:
+    import json
+
+    record = json.loads(line)
+    return record, line, list(record.get("warnings") or ())

@@ -9,18 +9,27 @@ Formats (``read_traces(path, format=...)``):
   (:class:`FieldNames`). Steps are joined with ``step_separator`` (a newline: one step per line).
 - ``gsm8k``: the GSM8K formats: reference solutions (``{"question", "answer"}``) and model solutions
   (``{"question", "ground_truth", "<model>": {"solution", "is_correct"}, ...}``), each solution its own trace.
-- ``auto``: by the content (a trace header, GSM8K fields) and the file name (``.txt``/``.md``: text).
+- ``parquet``: a Parquet file (needs ``pyarrow``) of records as ``jsonl`` or ``gsm8k`` has them, one per row
+  (the ``line`` of a row is its 1-based row number); a null column value counts as an absent field.
+- ``auto``: by the file name (``.txt``/``.md``: text, ``.parquet``) and the first record (a trace header, GSM8K
+  fields, any other JSON object). Content that starts like JSON (``{``, ``[``), or a ``.jsonl``/``.json`` name, is
+  read as JSON and never guessed to be text when it does not parse: its bad lines are errors.
 
-A record that cannot be read becomes a :class:`TraceFileError` naming the file and line, yielded in its place,
-so one bad line does not lose the rest of the file. Trace text is kept exactly as it was (spans point into it).
+Reading streams: JSON Lines and Parquet are read a record at a time, so memory does not grow with the file (a
+JSON array, a single pretty-printed object and a text file are read whole). A record that cannot be read becomes
+a :class:`TraceFileError` naming the file and line, yielded in its place, so one bad line does not lose the rest
+of the file; so do JSON nested too deeply, strict-JSON violations (``NaN``, ``Infinity``), bytes that are not
+UTF-8, and a file with no traces at all (an empty file is an error, never a pass). Trace text is kept exactly as
+it was (spans point into it).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,13 +37,17 @@ from typing import Any, Literal
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import ConfigError, TraceFileError
 from interlock.monitor.scan import pseudo_tokens
-from interlock.monitor.tracefile import Segment, read_trace
+from interlock.monitor.tracefile import Segment, parse_json_line, read_trace
 
-__all__ = ["FORMATS", "FieldNames", "Format", "ImportedTrace", "detect_format", "read_traces"]
+__all__ = ["FORMATS", "FieldNames", "Format", "ImportedTrace", "detect_format", "read_traces", "traces_from_line",
+           "traces_from_record"]
 
-Format = Literal["auto", "trace", "text", "jsonl", "gsm8k"]
-FORMATS: tuple[str, ...] = ("auto", "trace", "text", "jsonl", "gsm8k")
+Format = Literal["auto", "trace", "text", "jsonl", "gsm8k", "parquet"]
+FORMATS: tuple[str, ...] = ("auto", "trace", "text", "jsonl", "gsm8k", "parquet")
 _TEXT_SUFFIXES = (".txt", ".md", ".text")
+_JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_HEAD_BYTES = 1 << 20  # how much of a file detection looks at beyond its first line
 _GSM8K_ANSWER = re.compile(r"(?:^|\n)\s*(?:####|A:)\s*(.+?)\s*$")
 _SCALAR = (str, int, float, bool, type(None))
 
@@ -71,6 +84,8 @@ class ImportedTrace:
     line: int | None = None
     # The recorded pieces (token data, injected feedback); ``None``: the text, split as it would stream.
     segments: tuple[Segment, ...] | None = field(default=None, repr=False)
+    #: What the reader accepted with a caveat (a trace file cut mid-line, read up to its last complete line).
+    warnings: tuple[str, ...] = ()
 
     def pieces(self) -> tuple[Segment, ...]:
         """The segments to stream; plain text is split into word-sized pieces, one pseudo-token each."""
@@ -98,14 +113,25 @@ def _read_text(path: str) -> str:
         raise TraceFileError(f"cannot read file: {exc}", path=path) from None
 
 
-def _first_record(text: str) -> Any:
-    for raw in text.split("\n"):
-        if raw.strip():
-            try:
-                return json.loads(raw)
-            except json.JSONDecodeError:
-                return None
-    return None
+def _head(path: str) -> tuple[bytes, bool]:
+    """The file's first non-blank line (at most ``_HEAD_BYTES``) and whether the file holds anything but
+    whitespace; reads no more than it needs."""
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                if raw.strip():
+                    return raw[:_HEAD_BYTES], True
+    except OSError as exc:
+        raise TraceFileError(f"cannot read file: {exc}", path=path) from None
+    return b"", False
+
+
+def _parse_head(raw: bytes) -> Any:
+    """The first line as JSON, or ``None`` when it is not JSON (for detection only: errors come later)."""
+    try:
+        return parse_json_line(raw.decode("utf-8"), path=None, line=None)
+    except (UnicodeDecodeError, TraceFileError):
+        return None
 
 
 def _looks_gsm8k(record: Any) -> bool:
@@ -122,60 +148,121 @@ def _solution(value: Any) -> bool:
 
 
 def detect_format(path: str | os.PathLike[str], text: str | None = None) -> str:
-    """Guess the format of ``path`` from its name and first record."""
+    """The format of ``path``, from its name and its first record (``text``: the content, if already read).
+
+    Never guesses past broken input: content that starts like JSON, or a JSON file name, is JSON even when its
+    first line does not parse (that line is then reported as an error), and an empty file raises
+    :class:`TraceFileError`.
+    """
     where = str(path)
-    if where.lower().endswith(_TEXT_SUFFIXES):
+    lower = where.lower()
+    if lower.endswith(_TEXT_SUFFIXES):
         return "text"
-    content = _read_text(where) if text is None else text
-    stripped = content.lstrip()
-    if stripped.startswith("["):
+    if lower.endswith(_PARQUET_SUFFIXES):
+        return "parquet"
+    if text is None:
+        first, nonblank = _head(where)
+    else:
+        lines = (line for line in text.split("\n") if line.strip())
+        line = next(lines, "")
+        first, nonblank = line.encode("utf-8", "surrogatepass"), bool(line)
+    if not nonblank:
+        raise TraceFileError("empty file: it holds no traces", path=where)
+    stripped = first.lstrip()
+    if stripped.startswith(b"["):
+        data = _parse_head(first)
+        if isinstance(data, list):
+            return "gsm8k" if data and _looks_gsm8k(data[0]) else "jsonl"
+        # an array over several lines: look at its first element
         try:
-            data = json.loads(content)
-        except json.JSONDecodeError:
+            element, _ = json.JSONDecoder().raw_decode(stripped[1:].decode("utf-8").lstrip())
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             return "jsonl"
-        return "gsm8k" if isinstance(data, list) and data and _looks_gsm8k(data[0]) else "jsonl"
-    first = _first_record(content)
-    if isinstance(first, dict) and first.get("type") == "header":
+        return "gsm8k" if _looks_gsm8k(element) else "jsonl"
+    record = _parse_head(first)
+    if isinstance(record, dict) and record.get("type") == "header":
         return "trace"
-    if _looks_gsm8k(first):
+    if _looks_gsm8k(record):
         return "gsm8k"
-    if isinstance(first, dict):
+    if isinstance(record, dict) or stripped.startswith(b"{") or lower.endswith(_JSON_SUFFIXES):
         return "jsonl"
     return "text"
 
 
 def read_traces(path: str | os.PathLike[str], *, format: str = "auto",
                 fields: FieldNames | None = None) -> Iterator[ImportedTrace | TraceFileError]:
-    """Yield the traces of one file, and a :class:`TraceFileError` in place of each record it cannot read."""
+    """Yield the traces of one file, and a :class:`TraceFileError` in place of each record it cannot read.
+
+    Streams: JSON Lines and Parquet are read a record at a time. Never raises for bad content (only for a bad
+    ``format``); a file that yields no trace at all yields an error saying so.
+    """
     if format not in FORMATS:
         raise ConfigError(f"unknown trace format {format!r}; expected one of: {', '.join(FORMATS)}")
     where = str(path)
     fields = fields or FieldNames()
+    count = 0
     try:
-        if format == "trace":
-            yield _from_trace_file(where)
-            return
-        content = _read_text(where)
-        if format == "auto":
-            format = detect_format(where, content)
-        if format == "trace":
-            yield _from_trace_file(where)
-        elif format == "text":
-            yield ImportedTrace(id=_name(where), text=content, path=where)
-        elif format == "gsm8k":
-            for line, record in _records(content, where):
-                if isinstance(record, TraceFileError):
-                    yield record
-                else:
-                    yield from _gsm8k(record, where, line)
-        else:
-            for line, record in _records(content, where):
-                if isinstance(record, TraceFileError):
-                    yield record
-                else:
-                    yield _steps_record(record, where, line, fields)
+        for item in _read(where, format, fields):
+            count += 1
+            yield item
     except TraceFileError as exc:
+        count += 1
         yield exc
+    if count == 0:
+        yield TraceFileError("the file holds no traces (no records)", path=where)
+
+
+def _read(where: str, format: str, fields: FieldNames) -> Iterator[ImportedTrace | TraceFileError]:
+    if format == "auto":
+        format = detect_format(where)
+    if format == "trace":
+        yield _from_trace_file(where)
+    elif format == "text":
+        content = _read_text(where)
+        if not content.strip():
+            raise TraceFileError("empty file: it holds no traces", path=where)
+        yield ImportedTrace(id=_name(where), text=content, path=where)
+    elif format == "parquet":
+        kind: str | None = None  # the first row decides, as the first line of a JSON Lines file does
+        for line, record in _parquet_rows(where):
+            kind = kind or ("gsm8k" if _looks_gsm8k(record) else "jsonl")
+            yield from traces_from_record(record, path=where, line=line, format=kind, fields=fields)
+    else:
+        for line, record in _records(where):
+            if isinstance(record, TraceFileError):
+                yield record
+            else:
+                yield from traces_from_record(record, path=where, line=line, format=format, fields=fields)
+
+
+def traces_from_record(record: Any, *, path: str, line: int, format: str = "jsonl",
+                       fields: FieldNames | None = None) -> list[ImportedTrace | TraceFileError]:
+    """The traces of one parsed record (``format``: ``jsonl`` or ``gsm8k``; a GSM8K record holds one trace per
+    solution), with an error in place of each that cannot be read."""
+    if format == "gsm8k":
+        return list(_gsm8k(record, path, line))
+    return [_steps_record(record, path, line, fields or FieldNames())]
+
+
+def traces_from_line(raw: bytes | str, *, path: str, line: int, format: str = "jsonl",
+                     fields: FieldNames | None = None, last: bool = False) -> list[ImportedTrace | TraceFileError]:
+    """The traces of one line of a JSON Lines file (``[]`` for a blank line); ``last``: the file ended on it
+    without a newline, so a parse error is reported as the file being cut there."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as exc:
+        return [TraceFileError(f"not UTF-8 (byte {exc.start + 1} of the line: {exc.reason})", path=path,
+                               line=line)]
+    if not text.strip():
+        return []
+    try:
+        record = parse_json_line(text, path=path, line=line)
+    except TraceFileError as exc:
+        if last:
+            exc = TraceFileError(f"{str(exc).removeprefix(f'{path}:{line}: ')}; the file stops here without a "
+                                 "newline: was it cut short?", path=path, line=line)
+        return [exc]
+    return traces_from_record(record, path=path, line=line, format=format, fields=fields)
 
 
 def _from_trace_file(path: str) -> ImportedTrace:
@@ -183,36 +270,70 @@ def _from_trace_file(path: str) -> ImportedTrace:
     segments = tuple(recorded.final_segments())
     meta = recorded.meta
     ident = meta.get("id") or _name(path)
-    labels = {k: v for k, v in meta.items() if k != "id" and isinstance(v, _SCALAR)}
+    labels = {k: v for k, v in meta.items() if k != "id" and _label_value(v)}
     return ImportedTrace(id=str(ident), text="".join(s.chunk.text for s in segments), prompt=recorded.prompt,
-                         labels=labels, path=path, segments=segments)
+                         labels=labels, path=path, segments=segments, warnings=tuple(recorded.warnings))
 
 
-def _records(content: str, path: str) -> Iterator[tuple[int, Any]]:
-    """(line, record) for JSON Lines, a JSON array or one JSON object; a bad line yields a TraceFileError."""
-    stripped = content.lstrip()
-    if stripped.startswith("["):
-        yield from _array(content, path)
-        return
-    if stripped.startswith("{"):
+def _label_value(value: Any) -> bool:
+    return isinstance(value, _SCALAR) and not (isinstance(value, float) and not math.isfinite(value))
+
+
+class _Lines:
+    """The lines of a file, streamed as bytes, split on ``\\n`` only (model text may hold U+2028)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __iter__(self) -> Iterator[tuple[int, bytes, bool]]:
         try:
-            whole = json.loads(content)
-        except json.JSONDecodeError:
+            with open(self.path, "rb") as f:
+                for number, raw in enumerate(f, start=1):
+                    ended = raw.endswith(b"\n")
+                    yield number, raw[:-1] if ended else raw, ended
+        except OSError as exc:
+            raise TraceFileError(f"cannot read file: {exc}", path=self.path) from None
+
+
+def _records(path: str) -> Iterator[tuple[int, Any]]:
+    """(line, record) for JSON Lines (streamed), a JSON array or one JSON object (read whole); a bad line yields
+    a TraceFileError in its place."""
+    first, _ = _head(path)
+    stripped = first.lstrip()
+    if stripped.startswith(b"["):
+        yield from _array(_read_text(path), path)
+        return
+    if stripped.startswith(b"{") and _parse_head(first) is None:
+        # Not one object per line: perhaps one object over several lines (read whole, as JSON needs).
+        content = _read_text(path)
+        try:
+            whole = parse_json_line(content, path=path, line=None)
+        except TraceFileError:
             whole = None
         if isinstance(whole, dict):
-            yield content[: len(content) - len(stripped)].count("\n") + 1, whole
+            yield content[: len(content) - len(content.lstrip())].count("\n") + 1, whole
             return
-    for number, raw in enumerate(content.split("\n"), start=1):
+    for number, raw, ended in _Lines(path):
         if not raw.strip():
             continue
         try:
-            yield number, json.loads(raw)
-        except json.JSONDecodeError as exc:
-            yield number, TraceFileError(f"not valid JSON ({exc.msg}, column {exc.colno})", path=path, line=number)
+            text = raw.decode("utf-8")
+            record = parse_json_line(text, path=path, line=number)
+        except UnicodeDecodeError as exc:
+            yield number, TraceFileError(f"not UTF-8 (byte {exc.start + 1} of the line: {exc.reason})", path=path,
+                                         line=number)
+            continue
+        except TraceFileError as exc:
+            if not ended:
+                exc = TraceFileError(f"{str(exc).removeprefix(f'{path}:{number}: ')}; the file stops here without "
+                                     "a newline: was it cut short?", path=path, line=number)
+            yield number, exc
+            continue
+        yield number, record
 
 
 def _array(content: str, path: str) -> Iterator[tuple[int, Any]]:
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(parse_constant=_no_constants)
     pos = content.index("[") + 1
     ws = re.compile(r"[\s,]*")
     while True:
@@ -230,7 +351,45 @@ def _array(content: str, path: str) -> Iterator[tuple[int, Any]]:
             yield exc.lineno, TraceFileError(f"not valid JSON ({exc.msg}, column {exc.colno})", path=path,
                                              line=exc.lineno)
             return
+        except ValueError as exc:  # NaN or Infinity
+            yield line, TraceFileError(f"not valid JSON ({exc})", path=path, line=line)
+            return
+        except RecursionError:
+            yield line, TraceFileError("JSON nested too deeply to read (more levels than the recursion limit "
+                                       "allows)", path=path, line=line)
+            return
         yield line, record
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number; strict JSON has no NaN or Infinity")
+
+
+def _parquet_rows(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(1-based row number, record) for each row of a Parquet file, a batch of rows in memory at a time."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError("reading Parquet needs pyarrow: pip install 'interlock[ray]' (or pyarrow)") from None
+    try:
+        reader = pq.ParquetFile(path)
+        batches: Iterable[Any] = reader.iter_batches(batch_size=256)
+        number = 0
+        for batch in batches:
+            for row in batch.to_pylist():
+                number += 1
+                yield number, _without_nulls(row)
+    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+        raise TraceFileError(f"cannot read Parquet: {exc}", path=path) from None
+
+
+def _without_nulls(value: Any) -> Any:
+    """A Parquet row as a JSON record: a null field is an absent field (columns exist in every row)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _ident(value: Any, path: str, line: int, fallback: str) -> str:
@@ -291,6 +450,9 @@ def _steps_record(record: Any, path: str, line: int, f: FieldNames) -> ImportedT
             if not isinstance(extra, dict):
                 raise TraceFileError(f"field {f.labels!r} must be an object", path=path, line=line)
             labels.update(extra)
+        for key, value in labels.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise TraceFileError(f"label {key!r} is {value!r}: numbers must be finite", path=path, line=line)
     except TraceFileError as exc:
         return exc
     return ImportedTrace(id=ident, text=text, prompt=prompt, labels=labels, path=path, line=line)
