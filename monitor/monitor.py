@@ -371,6 +371,7 @@ class Run:
         forcing = self._forced is not None
         crossed = False
         produced = 0
+        finish: str | None = None  # the last chunk's finish_reason: "length" = the generator's own limit
         request = GenerationRequest(self._prompt, prefix=self.trace.text, max_new_tokens=allowance)
         with anyio.CancelScope() as scope:
             self._gen_scope = scope
@@ -385,6 +386,7 @@ class Run:
                         crossed = True
                         break
                     produced += chunk.n_tokens
+                    finish = chunk.finish_reason
                     if self._decision_ready or self._stop is not None or (self._forced is not None and not forcing):
                         break
             finally:
@@ -410,6 +412,9 @@ class Run:
         if allowance is not None and allowance <= 0:  # the generator stopped at max_new_tokens
             self._exhausted()
             return "stop" if self._stop is not None else "again"
+        if finish == "length":  # cut by the generator's own limit, not ours: its last step is cut like a budget stop
+            self._stop = (StopReason.LENGTH, "the generator stopped at its own token limit (max_new_tokens)", False)
+            return "stop"
         return "end"
 
     def _accept(self, chunk: Chunk) -> bool:
