@@ -21,8 +21,8 @@ def poem() -> Scripted:
 
 
 def cut_short() -> Scripted:
-    """Its own limit (5 pieces) ends the text mid-sentence."""
-    return Scripted("So 3 + 4 = 7 and then we keep going for a while.\n", max_new_tokens=5)
+    """Its own limit (5 pieces) ends the text inside a number: "12" was being written."""
+    return Scripted(["So", " 3", " +", " 9", " = 1", "2 eggs.\n"], max_new_tokens=5)
 
 
 def surrogate() -> Scripted:
