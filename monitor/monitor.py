@@ -58,6 +58,23 @@ DEFAULT_FEEDBACK_TEMPLATE = "Wait, {feedback} Let me redo this step.\n"
 _ANSWER_LINE = re.compile(r"\S[^\n]*\n")  # a forced answer is complete at the end of its first non-empty line
 
 
+# Words that start a sentence with a capital only because they start it: "Wait, you made..." (never "I", names,
+# acronyms or anything else, which keep their capital).
+_COMMON_FIRST_WORDS = frozenset(
+    "a an the this that these those it its there here you your we our they their he she his her my one some no not "
+    "each every all both either neither if when while since because so but and or then now first next also let "
+    "check recheck compute calculate recompute look note remember recall consider try use make keep be do did does "
+    "is are was were what which who why how where please careful instead actually rather".split())
+
+
+def _lower_first_word(text: str) -> str:
+    """``text`` with its first word in lower case when that word is a common one written with a capital."""
+    word = re.match(r"[A-Za-z]+", text)
+    if word is None or not word.group().istitle() or word.group().lower() not in _COMMON_FIRST_WORDS:
+        return text
+    return text[0].lower() + text[1:]
+
+
 class Monitor:
     """Runs a generator under watch of verifiers and governors.
 
@@ -729,5 +746,9 @@ class Run:
             return ""
         if text[-1] not in ".!?)\"'":
             text += "."
+        template = self.monitor.feedback_template
+        at = template.find("{feedback}")
+        if at > 0 and template[:at].rstrip().endswith(","):  # "Wait, {feedback}": the feedback goes on a sentence
+            text = _lower_first_word(text)
         values = collections.defaultdict(str, feedback=text, message=proposal.message, source=proposal.source)
         return self.monitor.feedback_template.format_map(values)

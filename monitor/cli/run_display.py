@@ -182,7 +182,7 @@ class TraceDisplay:
     def _emit_pieces(self, pieces: list[Piece]) -> None:
         for piece in pieces:
             _merge(self._out, piece)
-            _merge(self._all, piece)
+            self._all.append(piece)  # merged in pieces(): merging here would copy ever longer strings
 
     def take_committed(self) -> list[Piece]:
         """The pieces committed since the last call (each piece is handed out once)."""
@@ -233,8 +233,8 @@ class TraceDisplay:
 
     def pieces(self) -> list[Piece]:
         """Everything so far in reading order: committed, then live; neighbours of one kind merged."""
-        out = list(self._all)
-        for piece in self.live():
+        out: list[Piece] = []
+        for piece in [*self._all, *self.live()]:
             _merge(out, piece)
         return out
 
