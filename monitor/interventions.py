@@ -32,7 +32,7 @@ __all__ = ["ForcedAnswer", "Interventions", "Stop", "lower_first_word"]
 # Words that start a sentence with a capital only because they start it: "Wait, you made..." (never "I", names,
 # acronyms or anything else, which keep their capital).
 _COMMON_FIRST_WORDS = frozenset(
-    "a an the this that these those it its there here you your we our they their he she his her my one some no not "
+    "an the this that these those it its there here you your we our they their he she his her my one some no not "
     "each every all both either neither if when while since because so but and or then now first next also let "
     "check recheck compute calculate recompute look note remember recall consider try use make keep be do did does "
     "is are was were what which who why how where please careful instead actually rather".split())
@@ -41,7 +41,8 @@ _COMMON_FIRST_WORDS = frozenset(
 def lower_first_word(text: str) -> str:
     """``text`` with its first word in lower case when that word is a common one written with a capital."""
     word = re.match(r"[A-Za-z]+", text)
-    if word is None or not word.group().istitle() or word.group().lower() not in _COMMON_FIRST_WORDS:
+    if word is None or len(word.group()) < 2 or not word.group().istitle() \
+            or word.group().lower() not in _COMMON_FIRST_WORDS:  # ("A" may name a step or a person)
         return text
     return text[0].lower() + text[1:]
 
