@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Literal
 
 import anyio
 import anyio.lowlevel
@@ -103,7 +104,9 @@ class Scripted:
                 await anyio.lowlevel.checkpoint()
             stopped = bool(request.stop) and any(s in produced + piece for s in request.stop)
             last = stopped or i == len(pieces) - 1 or (limit is not None and i + 1 >= limit)
-            why = None if not last else ("length" if not stopped and i < len(pieces) - 1 else "stop")
+            why: Literal["stop", "length"] | None = None
+            if last:
+                why = "length" if not stopped and i < len(pieces) - 1 else "stop"
             yield Chunk(piece, finish_reason=why)
             produced += piece
             if stopped:

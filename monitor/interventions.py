@@ -31,11 +31,14 @@ __all__ = ["ForcedAnswer", "Interventions", "Stop", "lower_first_word"]
 
 # Words that start a sentence with a capital only because they start it: "Wait, you made..." (never "I", names,
 # acronyms or anything else, which keep their capital).
-_COMMON_FIRST_WORDS = frozenset(
-    "an the this that these those it its there here you your we our they their he she his her my one some no not "
-    "each every all both either neither if when while since because so but and or then now first next also let "
-    "check recheck compute calculate recompute look note remember recall consider try use make keep be do did does "
-    "is are was were what which who why how where please careful instead actually rather".split())
+_COMMON_FIRST_WORDS = frozenset({
+    "an", "the", "this", "that", "these", "those", "it", "its", "there", "here", "you", "your", "we", "our", "they",
+    "their", "he", "she", "his", "her", "my", "one", "some", "no", "not", "each", "every", "all", "both", "either",
+    "neither", "if", "when", "while", "since", "because", "so", "but", "and", "or", "then", "now", "first", "next",
+    "also", "let", "check", "recheck", "compute", "calculate", "recompute", "look", "note", "remember", "recall",
+    "consider", "try", "use", "make", "keep", "be", "do", "did", "does", "is", "are", "was", "were", "what", "which",
+    "who", "why", "how", "where", "please", "careful", "instead", "actually", "rather"
+})
 
 
 def lower_first_word(text: str) -> str:

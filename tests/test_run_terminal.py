@@ -126,7 +126,7 @@ class _Broken(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", 0)))
         if self.mode == "401":
             body = b'{"error": {"message": "bad key", "type": "invalid_request_error"}}'

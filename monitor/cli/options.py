@@ -78,8 +78,9 @@ def add_max_tokens(parser: argparse.ArgumentParser | argparse._ArgumentGroup, de
 def max_tokens(args: argparse.Namespace) -> int | None:
     """``--max-tokens``, else ``$INTERLOCK_MAX_TOKENS``, else the command's default; must be >= 1."""
     default: int | None = getattr(args, "_max_tokens_default", None)
+    value: int | None
     if args.max_tokens is not None:
-        value = args.max_tokens
+        value = int(args.max_tokens)
     elif _env("max_tokens") is not None:
         value = env_int("max_tokens", 0)
     else:

@@ -13,7 +13,6 @@ import sys
 from typing import Any
 
 import anyio
-
 from interlock.monitor.cli.options import add_base_url, add_max_tokens, add_model, add_verifiers
 
 __all__ = ["add_arguments", "main"]
@@ -64,15 +63,13 @@ def _positive(name: str, value: float | None) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from interlock.monitor.cli.options import chosen_verifiers, max_tokens
     from interlock.monitor.errors import ConfigError
     from interlock.monitor.governor import Governor
     from interlock.monitor.governors.budget import TokenBudget
     from interlock.monitor.proxy import GeneratorBackend, ProxyConfig, UpstreamBackend, create_app
     from interlock.monitor.proxy.backends import Backend
-    from interlock.monitor.registry import create_verifier
-
-    from interlock.monitor.cli.options import chosen_verifiers, max_tokens
-    from interlock.monitor.registry import applicable_verifiers
+    from interlock.monitor.registry import applicable_verifiers, create_verifier
 
     for name in ("max_body_bytes", "request_timeout", "max_request_tokens", "max_concurrent"):
         _positive(name.replace("_", "-"), getattr(args, name))

@@ -239,7 +239,7 @@ def main(args: argparse.Namespace) -> int:
         if group.subgroup(BrokenPipeError) is not None:
             raise BrokenPipeError from None  # (main() stops quietly, as other filters do)
         raise
-    outcome = result.outcome
+    outcome: Outcome = result.outcome
     if args.json:
         text, replaced = scrub(json.dumps(result.to_dict(), ensure_ascii=False))
         print(text)

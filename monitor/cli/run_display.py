@@ -11,6 +11,7 @@ be struck through.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,7 +100,8 @@ class TraceDisplay:
 
     def _append(self, text: str, kind: str, position: int) -> None:
         last = self.segments[-1] if self.segments else None
-        if last is not None and last.kind == kind and last.start is not None and last.start + len(last.text) == position:
+        if (last is not None and last.kind == kind and last.start is not None
+                and last.start + len(last.text) == position):
             last.text += text
         else:
             self.segments.append(_Segment(text, kind, position))
@@ -197,7 +199,7 @@ class TraceDisplay:
             return [(end - start, "text")]
         cuts = sorted({start, end, *(max(start, m[0]) for m in marks), *(min(end, m[1]) for m in marks)})
         out: list[tuple[int, str]] = []
-        for a, b in zip(cuts, cuts[1:], strict=False):
+        for a, b in itertools.pairwise(cuts):
             kinds = {m[2] for m in marks if m[0] <= a and m[1] >= b}
             out.append((b - a, "fail" if "fail" in kinds else "ok" if "ok" in kinds else "text"))
         return out

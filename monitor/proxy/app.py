@@ -144,7 +144,8 @@ class _Handler:
             raise _upstream_error(prepared, result.detail)
         summary = run.summary()
         headers = {"x-interlock-run-id": result.run_id, "x-interlock-interventions": str(len(result.interventions)),
-                   "x-interlock-passed": "true" if result.passed else "false", "x-interlock-outcome": result.outcome.value}
+                   "x-interlock-passed": "true" if result.passed else "false",
+                   "x-interlock-outcome": result.outcome.value}
         ident, created = _ident(req, result.run_id), int(time.time())
         reason = finish_reason(result)
         usage = {"prompt_tokens": 0, "completion_tokens": result.tokens.kept, "total_tokens": result.tokens.kept}

@@ -154,7 +154,8 @@ class ReleasedRun:
         for v in r.verdicts:
             counts[v.kind] += 1
         return {
-            "run_id": r.run_id, "passed": r.passed, "outcome": r.outcome.value, "stop_reason": r.stop_reason.value, "detail": r.detail,
+            "run_id": r.run_id, "passed": r.passed, "outcome": r.outcome.value, "stop_reason": r.stop_reason.value,
+            "detail": r.detail,
             "interventions": [{"action": i.action.value, "source": i.source, "message": i.message,
                                "feedback": i.feedback, "applied": i.applied, "removed_text": i.removed_text,
                                "tokens_discarded": i.tokens_discarded} for i in r.interventions],

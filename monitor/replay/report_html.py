@@ -146,9 +146,12 @@ _JS = r"""
       const s = v[2], e = v[3];
       if (s === e) {
         if ((lo <= s && s < hi) || (s === hi && hi === text.length)) spans.push([s, s, i]);
-      } else if (s < hi && e > lo) spans.push([Math.max(s, lo), Math.min(e, hi), i]);
+      } else if (s < hi && e > lo) {
+        spans.push([Math.max(s, lo), Math.min(e, hi), i]);
+      }
     });
-    const cuts = Array.from(new Set([lo, hi, ...spans.map((x) => x[0]), ...spans.map((x) => x[1])])).sort((a, b) => a - b);
+    const cuts = Array.from(new Set([lo, hi, ...spans.map((x) => x[0]), ...spans.map((x) => x[1])]))
+      .sort((a, b) => a - b);
     const opened = new Set();
     let stack = [];
     const nodes = [box];
@@ -205,16 +208,16 @@ _JS = r"""
   }
   function article(n, st, enabled) {
     const r = data.traces[n], S = data.strings;
+    const names = (kind) => Array.from(new Set(r.v.filter((v) => v[0] === kind).map((v) => S[v[1]]))).sort().join(" ");
     const a = el("article", { class: "trace", id: "trace-" + n, "data-id": r.i, "data-outcome": r.o,
-      "data-shown-outcome": st,
-      "data-failed": Array.from(new Set(r.v.filter((v) => v[0] === "fail").map((v) => S[v[1]]))).sort().join(" "),
-      "data-unknown": Array.from(new Set(r.v.filter((v) => v[0] === "unknown").map((v) => S[v[1]]))).sort().join(" ") });
+      "data-shown-outcome": st, "data-failed": names("fail"), "data-unknown": names("unknown") });
     const head = el("div", { class: "head" });
     head.appendChild(el("h2", {}, r.i));
     head.appendChild(el("span", { class: "badge outcome-" + st }, st));
     for (const k of Object.keys(r.l || {})) {
       const val = r.l[k];
-      head.appendChild(el("span", { class: "badge label", "data-label": k }, k + "=" + (typeof val === "string" ? val : JSON.stringify(val))));
+      const shownValue = typeof val === "string" ? val : JSON.stringify(val);
+      head.appendChild(el("span", { class: "badge label", "data-label": k }, k + "=" + shownValue));
     }
     if (r.w) head.appendChild(el("span", { class: "source" }, r.w));
     a.appendChild(head);
@@ -271,7 +274,9 @@ _JS = r"""
     params.set("outcome", outcome.value);
     if (sortBy.value !== "importance") params.set("sort", sortBy.value);
     if (page > 0) params.set("page", String(page + 1));
-    if (boxes.some((b) => !b.checked)) params.set("verifiers", boxes.filter((b) => b.checked).map((b) => b.value).join(","));
+    if (boxes.some((b) => !b.checked)) {
+      params.set("verifiers", boxes.filter((b) => b.checked).map((b) => b.value).join(","));
+    }
     history.replaceState(null, "", "#" + params.toString());
   }
   function refresh(keepPage) { if (!keepPage) page = 0; compute(); render(); toHash(); }
@@ -368,13 +373,16 @@ def _chart(totals: dict[str, Any]) -> str:
             bars.append(f'<text x="0" y="{y + 13}" font-size="12">{_e(key)}={value}</text>'
                         f'<rect x="110" y="{y}" width="200" height="16" fill="#f1f3f4"/>'
                         f'<rect x="110" y="{y}" width="{200 * rate:.1f}" height="16" fill="{colour}"/>'
-                        f'<text x="318" y="{y + 13}" font-size="12">{flagged} of {n} flagged ({100 * rate:.1f}%)</text>')
-        numbers = (f"precision {precision:.3f}" if precision is not None else "precision n/a") + " · " + (
-            f"recall {recall:.3f}" if recall is not None else "recall n/a")
-        out.append(f'<figure class="chart" data-label="{_e(key)}" data-precision="{precision if precision is not None else ""}" '
-                   f'data-recall="{recall if recall is not None else ""}"><svg width="520" height="50" role="img" '
-                   f'aria-label="flag rate by {_e(key)}">{"".join(bars)}</svg>'
-                   f'<figcaption class="numbers">{_e(key)}=false is what should be flagged: {numbers}</figcaption></figure>')
+                        f'<text x="318" y="{y + 13}" font-size="12">{flagged} of {n} flagged '
+                        f"({100 * rate:.1f}%)</text>")
+        p_text = f"precision {precision:.3f}" if precision is not None else "precision n/a"
+        r_text = f"recall {recall:.3f}" if recall is not None else "recall n/a"
+        p_attr = "" if precision is None else precision
+        r_attr = "" if recall is None else recall
+        out.append(f'<figure class="chart" data-label="{_e(key)}" data-precision="{p_attr}" data-recall="{r_attr}">'
+                   f'<svg width="520" height="50" role="img" aria-label="flag rate by {_e(key)}">{"".join(bars)}</svg>'
+                   f'<figcaption class="numbers">{_e(key)}=false is what should be flagged: {p_text} · {r_text}'
+                   "</figcaption></figure>")
     return "".join(out)
 
 
