@@ -54,8 +54,9 @@ class _Segment:
 class TraceDisplay:
     """Folds run events into styled pieces: :meth:`take_committed` once each, :meth:`live` for the tail."""
 
-    def __init__(self, *, lag: int = 3) -> None:
+    def __init__(self, *, lag: int = 3, hold_lines: int = 20) -> None:
         self.lag = lag
+        self.hold_lines = hold_lines  # most lines held back behind a violation awaiting the monitor's decision
         self.segments: list[_Segment] = []  # not yet committed, reading order
         self.marks: list[tuple[int, int, str]] = []  # (start, end, "ok" | "fail" | "seen") on uncommitted text
         self.committed = 0  # trace position up to which the text has been handed out
@@ -141,6 +142,7 @@ class TraceDisplay:
         block = min((s for s, _ in self._open_fails), default=None)
         ends: list[tuple[int, int]] = []  # (segment index, offset after the newline) of complete lines
         positions: list[int] = []
+        injected: list[bool] = []  # the line ends in injected feedback, which is never checked
         for k, seg in enumerate(self.segments):
             if seg.start is None:
                 continue
@@ -148,13 +150,16 @@ class TraceDisplay:
             while i >= 0:
                 ends.append((k, i + 1))
                 positions.append(seg.start + i + 1)
+                injected.append(seg.kind == "feedback")
                 i = seg.text.find("\n", i + 1)
+        if block is not None and sum(p > block for p in positions) > self.hold_lines:
+            block = None  # a decision this late is rare: print on, a rollback into printed text gets a note
         take = -1
         line_start = self.committed
         for j, pos in enumerate(positions):
             if block is not None and pos > block:
                 break
-            if not (len(positions) - 1 - j >= self.lag or self._checked(line_start, pos - 1)):
+            if not (injected[j] or len(positions) - 1 - j >= self.lag or self._checked(line_start, pos - 1)):
                 break
             take = j
             line_start = pos
