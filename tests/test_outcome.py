@@ -3,6 +3,8 @@ stopped at its own limit; the feedback sentence; the display's commit rule."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 from interlock import (
     Chunk,
@@ -26,6 +28,7 @@ from interlock.monitor.interventions import lower_first_word
 from interlock.monitor.proxy import GeneratorBackend, ProxyConfig, create_app, serving
 from interlock.monitor.result import Intervention, StopReason
 from interlock.monitor.verdicts import Action
+from tiny_model import tiny_model_dir  # noqa: F401  (fixture)
 
 
 @verifier(name="sums")
@@ -129,3 +132,17 @@ def test_display_rollback_into_printed_text_is_announced() -> None:
     assert display.take_committed() == [
         ("\n  ⟲ the last 12 characters printed above were rolled back\n", "note"), ("line.\n", "removed"),
         ("\n  ⟲ late: late (rolled back)\n", "note"), ("Wait.\n", "feedback")]
+
+
+async def test_transformers_says_when_its_own_limit_cut_the_text(tiny_model_dir: Path) -> None:  # noqa: F811
+    from interlock.generators import Transformers
+
+    generator = Transformers(tiny_model_dir, max_new_tokens=5)
+    chunks = [c async for c in generator.stream(GenerationRequest("hi"))]
+    assert sum(len(c.token_ids or ()) for c in chunks) == 5
+    assert [c.finish_reason for c in chunks] == [None] * (len(chunks) - 1) + ["length"]
+    result = await Monitor(generator, verifiers=[]).run("hi")  # no budget of the monitor's: the generator's cut
+    assert (result.stop_reason, result.outcome) == (StopReason.LENGTH, Outcome.CUT)
+    assert result.tokens.kept == 5
+    budgeted = await Monitor(generator, verifiers=[], governors=[TokenBudget(max_total=3)]).run("hi")
+    assert (budgeted.stop_reason, budgeted.outcome) == (StopReason.BUDGET, Outcome.BUDGET)
