@@ -27,3 +27,11 @@ def cut_short() -> Scripted:
 
 def surrogate() -> Scripted:
     return Scripted(["Bad \ud800 text, 1 + 1 = 2.\n"])
+
+
+def slow_to_load() -> Scripted:
+    """Takes 1.5 s to build, as a model takes to load."""
+    import time
+
+    time.sleep(1.5)
+    return Scripted("So 2 + 3 = 5.\nThen 5 + 1 = 6.\n", rate=20)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -204,3 +205,18 @@ def test_trace_file_header_records_model_verifiers_governors_and_version(tmp_pat
     governors = {g["name"]: g for g in meta["governors"]}
     assert governors["token_budget"]["max_total"] == 40
     assert governors["loop_guard"]["min_repeats"] == 3
+
+
+def test_a_spinner_while_the_model_loads_and_a_status_line_while_it_writes() -> None:
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(sys.executable, ["-m", "interlock", "run", "q", "--generator", "scripted_cli:slow_to_load",
+                                           "-v", "arithmetic"], env=_env(TERM="xterm-256color"),
+                          dimensions=(15, 100), encoding="utf-8", timeout=120)
+    output = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", child.read())
+    child.close()
+    assert child.exitstatus == 0, output
+    before = output[:output.index("interlock: verifiers: arithmetic")]
+    assert "loading the model · verifiers: arithmetic" in before
+    frames = {frame for frame in "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏" if f"{frame} loading the model" in before}
+    assert len(frames) >= 2  # it turned while the model loaded
+    assert "/512 tokens (" in output and "kept, 0 discarded) · 0 interventions · " in output
