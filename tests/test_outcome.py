@@ -146,3 +146,12 @@ async def test_transformers_says_when_its_own_limit_cut_the_text(tiny_model_dir:
     assert result.tokens.kept == 5
     budgeted = await Monitor(generator, verifiers=[], governors=[TokenBudget(max_total=3)]).run("hi")
     assert (budgeted.stop_reason, budgeted.outcome) == (StopReason.BUDGET, Outcome.BUDGET)
+
+
+async def test_a_rollback_after_the_generators_cut_still_happens() -> None:
+    script = Scripted({"": ["So ", "2 + 2 = 5.", "\n", "Then more."], "redo this step.\n": ["2 + 2 = 4.\n"]},
+                      max_new_tokens=3)
+    result = await Monitor(script, verifiers=["arithmetic"]).run("q")
+    assert [i.applied for i in result.interventions] == [True]
+    assert result.text == "Wait, 2 + 2 is 4, not 5. Let me redo this step.\n2 + 2 = 4.\n"
+    assert (result.stop_reason, result.outcome) == (StopReason.COMPLETE, Outcome.VERIFIED)

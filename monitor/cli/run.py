@@ -123,7 +123,7 @@ def _meta(args: argparse.Namespace, generator: Any, verifiers: list[Any], govern
 
 def _settings(obj: Any) -> dict[str, Any]:
     """A component's name and its plain settings (numbers, strings, booleans), as its constructor took them."""
-    plain = {k: v for k, v in vars(obj).items()
+    plain = {k: v for k, v in getattr(obj, "__dict__", {}).items()
              if not k.startswith("_") and isinstance(v, str | int | float | bool | type(None))}
     return {"name": getattr(obj, "name", type(obj).__name__), "class": type(obj).__name__, **plain}
 
