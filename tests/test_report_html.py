@@ -178,6 +178,9 @@ def test_browser_marks_the_spans_and_gives_each_reason_once(report_url: str) -> 
     first = page.marks.index(next(m for m in page.marks if m["data-span"] == "8,17"))
     assert page.mark_text[first] == "3 + 4 = 8"
     assert page.shown == "3 of 3 traces shown"
+    # a trace's badge says what `interlock run` would: violation, verified (checked and passed), unchecked
+    assert page.dom.count('data-word="violation">violation<') == 2
+    assert page.dom.count('data-word="verified">verified<') == 1
     assert ('<li class="fail" data-verifier="sums" data-verdict="fail" data-v="0" data-span="8,17" data-count="1">'
             '<b>sums</b> fail (rollback): 3 + 4 is 7, not 8<span class="count"></span>'
             '<span class="fb">feedback: 3 + 4 = 7.</span></li>') in page.dom

@@ -24,7 +24,7 @@ from typing import Any
 
 from interlock.monitor.replay.engine import ReadFailure, ReplayTotals, TraceReport
 from interlock.monitor.textout import scrub
-from interlock.monitor.verdicts import Fail, Span, Unknown, Verdict
+from interlock.monitor.verdicts import Fail, Pass, Span, Unknown, Verdict
 
 __all__ = ["render_html", "render_report", "write_html"]
 
@@ -213,7 +213,9 @@ _JS = r"""
       "data-shown-outcome": st, "data-failed": names("fail"), "data-unknown": names("unknown") });
     const head = el("div", { class: "head" });
     head.appendChild(el("h2", {}, r.i));
-    head.appendChild(el("span", { class: "badge outcome-" + st }, st));
+    // the words `interlock run` uses for a run's outcome
+    const word = st === "fail" ? "violation" : st === "unknown" ? "undecided" : r.c ? "verified" : "unchecked";
+    head.appendChild(el("span", { class: "badge outcome-" + st, "data-word": word }, word));
     for (const k of Object.keys(r.l || {})) {
       const val = r.l[k];
       const shownValue = typeof val === "string" ? val : JSON.stringify(val);
@@ -345,7 +347,8 @@ def _record(report: TraceReport, strings: _Strings) -> dict[str, Any]:
         verdicts.append([v.kind, strings(v.verifier), span.start, span.end, strings(_message(v) or None),
                          strings(feedback), strings(action)])
     where = (report.path + (f":{report.line}" if report.line is not None else "")) if report.path else None
-    return {"i": report.id, "o": _outcome(report), "l": dict(report.labels), "w": where,
+    checked = any(isinstance(v, Pass) and v.checked for v in report.verdicts)
+    return {"i": report.id, "o": _outcome(report), "c": 1 if checked else 0, "l": dict(report.labels), "w": where,
             "p": strings(report.prompt or None), "t": report.text,
             "s": [[s.start, s.end, 1 if injected else 0] for s, injected in report.steps()],
             "v": verdicts, "e": list(report.errors)}
@@ -447,7 +450,8 @@ def render_report(results: Sequence[TraceReport | ReadFailure], totals: ReplayTo
     parts = [head, f"<header><h1>{_e(title)}</h1>{_totals(totals)}</header>",
              '<nav id="filters"><fieldset><legend>outcome</legend><select id="filter-outcome">'
              '<option value="all">all</option><option value="fail">with violations</option>'
-             '<option value="pass">passed</option><option value="unknown">undecided</option></select></fieldset>'
+             '<option value="pass">verified or unchecked</option><option value="unknown">undecided</option>'
+             "</select></fieldset>"
              '<fieldset><legend>sort</legend><select id="sort"><option value="importance">violations first'
              '</option><option value="file">file order</option></select></fieldset>'
              '<fieldset id="filter-verifiers"><legend>verifiers</legend>']
