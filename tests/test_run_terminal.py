@@ -220,3 +220,58 @@ def test_a_spinner_while_the_model_loads_and_a_status_line_while_it_writes() -> 
     frames = {frame for frame in "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏" if f"{frame} loading the model" in before}
     assert len(frames) >= 2  # it turned while the model loaded
     assert "/512 tokens (" in output and "kept, 0 discarded) · 0 interventions · " in output
+
+
+# -- the proxy's banner and verifiers, replay's environment ------------------------------------------------------
+def test_proxy_banner_comes_after_the_bind_and_says_what_is_checked() -> None:
+    import signal
+    import socket
+
+    from interlock.monitor.proxy import free_port
+
+    port = free_port()
+    first = subprocess.Popen([*INTERLOCK, "proxy", "--base-url", "http://127.0.0.1:9/v1", "--port", str(port),
+                              "-v", "none"], env=_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stderr is not None
+        banner = first.stderr.readline()
+        assert banner == (f"interlock proxy: http://127.0.0.1:{port}/v1 -> upstream http://127.0.0.1:9/v1; "
+                          "WARNING: no verifier: nothing in the answers is checked\n")
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # bound before the banner was printed
+        second = subprocess.run([*INTERLOCK, "proxy", "--base-url", "http://127.0.0.1:9/v1", "--port", str(port)],
+                                env=_env(), capture_output=True, text=True, timeout=60, check=False)
+        assert second.returncode == 2
+        assert f"could not listen on 127.0.0.1:{port}" in second.stderr
+        assert "interlock proxy: http" not in second.stderr  # no banner for a server that never listened
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=30)
+    assert first.returncode == 130
+
+
+def test_proxy_without_verifiers_runs_those_that_apply_to_every_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from interlock.monitor.cli import proxy
+
+    seen: dict[str, object] = {}
+
+    async def fake_serve(app: object, args: argparse.Namespace, what: str) -> None:
+        seen["what"] = what
+
+    monkeypatch.setattr(proxy, "_serve", fake_serve)
+    assert main(["proxy", "--base-url", "http://127.0.0.1:9/v1"]) == 0
+    assert str(seen["what"]).endswith("verifiers: arithmetic (those that apply to every prompt; -v NAME to choose)")
+    monkeypatch.setenv("INTERLOCK_VERIFIERS", "arithmetic,game24")
+    assert main(["proxy", "--base-url", "http://127.0.0.1:9/v1"]) == 0
+    assert str(seen["what"]).endswith("verifiers: arithmetic, game24 (given)")
+
+
+def test_replay_takes_its_verifiers_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    trace = tmp_path / "answer.txt"
+    trace.write_text("So 2 + 2 = 5.\n")
+    monkeypatch.setenv("INTERLOCK_VERIFIERS", "arithmetic")
+    assert main(["replay", str(trace)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("answer.txt: arithmetic [3, 12) ")
