@@ -221,6 +221,7 @@ def test_browser_marks_nest_and_cover_exactly_their_spans(tmp_path: Path) -> Non
             assert covered.get((k, str(i)), "") == text[span.start:span.end]
 
 
+@pytest.mark.slow  # ~10 s (50,000 reports built and rendered); still runs in CI
 def test_browser_a_50000_trace_report_opens_on_its_first_page(tmp_path: Path) -> None:
     import time
 
