@@ -221,6 +221,18 @@ def test_browser_marks_nest_and_cover_exactly_their_spans(tmp_path: Path) -> Non
             assert covered.get((k, str(i)), "") == text[span.start:span.end]
 
 
+def test_browser_pages_hold_50_traces_and_the_page_is_in_the_url(tmp_path: Path) -> None:
+    reports: list[TraceReport | ReadFailure] = [
+        TraceReport(id=f"t{k:03d}", text="1 + 1 = 2.", verdicts=(Pass(span=Span(0, 10), verifier="sums"),))
+        for k in range(120)]
+    url = write_html(tmp_path / "pages.html", reports).resolve().as_uri()
+    page = _dump_dom(url + "#outcome=all&sort=file&page=2")
+    assert [a["data-id"] for a in page.articles] == [f"t{k:03d}" for k in range(50, 100)]
+    assert "page 2 of 3" in page.dom and page.shown == "120 of 120 traces shown"
+    page = _dump_dom(url)  # nothing flagged: it opens on all traces, page 1
+    assert [a["data-id"] for a in page.articles][:2] == ["t000", "t001"] and len(page.articles) == 50
+
+
 @pytest.mark.slow  # ~10 s (50,000 reports built and rendered); still runs in CI
 def test_browser_a_50000_trace_report_opens_on_its_first_page(tmp_path: Path) -> None:
     import time
