@@ -378,7 +378,8 @@ class Run:
             errors=tuple(self.errors), open_violations=checks.open_violations())
         self.emit(RunFinished(result=self._result))
         if self._writer is not None:
-            self._writer.end({"stop_reason": stop.reason.value, "detail": stop.detail, "text": self.trace.text,
+            self._writer.end({"outcome": self._result.outcome.value, "stop_reason": stop.reason.value,
+                              "detail": stop.detail, "text": self.trace.text,
                               "tokens": self.tokens.to_dict(), "passed": self._result.passed,
                               "t": round(self.elapsed, 6)})
         self._send.close()

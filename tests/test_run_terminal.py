@@ -198,7 +198,9 @@ def test_trace_file_header_records_model_verifiers_governors_and_version(tmp_pat
     record = tmp_path / "run.trace.jsonl"
     assert main(["run", "q", "--generator", "scripted_cli:instant", "-v", "arithmetic", "--json", "--record",
                  str(record), "--max-tokens", "40"]) == 0
-    meta = read_trace(record).meta
+    recorded = read_trace(record)
+    meta = recorded.meta
+    assert recorded.end is not None and recorded.end["outcome"] == "verified"  # the end line says the outcome too
     assert meta["interlock_version"] == __version__
     assert meta["model"] == "scripted_cli:instant" and meta["generator"] == "Scripted"
     assert [v["name"] for v in meta["verifiers"]] == ["arithmetic"]
