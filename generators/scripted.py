@@ -10,13 +10,16 @@ model::
 
 A key matches when the prefix ends with it; the longest matching key wins, and ``""`` matches every prefix.
 A value is a string (streamed in word-sized pieces) or a list of chunks. ``rate`` plays at that many chunks
-per second on an absolute schedule, so pauses do not accumulate drift.
+per second on an absolute schedule, so pauses do not accumulate drift. ``max_new_tokens`` is the generator's own
+limit per stream (a piece is a token): a stream that stops there, or at the request's limit, marks its last chunk
+``finish_reason="length"``; one that plays its script to the end marks it ``"stop"``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Literal
 
 import anyio
 import anyio.lowlevel
@@ -43,9 +46,12 @@ class Scripted:
     """Plays continuations keyed by prefix; ``forks`` answers fork requests (keyed by prefix too)."""
 
     def __init__(self, script: Script, *, rate: float | None = None,
-                 forks: Mapping[str, Continuation] | None = None) -> None:
+                 forks: Mapping[str, Continuation] | None = None, max_new_tokens: int | None = None) -> None:
         if rate is not None and rate <= 0:
             raise ConfigError(f"Scripted: rate must be a positive number of chunks per second, got {rate}")
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise ConfigError(f"Scripted: max_new_tokens must be at least 1, got {max_new_tokens}")
+        self.max_new_tokens = max_new_tokens
         self._fn: Callable[[str], Continuation] | None = None
         self._script: dict[str, list[str]] = {}
         if callable(script):
@@ -84,7 +90,8 @@ class Scripted:
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         self.requests.append(request)
         pieces = self.continuation(request)
-        limit = request.max_new_tokens
+        limits = [n for n in (request.max_new_tokens, self.max_new_tokens) if n is not None]
+        limit = min(limits) if limits else None
         start = time.perf_counter()
         produced = ""
         for i, piece in enumerate(pieces):
@@ -95,7 +102,12 @@ class Scripted:
                 await anyio.sleep(max(0.0, delay))
             else:
                 await anyio.lowlevel.checkpoint()
-            yield Chunk(piece)
+            stopped = bool(request.stop) and any(s in produced + piece for s in request.stop)
+            last = stopped or i == len(pieces) - 1 or (limit is not None and i + 1 >= limit)
+            why: Literal["stop", "length"] | None = None
+            if last:
+                why = "length" if not stopped and i < len(pieces) - 1 else "stop"
+            yield Chunk(piece, finish_reason=why)
             produced += piece
-            if request.stop and any(s in produced for s in request.stop):
+            if stopped:
                 return

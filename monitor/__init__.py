@@ -48,7 +48,7 @@ from interlock.monitor.governor import (
 )
 from interlock.monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, Monitor, Run
 from interlock.monitor.registry import applicable_verifiers, create_verifier, list_verifiers, register_verifier
-from interlock.monitor.result import Intervention, RunResult, StopReason, TokenCounts
+from interlock.monitor.result import Intervention, Outcome, RunResult, StopReason, TokenCounts
 from interlock.monitor.trace import Forker, Step, Trace, TraceView
 from interlock.monitor.tracefile import RecordedTrace, TraceWriter, read_trace
 from interlock.monitor.triggers import AnyOf, AtEnd, EveryNTokens, OnPattern, StepBoundary, Trigger
@@ -86,6 +86,7 @@ __all__ = [
     "Monitor",
     "OnPattern",
     "OscillationGuard",
+    "Outcome",
     "Pass",
     "RecordedTrace",
     "RegistryError",

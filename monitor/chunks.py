@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 __all__ = ["Chunk"]
 
@@ -16,6 +16,9 @@ class Chunk:
     chunk without token ids counts as one token, which is what streaming APIs without ids deliver.
     ``injected`` marks text a monitor wrote (feedback, a nudge) that a replay plays back: the monitor appends it
     as injected text, never checks it and does not count it as generated tokens.
+    ``finish_reason`` on a stream's last chunk says why the generator stopped: ``"length"`` at its own token
+    limit (the text may end mid-sentence: the monitor reports the run as cut), ``"stop"`` at an end of text;
+    ``None`` when it does not say.
     """
 
     text: str
@@ -23,6 +26,7 @@ class Chunk:
     logprobs: tuple[float, ...] | None = None
     entropy: tuple[float, ...] | None = None
     injected: bool = False
+    finish_reason: Literal["stop", "length"] | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -38,4 +42,6 @@ class Chunk:
             out["logprobs"] = list(self.logprobs)
         if self.entropy is not None:
             out["entropy"] = list(self.entropy)
+        if self.finish_reason is not None:
+            out["finish_reason"] = self.finish_reason
         return out

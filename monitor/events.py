@@ -125,6 +125,6 @@ class RunFinished(Event):
         if self.result is None:
             return super().to_dict()
         r = self.result
-        return {**super().to_dict(), "stop_reason": r.stop_reason.value, "detail": r.detail, "passed": r.passed,
-                "tokens": r.tokens.to_dict(), "interventions": len(r.interventions),
-                "wall_seconds": round(r.wall_seconds, 6)}
+        return {**super().to_dict(), "outcome": r.outcome.value, "stop_reason": r.stop_reason.value,
+                "detail": r.detail, "passed": r.passed, "tokens": r.tokens.to_dict(),
+                "interventions": len(r.interventions), "wall_seconds": round(r.wall_seconds, 6)}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -26,7 +27,27 @@ from interlock.monitor.verdicts import Action, Span
 if TYPE_CHECKING:
     from interlock.monitor.monitor import Run
 
-__all__ = ["ForcedAnswer", "Interventions", "Stop"]
+__all__ = ["ForcedAnswer", "Interventions", "Stop", "lower_first_word"]
+
+# Words that start a sentence with a capital only because they start it: "Wait, you made..." (never "I", names,
+# acronyms or anything else, which keep their capital).
+_COMMON_FIRST_WORDS = frozenset({
+    "an", "the", "this", "that", "these", "those", "it", "its", "there", "here", "you", "your", "we", "our", "they",
+    "their", "he", "she", "his", "her", "my", "one", "some", "no", "not", "each", "every", "all", "both", "either",
+    "neither", "if", "when", "while", "since", "because", "so", "but", "and", "or", "then", "now", "first", "next",
+    "also", "let", "check", "recheck", "compute", "calculate", "recompute", "look", "note", "remember", "recall",
+    "consider", "try", "use", "make", "keep", "be", "do", "did", "does", "is", "are", "was", "were", "what", "which",
+    "who", "why", "how", "where", "please", "careful", "instead", "actually", "rather"
+})
+
+
+def lower_first_word(text: str) -> str:
+    """``text`` with its first word in lower case when that word is a common one written with a capital."""
+    word = re.match(r"[A-Za-z]+", text)
+    if word is None or len(word.group()) < 2 or not word.group().istitle() \
+            or word.group().lower() not in _COMMON_FIRST_WORDS:  # ("A" may name a step or a person)
+        return text
+    return text[0].lower() + text[1:]
 
 
 @dataclass(frozen=True)
@@ -158,8 +179,12 @@ class Interventions:
             return ""
         if text[-1] not in ".!?)\"'":
             text += "."
+        template = self._run.monitor.feedback_template
+        at = template.find("{feedback}")
+        if at > 0 and template[:at].rstrip().endswith(","):  # "Wait, {feedback}": the feedback goes on a sentence
+            text = lower_first_word(text)
         values = collections.defaultdict(str, feedback=text, message=proposal.message, source=proposal.source)
-        return self._run.monitor.feedback_template.format_map(values)
+        return template.format_map(values)
 
     def _proposal(self, c: Candidate) -> Intervention:
         return Intervention(action=c.action, source=c.source, position=c.position, span=c.span, epoch=c.epoch,

@@ -155,6 +155,7 @@ class Run:
         self._gen_scope: anyio.CancelScope | None = None
         self._result: RunResult | None = None
         self._first_chunk: float | None = None
+        self._generator_cut = False  # the last stream ended at the generator's own token limit
         self._t0 = time.perf_counter()
         self._tg: TaskGroup | None = None
         self._log = get_logger(run_id=self.run_id)
@@ -343,13 +344,15 @@ class Run:
                         continue
                     break
                 # a run stopped by a budget or a governor may end mid-step ("= 1" of "= 1536"): its last step is cut
-                self.checks.schedule(final=True, cut=acts.stop is not None)
+                self.checks.schedule(final=True, cut=acts.stop is not None or self._generator_cut)
                 await self._quiesce()
                 candidate = acts.take()
                 if candidate is not None and acts.apply(candidate):
                     continue
                 break
-            stop = acts.stop if acts.stop is not None else Stop(StopReason.COMPLETE, "")
+            stop = acts.stop if acts.stop is not None else (
+                Stop(StopReason.LENGTH, "the generator stopped at its own token limit (max_new_tokens)")
+                if self._generator_cut else Stop(StopReason.COMPLETE, ""))
         except GeneratorError as exc:
             stop = Stop(StopReason.ERROR, str(exc))
             self.errors.append(stop.detail)
@@ -379,7 +382,8 @@ class Run:
             errors=tuple(self.errors), open_violations=checks.open_violations())
         self.emit(RunFinished(result=self._result))
         if self._writer is not None:
-            self._writer.end({"stop_reason": stop.reason.value, "detail": stop.detail, "text": self.trace.text,
+            self._writer.end({"outcome": self._result.outcome.value, "stop_reason": stop.reason.value,
+                              "detail": stop.detail, "text": self.trace.text,
                               "tokens": self.tokens.to_dict(), "passed": self._result.passed,
                               "t": round(self.elapsed, 6)})
         self._send.close()
@@ -400,6 +404,8 @@ class Run:
         forcing = acts.forced is not None
         crossed = False
         produced = 0
+        finish: str | None = None  # the last chunk's finish_reason: "length" = the generator's own limit
+        self._generator_cut = False
         request = GenerationRequest(self._prompt, prefix=self.trace.text, max_new_tokens=allowance)
         with anyio.CancelScope() as scope:
             self._gen_scope = scope
@@ -414,6 +420,7 @@ class Run:
                         crossed = True
                         break
                     produced += chunk.n_tokens
+                    finish = chunk.finish_reason
                     if acts.decision_ready or acts.stop is not None or (acts.forced is not None and not forcing):
                         break
             finally:
@@ -439,6 +446,9 @@ class Run:
         if allowance is not None and allowance <= 0:  # the generator stopped at max_new_tokens
             acts.exhausted()
             return "stop" if acts.stop is not None else "again"
+        # cut by the generator's own limit, not ours: the last step is checked as cut, like a budget stop, and a
+        # rollback it calls for still happens (the next stream has a limit of its own)
+        self._generator_cut = finish == "length"
         return "end"
 
     def _accept(self, chunk: Chunk) -> bool:

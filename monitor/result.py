@@ -6,9 +6,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from interlock.monitor.verdicts import Action, Span, Verdict
+from interlock.monitor.verdicts import Action, Pass, Span, Verdict
 
-__all__ = ["Intervention", "RunResult", "StopReason", "TokenCounts"]
+__all__ = ["Intervention", "Outcome", "RunResult", "StopReason", "TokenCounts", "outcome_of"]
 
 
 class StopReason(enum.Enum):
@@ -16,6 +16,7 @@ class StopReason(enum.Enum):
 
     COMPLETE = "complete"  # the generator finished and every check of the final text has come back
     BUDGET = "budget"  # a token budget was exhausted
+    LENGTH = "length"  # the generator stopped at its own token limit (max_new_tokens), maybe mid-sentence
     INTERRUPTED = "interrupted"  # a verifier asked to interrupt
     OSCILLATION = "oscillation"  # the same violation kept coming back after rollbacks: abstained
     INTERVENTION_LIMIT = "intervention_limit"  # too many interventions in one run
@@ -23,6 +24,51 @@ class StopReason(enum.Enum):
     UNRESUMABLE = "unresumable"  # a rollback was needed but the generator cannot resume
     CANCELLED = "cancelled"  # the caller cancelled the run
     ERROR = "error"  # the generator failed
+
+
+class Outcome(enum.Enum):
+    """What a person asks of a run, in one word; exit codes, JSON, proxy headers and reports all use it.
+
+    ``stop_reason`` says *why* the run ended; the outcome says *what that means for the answer*: a run that
+    hit its budget is not a violation, and a run with nothing checkable did not "pass" its checks.
+    """
+
+    VERIFIED = "verified"  # it completed, checks judged some of its text and no violation stands
+    UNCHECKED = "unchecked"  # it completed with no violation, but no check found anything to judge
+    VIOLATION = "violation"  # a violation stands in the text, or the monitor interrupted or abstained
+    BUDGET = "budget"  # a token budget (or a governor that ends runs early) stopped it; maybe a forced answer
+    CUT = "cut"  # the generator's own token limit cut the text off: its last step may be unfinished
+    ERROR = "error"  # the generator or its backend failed (or the run was cancelled): no answer to judge
+
+    @property
+    def exit_code(self) -> int:
+        """``interlock run``'s exit status: 0 verified/unchecked, 1 violation, 3 budget/cut, 2 error."""
+        return _EXIT[self]
+
+
+_EXIT = {Outcome.VERIFIED: 0, Outcome.UNCHECKED: 0, Outcome.VIOLATION: 1, Outcome.BUDGET: 3, Outcome.CUT: 3,
+         Outcome.ERROR: 2}
+_GAVE_UP = frozenset({StopReason.INTERRUPTED, StopReason.OSCILLATION, StopReason.INTERVENTION_LIMIT,
+                      StopReason.UNRESUMABLE})
+
+
+def outcome_of(stop_reason: StopReason, open_violations: int, verdicts: tuple[Verdict, ...],
+               abstained: bool = False) -> Outcome:
+    """The outcome from why a run ended, how many violations stand and what the checks said.
+
+    A standing violation wins over a budget stop (the user must see it); a pass "checked" nothing when
+    every verdict is an ``Unknown`` or a ``Pass(checked=False)``.
+    """
+    if stop_reason in (StopReason.ERROR, StopReason.CANCELLED):
+        return Outcome.ERROR
+    if open_violations or abstained or stop_reason in _GAVE_UP:
+        return Outcome.VIOLATION
+    if stop_reason in (StopReason.BUDGET, StopReason.GOVERNOR):
+        return Outcome.BUDGET
+    if stop_reason is StopReason.LENGTH:
+        return Outcome.CUT
+    checked = any(isinstance(v, Pass) and v.checked for v in verdicts)
+    return Outcome.VERIFIED if checked else Outcome.UNCHECKED
 
 
 @dataclass(frozen=True)
@@ -93,8 +139,13 @@ class RunResult:
         """True when the run completed and no violation stands in the final text."""
         return self.stop_reason is StopReason.COMPLETE and not self.open_violations
 
+    @property
+    def outcome(self) -> Outcome:
+        """verified, unchecked, violation, budget, cut or error: see :class:`Outcome`."""
+        return outcome_of(self.stop_reason, len(self.open_violations), self.verdicts, self.abstained)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "prompt": self.prompt, "text": self.text,
+        return {"run_id": self.run_id, "prompt": self.prompt, "text": self.text, "outcome": self.outcome.value,
                 "stop_reason": self.stop_reason.value, "detail": self.detail, "passed": self.passed,
                 "abstained": self.abstained, "tokens": self.tokens.to_dict(), "wall_seconds": self.wall_seconds,
                 "first_chunk_seconds": self.first_chunk_seconds, "check_seconds": self.check_seconds,

@@ -77,14 +77,16 @@ class _VerdictBase:
 
 @dataclass(frozen=True)
 class Pass(_VerdictBase):
-    """The checked text is fine (or held nothing this verifier checks)."""
+    """The checked text is fine (or held nothing this verifier checks: then ``checked=False``, so that a run
+    whose every pass is vacuous reads as *unchecked*, not *verified*)."""
 
     note: str = ""
+    checked: bool = True
     kind: Literal["pass"] = field(default="pass", init=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "pass", "verifier": self.verifier, "epoch": self.epoch,
-                "span": self.span.to_list() if self.span else None, "note": self.note}
+                "span": self.span.to_list() if self.span else None, "note": self.note, "checked": self.checked}
 
 
 @dataclass(frozen=True)

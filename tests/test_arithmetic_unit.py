@@ -187,6 +187,7 @@ def test_verifier_reports_unknown_with_span() -> None:
     assert len(verdicts) == 1 and isinstance(verdicts[0], Unknown)
     assert verdicts[0].span == Span(5, 19)
     assert Arithmetic(report_unknown=False).scan("Then 9**9**9**9 = 5.") == [Pass(note="0 calculations checked",
+                                                                                  checked=False,
                                                                                   verifier="arithmetic",
                                                                                   span=Span(0, 20))]
 

@@ -119,7 +119,7 @@ async def test_same_error_after_every_rollback_ends_by_the_oscillation_guard() -
     assert result.abstained
     applied = [i for i in result.interventions if i.applied and i.action is Action.ROLLBACK]
     assert [i.repeat for i in applied] == [0, 1, 2]
-    assert "You made this same mistake before." in applied[1].feedback
+    assert "Wait, you made this same mistake before." in applied[1].feedback
     assert result.interventions[-1].action is Action.INTERRUPT
     assert result.tokens.total < 10_000
 

@@ -45,10 +45,10 @@ async def test_display_marks_steps_rollbacks_and_feedback() -> None:
     result = run.result
     feedback = "Wait, 2 + 2 is 4. Let me redo this step.\n"
     assert result.text == "We add. " + feedback + FIXED
-    kinds = [(s.kind, s.text) for s in display.segments if s.kind != "text"]
-    assert ("removed", "2 + 2 = 5.\nDone.") in kinds
-    assert ("note", "\n  ⟲ sums: 2 + 2 is 4, not 5 (rolled back)\n") in kinds
-    assert ("feedback", feedback) in kinds
+    kinds = [(text, kind) for text, kind in display.pieces() if kind != "ok"]
+    assert ("2 + 2 = 5.\nDone.", "removed") in kinds
+    assert ("\n  ⟲ sums: 2 + 2 is 4, not 5 (rolled back)\n", "note") in kinds
+    assert (feedback, "feedback") in kinds
     rendered = display.render()
     assert rendered.plain == ("We add. 2 + 2 = 5.\nDone.\n  ⟲ sums: 2 + 2 is 4, not 5 (rolled back)\n"
                               + feedback + FIXED)
@@ -58,8 +58,8 @@ async def test_display_marks_steps_rollbacks_and_feedback() -> None:
     assert [(rendered.plain[s.start:s.end], s.style) for s in rendered.spans][:2] == [
         ("We add. ", STYLES["ok"]), ("2 + 2 = 5.\nDone.", STYLES["removed"])]
     line = summary_line(result)
-    assert line.startswith("✓ passed · ")
-    assert "1 intervention · " in line and "ended: complete" in line
+    assert line.startswith("✓ verified: 4 checks passed · 9 tokens kept, 5 discarded · 1 intervention · ")
+    assert line.endswith(" s · ended: complete")
 
 
 def test_display_never_prints_control_characters() -> None:
@@ -75,8 +75,9 @@ def test_run_on_a_local_model_prints_text_and_summary(tiny_model_dir: Path,  # n
     code = main(["run", "What is 2 + 3?", "--model", str(tiny_model_dir), "--max-tokens", "12",
                  "--verifier", "none"])
     out = capsys.readouterr().out.splitlines()
-    assert code == 1  # the budget ran out before the model ended its answer
-    assert out[-1].startswith("✗ failed · 12 tokens kept, 0 discarded · 0 interventions · ")
+    assert code == 3  # the budget ran out before the model ended its answer: not a violation, not a pass
+    assert out[-1].startswith("⏹ budget: stopped by a budget before the end · 12 tokens kept, 0 discarded · "
+                              "0 interventions · ")
     assert out[-1].endswith("ended: budget (token_budget: token budget exhausted)")
 
 
@@ -104,7 +105,7 @@ def test_run_json_with_a_registered_verifier_and_a_trace_file(tiny_model_dir: Pa
     assert interventions[0]["tokens_discarded"] >= 5
     assert payload["text"].startswith("Wait, try again. Let me redo this step.\n")
     assert payload["tokens"]["total"] <= 40
-    assert code == (0 if payload["passed"] else 1)
+    assert code == {"verified": 0, "unchecked": 0, "violation": 1, "budget": 3}[payload["outcome"]]
     recorded = read_trace(record)
     assert recorded.prompt == "x = 3"
     assert recorded.final_text() == payload["text"]
@@ -124,8 +125,8 @@ def test_run_picks_the_verifiers_that_apply_to_the_prompt(tiny_model_dir: Path, 
 def test_run_rejects_bad_options(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     assert main(["run", "q", "--model", str(tiny_model_dir), "--verifier", "no-such-verifier"]) == 2
     assert "unknown verifier 'no-such-verifier'" in capsys.readouterr().err
-    assert main(["run", "q", "--openai-base-url", "http://127.0.0.1:9/v1"]) == 2
-    assert "--openai-base-url needs --model NAME" in capsys.readouterr().err
+    assert main(["run", "q", "--openai-base-url", "http://127.0.0.1:9/v1"]) == 2  # the old name still works
+    assert "--base-url needs --model NAME" in capsys.readouterr().err
     assert main(["run", "q", "--model", str(tiny_model_dir / "missing")]) == 2
     assert "no model at" in capsys.readouterr().err
     assert main(["run", "q", "--max-tokens", "0"]) == 2
@@ -140,7 +141,7 @@ def test_openai_base_url_builds_the_http_backend() -> None:
     add_arguments(parser)
     args = parser.parse_args(["q", "--openai-base-url", "http://127.0.0.1:8000/v1", "--model", "smol",
                               "--endpoint", "completions", "--temperature", "0.5", "--seed", "4"])
-    gen = _generator(args)
+    gen = _generator(args, 64)
     assert isinstance(gen, OpenAICompatible)
     assert gen.api_root == "http://127.0.0.1:8000/v1"
 
@@ -156,8 +157,8 @@ def test_live_display_on_a_terminal(tiny_model_dir: Path, capsys: pytest.Capture
     code = main(["run", "What is 2 + 3?", "--model", str(tiny_model_dir), "--max-tokens", "12",
                  "--verifier", "none"])
     captured = capsys.readouterr()
-    assert code == 1
-    assert "interlock: loading the model; verifiers: none" in captured.err
+    assert code == 3
+    assert "interlock: verifiers: none (nothing will be checked)" in captured.err
     assert "\x1b[" in captured.out  # styled for a terminal
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", captured.out)
-    assert "✗ failed · 12 tokens kept, 0 discarded · 0 interventions · " in plain
+    assert "⏹ budget: stopped by a budget before the end · 12 tokens kept, 0 discarded · 0 interventions · " in plain

@@ -243,7 +243,7 @@ async def test_monitored_run_rolls_back_through_the_cache(tiny: tuple[Any, Any])
     gen = Transformers(model, tokenizer, max_new_tokens=20, eos_token_ids=())
     monitor = Monitor(gen, verifiers=[FailTwice()])
     result = await monitor.run(PROMPT)
-    assert result.stop_reason is StopReason.COMPLETE
+    assert result.stop_reason is StopReason.LENGTH  # no EOS: the generator's own max_new_tokens ended the text
     assert [i.source for i in result.interventions] == ["fail-twice", "fail-twice"]
     fb1, fb2 = (i.feedback for i in result.interventions)
     assert fb1 == "Wait, fix number 0. Let me redo this step.\n"

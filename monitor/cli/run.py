@@ -1,39 +1,45 @@
 """``interlock run "PROMPT"``: a monitored generation, shown as it grows.
 
-By default the embedded model (SmolLM2-135M-Instruct) generates and the verifiers that apply to the prompt check
-it (``Verifier.applies_to``: ``arithmetic`` always, ``game24`` on a Game of 24 puzzle). The trace streams to the
-terminal with verified steps in green, failed ones in red, text removed by a rollback struck through and the
-injected feedback in yellow, then a one-line summary. Exit status: 0 when the run passed, 1 when it ended with a
-violation or abstained, 2 on a usage or backend error.
+By default the embedded model (SmolLM2-135M-Instruct) generates, the verifiers that apply to the prompt check
+it (``Verifier.applies_to``: ``arithmetic`` always, ``game24`` on a Game of 24 puzzle) and a ``LoopGuard``
+stops the model from repeating itself until the budget ends. On a terminal, finished lines are printed once
+(verified green, failed red, removed text struck through, feedback yellow) and only the line being written is
+redrawn, above a status line; into a pipe the same lines are printed plain, removed text between ``[-`` and
+``-]``. Then one line with the outcome. Exit status (``Outcome.exit_code``): 0 verified or unchecked,
+1 violation, 2 error (bad usage, the backend failed), 3 stopped by a budget or cut by the generator's limit.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
-import time
 from typing import Any
 
+from interlock.monitor.cli.options import add_base_url, add_max_tokens, add_model, add_verifiers
+
 __all__ = ["add_arguments", "main"]
+
+DEFAULT_MAX_TOKENS = 512
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prompt", help="the question or task for the model")
-    parser.add_argument("--model", metavar="PATH_OR_NAME",
-                        help="a local model (folder written by save_pretrained, or a .gguf file); with "
-                             "--openai-base-url, the server's model name (default: the embedded SmolLM2-135M)")
-    parser.add_argument("--openai-base-url", metavar="URL",
-                        help="generate with an OpenAI-compatible server, e.g. http://localhost:8000/v1 "
-                             "(API key from $OPENAI_API_KEY)")
+    add_model(parser, "a local model (folder written by save_pretrained, or a .gguf file); with --base-url, the "
+                      "server's model name (default: the embedded SmolLM2-135M)")
+    add_base_url(parser, "generate with an OpenAI-compatible server, e.g. http://localhost:8000/v1 "
+                         "(API key from $OPENAI_API_KEY)")
     parser.add_argument("--endpoint", choices=("chat", "completions"), default="chat",
-                        help="with --openai-base-url: /v1/chat/completions or /v1/completions (default: chat)")
-    parser.add_argument("--verifier", action="append", metavar="NAME", dest="verifiers",
-                        help="a verifier by name (repeatable; see `interlock verifiers`); default: those whose "
-                             "applies_to(prompt) says yes (arithmetic always, game24 on a Game of 24 puzzle); "
-                             "'none' for no verifier")
-    parser.add_argument("--max-tokens", type=int, default=512, metavar="N",
-                        help="token budget: generated tokens, kept and discarded (default: 512)")
+                        help="with --base-url: /v1/chat/completions or /v1/completions (default: chat)")
+    parser.add_argument("--generator", metavar="MODULE:ATTR",
+                        help="a generator from Python: an object with stream(request), or a function returning "
+                             "one (e.g. a generators.Scripted for a demo or a test)")
+    add_verifiers(parser, "a verifier by name (see `interlock verifiers`); default: those whose applies_to(prompt) "
+                          "says yes (arithmetic always, game24 on a Game of 24 puzzle); 'none' for no verifier")
+    add_max_tokens(parser, DEFAULT_MAX_TOKENS, "the run's total token budget: generated tokens, kept and discarded")
+    parser.add_argument("--no-loop-guard", action="store_true",
+                        help="do not stop the model when it repeats itself (the loop guard is on by default)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 for greedy decoding (default)")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default: 1.0)")
     parser.add_argument("--seed", type=int, default=None, help="sampling seed (reproducible runs)")
@@ -57,27 +63,75 @@ def _verifiers(names: list[str] | None, prompt: str) -> list[Any]:
     return [create_verifier(n) for n in names]
 
 
-def _generator(args: argparse.Namespace) -> Any:
+def _from_python(spec: str) -> Any:
     from interlock.monitor.errors import ConfigError
 
-    if args.openai_base_url:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"--generator takes MODULE:ATTR, got {spec!r}")
+    try:
+        found = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"--generator {spec}: {exc}") from None
+    generator = found if callable(getattr(found, "stream", None)) else found() if callable(found) else found
+    if not callable(getattr(generator, "stream", None)):
+        raise ConfigError(f"--generator {spec} is not a generator (no stream(request) method)")
+    return generator
+
+
+def _generator(args: argparse.Namespace, max_tokens: int) -> Any:
+    from interlock.monitor.errors import ConfigError
+
+    if args.generator:
+        return _from_python(args.generator)
+    if args.base_url:
         if not args.model:
-            raise ConfigError("--openai-base-url needs --model NAME (the model name the server serves)")
+            raise ConfigError("--base-url needs --model NAME (the model name the server serves)")
         from interlock.generators.openai_compat import OpenAICompatible
 
-        return OpenAICompatible(args.openai_base_url, args.model, endpoint=args.endpoint,
+        return OpenAICompatible(args.base_url, args.model, endpoint=args.endpoint,
                                 temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                                max_tokens=args.max_tokens, system_prompt=args.system)
+                                max_tokens=max_tokens, system_prompt=args.system)
     from interlock.generators.transformers import Transformers, default_model_path
 
     path = args.model if args.model else default_model_path()
     return Transformers(path, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                        max_new_tokens=args.max_tokens, system=args.system)
+                        max_new_tokens=max_tokens, system=args.system)
 
 
-async def _run(args: argparse.Namespace, generator: Any, verifiers: list[Any], live: bool) -> Any:
+def _governors(args: argparse.Namespace, max_tokens: int) -> list[Any]:
+    from interlock.monitor.governors.budget import TokenBudget
+
+    governors: list[Any] = [TokenBudget(max_total=max_tokens)]
+    if not args.no_loop_guard:
+        from interlock.monitor.governors.loop_guard import LoopGuard
+
+        governors.append(LoopGuard())
+    return governors
+
+
+def _meta(args: argparse.Namespace, generator: Any, verifiers: list[Any], governors: list[Any]) -> dict[str, Any]:
+    """What the trace file's header records, so that a run can be understood and replayed later."""
+    from interlock import __version__
+
+    model = args.generator or args.model or ("" if args.base_url else "SmolLM2-135M-Instruct (embedded)")
+    return {"interlock_version": __version__, "model": model, "base_url": args.base_url or None,
+            "generator": type(generator).__name__,
+            "sampling": {"temperature": args.temperature, "top_p": args.top_p, "seed": args.seed},
+            "verifiers": [_settings(v) for v in verifiers], "governors": [_settings(g) for g in governors]}
+
+
+def _settings(obj: Any) -> dict[str, Any]:
+    """A component's name and its plain settings (numbers, strings, booleans), as its constructor took them."""
+    plain = {k: v for k, v in getattr(obj, "__dict__", {}).items()
+             if not k.startswith("_") and isinstance(v, str | int | float | bool | type(None))}
+    return {"name": getattr(obj, "name", type(obj).__name__), "class": type(obj).__name__, **plain}
+
+
+async def _run(args: argparse.Namespace, generator: Any, verifiers: list[Any], max_tokens: int,
+               live: bool) -> Any:
     try:
-        return await _monitored(args, generator, verifiers, live)
+        return await _monitored(args, generator, verifiers, max_tokens, live)
     finally:
         aclose = getattr(generator, "aclose", None)  # the HTTP backend's client
         if aclose is not None:
@@ -87,53 +141,117 @@ async def _run(args: argparse.Namespace, generator: Any, verifiers: list[Any], l
                 await aclose()
 
 
-async def _monitored(args: argparse.Namespace, generator: Any, verifiers: list[Any], live: bool) -> Any:
-    from interlock.monitor.cli.run_display import TraceDisplay
-    from interlock.monitor.governors.budget import TokenBudget
+async def _monitored(args: argparse.Namespace, generator: Any, verifiers: list[Any], max_tokens: int,
+                     live: bool) -> Any:
+    from interlock.monitor.cli.run_display import TraceDisplay, plain
     from interlock.monitor.monitor import Monitor
 
-    monitor = Monitor(generator, verifiers=verifiers, governors=[TokenBudget(max_total=args.max_tokens)])
+    governors = _governors(args, max_tokens)
+    monitor = Monitor(generator, verifiers=verifiers, governors=governors,
+                      meta=_meta(args, generator, verifiers, governors))
+    if args.json:
+        return await monitor.run(args.prompt, record=args.record)
     display = TraceDisplay()
     if not live:
-        return await monitor.run(args.prompt, record=args.record)
-    from rich.console import Console
-    from rich.live import Live
-
-    console = Console(stderr=False)
-    last = 0.0
-    with Live(display.render(), console=console, auto_refresh=False, vertical_overflow="visible") as view:
+        written = "\n"
         async with monitor.stream(args.prompt, record=args.record) as run:
             async for event in run:
                 display.feed(event)
-                now = time.perf_counter()
-                if now - last > 0.05:
-                    view.update(display.render(), refresh=True)
-                    last = now
-        view.update(display.render(), refresh=True)
+                out = plain(display.take_committed())
+                if out:
+                    sys.stdout.write(out)
+                    sys.stdout.flush()
+                    written = out
+        if not written.endswith("\n"):
+            sys.stdout.write("\n")  # the summary line starts a line of its own
+        return run.result
+    return await _live(args, monitor, display, max_tokens)
+
+
+async def _live(args: argparse.Namespace, monitor: Any, display: Any, max_tokens: int) -> Any:
+    """Print committed lines once, above a small live region: the line being written and a status line."""
+    import anyio
+    from interlock.monitor.cli.run_display import status_line, styled
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.spinner import Spinner
+    from rich.text import Text
+
+    console = Console()
+
+    def view(run: Any) -> Any:
+        width, height = console.size
+        rows = max(1, height - 3)
+        tail = styled(display.live(max_chars=rows * max(width, 20)))
+        lines = tail.wrap(console, width)
+        shown = Text("\n").join(lines[-rows:]) if len(lines) else Text("")
+        tokens = run.tokens
+        status = status_line(tokens.kept, tokens.discarded, max_tokens,
+                             len([i for i in run.interventions if i.applied]), run.elapsed)
+        return Group(shown, Spinner("dots", Text(status, style="dim")))
+
+    with Live(Text(""), console=console, auto_refresh=False, transient=True, vertical_overflow="crop") as screen:
+        async with monitor.stream(args.prompt, record=args.record) as run:
+            async def tick() -> None:
+                while True:
+                    screen.update(view(run), refresh=True)
+                    await anyio.sleep(0.1)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(tick)
+                async for event in run:
+                    display.feed(event)
+                    out = display.take_committed()
+                    if out:
+                        screen.console.print(styled(out), end="", soft_wrap=True, highlight=False)
+                tg.cancel_scope.cancel()
+        out = display.take_committed()
+        if out:
+            screen.console.print(styled(out), end="", soft_wrap=True, highlight=False)
+    if display.pieces() and not display.pieces()[-1][0].endswith("\n"):
+        console.print()
     return run.result
 
 
 def main(args: argparse.Namespace) -> int:
     import anyio
-    from interlock.monitor.cli.run_display import summary_line
-    from interlock.monitor.errors import ConfigError
+    from interlock.monitor.cli.options import chosen_verifiers, max_tokens
+    from interlock.monitor.cli.run_display import OUTCOME_STYLES, summary_line
+    from interlock.monitor.result import Outcome
+    from interlock.monitor.textout import scrub
 
-    if args.max_tokens < 1:
-        raise ConfigError(f"--max-tokens must be >= 1, got {args.max_tokens}")
-    verifiers = _verifiers(args.verifiers, args.prompt)
+    budget = max_tokens(args)
+    assert budget is not None
+    verifiers = _verifiers(chosen_verifiers(args), args.prompt)
     live = sys.stdout.isatty() and not args.json
+    names = ", ".join(v.name for v in verifiers) or "none (nothing will be checked)"
     if live:
-        names = ", ".join(v.name for v in verifiers) or "none"
-        print(f"interlock: loading the model; verifiers: {names}", file=sys.stderr, flush=True)
-    generator = _generator(args)
-    result = anyio.run(_run, args, generator, verifiers, live)
+        from rich.console import Console
+
+        with Console(stderr=True).status(f"loading the model · verifiers: {names}", spinner="dots"):
+            generator = _generator(args, budget)
+        print(f"interlock: verifiers: {names}", file=sys.stderr, flush=True)
+    else:
+        generator = _generator(args, budget)
+    try:
+        result = anyio.run(_run, args, generator, verifiers, budget, live)
+    except BaseExceptionGroup as group:  # the run's task group wraps what the display raised
+        if group.subgroup(BrokenPipeError) is not None:
+            raise BrokenPipeError from None  # (main() stops quietly, as other filters do)
+        raise
+    outcome: Outcome = result.outcome
     if args.json:
-        print(json.dumps(result.to_dict(), ensure_ascii=False))
+        text, replaced = scrub(json.dumps(result.to_dict(), ensure_ascii=False))
+        print(text)
+        if replaced:
+            print(f"interlock run: {replaced} lone surrogate(s) in the result were written as U+FFFD",
+                  file=sys.stderr)
     elif live:
         from rich.console import Console
 
-        Console().print(summary_line(result), style="bold green" if result.passed else "bold red", highlight=False)
+        Console().print(summary_line(result), style=OUTCOME_STYLES[outcome][1], highlight=False, soft_wrap=True)
     else:
-        print(result.text)
         print(summary_line(result))
-    return 0 if result.passed else 1
+    if outcome is Outcome.ERROR:
+        print(f"interlock run: error: {result.detail or 'the run was cancelled'}", file=sys.stderr)
+    return outcome.exit_code

@@ -3,7 +3,8 @@
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions`` (streaming as server-sent events, or one JSON
 body), ``GET /v1/models``, ``GET /health``. Every answer carries an ``interlock`` object (in the JSON body; in the
 last event of a stream) and the headers ``x-interlock-run-id``; whole answers also carry
-``x-interlock-interventions`` (how many times the monitor intervened) and ``x-interlock-passed``.
+``x-interlock-interventions`` (how many times the monitor intervened), ``x-interlock-passed`` and
+``x-interlock-outcome`` (verified, unchecked, violation, budget, cut or error: ``RunResult.outcome``).
 
 Each request is one monitored run on the app's event loop; runs share nothing but the backend. An upstream error
 that comes before any text is answered with the upstream's status and message; a request body over the size limit
@@ -143,7 +144,8 @@ class _Handler:
             raise _upstream_error(prepared, result.detail)
         summary = run.summary()
         headers = {"x-interlock-run-id": result.run_id, "x-interlock-interventions": str(len(result.interventions)),
-                   "x-interlock-passed": "true" if result.passed else "false"}
+                   "x-interlock-passed": "true" if result.passed else "false",
+                   "x-interlock-outcome": result.outcome.value}
         ident, created = _ident(req, result.run_id), int(time.time())
         reason = finish_reason(result)
         usage = {"prompt_tokens": 0, "completion_tokens": result.tokens.kept, "total_tokens": result.tokens.kept}

@@ -30,7 +30,7 @@ Hold = Literal["step", "end"]
 _FINISH = {StopReason.COMPLETE: "stop", StopReason.GOVERNOR: "stop", StopReason.BUDGET: "length",
            StopReason.INTERRUPTED: "content_filter", StopReason.OSCILLATION: "content_filter",
            StopReason.INTERVENTION_LIMIT: "content_filter", StopReason.UNRESUMABLE: "content_filter",
-           StopReason.ERROR: "error", StopReason.CANCELLED: "error"}
+           StopReason.ERROR: "error", StopReason.CANCELLED: "error", StopReason.LENGTH: "length"}
 
 
 def finish_reason(result: RunResult) -> str:
@@ -154,7 +154,8 @@ class ReleasedRun:
         for v in r.verdicts:
             counts[v.kind] += 1
         return {
-            "run_id": r.run_id, "passed": r.passed, "stop_reason": r.stop_reason.value, "detail": r.detail,
+            "run_id": r.run_id, "passed": r.passed, "outcome": r.outcome.value, "stop_reason": r.stop_reason.value,
+            "detail": r.detail,
             "interventions": [{"action": i.action.value, "source": i.source, "message": i.message,
                                "feedback": i.feedback, "applied": i.applied, "removed_text": i.removed_text,
                                "tokens_discarded": i.tokens_discarded} for i in r.interventions],

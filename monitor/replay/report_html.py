@@ -1,24 +1,32 @@
-"""A replay report a person can read: one self-contained HTML file (inline CSS and JS, no network).
+"""A replay report a person can read at any size: one self-contained HTML file (inline CSS and JS, no network).
 
-Totals at the top; then each trace with its id, labels and steps, the spans every verdict points at marked in
-the text (``<mark data-verdict="fail" data-verifier="arithmetic" data-span="12,30">``) and the feedback beside
-the step. Filters by verifier and by outcome run in the page; their state lives in the URL fragment
-(``report.html#outcome=fail&verifiers=arithmetic``) so a filtered view can be shared or opened directly.
-All trace text is untrusted and escaped; a Content-Security-Policy forbids any network access.
+Totals at the top, with the flag rate by label as a small chart (for ``is_correct``: the verifier's precision and
+recall against the labels). The traces travel as JSON inside the page (gzip-compressed when large) and the page
+renders one page of 50 at a time, so 50,000 traces open as fast as 50. It opens on the traces with violations,
+the most flagged first; each trace shows its id, labels and steps, the spans every verdict points at marked in the
+text (``<mark data-verdict="fail" data-verifier="arithmetic" data-span="12,30">``) and each reason once per step
+beside it (repeats counted). Filters by verifier and outcome, the sort and the page live in the URL fragment
+(``report.html#outcome=fail&verifiers=arithmetic&page=2``) so a view can be shared or opened directly.
+All trace text is untrusted: the page inserts it as text, never as markup, and a Content-Security-Policy forbids
+any network access. Lone surrogates become U+FFFD, and the page says how many.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import html
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from interlock.monitor.replay.engine import ReadFailure, ReplayTotals, TraceReport
-from interlock.monitor.verdicts import Fail, Span, Unknown, Verdict
+from interlock.monitor.textout import scrub
+from interlock.monitor.verdicts import Fail, Pass, Span, Unknown, Verdict
 
-__all__ = ["render_html", "write_html"]
+__all__ = ["render_html", "render_report", "write_html"]
 
 _CSS = """
 :root { --fail: #fde2e1; --fail-line: #c62828; --pass: #e6f4ea; --pass-line: #2e7d32; --unknown: #fff4d6;
@@ -73,57 +81,243 @@ mark.v.off { background: none; text-decoration: none; }
           background: var(--fail); }
 .errors li { font-family: ui-monospace, monospace; font-size: 13px; }
 [hidden] { display: none !important; }
+.pager { display: flex; gap: 8px; align-items: center; }
+.chart { margin-top: 12px; font-size: 13px; }
+.chart svg { display: block; }
+.chart .numbers { color: #3c4043; }
+.note { color: var(--unknown-line); }
+.feedback .count { color: var(--muted); }
 """
 
-_JS = """
+_JS = r"""
 (function () {
   "use strict";
+  const t0 = performance.now();
+  const PAGE = 50;
   const outcome = document.getElementById("filter-outcome");
+  const sortBy = document.getElementById("sort");
   const boxes = Array.from(document.querySelectorAll("input.filter-verifier"));
-  const traces = Array.from(document.querySelectorAll("article.trace"));
   const shown = document.getElementById("shown");
-  const words = (s) => (s || "").split(" ").filter(Boolean);
+  const list = document.getElementById("traces");
+  const pageInfo = document.getElementById("page-info");
+  let data = null;
+  let page = 0;
+  let view = [];
+  const el = (tag, attrs, text) => {
+    const e = document.createElement(tag);
+    for (const k in attrs || {}) e.setAttribute(k, attrs[k]);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  };
+  async function load() {
+    const node = document.getElementById("report-data");
+    if (node.dataset.encoding !== "gzip+base64") return JSON.parse(node.textContent);
+    const bin = atob(node.textContent.trim());
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+    return JSON.parse(await new Response(stream).text());
+  }
+  function on() { return new Set(boxes.filter((b) => b.checked).map((b) => b.value)); }
+  function stateOf(r, enabled) {
+    const S = data.strings;
+    if (r.v.some((v) => v[0] === "fail" && enabled.has(S[v[1]]))) return "fail";
+    if (r.v.some((v) => v[0] === "unknown" && enabled.has(S[v[1]]))) return "unknown";
+    return "pass";
+  }
+  const RANK = { fail: 0, unknown: 1, pass: 2 };
+  function compute() {
+    const enabled = on();
+    const rows = [];
+    data.traces.forEach((r, n) => {
+      const st = stateOf(r, enabled);
+      if (outcome.value === "all" || outcome.value === st) rows.push([n, st]);
+    });
+    if (sortBy.value === "importance") {
+      const fails = (n) => data.traces[n].v.filter((v) => v[0] === "fail" && enabled.has(data.strings[v[1]])).length;
+      rows.sort((a, b) => RANK[a[1]] - RANK[b[1]] || fails(b[0]) - fails(a[0]) || a[0] - b[0]);
+    }
+    view = rows;
+  }
+  function marked(r, step, box, enabled) {
+    const S = data.strings, text = r.t, lo = step[0], hi = step[1];
+    const spans = [];
+    r.v.forEach((v, i) => {
+      const s = v[2], e = v[3];
+      if (s === e) {
+        if ((lo <= s && s < hi) || (s === hi && hi === text.length)) spans.push([s, s, i]);
+      } else if (s < hi && e > lo) {
+        spans.push([Math.max(s, lo), Math.min(e, hi), i]);
+      }
+    });
+    const cuts = Array.from(new Set([lo, hi, ...spans.map((x) => x[0]), ...spans.map((x) => x[1])]))
+      .sort((a, b) => a - b);
+    const opened = new Set();
+    let stack = [];
+    const nodes = [box];
+    const open = (sp, cont) => {
+      const v = r.v[sp[2]];
+      const m = el("mark", { class: "v" + (enabled.has(S[v[1]]) ? "" : " off"), "data-verdict": v[0],
+        "data-verifier": S[v[1]], "data-span": v[2] + "," + v[3], "data-v": String(sp[2]),
+        title: S[v[1]] + ": " + v[0] + (v[4] !== null ? ": " + S[v[4]] : "") });
+      if (cont) m.setAttribute("data-cont", "1");
+      return m;
+    };
+    for (let k = 0; k < cuts.length; k++) {
+      const pos = cuts[k], nxt = k + 1 < cuts.length ? cuts[k + 1] : null;
+      for (const p of spans) if (p[0] === pos && p[1] === pos) nodes[nodes.length - 1].appendChild(open(p, false));
+      if (nxt === null) break;
+      const want = spans.filter((p) => p[0] <= pos && p[1] >= nxt && p[0] < p[1])
+        .sort((a, b) => a[0] - b[0] || b[1] - a[1] || a[2] - b[2]);
+      let keep = 0;
+      while (keep < stack.length && keep < want.length && stack[keep] === want[keep]) keep++;
+      stack = stack.slice(0, keep);
+      nodes.length = keep + 1;
+      for (const p of want.slice(keep)) {
+        const m = open(p, opened.has(p[2]));
+        opened.add(p[2]);
+        nodes[nodes.length - 1].appendChild(m);
+        nodes.push(m);
+        stack.push(p);
+      }
+      nodes[nodes.length - 1].appendChild(document.createTextNode(text.slice(pos, nxt)));
+    }
+  }
+  function feedback(r, step, enabled) {
+    const S = data.strings, ul = el("ul", { class: "feedback" });
+    const seen = new Map();
+    r.v.forEach((v, i) => {
+      const s = v[2];
+      if (!((step[0] <= s && s < step[1]) || (s === step[1] && s === r.t.length))) return;
+      if (v[0] === "pass") return;  // the green mark says it; the list is for what needs reading
+      const key = [v[0], v[1], v[4], v[5], v[6]].join("\u0000");
+      if (seen.has(key)) { const li = seen.get(key); li.dataset.count = String(+li.dataset.count + 1);
+        li.querySelector(".count").textContent = " \u00d7" + li.dataset.count; return; }
+      const li = el("li", { class: v[0], "data-verifier": S[v[1]], "data-verdict": v[0], "data-v": String(i),
+        "data-span": v[2] + "," + v[3], "data-count": "1" });
+      li.hidden = !enabled.has(S[v[1]]);
+      li.appendChild(el("b", {}, S[v[1]]));
+      li.appendChild(document.createTextNode(" " + v[0] + (v[6] !== null ? " (" + S[v[6]] + ")" : "")
+        + (v[4] !== null ? ": " + S[v[4]] : "")));
+      li.appendChild(el("span", { class: "count" }, ""));
+      if (v[5] !== null && v[5] !== v[4]) li.appendChild(el("span", { class: "fb" }, "feedback: " + S[v[5]]));
+      seen.set(key, li);
+      ul.appendChild(li);
+    });
+    return ul;
+  }
+  function article(n, st, enabled) {
+    const r = data.traces[n], S = data.strings;
+    const names = (kind) => Array.from(new Set(r.v.filter((v) => v[0] === kind).map((v) => S[v[1]]))).sort().join(" ");
+    const a = el("article", { class: "trace", id: "trace-" + n, "data-id": r.i, "data-outcome": r.o,
+      "data-shown-outcome": st, "data-failed": names("fail"), "data-unknown": names("unknown") });
+    const head = el("div", { class: "head" });
+    head.appendChild(el("h2", {}, r.i));
+    // the words `interlock run` uses for a run's outcome
+    const word = st === "fail" ? "violation" : st === "unknown" ? "undecided" : r.c ? "verified" : "unchecked";
+    head.appendChild(el("span", { class: "badge outcome-" + st, "data-word": word }, word));
+    for (const k of Object.keys(r.l || {})) {
+      const val = r.l[k];
+      const shownValue = typeof val === "string" ? val : JSON.stringify(val);
+      head.appendChild(el("span", { class: "badge label", "data-label": k }, k + "=" + shownValue));
+    }
+    if (r.w) head.appendChild(el("span", { class: "source" }, r.w));
+    a.appendChild(head);
+    const firstFail = r.v.filter((v) => v[0] === "fail" && enabled.has(S[v[1]])).sort((x, y) => x[2] - y[2])[0];
+    if (firstFail) {
+      const p = el("p", { class: "first" }, "First violation: ");
+      p.appendChild(el("b", {}, S[firstFail[1]]));
+      p.appendChild(document.createTextNode(" at [" + firstFail[2] + ", " + firstFail[3] + "): " + S[firstFail[4]]));
+      a.appendChild(p);
+    }
+    if (r.p !== null) {
+      const d = el("details", { class: "prompt" });
+      d.appendChild(el("summary", {}, "prompt"));
+      d.appendChild(el("pre", {}, S[r.p]));
+      a.appendChild(d);
+    }
+    for (const step of r.s) {
+      const div = el("div", { class: step[2] ? "step injected" : "step", "data-span": step[0] + "," + step[1] });
+      const box = el("div", { class: "text" });
+      marked(r, step, box, enabled);
+      div.appendChild(box);
+      div.appendChild(feedback(r, step, enabled));
+      a.appendChild(div);
+    }
+    if (r.e.length) {
+      const ul = el("ul", { class: "feedback" });
+      for (const e of r.e) ul.appendChild(el("li", { class: "unknown" }, e));
+      a.appendChild(ul);
+    }
+    return a;
+  }
+  function render() {
+    const enabled = on();
+    const pages = Math.max(1, Math.ceil(view.length / PAGE));
+    page = Math.min(Math.max(0, page), pages - 1);
+    const frag = document.createDocumentFragment();
+    for (const [n, st] of view.slice(page * PAGE, (page + 1) * PAGE)) frag.appendChild(article(n, st, enabled));
+    list.replaceChildren(frag);
+    shown.textContent = view.length + " of " + data.traces.length + " traces shown";
+    pageInfo.textContent = "page " + (page + 1) + " of " + pages;
+    document.getElementById("prev").disabled = page === 0;
+    document.getElementById("next").disabled = page >= pages - 1;
+  }
   function fromHash() {
     const params = new URLSearchParams(location.hash.slice(1));
-    if (params.has("outcome")) outcome.value = params.get("outcome");
-    if (params.has("verifiers")) {
-      const wanted = new Set(params.get("verifiers").split(",").filter(Boolean));
-      boxes.forEach((b) => { b.checked = wanted.has(b.value); });
-    }
+    outcome.value = params.get("outcome") || (data.flagged ? "fail" : "all");
+    sortBy.value = params.get("sort") || "importance";
+    page = Math.max(0, (parseInt(params.get("page") || "1", 10) || 1) - 1);
+    const wanted = params.has("verifiers") ? new Set(params.get("verifiers").split(",").filter(Boolean)) : null;
+    boxes.forEach((b) => { b.checked = wanted === null || wanted.has(b.value); });
   }
   function toHash() {
     const params = new URLSearchParams();
-    if (outcome.value !== "all") params.set("outcome", outcome.value);
+    params.set("outcome", outcome.value);
+    if (sortBy.value !== "importance") params.set("sort", sortBy.value);
+    if (page > 0) params.set("page", String(page + 1));
     if (boxes.some((b) => !b.checked)) {
       params.set("verifiers", boxes.filter((b) => b.checked).map((b) => b.value).join(","));
     }
-    const hash = params.toString();
-    history.replaceState(null, "", hash ? "#" + hash : location.pathname + location.search);
+    history.replaceState(null, "", "#" + params.toString());
   }
-  function apply() {
-    const on = new Set(boxes.filter((b) => b.checked).map((b) => b.value));
-    let count = 0;
-    for (const t of traces) {
-      const failed = words(t.dataset.failed).some((v) => on.has(v));
-      const unknown = words(t.dataset.unknown).some((v) => on.has(v));
-      const state = failed ? "fail" : (unknown ? "unknown" : "pass");
-      t.dataset.shownOutcome = state;
-      const show = outcome.value === "all" || outcome.value === state;
-      t.hidden = !show;
-      if (show) count += 1;
-    }
-    document.querySelectorAll("mark.v").forEach((m) => { m.classList.toggle("off", !on.has(m.dataset.verifier)); });
-    document.querySelectorAll(".feedback li").forEach((li) => { li.hidden = !on.has(li.dataset.verifier); });
-    shown.textContent = count + " of " + traces.length + " traces shown";
+  function refresh(keepPage) { if (!keepPage) page = 0; compute(); render(); toHash(); }
+  load().then((loaded) => {
+    data = loaded;
+    fromHash();
+    compute();
+    render();
+    outcome.addEventListener("change", () => refresh(false));
+    sortBy.addEventListener("change", () => refresh(false));
+    boxes.forEach((b) => b.addEventListener("change", () => refresh(false)));
+    document.getElementById("prev").addEventListener("click", () => { page -= 1; render(); toHash(); });
+    document.getElementById("next").addEventListener("click", () => { page += 1; render(); toHash(); });
+    window.addEventListener("hashchange", () => { fromHash(); compute(); render(); });
+    document.body.dataset.renderMs = String(Math.round(performance.now() - t0));
     document.body.dataset.filtered = "1";
-  }
-  fromHash();
-  apply();
-  outcome.addEventListener("change", () => { apply(); toHash(); });
-  boxes.forEach((b) => b.addEventListener("change", () => { apply(); toHash(); }));
-  window.addEventListener("hashchange", () => { fromHash(); apply(); });
+  }).catch((err) => { list.textContent = "could not read the report's data: " + err; });
 })();
 """
+
+
+_GZIP_OVER = 256 * 1024  # bytes of JSON above which the records travel gzip-compressed (base64) in the page
+
+
+class _Strings:
+    """Interns repeated strings (verifier names, messages, prompts shared by many traces) into one table."""
+
+    def __init__(self) -> None:
+        self.table: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def __call__(self, value: str | None) -> int | None:
+        if value is None:
+            return None
+        found = self._index.get(value)
+        if found is None:
+            found = self._index[value] = len(self.table)
+            self.table.append(value)
+        return found
 
 
 def _e(value: object) -> str:
@@ -142,101 +336,57 @@ def _outcome(report: TraceReport) -> str:
     return "unknown" if any(isinstance(v, Unknown) for v in report.verdicts) else "pass"
 
 
-def _mark_open(v: Verdict, index: int, cont: bool) -> str:
-    span = v.span or Span(0, 0)
-    title = f"{v.verifier}: {v.kind}" + (f": {_message(v)}" if _message(v) else "")
-    return (f'<mark class="v" data-verdict="{_e(v.kind)}" data-verifier="{_e(v.verifier)}" '
-            f'data-span="{span.start},{span.end}" data-v="{index}"' + (' data-cont="1"' if cont else "")
-            + f' title="{_e(title)}">')
+def _record(report: TraceReport, strings: _Strings) -> dict[str, Any]:
+    """One trace, compact: verdicts as ``[kind, verifier, start, end, message, feedback, action]`` (strings by
+    index into the page's string table)."""
+    verdicts = []
+    for v in report.verdicts:
+        span = v.span or Span(0, 0)
+        feedback = v.feedback if isinstance(v, Fail) and v.feedback is not None else None
+        action = v.action.value if isinstance(v, Fail) and v.action is not None else None
+        verdicts.append([v.kind, strings(v.verifier), span.start, span.end, strings(_message(v) or None),
+                         strings(feedback), strings(action)])
+    where = (report.path + (f":{report.line}" if report.line is not None else "")) if report.path else None
+    checked = any(isinstance(v, Pass) and v.checked for v in report.verdicts)
+    return {"i": report.id, "o": _outcome(report), "c": 1 if checked else 0, "l": dict(report.labels), "w": where,
+            "p": strings(report.prompt or None), "t": report.text,
+            "s": [[s.start, s.end, 1 if injected else 0] for s, injected in report.steps()],
+            "v": verdicts, "e": list(report.errors)}
 
 
-def _marked(text: str, step: Span, verdicts: Sequence[tuple[int, Verdict]]) -> str:
-    """The step's text with every verdict span that overlaps it marked; crossing spans are closed and reopened
-    (the reopened part carries ``data-cont``), so the markup always nests."""
-    spans = []
-    for index, v in verdicts:
-        span = v.span
-        if span is None:
+def _chart(totals: dict[str, Any]) -> str:
+    """Flag rates by the value of each boolean label, as bars with their numbers; for ``is_correct``-like labels
+    also the verifier's precision and recall, taking ``false`` as what should be flagged."""
+    out = []
+    for key, values in totals["by_label"].items():
+        if not set(values) <= {"true", "false"}:
             continue
-        if span.start == span.end:
-            if step.start <= span.start < step.end or span.start == step.end == len(text):
-                spans.append((span.start, span.start, index, v))
-        elif span.start < step.end and span.end > step.start:
-            spans.append((max(span.start, step.start), min(span.end, step.end), index, v))
-    cuts = sorted({step.start, step.end, *(s for s, _, _, _ in spans), *(e for _, e, _, _ in spans)})
-    out: list[str] = []
-    stack: list[tuple[int, int, int, Verdict]] = []
-    opened: set[int] = set()
-    for pos, nxt in zip(cuts, [*cuts[1:], None], strict=True):
-        for point in (s for s in spans if s[0] == s[1] == pos):
-            out.append(_mark_open(point[3], point[2], False) + "</mark>")
-        if nxt is None:
-            break
-        want = sorted((s for s in spans if s[0] <= pos and s[1] >= nxt and s[0] < s[1]),
-                      key=lambda s: (s[0], -s[1], s[2]))
-        keep = 0
-        while keep < len(stack) and keep < len(want) and stack[keep] is want[keep]:
-            keep += 1
-        out.extend("</mark>" for _ in stack[keep:])
-        del stack[keep:]
-        for s in want[keep:]:
-            out.append(_mark_open(s[3], s[2], s[2] in opened))
-            opened.add(s[2])
-            stack.append(s)
-        out.append(_e(text[pos:nxt]))
-    out.extend("</mark>" for _ in stack)
+        rows = []
+        for value in ("false", "true"):
+            counts = values.get(value, {})
+            n, flagged = counts.get("traces", 0), counts.get("flagged", 0)
+            rows.append((value, n, flagged, flagged / n if n else 0.0))
+        (_, n_false, tp, _), (_, _, fp, _) = rows
+        precision = tp / (tp + fp) if tp + fp else None
+        recall = tp / n_false if n_false else None
+        bars = []
+        for k, (value, n, flagged, rate) in enumerate(rows):
+            y = 4 + k * 22
+            colour = "#c62828" if value == "false" else "#2e7d32"
+            bars.append(f'<text x="0" y="{y + 13}" font-size="12">{_e(key)}={value}</text>'
+                        f'<rect x="110" y="{y}" width="200" height="16" fill="#f1f3f4"/>'
+                        f'<rect x="110" y="{y}" width="{200 * rate:.1f}" height="16" fill="{colour}"/>'
+                        f'<text x="318" y="{y + 13}" font-size="12">{flagged} of {n} flagged '
+                        f"({100 * rate:.1f}%)</text>")
+        p_text = f"precision {precision:.3f}" if precision is not None else "precision n/a"
+        r_text = f"recall {recall:.3f}" if recall is not None else "recall n/a"
+        p_attr = "" if precision is None else precision
+        r_attr = "" if recall is None else recall
+        out.append(f'<figure class="chart" data-label="{_e(key)}" data-precision="{p_attr}" data-recall="{r_attr}">'
+                   f'<svg width="520" height="50" role="img" aria-label="flag rate by {_e(key)}">{"".join(bars)}</svg>'
+                   f'<figcaption class="numbers">{_e(key)}=false is what should be flagged: {p_text} · {r_text}'
+                   "</figcaption></figure>")
     return "".join(out)
-
-
-def _feedback(v: Verdict, index: int) -> str:
-    span = v.span or Span(0, 0)
-    head = f'<b>{_e(v.verifier)}</b> {_e(v.kind)}'
-    if isinstance(v, Fail) and v.action is not None:
-        head += f" ({_e(v.action.value)})"
-    body = f": {_e(_message(v))}" if _message(v) else ""
-    extra = ""
-    if isinstance(v, Fail) and v.feedback is not None and v.feedback != v.message:
-        extra = f'<span class="fb">feedback: {_e(v.feedback)}</span>'
-    return (f'<li class="{_e(v.kind)}" data-verifier="{_e(v.verifier)}" data-verdict="{_e(v.kind)}" '
-            f'data-v="{index}" data-span="{span.start},{span.end}">{head}{body}{extra}</li>')
-
-
-def _trace(report: TraceReport, number: int) -> str:
-    indexed = list(enumerate(report.verdicts))
-    failed = sorted({v.verifier for v in report.failures})
-    unknown = sorted({v.verifier for v in report.verdicts if isinstance(v, Unknown)})
-    outcome = _outcome(report)
-    parts = [f'<article class="trace" id="trace-{number}" data-id="{_e(report.id)}" data-outcome="{outcome}" '
-             f'data-failed="{_e(" ".join(failed))}" data-unknown="{_e(" ".join(unknown))}">',
-             f'<div class="head"><h2>{_e(report.id)}</h2>'
-             f'<span class="badge outcome-{outcome}">{outcome}</span>']
-    for key, value in report.labels.items():
-        shown = value if isinstance(value, str) else json.dumps(value)
-        parts.append(f'<span class="badge label" data-label="{_e(key)}">{_e(key)}={_e(shown)}</span>')
-    if report.path:
-        where = report.path + (f":{report.line}" if report.line is not None else "")
-        parts.append(f'<span class="source">{_e(where)}</span>')
-    parts.append("</div>")
-    first = report.first_violation
-    if first is not None:
-        parts.append(f'<p class="first">First violation: <b>{_e(first.verifier)}</b> at '
-                     f'[{first.span.start if first.span else 0}, {first.span.end if first.span else 0}): '
-                     f"{_e(first.message)}</p>")
-    if report.prompt:
-        parts.append(f'<details class="prompt"><summary>prompt</summary><pre>{_e(report.prompt)}</pre></details>')
-    for step, injected in report.steps():
-        starting = [(i, v) for i, v in indexed
-                    if v.span is not None and (step.start <= v.span.start < step.end
-                                               or v.span.start == step.end == len(report.text))]
-        cls = "step injected" if injected else "step"
-        parts.append(f'<div class="{cls}" data-span="{step.start},{step.end}">'
-                     f'<div class="text">{_marked(report.text, step, indexed)}</div>'
-                     f'<ul class="feedback">{"".join(_feedback(v, i) for i, v in starting)}</ul></div>')
-    if report.errors:
-        parts.append('<ul class="feedback">' + "".join(f'<li class="unknown">{_e(e)}</li>' for e in report.errors)
-                     + "</ul>")
-    parts.append("</article>")
-    return "".join(parts)
 
 
 def _totals(totals: ReplayTotals) -> str:
@@ -259,20 +409,28 @@ def _totals(totals: ReplayTotals) -> str:
             out.append(f'<tr data-verifier="{_e(name)}"><td>{_e(name)}</td><td>{counts["pass"]}</td>'
                        f'<td>{counts["fail"]}</td><td>{counts["unknown"]}</td></tr>')
         out.append("</table>")
-    if data["by_label"]:
-        out.append('<table class="breakdown" id="by-label"><tr><th>label</th><th>value</th><th>traces</th>'
-                   "<th>flagged</th></tr>")
-        for key, values in data["by_label"].items():
-            for value, counts in values.items():
-                out.append(f"<tr><td>{_e(key)}</td><td>{_e(value)}</td><td>{counts.get('traces', 0)}</td>"
-                           f"<td>{counts.get('flagged', 0)}</td></tr>")
-        out.append("</table>")
+    out.append(_chart(data))
     return "".join(out)
+
+
+def _script_json(records: dict[str, Any]) -> tuple[str, str]:
+    """The records for a ``<script type="application/json">``: plain when small, gzip+base64 when large."""
+    text = json.dumps(records, ensure_ascii=False, separators=(",", ":"))
+    if len(text) <= _GZIP_OVER:
+        return text.replace("<", "\\u003c"), "json"  # no "</script>" or "<!--" can end the element early
+    packed = gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0)
+    return base64.b64encode(packed).decode("ascii"), "gzip+base64"
 
 
 def render_html(results: Sequence[TraceReport | ReadFailure], totals: ReplayTotals | None = None, *,
                 title: str = "interlock replay report") -> str:
-    """The report as one HTML document."""
+    """The report as one HTML document; lone surrogates in any text become U+FFFD (see :func:`render_report`)."""
+    return render_report(results, totals, title=title)[0]
+
+
+def render_report(results: Sequence[TraceReport | ReadFailure], totals: ReplayTotals | None = None, *,
+                  title: str = "interlock replay report") -> tuple[str, int]:
+    """The report and how many lone surrogates were replaced with U+FFFD (the page says so too)."""
     if totals is None:
         totals = ReplayTotals()
         for r in results:
@@ -280,6 +438,10 @@ def render_html(results: Sequence[TraceReport | ReadFailure], totals: ReplayTota
     reports = [r for r in results if isinstance(r, TraceReport)]
     failures = [r for r in results if isinstance(r, ReadFailure)]
     names = sorted({v.verifier for r in reports for v in r.verdicts})
+    strings = _Strings()
+    traces = [_record(r, strings) for r in reports]
+    payload = {"traces": traces, "strings": strings.table, "flagged": sum(1 for r in reports if r.failures)}
+    body, encoding = _script_json(payload)
     head = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
             "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">"
@@ -288,19 +450,30 @@ def render_html(results: Sequence[TraceReport | ReadFailure], totals: ReplayTota
     parts = [head, f"<header><h1>{_e(title)}</h1>{_totals(totals)}</header>",
              '<nav id="filters"><fieldset><legend>outcome</legend><select id="filter-outcome">'
              '<option value="all">all</option><option value="fail">with violations</option>'
-             '<option value="pass">passed</option><option value="unknown">undecided</option></select></fieldset>'
+             '<option value="pass">verified or unchecked</option><option value="unknown">undecided</option>'
+             "</select></fieldset>"
+             '<fieldset><legend>sort</legend><select id="sort"><option value="importance">violations first'
+             '</option><option value="file">file order</option></select></fieldset>'
              '<fieldset id="filter-verifiers"><legend>verifiers</legend>']
     for name in names:
         parts.append(f'<label><input type="checkbox" class="filter-verifier" value="{_e(name)}" checked> '
                      f"{_e(name)}</label>")
-    parts.append('</fieldset><span id="shown"></span></nav><main>')
+    parts.append('</fieldset><span class="pager"><button id="prev" type="button">\u2190 previous</button>'
+                 '<span id="page-info"></span><button id="next" type="button">next \u2192</button></span>'
+                 '<span id="shown"></span></nav><main>')
+    marker = "<!--surrogates-->"
+    parts.append(marker)
     if failures:
         parts.append('<section class="errors" id="read-errors"><b>Could not read:</b><ul>')
         parts.extend(f"<li>{_e(f.message)}</li>" for f in failures)
         parts.append("</ul></section>")
-    parts.extend(_trace(r, i) for i, r in enumerate(reports))
-    parts.append(f"</main><script>{_JS}</script></body></html>\n")
-    return "".join(parts)
+    parts.append('<div id="traces"></div>')
+    parts.append(f'</main><script type="application/json" id="report-data" data-encoding="{encoding}">{body}'
+                 f"</script><script>{_JS}</script></body></html>\n")
+    page, replaced = scrub("".join(parts))
+    note = (f'<p class="note" id="surrogates">{replaced} lone surrogate(s) in the input were shown as U+FFFD.</p>'
+            if replaced else "")
+    return page.replace(marker, note, 1), replaced
 
 
 def write_html(path: str | os.PathLike[str], results: Sequence[TraceReport | ReadFailure],

@@ -131,6 +131,6 @@ class Arithmetic(Verifier):
         verdicts: list[Verdict] = [*fails, *unknown]
         if not verdicts:
             checked = sum(f.status != "unknown" for f in findings)
-            return [Pass(note=f"{checked} calculation{'s' if checked != 1 else ''} checked")]
+            return [Pass(note=f"{checked} calculation{'s' if checked != 1 else ''} checked", checked=checked > 0)]
         return verdicts
 

@@ -1,0 +1,90 @@
+"""Options shared by ``interlock run``, ``proxy`` and ``replay``: one name per concept, each with an environment
+default, so that a script sets ``INTERLOCK_MODEL`` once instead of repeating ``--model`` in every call.
+
+| option         | variable              | meaning                                                              |
+|----------------|-----------------------|----------------------------------------------------------------------|
+| ``--model``    | ``INTERLOCK_MODEL``   | a local model (folder or .gguf), or the server's model name          |
+| ``--base-url`` | ``INTERLOCK_BASE_URL``| an OpenAI-compatible server (``--openai-base-url``: hidden alias)    |
+| ``-v/--verifier`` | ``INTERLOCK_VERIFIERS`` | verifier names, comma-separated in the variable                  |
+| ``--max-tokens`` | ``INTERLOCK_MAX_TOKENS`` | the total token budget of one run (one proxied request)         |
+
+An option on the command line wins over its variable. A variable that does not parse is an error that names it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from interlock.monitor.errors import ConfigError
+
+__all__ = ["ENV", "add_base_url", "add_max_tokens", "add_model", "add_verifiers", "chosen_verifiers", "env_int",
+           "max_tokens"]
+
+ENV = {"model": "INTERLOCK_MODEL", "base_url": "INTERLOCK_BASE_URL", "verifiers": "INTERLOCK_VERIFIERS",
+       "max_tokens": "INTERLOCK_MAX_TOKENS"}
+
+
+def _env(key: str) -> str | None:
+    value = os.environ.get(ENV[key], "").strip()
+    return value or None
+
+
+def env_int(key: str, default: int) -> int:
+    """The integer in the variable for ``key``, else ``default``; a bad value raises :class:`ConfigError`."""
+    raw = _env(key)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"${ENV[key]} must be an integer, got {raw!r}") from None
+
+
+def add_model(parser: argparse.ArgumentParser | argparse._ArgumentGroup, help_text: str) -> None:
+    parser.add_argument("--model", metavar="PATH_OR_NAME", default=_env("model"),
+                        help=f"{help_text} (env: {ENV['model']})")
+
+
+def add_base_url(parser: argparse.ArgumentParser | argparse._ArgumentGroup, help_text: str) -> None:
+    parser.add_argument("--base-url", metavar="URL", default=_env("base_url"),
+                        help=f"{help_text} (env: {ENV['base_url']})")
+    parser.add_argument("--openai-base-url", dest="base_url", metavar="URL", help=argparse.SUPPRESS)
+
+
+def add_verifiers(parser: argparse.ArgumentParser | argparse._ArgumentGroup, help_text: str) -> None:
+    parser.add_argument("-v", "--verifier", action="append", default=None, metavar="NAME", dest="verifiers",
+                        help=f"{help_text}; repeatable (env: {ENV['verifiers']}, comma-separated)")
+
+
+def chosen_verifiers(args: argparse.Namespace) -> list[str] | None:
+    """The ``-v`` names, else those in ``$INTERLOCK_VERIFIERS``, else ``None`` (the command's default)."""
+    names: list[str] | None = args.verifiers
+    if names:
+        return list(names)
+    raw = _env("verifiers")
+    if raw is None:
+        return None
+    return [n.strip() for n in raw.split(",") if n.strip()]
+
+
+def add_max_tokens(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: int | None,
+                   help_text: str) -> None:
+    parser.add_argument("--max-tokens", type=int, default=None, metavar="N",
+                        help=f"{help_text} (env: {ENV['max_tokens']}; default: {default})")
+    parser.set_defaults(_max_tokens_default=default)
+
+
+def max_tokens(args: argparse.Namespace) -> int | None:
+    """``--max-tokens``, else ``$INTERLOCK_MAX_TOKENS``, else the command's default; must be >= 1."""
+    default: int | None = getattr(args, "_max_tokens_default", None)
+    value: int | None
+    if args.max_tokens is not None:
+        value = int(args.max_tokens)
+    elif _env("max_tokens") is not None:
+        value = env_int("max_tokens", 0)
+    else:
+        value = default
+    if value is not None and value < 1:
+        raise ConfigError(f"--max-tokens must be >= 1, got {value}")
+    return value

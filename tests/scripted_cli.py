@@ -1,0 +1,37 @@
+"""Scripted generators for ``interlock run --generator scripted_cli:NAME`` in tests (tests/ is on PYTHONPATH)."""
+
+from __future__ import annotations
+
+from interlock.generators import Scripted
+
+LINES = "".join(f"Then 2 + {i} = {2 + i}.\n" for i in range(60))
+
+
+def wrong_then_fixed() -> Scripted:
+    """A wrong step, then 60 checked lines after the feedback, at 400 chunks a second."""
+    return Scripted({"": "We add. 2 + 2 = 5.\nDone.\n", "Let me redo this step.\n": LINES}, rate=400)
+
+
+def instant() -> Scripted:
+    return Scripted({"": "We add. 2 + 2 = 5.\nDone.\n", "Let me redo this step.\n": "2 + 2 = 4.\nDone.\n"})
+
+
+def poem() -> Scripted:
+    return Scripted("Roses are red,\nviolets are blue.\n")
+
+
+def cut_short() -> Scripted:
+    """Its own limit (5 pieces) ends the text inside a number: "12" was being written."""
+    return Scripted(["So", " 3", " +", " 9", " = 1", "2 eggs.\n"], max_new_tokens=5)
+
+
+def surrogate() -> Scripted:
+    return Scripted(["Bad \ud800 text, 1 + 1 = 2.\n"])
+
+
+def slow_to_load() -> Scripted:
+    """Takes 1.5 s to build, as a model takes to load."""
+    import time
+
+    time.sleep(1.5)
+    return Scripted("So 2 + 3 = 5.\nThen 5 + 1 = 6.\n", rate=20)
