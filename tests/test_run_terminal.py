@@ -275,5 +275,5 @@ def test_replay_takes_its_verifiers_from_the_environment(tmp_path: Path, monkeyp
     trace = tmp_path / "answer.txt"
     trace.write_text("So 2 + 2 = 5.\n")
     monkeypatch.setenv("INTERLOCK_VERIFIERS", "arithmetic")
-    assert main(["replay", str(trace)]) == 0
+    assert main(["replay", str(trace)]) == 1  # a violation: replay exits 1
     assert capsys.readouterr().out.splitlines()[0].startswith("answer.txt: arithmetic [3, 12) ")
