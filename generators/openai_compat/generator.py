@@ -183,7 +183,8 @@ class OpenAICompatible:
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(token_ids=False, logprobs=self.sampling.logprobs,
-                            entropy=self.sampling.top_logprobs > 0, resumable=True, kv_rollback=False, fork=True)
+                            entropy=self.sampling.top_logprobs > 0, resumable=True, kv_rollback=False, fork=True,
+                            tool_calls=self.endpoint == "chat")
 
     @property
     def server_continues(self) -> bool | None:
