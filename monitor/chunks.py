@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Chunk", "ToolCallRequest"]
+__all__ = ["Chunk", "ToolCallRequest", "tool_calls_chunk"]
 
 
 @dataclass(frozen=True)
@@ -74,3 +74,11 @@ class Chunk:
         if self.tool_calls:
             out["tool_calls"] = [c.to_dict() for c in self.tool_calls]
         return out
+
+
+def tool_calls_chunk(calls: tuple[ToolCallRequest, ...] | list[ToolCallRequest], *, after: str = "",
+                     tokens: int | None = None) -> Chunk:
+    """The chunk a generator yields for ``calls``: their markers, after a line end when the text so far (``after``)
+    does not end with one, so that each call is a step of its own."""
+    lead = "" if after in ("",) or after.endswith("\n") else "\n"
+    return Chunk(lead + "".join(c.marker() for c in calls), tokens=tokens, tool_calls=tuple(calls))

@@ -35,7 +35,7 @@ from interlock.generators.openai_compat.payloads import (
     completions_body,
 )
 from interlock.generators.openai_compat.sse import SSEDecoder
-from interlock.monitor.chunks import ToolCallRequest
+from interlock.monitor.chunks import ToolCallRequest, tool_calls_chunk
 
 __all__ = ["OpenAICompatible"]
 
@@ -483,12 +483,11 @@ class _Tally:
             missing = max(0, usage.completion_tokens - self.counted_tokens)
         calls: list[ToolCallRequest] = self.calls.calls() if self.calls else []
         if calls:
-            lead = "" if self.last in ("", "\n") else "\n"
-            text = lead + "".join(c.marker() for c in calls)
+            chunk = tool_calls_chunk(calls, after=self.last)
             if missing is None:
                 count = self.generator.count_tokens
-                missing = max(1, int(count(text))) if count is not None else len(calls)
-            return [Chunk(text, tokens=missing, tool_calls=tuple(calls))]
+                missing = max(1, int(count(chunk.text))) if count is not None else len(calls)
+            return [dataclasses.replace(chunk, tokens=missing)]
         if missing:
             return [Chunk("", tokens=missing)]
         return []

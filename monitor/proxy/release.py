@@ -200,7 +200,10 @@ class ReleasedRun:
                 self._see(event)
                 if self.hold == "end" or event.kind != "chunk":
                     continue
-                text = run.text
+                if not isinstance(event, ChunkAppended) or event.epoch != run.epoch:
+                    continue  # the trace has moved on since: wait for the events to catch up
+                # only text whose events have been seen (a tool call's span is known from its event)
+                text = run.text[:event.position + len(event.chunk.text)]
                 safe_end = min(safe_end, len(text))  # a late verdict cut into released text (see retracted)
                 spans = self._call_spans(text)
                 limit = spans[0].start if spans else len(text)  # text after a tool call waits for the end
