@@ -168,7 +168,16 @@ class ReleasedRun:
         self._arrivals.append((end, time.perf_counter()))
         if chunk.tool_calls:
             self._spans = [s for s in self._spans if s.start < event.position]
-            self._spans.append(_CallSpan(event.position, chunk.text, chunk.tool_calls))
+            markers = [c.marker() for c in chunk.tool_calls]
+            lead = len(chunk.text) - sum(map(len, markers))
+            if lead >= 0 and chunk.text[lead:] == "".join(markers):  # one span per call: each is checked alone
+                start = event.position
+                for i, (call, marker) in enumerate(zip(chunk.tool_calls, markers, strict=True)):
+                    text = chunk.text[:lead] + marker if i == 0 else marker
+                    self._spans.append(_CallSpan(start, text, (call,)))
+                    start += len(text)
+            else:
+                self._spans.append(_CallSpan(event.position, chunk.text, chunk.tool_calls))
             self.seen_calls.extend(chunk.tool_calls)
 
     async def collect(self) -> list[Piece]:
