@@ -8,10 +8,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["add_arguments", "main"]
+if TYPE_CHECKING:
+    from interlock.monitor.proxy import ProxyConfig
+
+__all__ = ["add_arguments", "build_config", "main", "worker_app"]
 
 API_KEY_ENV = "INTERLOCK_PROXY_API_KEY"
 
@@ -48,6 +53,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     srv.add_argument("--max-concurrent", type=int, metavar="N",
                      help="answers generated at once (default: 1 for a local model, unlimited upstream)")
     srv.add_argument("--log-requests", action="store_true", help="print uvicorn's access log")
+    _add_agent_and_scale_arguments(parser)
+
+
+# -- tool calls, streaming and scale-out (the `proxy` worktree's flags; kept apart from the ones above) ------------
+def _add_agent_and_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    tools = parser.add_argument_group("tool calls")
+    tools.add_argument("--tool-verifier", action="append", default=[], metavar="[TOOL=]CHECK",
+                       help="check the arguments of calls of TOOL (every tool without TOOL=) before a call reaches "
+                            "the client: a registry name (a verifier scanned over the arguments), module:function "
+                            "or file.py:function (a function of the arguments returning a verdict); repeat for more")
+    tools.add_argument("--tool-check-timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="longest a tool check may take; past it the call is refused (default 10)")
+    scale = parser.add_argument_group("streams and scale-out")
+    scale.add_argument("--keepalive", type=float, default=10.0, metavar="SECONDS",
+                       help="send an SSE comment this often while a stream's text is held back (default 10)")
+    scale.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="close a connection whose request headers have not all arrived within this (default 10)")
+    scale.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="serve from N processes behind the port, each monitoring its own requests; /metrics "
+                            "adds up all of them (default 1)")
+
+
+WORKER_ARGS_ENV = "INTERLOCK_PROXY_WORKER_ARGS"
 
 
 def _positive(name: str, value: float | None) -> None:
@@ -58,19 +86,45 @@ def _positive(name: str, value: float | None) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from interlock.monitor.proxy import create_app, serve
+
+    if args.workers > 1:
+        return _serve_workers(args)
+    config, where = build_config(args)
+    verifiers = ", ".join(args.verifier) or "none"
+    print(f"interlock proxy: http://{args.host}:{args.port}/v1 -> {where}; verifiers: {verifiers}",
+          file=sys.stderr, flush=True)
+    serve(create_app(config), host=args.host, port=args.port, header_timeout=args.header_timeout,
+          log_level="info" if args.log_requests else "warning", access_log=args.log_requests)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> None:
+    """The checks that need no backend: fail before serving, with a message naming the option."""
     from interlock.monitor.errors import ConfigError
-    from interlock.monitor.governor import Governor
-    from interlock.monitor.governors.budget import TokenBudget
-    from interlock.monitor.proxy import GeneratorBackend, ProxyConfig, UpstreamBackend, create_app, serve
-    from interlock.monitor.proxy.backends import Backend
+    from interlock.monitor.proxy.tools import load_tool_checks
     from interlock.monitor.registry import create_verifier
 
-    for name in ("max_body_bytes", "request_timeout", "max_tokens", "max_concurrent", "max_total_tokens"):
+    for name in ("max_body_bytes", "request_timeout", "max_tokens", "max_concurrent", "max_total_tokens",
+                 "tool_check_timeout", "keepalive", "header_timeout", "workers"):
         _positive(name.replace("_", "-"), getattr(args, name))
     if args.base_url and args.local:
         raise ConfigError("--base-url and --local exclude each other: forward upstream or serve a local model")
     for name in args.verifier:
         create_verifier(name)  # fail now, with the list of known names, rather than on the first request
+    load_tool_checks(args.tool_verifier)
+
+
+def build_config(args: argparse.Namespace) -> tuple[ProxyConfig, str]:
+    """The proxy's configuration from the command line, and a description of its backend."""
+    from interlock.monitor.errors import ConfigError
+    from interlock.monitor.governor import Governor
+    from interlock.monitor.governors.budget import TokenBudget
+    from interlock.monitor.proxy import GeneratorBackend, ProxyConfig, UpstreamBackend
+    from interlock.monitor.proxy.backends import Backend
+    from interlock.monitor.proxy.tools import load_tool_checks
+
+    _validate(args)
     backend: Backend
     max_concurrent = args.max_concurrent
     if args.base_url:
@@ -95,9 +149,46 @@ def main(args: argparse.Namespace) -> int:
                          show_feedback=args.show_feedback, max_interventions=args.max_interventions,
                          max_body_bytes=args.max_body_bytes, request_timeout=args.request_timeout,
                          max_tokens=args.max_tokens, max_concurrent=max_concurrent)
-    verifiers = ", ".join(args.verifier) or "none"
-    print(f"interlock proxy: http://{args.host}:{args.port}/v1 -> {where}; verifiers: {verifiers}",
-          file=sys.stderr, flush=True)
-    serve(create_app(config), host=args.host, port=args.port,
-          log_level="info" if args.log_requests else "warning", access_log=args.log_requests)
+    config = dataclasses.replace(config, tool_verifiers=load_tool_checks(args.tool_verifier),
+                                 tool_check_timeout=args.tool_check_timeout, keepalive=args.keepalive)
+    return config, where
+
+
+def _serve_workers(args: argparse.Namespace) -> int:
+    """N uvicorn workers behind the port, each building its own app from the same options (passed in the
+    environment); the Prometheus figures are shared through prometheus-client's multiprocess files."""
+    import json
+    import shutil
+    import tempfile
+
+    from interlock.monitor.proxy.server import serve_workers
+
+    _validate(args)
+    own_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_dir = tempfile.mkdtemp(prefix="interlock-proxy-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    options = {k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool | list | type(None))}
+    os.environ[WORKER_ARGS_ENV] = json.dumps({**options, "workers": 1})
+    print(f"interlock proxy: http://{args.host}:{args.port}/v1 with {args.workers} workers -> "
+          f"{'upstream ' + args.base_url if args.base_url else 'a local model in each worker'}; verifiers: "
+          f"{', '.join(args.verifier) or 'none'}", file=sys.stderr, flush=True)
+    try:
+        serve_workers("interlock.monitor.cli.proxy:worker_app", args.workers, host=args.host, port=args.port,
+                      header_timeout=args.header_timeout, log_level="info" if args.log_requests else "warning",
+                      access_log=args.log_requests)
+    finally:
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
     return 0
+
+
+def worker_app() -> Any:
+    """The app of one worker process (uvicorn's factory): the options come from the parent's environment."""
+    import json
+
+    from interlock.monitor.proxy import create_app
+
+    args = argparse.Namespace(**json.loads(os.environ[WORKER_ARGS_ENV]))
+    config, _ = build_config(args)
+    return create_app(config)
