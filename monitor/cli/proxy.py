@@ -117,7 +117,6 @@ def _validate(args: argparse.Namespace) -> None:
 
 def build_config(args: argparse.Namespace) -> tuple[ProxyConfig, str]:
     """The proxy's configuration from the command line, and a description of its backend."""
-    from interlock.monitor.errors import ConfigError
     from interlock.monitor.governor import Governor
     from interlock.monitor.governors.budget import TokenBudget
     from interlock.monitor.proxy import GeneratorBackend, ProxyConfig, UpstreamBackend
