@@ -454,8 +454,17 @@ class _EventStream(Response):
                     tg.cancel_scope.cancel()
                     inbox.close()
         finally:
-            handler.metrics.in_flight.dec()
-            handler.count(self.req, "disconnected" if left.gone else self.outcome)
+            self._account("disconnected" if left.gone else self.outcome)
+
+    _accounted = False
+
+    def _account(self, outcome: str) -> None:
+        """Count the request once: just before its last byte (a client that reads /metrics after its answer
+        sees it), or when it ends otherwise."""
+        if not self._accounted:
+            self._accounted = True
+            self.handler.metrics.in_flight.dec()
+            self.handler.count(self.req, outcome)
 
     async def _start(self, send: Send, status: int, media: str) -> None:
         headers = [(b"content-type", media.encode()), (b"cache-control", b"no-cache"),
@@ -464,6 +473,8 @@ class _EventStream(Response):
         self.started = True
 
     async def _body(self, send: Send, data: bytes, more: bool = True) -> None:
+        if not more:
+            self._account(self.outcome)
         await send({"type": "http.response.body", "body": data, "more_body": more})
 
     started = False
@@ -474,7 +485,6 @@ class _EventStream(Response):
             await self.run.begun.wait()
         early = self.run._result
         if early is not None and early.stop_reason is StopReason.ERROR and not self.run.sent:
-            self.outcome = "error"
             await self._fail(send, self.handler.upstream_error(self.prepared, early.detail))
             return
         await self._start(send, 200, "text/event-stream")
@@ -518,6 +528,7 @@ class _EventStream(Response):
 
     async def _fail(self, send: Send, error: ProxyError) -> None:
         if self.started:
+            self.outcome = str(error.status)
             await self._body(send, self._sse({"error": error.body()["error"]}))
             await self._body(send, self._sse("[DONE]"), more=False)
             return
@@ -526,6 +537,7 @@ class _EventStream(Response):
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(payload)).encode())]})
         self.started = True
+        self.outcome = str(error.status)
         await self._body(send, payload, more=False)
 
 
