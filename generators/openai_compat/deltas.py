@@ -83,7 +83,9 @@ class ToolCallAssembler:
             ident = part.get("id")
             if isinstance(ident, str) and ident:
                 call["id"] = ident
-            function = part.get("function") or {}
+            function = part.get("function")
+            if function is None:
+                function = {}
             if not isinstance(function, dict):
                 raise MalformedStream(f"choices[0].delta.tool_calls[{i}].function is {_excerpt(function)}")
             name = function.get("name")
