@@ -45,7 +45,7 @@ def test_arbitrary_bytes(raw: bytes) -> None:
 
 
 @given(body=bodies)
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_arbitrary_json(body: dict[str, Any]) -> None:
     raw = json.dumps(body).encode()
     outcome(parse_chat, raw)
