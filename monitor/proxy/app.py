@@ -208,7 +208,7 @@ class _Handler:
             async with _slot(self.slots):
                 await run.produce(out)
         finally:
-            out.close()
+            await out.aclose()
         if run._result is not None:
             self.metrics.finished(run)
 

@@ -56,7 +56,7 @@ class ProxyMetrics:
             verifier = event.verdict.verifier or "unknown"
             self.verdicts.labels(verifier, event.verdict.kind).inc()
             self.check_seconds.labels(verifier).observe(event.seconds)
-        elif isinstance(event, Intervened):
+        elif isinstance(event, Intervened) and event.intervention is not None:
             i = event.intervention
             self.interventions.labels(i.source, i.action.value).inc()
 
@@ -74,6 +74,6 @@ class ProxyMetrics:
         """The exposition text: this process's registry, or all workers' figures in multiprocess mode."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
-            _multiprocess.MultiProcessCollector(registry)
+            _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

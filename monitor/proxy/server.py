@@ -40,7 +40,7 @@ def _config(app: Any, host: str, port: int, log_level: str, header_timeout: floa
 
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
                             timeout_graceful_shutdown=5, http=_http_protocol(), **options)
-    config.header_timeout = header_timeout  # read by HeaderTimeoutH11 (and pickled to workers with the config)
+    config.header_timeout = header_timeout  # type: ignore[attr-defined]  # read by HeaderTimeoutH11 (and pickled to workers with the config)
     return config
 
 

@@ -135,7 +135,7 @@ def _load_function(spec: str) -> Any:
         raise
     except Exception as exc:
         raise ConfigError(f"tool check {spec!r}: cannot import {target}: {type(exc).__name__}: {exc}") from None
-    obj = module
+    obj: Any = module
     for part in attr.split("."):
         obj = getattr(obj, part, None)
         if obj is None:
