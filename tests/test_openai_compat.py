@@ -288,7 +288,8 @@ async def test_chat_logprobs_split_an_event_into_one_chunk_per_token_with_entrop
     pieces = [chat_event(role=True), chat_event("Hello", logprobs=logprobs), chat_event(finish="stop")]
     async with serving([Reply(pieces=pieces)]) as server:
         gen = fast(server.url, logprobs=True, top_logprobs=2)
-        assert gen.capabilities == Capabilities(logprobs=True, entropy=True, resumable=True, fork=True)
+        assert gen.capabilities == Capabilities(logprobs=True, entropy=True, resumable=True, fork=True,
+                                                tool_calls=True)
         chunks = await collect(gen, GenerationRequest("p"))
     assert server.bodies[0]["logprobs"] is True
     assert server.bodies[0]["top_logprobs"] == 2

@@ -114,8 +114,8 @@ async def test_a_held_stream_starts_at_once_and_keeps_the_connection_alive() -> 
         checked.append(step.text)
 
     gen = Scripted(["All good.\n"])
-    async with serving(app_for(gen, verifiers=[slow], keepalive=0.05)) as url:
-        async with httpx.AsyncClient(timeout=10) as http, http.stream(
+    async with serving(app_for(gen, verifiers=[slow], keepalive=0.05)) as url, \
+            httpx.AsyncClient(timeout=10) as http, http.stream(
                 "POST", url + "/v1/chat/completions",
                 json={"model": "s", "messages": MESSAGES, "stream": True}) as response:
             assert response.status_code == 200

@@ -8,6 +8,7 @@ and the clean calls the model made last all arrive.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -50,7 +51,7 @@ class ToolingModel:
 
 def split(text: str, cuts: list[int]) -> list[str]:
     points = sorted({c % (len(text) + 1) for c in cuts} | {0, len(text)})
-    return [text[a:b] for a, b in zip(points, points[1:], strict=False) if b > a]
+    return [text[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
 @given(cuts=st.lists(st.integers(0, 200), max_size=8),
