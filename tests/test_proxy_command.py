@@ -25,10 +25,29 @@ tiny_model_dir = tiny.tiny_model_dir
     (["--base-url", "http://x/v1", "--local", "m"], "--base-url and --local exclude each other"),
     (["--verifier", "no-such-check", "--base-url", "http://x/v1"], "no verifier named 'no-such-check'"),
     (["--request-timeout", "0", "--base-url", "http://x/v1"], "--request-timeout must be positive"),
+    (["--tool-verifier", "transfer=no_such_module_x:check", "--base-url", "http://x/v1"],
+     "tool check 'no_such_module_x:check': cannot import no_such_module_x: ModuleNotFoundError"),
+    (["--tool-verifier", "=arithmetic", "--base-url", "http://x/v1"], "expected [TOOL=]NAME or [TOOL=]module:function"),
+    (["--tool-verifier", "no-such-check", "--base-url", "http://x/v1"], "no verifier named 'no-such-check'"),
+    (["--workers", "0", "--base-url", "http://x/v1"], "--workers must be positive"),
 ])
 def test_bad_options_fail_before_serving(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["proxy", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_tool_checks_load_from_a_file_a_module_and_the_registry(tmp_path: Path) -> None:
+    from interlock import Verifier
+    from interlock.monitor.proxy import load_tool_checks
+
+    checks = tmp_path / "checks.py"
+    checks.write_text("def at_most_100(arguments):\n    return arguments['amount'] <= 100\n")
+    loaded = load_tool_checks([f"transfer={checks}:at_most_100", "arithmetic", "pay=tests.support:check_sums"])
+    assert sorted(loaded) == ["*", "pay", "transfer"]
+    (fn,) = loaded["transfer"]
+    assert callable(fn) and fn({"amount": 5}) is True and fn({"amount": 500}) is False
+    assert isinstance(loaded["*"][0], Verifier) and loaded["*"][0].name == "arithmetic"
+    assert loaded["pay"][0].__name__ == "check_sums"
 
 
 @pytest.mark.slow

@@ -137,6 +137,9 @@ async def test_a_local_transformers_model_in_process(client_for: Factory, tiny_m
                              [_budget(12)]).run("Once upon a time")
     assert whole.choices[0].text == "".join(pieces) == expected.text
     assert whole.usage is not None and whole.usage.completion_tokens == expected.tokens.kept == 12
+    prompt_tokens = len(model.tokenizer.encode("Once upon a time", add_special_tokens=False))
+    assert whole.usage.prompt_tokens == prompt_tokens > 0  # counted by the local tokenizer
+    assert whole.usage.total_tokens == prompt_tokens + 12
     template = model.tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
                                                    add_generation_prompt=True)
     expected_chat = await Monitor(Transformers(tiny_model_dir, prompt_format="raw"), [], [_budget(12)]).run(template)
