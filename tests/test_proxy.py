@@ -192,7 +192,7 @@ class Failing:
 
 
 async def test_upstream_error_status_is_passed_through(client_for: ClientFactory) -> None:
-    async with serving(app_for(Failing())) as url:
+    async with serving(app_for(Failing(), start_within=5)) as url:  # the status is kept until the stream starts
         client = client_for(url)
         with pytest.raises(openai.RateLimitError) as whole:
             await client.chat.completions.create(model="s", messages=MESSAGES)

@@ -104,8 +104,10 @@ async def test_a_conversation_reaches_the_upstream_whole(client_for: Factory) ->
 async def test_upstream_errors_keep_their_status(client_for: Factory) -> None:
     async with serving(upstream_app(SlipsOnce(), api_key="upstream-secret", max_body_bytes=600)) as upstream:
         no_key = create_app(ProxyConfig(UpstreamBackend(upstream + "/v1", model="upstream-model"), verifiers=[sums]))
+        # a stream's status is decided when generation begins or start_within has passed: wait long enough
+        # for the upstream's error even on a loaded machine
         keyed = create_app(ProxyConfig(UpstreamBackend(upstream + "/v1", model="upstream-model",
-                                                       api_key="upstream-secret"), verifiers=[sums]))
+                                                       api_key="upstream-secret"), verifiers=[sums], start_within=10))
         async with serving(no_key) as url, serving(keyed) as keyed_url:
             with pytest.raises(openai.AuthenticationError) as denied:
                 await client_for(url).chat.completions.create(model="m", messages=MESSAGES)
