@@ -198,3 +198,16 @@ async def test_a_request_whose_headers_never_finish_is_closed() -> None:
         with socket.create_connection((host, int(port))) as idle:  # one that never sends a byte, likewise
             idle.settimeout(10)
             assert await anyio.to_thread.run_sync(idle.recv, 100) == b""
+
+
+async def test_a_lone_surrogate_from_the_client_reaches_the_upstream_as_a_replacement_character() -> None:
+    from tests.scripted_upstream import ScriptedUpstream, Turn
+
+    upstream = ScriptedUpstream(lambda body: Turn("Read it."))
+    async with serving(upstream.app()) as up_url:
+        app = create_app(ProxyConfig(UpstreamBackend(up_url + "/v1")))
+        async with serving(app) as url, httpx.AsyncClient(timeout=30) as http:
+            response = await http.post(url + "/v1/chat/completions", content=b'{"model": "m", "messages": '
+                                       b'[{"role": "user", "content": "half \\ud800 pair"}]}')
+    assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"] == "Read it."
+    assert upstream.bodies[0]["messages"] == [{"role": "user", "content": "half \ufffd pair"}]

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -66,6 +67,24 @@ def _api_root(base_url: str) -> str:
     if root.endswith("/completions"):
         raise ConfigError(f"base_url is the API root such as 'http://localhost:8000/v1', not an endpoint: {base_url!r}")
     return root if parts.path.strip("/") else root + "/v1"
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _json_bytes(body: dict[str, Any], url: str) -> bytes:
+    """The request body as UTF-8 JSON. A lone surrogate (which JSON's ``\\ud800`` escape lets a client send)
+    cannot be encoded: it is sent as U+FFFD, and the replacement is logged (the project's policy for text written
+    out)."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        text, count = _LONE_SURROGATE.subn("\ufffd", text)
+        from interlock.monitor.logs import get_logger
+
+        get_logger(backend="openai_compat").warning("lone surrogates sent as U+FFFD", url=url, count=count)
+        return text.encode("utf-8")
 
 
 def _server_message(body: bytes) -> str:
@@ -272,7 +291,8 @@ class OpenAICompatible:
 
     async def _send(self, client: httpx.AsyncClient, body: dict[str, Any], attempt: int) -> httpx.Response:
         try:
-            http_request = client.build_request("POST", self.url, json=body, headers=self._headers)
+            http_request = client.build_request("POST", self.url, content=_json_bytes(body, self.url),
+                                                headers={"Content-Type": "application/json", **self._headers})
             return await client.send(http_request, stream=True)
         except httpx.TimeoutException as exc:
             raise _Retryable(f"no answer within the timeout ({type(exc).__name__})", error=exc) from None
