@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from interlock.monitor.proxy.app import ProxyConfig, create_app
 from interlock.monitor.proxy.backends import Backend, GeneratorBackend, Prepared, RequestGenerator, UpstreamBackend
-from interlock.monitor.proxy.models import ChatMessage, ChatRequest, CompletionRequest, ProxyError
 from interlock.monitor.proxy.metrics import ProxyMetrics
+from interlock.monitor.proxy.models import ChatMessage, ChatRequest, CompletionRequest, ProxyError
 from interlock.monitor.proxy.release import Piece, ReleasedRun, finish_reason
 from interlock.monitor.proxy.server import free_port, serve, serve_workers, serving
 from interlock.monitor.proxy.tools import ToolCallVerifier, load_tool_checks
