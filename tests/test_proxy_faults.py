@@ -118,19 +118,19 @@ async def test_a_held_stream_starts_at_once_and_keeps_the_connection_alive() -> 
             httpx.AsyncClient(timeout=10) as http, http.stream(
                 "POST", url + "/v1/chat/completions",
                 json={"model": "s", "messages": MESSAGES, "stream": True}) as response:
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/event-stream")
-            lines = response.aiter_lines()
-            seen: list[str] = []
-            with anyio.fail_after(10):
-                while seen.count(": keep-alive") < 2:  # the role chunk, then comments while the check runs
-                    line = await lines.__anext__()
-                    if line:
-                        seen.append(line)
-            assert json.loads(seen[0][6:])["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-            assert checked == []  # all this came before the check passed
-            passing.set()
-            rest = [line async for line in lines if line.startswith("data: ")]
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.aiter_lines()
+        seen: list[str] = []
+        with anyio.fail_after(10):
+            while seen.count(": keep-alive") < 2:  # the role chunk, then comments while the check runs
+                line = await lines.__anext__()
+                if line:
+                    seen.append(line)
+        assert json.loads(seen[0][6:])["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+        assert checked == []  # all this came before the check passed
+        passing.set()
+        rest = [line async for line in lines if line.startswith("data: ")]
     contents = [json.loads(r[6:])["choices"][0]["delta"].get("content") for r in rest[:-1]
                 if json.loads(r[6:]).get("choices")]
     assert "".join(c for c in contents if c) == "All good.\n"
