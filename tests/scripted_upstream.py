@@ -40,9 +40,11 @@ class Turn:
 
 
 class ScriptedUpstream:
-    def __init__(self, answer: Callable[[dict[str, Any]], Turn], model: str = "scripted-up") -> None:
+    def __init__(self, answer: Callable[[dict[str, Any]], Turn], model: str = "scripted-up", *,
+                 usage: bool = True) -> None:
         self.answer = answer
         self.model = model
+        self.usage = usage  # False: an older server that never sends usage
         self.bodies: list[dict[str, Any]] = []
 
     def app(self) -> Starlette:
@@ -51,7 +53,7 @@ class ScriptedUpstream:
             self.bodies.append(body)
             turn = self.answer(body)
             if body.get("stream"):
-                usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                usage = self.usage and bool((body.get("stream_options") or {}).get("include_usage"))
                 return StreamingResponse(self._events(turn, usage), media_type="text/event-stream")
             message: dict[str, Any] = {"role": "assistant", "content": turn.text or None}
             if turn.calls:

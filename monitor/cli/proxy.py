@@ -65,6 +65,9 @@ def _add_agent_and_scale_arguments(parser: argparse.ArgumentParser) -> None:
                             "or file.py:function (a function of the arguments returning a verdict); repeat for more")
     tools.add_argument("--tool-check-timeout", type=float, default=10.0, metavar="SECONDS",
                        help="longest a tool check may take; past it the call is refused (default 10)")
+    tools.add_argument("--tokenizer", metavar="PATH",
+                       help="with --base-url: count streamed tokens with this local tokenizer (a folder, or a Hub id "
+                            "already in the local cache) until the upstream's own count (usage) corrects them")
     scale = parser.add_argument_group("streams and scale-out")
     scale.add_argument("--keepalive", type=float, default=10.0, metavar="SECONDS",
                        help="send an SSE comment this often while a stream's text is held back (default 10)")
@@ -113,6 +116,9 @@ def _validate(args: argparse.Namespace) -> None:
     for name in args.verifier:
         create_verifier(name)  # fail now, with the list of known names, rather than on the first request
     load_tool_checks(args.tool_verifier)
+    if getattr(args, "tokenizer", None) and not args.base_url:
+        raise ConfigError("--tokenizer counts an upstream's tokens: use it with --base-url (a local model counts "
+                          "its own)")
 
 
 def build_config(args: argparse.Namespace) -> tuple[ProxyConfig, str]:
@@ -127,7 +133,8 @@ def build_config(args: argparse.Namespace) -> tuple[ProxyConfig, str]:
     backend: Backend
     max_concurrent = args.max_concurrent
     if args.base_url:
-        backend = UpstreamBackend(args.base_url, model=args.model, api_key=args.upstream_api_key)
+        counter = {"count_tokens": local_token_counter(args.tokenizer)} if getattr(args, "tokenizer", None) else {}
+        backend = UpstreamBackend(args.base_url, model=args.model, api_key=args.upstream_api_key, options=counter)
         where = f"upstream {args.base_url}"
     else:
         from interlock.generators import Transformers
@@ -153,6 +160,23 @@ def build_config(args: argparse.Namespace) -> tuple[ProxyConfig, str]:
     return config, where
 
 
+def local_token_counter(path: str) -> Any:
+    """A function of a text giving its number of tokens by a local tokenizer (never downloads)."""
+    from interlock.monitor.errors import ConfigError
+
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as exc:
+        raise ConfigError(f"--tokenizer {path!r}: no local tokenizer there ({type(exc).__name__}: {exc})") from None
+
+    def count(text: str) -> int:
+        return len(tokenizer.encode(text, add_special_tokens=False))
+
+    return count
+
+
 def _serve_workers(args: argparse.Namespace) -> int:
     """N uvicorn workers behind the port, each building its own app from the same options (passed in the
     environment); the Prometheus figures are shared through prometheus-client's multiprocess files."""
@@ -163,6 +187,8 @@ def _serve_workers(args: argparse.Namespace) -> int:
     from interlock.monitor.proxy.server import serve_workers
 
     _validate(args)
+    if args.tokenizer:
+        local_token_counter(args.tokenizer)  # a missing tokenizer fails here, not in each worker
     own_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         own_dir = tempfile.mkdtemp(prefix="interlock-proxy-metrics-")
