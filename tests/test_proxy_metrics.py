@@ -58,7 +58,7 @@ async def test_metrics_count_requests_interventions_verdicts_tokens_and_holds() 
 
 async def test_metrics_count_upstream_errors() -> None:
     down = f"http://127.0.0.1:{free_port()}/v1"
-    backend = UpstreamBackend(down)
+    backend = UpstreamBackend(down, options={"retries": 0})
     async with serving(create_app(ProxyConfig(backend))) as url, httpx.AsyncClient(timeout=60) as http:
         failed = await http.post(url + "/v1/chat/completions", json={"model": "m", "messages": MESSAGES})
         page = await http.get(url + "/metrics")
