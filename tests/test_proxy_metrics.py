@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import httpx
+import pytest
 from interlock import verifier
 from interlock.generators import Scripted
 from interlock.monitor.proxy import GeneratorBackend, ProxyConfig, UpstreamBackend, create_app, free_port, serving
@@ -66,3 +68,16 @@ async def test_metrics_count_upstream_errors() -> None:
     got = samples(page.text)
     assert got[("interlock_proxy_upstream_errors_total", (("status", "none"),))] == 1
     assert got[("interlock_proxy_requests_total", (("endpoint", "chat"), ("outcome", "502"), ("stream", "false")))] == 1
+
+
+async def test_without_prometheus_client_the_proxy_serves_and_metrics_say_what_to_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import prometheus_client raises ImportError
+    app = create_app(ProxyConfig(GeneratorBackend(Scripted(WRONG_THEN_RIGHT, rate=2000), model="s"),
+                                 verifiers=[sums]))
+    async with serving(app) as url, httpx.AsyncClient(timeout=30) as http:
+        answer = await http.post(url + "/v1/chat/completions", json={"model": "s", "messages": MESSAGES})
+        page = await http.get(url + "/metrics")
+    assert answer.status_code == 200 and answer.json()["interlock"]["passed"] is True
+    assert page.status_code == 501
+    assert page.json()["error"]["message"] == "metrics need prometheus-client: pip install 'interlock[proxy]'"

@@ -234,6 +234,9 @@ class _Handler:
         return JSONOut({"status": "ok", "pid": os.getpid()})
 
     async def metrics_page(self, request: Request) -> Response:
+        if not self.metrics.available:
+            return error_response(ProxyError(501, "metrics need prometheus-client: pip install 'interlock[proxy]'",
+                                             type="server_error", code="metrics_unavailable"))
         data, media = self.metrics.render()
         return Response(data, media_type=media)
 

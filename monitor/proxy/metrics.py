@@ -3,23 +3,46 @@
 One :class:`ProxyMetrics` per app, on its own registry (apps in one process do not share counters). With several
 worker processes (``interlock proxy --workers N``) the figures are shared through prometheus-client's
 multiprocess mode: each worker writes its values to files in ``$PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` on any
-worker adds up all of them.
+worker adds up all of them. prometheus-client is the ``proxy`` extra (``pip install interlock[proxy]``); without it
+the proxy serves as usual, records nothing, and ``/metrics`` says what to install.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from interlock.monitor.events import Event, Intervened, VerdictReceived
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess as _multiprocess
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
     from interlock.monitor.proxy.release import ReleasedRun
 
-__all__ = ["ProxyMetrics"]
+__all__ = ["ProxyMetrics", "metrics_available"]
+
+
+def metrics_available() -> bool:
+    """Whether prometheus-client is installed."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _Nothing:
+    """Stands for a metric when prometheus-client is not installed: every call does nothing."""
+
+    def labels(self, *values: str) -> _Nothing:
+        return self
+
+    def inc(self, amount: float = 1) -> None:
+        return None
+
+    def dec(self, amount: float = 1) -> None:
+        return None
+
+    def observe(self, value: float) -> None:
+        return None
 
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -28,6 +51,14 @@ class ProxyMetrics:
     """The counters and histograms, and how to fill them from a run."""
 
     def __init__(self) -> None:
+        self.available = metrics_available()
+        if not self.available:
+            nothing: Any = _Nothing()
+            self.requests = self.in_flight = self.interventions = self.verdicts = self.tokens = nothing
+            self.check_seconds = self.held_seconds = self.upstream_errors = self.tool_calls = nothing
+            return
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("interlock_proxy_requests", "Requests answered, by endpoint, streaming and outcome "
@@ -72,6 +103,10 @@ class ProxyMetrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text: this process's registry, or all workers' figures in multiprocess mode."""
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client import multiprocess as _multiprocess
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
