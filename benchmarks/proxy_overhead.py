@@ -6,6 +6,11 @@ The upstream is a minimal streaming server in this process that sends a fixed an
 arithmetic, ~``--tokens`` word-sized tokens) at ``--rate`` tokens per second per stream, like a model would. The
 proxy forwards to it through ``generators.OpenAICompatible`` and checks every step with a cheap sums verifier.
 
+A tool-calling answer (the same text, then one ``record(total=...)`` call, streamed as OpenAI's tool-call deltas)
+is measured too: time to the first byte of the stream (the headers and the role chunk, which the proxy sends at once
+whatever it holds back; also with a reasoning check that takes 0.2 s a step) and total time until ``[DONE]``, the
+call checked by a tool verifier and released whole.
+
     python benchmarks/proxy_overhead.py [--tokens 120] [--rate 200] [--requests 20] [--concurrent 50]
 """
 
@@ -20,6 +25,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import httpx
 import openai
 from interlock import Fail, Step, verifier
 from interlock.monitor.proxy import ProxyConfig, UpstreamBackend, create_app, serving
@@ -50,20 +56,34 @@ def answer(tokens: int) -> list[str]:
     return list(pseudo_tokens(text))
 
 
+TOOLS = [{"type": "function", "function": {"name": "record", "parameters": {
+    "type": "object", "properties": {"total": {"type": "integer"}}}}}]
+CALL_ARGS = json.dumps({"total": 4242, "note": "all steps added"})
+
+
 def upstream_app(pieces: list[str], rate: float) -> Starlette:
     async def chat(request: Request) -> StreamingResponse:
         body = await request.json()
 
+        def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            return f"data: {json.dumps(chunk)}\n\n".encode()
+
         async def events() -> AsyncIterator[bytes]:
             start = time.perf_counter()
+            yield event({"role": "assistant", "content": ""})
             for i, piece in enumerate(pieces):
                 await anyio.sleep(max(0.0, start + (i + 1) / rate - time.perf_counter()))
-                chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
-                         "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-                yield f"data: {json.dumps(chunk)}\n\n".encode()
-            done = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-            yield f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode()
+                yield event({"content": piece})
+            if body.get("tools"):  # the call's deltas at the same rate: id and name, then the arguments in pieces
+                yield event({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                             "function": {"name": "record", "arguments": ""}}]})
+                for j in range(0, len(CALL_ARGS), 8):
+                    await anyio.sleep(1 / rate)
+                    yield event({"tool_calls": [{"index": 0, "function": {"arguments": CALL_ARGS[j:j + 8]}}]})
+            yield event({}, "tool_calls" if body.get("tools") else "stop")
+            yield b"data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
@@ -109,6 +129,80 @@ async def concurrent(client: openai.AsyncOpenAI, n: int, expected: str) -> dict[
     return {"wall_s": round(wall, 4), "complete": complete, "requests": n}
 
 
+async def tool_answer(http: httpx.AsyncClient, url: str, expected: str) -> tuple[float, float]:
+    """One streamed tool-calling answer: (seconds to the first SSE event, seconds to [DONE])."""
+    started = time.perf_counter()
+    first = None
+    parts, calls = [], []
+    body = {"model": "bench", "messages": [{"role": "user", "content": "sum"}], "tools": TOOLS, "stream": True}
+    async with http.stream("POST", url + "/v1/chat/completions", json=body) as response:
+        async for line in response.aiter_lines():
+            if not line.startswith("data: "):
+                continue
+            if first is None:
+                first = time.perf_counter() - started
+            if line == "data: [DONE]":
+                break
+            event = json.loads(line[6:])
+            delta = event["choices"][0]["delta"] if event.get("choices") else {}
+            parts.append(delta.get("content") or "")
+            calls.extend(delta.get("tool_calls") or [])
+    total = time.perf_counter() - started
+    assert "".join(parts).rstrip("\n") == expected.rstrip("\n"), "a tool-calling answer came back changed"
+    assert "".join(c["function"].get("arguments") or "" for c in calls) == CALL_ARGS, "the call came back changed"
+    return first or 0.0, total
+
+
+async def tool_calling(upstream: str, expected: str, n: int) -> dict[str, Any]:
+    """Direct vs. through the proxy (tool verifier on the call; plain and 0.2 s reasoning checks), alternating."""
+
+    def small_total(arguments: Any) -> Fail | None:
+        return Fail("too large") if arguments.get("total", 0) > 10**6 else None
+
+    @verifier(name="sums")
+    async def slow_sums(step: Step) -> Fail | None:
+        await anyio.sleep(0.2)
+        return sums.check(step)
+
+    out: dict[str, Any] = {}
+    configs = {"proxy": [sums], "proxy_slow_check": [slow_sums]}
+    async with httpx.AsyncClient(timeout=120) as http:
+        servers = {}
+        async with anyio.create_task_group() as tg:
+            stops = []
+            for name, verifiers in configs.items():
+                app = create_app(ProxyConfig(UpstreamBackend(upstream + "/v1", model="bench"), verifiers=verifiers,
+                                             tool_verifiers={"record": [small_total]}))
+                ready, stop = anyio.Event(), anyio.Event()
+                stops.append(stop)
+
+                async def run(app: Any = app, name: str = name, ready: anyio.Event = ready,
+                              stop: anyio.Event = stop) -> None:
+                    async with serving(app, log_level="error") as url:
+                        servers[name] = url
+                        ready.set()
+                        await stop.wait()
+
+                tg.start_soon(run)
+                await ready.wait()
+            paths = {"direct": upstream, **servers}
+            for url in paths.values():
+                await tool_answer(http, url, expected)  # warm up
+            figures: dict[str, list[tuple[float, float]]] = {name: [] for name in paths}
+            for _ in range(n):
+                for name, url in paths.items():  # alternate, so drift affects all alike
+                    figures[name].append(await tool_answer(http, url, expected))
+            for stop in stops:
+                stop.set()
+    for name, rows in figures.items():
+        out[name] = {"ttfb_median_s": round(statistics.median(r[0] for r in rows), 4),
+                     "ttfb_max_s": round(max(r[0] for r in rows), 4),
+                     "total_median_s": round(statistics.median(r[1] for r in rows), 4)}
+    for name in configs:
+        out[f"{name}_total_ratio_vs_direct"] = round(out[name]["total_median_s"] / out["direct"]["total_median_s"], 4)
+    return out
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     pieces = answer(args.tokens)
     expected = "".join(pieces)
@@ -131,6 +225,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             results["concurrent_proxy"] = await concurrent(proxied, args.concurrent, expected)
             await direct.close()
             await proxied.close()
+        results["tool_calling"] = await tool_calling(upstream, expected, args.requests)
     d, p = results["direct"], results["proxy"]
     step_tokens = len(pieces) / max(1, results["steps"])
     results["ttft_added_s"] = round(p["ttft_median_s"] - d["ttft_median_s"], 4)

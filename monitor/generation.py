@@ -27,6 +27,7 @@ class Capabilities:
     resumable: bool = True  # can continue from an arbitrary prefix (rollback possible)
     kv_rollback: bool = False  # crops a cache instead of re-encoding the prefix
     fork: bool = False  # can answer purpose="fork" requests
+    tool_calls: bool = False  # may yield chunks that carry tool calls (Chunk.tool_calls)
 
 
 @dataclass(frozen=True)

@@ -207,7 +207,8 @@ async def test_completions_stream_the_text_and_send_prompt_plus_prefix(monkeypat
     assert server.seen[0].headers["authorization"] == "Bearer sk-test"
     assert server.seen[0].headers["accept"] == "text/event-stream"
     assert server.bodies == [{"model": "m", "prompt": "Q: 2 + 2?\nA: It is", "stream": True, "temperature": 0.7,
-                              "top_p": 0.9, "seed": 3, "max_tokens": 20, "stop": ["\n\n"]}]
+                              "top_p": 0.9, "seed": 3, "max_tokens": 20, "stop": ["\n\n"],
+                              "stream_options": {"include_usage": True}}]
 
 
 async def test_chat_streams_content_and_skips_role_and_usage_events(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -222,7 +223,8 @@ async def test_chat_streams_content_and_skips_role_and_usage_events(monkeypatch:
     assert server.seen[0].path == "/v1/chat/completions"
     assert server.seen[0].headers["authorization"] == "Bearer k2"
     assert server.bodies == [{"model": "m", "stream": True, "temperature": 0.0, "max_tokens": 1024, "messages": [
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello"}]}]
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello"}],
+        "stream_options": {"include_usage": True}}]
 
 
 async def test_no_key_sends_no_authorization(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -286,7 +288,8 @@ async def test_chat_logprobs_split_an_event_into_one_chunk_per_token_with_entrop
     pieces = [chat_event(role=True), chat_event("Hello", logprobs=logprobs), chat_event(finish="stop")]
     async with serving([Reply(pieces=pieces)]) as server:
         gen = fast(server.url, logprobs=True, top_logprobs=2)
-        assert gen.capabilities == Capabilities(logprobs=True, entropy=True, resumable=True, fork=True)
+        assert gen.capabilities == Capabilities(logprobs=True, entropy=True, resumable=True, fork=True,
+                                                tool_calls=True)
         chunks = await collect(gen, GenerationRequest("p"))
     assert server.bodies[0]["logprobs"] is True
     assert server.bodies[0]["top_logprobs"] == 2
@@ -587,9 +590,9 @@ async def test_a_fork_is_a_separate_greedy_request_for_the_same_prefix() -> None
             tg.start_soon(collect, gen, fork)
     assert sorted(server.bodies, key=lambda b: b["prompt"]) == [
         {"model": "m", "prompt": "Q: 2 + 2 = 4.", "stream": True, "temperature": 0.8, "top_p": 0.5,
-         "max_tokens": 1024},
+         "max_tokens": 1024, "stream_options": {"include_usage": True}},
         {"model": "m", "prompt": "Q: 2 + 2 = 4. The answer is", "stream": True, "temperature": 0.0,
-         "max_tokens": 5},
+         "max_tokens": 5, "stream_options": {"include_usage": True}},
     ]
 
 

@@ -7,6 +7,7 @@ corrected answer, the steps a stream releases, the interventions reported, error
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -155,7 +156,7 @@ async def test_bearer_token(client_for: ClientFactory) -> None:
             health = await http.get(url + "/health")
     assert ok.choices[0].message.content == "Fine."
     assert [m.id for m in models.data] == ["scripted"]
-    assert health.json() == {"status": "ok"}
+    assert health.json() == {"status": "ok", "pid": os.getpid()}
 
 
 async def test_bad_requests_name_the_field_and_limits_hold(client_for: ClientFactory) -> None:
@@ -191,7 +192,7 @@ class Failing:
 
 
 async def test_upstream_error_status_is_passed_through(client_for: ClientFactory) -> None:
-    async with serving(app_for(Failing())) as url:
+    async with serving(app_for(Failing(), start_within=5)) as url:  # the status is kept until the stream starts
         client = client_for(url)
         with pytest.raises(openai.RateLimitError) as whole:
             await client.chat.completions.create(model="s", messages=MESSAGES)

@@ -25,10 +25,31 @@ tiny_model_dir = tiny.tiny_model_dir
     (["--base-url", "http://x/v1", "--local", "m"], "--base-url and --local exclude each other"),
     (["--verifier", "no-such-check", "--base-url", "http://x/v1"], "no verifier named 'no-such-check'"),
     (["--request-timeout", "0", "--base-url", "http://x/v1"], "--request-timeout must be positive"),
+    (["--tool-verifier", "transfer=no_such_module_x:check", "--base-url", "http://x/v1"],
+     "tool check 'no_such_module_x:check': cannot import no_such_module_x: ModuleNotFoundError"),
+    (["--tool-verifier", "=arithmetic", "--base-url", "http://x/v1"], "expected [TOOL=]NAME or [TOOL=]module:function"),
+    (["--tool-verifier", "no-such-check", "--base-url", "http://x/v1"], "no verifier named 'no-such-check'"),
+    (["--workers", "0", "--base-url", "http://x/v1"], "--workers must be positive"),
+    (["--tokenizer", "/no/such/tokenizer", "--base-url", "http://x/v1"], "--tokenizer '/no/such/tokenizer': no local"),
+    (["--tokenizer", "/no/such/tokenizer"], "--tokenizer counts an upstream's tokens: use it with --base-url"),
 ])
 def test_bad_options_fail_before_serving(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["proxy", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_tool_checks_load_from_a_file_a_module_and_the_registry(tmp_path: Path) -> None:
+    from interlock import Verifier
+    from interlock.monitor.proxy import load_tool_checks
+
+    checks = tmp_path / "checks.py"
+    checks.write_text("def at_most_100(arguments):\n    return arguments['amount'] <= 100\n")
+    loaded = load_tool_checks([f"transfer={checks}:at_most_100", "arithmetic", "pay=tests.support:check_sums"])
+    assert sorted(loaded) == ["*", "pay", "transfer"]
+    (fn,) = loaded["transfer"]
+    assert callable(fn) and fn({"amount": 5}) is True and fn({"amount": 500}) is False
+    assert isinstance(loaded["*"][0], Verifier) and loaded["*"][0].name == "arithmetic"
+    assert loaded["pay"][0].__name__ == "check_sums"
 
 
 @pytest.mark.slow
@@ -62,3 +83,28 @@ def test_the_command_serves_a_local_model(tiny_model_dir: Path) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)
+
+
+async def test_tokenizer_counts_an_upstreams_tokens_when_it_sends_no_usage(tiny_model_dir: Path) -> None:
+    from interlock.monitor.cli.main import build_parser
+    from interlock.monitor.cli.proxy import build_config, local_token_counter
+    from interlock.monitor.proxy import create_app, serving
+    from transformers import AutoTokenizer
+
+    from tests.scripted_upstream import ScriptedUpstream, Turn
+
+    text = "Once upon a time there was a tokenizer."
+    upstream = ScriptedUpstream(lambda body: Turn(text), usage=False)
+    async with serving(upstream.app()) as up_url:
+        args = build_parser().parse_args(["proxy", "--base-url", up_url + "/v1", "--tokenizer", str(tiny_model_dir)])
+        config, _ = build_config(args)
+        async with serving(create_app(config)) as url, httpx.AsyncClient(timeout=30) as http:
+            answer = (await http.post(url + "/v1/chat/completions", json={
+                "model": "m", "messages": [{"role": "user", "content": "Tell."}]})).json()
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    per_event = sum(len(tokenizer.encode(w, add_special_tokens=False)) for w in
+                    [w + " " for w in text.split(" ")[:-1]] + [text.split(" ")[-1]])
+    assert answer["choices"][0]["message"]["content"] == text
+    assert answer["usage"]["completion_tokens"] == per_event > len(text.split(" "))
+    count = local_token_counter(str(tiny_model_dir))
+    assert count("Once upon") == len(tokenizer.encode("Once upon", add_special_tokens=False))

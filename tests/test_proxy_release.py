@@ -44,7 +44,9 @@ def test_released_text_is_the_corrected_answer(steps: list[tuple[int, int, bool]
 
     async def play() -> tuple[list[str], ReleasedRun]:
         run = ReleasedRun(Monitor(Scripted(script, rate=rate), [sums], max_interventions=10), "p", show_feedback=show)
-        return [p async for p in run.pieces()], run
+        pieces = await run.collect()
+        assert all(isinstance(p, str) for p in pieces)
+        return [str(p) for p in pieces], run
 
     pieces, run = anyio.run(play)
     corrected = "".join(step(a, b, False) for a, b, _ in steps)

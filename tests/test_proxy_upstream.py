@@ -104,8 +104,10 @@ async def test_a_conversation_reaches_the_upstream_whole(client_for: Factory) ->
 async def test_upstream_errors_keep_their_status(client_for: Factory) -> None:
     async with serving(upstream_app(SlipsOnce(), api_key="upstream-secret", max_body_bytes=600)) as upstream:
         no_key = create_app(ProxyConfig(UpstreamBackend(upstream + "/v1", model="upstream-model"), verifiers=[sums]))
+        # a stream's status is decided when generation begins or start_within has passed: wait long enough
+        # for the upstream's error even on a loaded machine
         keyed = create_app(ProxyConfig(UpstreamBackend(upstream + "/v1", model="upstream-model",
-                                                       api_key="upstream-secret"), verifiers=[sums]))
+                                                       api_key="upstream-secret"), verifiers=[sums], start_within=10))
         async with serving(no_key) as url, serving(keyed) as keyed_url:
             with pytest.raises(openai.AuthenticationError) as denied:
                 await client_for(url).chat.completions.create(model="m", messages=MESSAGES)
@@ -137,6 +139,9 @@ async def test_a_local_transformers_model_in_process(client_for: Factory, tiny_m
                              [_budget(12)]).run("Once upon a time")
     assert whole.choices[0].text == "".join(pieces) == expected.text
     assert whole.usage is not None and whole.usage.completion_tokens == expected.tokens.kept == 12
+    prompt_tokens = len(model.tokenizer.encode("Once upon a time", add_special_tokens=False))
+    assert whole.usage.prompt_tokens == prompt_tokens > 0  # counted by the local tokenizer
+    assert whole.usage.total_tokens == prompt_tokens + 12
     template = model.tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
                                                    add_generation_prompt=True)
     expected_chat = await Monitor(Transformers(tiny_model_dir, prompt_format="raw"), [], [_budget(12)]).run(template)

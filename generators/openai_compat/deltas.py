@@ -5,10 +5,16 @@ Chat events carry ``choices[0].delta.content`` and, when asked, ``choices[0].log
 parallel lists ``tokens``, ``token_logprobs`` and ``top_logprobs`` (a dict per token). When an event holds
 several tokens whose texts add up to its text, it becomes one chunk per token, so that a chunk's logprobs
 describe exactly its text. Entropy comes from the top alternatives (see :func:`entropy_from_top`).
+
+Tool calls arrive as partial ``choices[0].delta.tool_calls[]`` items (``index``, then ``id`` and
+``function.name`` once, ``function.arguments`` in pieces); :class:`ToolCallAssembler` puts them together so the
+generator can yield each call whole once the stream has ended. The usage event (``stream_options.include_usage``)
+gives the server's own token count, which corrects the count of events.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,8 +22,9 @@ from typing import Any, Literal
 
 from interlock import Chunk
 from interlock.generators.errors import MalformedStream, ServerError
+from interlock.monitor.chunks import ToolCallRequest
 
-__all__ = ["Delta", "entropy_from_top", "parse_event", "to_chunks"]
+__all__ = ["Delta", "ToolCallAssembler", "Usage", "entropy_from_top", "parse_event", "to_chunks"]
 
 Endpoint = Literal["chat", "completions"]
 
@@ -31,6 +38,77 @@ class Delta:
     logprobs: tuple[float, ...] | None = None
     entropy: tuple[float, ...] | None = None
     finish_reason: str | None = None
+    tool_calls: tuple[dict[str, Any], ...] = ()  # partial calls, as sent
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The server's token counts for one request (``usage``), when it sent them."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+def _usage(obj: Any) -> Usage | None:
+    usage = obj.get("usage") if isinstance(obj, dict) else None
+    if not isinstance(usage, dict):
+        return None
+
+    def count(key: str) -> int | None:
+        value = usage.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+    return Usage(count("prompt_tokens"), count("completion_tokens"))
+
+
+class ToolCallAssembler:
+    """Collects the partial tool calls of one answer, by ``index``, into whole :class:`ToolCallRequest` s."""
+
+    def __init__(self, *, max_argument_chars: int = 1 << 20) -> None:
+        self.max_argument_chars = max_argument_chars
+        self._calls: dict[int, dict[str, Any]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._calls)
+
+    def feed(self, partials: Iterable[Any]) -> None:
+        for i, part in enumerate(partials):
+            if not isinstance(part, dict):
+                raise MalformedStream(f"choices[0].delta.tool_calls[{i}] is {_excerpt(part)}, not an object")
+            index = part.get("index", len(self._calls) if "id" in part else max(self._calls, default=0))
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 1024:
+                raise MalformedStream(f"choices[0].delta.tool_calls[{i}].index is {_excerpt(index)}")
+            call = self._calls.setdefault(index, {"id": "", "name": "", "arguments": []})
+            ident = part.get("id")
+            if isinstance(ident, str) and ident:
+                call["id"] = ident
+            function = part.get("function")
+            if function is None:
+                function = {}
+            if not isinstance(function, dict):
+                raise MalformedStream(f"choices[0].delta.tool_calls[{i}].function is {_excerpt(function)}")
+            name = function.get("name")
+            if isinstance(name, str) and name:
+                call["name"] = call["name"] or name
+            arguments = function.get("arguments")
+            if isinstance(arguments, dict):  # some servers send the object itself
+                arguments = json.dumps(arguments, ensure_ascii=False)
+            if isinstance(arguments, str) and arguments:
+                call["arguments"].append(arguments)
+                if sum(map(len, call["arguments"])) > self.max_argument_chars:
+                    raise MalformedStream(f"the arguments of tool call {index} are over "
+                                          f"{self.max_argument_chars} characters")
+
+    def calls(self, *, id_prefix: str = "call_") -> list[ToolCallRequest]:
+        """The calls so far, in index order; a call the server sent without an id gets one."""
+        out = []
+        for n, (index, call) in enumerate(sorted(self._calls.items())):
+            if not call["name"]:
+                raise MalformedStream(f"tool call {index} has no function name")
+            out.append(ToolCallRequest(call["id"] or f"{id_prefix}{n}", call["name"],
+                                       "".join(call["arguments"]) or "{}", index=n))
+        return out
 
 
 def entropy_from_top(logprobs: Iterable[float]) -> float:
@@ -124,15 +202,21 @@ def parse_event(obj: Any, endpoint: Endpoint, *, want_entropy: bool = False) -> 
     if not isinstance(choices, list):
         raise MalformedStream(f"an event has no 'choices' list: {_excerpt(obj)}")
     choice = next((c for c in choices if isinstance(c, dict) and c.get("index", 0) == 0), None)
+    usage = _usage(obj)
     if choice is None:
         if choices:
             raise MalformedStream(f"an event's choices hold no choice 0: {_excerpt(choices)}")
-        return None
+        return Delta("", usage=usage) if usage is not None else None
+    calls: tuple[dict[str, Any], ...] = ()
     if endpoint == "chat":
         delta = choice.get("delta") or {}
         if not isinstance(delta, dict):
             raise MalformedStream(f"choices[0].delta is {_excerpt(delta)}, not an object")
         text = delta.get("content") or ""
+        partials = delta.get("tool_calls")
+        if partials is not None and not isinstance(partials, list):
+            raise MalformedStream(f"choices[0].delta.tool_calls is {_excerpt(partials)}, not a list")
+        calls = tuple(partials or ())
         data = _chat_logprobs(choice.get("logprobs"), want_entropy)
     else:
         text = choice.get("text") or ""
@@ -142,9 +226,10 @@ def parse_event(obj: Any, endpoint: Endpoint, *, want_entropy: bool = False) -> 
     finish = choice.get("finish_reason")
     finish_reason = str(finish) if finish else None
     if data is None:
-        return Delta(text, finish_reason=finish_reason)
+        return Delta(text, finish_reason=finish_reason, tool_calls=calls, usage=usage)
     tokens, values, entropies = data
-    return Delta(text, tokens=tokens or None, logprobs=values, entropy=entropies, finish_reason=finish_reason)
+    return Delta(text, tokens=tokens or None, logprobs=values, entropy=entropies, finish_reason=finish_reason,
+                 tool_calls=calls, usage=usage)
 
 
 def to_chunks(delta: Delta) -> list[Chunk]:

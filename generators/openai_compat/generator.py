@@ -12,10 +12,12 @@ server's message. Cancelling the consumer closes the response, which tells the s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -24,7 +26,7 @@ import anyio.lowlevel
 import httpx
 from interlock import Capabilities, Chunk, ConfigError, GenerationRequest
 from interlock.generators.errors import MalformedStream, ServerError, ServerUnavailable, StreamInterrupted
-from interlock.generators.openai_compat.deltas import Delta, parse_event, to_chunks
+from interlock.generators.openai_compat.deltas import Delta, ToolCallAssembler, Usage, parse_event, to_chunks
 from interlock.generators.openai_compat.payloads import (
     CONTINUE_FIELDS,
     DEFAULT_CONTINUE_INSTRUCTION,
@@ -34,6 +36,7 @@ from interlock.generators.openai_compat.payloads import (
     completions_body,
 )
 from interlock.generators.openai_compat.sse import SSEDecoder
+from interlock.monitor.chunks import ToolCallRequest, tool_calls_chunk
 
 __all__ = ["OpenAICompatible"]
 
@@ -64,6 +67,24 @@ def _api_root(base_url: str) -> str:
     if root.endswith("/completions"):
         raise ConfigError(f"base_url is the API root such as 'http://localhost:8000/v1', not an endpoint: {base_url!r}")
     return root if parts.path.strip("/") else root + "/v1"
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _json_bytes(body: dict[str, Any], url: str) -> bytes:
+    """The request body as UTF-8 JSON. A lone surrogate (which JSON's ``\\ud800`` escape lets a client send)
+    cannot be encoded: it is sent as U+FFFD, and the replacement is logged (the project's policy for text written
+    out)."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        text, count = _LONE_SURROGATE.subn("\ufffd", text)
+        from interlock.monitor.logs import get_logger
+
+        get_logger(backend="openai_compat").warning("lone surrogates sent as U+FFFD", url=url, count=count)
+        return text.encode("utf-8")
 
 
 def _server_message(body: bytes) -> str:
@@ -100,6 +121,12 @@ class OpenAICompatible:
       rest of this generator's life) when the server rejects the fields with a 400 or 422.
     - ``timeout``: the longest wait for any read (so also for the first token); ``connect_timeout`` for the
       connection. ``retries`` more attempts after the first, ``backoff`` seconds doubling up to ``max_backoff``.
+    - ``include_usage``: ask for the server's token counts (``stream_options.include_usage``), which correct the
+      count of streamed events to real tokens at the end of each stream (dropped for the rest of this
+      generator's life when the server rejects the field); ``count_tokens``: a function of a text giving its
+      number of tokens (a local tokenizer), used for events without logprobs until the server's count comes.
+    - Tool calls (send ``tools`` in ``extra_body``) are assembled from the stream and yielded whole at its end,
+      as one chunk whose ``tool_calls`` holds them and whose text is their markers.
     - ``extra_body``: more JSON fields for every request (e.g. ``{"repetition_penalty": 1.1}``);
       ``headers``: more HTTP headers; ``client``: an ``httpx.AsyncClient`` to use instead of an own one.
     """
@@ -112,7 +139,8 @@ class OpenAICompatible:
                  continue_final_message: bool | Literal["auto"] = "auto",
                  continue_instruction: str = DEFAULT_CONTINUE_INSTRUCTION, system_prompt: str | None = None,
                  extra_body: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
-                 client: httpx.AsyncClient | None = None) -> None:
+                 client: httpx.AsyncClient | None = None, include_usage: bool = True,
+                 count_tokens: Callable[[str], int] | None = None) -> None:
         self.api_root = _api_root(base_url)
         if not isinstance(model, str) or not model:
             raise ConfigError(f"model must be the server's model name, got {model!r}")
@@ -163,6 +191,9 @@ class OpenAICompatible:
         # in "auto" mode: None until the server has accepted or rejected continue_final_message
         self._server_continues: bool | None = (None if continue_final_message == "auto"
                                                else bool(continue_final_message))
+        self._usage = bool(include_usage)
+        self.count_tokens = count_tokens
+        self.prompt_tokens: int | None = None  # the server's count for the latest main request, when it sent one
 
     def __repr__(self) -> str:
         return (f"OpenAICompatible({self.api_root!r}, {self.model!r}, endpoint={self.endpoint!r}, "
@@ -171,7 +202,8 @@ class OpenAICompatible:
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(token_ids=False, logprobs=self.sampling.logprobs,
-                            entropy=self.sampling.top_logprobs > 0, resumable=True, kv_rollback=False, fork=True)
+                            entropy=self.sampling.top_logprobs > 0, resumable=True, kv_rollback=False, fork=True,
+                            tool_calls=self.endpoint == "chat")
 
     @property
     def server_continues(self) -> bool | None:
@@ -208,10 +240,14 @@ class OpenAICompatible:
     def body(self, request: GenerationRequest) -> dict[str, Any]:
         """The JSON body the next request for ``request`` sends (what a rollback or a fork re-sends)."""
         if self.endpoint == "completions":
-            return completions_body(self.model, request, self.sampling, self.extra_body)
-        shape = chat_shape(request, self._server_continues is not False)
-        return chat_body(self.model, request, self.sampling, self.extra_body, shape=shape,
-                         system_prompt=self.system_prompt, continue_instruction=self.continue_instruction)
+            body = completions_body(self.model, request, self.sampling, self.extra_body)
+        else:
+            shape = chat_shape(request, self._server_continues is not False)
+            body = chat_body(self.model, request, self.sampling, self.extra_body, shape=shape,
+                             system_prompt=self.system_prompt, continue_instruction=self.continue_instruction)
+        if self._usage:
+            body.setdefault("stream_options", {"include_usage": True})
+        return body
 
     def _delay(self, attempt: int, hint: float | None) -> float:
         if hint is not None:
@@ -255,7 +291,8 @@ class OpenAICompatible:
 
     async def _send(self, client: httpx.AsyncClient, body: dict[str, Any], attempt: int) -> httpx.Response:
         try:
-            http_request = client.build_request("POST", self.url, json=body, headers=self._headers)
+            http_request = client.build_request("POST", self.url, content=_json_bytes(body, self.url),
+                                                headers={"Content-Type": "application/json", **self._headers})
             return await client.send(http_request, stream=True)
         except httpx.TimeoutException as exc:
             raise _Retryable(f"no answer within the timeout ({type(exc).__name__})", error=exc) from None
@@ -291,6 +328,13 @@ class OpenAICompatible:
         message = _server_message(bytes(raw)) or response.reason_phrase
         error = ServerError(f"POST {self.url} failed: HTTP {status} {response.reason_phrase}: {message}",
                             status=status, server_message=message, url=self.url)
+        if self._usage and status in (400, 422) and "stream_options" in message:
+            self._usage = False  # an older server: count events (or with count_tokens) from now on
+            from interlock.monitor.logs import get_logger
+
+            get_logger(backend="openai_compat").warning("stream_options rejected; counting tokens without usage",
+                                                        url=self.url, status=status, server_message=message)
+            return
         if continuing and status in (400, 422):
             self._server_continues = False
             from interlock.monitor.logs import get_logger
@@ -312,8 +356,13 @@ class OpenAICompatible:
         """The chunks of one response; transport failures become ``_Retryable`` until text has arrived."""
         content_type = response.headers.get("content-type", "")
         want_entropy = self.sampling.top_logprobs > 0
+        tally = _Tally(self, request)
         if content_type.startswith("application/json"):
-            for chunk in to_chunks(await self._whole_answer(response)):
+            whole = await self._whole_answer(response)
+            tally.see(whole)
+            for chunk in to_chunks(whole):
+                yield tally.counted(chunk)
+            for chunk in tally.end():
                 yield chunk
             return
         decoder = SSEDecoder()
@@ -336,12 +385,14 @@ class OpenAICompatible:
             events = decoder.feed(data) if data is not None else decoder.close()
             for event in events:
                 if event.data.strip() == "[DONE]":
+                    for chunk in tally.end():
+                        yield chunk
                     return
                 if event.event not in ("message", "error"):
                     continue
                 try:
                     obj = json.loads(event.data)
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:
                     excerpt = event.data if len(event.data) <= 200 else event.data[:200] + "..."
                     raise MalformedStream(f"an event from {self.url} is not JSON ({exc}): {excerpt!r}") from None
                 if event.event == "error" and isinstance(obj, Mapping) and "error" not in obj:
@@ -349,6 +400,7 @@ class OpenAICompatible:
                 delta = parse_event(obj, self.endpoint, want_entropy=want_entropy)
                 if delta is None:
                     continue
+                tally.see(delta)
                 finished = finished or delta.finish_reason is not None
                 for chunk in to_chunks(delta):
                     if stops:
@@ -356,12 +408,12 @@ class OpenAICompatible:
                         produced += chunk.text
                         if chunk.text:
                             delivered += len(chunk.text)
-                            yield chunk
+                            yield tally.counted(chunk)
                         if hit:
                             return
                         continue
                     delivered += len(chunk.text)
-                    yield chunk
+                    yield tally.counted(chunk)
             if data is None:
                 break
         if not finished:
@@ -370,6 +422,8 @@ class OpenAICompatible:
                 raise _Retryable(what)
             raise StreamInterrupted(f"{what}; {delivered} characters had arrived from {self.url}",
                                     received=delivered)
+        for chunk in tally.end():
+            yield chunk
 
     @staticmethod
     def _stop_at(chunk: Chunk, produced: str, stops: tuple[str, ...]) -> tuple[Chunk, bool]:
@@ -401,6 +455,59 @@ class OpenAICompatible:
         choice = choices[0]
         message = choice.get("message")
         text = message.get("content") if isinstance(message, Mapping) else choice.get("text")
+        calls = message.get("tool_calls") if isinstance(message, Mapping) else None
+        if text is None and isinstance(calls, list) and calls:
+            text = ""
         if not isinstance(text, str):
             raise MalformedStream(f"the answer from {self.url} has no text in choices[0]: {bytes(raw[:200])!r}")
-        return Delta(text, finish_reason=str(choice.get("finish_reason") or "stop"))
+        usage = parse_event({"choices": [], "usage": obj.get("usage")}, self.endpoint)
+        return Delta(text, finish_reason=str(choice.get("finish_reason") or "stop"),
+                     tool_calls=tuple(calls) if isinstance(calls, list) else (),
+                     usage=usage.usage if usage is not None else None)
+
+
+class _Tally:
+    """Counts one response's tokens and collects its tool calls: each chunk counts as its logprobs' tokens, else
+    as ``count_tokens`` says, else as one event; the server's ``usage`` at the end corrects the total upwards
+    (on the tool-call chunk, or on an empty chunk), and the calls come out whole in one chunk."""
+
+    def __init__(self, generator: OpenAICompatible, request: GenerationRequest) -> None:
+        self.generator = generator
+        self.main = request.purpose == "main"
+        self.last = request.prefix[-1:]
+        self.counted_tokens = 0
+        self.usage: Usage | None = None
+        self.calls = ToolCallAssembler()
+
+    def see(self, delta: Delta) -> None:
+        if delta.tool_calls:
+            self.calls.feed(delta.tool_calls)
+        if delta.usage is not None:
+            self.usage = delta.usage
+
+    def counted(self, chunk: Chunk) -> Chunk:
+        if chunk.text:
+            self.last = chunk.text[-1]
+        count = self.generator.count_tokens
+        if chunk.logprobs is None and count is not None and chunk.text:
+            chunk = dataclasses.replace(chunk, tokens=max(1, int(count(chunk.text))))
+        self.counted_tokens += chunk.n_tokens
+        return chunk
+
+    def end(self) -> list[Chunk]:
+        usage = self.usage
+        if usage is not None and self.main and usage.prompt_tokens is not None:
+            self.generator.prompt_tokens = usage.prompt_tokens
+        missing = None
+        if usage is not None and usage.completion_tokens is not None:
+            missing = max(0, usage.completion_tokens - self.counted_tokens)
+        calls: list[ToolCallRequest] = self.calls.calls() if self.calls else []
+        if calls:
+            chunk = tool_calls_chunk(calls, after=self.last)
+            if missing is None:
+                count = self.generator.count_tokens
+                missing = max(1, int(count(chunk.text))) if count is not None else len(calls)
+            return [dataclasses.replace(chunk, tokens=missing)]
+        if missing:
+            return [Chunk("", tokens=missing)]
+        return []

@@ -8,14 +8,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from interlock.monitor.cli.options import add_base_url, add_max_tokens, add_model, add_verifiers
 
-__all__ = ["add_arguments", "main"]
+if TYPE_CHECKING:
+    from interlock.monitor.proxy import ProxyConfig
+
+__all__ = ["add_arguments", "build_config", "main", "worker_app"]
 
 API_KEY_ENV = "INTERLOCK_PROXY_API_KEY"
 
@@ -53,6 +57,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     srv.add_argument("--max-concurrent", type=int, metavar="N",
                      help="answers generated at once (default: 1 for a local model, unlimited upstream)")
     srv.add_argument("--log-requests", action="store_true", help="print uvicorn's access log")
+    _add_agent_and_scale_arguments(parser)
+
+
+# -- tool calls, streaming and scale-out (the `proxy` worktree's flags; kept apart from the ones above) ------------
+def _add_agent_and_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    tools = parser.add_argument_group("tool calls")
+    tools.add_argument("--tool-verifier", action="append", default=[], metavar="[TOOL=]CHECK",
+                       help="check the arguments of calls of TOOL (every tool without TOOL=) before a call reaches "
+                            "the client: a registry name (a verifier scanned over the arguments), module:function "
+                            "or file.py:function (a function of the arguments returning a verdict); repeat for more")
+    tools.add_argument("--tool-check-timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="longest a tool check may take; past it the call is refused (default 10)")
+    tools.add_argument("--tokenizer", metavar="PATH",
+                       help="with --base-url: count streamed tokens with this local tokenizer (a folder, or a Hub id "
+                            "already in the local cache) until the upstream's own count (usage) corrects them")
+    scale = parser.add_argument_group("streams and scale-out")
+    scale.add_argument("--keepalive", type=float, default=10.0, metavar="SECONDS",
+                       help="send an SSE comment this often while a stream's text is held back (default 10)")
+    scale.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="close a connection whose request headers have not all arrived within this (default 10)")
+    scale.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="serve from N processes behind the port, each monitoring its own requests; /metrics "
+                            "adds up all of them (default 1)")
+
+
+WORKER_ARGS_ENV = "INTERLOCK_PROXY_WORKER_ARGS"
 
 
 def _positive(name: str, value: float | None) -> None:
@@ -63,31 +93,70 @@ def _positive(name: str, value: float | None) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from interlock.monitor.cli.options import chosen_verifiers, max_tokens
-    from interlock.monitor.errors import ConfigError
-    from interlock.monitor.governor import Governor
-    from interlock.monitor.governors.budget import TokenBudget
-    from interlock.monitor.proxy import GeneratorBackend, ProxyConfig, UpstreamBackend, create_app
-    from interlock.monitor.proxy.backends import Backend
-    from interlock.monitor.registry import applicable_verifiers, create_verifier
+    from interlock.monitor.proxy import create_app
 
-    for name in ("max_body_bytes", "request_timeout", "max_request_tokens", "max_concurrent"):
-        _positive(name.replace("_", "-"), getattr(args, name))
-    budget = max_tokens(args)
-    if args.base_url and args.local:
-        raise ConfigError("--base-url and --local exclude each other: forward upstream or serve a local model")
+    if args.workers > 1:
+        return _serve_workers(args)
+    config, where, checked = build_config(args)
+    anyio.run(_serve, create_app(config), args, f"-> {where}; {checked}")
+    return 0
+
+
+def _chosen_names(args: argparse.Namespace) -> tuple[list[str], str]:
+    """The verifiers every answer runs, and how they were chosen (given, or those that apply to any prompt)."""
+    from interlock.monitor.cli.options import chosen_verifiers
+    from interlock.monitor.registry import applicable_verifiers
+
     names = chosen_verifiers(args)
     chosen = "given"
     if names is None:  # those that apply to any prompt; a request cannot choose its own yet
         names, chosen = applicable_verifiers(""), "those that apply to every prompt; -v NAME to choose"
     if names == ["none"]:
         names = []
+    return list(names), chosen
+
+
+def _validate(args: argparse.Namespace) -> list[str]:
+    """The checks that need no backend: fail before serving, with a message naming the option. Returns the
+    verifiers' names."""
+    from interlock.monitor.cli.options import max_tokens
+    from interlock.monitor.errors import ConfigError
+    from interlock.monitor.proxy.tools import load_tool_checks
+    from interlock.monitor.registry import create_verifier
+
+    for name in ("max_body_bytes", "request_timeout", "max_request_tokens", "max_concurrent",
+                 "tool_check_timeout", "keepalive", "header_timeout", "workers"):
+        _positive(name.replace("_", "-"), getattr(args, name))
+    max_tokens(args)  # a bad --max-tokens or INTERLOCK_MAX_TOKENS fails here
+    if args.base_url and args.local:
+        raise ConfigError("--base-url and --local exclude each other: forward upstream or serve a local model")
+    names, _ = _chosen_names(args)
     for name in names:
         create_verifier(name)  # fail now, with the list of known names, rather than on the first request
+    load_tool_checks(args.tool_verifier)
+    if getattr(args, "tokenizer", None) and not args.base_url:
+        raise ConfigError("--tokenizer counts an upstream's tokens: use it with --base-url (a local model counts "
+                          "its own)")
+    return names
+
+
+def build_config(args: argparse.Namespace) -> tuple[ProxyConfig, str, str]:
+    """The proxy's configuration from the command line, a description of its backend, and of what it checks."""
+    from interlock.monitor.cli.options import max_tokens
+    from interlock.monitor.governor import Governor
+    from interlock.monitor.governors.budget import TokenBudget
+    from interlock.monitor.proxy import GeneratorBackend, ProxyConfig, UpstreamBackend
+    from interlock.monitor.proxy.backends import Backend
+    from interlock.monitor.proxy.tools import load_tool_checks
+
+    _validate(args)
+    names, chosen = _chosen_names(args)
+    budget = max_tokens(args)
     backend: Backend
     max_concurrent = args.max_concurrent
     if args.base_url:
-        backend = UpstreamBackend(args.base_url, model=args.model, api_key=args.upstream_api_key)
+        counter = {"count_tokens": local_token_counter(args.tokenizer)} if getattr(args, "tokenizer", None) else {}
+        backend = UpstreamBackend(args.base_url, model=args.model, api_key=args.upstream_api_key, options=counter)
         where = f"upstream {args.base_url}"
     else:
         from interlock.generators import Transformers
@@ -98,20 +167,79 @@ def main(args: argparse.Namespace) -> int:
         backend = GeneratorBackend(generator, model=args.model or ("local" if args.local else "smollm2-135m"))
         where = f"local model {args.local or 'SmolLM2-135M-Instruct (embedded)'}"
         max_concurrent = max_concurrent or 1
+
     def governors(request: object) -> list[Governor]:
         return [TokenBudget(max_total=budget)] if budget else []
 
-    config = ProxyConfig(backend, verifiers=list(names), governors=governors,
+    config = ProxyConfig(backend, verifiers=names, governors=governors,
                          api_key=args.api_key or os.environ.get(API_KEY_ENV) or None, hold=args.hold,
                          show_feedback=args.show_feedback, max_interventions=args.max_interventions,
                          max_body_bytes=args.max_body_bytes, request_timeout=args.request_timeout,
                          max_tokens=args.max_request_tokens, max_concurrent=max_concurrent)
-    if names:
-        checked = f"verifiers: {', '.join(names)} ({chosen})"
-    else:
-        checked = "WARNING: no verifier: nothing in the answers is checked"
-    anyio.run(_serve, create_app(config), args, f"-> {where}; {checked}")
+    config = dataclasses.replace(config, tool_verifiers=load_tool_checks(args.tool_verifier),
+                                 tool_check_timeout=args.tool_check_timeout, keepalive=args.keepalive)
+    checked = (f"verifiers: {', '.join(names)} ({chosen})" if names
+               else "WARNING: no verifier: nothing in the answers is checked")
+    return config, where, checked
+
+
+def local_token_counter(path: str) -> Any:
+    """A function of a text giving its number of tokens by a local tokenizer (never downloads)."""
+    from interlock.monitor.errors import ConfigError
+
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as exc:
+        raise ConfigError(f"--tokenizer {path!r}: no local tokenizer there ({type(exc).__name__}: {exc})") from None
+
+    def count(text: str) -> int:
+        return len(tokenizer.encode(text, add_special_tokens=False))
+
+    return count
+
+
+def _serve_workers(args: argparse.Namespace) -> int:
+    """N uvicorn workers behind the port, each building its own app from the same options (passed in the
+    environment); the Prometheus figures are shared through prometheus-client's multiprocess files."""
+    import json
+    import shutil
+    import tempfile
+
+    from interlock.monitor.proxy.server import serve_workers
+
+    names = _validate(args)
+    if args.tokenizer:
+        local_token_counter(args.tokenizer)  # a missing tokenizer fails here, not in each worker
+    own_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_dir = tempfile.mkdtemp(prefix="interlock-proxy-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    options = {k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool | list | type(None))}
+    os.environ[WORKER_ARGS_ENV] = json.dumps({**options, "workers": 1})
+    print(f"interlock proxy: http://{args.host}:{args.port}/v1 with {args.workers} workers -> "
+          f"{'upstream ' + args.base_url if args.base_url else 'a local model in each worker'}; verifiers: "
+          f"{', '.join(names) or 'none (nothing in the answers is checked)'}", file=sys.stderr, flush=True)
+    try:
+        serve_workers("interlock.monitor.cli.proxy:worker_app", args.workers, host=args.host, port=args.port,
+                      header_timeout=args.header_timeout, log_level="info" if args.log_requests else "warning",
+                      access_log=args.log_requests)
+    finally:
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
     return 0
+
+
+def worker_app() -> Any:
+    """The app of one worker process (uvicorn's factory): the options come from the parent's environment."""
+    import json
+
+    from interlock.monitor.proxy import create_app
+
+    args = argparse.Namespace(**json.loads(os.environ[WORKER_ARGS_ENV]))
+    config, _, _ = build_config(args)
+    return create_app(config)
 
 
 def _check_port(host: str, port: int) -> None:
@@ -137,7 +265,7 @@ async def _serve(app: Any, args: argparse.Namespace, what: str) -> None:
     _check_port(args.host, args.port)
     try:
         async with serving(app, host=args.host, port=args.port, log_level="info" if args.log_requests else "warning",
-                           access_log=args.log_requests) as url:
+                           access_log=args.log_requests, header_timeout=args.header_timeout) as url:
             print(f"interlock proxy: {url}/v1 {what}", file=sys.stderr, flush=True)
             await anyio.sleep_forever()
     except BaseException as exc:  # uvicorn exits (SystemExit, in the server's task group) when it cannot bind

@@ -1,42 +1,56 @@
 """The proxy's ASGI app (Starlette): OpenAI-compatible endpoints whose answers are monitored before they leave.
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions`` (streaming as server-sent events, or one JSON
-body), ``GET /v1/models``, ``GET /health``. Every answer carries an ``interlock`` object (in the JSON body; in the
-last event of a stream) and the headers ``x-interlock-run-id``; whole answers also carry
-``x-interlock-interventions`` (how many times the monitor intervened), ``x-interlock-passed`` and
+body), ``GET /v1/models``, ``GET /health``, ``GET /metrics`` (Prometheus). Every answer carries an ``interlock``
+object (in the JSON body; in the last event of a stream) and the headers ``x-interlock-run-id``; whole answers also
+carry ``x-interlock-interventions`` (how many times the monitor intervened), ``x-interlock-passed`` and
 ``x-interlock-outcome`` (verified, unchecked, violation, budget, cut or error: ``RunResult.outcome``).
 
-Each request is one monitored run on the app's event loop; runs share nothing but the backend. An upstream error
-that comes before any text is answered with the upstream's status and message; a request body over the size limit
-gets 413, a run over the time limit 504, a missing or wrong bearer token 401.
+Each request is one monitored run on the app's event loop; runs share nothing but the backend. A stream's headers
+and role chunk go out as soon as generation has begun (at most ``start_within`` seconds after the request), and an
+SSE comment every ``keepalive`` seconds while text is held; an upstream error that comes before that is answered
+with the upstream's status and message, one after it as an error event. Every error is OpenAI-shaped JSON: a
+request body over the size limit gets 413, a run over the time limit 504, a missing or wrong bearer token 401, an
+unknown route 404, a wrong method 405. A client that disconnects cancels its run and frees its slot at once, for
+streaming and whole answers alike. Text that UTF-8 cannot encode (lone surrogates) is written as U+FFFD and
+counted in ``interlock.replaced``.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import math
+import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+from anyio.abc import ObjectSendStream
+from interlock.monitor.agents.tools import ArgumentCheck
 from interlock.monitor.governor import Governor
 from interlock.monitor.governors.budget import TokenBudget
+from interlock.monitor.logs import get_logger
 from interlock.monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, Monitor
 from interlock.monitor.proxy.backends import Backend, Prepared
+from interlock.monitor.proxy.metrics import ProxyMetrics
 from interlock.monitor.proxy.models import ChatRequest, CompletionRequest, ProxyError, parse_chat, parse_completion
-from interlock.monitor.proxy.release import Hold, ReleasedRun, finish_reason
+from interlock.monitor.proxy.output import JSONOut, call_json, error_response, ident_of, upstream_error, usage_of
+from interlock.monitor.proxy.release import Hold, Piece, ReleasedRun, finish_reason
+from interlock.monitor.proxy.stream import EventStream, Left, watch_disconnect
+from interlock.monitor.proxy.tools import ToolCallVerifier
 from interlock.monitor.result import StopReason
 from interlock.monitor.verifier import Verifier
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 __all__ = ["ProxyConfig", "create_app"]
+
+_log = get_logger(component="proxy")
 
 
 @dataclass
@@ -47,13 +61,20 @@ class ProxyConfig:
       never shared between concurrent runs.
     - ``governors``: a function of the request returning fresh governors for its run. A request's
       ``max_tokens`` always adds a ``TokenBudget(max_kept=max_tokens)``.
+    - ``tool_verifiers``: argument checks of tool calls by tool name (``"*"``: every tool), as ``guard_tool``
+      takes them: functions of the arguments, or verifiers scanned over them. A call that fails one is rolled
+      back with feedback; ``tool_check_timeout`` bounds each check (past it, the call is refused).
     - ``hold``: ``"step"`` releases each step once its checks passed; ``"end"`` only at the end.
     - ``max_tokens``: cap on what a request may ask for (and the default when it asks nothing).
+    - ``start_within``: seconds a stream waits for generation to begin before its headers go out (an upstream
+      error within it keeps its HTTP status); ``keepalive``: seconds between SSE comments while text is held.
     """
 
     backend: Backend
     verifiers: Sequence[Verifier | str] = ()
     governors: Callable[[ChatRequest | CompletionRequest], Sequence[Governor]] | None = None
+    tool_verifiers: Mapping[str, Sequence[ArgumentCheck]] = field(default_factory=dict)
+    tool_check_timeout: float = 10.0
     api_key: str | None = None
     hold: Hold = "step"
     show_feedback: bool = False
@@ -63,16 +84,15 @@ class ProxyConfig:
     request_timeout: float = 300.0
     max_tokens: int | None = 4096
     max_concurrent: int | None = None
-
-
-def _error(exc: ProxyError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+    start_within: float = 0.02
+    keepalive: float = 10.0
 
 
 class _Handler:
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
         self.slots = anyio.Semaphore(config.max_concurrent) if config.max_concurrent else None
+        self.metrics = ProxyMetrics()
 
     # -- request intake ------------------------------------------------------------------------------
     def authorize(self, request: Request) -> None:
@@ -104,9 +124,34 @@ class _Handler:
         governors = list(cfg.governors(req)) if cfg.governors is not None else []
         if req.max_tokens is not None:
             governors.append(TokenBudget(max_kept=req.max_tokens))
-        monitor = Monitor(prepared.generator, cfg.verifiers, governors, feedback_template=cfg.feedback_template,
+        verifiers: list[Verifier | str] = list(cfg.verifiers)
+        if isinstance(req, ChatRequest) and req.tools:
+            verifiers.append(ToolCallVerifier(cfg.tool_verifiers, req.tool_names, prepared.generator.tool_markers,
+                                              check_timeout=cfg.tool_check_timeout))
+        monitor = Monitor(prepared.generator, verifiers, governors, feedback_template=cfg.feedback_template,
                           max_interventions=cfg.max_interventions)
-        return ReleasedRun(monitor, prepared.prompt, hold=cfg.hold, show_feedback=cfg.show_feedback), prepared
+        run = ReleasedRun(monitor, prepared.prompt, hold=cfg.hold, show_feedback=cfg.show_feedback,
+                          observe=self.metrics.observe, on_hold=self.metrics.held_seconds.observe)
+        return run, prepared
+
+    async def produce(self, run: ReleasedRun, out: ObjectSendStream[Piece]) -> None:
+        """Generate one answer in this task, within a concurrency slot; the pieces go to ``out``."""
+        try:
+            async with _slot(self.slots):
+                await run.produce(out)
+        finally:
+            await out.aclose()
+        if run._result is not None:
+            self.metrics.finished(run)
+
+    def count(self, req: ChatRequest | CompletionRequest, outcome: str) -> None:
+        self.metrics.requests.labels("chat" if isinstance(req, ChatRequest) else "completions",
+                                     "true" if req.stream else "false", outcome).inc()
+
+    def upstream_error(self, prepared: Prepared, detail: str) -> ProxyError:
+        error = upstream_error(prepared, detail)
+        self.metrics.upstream_errors.labels(str(error.status) if error.code == "upstream_error" else "none").inc()
+        return error
 
     # -- endpoints -----------------------------------------------------------------------------------
     async def chat(self, request: Request) -> Response:
@@ -123,62 +168,94 @@ class _Handler:
             req = parse(raw, max_tokens_cap=self.config.max_tokens)
             run, prepared = self.released(req)
         except ProxyError as exc:
-            return _error(exc)
+            self.metrics.requests.labels("chat" if chat else "completions", "unknown", str(exc.status)).inc()
+            return error_response(exc)
         if req.stream:
-            return _EventStream(self, req, run, prepared)
+            return EventStream(self, req, run, prepared)
+        self.metrics.in_flight.inc()
         try:
-            return await self._whole(req, run, prepared)
+            response = await self._whole(request, req, run, prepared)
         except ProxyError as exc:
-            return _error(exc)
+            self.count(req, str(exc.status))
+            return error_response(exc)
+        finally:
+            self.metrics.in_flight.dec()
+        self.count(req, run.result.stop_reason.value)
+        return response
 
-    async def _whole(self, req: ChatRequest | CompletionRequest, run: ReleasedRun, prepared: Prepared) -> Response:
-        with anyio.move_on_after(self.config.request_timeout) as scope:
-            async with _slot(self.slots):
-                async for _ in run.pieces():
-                    pass
-        if scope.cancelled_caught:
+    async def _whole(self, request: Request, req: ChatRequest | CompletionRequest, run: ReleasedRun,
+                     prepared: Prepared) -> Response:
+        out, inbox = anyio.create_memory_object_stream[Piece](math.inf)
+        left = Left()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_disconnect, request.receive, tg.cancel_scope, left)
+            tg.start_soon(self.produce, run, out)
+            with anyio.move_on_after(self.config.request_timeout) as deadline:
+                async with inbox:
+                    async for _ in inbox:
+                        pass
+            tg.cancel_scope.cancel()  # the watcher; and the run, when the time is up
+        if left.gone:
+            raise ProxyError(499, "the client closed the connection", code="client_closed_request")
+        if deadline.cancelled_caught:
             raise ProxyError(504, f"the monitored generation took longer than {self.config.request_timeout:g} s",
                              type="timeout_error", code="timeout")
         result = run.result
         if result.stop_reason is StopReason.ERROR:  # an incomplete answer is no answer
-            raise _upstream_error(prepared, result.detail)
+            raise self.upstream_error(prepared, result.detail)
         summary = run.summary()
         headers = {"x-interlock-run-id": result.run_id, "x-interlock-interventions": str(len(result.interventions)),
                    "x-interlock-passed": "true" if result.passed else "false",
                    "x-interlock-outcome": result.outcome.value}
-        ident, created = _ident(req, result.run_id), int(time.time())
-        reason = finish_reason(result)
-        usage = {"prompt_tokens": 0, "completion_tokens": result.tokens.kept, "total_tokens": result.tokens.kept}
+        ident, created = ident_of(req, result.run_id), int(time.time())
+        reason = "tool_calls" if run.calls else finish_reason(result)
         body: dict[str, Any]
         if isinstance(req, ChatRequest):
+            message: dict[str, Any] = {"role": "assistant", "content": run.sent if run.sent or not run.calls else None}
+            if run.calls:
+                message["tool_calls"] = [call_json(c) for c in run.calls]
             body = {"id": ident, "object": "chat.completion", "created": created, "model": req.model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": run.sent},
-                                 "finish_reason": reason, "logprobs": None}],
-                    "usage": usage, "interlock": summary}
+                    "choices": [{"index": 0, "message": message, "finish_reason": reason, "logprobs": None}],
+                    "usage": usage_of(run, prepared), "interlock": summary}
         else:
             body = {"id": ident, "object": "text_completion", "created": created, "model": req.model,
                     "choices": [{"index": 0, "text": run.sent, "finish_reason": reason, "logprobs": None}],
-                    "usage": usage, "interlock": summary}
-        return JSONResponse(body, headers=headers)
+                    "usage": usage_of(run, prepared), "interlock": summary}
+        return JSONOut(body, headers=headers)
 
     async def models(self, request: Request) -> Response:
         try:
             self.authorize(request)
+            ids = await _list_models(self.config.backend)
         except ProxyError as exc:
-            return _error(exc)
-        ids = await _list_models(self.config.backend)
-        return JSONResponse({"object": "list", "data": [{"id": m, "object": "model", "created": 0,
-                                                         "owned_by": "interlock"} for m in ids]})
+            return error_response(exc)
+        return JSONOut({"object": "list", "data": [{"id": m, "object": "model", "created": 0,
+                                                  "owned_by": "interlock"} for m in ids]})
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSONOut({"status": "ok", "pid": os.getpid()})
+
+    async def metrics_page(self, request: Request) -> Response:
+        if not self.metrics.available:
+            return error_response(ProxyError(501, "metrics need prometheus-client: pip install 'interlock[proxy]'",
+                                             type="server_error", code="metrics_unavailable"))
+        data, media = self.metrics.render()
+        return Response(data, media_type=media)
 
 
 async def _list_models(backend: Backend) -> list[str]:
     lister = getattr(backend, "list_models", None)
-    if lister is not None:
+    if lister is None:
+        return list(backend.models)
+    try:
         return list(await lister())
-    return list(backend.models)
+    except Exception as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        where = getattr(backend, "base_url", "the upstream")
+        _log.warning("listing the upstream's models failed", upstream=where, error=f"{type(exc).__name__}: {exc}")
+        message = (f"the upstream {where} answered HTTP {status} to GET /models" if isinstance(status, int)
+                   else f"the upstream {where} could not be reached: {type(exc).__name__}: {exc}")
+        raise ProxyError(502, message, type="upstream_error", code="upstream_unavailable") from None
 
 
 class _NoSlot:
@@ -193,143 +270,28 @@ def _slot(slots: anyio.Semaphore | None) -> Any:
     return slots if slots is not None else _NoSlot()
 
 
-def _ident(req: ChatRequest | CompletionRequest, run_id: str) -> str:
-    return ("chatcmpl-" if isinstance(req, ChatRequest) else "cmpl-") + run_id
+_STATUS_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                 405: "invalid_request_error", 429: "rate_limit_error"}
 
 
-def _upstream_error(prepared: Prepared, detail: str) -> ProxyError:
-    exc = prepared.generator.error
-    status = getattr(exc, "status", None)
-    if isinstance(status, int) and 400 <= status <= 599:
-        message = getattr(exc, "server_message", "") or str(exc)
-        return ProxyError(status, message, type="upstream_error", code="upstream_error")
-    return ProxyError(502, f"the backend failed: {detail or exc}", type="upstream_error", code="backend_error")
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no route, wrong method, ...) in the OpenAI shape."""
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    if status == 404:
+        message = f"no route {request.url.path}: the proxy serves /v1/chat/completions, /v1/completions, " \
+                  f"/v1/models, /health and /metrics"
+    elif status == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail)
+    error = ProxyError(status, message, type=_STATUS_TYPES.get(status, "invalid_request_error"),
+                       code={404: "not_found", 405: "method_not_allowed"}.get(status))
+    return error_response(error, headers=dict(exc.headers or {}))
 
 
-def _sse(data: Any) -> bytes:
-    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-    return f"data: {text}\n\n".encode()
-
-
-class _EventStream(Response):
-    """A monitored answer as server-sent events. The status is decided before the first byte: an upstream error
-    before any text is answered as a JSON error with the upstream's status, not as a stream."""
-
-    media_type = "text/event-stream"
-
-    def __init__(self, handler: _Handler, req: ChatRequest | CompletionRequest, run: ReleasedRun,
-                 prepared: Prepared) -> None:
-        super().__init__(status_code=200)
-        self.handler = handler
-        self.req = req
-        self.run = run
-        self.prepared = prepared
-        self.created = int(time.time())
-
-    def _chunk(self, *, text: str | None = None, finish: str | None = None, role: bool = False,
-               extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        ident = _ident(self.req, self.run.run_id)
-        if isinstance(self.req, ChatRequest):
-            delta: dict[str, Any] = {}
-            if role:
-                delta["role"] = "assistant"
-            if text is not None:
-                delta["content"] = text
-            choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-            body = {"id": ident, "object": "chat.completion.chunk", "created": self.created,
-                    "model": self.req.model, "choices": [choice]}
-        else:
-            choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
-            body = {"id": ident, "object": "text_completion", "created": self.created, "model": self.req.model,
-                    "choices": [choice]}
-        if extra:
-            body.update(extra)
-        return body
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
-            try:
-                await self._respond(send)
-            finally:
-                tg.cancel_scope.cancel()
-
-    @staticmethod
-    async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                scope.cancel()
-                return
-
-    async def _start(self, send: Send, status: int, media: str) -> None:
-        headers = [(b"content-type", media.encode()), (b"cache-control", b"no-cache"),
-                   (b"x-interlock-run-id", self.run.run_id.encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-
-    async def _body(self, send: Send, data: bytes, more: bool = True) -> None:
-        await send({"type": "http.response.body", "body": data, "more_body": more})
-
-    async def _respond(self, send: Send) -> None:
-        timeout = self.handler.config.request_timeout
-        pieces, out = anyio.create_memory_object_stream[str](math.inf)
-        started = False
-        timed_out = False
-        async with anyio.create_task_group() as tg, out:
-            tg.start_soon(self._produce, pieces)
-            with anyio.move_on_after(timeout) as deadline:
-                async for piece in out:
-                    if not started:
-                        await self._start(send, 200, "text/event-stream")
-                        await self._body(send, _sse(self._chunk(role=True, text="")))
-                        started = True
-                    await self._body(send, _sse(self._chunk(text=piece)))
-            timed_out = deadline.cancelled_caught
-            if timed_out:
-                tg.cancel_scope.cancel()
-        if timed_out:
-            error = ProxyError(504, f"the monitored generation took longer than {timeout:g} s",
-                               type="timeout_error", code="timeout")
-            await self._fail(send, error, started)
-            return
-        result = self.run.result
-        if result.stop_reason is StopReason.ERROR and not self.run.sent:
-            await self._fail(send, _upstream_error(self.prepared, result.detail), started)
-            return
-        if not started:
-            await self._start(send, 200, "text/event-stream")
-            await self._body(send, _sse(self._chunk(role=True, text="")))
-        if result.stop_reason is StopReason.ERROR:
-            error = _upstream_error(self.prepared, result.detail)
-            await self._body(send, _sse({"error": error.body()["error"], "interlock": self.run.summary()}))
-            await self._body(send, _sse("[DONE]"), more=False)
-            return
-        final = self._chunk(finish=finish_reason(result), extra={"interlock": self.run.summary()})
-        await self._body(send, _sse(final))
-        if self.req.include_usage:
-            usage = {"prompt_tokens": 0, "completion_tokens": result.tokens.kept,
-                     "total_tokens": result.tokens.kept}
-            tail = self._chunk()
-            tail["choices"] = []
-            tail["usage"] = usage
-            await self._body(send, _sse(tail))
-        await self._body(send, _sse("[DONE]"), more=False)
-
-    async def _produce(self, pieces: anyio.abc.ObjectSendStream[str]) -> None:
-        async with pieces, _slot(self.handler.slots):
-            async for piece in self.run.pieces():
-                await pieces.send(piece)
-
-    async def _fail(self, send: Send, error: ProxyError, started: bool) -> None:
-        if started:
-            await self._body(send, _sse({"error": error.body()["error"]}))
-            await self._body(send, _sse("[DONE]"), more=False)
-            return
-        payload = json.dumps(error.body()).encode()
-        await send({"type": "http.response.start", "status": error.status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(payload)).encode())]})
-        await self._body(send, payload, more=False)
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return error_response(ProxyError(500, f"internal error: {type(exc).__name__}", type="server_error"))
 
 
 def create_app(config: ProxyConfig) -> Starlette:
@@ -351,7 +313,10 @@ def create_app(config: ProxyConfig) -> Starlette:
         Route("/v1/completions", handler.completions, methods=["POST"]),
         Route("/v1/models", handler.models, methods=["GET"]),
         Route("/health", handler.health, methods=["GET"]),
+        Route("/metrics", handler.metrics_page, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: _http_error, Exception: _server_error})
     app.state.config = config
+    app.state.metrics = handler.metrics
     return app

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from interlock.monitor.agents.agent import StopAt, transcript
-from interlock.monitor.chunks import Chunk
+from interlock.monitor.chunks import Chunk, ToolCallRequest
 from interlock.monitor.generation import Capabilities, GenerationRequest, Generator
-from interlock.monitor.proxy.models import ChatMessage, ChatRequest, CompletionRequest
+from interlock.monitor.proxy.models import ChatMessage, ChatRequest, CompletionRequest, ProxyError
 
 __all__ = ["Backend", "GeneratorBackend", "Prepared", "RequestGenerator", "UpstreamBackend", "chat_template_of"]
 
@@ -23,15 +23,24 @@ ChatFormat = Callable[[Sequence[ChatMessage]], str]
 
 
 class RequestGenerator:
-    """One request's view of a shared generator: stop strings, sampling fields in ``meta``, and the first error
-    the backend raised (``error``), whose ``status`` the proxy answers with."""
+    """One request's view of a shared generator: stop strings, sampling fields in ``meta``, the first error
+    the backend raised (``error``), whose ``status`` the proxy answers with, and the tool calls it emitted
+    (``tool_markers``: each call's marker line, which the request's tool-call checks look up)."""
 
     def __init__(self, generator: Generator, *, stop: Sequence[str] = (), meta: dict[str, object] | None = None,
                  rewrite: Callable[[GenerationRequest], GenerationRequest] | None = None) -> None:
+        self.base = generator
         self.inner: Generator = StopAt(generator, stop) if stop else generator
         self.meta = dict(meta or {})
         self.rewrite = rewrite
         self.error: BaseException | None = None
+        self.tool_markers: dict[str, ToolCallRequest] = {}
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        """The prompt's tokens as the backend counted them (an upstream's ``usage``), when it did."""
+        value = getattr(self.base, "prompt_tokens", None)
+        return value if isinstance(value, int) else None
 
     @property
     def capabilities(self) -> Capabilities:
@@ -46,6 +55,8 @@ class RequestGenerator:
         stream = self.inner.stream(request)
         try:
             async for chunk in stream:
+                for call in chunk.tool_calls:
+                    self.tool_markers[call.marker()] = call
                 yield chunk
         except Exception as exc:
             if self.error is None:
@@ -61,6 +72,21 @@ class RequestGenerator:
 class Prepared:
     generator: RequestGenerator
     prompt: str
+    prompt_tokens: int | None = None  # counted locally (a local tokenizer), else the upstream's usage says
+
+
+def _local_count(generator: Any, prompt: str) -> int | None:
+    """The prompt's tokens by the generator's own tokenizer, when it has one."""
+    tokenizer = getattr(generator, "tokenizer", None)
+    if tokenizer is not None and callable(getattr(tokenizer, "encode", None)):
+        try:
+            return len(tokenizer.encode(prompt, add_special_tokens=False))
+        except Exception:
+            return None
+    count = getattr(generator, "count_tokens", None)
+    if callable(count):
+        return int(count(prompt))
+    return None
 
 
 class Backend(Protocol):
@@ -100,6 +126,10 @@ class GeneratorBackend:
     has one, else a plain transcript); with ``continue_final_message`` the last assistant message is continued, so
     another interlock proxy (or ``generators.OpenAICompatible``) can roll back through this one. ``model`` is the
     id ``/v1/models`` lists; requests may name any model.
+
+    Tools: a request with ``tools`` is served only by a generator that emits tool calls itself
+    (``capabilities.tool_calls``, e.g. a scripted one); the local ``Transformers`` backend does not parse its
+    model's tool-call format, so tool-using agents go through an upstream server (``UpstreamBackend``).
     """
 
     def __init__(self, generator: Generator, *, model: str = "interlock", chat_format: ChatFormat | None = None,
@@ -116,17 +146,31 @@ class GeneratorBackend:
     def prepare(self, request: ChatRequest | CompletionRequest) -> Prepared:
         if isinstance(request, CompletionRequest):
             prompt = request.prompt
-        elif request.continue_final:  # the answer goes on inside the client's last assistant message
-            prompt = self.chat_format(request.messages[:-1]) + request.messages[-1].content
         else:
-            prompt = self.chat_format(request.messages)
-        return Prepared(RequestGenerator(self.generator, stop=request.stop, meta=_sampling(request)), prompt)
+            if request.tools and not _capabilities(self.generator).tool_calls:
+                raise ProxyError(400, "this proxy serves a local model that does not emit tool calls; send requests "
+                                 "with tools to a proxy in front of an OpenAI-compatible server (--base-url)",
+                                 param="tools")
+            if request.continue_final:  # the answer goes on inside the client's last assistant message
+                prompt = self.chat_format(request.messages[:-1]) + request.messages[-1].content
+            else:
+                prompt = self.chat_format(request.messages)
+        meta = _sampling(request)
+        if isinstance(request, ChatRequest) and request.tools:
+            meta["tools"] = [dict(t) for t in request.tools]
+        return Prepared(RequestGenerator(self.generator, stop=request.stop, meta=meta), prompt,
+                        _local_count(self.generator, prompt))
 
     async def aclose(self) -> None:
         if self._close is not None:
             result = self._close()
             if hasattr(result, "__await__"):
                 await result
+
+
+def _capabilities(generator: Any) -> Capabilities:
+    caps = getattr(generator, "capabilities", None)
+    return caps if isinstance(caps, Capabilities) else Capabilities()
 
 
 def _transcript(messages: Sequence[ChatMessage]) -> str:
@@ -184,8 +228,10 @@ class UpstreamBackend:
             return OpenAICompatible(self.base_url, model, endpoint="completions", api_key=self.api_key,
                                     client=self._client, **options)
         conversation = [m.to_dict() for m in request.messages]
+        extra = {**options.pop("extra_body", {}), **request.tool_fields()}
         return _conversation_generator()(self.base_url, model, endpoint="chat", api_key=self.api_key,
-                                         client=self._client, conversation=conversation, **options)
+                                         client=self._client, conversation=conversation, extra_body=extra,
+                                         **options)
 
     def prepare(self, request: ChatRequest | CompletionRequest) -> Prepared:
         gen = self._generator(request, "completions" if isinstance(request, CompletionRequest) else "chat")
@@ -209,7 +255,7 @@ def _conversation_generator() -> Any:
         from interlock.generators.openai_compat import OpenAICompatible
 
         class ConversationGenerator(OpenAICompatible):
-            def __init__(self, *args: Any, conversation: list[dict[str, str]], **kwargs: Any) -> None:
+            def __init__(self, *args: Any, conversation: list[dict[str, Any]], **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)
                 self.conversation = conversation
 

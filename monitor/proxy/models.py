@@ -1,8 +1,11 @@
 """The requests the proxy accepts and the error bodies it answers with, in the OpenAI API's shapes.
 
-Parsing is strict where a silent misreading would change the answer (``n`` > 1, ``echo``, tool definitions are
-refused with a 400 that names the field) and lenient where the field does not matter to a monitored text
-(``user``, ``metadata``, ``logit_bias`` ... are accepted and ignored).
+Parsing is strict where a silent misreading would change the answer (``n`` > 1, ``echo``, the legacy
+``functions`` are refused with a 400 that names the field) and lenient where the field does not matter to a
+monitored text (``user``, ``metadata``, ``logit_bias`` ... are accepted and ignored). ``tools``, ``tool_choice``
+and ``parallel_tool_calls`` are checked for shape and forwarded as sent; assistant ``tool_calls`` and ``tool``
+messages pass through. Any body, however broken (bad UTF-8, nesting deeper than the JSON reader goes, lone
+surrogates), gets a 400 naming what is wrong, never a 500.
 """
 
 from __future__ import annotations
@@ -35,11 +38,17 @@ class ChatMessage:
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str
     name: str | None = None
+    tool_calls: tuple[dict[str, Any], ...] = ()  # an assistant's calls, as the client sent them
+    tool_call_id: str | None = None  # a tool message: the call it answers
 
-    def to_dict(self) -> dict[str, str]:
-        out = {"role": self.role, "content": self.content}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.name:
             out["name"] = self.name
+        if self.tool_calls:
+            out["tool_calls"] = [dict(c) for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
         return out
 
 
@@ -61,7 +70,25 @@ class ChatRequest(_Common):
 
     messages: tuple[ChatMessage, ...] = field(default=())
     continue_final: bool = False  # continue the final assistant message (vLLM's continue_final_message)
+    tools: tuple[dict[str, Any], ...] = ()  # function tools, as sent
+    tool_choice: Any = None  # "none" | "auto" | "required" | {"type": "function", "function": {"name": ...}}
+    parallel_tool_calls: bool | None = None
     kind: Literal["chat"] = "chat"
+
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        return tuple(str(t["function"]["name"]) for t in self.tools)
+
+    def tool_fields(self) -> dict[str, Any]:
+        """The tool fields to forward upstream (only those the client sent)."""
+        out: dict[str, Any] = {}
+        if self.tools:
+            out["tools"] = [dict(t) for t in self.tools]
+        if self.tool_choice is not None:
+            out["tool_choice"] = self.tool_choice
+        if self.parallel_tool_calls is not None:
+            out["parallel_tool_calls"] = self.parallel_tool_calls
+        return out
 
 
 @dataclass(frozen=True)
@@ -85,6 +112,9 @@ def _load(raw: bytes) -> dict[str, Any]:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _bad(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _bad("the request body is nested too deeply to read: JSON arrays and objects may nest a few hundred "
+                   "levels at most") from None
     if not isinstance(body, dict):
         raise _bad(f"the request body must be a JSON object, got {type(body).__name__}")
     return body
@@ -162,12 +192,65 @@ def _content(value: Any, where: str) -> str:
     raise _bad(f"{where}.content must be a string or a list of text parts", f"{where}.content")
 
 
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+def _tools(body: dict[str, Any]) -> tuple[tuple[dict[str, Any], ...], Any, bool | None]:
+    if body.get("functions") or body.get("function_call"):
+        raise _bad("the legacy 'functions' and 'function_call' fields are not supported: send 'tools' and "
+                   "'tool_choice'", "functions")
+    tools = body.get("tools")
+    if tools is None:
+        tools = []
+    if not isinstance(tools, list) or len(tools) > 128:
+        raise _bad("tools must be a list of at most 128 function tools", "tools")
+    seen: set[str] = set()
+    for i, tool in enumerate(tools):
+        where = f"tools[{i}]"
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(function, dict):
+            raise _bad(f"{where} must be {{'type': 'function', 'function': {{'name': ...}}}}", where)
+        name = function.get("name")
+        if not isinstance(name, str) or not 0 < len(name) <= 64 or not set(name) <= _NAME_CHARS:
+            raise _bad(f"{where}.function.name must be 1 to 64 letters, digits, '_', '-' or '.'",
+                       f"{where}.function.name")
+        if name in seen:
+            raise _bad(f"{where}: two tools are named {name!r}", f"{where}.function.name")
+        seen.add(name)
+        parameters = function.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise _bad(f"{where}.function.parameters must be a JSON schema object", f"{where}.function.parameters")
+    choice = body.get("tool_choice")
+    if choice is not None:
+        named = isinstance(choice, dict) and isinstance(choice.get("function"), dict) and choice["function"].get("name")
+        if choice not in ("none", "auto", "required") and not (isinstance(named, str) and named in seen):
+            raise _bad("tool_choice must be 'none', 'auto', 'required' or {'type': 'function', 'function': "
+                       "{'name': <one of the tools>}}", "tool_choice")
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise _bad(f"parallel_tool_calls must be true or false, got {parallel!r}", "parallel_tool_calls")
+    return tuple(tools), choice, parallel
+
+
+def _message_tool_calls(m: dict[str, Any], where: str) -> tuple[dict[str, Any], ...]:
+    calls = m.get("tool_calls")
+    if calls is None:
+        return ()
+    if not isinstance(calls, list):
+        raise _bad(f"{where}.tool_calls must be a list", f"{where}.tool_calls")
+    for j, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if (not isinstance(call, dict) or not isinstance(call.get("id"), str) or not isinstance(function, dict)
+                or not isinstance(function.get("name"), str) or not isinstance(function.get("arguments", ""), str)):
+            raise _bad(f"{where}.tool_calls[{j}] must be {{'id': str, 'type': 'function', 'function': "
+                       f"{{'name': str, 'arguments': str}}}}", f"{where}.tool_calls")
+    return tuple(calls)
+
+
 def parse_chat(raw: bytes, *, max_tokens_cap: int | None = None) -> ChatRequest:
     """Parse and validate a chat completions body; raises :class:`ProxyError` (400) naming the bad field."""
     body = _load(raw)
-    if body.get("tools") or body.get("functions"):
-        raise _bad("tool definitions are not supported by the interlock proxy yet; describe tools in the prompt "
-                   "and guard them in-process with monitor.guard_tool", "tools")
+    tools, tool_choice, parallel = _tools(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("messages is required and must be a non-empty list", "messages")
@@ -180,13 +263,20 @@ def parse_chat(raw: bytes, *, max_tokens_cap: int | None = None) -> ChatRequest:
         if role not in _ROLES:
             raise _bad(f"{where}.role must be one of {', '.join(_ROLES)}, got {role!r}", f"{where}.role")
         name = m.get("name")
-        parsed.append(ChatMessage(role, _content(m.get("content"), where), name if isinstance(name, str) else None))
+        calls = _message_tool_calls(m, where) if role == "assistant" else ()
+        call_id = m.get("tool_call_id")
+        if role == "tool" and not isinstance(call_id, str):
+            raise _bad(f"{where}.tool_call_id is required for a tool message and must be a string",
+                       f"{where}.tool_call_id")
+        parsed.append(ChatMessage(role, _content(m.get("content"), where), name if isinstance(name, str) else None,
+                                  tool_calls=calls, tool_call_id=call_id if role == "tool" else None))
     continue_final = body.get("continue_final_message", False)
     if not isinstance(continue_final, bool):
         raise _bad(f"continue_final_message must be true or false, got {continue_final!r}", "continue_final_message")
     if continue_final and parsed[-1].role != "assistant":
         raise _bad("continue_final_message needs an assistant message last", "continue_final_message")
-    return ChatRequest(messages=tuple(parsed), continue_final=continue_final, **_common(body, max_tokens_cap))
+    return ChatRequest(messages=tuple(parsed), continue_final=continue_final, tools=tools, tool_choice=tool_choice,
+                       parallel_tool_calls=parallel, **_common(body, max_tokens_cap))
 
 
 def parse_completion(raw: bytes, *, max_tokens_cap: int | None = None) -> CompletionRequest:

@@ -10,22 +10,37 @@ whole text only once it is complete (``AtEnd``), whose verdicts may reach back i
 The text injected after a rollback (``"Wait, ... Let me redo this step."``) is part of the trace the model
 continues from, but it is the monitor's, not the model's: it is left out of what the client receives unless
 ``show_feedback``. An interrupted run releases the text before the step that holds the standing violation.
+
+Tool calls (chunks that carry them; their marker lines in the trace) are stricter still: text is released only up
+to the first call, and the calls go out at the end of the run, those the final trace still holds before any
+standing violation, so a call whose checks failed, or that a later rollback removed, never reaches the client.
+
+:meth:`ReleasedRun.produce` runs the whole monitored generation in the task that calls it and hands the released
+pieces to a memory stream: the monitor's task group is entered and left by that one task, whatever the consumer
+does (reads slowly, times out, disconnects).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import anyio
+from anyio.abc import ObjectSendStream
+from interlock.monitor.chunks import ToolCallRequest
+from interlock.monitor.events import ChunkAppended, Event
 from interlock.monitor.monitor import Monitor, Run
 from interlock.monitor.result import RunResult, StopReason
 from interlock.monitor.steps import step_ends
 from interlock.monitor.verdicts import Action, Fail, Verdict, ViolationError
 
-__all__ = ["Hold", "ReleasedRun", "finish_reason"]
+__all__ = ["Hold", "Piece", "ReleasedRun", "finish_reason"]
 
 Hold = Literal["step", "end"]
+Piece = str | ToolCallRequest  # released text, or a released tool call
 
 _FINISH = {StopReason.COMPLETE: "stop", StopReason.GOVERNOR: "stop", StopReason.BUDGET: "length",
            StopReason.INTERRUPTED: "content_filter", StopReason.OSCILLATION: "content_filter",
@@ -57,19 +72,41 @@ def _blocking(verdicts: tuple[Verdict, ...]) -> list[Verdict]:
 
 
 @dataclass
+class _CallSpan:
+    start: int
+    text: str  # the chunk's text: an optional line end, then the markers
+    calls: tuple[ToolCallRequest, ...]
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.text)
+
+
+@dataclass
 class ReleasedRun:
-    """One monitored request. Iterate :meth:`pieces` for the verified text; ``result`` afterwards."""
+    """One monitored request. ``await produce(stream)`` sends the verified pieces; ``result`` afterwards.
+
+    ``observe``: called with every event of the run (the proxy's metrics); ``on_hold``: called with the seconds
+    each released piece of text was held back after it was generated.
+    """
 
     monitor: Monitor
     prompt: str
     hold: Hold = "step"
     show_feedback: bool = False
     barrier_timeout: float = 60.0
-    sent: str = ""  # what the client has received
+    observe: Callable[[Event], None] | None = None
+    on_hold: Callable[[float], None] | None = None
+    sent: str = ""  # the text the client has received
+    calls: list[ToolCallRequest] = field(default_factory=list)  # the tool calls released
+    seen_calls: list[ToolCallRequest] = field(default_factory=list)  # every call the model made
     retracted: bool = False  # a late verdict reached into released text (possible only with AtEnd checks)
     run_id: str = ""
+    begun: anyio.Event = field(default_factory=anyio.Event)  # set at the first chunk, or when the run ends
     _result: RunResult | None = None
     _run: Run | None = None
+    _spans: list[_CallSpan] = field(default_factory=list)
+    _arrivals: list[tuple[int, float]] = field(default_factory=list)  # (end position of a chunk, when)
 
     @property
     def result(self) -> RunResult:
@@ -77,16 +114,24 @@ class ReleasedRun:
             raise RuntimeError("the run has not finished")
         return self._result
 
+    def _call_spans(self, text: str) -> list[_CallSpan]:
+        """The tool-call chunks the trace still holds where they were appended."""
+        self._spans = [s for s in self._spans if text[s.start:s.end] == s.text]
+        return self._spans
+
     def visible(self, text: str, end: int) -> str:
-        """``text[:end]`` without the feedback rollbacks injected (unless ``show_feedback``)."""
-        if self.show_feedback or self._run is None:
-            return text[:end]
+        """``text[:end]`` without the feedback rollbacks injected (unless ``show_feedback``) and without tool-call
+        markers."""
+        hidden = [(s.start, s.end) for s in self._call_spans(text)]
+        if not self.show_feedback and self._run is not None:
+            hidden += _feedback_spans(self._run)
         out, pos = [], 0
-        for a, b in _feedback_spans(self._run):
+        for a, b in sorted(hidden):
             if a >= end:
                 break
-            out.append(text[pos:a])
-            pos = min(b, end)
+            if a > pos:
+                out.append(text[pos:a])
+            pos = max(pos, min(b, end))
         out.append(text[pos:end])
         return "".join(out)
 
@@ -102,21 +147,78 @@ class ReleasedRun:
         self.sent = visible
         return piece
 
-    async def pieces(self) -> AsyncIterator[str]:
-        """Verified text as it becomes safe to send; ends when the run has finished."""
+    def _held(self, end: int) -> None:
+        """Report how long the text before ``end`` waited after it was generated."""
+        if self.on_hold is None or not self._arrivals:
+            return
+        arrived = next((t for pos, t in self._arrivals if pos >= end), self._arrivals[-1][1])
+        self.on_hold(max(0.0, time.perf_counter() - arrived))
+
+    def _see(self, event: Event) -> None:
+        if self.observe is not None:
+            self.observe(event)
+        if not isinstance(event, ChunkAppended):
+            return
+        if not self.begun.is_set():
+            self.begun.set()
+        chunk = event.chunk
+        end = event.position + len(chunk.text)
+        while self._arrivals and self._arrivals[-1][0] >= end:
+            self._arrivals.pop()  # text cut by a rollback
+        self._arrivals.append((end, time.perf_counter()))
+        if chunk.tool_calls:
+            self._spans = [s for s in self._spans if s.start < event.position]
+            markers = [c.marker() for c in chunk.tool_calls]
+            lead = len(chunk.text) - sum(map(len, markers))
+            if lead >= 0 and chunk.text[lead:] == "".join(markers):  # one span per call: each is checked alone
+                start = event.position
+                for i, (call, marker) in enumerate(zip(chunk.tool_calls, markers, strict=True)):
+                    text = chunk.text[:lead] + marker if i == 0 else marker
+                    self._spans.append(_CallSpan(start, text, (call,)))
+                    start += len(text)
+            else:
+                self._spans.append(_CallSpan(event.position, chunk.text, chunk.tool_calls))
+            self.seen_calls.extend(chunk.tool_calls)
+
+    async def collect(self) -> list[Piece]:
+        """Run to the end and return every released piece, in order (for tests and batch use)."""
+        out, inbox = anyio.create_memory_object_stream[Piece](math.inf)
+        pieces: list[Piece] = []
+        async with anyio.create_task_group() as tg, inbox:
+            tg.start_soon(self.produce, out)
+            async for piece in inbox:
+                pieces.append(piece)
+        return pieces
+
+    async def produce(self, out: ObjectSendStream[Piece]) -> None:
+        """Run the monitored generation in this task, sending text as it becomes safe and the tool calls at the
+        end; closes ``out`` when done (also when cancelled)."""
+        async with out:
+            try:
+                await self._produce(out)
+            finally:
+                self.begun.set()
+
+    async def _produce(self, out: ObjectSendStream[Piece]) -> None:
         boundary_chars = ("\n", ".", "!", "?")
         async with self.monitor.stream(self.prompt) as run:
             self._run = run
             self.run_id = run.run_id
             safe_end = 0  # a step boundary in the current text up to which everything was released
             async for event in run:
+                self._see(event)
                 if self.hold == "end" or event.kind != "chunk":
                     continue
-                text = run.text
+                if not isinstance(event, ChunkAppended) or event.epoch != run.epoch:
+                    continue  # the trace has moved on since: wait for the events to catch up
+                # only text whose events have been seen (a tool call's span is known from its event)
+                text = run.text[:event.position + len(event.chunk.text)]
                 safe_end = min(safe_end, len(text))  # a late verdict cut into released text (see retracted)
-                if len(text) <= safe_end or not any(c in text[safe_end:] for c in boundary_chars):
+                spans = self._call_spans(text)
+                limit = spans[0].start if spans else len(text)  # text after a tool call waits for the end
+                if limit <= safe_end or not any(c in text[safe_end:limit] for c in boundary_chars):
                     continue
-                ends = step_ends(text, safe_end)
+                ends = [e for e in step_ends(text, safe_end) if e <= limit]
                 if not ends:
                     continue
                 cut = ends[-1]
@@ -132,7 +234,8 @@ class ReleasedRun:
                 safe_end = cut
                 piece = self._advance(text, cut)
                 if piece:
-                    yield piece
+                    self._held(cut)
+                    await out.send(piece)
         result = run.result
         self._result = result
         text = result.text
@@ -141,11 +244,17 @@ class ReleasedRun:
         if blocking:
             starts = [run.checks.scheduler.step_start(v.span.start) if v.span is not None else 0 for v in blocking]
             end = min(starts)
-        if result.stop_reason is StopReason.ERROR:
-            end = min(end, len(text))
         piece = self._advance(text, end)
         if piece:
-            yield piece
+            self._held(end)
+            await out.send(piece)
+        if result.stop_reason in (StopReason.ERROR, StopReason.CANCELLED):
+            return
+        for span in self._call_spans(text):
+            if span.end <= end:
+                for call in span.calls:
+                    self.calls.append(call)
+                    await out.send(call)
 
     def summary(self) -> dict[str, Any]:
         """The ``interlock`` field of the response: what the monitor did to this answer."""
@@ -153,7 +262,8 @@ class ReleasedRun:
         counts = {"pass": 0, "fail": 0, "unknown": 0}
         for v in r.verdicts:
             counts[v.kind] += 1
-        return {
+        released = {c.id for c in self.calls}
+        out = {
             "run_id": r.run_id, "passed": r.passed, "outcome": r.outcome.value, "stop_reason": r.stop_reason.value,
             "detail": r.detail,
             "interventions": [{"action": i.action.value, "source": i.source, "message": i.message,
@@ -162,3 +272,7 @@ class ReleasedRun:
             "verdicts": counts, "tokens": r.tokens.to_dict(), "retracted": self.retracted,
             "wall_seconds": round(r.wall_seconds, 6),
         }
+        if self.seen_calls:
+            out["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments,
+                                  "released": c.id in released} for c in self.seen_calls]
+        return out

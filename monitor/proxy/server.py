@@ -1,5 +1,12 @@
-"""Serving the proxy with uvicorn: in the foreground (``interlock proxy``) or in the background of a running event
-loop (tests, notebooks, an agent that starts its own proxy)."""
+"""Serving the proxy with uvicorn: in the foreground (``interlock proxy``), as several worker processes behind one
+port (:func:`serve_workers`), or in the background of a running event loop (tests, notebooks, an agent that
+starts its own proxy).
+
+uvicorn closes idle keep-alive connections but waits forever for a request whose headers never finish (a slow
+client, or a slowloris attack); the servers here use
+:class:`~interlock.monitor.proxy.h11_timeout.HeaderTimeoutH11`, which closes such a connection after
+``header_timeout`` seconds.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,9 @@ from typing import Any
 
 import anyio
 
-__all__ = ["free_port", "serve", "serving"]
+__all__ = ["DEFAULT_HEADER_TIMEOUT", "free_port", "serve", "serve_workers", "serving"]
+
+DEFAULT_HEADER_TIMEOUT = 10.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -20,25 +29,52 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _server(app: Any, host: str, port: int, log_level: str, **options: Any) -> Any:
+def _http_protocol() -> Any:
+    from interlock.monitor.proxy.h11_timeout import HeaderTimeoutH11
+
+    return HeaderTimeoutH11
+
+
+def _config(app: Any, host: str, port: int, log_level: str, header_timeout: float, **options: Any) -> Any:
     import uvicorn
 
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                            timeout_graceful_shutdown=5, **options)
-    return uvicorn.Server(config)
+                            timeout_graceful_shutdown=5, http=_http_protocol(), **options)
+    config.header_timeout = header_timeout  # type: ignore[attr-defined]  # read by HeaderTimeoutH11 (and pickled to workers with the config)
+    return config
 
 
-def serve(app: Any, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", **options: Any) -> None:
+def _server(app: Any, host: str, port: int, log_level: str, header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+            **options: Any) -> Any:
+    import uvicorn
+
+    return uvicorn.Server(_config(app, host, port, log_level, header_timeout, **options))
+
+
+def serve(app: Any, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
+          header_timeout: float = DEFAULT_HEADER_TIMEOUT, **options: Any) -> None:
     """Serve ``app`` until interrupted (Ctrl-C)."""
-    _server(app, host, port, log_level, **options).run()
+    _server(app, host, port, log_level, header_timeout, **options).run()
+
+
+def serve_workers(factory: str, workers: int, *, host: str = "127.0.0.1", port: int = 8000,
+                  log_level: str = "info", header_timeout: float = DEFAULT_HEADER_TIMEOUT, **options: Any) -> None:
+    """Serve the app that ``factory`` (``"module:function"``) makes, in ``workers`` processes sharing one
+    listening socket; each worker makes its own app and monitors the requests it accepts."""
+    from uvicorn.supervisors import Multiprocess
+
+    config = _config(factory, host, port, log_level, header_timeout, factory=True, workers=workers, **options)
+    sock = config.bind_socket()
+    Multiprocess(config, sockets=[sock]).run()
 
 
 @asynccontextmanager
 async def serving(app: Any, *, host: str = "127.0.0.1", port: int | None = None, log_level: str = "warning",
-                  startup_timeout: float = 30.0, **options: Any) -> AsyncIterator[str]:
+                  startup_timeout: float = 30.0, header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+                  **options: Any) -> AsyncIterator[str]:
     """Run ``app`` with uvicorn in this event loop for the duration of the block; yields its base URL
     (``http://127.0.0.1:PORT``). The server shuts down when the block ends."""
-    server = _server(app, host, port or free_port(host), log_level, **options)
+    server = _server(app, host, port or free_port(host), log_level, header_timeout, **options)
     server.config.setup_event_loop = lambda: None
     failure: Exception | None = None
     async with anyio.create_task_group() as tg:

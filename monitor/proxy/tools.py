@@ -1,0 +1,168 @@
+"""Checked tool calls in the proxy: a model's tool call reaches the client only once its arguments passed the
+operator's checks and the reasoning before it passed every verifier.
+
+A tool call comes from the backend as a chunk whose text is the call's marker line (see
+:meth:`~interlock.monitor.chunks.ToolCallRequest.marker`), so it sits in the trace in order with the reasoning: the
+:class:`ToolCallVerifier` of the request checks that line like any step, with the same argument checks as
+:func:`~interlock.monitor.agents.tools.guard_tool` (a function of the arguments, or a ``Verifier`` scanned over
+them), per tool name or for all tools (``"*"``). A failed check is an ordinary ``Fail`` with ``rollback``: the
+monitor cuts the call, injects the feedback and the model tries again, up to the intervention limit. The release
+policy (:mod:`interlock.monitor.proxy.release`) hands calls to the client only at the end of a run that left them
+standing, so nothing a check refused, or a later rollback removed, is ever sent.
+
+Checks are configured as ``{"transfer": [check, ...], "*": [check, ...]}``; :func:`load_tool_checks` reads the
+CLI's ``--tool-verifier [TOOL=]SPEC`` where ``SPEC`` is a registry name (``arithmetic``), ``module:function`` or
+``path/to/file.py:function``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from interlock.monitor.agents.tools import ArgumentCheck, GuardedTool
+from interlock.monitor.chunks import ToolCallRequest
+from interlock.monitor.errors import ConfigError
+from interlock.monitor.trace import Step
+from interlock.monitor.verdicts import Action, Fail
+from interlock.monitor.verifier import Verifier
+
+__all__ = ["ALL_TOOLS", "TOOL_CALL_MARKER", "ToolCallVerifier", "ToolChecks", "load_tool_checks", "parse_marker"]
+
+ALL_TOOLS = "*"
+ToolChecks = Mapping[str, Sequence[ArgumentCheck]]
+TOOL_CALL_MARKER = re.compile(r"<tool_call>([^<\n]*)</tool_call>\n")
+
+
+def parse_marker(line: str) -> ToolCallRequest | None:
+    """The call a marker line stands for (``None``: not a marker)."""
+    m = TOOL_CALL_MARKER.fullmatch(line)
+    if m is None:
+        return None
+    try:
+        obj = json.loads(m.group(1))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str) for k in ("id", "name", "arguments")):
+        return None
+    return ToolCallRequest(obj["id"], obj["name"], obj["arguments"])
+
+
+def _accept(**arguments: Any) -> None:
+    """The stand-in tool the guard reviews: the proxy never runs tools, the client does."""
+
+
+class ToolCallVerifier(Verifier):
+    """Checks each tool call of one request: a known tool, arguments that are a JSON object, and every argument
+    check configured for the tool (and for all tools). Fail-closed: a check that errs or overruns refuses.
+
+    ``markers``: the marker lines the backend really emitted for this request (a model that writes a look-alike
+    line as text is not making a call, and its line is left to the other verifiers).
+    """
+
+    name = "tool-call"
+    action = Action.ROLLBACK
+    fail_closed = True
+
+    def __init__(self, checks: ToolChecks, tools: Sequence[str], markers: Mapping[str, ToolCallRequest], *,
+                 check_timeout: float = 10.0) -> None:
+        self.checks = {name: tuple(found) for name, found in checks.items()}
+        self.tools = tuple(tools)
+        self.markers = markers
+        self.check_timeout = check_timeout
+        most = max((len(c) for c in self.checks.values()), default=0) * 2
+        super().__init__(timeout=check_timeout * max(1, most) + 5.0)
+
+    def checks_for(self, tool: str) -> tuple[ArgumentCheck, ...]:
+        return (*self.checks.get(tool, ()), *self.checks.get(ALL_TOOLS, ()))
+
+    async def check(self, step: Step) -> Fail | None:
+        call = self.markers.get(step.text)
+        if call is None:
+            return None
+        known = ", ".join(self.tools) or "none"
+        if self.tools and call.name not in self.tools:
+            return Fail(f"the model called {call.name!r}, which is not one of the tools offered ({known})",
+                        feedback=f"There is no tool named {call.name}; the tools are: {known}.",
+                        claim=f"tool {call.name}")
+        try:
+            arguments = json.loads(call.arguments)
+        except (ValueError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else f"not valid JSON ({exc})"
+            return Fail(f"the arguments of {call.name} are {reason}",
+                        feedback=f"The arguments of {call.name} must be one JSON object.", claim=f"tool {call.name}")
+        if not isinstance(arguments, dict):
+            return Fail(f"the arguments of {call.name} are a {type(arguments).__name__}, not a JSON object",
+                        feedback=f"The arguments of {call.name} must be one JSON object.", claim=f"tool {call.name}")
+        checks = self.checks_for(call.name)
+        if not checks:
+            return None
+        guard = GuardedTool(_accept, name=call.name, verifiers=checks, read_only=True,
+                            check_timeout=self.check_timeout, fail_closed=True)
+        refusal = await guard.review(arguments)
+        if refusal is None:
+            return None
+        messages = "; ".join(f"{r.source}: {r.message}" for r in refusal.reasons)
+        return Fail(f"tool call {call.name}({_short(call.arguments)}) refused: {messages}",
+                    feedback=refusal.feedback or f"The call of {call.name} was refused.",
+                    claim=f"tool {call.name} {_short(call.arguments)}")
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _load_function(spec: str) -> Any:
+    target, _, attr = spec.rpartition(":")
+    if not target or not attr:
+        raise ConfigError(f"tool check {spec!r}: expected a registry name, module:function or file.py:function")
+    try:
+        if target.endswith(".py"):
+            path = Path(target)
+            loader = importlib.util.spec_from_file_location(f"interlock_tool_checks_{path.stem}", path)
+            if loader is None or loader.loader is None or not path.is_file():
+                raise ConfigError(f"tool check {spec!r}: no Python file at {target}")
+            module = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"tool check {spec!r}: cannot import {target}: {type(exc).__name__}: {exc}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ConfigError(f"tool check {spec!r}: {target} has no {attr}")
+    if not (isinstance(obj, Verifier) or callable(obj)):
+        raise ConfigError(f"tool check {spec!r}: {attr} is neither a Verifier nor callable")
+    return obj
+
+
+def load_tool_checks(specs: Sequence[str]) -> dict[str, list[ArgumentCheck]]:
+    """``["transfer=mymod:max_100", "arithmetic", "checks.py:no_urls"]`` as ``{"transfer": [...], "*": [...]}``.
+
+    A spec without ``TOOL=`` applies to every tool. A registry name makes that verifier, scanned over the
+    arguments; ``module:function`` and ``file.py:function`` load a function of the arguments (or a Verifier).
+    """
+    from interlock.monitor.registry import create_verifier
+
+    out: dict[str, list[ArgumentCheck]] = {}
+    for spec in specs:
+        tool, sep, target = spec.partition("=")
+        if not sep:
+            tool, target = ALL_TOOLS, spec
+        tool, target = tool.strip(), target.strip()
+        if not tool or not target:
+            raise ConfigError(f"--tool-verifier {spec!r}: expected [TOOL=]NAME or [TOOL=]module:function")
+        check: ArgumentCheck = _load_function(target) if ":" in target else create_verifier(target)
+        if isinstance(check, type) and issubclass(check, Verifier):
+            check = check()
+        out.setdefault(tool, []).append(check)
+    return out

@@ -1,0 +1,83 @@
+"""``GET /metrics``: the Prometheus figures of what the proxy answered and what the monitor did."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import httpx
+import pytest
+from interlock import verifier
+from interlock.generators import Scripted
+from interlock.monitor.proxy import GeneratorBackend, ProxyConfig, UpstreamBackend, create_app, free_port, serving
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import check_sums
+
+sums = verifier(check_sums, name="sums")
+WRONG_THEN_RIGHT = {
+    "": "Tom has 12 apples.\nSo 12 + 7 = 18 apples.\nThe answer is 18.",
+    "Let me redo this step.\n": "So 12 + 7 = 19 apples.\nThe answer is 19.",
+}
+MESSAGES: Any = [{"role": "user", "content": "Tom has 12 apples and buys 7. How many?"}]
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+async def test_metrics_count_requests_interventions_verdicts_tokens_and_holds() -> None:
+    app = create_app(ProxyConfig(GeneratorBackend(Scripted(WRONG_THEN_RIGHT, rate=2000), model="s"),
+                                 verifiers=[sums]))
+    async with serving(app) as url, httpx.AsyncClient(timeout=30) as http:
+        whole = (await http.post(url + "/v1/chat/completions", json={"model": "s", "messages": MESSAGES})).json()
+        await http.post(url + "/v1/chat/completions", json={"model": "s", "messages": MESSAGES, "stream": True})
+        await http.post(url + "/v1/chat/completions", json={"model": "s"})  # 400
+        page = await http.get(url + "/metrics")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/plain")
+    got = samples(page.text)
+    assert got[("interlock_proxy_requests_total", (("endpoint", "chat"), ("outcome", "complete"),
+                                                   ("stream", "false")))] == 1
+    assert got[("interlock_proxy_requests_total", (("endpoint", "chat"), ("outcome", "complete"),
+                                                   ("stream", "true")))] == 1
+    assert got[("interlock_proxy_requests_total", (("endpoint", "chat"), ("outcome", "400"),
+                                                   ("stream", "unknown")))] == 1
+    assert got[("interlock_proxy_interventions_total", (("action", "rollback"), ("source", "sums")))] == 2
+    verdicts = whole["interlock"]["verdicts"]
+    assert got[("interlock_proxy_verdicts_total", (("kind", "fail"), ("verifier", "sums")))] == 2 * verdicts["fail"]
+    assert got[("interlock_proxy_verdicts_total", (("kind", "pass"), ("verifier", "sums")))] == 2 * verdicts["pass"]
+    assert got[("interlock_proxy_check_seconds_count", (("verifier", "sums"),))] == 2 * sum(verdicts.values())
+    tokens = whole["interlock"]["tokens"]
+    assert got[("interlock_proxy_tokens_total", (("kind", "kept"),))] == 2 * tokens["kept"]
+    assert got[("interlock_proxy_tokens_total", (("kind", "discarded"),))] == 2 * tokens["discarded"]
+    assert got[("interlock_proxy_held_seconds_count", ())] >= 2
+    assert got[("interlock_proxy_requests_in_flight", ())] == 0
+
+
+async def test_metrics_count_upstream_errors() -> None:
+    down = f"http://127.0.0.1:{free_port()}/v1"
+    backend = UpstreamBackend(down, options={"retries": 0})
+    async with serving(create_app(ProxyConfig(backend))) as url, httpx.AsyncClient(timeout=60) as http:
+        failed = await http.post(url + "/v1/chat/completions", json={"model": "m", "messages": MESSAGES})
+        page = await http.get(url + "/metrics")
+    assert failed.status_code == 502
+    got = samples(page.text)
+    assert got[("interlock_proxy_upstream_errors_total", (("status", "none"),))] == 1
+    assert got[("interlock_proxy_requests_total", (("endpoint", "chat"), ("outcome", "502"), ("stream", "false")))] == 1
+
+
+async def test_without_prometheus_client_the_proxy_serves_and_metrics_say_what_to_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import prometheus_client raises ImportError
+    app = create_app(ProxyConfig(GeneratorBackend(Scripted(WRONG_THEN_RIGHT, rate=2000), model="s"),
+                                 verifiers=[sums]))
+    async with serving(app) as url, httpx.AsyncClient(timeout=30) as http:
+        answer = await http.post(url + "/v1/chat/completions", json={"model": "s", "messages": MESSAGES})
+        page = await http.get(url + "/metrics")
+    assert answer.status_code == 200 and answer.json()["interlock"]["passed"] is True
+    assert page.status_code == 501
+    assert page.json()["error"]["message"] == "metrics need prometheus-client: pip install 'interlock[proxy]'"
