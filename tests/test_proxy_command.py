@@ -97,7 +97,7 @@ async def test_tokenizer_counts_an_upstreams_tokens_when_it_sends_no_usage(tiny_
     upstream = ScriptedUpstream(lambda body: Turn(text), usage=False)
     async with serving(upstream.app()) as up_url:
         args = build_parser().parse_args(["proxy", "--base-url", up_url + "/v1", "--tokenizer", str(tiny_model_dir)])
-        config, _ = build_config(args)
+        config, _, _ = build_config(args)
         async with serving(create_app(config)) as url, httpx.AsyncClient(timeout=30) as http:
             answer = (await http.post(url + "/v1/chat/completions", json={
                 "model": "m", "messages": [{"role": "user", "content": "Tell."}]})).json()

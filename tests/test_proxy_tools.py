@@ -188,4 +188,4 @@ async def test_malformed_and_unknown_tool_calls_are_sent_back_to_the_model() -> 
     assert messages[1].startswith("the arguments of transfer are not valid JSON (Expecting value")
     assert messages[2] == "the model called 'rm_rf', which is not one of the tools offered (get_balance, transfer)"
     feedback = upstream.bodies[3]["messages"][-1]["content"]
-    assert "There is no tool named rm_rf" in feedback
+    assert "Wait, there is no tool named rm_rf; the tools are: get_balance, transfer." in feedback
