@@ -34,8 +34,12 @@ class Judgement:
     expected: str = ""  # the right value as written for the model ("9", "about 0.33", "$18", "20%")
     reason: str = ""
 
+    rhs_value: str = ""  # for a link between two expressions: the right side's value
+
     @property
     def feedback(self) -> str:
+        if self.claim.rhs_expr is not None:
+            return f"{self.claim.lhs_text} is {self.expected}, but {self.claim.rhs_text} is {self.rhs_value}."
         return f"{self.claim.lhs_text} is {self.expected}, not {self.claim.rhs_text}."
 
 
@@ -113,6 +117,10 @@ def _other_system(claim: Claim, readings: tuple[Any, ...]) -> str | None:
         integers = stated.is_integer and all(isinstance(v, sympy.Integer) for v in readings)
         if not claim.moduli or not integers or any((v - stated) % m == 0 for v in readings for m in claim.moduli):
             return "a residue in modular arithmetic, which the step speaks of"
+    if claim.outer_moduli is not None and _outer_residue(claim, readings):
+        return "a residue in modular arithmetic, which the problem speaks of"
+    if claim.outer_base is not None and _true_in_another_base(claim):
+        return "a claim true in another base, which the problem speaks of"
     if claim.base is not None:
         digits = "".join(str(lit.num) for lit in [*_literals(claim.lhs), claim.rhs.literal])
         if claim.rhs_fraction is not None:
@@ -120,6 +128,205 @@ def _other_system(claim: Claim, readings: tuple[Any, ...]) -> str | None:
         if claim.base == 0 or max(int(d) for d in digits) < claim.base:
             return f"a numeral in base {claim.base or 'b'}, which the step speaks of"
     return None
+
+
+def _stated_value(claim: Claim) -> Any:
+    import sympy
+
+    assert claim.rhs is not None
+    if claim.rhs_fraction is not None:
+        return sympy.Rational(*claim.rhs_fraction)
+    return claim.rhs_sign * sympy.Rational(claim.rhs.literal.num, claim.rhs.literal.den)
+
+
+def _outer_residue(claim: Claim, readings: tuple[Any, ...]) -> bool:
+    """Whether the stated value is a reduced residue of a reading modulo a modulus the problem names
+    ("3 * 5 = 1" when it says "mod 7"), or, where it names none, a smaller non-negative whole number."""
+    import sympy
+
+    stated = _stated_value(claim)
+    if not (stated.is_integer and stated >= 0 and all(isinstance(v, sympy.Integer) for v in readings)):
+        return False
+    if not claim.outer_moduli:
+        return any(stated < abs(v) for v in readings)
+    return any(stated < m and (v - stated) % m == 0 for v in readings for m in claim.outer_moduli)
+
+
+def _rebased(node: Any, base: int) -> Any:
+    """The expression with every whole-number literal read in ``base`` (``None`` if a digit does not fit)."""
+    from interlock.verifiers.arithmetic.numbers import Literal as Lit
+
+    if isinstance(node, Num):
+        lit = node.literal
+        if lit.den != 1 or lit.num < 0:
+            return None
+        try:
+            value = int(str(lit.num), base)
+        except ValueError:
+            return None
+        return Num(Lit(value, 1, 0, 0, len(str(value))), node.percent, node.multiplier, node.label)
+    if isinstance(node, Neg | Sqrt):
+        arg = _rebased(node.arg, base)
+        return None if arg is None else type(node)(arg)
+    if isinstance(node, Bin):
+        a, b = _rebased(node.left, base), _rebased(node.right, base)
+        if a is None or b is None:
+            return None
+        return Bin(node.op, a, b, node.glued_minus, node.loose, node.implicit)
+    return None
+
+
+def _true_in_another_base(claim: Claim) -> bool:
+    """Whether the claim holds with its numerals read in the base the problem names (any base from 2 to 16 where
+    it names none): "4 + 5 = 13" is true in base 6."""
+    import sympy
+
+    from interlock.verifiers.arithmetic.parse import Limits as _Limits
+
+    if claim.rhs is None or claim.lhs is None or claim.rhs_fraction is not None or claim.rhs.literal.den != 1:
+        return False
+    bases = [claim.outer_base] if claim.outer_base else list(range(2, 17))
+    for b in bases:
+        if b is None or b == 10:
+            continue
+        lhs = _rebased(claim.lhs, b)
+        try:
+            stated = claim.rhs_sign * int(str(claim.rhs.literal.num), b)
+        except ValueError:
+            continue
+        if lhs is None:
+            continue
+        try:
+            values = evaluate(lhs, _Limits(), float("inf"))
+        except Exception:  # noqa: BLE001 - a reading that cannot be evaluated excuses nothing
+            continue
+        if any(v == sympy.Integer(stated) for v in values):
+            return True
+    return False
+
+
+def _judge_remainder(claim: Claim) -> Judgement:
+    """ "400 \\div 17 = 23 remainder 9": the quotient and the remainder of a whole division, exactly."""
+    assert isinstance(claim.lhs, Bin) and isinstance(claim.lhs.left, Num) and isinstance(claim.lhs.right, Num)
+    assert claim.rhs is not None and claim.remainder is not None
+    a, b = claim.lhs.left.literal.num, claim.lhs.right.literal.num
+    if b == 0:
+        return Judgement("unknown", claim, reason="a division by zero")
+    q, r = claim.rhs.literal.num, claim.remainder.literal.num
+    if claim.rhs.literal.den != 1 or claim.remainder.literal.den != 1:
+        return Judgement("unknown", claim, reason="a remainder that is not a whole number")
+    right_q, right_r = divmod(a, b)
+    if (q, r) == (right_q, right_r):
+        return Judgement("ok", claim)
+    return Judgement("wrong", claim, expected=f"{right_q} remainder {right_r}")
+
+
+def _leftmost(node: Any) -> Any:
+    while isinstance(node, Bin):
+        node = node.left
+    return node
+
+
+def _same_tail(left: Any, right: Any) -> bool:
+    """ "24 * 5 * 3 = 360 * 3": both sides end with the same operation on the same number, so the right side
+    rewrites the left one's head ("24 * 5" as 360), not a running total that goes on from its value."""
+    return (isinstance(left, Bin) and isinstance(right, Bin) and left.op == right.op
+            and isinstance(left.right, Num) and isinstance(right.right, Num)
+            and left.right.literal == right.right.literal and isinstance(right.left, Num))
+
+
+def _labels_convertible(claim: Claim) -> bool:
+    labels = _labels(claim.lhs) | _labels(claim.rhs_expr)
+    return any(_convertible(label) for label in labels)
+
+
+def _decimal_literals(node: Any) -> bool:
+    return any(lit.decimals > 0 for lit in _literals(node))
+
+
+def _interval(node: Any) -> tuple[Any, Any] | None:
+    """The range of values the expression may stand for when each decimal it holds is rounded or truncated to
+    the decimals it is written with (``None``: an expression this does not bound)."""
+    from fractions import Fraction
+
+    if isinstance(node, Num):
+        if node.percent or node.multiplier is not None:
+            return None
+        v = Fraction(node.literal.num, node.literal.den)
+        if node.literal.decimals == 0:
+            return v, v
+        e = Fraction(1, 10**node.literal.decimals)
+        return v - e, v + e
+    if isinstance(node, Neg):
+        inner = _interval(node.arg)
+        return None if inner is None else (-inner[1], -inner[0])
+    if not isinstance(node, Bin) or node.op not in {"+", "-", "*", "/"} or node.loose or node.implicit:
+        return None
+    a, b = _interval(node.left), _interval(node.right)
+    if a is None or b is None:
+        return None
+    if node.op == "+":
+        return a[0] + b[0], a[1] + b[1]
+    if node.op == "-":
+        return a[0] - b[1], a[1] - b[0]
+    if node.op == "/":
+        if b[0] <= 0 <= b[1]:
+            return None
+        b = (1 / b[1], 1 / b[0])
+    products = [x * y for x in a for y in b]
+    return min(products), max(products)
+
+
+def judge_link(claim: Claim, limits: Limits, deadline: float) -> Judgement:
+    """A link between two expressions ("6 * 40 - 25 = 260 - 25"): wrong only when no reading of the left side
+    equals any reading of the right, the right side's decimals allowed their rounding, and the link is not a
+    running total ("5 * 3 = 15 + 2 = 17" writes on from the left side's value)."""
+    import sympy
+
+    assert claim.lhs is not None and claim.rhs_expr is not None
+    try:
+        left = evaluate(claim.lhs, limits, deadline)
+        right = evaluate(claim.rhs_expr, limits, deadline)
+    except NotChecked as exc:
+        return Judgement("unknown", claim, reason=f"{claim.lhs_text}: not checked ({exc})")
+    if any(a == b for a in left for b in right):
+        return Judgement("ok", claim)
+    rational = all(isinstance(v, sympy.Rational) for v in (*left, *right))
+    if not rational:
+        return Judgement("unsure", claim, reason="an irrational value compared with another expression")
+    from fractions import Fraction
+
+    if _decimal_literals(claim.rhs_expr) or _decimal_literals(claim.lhs):
+        span = _interval(claim.rhs_expr)
+        if span is None:
+            return Judgement("unsure", claim, reason="rounded decimals the verifier cannot bound")
+        lo, hi = span
+        if any(lo <= Fraction(int(v.p), int(v.q)) <= hi for v in left):
+            return Judgement("ok", claim)
+        if _decimal_literals(claim.lhs):
+            other = _interval(claim.lhs)
+            if other is None or not (other[1] < lo or hi < other[0]):
+                return Judgement("unsure", claim, reason="rounded decimals on both sides")
+    head = _leftmost(claim.rhs_expr)
+    if isinstance(head, Num) and not _same_tail(claim.lhs, claim.rhs_expr):
+        for v in left:
+            p, q = to_rational(v, head.literal.decimals)
+            if consistent(p, q, head.literal):
+                return Judgement("unsure", claim, reason="a running total (\"5 * 3 = 15 + 2\")")
+    if claim.moduli is not None or claim.base is not None or claim.outer_moduli is not None \
+            or claim.outer_base is not None:
+        return Judgement("unsure", claim, reason="the step or the problem speaks of modular arithmetic or a base")
+    if _labels_convertible(claim) or unit_conflict(claim.lhs) or unit_conflict(claim.rhs_expr):
+        return Judgement("unsure", claim, reason="units the verifier does not convert")
+    return Judgement("wrong", claim, expected=_show(left[0]), rhs_value=_show(right[0]))
+
+
+def _show(value: Any) -> str:
+    p, q = to_rational(value, 6)
+    text, exact = format_value(p, q, decimals=0)
+    if not exact and q != 1:
+        return f"{p}/{q}" if len(str(q)) <= 6 else f"about {text}"
+    return text
 
 
 def _judge_fraction(claim: Claim, readings: tuple[Any, ...]) -> Judgement:
@@ -159,6 +366,8 @@ def _rounded_up(p: int, q: int, stated: Any, sign: int) -> bool:
 
 def judge(claim: Claim, limits: Limits, deadline: float) -> Judgement:
     """Check one claim exactly; never raises for a claim it cannot check (that is ``"unknown"``)."""
+    if claim.lhs is not None and claim.rhs_expr is not None:
+        return judge_link(claim, limits, deadline)
     if claim.lhs is None or claim.rhs is None:
         return Judgement("unknown", claim, reason=claim.problem or "not parsed")
     try:
@@ -168,6 +377,8 @@ def judge(claim: Claim, limits: Limits, deadline: float) -> Judgement:
     stated = claim.rhs.literal
     import sympy
 
+    if claim.remainder is not None:
+        return _judge_remainder(claim)
     if claim.rhs_fraction is not None:
         return _judge_fraction(claim, readings)
 
@@ -203,6 +414,7 @@ def judge(claim: Claim, limits: Limits, deadline: float) -> Judgement:
         if exact and re.fullmatch(r"-?[\d,]+\.\d", text):
             text += "0"  # money is written with cents: "$15.50", not "$15.5"
         text = f"-{label}{text[1:]}" if text.startswith("-") else f"{label}{text}"
-    if claim.moduli is not None and len(claim.moduli) == 1 and q == 1:
-        text += f", which is {p % claim.moduli[0]} modulo {claim.moduli[0]}"  # "is 56, which is 2 modulo 9"
+    named = claim.moduli if claim.moduli is not None else claim.outer_moduli
+    if named is not None and len(named) == 1 and q == 1:
+        text += f", which is {p % named[0]} modulo {named[0]}"  # "is 56, which is 2 modulo 9"
     return Judgement("wrong", claim, expected=text if exact else f"about {text}")

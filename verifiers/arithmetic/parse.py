@@ -32,7 +32,7 @@ from interlock.verifiers.arithmetic.vocabulary import (
     unit_key,
 )
 
-__all__ = ["Bin", "Func", "Limits", "Neg", "Node", "Num", "Sqrt", "parse_expression"]
+__all__ = ["AREA_WORDS", "Bin", "Func", "Limits", "Neg", "Node", "Num", "Sqrt", "parse_expression"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,8 +265,15 @@ class _Parser:
         t = self.peek()
         if t is None or t.kind != "WORD" or not is_unit_word(t.value):
             return None
+        if t.glued and self.toks[self.i - 1].kind == "RP":
+            raise _Fail  # "\\frac{1}{2}bh": letters glued to a bracket are variables, not a unit
         self.take()
         label = unit_key(t.value)
+        after = self.peek()
+        if (label in AREA_WORDS and after is not None and after.kind == "WORD" and not after.glued
+                and is_unit_word(after.value)):
+            self.take()  # "120 square feet": one unit in two words
+            label = f"{label} {unit_key(after.value)}"
         nxt = self.peek()
         after = self.peek(1)
         if (nxt is not None and nxt.kind == "OP" and nxt.value == "/" and after is not None
@@ -349,6 +356,9 @@ class _Parser:
             frac = Bin("/", Num(parse_literal(a.value)), Num(parse_literal(c.value)))
             return Bin("+", Num(whole), frac)
         return None
+
+
+AREA_WORDS = {"square", "sq", "cubic", "cu"}
 
 
 def is_unit_word(word: str, *, rate: bool = False) -> bool:
