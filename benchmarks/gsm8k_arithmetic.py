@@ -44,7 +44,7 @@ def judge_solution(text: str) -> dict[str, Any]:
     flags: list[dict[str, Any]] = []
     checked = unknown = 0
     for offset, step in steps(text):
-        findings = check_text(step)
+        findings = check_text(step, before=text[:offset])
         unknown += sum(f.status == "unknown" for f in findings)
         checked += sum(f.status != "unknown" for f in findings)
         for f in wrong_claims(findings):

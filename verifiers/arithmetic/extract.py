@@ -350,8 +350,8 @@ def _left_clean(toks: list[Token], first: int, skip_until: int) -> bool:
     if first == 0 or toks[first - 1].end <= skip_until:
         return True
     prev = toks[first - 1]
-    if t.kind == "OP" and prev.kind not in {"SEP"}:
-        return False  # "half -10 = ...": a dangling minus after words
+    if t.kind == "OP" and prev.kind not in {"SEP"} and not (prev.kind == "WORD" and not t.glued):
+        return False  # "half -10 = ...": a dangling minus after words (but "we get -381 - 662 = -1043")
     if prev.kind == "BAD":
         return False
     if prev.kind == "LP":

@@ -77,6 +77,8 @@ def _conversion(claim: Claim, readings: tuple[Any, ...]) -> bool:
     left, right = unit_of(claim.lhs), claim.rhs.label
     if left is not None and right is not None and left != right:
         return True
+    if len(labels) == 1 and not unit_dimension(next(iter(labels))) & {"time", "money"}:
+        return False  # "he walked 40 - 6 - 21 = 12 miles": one unit all along is a word, not a conversion
     stated = claim.rhs.literal
     for value in readings:
         for f in _FACTORS:

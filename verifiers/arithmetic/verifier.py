@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,11 +36,37 @@ class Finding:
         return self.judgement.claim
 
 
-def check_text(text: str, limits: Limits | None = None, *, context: Context | None = None) -> list[Finding]:
+# A step that goes on with the chain of the line before it: "= 5328", "&= 12 + 5", "\\[ = 5329 \\]".
+_CONTINUES = re.compile(r"[ \t]*(?:\\\[|\$\$|\\\(|\$)?[ \t]*&?[ \t]*(?:=(?!=)|≈|\\approx(?![A-Za-z]))")
+_CONTINUED_LINE = 2000  # the most of the line before that is read with a step that continues it
+
+
+def continued_line(text: str, before: str) -> str:
+    """The line before a step that goes on with its chain (``""`` when it does not): the monitor cuts steps at
+    line ends, so ``\\[ 69 \\div 3 \\]`` and ``\\[ = 12 \\]`` are two steps of one claim."""
+    if not before or not _CONTINUES.match(text):
+        return ""
+    body = before[-_CONTINUED_LINE:]
+    end = len(body.rstrip("\n"))
+    if end == 0:
+        return ""
+    line = body[body.rfind("\n", 0, end) + 1:]
+    return line if "\n" in body[:end] or len(before) <= _CONTINUED_LINE else ""
+
+
+def check_text(text: str, limits: Limits | None = None, *, context: Context | None = None,
+               before: str | None = None) -> list[Finding]:
     """Judge every claim in ``text`` as one step (no trace, no event loop): the fast path for offline use.
     ``context`` (see :func:`context_of`) carries what earlier steps or the prompt say of modular arithmetic or
-    another base."""
+    another base. ``before``: the text before the step; a step that starts with "=" goes on with the chain of
+    the line before it, and a claim that starts there has a negative ``start`` (only claims that end in the step
+    are returned)."""
     limits = limits or Limits()
+    prefix = continued_line(text, before) if before else ""
+    if prefix:
+        found = check_text(prefix + text, limits, context=context)
+        shift = len(prefix)
+        return [Finding(f.judgement, f.start - shift, f.end - shift) for f in found if f.end > shift]
     if not might_hold_claims(text):
         return []
     if len(text) > limits.max_step_chars:
@@ -73,6 +100,7 @@ class StepInContext:
 
     step: Step
     context: Context = field(default_factory=Context)
+    before: str = ""  # the line before the step, when the step goes on with its chain ("\\[ = 12 \\]")
 
 
 def wrong_claims(findings: list[Finding]) -> list[Finding]:
@@ -112,12 +140,14 @@ class Arithmetic(Verifier):
         if not might_hold_claims(view.step.text):
             return view.step  # nothing to judge: no context needed
         around = view.text[:view.step.start]
-        return StepInContext(view.step, context_of(f"{view.prompt}\n{around}" if view.prompt else around))
+        return StepInContext(view.step, context_of(f"{view.prompt}\n{around}" if view.prompt else around),
+                             continued_line(view.step.text, around))
 
     def check(self, state: Step | StepInContext) -> list[Verdict]:
         step, context = (state.step, state.context) if isinstance(state, StepInContext) else (state, None)
+        before = state.before if isinstance(state, StepInContext) else ""
         try:
-            findings = check_text(step.text, self.limits, context=context)
+            findings = check_text(step.text, self.limits, context=context, before=before)
         except TooComplex as exc:
             return [Unknown(reason=f"not checked: {exc}", span=step.span)]
         if step.cut:  # the run was stopped inside this step: a value at its very end may be unfinished
@@ -126,11 +156,11 @@ class Arithmetic(Verifier):
                         Finding(Judgement("unknown", f.claim, reason=f"{f.claim.lhs_text}: the run stopped while "
                                           f"its value was being written"), f.start, f.end)
                         for f in findings]
-        fails = [Fail(f"arithmetic: {f.judgement.feedback}", span=step.to_trace(f.start, f.end),
+        fails = [Fail(f"arithmetic: {f.judgement.feedback}", span=step.to_trace(max(f.start, 0), f.end),
                       feedback=f.judgement.feedback, claim=f.claim.normalised) for f in wrong_claims(findings)]
         unknown: list[Verdict] = []
         if self.report_unknown:
-            unknown = [Unknown(reason=f.judgement.reason, span=step.to_trace(f.start, f.end))
+            unknown = [Unknown(reason=f.judgement.reason, span=step.to_trace(max(f.start, 0), f.end))
                        for f in findings if f.status == "unknown"]
         verdicts: list[Verdict] = [*fails, *unknown]
         if not verdicts:
