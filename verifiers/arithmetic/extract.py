@@ -426,7 +426,7 @@ def _right_clean(toks: list[Token], after: int, *, money: bool = False) -> bool:
 def _followed_by_amount(toks: list[Token], j: int) -> bool:
     """Whether the word at ``j`` leads on to a number or a comparison: "more than", "to 4", "to the power"."""
     for t in toks[j + 1:j + 3]:
-        if t.kind in {"NUM", "CUR", "BAD"} or t.value.lower() in {"than", "the", "power"}:
+        if t.kind in {"NUM", "CUR", "BAD"} or t.value.lower() in {"than", "power"}:
             return True
         if t.kind != "WORD":
             return False
@@ -683,6 +683,19 @@ def _remainder_after(toks: list[Token], q: int) -> tuple[Num, int] | None:
     return Num(parse_literal(toks[j].value)), j
 
 
+_CURRENCY = {"$", "€", "£", "¥", "₹", "₩", "₽", "₺", "₦", "฿", "₱"}
+
+
+def _node_labels(node: Node) -> set[str]:
+    if isinstance(node, Num):
+        return {node.label} if node.label is not None else set()
+    if isinstance(node, Neg | Sqrt):
+        return _node_labels(node.arg)
+    if isinstance(node, Func):
+        return set().union(*(_node_labels(x) for x in node.args))
+    return _node_labels(node.left) | _node_labels(node.right)
+
+
 def _percent_in(node: Node) -> bool:
     if isinstance(node, Num):
         return node.percent
@@ -710,6 +723,9 @@ def _link(text: str, toks: list[Token], a: int, skip_until: int, left: _Segment,
     reversed_ = _literal(left.node) is not None
     if reversed_ and _literal(right.node) is not None:
         return None
+    if reversed_ and (label := left.node.label if isinstance(left.node, Num) else None) is not None \
+            and label not in _CURRENCY and label not in _node_labels(right.node):
+        return None  # "100 Ah = 100 * 0.001": a unit the other side does not carry may be a conversion
     if reversed_ and _percent_in(right.node):
         return None  # "48 = 100% + 20% = 120% of the actual number": shares of an amount, not a sum
     if last and right.toks[-1].kind == "FACT":

@@ -230,11 +230,13 @@ def _leftmost(node: Any) -> Any:
 
 
 def _same_tail(left: Any, right: Any) -> bool:
-    """ "24 * 5 * 3 = 360 * 3": both sides end with the same operation on the same number, so the right side
-    rewrites the left one's head ("24 * 5" as 360), not a running total that goes on from its value."""
+    """ "24 * 5 * 3 = 360 * 3": both sides end with the same operation on the same number and the right side's
+    head stands for a calculation of the left ("24 * 5" as 360), not a running total that goes on from its
+    value ("13 * 1.5 = 19.5 times $1.5" is one: its head replaces a number, which needs no rewriting)."""
     return (isinstance(left, Bin) and isinstance(right, Bin) and left.op == right.op
-            and isinstance(left.right, Num) and isinstance(right.right, Num)
-            and left.right.literal == right.right.literal and isinstance(right.left, Num))
+            and isinstance(left.right, Num) and isinstance(right.right, Num) and isinstance(left.left, Bin)
+            and left.right.literal == right.right.literal and left.right.label == right.right.label
+            and isinstance(right.left, Num))
 
 
 def _labels_convertible(claim: Claim) -> bool:
@@ -320,13 +322,15 @@ def judge_link(claim: Claim, limits: Limits, deadline: float) -> Judgement:
         return Judgement("unsure", claim, reason="the step or the problem speaks of modular arithmetic or a base")
     if _labels_convertible(claim) or unit_conflict(claim.lhs) or unit_conflict(claim.rhs_expr):
         return Judgement("unsure", claim, reason="units the verifier does not convert")
-    return Judgement("wrong", claim, expected=_show(left[0]), rhs_value=_show(right[0]))
+    decimal = _decimal_literals(claim.lhs) or _decimal_literals(claim.rhs_expr)
+    return Judgement("wrong", claim, expected=_show(left[0], decimal), rhs_value=_show(right[0], decimal))
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, decimal: bool) -> str:
+    """A value as the link was written: a fraction where it holds none but whole numbers, else a decimal."""
     p, q = to_rational(value, 6)
     text, exact = format_value(p, q, decimals=0)
-    if not exact and q != 1:
+    if q != 1 and (not decimal or not exact):
         return f"{p}/{q}" if len(str(q)) <= 6 else f"about {text}"
     return text
 

@@ -241,7 +241,9 @@ def _resolve(toks: list[Token]) -> list[Token]:
                 out[i + 1] = _bad(nxt)
         elif t.kind == "WORD" and t.value in {"x", "X"} and prev is not None and nxt is not None:
             left_ok = prev.kind in {"NUM", "RP", "PCT"} or (
-                prev.kind == "WORD" and i >= 2 and toks[i - 2].kind == "NUM")
+                prev.kind == "WORD" and i >= 2 and toks[i - 2].kind == "NUM") or (
+                prev.kind == "WORD" and i >= 3 and toks[i - 2].value.lower() in {"square", "sq", "cubic", "cu"}
+                and toks[i - 3].kind == "NUM")  # "120 square feet x $12"
             right_ok = nxt.kind in {"NUM", "LP", "CUR", "FRAC", "SQRT"}
             if left_ok and right_ok and (t.glued == nxt.glued):
                 out[i] = Token("OP", "*", t.start, t.end, t.glued)
