@@ -113,7 +113,7 @@ _RISKY_IF_FOLLOWED = {"more", "less", "fewer", "to", "higher", "lower", "greater
 # A claim the text goes on to refute or to rewrite within its sentence (or the next): "3 * 5 = 16 (False)",
 # "..., which is not true", "so x = 3 does not work", "0 + 14 * 61 = 855, which simplifies to 854".
 _REFUTED_AFTER = re.compile(
-    r"\((?:false|incorrect|wrong|no)\)|[✗✘❌≠]|\\neq?\b|\bnot\s+(?:true|correct|right|valid|equal|possible|a\s+solution)"
+    r"\((?:false|incorrect|wrong|no)\)|[✗✘❌]|\bnot\s+(?:true|correct|right|valid|equal|possible|a\s+solution)"
     r"|\b(?:does|do|did)(?:n['’]t|\s+not)\s+(?:work|hold|match|satisfy|equal|check)|\b(?:is|are)n['’]t\s+(?:true|correct"
     r"|right|equal)|\b(?:isn['’]t|not)\s+equal|\b(?:simplif(?:y|ies|ied)|reduces?|reduced)\s+to\b|\bcontradict"
     r"|\bimpossible\b|\bfails?\b|\bis\s+false\b|\bfalse\b", re.IGNORECASE)
@@ -123,7 +123,9 @@ _REFUTE_WINDOW = 200
 _LABELS = {"step", "day", "week", "month", "year", "part", "question", "problem", "q", "round", "level", "stage",
            "phase", "case", "item", "no", "number", "page", "chapter", "section", "line", "row", "column", "room",
            "task", "exercise", "example", "option", "method", "approach", "scenario", "hour", "minute", "game",
-           "match", "test", "trial", "turn", "lap", "floor", "box", "bag", "group", "team", "player", "person"}
+           "match", "test", "trial", "turn", "lap", "floor", "box", "bag", "group", "team", "player", "person",
+           "term", "element", "entry", "position", "index", "figure", "table", "equation", "eq", "grade", "class",
+           "unit", "version", "pattern", "candidate", "digit", "place", "vertex", "node", "point"}
 _DETERMINERS = {"the", "a", "an", "his", "her", "their", "its", "our", "my", "your", "this", "that", "these",
                 "those", "each", "every"}
 
@@ -377,6 +379,8 @@ def _left_clean(toks: list[Token], first: int, skip_until: int) -> bool:
         if (words[0] in _LABELS and t.kind == "NUM" and nxt is not None and nxt.kind == "OP" and nxt.value == "-"
                 and not nxt.glued):
             return False  # "Step 3 - 16 - 3 - 4 = 9": a numbered label and a dash, not 3 - 16
+        if words[0] in _LABELS and t.kind == "NUM" and not t.glued and prev.value[:1].isupper():
+            return False  # "Term 2 + 2 = 1 + 2": Term 2 is a name, not the number 2
         if words[0] in _DETERMINERS and first >= 2 and toks[first - 2].kind == "WORD":
             words.append(toks[first - 2].value.lower())
         if words[0] == "with" and first >= 2 and toks[first - 2].value.lower() in _ENDED_WITH:
@@ -678,8 +682,9 @@ def _remainder_after(toks: list[Token], q: int) -> tuple[Num, int] | None:
     if toks[j].kind == "BAD" and toks[j - 1].value.lower() not in _REMAINDER_WORDS:
         return None  # "R9" is read, "9th" is not
     nxt = toks[j + 1] if j + 1 < len(toks) else None
-    if nxt is not None and nxt.glued and nxt.kind in {"NUM", "OP", "PCT", "WORD", "BAD"}:
-        return None
+    if nxt is not None and (nxt.kind in {"NUM", "OP", "PCT", "LP", "REL", "FACT"} or (
+            nxt.glued and nxt.kind in {"WORD", "BAD"})):
+        return None  # "with a remainder of 555 - (4*125) = 55": the remainder is what follows
     return Num(parse_literal(toks[j].value)), j
 
 
@@ -714,6 +719,25 @@ def _expr_end(seg: list[Token]) -> int:
     return seg[-1].end
 
 
+# Marks before the first expression of a link that leave it whole: a label's colon, a comma, math delimiters.
+_LINK_SAFE_BEFORE = {":", ",", ";", ".", "\\[", "\\(", "$$", "**", "`", "—", "–", "\"", "“", "|", "#", ">"}
+
+
+def _link_ends(toks: list[Token], after: int) -> bool:
+    """Whether an expression on the right of a link ends at ``after``: nothing that could go on with it follows
+    ("= 16 - 2(ac + bd)", "= 144 + 2 \\sum", "= 1.5 + 0.\\overline{3}" are cut short, not whole)."""
+    if after >= len(toks):
+        return True
+    nxt = toks[after]
+    if nxt.kind in {"LP", "OP", "NUM", "BAD", "FRAC", "SQRT", "BINOM", "FACT", "PCT", "CUR", "REL"}:
+        return False
+    if nxt.kind == "WORD" and nxt.glued:
+        return False
+    if nxt.kind == "SEP" and nxt.glued and after + 1 < len(toks) and toks[after + 1].glued:
+        return False  # "0.\\overline{3}", "2,5"
+    return _right_clean(toks, after)
+
+
 def _link(text: str, toks: list[Token], a: int, skip_until: int, left: _Segment, right: _Segment, kind: str, *,
           k: int, last: bool) -> Claim | None:
     """A link whose right side is an expression: between two expressions ("6 * 40 - 25 = 260 - 25") or with the
@@ -734,15 +758,19 @@ def _link(text: str, toks: list[Token], a: int, skip_until: int, left: _Segment,
     if k == 0:
         if not _left_clean(toks, first, skip_until):
             return None
-        if reversed_ and first > 0 and toks[first - 1].end > skip_until:
+        if first > 0 and toks[first - 1].end > skip_until:
             prev = toks[first - 1]
-            if prev.kind == "WORD" and prev.value.lower() not in _BEFORE_REVERSED:
+            if reversed_ and prev.kind == "WORD" and prev.value.lower() not in _BEFORE_REVERSED:
                 return None  # "Day 2 = 10 + 5": a label, not a value
+            if prev.kind == "SEP" and prev.value not in _LINK_SAFE_BEFORE:
+                return None  # "9 \\& 2 = ...", "a @ b = ...": an operation the verifier does not know
             if prev.kind not in {"WORD", "SEP", "LP"}:
                 return None
     last_index = toks.index(right.toks[-1], a)
-    if last and not _right_clean(toks, last_index + 1, money=any(t.kind == "CUR" for t in right.toks)):
+    if last and not _link_ends(toks, last_index + 1):
         return None
+    if last and any(t.kind == "FACT" for t in right.toks) and len(text) - right.toks[-1].end <= 3:
+        return None  # "= (7*6*5*4!)" at the end of a step: "!) " ended the step, the expression may go on
     if _doubted(toks, first if k == 0 else None, last_index + 1):
         return None
     if _range(left.node) or _range(right.node) or _bare_fraction(right):
@@ -785,7 +813,9 @@ def _prepare(toks: list[Token]) -> list[Token]:
         j = i + 1 if t.kind == "SEP" and t.value == "," else i
         if (out and out[-1].kind in {"NUM", "RP", "PCT", "WORD"} and j + 1 < n and toks[j].kind == "WORD"
                 and toks[j].value.lower() in _WHICH and toks[j + 1].kind == "WORD"
-                and toks[j + 1].value.lower() in _WHICH_STATES):
+                and toks[j + 1].value.lower() in _WHICH_STATES
+                and not any(x.kind == "WORD" and x.value.lower() in OPERATOR_WORDS for x in out[-12:])):
+            # (not after operators in words: "2250 minus 6 times 360, which is 2160" may name the last product)
             end = j + 2
             if toks[j + 1].value.lower() == "comes" and end < n and toks[end].value.lower() == "to":
                 end += 1

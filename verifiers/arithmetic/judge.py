@@ -121,8 +121,8 @@ def _other_system(claim: Claim, readings: tuple[Any, ...]) -> str | None:
             return "a residue in modular arithmetic, which the step speaks of"
     if claim.outer_moduli is not None and _outer_residue(claim, readings):
         return "a residue in modular arithmetic, which the problem speaks of"
-    if claim.outer_base is not None and _true_in_another_base(claim):
-        return "a claim true in another base, which the problem speaks of"
+    if claim.outer_base is not None and (_true_in_another_base(claim) or _digits_fit(claim, claim.outer_base)):
+        return "a numeral in another base, which the problem speaks of"
     if claim.base is not None:
         digits = "".join(str(lit.num) for lit in [*_literals(claim.lhs), claim.rhs.literal])
         if claim.rhs_fraction is not None:
@@ -142,8 +142,9 @@ def _stated_value(claim: Claim) -> Any:
 
 
 def _outer_residue(claim: Claim, readings: tuple[Any, ...]) -> bool:
-    """Whether the stated value is a reduced residue of a reading modulo a modulus the problem names
-    ("3 * 5 = 1" when it says "mod 7"), or, where it names none, a smaller non-negative whole number."""
+    """Whether the stated value and a reading are congruent modulo a modulus the problem names, one of them
+    reduced ("3 * 5 = 1", "12 = 1 + 2" when it says "mod 9"), or, where it names none, whether the stated value is
+    a smaller non-negative whole number."""
     import sympy
 
     stated = _stated_value(claim)
@@ -151,7 +152,9 @@ def _outer_residue(claim: Claim, readings: tuple[Any, ...]) -> bool:
         return False
     if not claim.outer_moduli:
         return any(stated < abs(v) for v in readings)
-    return any(stated < m and (v - stated) % m == 0 for v in readings for m in claim.outer_moduli)
+    reduced = claim.reversed  # "1234 = 1 + 2 + 3 + 4": a number and its digit sum, congruent modulo 9
+    return any((v - stated) % m == 0 and (reduced or stated < m or 0 <= v < m)
+               for v in readings for m in claim.outer_moduli)
 
 
 def _rebased(node: Any, base: int) -> Any:
@@ -207,6 +210,13 @@ def _true_in_another_base(claim: Claim) -> bool:
     return False
 
 
+def _digits_fit(claim: Claim, base: int) -> bool:
+    """Whether every digit the claim writes is a digit of ``base`` (0: a base it does not name fits any)."""
+    assert claim.rhs is not None
+    digits = "".join(str(lit.num) for lit in [*_literals(claim.lhs), claim.rhs.literal])
+    return base == 0 or max(int(d) for d in digits) < base
+
+
 def _judge_remainder(claim: Claim) -> Judgement:
     """ "400 \\div 17 = 23 remainder 9": the quotient and the remainder of a whole division, exactly."""
     assert isinstance(claim.lhs, Bin) and isinstance(claim.lhs.left, Num) and isinstance(claim.lhs.right, Num)
@@ -229,14 +239,44 @@ def _leftmost(node: Any) -> Any:
     return node
 
 
+_MONEY = {"$", "€", "£", "¥", "₹", "₩", "₽", "₺", "₦", "฿", "₱"}
+
+
+def _part_of(right: Any, left: Any) -> bool:
+    """ "256 - 400 + 240 - 36 = 256 - 400 = -144; ...": the right side's numbers are some of the left side's,
+    a part of a sum worked out first, not a rewriting of the whole."""
+    from collections import Counter
+
+    r = Counter((lit.num, lit.den) for lit in _literals(right))
+    lf = Counter((lit.num, lit.den) for lit in _literals(left))
+    return bool(r) and r != lf and not (r - lf)
+
+
+def _chain(node: Any) -> tuple[Any, list[tuple[str, Any]]]:
+    """A left-to-right chain "h op a op b" as its head and its (operator, operand) tail."""
+    tail: list[tuple[str, Any]] = []
+    while isinstance(node, Bin) and node.op in {"+", "-", "*", "/"} and isinstance(_signed(node.right), Num):
+        tail.append((node.op, _signed(node.right)))
+        node = node.left
+    return node, tail[::-1]
+
+
+def _signed(node: Any) -> Any:
+    return node.arg if isinstance(node, Neg) and isinstance(node.arg, Num) else node
+
+
 def _same_tail(left: Any, right: Any) -> bool:
-    """ "24 * 5 * 3 = 360 * 3": both sides end with the same operation on the same number and the right side's
-    head stands for a calculation of the left ("24 * 5" as 360), not a running total that goes on from its
-    value ("13 * 1.5 = 19.5 times $1.5" is one: its head replaces a number, which needs no rewriting)."""
-    return (isinstance(left, Bin) and isinstance(right, Bin) and left.op == right.op
-            and isinstance(left.right, Num) and isinstance(right.right, Num) and isinstance(left.left, Bin)
-            and left.right.literal == right.right.literal and left.right.label == right.right.label
-            and isinstance(right.left, Num))
+    """ "24 * 5 * 3 = 360 * 3", "(-8) + 0 + 6 - 8 = (-10) + 6 - 8": the right side ends with the same operations
+    on the same numbers as the left one, and its head stands for the rest of the left side ("24 * 5" as 360):
+    a rewriting of the left side, not a running total that goes on from its value ("13 * 1.5 = 19.5 times $1.5"
+    is one: its head replaces a single number, which needs no rewriting)."""
+    lhead, ltail = _chain(left)
+    rhead, rtail = _chain(right)
+    if not rtail or not isinstance(_signed(rhead), Num) or len(rtail) >= len(ltail) + (not isinstance(lhead, Num)):
+        return False
+    if ltail[len(ltail) - len(rtail):] != rtail:
+        return False
+    return len(ltail) > len(rtail) or isinstance(lhead, Bin)
 
 
 def _labels_convertible(claim: Claim) -> bool:
@@ -311,12 +351,18 @@ def judge_link(claim: Claim, limits: Limits, deadline: float) -> Judgement:
             other = _interval(claim.lhs)
             if other is None or not (other[1] < lo or hi < other[0]):
                 return Judgement("unsure", claim, reason="rounded decimals on both sides")
-    head = _leftmost(claim.rhs_expr)
+    head, sign = _leftmost(claim.rhs_expr), 1
+    if isinstance(head, Neg) and isinstance(head.arg, Num):
+        head, sign = head.arg, -1
     if isinstance(head, Num) and not _same_tail(claim.lhs, claim.rhs_expr):
         for v in left:
             p, q = to_rational(v, head.literal.decimals)
-            if consistent(p, q, head.literal):
+            if consistent(p, q, head.literal, sign=sign):
                 return Judgement("unsure", claim, reason="a running total (\"5 * 3 = 15 + 2\")")
+    if _part_of(claim.rhs_expr, claim.lhs):
+        return Judgement("unsure", claim, reason="a running total: a part of the left side worked out first")
+    if _labels(claim.lhs) - _MONEY != _labels(claim.rhs_expr) - _MONEY:
+        return Judgement("unsure", claim, reason="units on one side the other side does not carry")
     if claim.moduli is not None or claim.base is not None or claim.outer_moduli is not None \
             or claim.outer_base is not None:
         return Judgement("unsure", claim, reason="the step or the problem speaks of modular arithmetic or a base")

@@ -15,6 +15,7 @@ from interlock.verifiers.arithmetic.judge import Judgement, judge
 from interlock.verifiers.arithmetic.parse import Limits
 
 _RUNNING_TOTAL = "a running total"
+_BEFORE_KEPT = 2000
 
 __all__ = ["Arithmetic", "Finding", "StepInContext", "check_text", "wrong_claims"]
 
@@ -41,6 +42,32 @@ _CONTINUES = re.compile(r"[ \t]*(?:\\\[|\$\$|\\\(|\$)?[ \t]*&?[ \t]*(?:=(?!=)|â‰
 _CONTINUED_LINE = 2000  # the most of the line before that is read with a step that continues it
 
 
+# A value tried in an equation ("check x = 1", "Test \\( x = -2 \\)", "try 5"): "1 = \\sqrt{9} + 4" that follows
+# tests the equation at it, it does not claim a calculation.
+_TESTED_VALUE = re.compile(r"(?<![A-Za-z\\])[A-Za-z]\s*=\s*\(?\s*(-?\d+(?:\.\d+)?)(?![\d.])"
+                           r"|\b(?:try|trying|test|testing|check|checking|plug(?:ging)?\s+in|substitut\w*)\s+"
+                           r"(?:\\\(\s*|\$)?(-?\d+(?:\.\d+)?)(?![\d.])", re.IGNORECASE)
+# Words that make what follows an equation being tested, not a calculation: "Plugging into the original
+# equation: 3 + (-1/2) = 7/(-2)".
+_PLUGGING = re.compile(r"\b(?:plug\w*|substitut\w*|original\s+equation|into\s+the\s+equation|both\s+sides|LHS|RHS"
+                       r"|(?:left|right)[- ]hand\s+side)\b", re.IGNORECASE)
+_TESTED_WINDOW = 600
+
+
+def _tested(claim: Claim, text: str, before: str) -> bool:
+    """Whether a link between two expressions or a reversed claim tests an equation rather than states a
+    calculation: the words just before it speak of plugging in, or its stated value is a value just tried."""
+    if claim.rhs_expr is None and not claim.reversed:
+        return False
+    window = (before[-_TESTED_WINDOW:] + "\n" + text[:max(claim.start, 0)])[-_TESTED_WINDOW:]
+    if _PLUGGING.search(window[-200:]):
+        return True
+    if claim.reversed:
+        tried = {m.group(1) or m.group(2) for m in _TESTED_VALUE.finditer(window)}
+        return claim.rhs_text.replace("$", "") in tried
+    return False
+
+
 def continued_line(text: str, before: str) -> str:
     """The line before a step that goes on with its chain (``""`` when it does not): the monitor cuts steps at
     line ends, so ``\\[ 69 \\div 3 \\]`` and ``\\[ = 12 \\]`` are two steps of one claim."""
@@ -64,7 +91,7 @@ def check_text(text: str, limits: Limits | None = None, *, context: Context | No
     limits = limits or Limits()
     prefix = continued_line(text, before) if before else ""
     if prefix:
-        found = check_text(prefix + text, limits, context=context)
+        found = check_text(prefix + text, limits, context=context, before=before[:len(before) - len(prefix)])
         shift = len(prefix)
         return [Finding(f.judgement, f.start - shift, f.end - shift) for f in found if f.end > shift]
     if not might_hold_claims(text):
@@ -73,7 +100,7 @@ def check_text(text: str, limits: Limits | None = None, *, context: Context | No
         raise TooComplex(f"a step of {len(text)} characters (the limit is {limits.max_step_chars})")
     import sympy  # noqa: F401  (loaded before the clock starts)
 
-    claims = extract_claims(text, limits, context)
+    claims = [c for c in extract_claims(text, limits, context) if not _tested(c, text, before or "")]
     deadline = time.perf_counter() + limits.seconds
     out: list[Finding] = []
     for i, claim in enumerate(claims):
@@ -100,7 +127,8 @@ class StepInContext:
 
     step: Step
     context: Context = field(default_factory=Context)
-    before: str = ""  # the line before the step, when the step goes on with its chain ("\\[ = 12 \\]")
+    # the end of the text before the step: the line a step goes on with ("\\[ = 12 \\]"), values just tried
+    before: str = ""
 
 
 def wrong_claims(findings: list[Finding]) -> list[Finding]:
@@ -141,7 +169,7 @@ class Arithmetic(Verifier):
             return view.step  # nothing to judge: no context needed
         around = view.text[:view.step.start]
         return StepInContext(view.step, context_of(f"{view.prompt}\n{around}" if view.prompt else around),
-                             continued_line(view.step.text, around))
+                             around[-_BEFORE_KEPT:])
 
     def check(self, state: Step | StepInContext) -> list[Verdict]:
         step, context = (state.step, state.context) if isinstance(state, StepInContext) else (state, None)
