@@ -6,7 +6,7 @@ a modulus or base that only the problem names)."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from interlock import Arithmetic
 from interlock.verifiers.arithmetic import check_text, context_of, wrong_claims
@@ -195,6 +195,9 @@ def test_links_in_every_form(a: int, b: int, c: int, op1: str, op2: str, style: 
     first = apply(a, op1, b)
     stated = first + delta
     total = apply(stated, op2, c)
+    # a wrong value that happens to be one of the numbers, or the whole left side's value, reads as a part of
+    # the sum worked out first or a running total: sound to leave alone, so not what this property is about
+    assume(delta == 0 or (stated not in (a, b, c) and stated != apply(first, op2, c)))
     head = render(a, op1, b, style)
     tail_op = OPS[style]["+-*".index(op2)]
     if form == "chain":
