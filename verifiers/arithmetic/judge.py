@@ -242,13 +242,25 @@ def _leftmost(node: Any) -> Any:
 _MONEY = {"$", "€", "£", "¥", "₹", "₩", "₽", "₺", "₦", "฿", "₱"}
 
 
+def _signed_literals(node: Any, sign: int = 1) -> list[tuple[int, int]]:
+    if isinstance(node, Num):
+        return [(sign * node.literal.num, node.literal.den)]
+    if isinstance(node, Neg):
+        return _signed_literals(node.arg, -sign)
+    if isinstance(node, Sqrt):
+        return [(0, 0)]  # a root is never a part of a sum worked out first
+    if isinstance(node, Bin):
+        return _signed_literals(node.left, sign) + _signed_literals(node.right, sign)
+    return [(0, 0)]
+
+
 def _part_of(right: Any, left: Any) -> bool:
     """ "256 - 400 + 240 - 36 = 256 - 400 = -144; ...": the right side's numbers are some of the left side's,
     a part of a sum worked out first, not a rewriting of the whole."""
     from collections import Counter
 
-    r = Counter((lit.num, lit.den) for lit in _literals(right))
-    lf = Counter((lit.num, lit.den) for lit in _literals(left))
+    r = Counter(_signed_literals(right))
+    lf = Counter(_signed_literals(left))
     return bool(r) and r != lf and not (r - lf)
 
 
