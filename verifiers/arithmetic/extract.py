@@ -15,6 +15,7 @@ links it reads for sure:
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import re
 from collections.abc import Sequence
@@ -163,9 +164,11 @@ class Claim:
     outer_base: int | None = None
 
 
-def might_hold_claims(text: str) -> bool:
-    """A fast test that rejects most steps (no digit, or no relation) before any tokenizing."""
-    return bool(_DIGIT.search(text)) and (bool(_QUICK.search(text)) or "<<" in text)
+def might_hold_claims(text: str, end: int | None = None) -> bool:
+    """A fast test that rejects most steps (no digit, or no relation) before any tokenizing; ``end``: look at
+    the text before it only."""
+    stop = len(text) if end is None else min(end, len(text))
+    return bool(_DIGIT.search(text, 0, stop)) and (bool(_QUICK.search(text, 0, stop)) or "<<" in text[:stop])
 
 
 def _squash(text: str) -> str:
@@ -437,10 +440,22 @@ def _followed_by_amount(toks: list[Token], j: int) -> bool:
     return False
 
 
+@lru_cache(maxsize=64)
+def _refutations(text: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Where the text refutes or rewrites something, and where its paragraphs break (one pass over it)."""
+    found = tuple(m.start() for m in _REFUTED_AFTER.finditer(text))
+    breaks = tuple(m.start() for m in re.finditer(r"\n\n", text)) if found else ()
+    return found, breaks
+
+
 def _refuted_later(text: str, end: int) -> bool:
     """Whether the text refutes or rewrites the claim ending at ``end`` soon after (within its paragraph)."""
-    window = text[end:end + _REFUTE_WINDOW].split("\n\n", 1)[0]
-    return bool(_REFUTED_AFTER.search(window))
+    found, breaks = _refutations(text)
+    k = bisect.bisect_left(found, end)
+    if k == len(found) or found[k] >= end + _REFUTE_WINDOW:
+        return False
+    b = bisect.bisect_left(breaks, end)
+    return b == len(breaks) or breaks[b] >= found[k]
 
 
 def _doubted(toks: list[Token], first: int | None, after: int) -> bool:

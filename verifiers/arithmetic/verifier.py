@@ -89,19 +89,34 @@ def check_text(text: str, limits: Limits | None = None, *, context: Context | No
     the line before it, and a claim that starts there has a negative ``start`` (only claims that end in the step
     are returned)."""
     limits = limits or Limits()
+    if len(text) > limits.max_step_chars:  # the size test comes first: no pass over a huge text
+        return _check_windows(text, limits, context, before)
+    return _check_one(text, limits, context, before, [limits.seconds])
+
+
+def _check_one(text: str, limits: Limits, context: Context | None, before: str | None,
+               budget: list[float]) -> list[Finding]:
+    """One window of text; ``budget`` holds the seconds of judging left to the step (it is spent here)."""
     prefix = continued_line(text, before) if before else ""
     if prefix:
-        found = check_text(prefix + text, limits, context=context, before=before[:len(before) - len(prefix)])
+        assert before is not None
+        found = _check_one(prefix + text, limits, context, before[:len(before) - len(prefix)], budget)
         shift = len(prefix)
         return [Finding(f.judgement, f.start - shift, f.end - shift) for f in found if f.end > shift]
     if not might_hold_claims(text):
         return []
-    if len(text) > limits.max_step_chars:
-        raise TooComplex(f"a step of {len(text)} characters (the limit is {limits.max_step_chars})")
     import sympy  # noqa: F401  (loaded before the clock starts)
 
     claims = [c for c in extract_claims(text, limits, context) if not _tested(c, text, before or "")]
-    deadline = time.perf_counter() + limits.seconds
+    started = time.perf_counter()
+    deadline = started + budget[0]
+    try:
+        return _judge_all(claims, limits, deadline)
+    finally:
+        budget[0] -= time.perf_counter() - started
+
+
+def _judge_all(claims: list[Claim], limits: Limits, deadline: float) -> list[Finding]:
     out: list[Finding] = []
     for i, claim in enumerate(claims):
         if i >= limits.max_claims:
@@ -118,6 +133,55 @@ def check_text(text: str, limits: Limits | None = None, *, context: Context | No
             continue  # "20 - 5 = 15 + 3 = 18": the link goes on from a value, it claims nothing itself
         out.append(Finding(j, claim.start, claim.end))
     return out
+
+
+def _check_windows(text: str, limits: Limits, context: Context | None, before: str | None) -> list[Finding]:
+    """A long step, checked in windows of ``max_step_chars`` that overlap by ``window_overlap``: a claim is
+    judged in a window that holds it whole with ``_EDGE`` characters around it (so any claim up to
+    ``window_overlap - 2 * _EDGE`` characters long is judged), each at most once. Past ``max_checked_chars``
+    the rest of the step is one ``unknown`` finding. One time budget (``seconds``) covers the whole step."""
+    budget = [limits.seconds]
+    began = time.perf_counter()
+    size, overlap = limits.max_step_chars, min(limits.window_overlap, limits.max_step_chars // 2)
+    stop = min(len(text), limits.max_checked_chars)
+    out: list[Finding] = []
+    seen: set[tuple[int, int]] = set()
+    start = 0
+    while start < stop:
+        if start > 0 and time.perf_counter() - began > limits.seconds:
+            stop = start  # the step's time budget is spent: the rest is not read
+            break
+        end = min(start + size, len(text))
+        if end < len(text):  # cut at a line end or a space, not inside a number
+            cut = text.rfind("\n", end - overlap // 2, end)
+            if cut <= start:
+                cut = text.rfind(" ", end - overlap // 2, end)
+            end = cut if cut > start else end
+        window = text[start:end]
+        head = before if start == 0 else text[max(0, start - _BEFORE_KEPT):start]
+        for f in _check_one(window, limits, context, head, budget):
+            if start > 0 and f.start < _EDGE:
+                continue  # may be cut at the window's start: the window before holds it whole
+            if end < len(text) and f.end > len(window) - _EDGE:
+                continue  # may go on past the window's end: the next window holds it whole
+            key = (start + f.start, start + f.end)
+            if key not in seen:
+                seen.add(key)
+                out.append(Finding(f.judgement, *key))
+        if end >= len(text):
+            break
+        start = max(end - overlap, start + 1)
+    if stop < len(text):
+        reason = (f"{len(text) - stop:,} characters of a step of {len(text):,} not checked (the limits are "
+                  f"{limits.max_checked_chars:,} characters and {limits.seconds * 1000:g} ms per step)")
+        rest = Claim(lhs_text=text[stop:stop + 40], rhs_text="", normalised="", start=stop, end=len(text), lhs=None,
+                     rhs=None, problem=reason)
+        out.append(Finding(Judgement("unknown", rest, reason=reason), stop, len(text)))
+    out.sort(key=lambda f: (f.start, f.end))
+    return out
+
+
+_EDGE = 200
 
 
 @dataclass(frozen=True)
@@ -145,6 +209,12 @@ class Arithmetic(Verifier):
     stated value fits no reading of the expression under the rounding rule (see ``interlock.verifiers.arithmetic``).
     A wrong claim fails with a span covering exactly that claim and feedback naming the right value; a claim
     past the size, exponent or time limits is ``Unknown``.
+
+    Cost bound per step (:class:`Limits`): at most ``max_checked_chars`` characters are read (32,000), in
+    windows of ``max_step_chars`` (8,000) overlapping by ``window_overlap`` (1,000), so a wrong claim in a long
+    step is still found; at most ``max_claims`` claims (64) are judged, each expression at most ``max_tokens``
+    tokens, and all judging of a step shares one budget of ``seconds`` (0.1 s). What is past a bound is
+    ``Unknown``, or a ``Fail`` with ``fail_closed=True``.
     """
 
     name = "arithmetic"
@@ -158,14 +228,16 @@ class Arithmetic(Verifier):
         """Calculations can turn up in any reasoning trace, and a step without one costs microseconds."""
         return True
 
-    def __init__(self, *, limits: Limits | None = None, report_unknown: bool = True, **options: Any) -> None:
+    def __init__(self, *, limits: Limits | None = None, report_unknown: bool = True, fail_closed: bool = False,
+                 **options: Any) -> None:
         super().__init__(**options)
         self.limits = limits or Limits()
         self.report_unknown = report_unknown
+        self.fail_closed = fail_closed
         import sympy  # noqa: F401  (import now, not on the first step inside the event loop)
 
     def extract(self, view: TraceView) -> StepInContext | Step:
-        if not might_hold_claims(view.step.text):
+        if not might_hold_claims(view.step.text, self.limits.max_checked_chars):
             return view.step  # nothing to judge: no context needed
         around = view.text[:view.step.start]
         return StepInContext(view.step, context_of(f"{view.prompt}\n{around}" if view.prompt else around),
@@ -186,6 +258,11 @@ class Arithmetic(Verifier):
                         for f in findings]
         fails = [Fail(f"arithmetic: {f.judgement.feedback}", span=step.to_trace(max(f.start, 0), f.end),
                       feedback=f.judgement.feedback, claim=f.claim.normalised) for f in wrong_claims(findings)]
+        if self.fail_closed:  # what could not be checked fails, as the user asked
+            fails += [Fail(f"arithmetic: not checked: {f.judgement.reason}", span=step.to_trace(max(f.start, 0), f.end),
+                           feedback=f"this part was not checked ({f.judgement.reason}); write it in shorter steps.",
+                           claim=f"unchecked {f.start}") for f in findings if f.status == "unknown"]
+            findings = [f for f in findings if f.status != "unknown"]
         unknown: list[Verdict] = []
         if self.report_unknown:
             unknown = [Unknown(reason=f.judgement.reason, span=step.to_trace(max(f.start, 0), f.end))

@@ -344,7 +344,7 @@ class Session:
             if result == z3.unsat:
                 return Entailment(True)
             if result != z3.sat:
-                return Entailment(False, undecided=f"z3 could not decide: {self.solver.reason_unknown()}")
+                return Entailment(False, undecided=f"z3 could not decide: {self._unknown_reason()}")
             lit = self.claim_literal(node)
             if lit is not None and self._check([*self._base, *lits, lit]) == z3.unsat:
                 core = self._minimize(list(self.solver.unsat_core()), lit)
