@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from dataclasses import dataclass, field
@@ -95,9 +96,11 @@ def check_text(text: str, limits: Limits | None = None, *, context: Context | No
 
 
 def _check_one(text: str, limits: Limits, context: Context | None, before: str | None,
-               budget: list[float]) -> list[Finding]:
-    """One window of text; ``budget`` holds the seconds of judging left to the step (it is spent here)."""
-    prefix = continued_line(text, before) if before else ""
+               budget: list[float], *, go_on: bool = True) -> list[Finding]:
+    """One window of text; ``budget`` holds the seconds of judging left to the step (it is spent here);
+    ``go_on``: a text that starts with "=" goes on with the line before it (not for a window inside a step,
+    whose overlap with the window before already holds that line)."""
+    prefix = continued_line(text, before) if before and go_on else ""
     if prefix:
         assert before is not None
         found = _check_one(prefix + text, limits, context, before[:len(before) - len(prefix)], budget)
@@ -122,6 +125,7 @@ def _judge_all(claims: list[Claim], limits: Limits, deadline: float) -> list[Fin
         if i >= limits.max_claims:
             rest = claims[i:]
             reason = f"{len(rest)} more claims not checked (the limit is {limits.max_claims} per step)"
+            claim = dataclasses.replace(claim, lhs=None)
             out.append(Finding(Judgement("unknown", claim, reason=reason), rest[0].start,
                                max(c.end for c in rest)))
             break
@@ -148,7 +152,7 @@ def _check_windows(text: str, limits: Limits, context: Context | None, before: s
     seen: set[tuple[int, int]] = set()
     start = 0
     while start < stop:
-        if start > 0 and time.perf_counter() - began > limits.seconds:
+        if start > 0 and time.perf_counter() - began > limits.window_seconds:
             stop = start  # the step's time budget is spent: the rest is not read
             break
         end = min(start + size, len(text))
@@ -159,10 +163,11 @@ def _check_windows(text: str, limits: Limits, context: Context | None, before: s
             end = cut if cut > start else end
         window = text[start:end]
         head = before if start == 0 else text[max(0, start - _BEFORE_KEPT):start]
-        for f in _check_one(window, limits, context, head, budget):
-            if start > 0 and f.start < _EDGE:
+        for f in _check_one(window, limits, context, head, budget, go_on=start == 0):
+            unread = f.status == "unknown" and f.claim.lhs is None and f.judgement.reason.endswith("per step)")
+            if start > 0 and f.start < _EDGE and not unread:
                 continue  # may be cut at the window's start: the window before holds it whole
-            if end < len(text) and f.end > len(window) - _EDGE:
+            if end < len(text) and f.end > len(window) - _EDGE and not unread:
                 continue  # may go on past the window's end: the next window holds it whole
             key = (start + f.start, start + f.end)
             if key not in seen:
@@ -173,7 +178,7 @@ def _check_windows(text: str, limits: Limits, context: Context | None, before: s
         start = max(end - overlap, start + 1)
     if stop < len(text):
         reason = (f"{len(text) - stop:,} characters of a step of {len(text):,} not checked (the limits are "
-                  f"{limits.max_checked_chars:,} characters and {limits.seconds * 1000:g} ms per step)")
+                  f"{limits.max_checked_chars:,} characters and {limits.window_seconds * 1000:g} ms per step)")
         rest = Claim(lhs_text=text[stop:stop + 40], rhs_text="", normalised="", start=stop, end=len(text), lhs=None,
                      rhs=None, problem=reason)
         out.append(Finding(Judgement("unknown", rest, reason=reason), stop, len(text)))
@@ -212,9 +217,10 @@ class Arithmetic(Verifier):
 
     Cost bound per step (:class:`Limits`): at most ``max_checked_chars`` characters are read (32,000), in
     windows of ``max_step_chars`` (8,000) overlapping by ``window_overlap`` (1,000), so a wrong claim in a long
-    step is still found; at most ``max_claims`` claims (64) are judged, each expression at most ``max_tokens``
-    tokens, and all judging of a step shares one budget of ``seconds`` (0.1 s). What is past a bound is
-    ``Unknown``, or a ``Fail`` with ``fail_closed=True``.
+    step is still found, and no more windows are read after ``window_seconds`` (0.5 s); at most ``max_claims``
+    claims (64) are judged per window, each expression at most ``max_tokens`` tokens, and all judging of a step
+    shares one budget of ``seconds`` (0.1 s). What is past a bound is ``Unknown``, or a ``Fail`` with
+    ``fail_closed=True``.
     """
 
     name = "arithmetic"

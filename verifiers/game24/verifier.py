@@ -246,7 +246,7 @@ class Game24(Verifier):
     - ``require_answer``: at the end, a trace without a final ``Answer:`` gets ``Unknown`` (not a pass).
     - ``max_chars``: the cost bound. A step's check reads the trace so far once (linear in its length), and the
       dead-end search is bounded by :func:`~interlock.verifiers.game24.solver.solvable_within` (6 numbers,
-      200,000 states, 50 ms); a trace longer than ``max_chars`` gets ``Unknown`` for its later steps.
+      200,000 states, 100 ms); a trace longer than ``max_chars`` gets ``Unknown`` for its later steps.
     """
 
     name = "game24"
@@ -410,7 +410,7 @@ class Game24(Verifier):
             true = lhs.parsed.value
             operands = _operands(n, lhs)
             used = [v for v, _ in operands]
-            leaf_texts = [n[s:e] for _, (s, e) in operands]
+            leaf_texts = [re.sub(r"[ \t]+", "", n[s:e]) for _, (s, e) in operands]
         raw = m.group("left") if m.group("left") is not None else m.group("list")
         left_span = m.span("left") if m.group("left") is not None else m.span("list")
         try:
@@ -620,7 +620,7 @@ def _operands(n: str, part: Part) -> list[tuple[Fraction, tuple[int, int]]]:
     groups = []
     for m in _BRACKETED.finditer(n, part.start, part.end):
         try:
-            groups.append((parse_number(re.sub(r"[ \t]+", "", m.group(1))), m.start(), m.end()))
+            groups.append((parse_number(re.sub(r"[ \t]+", "", m.group(1))), m.start(1), m.end(1)))
         except ExpressionError:
             continue
     out: list[tuple[Fraction, tuple[int, int]]] = []
@@ -628,6 +628,8 @@ def _operands(n: str, part: Part) -> list[tuple[Fraction, tuple[int, int]]]:
     for leaf in part.parsed.leaves:
         start, end = part.start + leaf.start, part.start + leaf.end
         group = next((k for k, (_, a, b) in enumerate(groups) if a <= start and end <= b), None)
+        if group is None and any(a - 1 <= start and end <= b + 1 for _, a, b in groups):
+            group = next(k for k, (_, a, b) in enumerate(groups) if a - 1 <= start and end <= b + 1)
         if group is None:
             out.append((leaf.value, (start, end)))
         elif group not in taken:
