@@ -130,7 +130,6 @@ def chain_texts(tree: Any, wrong_at: int | None, rng: random.Random) -> tuple[li
         wrong = None
         if k == wrong_at:
             assert isinstance(node, Bin)
-            right, _ = reduce_once(node)
             true = value(_first_op(node))
             wrong = true + rng.choice([-1, 1]) * rng.choice([1, 1, 2, 3, 5, 10, 11, 100])
         node, done = reduce_once(node, wrong)

@@ -14,7 +14,6 @@ from interlock import Arithmetic, Game24
 from interlock.verifiers.arithmetic import Limits, check_text, wrong_claims
 from interlock.verifiers.game24.solver import MAX_NUMBERS, solvable, solvable_within
 
-
 # The size bounds as shipped, with time bounds no loaded test machine reaches (timing is never what is tested).
 UNHURRIED = Limits(seconds=30.0, window_seconds=30.0)
 
@@ -185,7 +184,8 @@ def test_a_final_answer_that_is_no_solution_fails(text: str, flagged: str, feedb
 
 
 def test_a_correct_final_answer_still_passes() -> None:
-    text = "13 - 9 = 4 (left: 4 4 10)\n10 - 4 = 6 (left: 4 6)\n4 * 6 = 24 (left: 24)\nAnswer: (13 - 9) * (10 - 4) = 24\n"
+    text = ("13 - 9 = 4 (left: 4 4 10)\n10 - 4 = 6 (left: 4 6)\n4 * 6 = 24 (left: 24)\n"
+            "Answer: (13 - 9) * (10 - 4) = 24\n")
     verdicts = Game24([4, 9, 10, 13]).scan(text)
     assert [v.kind for v in verdicts if v.kind != "pass"] == []
     assert Fraction(24) == (13 - 9) * (10 - 4)

@@ -665,7 +665,7 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
 # Words before a value written first ("so 221 = 13 * 17") that leave it a stated value, not a label ("Day 2").
 _BEFORE_REVERSED = {"so", "thus", "hence", "therefore", "then", "and", "check", "checking", "indeed", "since",
                     "because", "as", "get", "gives", "is", "means", "that", "i.e", "ie", "verify", "verifying",
-                    "confirm", "and", "yes", "which", "we", "both", "but", "now", "here"}
+                    "confirm", "yes", "which", "we", "both", "but", "now", "here"}
 _REMAINDER_WORDS = {"remainder", "rem", "r"}
 
 

@@ -318,14 +318,14 @@ class Game24(Verifier):
                                    f"{self.max_chars:,})", span=state.step)]
         if state.end_only:
             norm_all = normalize(state.text)
-            found = _answers(norm_all.text, _thinking(norm_all.text, from_start=state.thinking))
-            if state.end_check and self.require_answer and not found:
+            final_answers = _answers(norm_all.text, _thinking(norm_all.text, from_start=state.thinking))
+            if state.end_check and self.require_answer and not final_answers:
                 return [Unknown(reason="no final 'Answer: <expression>' in the trace", span=state.step)]
-            if (state.end_check and found and state.numbers is not None and found[-1].strong
-                    and self._partial(found[-1], len(state.numbers))):
+            if (state.end_check and final_answers and state.numbers is not None and final_answers[-1].strong
+                    and self._partial(final_answers[-1], len(state.numbers))):
                 # The last answer uses fewer numbers than the puzzle and no later one made up for it: it is the
                 # final answer, and it is no solution.
-                return self._check_answer(norm_all, found[-1], state.numbers)
+                return self._check_answer(norm_all, final_answers[-1], state.numbers)
             return [Pass(note="every step was checked when it was written")]
         if state.numbers is None:
             return [Unknown(reason=state.prompt_problem, span=state.step)]
