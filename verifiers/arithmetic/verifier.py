@@ -217,7 +217,7 @@ class Arithmetic(Verifier):
 
     Cost bound per step (:class:`Limits`): at most ``max_checked_chars`` characters are read (32,000), in
     windows of ``max_step_chars`` (8,000) overlapping by ``window_overlap`` (1,000), so a wrong claim in a long
-    step is still found, and no more windows are read after ``window_seconds`` (0.5 s); at most ``max_claims``
+    step is still found, and no more windows are read after ``window_seconds`` (0.25 s); at most ``max_claims``
     claims (64) are judged per window, each expression at most ``max_tokens`` tokens, and all judging of a step
     shares one budget of ``seconds`` (0.1 s). What is past a bound is ``Unknown``, or a ``Fail`` with
     ``fail_closed=True``.
