@@ -250,15 +250,23 @@ NOTATIONS = ("chain", "chain_unicode", "latex_display", "align", "sentences", "w
              "which_is", "markdown", "latex_steps", "words_ops")
 
 
+def _takes_before() -> bool:
+    """Whether ``check_text`` reads the text before a step (older versions do not: run them as they were)."""
+    import inspect
+
+    return "before" in inspect.signature(check_text).parameters
+
+
 def flags(text: str) -> list[tuple[int, int, str]]:
     out: list[tuple[int, int, str]] = []
+    before = _takes_before()
     start = 0
     cuts = [*step_ends(text, 0), len(text)]
     for end in cuts:
         if end <= start:
             continue
         step = text[start:end]
-        for f in wrong_claims(check_text(step, before=text[:start])):
+        for f in wrong_claims(check_text(step, before=text[:start]) if before else check_text(step)):
             out.append((start + f.start, start + f.end, f.judgement.feedback))
         start = end
     return out

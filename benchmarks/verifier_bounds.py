@@ -58,9 +58,8 @@ def dense(n: int, rng: random.Random) -> str:
 
 
 def time_check_text(text: str) -> dict[str, Any]:
-    import sympy  # noqa: F401  (not timed)
-
     import interlock.verifiers.arithmetic.extract as ex
+    import sympy  # noqa: F401  (not timed)
     from interlock.verifiers.arithmetic import TooComplex, check_text, wrong_claims
 
     best = float("inf")
