@@ -88,6 +88,7 @@ def test_chains_continued_on_the_next_line_are_checked(text: str, flagged: str, 
     ("So we get -381 - 662 = -1046 km.", "-381 - 662 = -1046", "-1043"),
     ("They ran 12 + 15 = 28 km to the lake.", "12 + 15 = 28", "27"),
     ("She ends up with 50 - 12 - 9 = 31 stickers.", "50 - 12 - 9 = 31", "29"),
+    ("The class needs 400 - 475 = 76 more points.", "400 - 475 = 76", "-75"),
 ])
 def test_words_around_a_claim_do_not_hide_it(text: str, span: str, expected: str) -> None:
     assert [(s, f.split(" is ", 1)[1].split(", not")[0]) for s, f in wrong(text)] == [(span, expected)]
@@ -99,6 +100,8 @@ def test_words_around_a_claim_do_not_hide_it(text: str, span: str, expected: str
     "The result is 2^3 = 2 to the power 3.",
     "Multiply 3 with 4 + 2 = 14.",  # "with" after an operation verb is part of the calculation
     "half of 10 + 2 = 7",
+    "So, he got $1800 - $2000 = $200 less.",  # a difference stated as how much less, either order
+    "The class needs 400 - 475 = 75 more points.",
 ])
 def test_risky_words_still_keep_a_claim_unjudged(text: str) -> None:
     assert wrong(text) == []

@@ -162,6 +162,9 @@ class Claim:
     # fits it exactly (a reduced residue, a claim true in that base), never by the mere mention.
     outer_moduli: tuple[int, ...] | None = None
     outer_base: int | None = None
+    # A comparison follows the value ("= $200 less", "= 75 more points"): a difference may be stated as the
+    # amount one side exceeds the other by, whatever the order of the subtraction.
+    comparative: bool = False
 
 
 def might_hold_claims(text: str, end: int | None = None) -> bool:
@@ -430,6 +433,21 @@ def _right_clean(toks: list[Token], after: int, *, money: bool = False) -> bool:
     return True
 
 
+_COMPARISONS = {"more", "less", "fewer", "cheaper", "higher", "lower", "longer", "shorter", "older", "younger",
+                "bigger", "smaller", "larger", "greater", "taller", "heavier", "lighter", "faster", "slower",
+                "extra", "difference", "apart", "behind", "ahead"}
+
+
+def _comparison_follows(toks: list[Token], after: int) -> bool:
+    """Whether a comparison follows a stated value within a few words ("= $200 less", "= 75 more points")."""
+    for t in toks[after:after + 4]:
+        if t.kind != "WORD":
+            return False
+        if t.value.lower() in _COMPARISONS:
+            return True
+    return False
+
+
 def _followed_by_amount(toks: list[Token], j: int) -> bool:
     """Whether the word at ``j`` leads on to a number or a comparison: "more than", "to 4", "to the power"."""
     for t in toks[j + 1:j + 3]:
@@ -653,12 +671,14 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
             if rhs_text[:1] in "({" and rhs_text[-1:] in ")}" and len(right.toks) >= 3:
                 rhs_text = rhs_text[1:-1].strip()  # "\\boxed{19}" states 19
             num, sign = lit
+            comparative = not whole and _comparison_follows(toks, last_index + 1)
             claims.append(Claim(
                 lhs_text=lhs_text, rhs_text=rhs_text,
                 normalised=f"{_normal(left.toks)}={_normal(right.toks)}",
                 start=start, end=end, lhs=left.node, rhs=num, rhs_sign=sign, approx=kind == "approx",
                 source=source, problem=left.problem, rhs_fraction=fraction, rounding=rounding,
-                moduli=moduli, base=base, remainder=remainder[0] if remainder is not None else None))
+                moduli=moduli, base=base, remainder=remainder[0] if remainder is not None else None,
+                comparative=comparative))
     return claims
 
 

@@ -462,6 +462,9 @@ def judge(claim: Claim, limits: Limits, deadline: float) -> Judgement:
         return Judgement("unsure", claim, reason=other)
     if _conversion(claim, readings):
         return Judgement("unsure", claim, reason="a unit conversion the verifier does not follow")
+    if claim.comparative and any(consistent(*to_rational(-v, stated.decimals), stated, sign=claim.rhs_sign)
+                                 for v in readings):
+        return Judgement("unsure", claim, reason="a difference stated as how much more or less")
     suffix = ""
     if claim.rhs.multiplier is not None:  # "is 8m, not 9m": in the multiplier the claim was written with
         primary = primary / claim.rhs.multiplier
