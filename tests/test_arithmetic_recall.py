@@ -149,6 +149,13 @@ def test_true_or_unreadable_forms_of_these_kinds_are_not_flagged(text: str) -> N
     "Substituting gives 0 + 14 * 61 = 855, which simplifies to 854, so the equation fails.",
     "If n = 4 then 4 * 4 - 1 = 14, which isn't equal to 15.",
     "Plugging in: 2 * 9 + 1 = 20 \\neq 19, a contradiction.",
+    "\\[ 6 = \\frac{1}{2} \\left| \\text{det} \\right| \\]",  # an absolute value follows the fraction
+    "\\left| 3 - 7 \\right| = 4",
+    "So 25 = 16 - 2(ac + bd) + 9.",  # the right side goes on with letters: not all there
+    "96^2 = 144 + 2 \\sum_{i<j} a_i a_j",
+    "Plugging into the original equation: 3 + (-1/2) = 7/(-2)",
+    "343 + 3675 + 2625 + 125 = 343 + 125 = 468",  # a part of the sum worked out first
+    "9 \\& 2 = \\frac{\\sqrt{9 \\cdot 2 + 9}}{\\sqrt{9 \\cdot 2 - 2}}",  # an operation the problem defines
 ])
 def test_refuted_tested_and_symbolic_forms_are_not_flagged(text: str) -> None:
     assert wrong(text) == []
@@ -169,6 +176,14 @@ def test_a_modulus_named_only_in_the_problem_does_not_silence_a_decimal_claim() 
     assert wrong("4 + 5 = 19", context=base6) == [("4 + 5 = 19", "4 + 5 is 9, not 19.")]
     octal = context_of("Write 100 in octal.")
     assert wrong("8 * 12 + 4 = 100", context=octal) == []  # true in base 8, though 8 is no octal digit
+
+
+def test_a_value_just_tried_is_tested_not_claimed() -> None:
+    text = ("First, check \\( x = 1 \\):\n\n\\[ 1 = \\sqrt{11 - 2(1)} + 4 \\]\n\n\\[ 1 = \\sqrt{9} + 4 \\]\n\n"
+            "\\[ 1 = 3 + 4 \\]\n\nThat's not true.")
+    assert [v for v in Arithmetic().scan(text) if v.kind == "fail"] == []
+    assert wrong("So 221 = 13 * 18.", before="Let n = 13 and try it.\n") == [
+        ("221 = 13 * 18", "13 * 18 is 234, not 221.")]  # 13 was tried, 221 was not
 
 
 def test_the_verifier_reads_the_problem_context_and_flags_a_plain_claim() -> None:

@@ -129,7 +129,9 @@ def _raw(text: str) -> list[Token]:
                 out.append(Token("BAD", piece, s, e, glued))  # \sqrt[3]{27}: an n-th root is not read
                 glued = True
                 continue
-            if squashed.startswith("\\left"):
+            if squashed in {"\\left", "\\right"}:
+                tok = Token("BAD", piece, s, e, glued)  # "\\left|", "\\left\\{": an absolute value or a set, not read
+            elif squashed.startswith("\\left"):
                 tok = Token("LP" if squashed[-1] in "([" else "RP", "(" if squashed[-1] in "([" else ")", s, e, glued)
             elif squashed.startswith("\\right"):
                 tok = Token("RP" if squashed[-1] in ")]" else "LP", ")" if squashed[-1] in ")]" else "(", s, e, glued)
