@@ -10,7 +10,7 @@ branch), and the list must be what remains. Any other ``a = b = c`` chain is che
 answer (``Answer: <expression>``, ``\\boxed{...}``, ``<answer>...</answer>``, or at the start of a line "So the
 expression is ...", judged only when it uses as many numbers as the puzzle has) must use each input number
 exactly once and equal 24. With ``dead_ends=True`` a correct step whose numbers left can no longer make 24 is
-flagged too (an exact solver decides).
+flagged too (an exact solver decides, within a bound: past 6 numbers, 200,000 states or 100 ms it is ``Unknown``).
 
 The input numbers come from the constructor (``Game24([4, 9, 10, 13])``) or, when it has none, from the
 prompt: the numbers after the last ``Input:`` (the Tree-of-Thoughts format), or else the last run of two or
