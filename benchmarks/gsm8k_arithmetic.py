@@ -25,6 +25,8 @@ sys.path.insert(0, str(ROOT))
 from interlock.monitor.steps import step_ends  # noqa: E402
 from interlock.verifiers.arithmetic import Arithmetic, check_text, wrong_claims  # noqa: E402
 
+# Whether check_text reads the text before a step (as Arithmetic.check does); older versions did not.
+TAKES_BEFORE = "before" in __import__("inspect").signature(check_text).parameters
 MODELS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
 
 
@@ -44,7 +46,7 @@ def judge_solution(text: str) -> dict[str, Any]:
     flags: list[dict[str, Any]] = []
     checked = unknown = 0
     for offset, step in steps(text):
-        findings = check_text(step)
+        findings = check_text(step, before=text[:offset]) if TAKES_BEFORE else check_text(step)
         unknown += sum(f.status == "unknown" for f in findings)
         checked += sum(f.status != "unknown" for f in findings)
         for f in wrong_claims(findings):

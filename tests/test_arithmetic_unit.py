@@ -121,7 +121,7 @@ def test_not_flagged(text: str) -> None:
 
 def test_chained_equalities_check_every_link() -> None:
     text = "So 2 * 3 = 6 = 3 + 4 = 8."
-    assert statuses(text) == [("ok", "2 * 3 = 6"), ("wrong", "3 + 4 = 8")]
+    assert statuses(text) == [("ok", "2 * 3 = 6"), ("wrong", "6 = 3 + 4"), ("wrong", "3 + 4 = 8")]
 
 
 def test_annotation_and_written_claims_are_both_checked() -> None:

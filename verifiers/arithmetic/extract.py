@@ -15,6 +15,7 @@ links it reads for sure:
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import re
 from collections.abc import Sequence
@@ -24,7 +25,18 @@ from functools import lru_cache
 from interlock.verifiers.arithmetic.errors import TooComplex
 from interlock.verifiers.arithmetic.lexer import Token, tokenize
 from interlock.verifiers.arithmetic.numbers import parse_literal
-from interlock.verifiers.arithmetic.parse import Bin, Limits, Neg, Node, Num, Sqrt, is_unit_word, parse_expression
+from interlock.verifiers.arithmetic.parse import (
+    AREA_WORDS,
+    Bin,
+    Func,
+    Limits,
+    Neg,
+    Node,
+    Num,
+    Sqrt,
+    is_unit_word,
+    parse_expression,
+)
 from interlock.verifiers.arithmetic.vocabulary import (
     APPROX_WORDS,
     GLUED_ONLY_MULTIPLIERS,
@@ -92,11 +104,29 @@ _EARLIER = {"earlier", "before", "previously", "first", "initially", "originally
 _CORRECTING = {"no", "nope", "wait"}
 _REFUTING_MARKS = {"✗", "✘", "❌", "≠", "⨯"}
 _TRUE = {"right", "correct", "true", "accurate"}
+# Words before "with" that make what follows a quantity held, not an operand: "left with", "ends up with".
+_ENDED_WITH = {"left", "up", "end", "ends", "ended", "ending", "start", "starts", "started", "starting", "finish",
+               "finishes", "finished", "remain", "remains", "remained", "stay", "stays", "came", "comes", "come",
+               "be", "is", "are", "was", "were"}
+# Words after a stated value that are risky only with a number or "than" after them: "= 5 more than 10",
+# "= 3 to 4", "= 2 to the power"; "= $45 more", "= 35 minutes to bake" state the value.
+_RISKY_IF_FOLLOWED = {"more", "less", "fewer", "to", "higher", "lower", "greater", "smaller", "larger", "bigger"}
+# A claim the text goes on to refute or to rewrite within its sentence (or the next): "3 * 5 = 16 (False)",
+# "..., which is not true", "so x = 3 does not work", "0 + 14 * 61 = 855, which simplifies to 854".
+_REFUTED_AFTER = re.compile(
+    r"\((?:false|incorrect|wrong|no)\)|[✗✘❌]|\bnot\s+(?:true|correct|right|valid|equal|possible|a\s+solution)"
+    r"|\b(?:does|do|did)(?:n['’]t|\s+not)\s+(?:work|hold|match|satisfy|equal|check)|\b(?:is|are)n['’]t\s+(?:true|correct"
+    r"|right|equal)|\b(?:isn['’]t|not)\s+equal|\b(?:simplif(?:y|ies|ied)|reduces?|reduced)\s+to\b|\bcontradict"
+    r"|\bimpossible\b|\bfails?\b|\bis\s+false\b|\bfalse\b", re.IGNORECASE)
+_REFUTE_WINDOW = 200
+
 # Words that number what follows ("Step 3 - ...", "Day 2 - ...").
 _LABELS = {"step", "day", "week", "month", "year", "part", "question", "problem", "q", "round", "level", "stage",
            "phase", "case", "item", "no", "number", "page", "chapter", "section", "line", "row", "column", "room",
            "task", "exercise", "example", "option", "method", "approach", "scenario", "hour", "minute", "game",
-           "match", "test", "trial", "turn", "lap", "floor", "box", "bag", "group", "team", "player", "person"}
+           "match", "test", "trial", "turn", "lap", "floor", "box", "bag", "group", "team", "player", "person",
+           "term", "element", "entry", "position", "index", "figure", "table", "equation", "eq", "grade", "class",
+           "unit", "version", "pattern", "candidate", "digit", "place", "vertex", "node", "point"}
 _DETERMINERS = {"the", "a", "an", "his", "her", "their", "its", "our", "my", "your", "this", "that", "these",
                 "those", "each", "every"}
 
@@ -124,11 +154,24 @@ class Claim:
     # The step speaks of modular arithmetic or of last digits: the moduli it names (empty: one it does not name).
     moduli: tuple[int, ...] | None = None
     base: int | None = None  # the step speaks of another base than ten (0: one it does not name, "base $b$")
+    # A link between two expressions ("6 * 40 - 25 = 260 - 25"): the right side's tree (``rhs`` is then None).
+    rhs_expr: Node | None = None
+    reversed: bool = False  # written "221 = 13 * 17": the stated value first
+    remainder: Num | None = None  # "400 \\div 17 = 23 remainder 9": the remainder (``rhs`` is the quotient)
+    # What only the prompt or earlier steps say of moduli or bases: a mismatch is excused only by a reading that
+    # fits it exactly (a reduced residue, a claim true in that base), never by the mere mention.
+    outer_moduli: tuple[int, ...] | None = None
+    outer_base: int | None = None
+    # A comparison follows the value ("= $200 less", "= 75 more points"): a difference may be stated as the
+    # amount one side exceeds the other by, whatever the order of the subtraction.
+    comparative: bool = False
 
 
-def might_hold_claims(text: str) -> bool:
-    """A fast test that rejects most steps (no digit, or no relation) before any tokenizing."""
-    return bool(_DIGIT.search(text)) and (bool(_QUICK.search(text)) or "<<" in text)
+def might_hold_claims(text: str, end: int | None = None) -> bool:
+    """A fast test that rejects most steps (no digit, or no relation) before any tokenizing; ``end``: look at
+    the text before it only."""
+    stop = len(text) if end is None else min(end, len(text))
+    return bool(_DIGIT.search(text, 0, stop)) and (bool(_QUICK.search(text, 0, stop)) or "<<" in text[:stop])
 
 
 def _squash(text: str) -> str:
@@ -237,9 +280,10 @@ class _Runs:
         prev = self.toks[i - 1] if i > 0 else None
         if w in {"times", "plus", "minus"}:
             return True
-        if w == "of":  # "20% of 150", "3/4 of 120", "half of 10"; but "= 22 slices of peach" says what is counted
+        if w == "of":  # "20% of 150", "3/4 of 120"; but "= 22 slices of peach" says what is counted, and in
+            # "a total of 30 + 120" the "of" only leads to the calculation
             return not (prev is not None and prev.kind == "WORD" and prev.value.lower() not in MULTIPLIERS
-                        and prev.value.lower() != "percent" and is_unit_word(prev.value))
+                        and prev.value.lower() != "percent")
         if w in {"divided", "multiplied"}:
             return i + 1 < len(self.toks) and self.toks[i + 1].value.lower() == "by"
         if w == "by":
@@ -258,6 +302,9 @@ class _Runs:
             return t.glued or w not in GLUED_ONLY_MULTIPLIERS  # "40 m" is 40 metres, not a multiplier
         if prev.kind in {"NUM", "PCT", "RP"} or (prev.kind == "WORD" and prev.value.lower() in MULTIPLIERS):
             return is_unit_word(t.value)
+        if (prev.kind == "WORD" and prev.value.lower() in AREA_WORDS and i >= 2 and self.toks[i - 2].kind == "NUM"
+                and is_unit_word(t.value)):
+            return True  # "120 square feet"
         if prev.kind == "OP" and prev.value == "/" and prev.glued and t.glued and i >= 2:
             before = self.toks[i - 2]
             if before.kind == "NUM":  # "$2/egg", "$15/hour": a rate, never a division by a word
@@ -311,8 +358,8 @@ def _left_clean(toks: list[Token], first: int, skip_until: int) -> bool:
     if first == 0 or toks[first - 1].end <= skip_until:
         return True
     prev = toks[first - 1]
-    if t.kind == "OP" and prev.kind not in {"SEP"}:
-        return False  # "half -10 = ...": a dangling minus after words
+    if t.kind == "OP" and prev.kind not in {"SEP"} and not (prev.kind == "WORD" and not t.glued):
+        return False  # "half -10 = ...": a dangling minus after words (but "we get -381 - 662 = -1043")
     if prev.kind == "BAD":
         return False
     if prev.kind == "LP":
@@ -338,8 +385,12 @@ def _left_clean(toks: list[Token], first: int, skip_until: int) -> bool:
         if (words[0] in _LABELS and t.kind == "NUM" and nxt is not None and nxt.kind == "OP" and nxt.value == "-"
                 and not nxt.glued):
             return False  # "Step 3 - 16 - 3 - 4 = 9": a numbered label and a dash, not 3 - 16
+        if words[0] in _LABELS and t.kind == "NUM" and not t.glued and prev.value[:1].isupper():
+            return False  # "Term 2 + 2 = 1 + 2": Term 2 is a name, not the number 2
         if words[0] in _DETERMINERS and first >= 2 and toks[first - 2].kind == "WORD":
             words.append(toks[first - 2].value.lower())
+        if words[0] == "with" and first >= 2 and toks[first - 2].value.lower() in _ENDED_WITH:
+            words = words[1:]  # "she is left with 9 - 4 + 1 = 5": what she has, not "multiply 3 with 4 + 2"
         return not (t.glued or any(w in RISKY_BEFORE for w in words))
     return False
 
@@ -365,10 +416,12 @@ def _right_clean(toks: list[Token], after: int, *, money: bool = False) -> bool:
     if nxt.kind == "WORD":
         if nxt.value.lower() in GLUED_ONLY_MULTIPLIERS and (nxt.value != "m" or money):
             return False  # "= $8 m" may be 8 million ("= 40 m" is 40 metres)
-        words = [t.value.lower() for t in toks[after:after + 3] if t.kind == "WORD"][:2]
-        if words[:1] == ["of"] and toks[after - 1].kind == "WORD" and not nxt.glued:
-            words = words[1:]  # "= 22 slices of peach": the label's "of" only says what is counted
-        if any(w in RISKY_AFTER for w in words):
+        found = [(t.value.lower(), after + j) for j, t in enumerate(toks[after:after + 3]) if t.kind == "WORD"][:2]
+        if found[:1] and found[0][0] == "of" and toks[after - 1].kind == "WORD" and not nxt.glued:
+            found = found[1:]  # "= 22 slices of peach": the label's "of" only says what is counted
+        words = [w for w, _ in found]
+        if any(w in RISKY_AFTER and not (w in _RISKY_IF_FOLLOWED and not _followed_by_amount(toks, j))
+               for w, j in found):
             return False
         if words and words[0] in {"and", "&"} and after + 2 < len(toks):
             two, three = toks[after + 1], toks[after + 2]
@@ -378,6 +431,49 @@ def _right_clean(toks: list[Token], after: int, *, money: bool = False) -> bool:
                 return False  # "= 7 hours and 48 minutes", "= $5 and 50 cents": one amount in two units
         return not nxt.glued
     return True
+
+
+_COMPARISONS = {"more", "less", "fewer", "cheaper", "higher", "lower", "longer", "shorter", "older", "younger",
+                "bigger", "smaller", "larger", "greater", "taller", "heavier", "lighter", "faster", "slower",
+                "extra", "difference", "apart", "behind", "ahead"}
+
+
+def _comparison_follows(toks: list[Token], after: int) -> bool:
+    """Whether a comparison follows a stated value within a few words ("= $200 less", "= 75 more points")."""
+    for t in toks[after:after + 4]:
+        if t.kind != "WORD":
+            return False
+        if t.value.lower() in _COMPARISONS:
+            return True
+    return False
+
+
+def _followed_by_amount(toks: list[Token], j: int) -> bool:
+    """Whether the word at ``j`` leads on to a number or a comparison: "more than", "to 4", "to the power"."""
+    for t in toks[j + 1:j + 3]:
+        if t.kind in {"NUM", "CUR", "BAD"} or t.value.lower() in {"than", "power"}:
+            return True
+        if t.kind != "WORD":
+            return False
+    return False
+
+
+@lru_cache(maxsize=64)
+def _refutations(text: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Where the text refutes or rewrites something, and where its paragraphs break (one pass over it)."""
+    found = tuple(m.start() for m in _REFUTED_AFTER.finditer(text))
+    breaks = tuple(m.start() for m in re.finditer(r"\n\n", text)) if found else ()
+    return found, breaks
+
+
+def _refuted_later(text: str, end: int) -> bool:
+    """Whether the text refutes or rewrites the claim ending at ``end`` soon after (within its paragraph)."""
+    found, breaks = _refutations(text)
+    k = bisect.bisect_left(found, end)
+    if k == len(found) or found[k] >= end + _REFUTE_WINDOW:
+        return False
+    b = bisect.bisect_left(breaks, end)
+    return b == len(breaks) or breaks[b] >= found[k]
 
 
 def _doubted(toks: list[Token], first: int | None, after: int) -> bool:
@@ -515,6 +611,7 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
             left, right = parsed[k], parsed[k + 1]
             if not left.toks or not right.toks:
                 continue
+            last = k == len(rels) - 1
             lit = _literal(right.node)
             fraction = _fraction(right.node) if lit is None else None
             if lit is None and fraction is None:
@@ -522,18 +619,36 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
             if fraction is not None:
                 assert isinstance(right.node, Bin | Neg)
                 lit = (Num(parse_literal(str(abs(fraction[0])))), 1 if fraction[0] >= 0 else -1)
+            remainder = None
+            if last and not whole and left.node is not None and _whole_division(left.node):
+                remainder = _remainder_after(toks, toks.index(right.toks[0], a))
+                if remainder is not None:
+                    lit = (Num(parse_literal(right.toks[0].value)), 1)
+                    fraction = None
             if lit is None or right.problem is not None:
+                if not whole and right.problem is None:
+                    link = _link(text, toks, a, skip_until, left, right, kind, k=k, last=last)
+                    if link is not None:
+                        claims.append(dataclasses.replace(link, source=source, rounding=rounding, moduli=moduli,
+                                                          base=base))
                 continue
             if left.node is None and left.problem is None:
                 continue
             if left.node is not None and _literal(left.node) is not None:
+                if not whole and fraction is not None:
+                    link = _link(text, toks, a, skip_until, left, right, kind, k=k, last=last)
+                    if link is not None:  # "0.5 = 1/2": the value written first
+                        claims.append(dataclasses.replace(link, source=source, rounding=rounding, moduli=moduli,
+                                                          base=base))
                 continue  # "60 minutes = 1 hour", "x = 5": not a calculation
             first = toks.index(left.toks[0], a)
             if not whole and k == 0 and not _left_clean(toks, first, skip_until):
                 continue
             last_index = toks.index(right.toks[-1], a)
+            if remainder is not None:
+                last_index = remainder[1]
             money = any(t.kind == "CUR" for t in right.toks)
-            if not whole and k == len(rels) - 1 and not _right_clean(toks, last_index + 1, money=money):
+            if not whole and last and not _right_clean(toks, last_index + 1, money=money):
                 continue
             if not whole and _doubted(toks, first if k == 0 else None, last_index + 1):
                 continue
@@ -546,7 +661,9 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
             if kind == "is" and left.node is not None and _has_glued_minus(left.node):
                 continue  # "5-10 minutes is ...": a range, not a subtraction
             start = left.toks[0].start
-            end = _rhs_end(right.toks)
+            end = _rhs_end(right.toks) if remainder is None else toks[remainder[1]].end
+            if not whole and _refuted_later(text, end):
+                continue
             if _inline_math_dollar(text, left.toks[0], end):
                 start += 1  # "$48 + 16 = 22$": the first $ opens the math, it is no part of the claim
             lhs_text = _squash(text[start:left.toks[-1].end])
@@ -554,13 +671,195 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
             if rhs_text[:1] in "({" and rhs_text[-1:] in ")}" and len(right.toks) >= 3:
                 rhs_text = rhs_text[1:-1].strip()  # "\\boxed{19}" states 19
             num, sign = lit
+            comparative = not whole and _comparison_follows(toks, last_index + 1)
             claims.append(Claim(
                 lhs_text=lhs_text, rhs_text=rhs_text,
                 normalised=f"{_normal(left.toks)}={_normal(right.toks)}",
                 start=start, end=end, lhs=left.node, rhs=num, rhs_sign=sign, approx=kind == "approx",
                 source=source, problem=left.problem, rhs_fraction=fraction, rounding=rounding,
-                moduli=moduli, base=base))
+                moduli=moduli, base=base, remainder=remainder[0] if remainder is not None else None,
+                comparative=comparative))
     return claims
+
+
+# Words before a value written first ("so 221 = 13 * 17") that leave it a stated value, not a label ("Day 2").
+_BEFORE_REVERSED = {"so", "thus", "hence", "therefore", "then", "and", "check", "checking", "indeed", "since",
+                    "because", "as", "get", "gives", "is", "means", "that", "i.e", "ie", "verify", "verifying",
+                    "confirm", "yes", "which", "we", "both", "but", "now", "here"}
+_REMAINDER_WORDS = {"remainder", "rem", "r"}
+
+
+def _whole_division(node: Node) -> bool:
+    """ "400 \\div 17": a division of two whole numbers, the left side of a division with remainder."""
+    return (isinstance(node, Bin) and node.op == "/" and isinstance(node.left, Num) and isinstance(node.right, Num)
+            and all(n.literal.den == 1 and not n.percent and n.multiplier is None for n in (node.left, node.right)))
+
+
+def _remainder_after(toks: list[Token], q: int) -> tuple[Num, int] | None:
+    """ "23 remainder 9", "23 R 9", "23 r9", "23 with a remainder of 9": the remainder after the quotient at
+    ``q`` and the index of its token."""
+    if toks[q].kind != "NUM" or "." in toks[q].value:
+        return None
+    j = q + 1
+    if j < len(toks) and toks[j].value.lower() in {"with", "and"}:
+        j += 1
+        if j < len(toks) and toks[j].value.lower() == "a":
+            j += 1
+    if not (j < len(toks) and toks[j].kind == "WORD" and toks[j].value.lower() in _REMAINDER_WORDS):
+        return None
+    j += 1
+    if j < len(toks) and toks[j].value.lower() == "of":
+        j += 1
+    if j < len(toks) and toks[j].kind == "SEP" and toks[j].value in {":", "="}:
+        j += 1
+    if not (j < len(toks) and toks[j].kind in {"NUM", "BAD"} and toks[j].value.isdigit()):
+        return None
+    if toks[j].kind == "BAD" and toks[j - 1].value.lower() not in _REMAINDER_WORDS:
+        return None  # "R9" is read, "9th" is not
+    nxt = toks[j + 1] if j + 1 < len(toks) else None
+    if nxt is not None and (nxt.kind in {"NUM", "OP", "PCT", "LP", "REL", "FACT"} or (
+            nxt.glued and nxt.kind in {"WORD", "BAD"})):
+        return None  # "with a remainder of 555 - (4*125) = 55": the remainder is what follows
+    return Num(parse_literal(toks[j].value)), j
+
+
+_CURRENCY = {"$", "€", "£", "¥", "₹", "₩", "₽", "₺", "₦", "฿", "₱"}
+
+
+def _node_labels(node: Node) -> set[str]:
+    if isinstance(node, Num):
+        return {node.label} if node.label is not None else set()
+    if isinstance(node, Neg | Sqrt):
+        return _node_labels(node.arg)
+    if isinstance(node, Func):
+        return set().union(*(_node_labels(x) for x in node.args))
+    return _node_labels(node.left) | _node_labels(node.right)
+
+
+def _percent_in(node: Node) -> bool:
+    if isinstance(node, Num):
+        return node.percent
+    if isinstance(node, Neg | Sqrt):
+        return _percent_in(node.arg)
+    if isinstance(node, Func):
+        return any(_percent_in(x) for x in node.args)
+    return _percent_in(node.left) or _percent_in(node.right)
+
+
+def _expr_end(seg: list[Token]) -> int:
+    """End of an expression's text on the right of a link: its last token that is not a unit word after it."""
+    for t in reversed(seg):
+        if t.kind != "WORD" or t.value.lower() in OPERATOR_WORDS or t.value.lower() in MULTIPLIERS:
+            return t.end
+    return seg[-1].end
+
+
+# Marks before the first expression of a link that leave it whole: a label's colon, a comma, math delimiters.
+_LINK_SAFE_BEFORE = {":", ",", ";", ".", "\\[", "\\(", "$$", "**", "`", "—", "–", "\"", "“", "|", "#", ">"}
+
+
+def _link_ends(toks: list[Token], after: int) -> bool:
+    """Whether an expression on the right of a link ends at ``after``: nothing that could go on with it follows
+    ("= 16 - 2(ac + bd)", "= 144 + 2 \\sum", "= 1.5 + 0.\\overline{3}" are cut short, not whole)."""
+    if after >= len(toks):
+        return True
+    nxt = toks[after]
+    if nxt.kind in {"LP", "OP", "NUM", "BAD", "FRAC", "SQRT", "BINOM", "FACT", "PCT", "CUR", "REL"}:
+        return False
+    if nxt.kind == "WORD" and nxt.glued:
+        return False
+    if nxt.kind == "SEP" and nxt.glued and after + 1 < len(toks) and toks[after + 1].glued:
+        return False  # "0.\\overline{3}", "2,5"
+    return _right_clean(toks, after)
+
+
+def _link(text: str, toks: list[Token], a: int, skip_until: int, left: _Segment, right: _Segment, kind: str, *,
+          k: int, last: bool) -> Claim | None:
+    """A link whose right side is an expression: between two expressions ("6 * 40 - 25 = 260 - 25") or with the
+    stated value first ("221 = 13 * 17"). Only "=" links are read (not "is", not "≈")."""
+    if kind != "=" or left.node is None or right.node is None or left.problem or right.problem:
+        return None
+    reversed_ = _literal(left.node) is not None
+    if reversed_ and _literal(right.node) is not None:
+        return None
+    if reversed_ and (label := left.node.label if isinstance(left.node, Num) else None) is not None \
+            and label not in _CURRENCY and label not in _node_labels(right.node):
+        return None  # "100 Ah = 100 * 0.001": a unit the other side does not carry may be a conversion
+    if reversed_ and _percent_in(right.node):
+        return None  # "48 = 100% + 20% = 120% of the actual number": shares of an amount, not a sum
+    if last and right.toks[-1].kind == "FACT":
+        return None  # "So 3 + 2 = 5!": an exclamation after a result
+    first = toks.index(left.toks[0], a)
+    if k == 0:
+        if not _left_clean(toks, first, skip_until):
+            return None
+        if first > 0 and toks[first - 1].end > skip_until:
+            prev = toks[first - 1]
+            if reversed_ and prev.kind == "WORD" and prev.value.lower() not in _BEFORE_REVERSED:
+                return None  # "Day 2 = 10 + 5": a label, not a value
+            if prev.kind == "SEP" and prev.value not in _LINK_SAFE_BEFORE:
+                return None  # "9 \\& 2 = ...", "a @ b = ...": an operation the verifier does not know
+            if prev.kind not in {"WORD", "SEP", "LP"}:
+                return None
+    last_index = toks.index(right.toks[-1], a)
+    if last and not _link_ends(toks, last_index + 1):
+        return None
+    if last and any(t.kind == "FACT" for t in right.toks) and len(text) - right.toks[-1].end <= 3:
+        return None  # "= (7*6*5*4!)" at the end of a step: "!) " ended the step, the expression may go on
+    if _doubted(toks, first if k == 0 else None, last_index + 1):
+        return None
+    if _range(left.node) or _range(right.node) or _bare_fraction(right):
+        return None
+    start = left.toks[0].start
+    end = _expr_end(right.toks)
+    if _refuted_later(text, end):
+        return None
+    if _inline_math_dollar(text, left.toks[0], end):
+        start += 1
+    left_text = _squash(text[start:_expr_end(left.toks)])
+    right_text = _squash(text[right.toks[0].start:end])
+    if reversed_:
+        lit = _literal(left.node)
+        assert lit is not None
+        return Claim(lhs_text=right_text, rhs_text=left_text, normalised=f"{_normal(right.toks)}={_normal(left.toks)}",
+                     start=start, end=end, lhs=right.node, rhs=lit[0], rhs_sign=lit[1], reversed=True)
+    return Claim(lhs_text=left_text, rhs_text=right_text, normalised=f"{_normal(left.toks)}={_normal(right.toks)}",
+                 start=start, end=end, lhs=left.node, rhs=None, rhs_expr=right.node)
+
+
+_CLOSE_DISPLAY = {"\\]", "$$"}
+_OPEN_DISPLAY = {"\\[", "$$"}
+_WHICH = {"which", "that"}
+_WHICH_STATES = {"is", "gives", "equals", "makes", "yields", "comes"}
+
+
+def _prepare(toks: list[Token]) -> list[Token]:
+    """Joins what continues a calculation across markup and words: a display that goes on in the next one
+    (``\\[ 48 \\times 111 \\] \\[ = 5328 \\]``) and a result after ", which is" / "that gives" ("12 * 13, which
+    is 156"), read as "is"."""
+    out: list[Token] = []
+    i, n = 0, len(toks)
+    while i < n:
+        t = toks[i]
+        if (t.kind == "SEP" and t.value in _CLOSE_DISPLAY and i + 2 < n and toks[i + 1].kind == "SEP"
+                and toks[i + 1].value in _OPEN_DISPLAY and toks[i + 2].kind == "REL"):
+            i += 2  # "\\] \\[ =": the chain goes on in the next display
+            continue
+        j = i + 1 if t.kind == "SEP" and t.value == "," else i
+        if (out and out[-1].kind in {"NUM", "RP", "PCT", "WORD"} and j + 1 < n and toks[j].kind == "WORD"
+                and toks[j].value.lower() in _WHICH and toks[j + 1].kind == "WORD"
+                and toks[j + 1].value.lower() in _WHICH_STATES
+                and not any(x.kind == "WORD" and x.value.lower() in OPERATOR_WORDS for x in out[-12:])):
+            # (not after operators in words: "2250 minus 6 times 360, which is 2160" may name the last product)
+            end = j + 2
+            if toks[j + 1].value.lower() == "comes" and end < n and toks[end].value.lower() == "to":
+                end += 1
+            out.append(Token("WORD", "is", t.start, toks[end - 1].end, t.glued))
+            i = end
+            continue
+        out.append(t)
+        i += 1
+    return out
 
 
 def _moduli(text: str) -> tuple[int, ...] | None:
@@ -692,13 +991,11 @@ def context_of(text: str) -> Context:
 
 
 def _in_context(claim: Claim, context: Context) -> Claim:
-    moduli = claim.moduli
-    if context.moduli is not None:
-        named = set(claim.moduli or ()) | set(context.moduli)
-        moduli = tuple(sorted(named))
-    base = claim.base if claim.base is not None else context.base
-    return claim if (moduli, base) == (claim.moduli, claim.base) else dataclasses.replace(claim, moduli=moduli,
-                                                                                           base=base)
+    """The claim with what the prompt or earlier steps say of moduli and bases: only a reading that fits them
+    exactly excuses a mismatch (``253 \\cdot 341 = 86373`` is still judged when the problem asks for a digit)."""
+    if context.moduli is None and context.base is None:
+        return claim
+    return dataclasses.replace(claim, outer_moduli=context.moduli, outer_base=context.base)
 
 
 def extract_claims(text: str, limits: Limits | None = None, context: Context | None = None) -> list[Claim]:
@@ -719,7 +1016,7 @@ def _extract_cached(text: str, limits: Limits) -> tuple[Claim, ...]:
     surface, index = _surface(text) if claims or "<<" in text else (text, [])
     marker = _LIST_MARKER.match(surface)
     skip = marker.end() if marker else 0
-    written = _claims_in(surface, tokenize(surface), limits, skip_until=skip, source="text")
+    written = _claims_in(surface, _prepare(tokenize(surface)), limits, skip_until=skip, source="text")
     if index:
         written = [dataclasses.replace(c, start=index[c.start], end=index[c.end - 1] + 1) for c in written]
     return tuple(sorted(claims + written, key=lambda c: (c.start, c.end)))

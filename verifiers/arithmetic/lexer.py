@@ -129,7 +129,9 @@ def _raw(text: str) -> list[Token]:
                 out.append(Token("BAD", piece, s, e, glued))  # \sqrt[3]{27}: an n-th root is not read
                 glued = True
                 continue
-            if squashed.startswith("\\left"):
+            if squashed in {"\\left", "\\right"}:
+                tok = Token("BAD", piece, s, e, glued)  # "\\left|", "\\left\\{": an absolute value or a set, not read
+            elif squashed.startswith("\\left"):
                 tok = Token("LP" if squashed[-1] in "([" else "RP", "(" if squashed[-1] in "([" else ")", s, e, glued)
             elif squashed.startswith("\\right"):
                 tok = Token("RP" if squashed[-1] in ")]" else "LP", ")" if squashed[-1] in ")]" else "(", s, e, glued)
@@ -241,7 +243,9 @@ def _resolve(toks: list[Token]) -> list[Token]:
                 out[i + 1] = _bad(nxt)
         elif t.kind == "WORD" and t.value in {"x", "X"} and prev is not None and nxt is not None:
             left_ok = prev.kind in {"NUM", "RP", "PCT"} or (
-                prev.kind == "WORD" and i >= 2 and toks[i - 2].kind == "NUM")
+                prev.kind == "WORD" and i >= 2 and toks[i - 2].kind == "NUM") or (
+                prev.kind == "WORD" and i >= 3 and toks[i - 2].value.lower() in {"square", "sq", "cubic", "cu"}
+                and toks[i - 3].kind == "NUM")  # "120 square feet x $12"
             right_ok = nxt.kind in {"NUM", "LP", "CUR", "FRAC", "SQRT"}
             if left_ok and right_ok and (t.glued == nxt.glued):
                 out[i] = Token("OP", "*", t.start, t.end, t.glued)

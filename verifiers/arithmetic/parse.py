@@ -32,7 +32,7 @@ from interlock.verifiers.arithmetic.vocabulary import (
     unit_key,
 )
 
-__all__ = ["Bin", "Func", "Limits", "Neg", "Node", "Num", "Sqrt", "parse_expression"]
+__all__ = ["AREA_WORDS", "Bin", "Func", "Limits", "Neg", "Node", "Num", "Sqrt", "parse_expression"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,10 @@ class Limits:
     max_exponent: int = 4096
     max_result_digits: int = 2000
     seconds: float = 0.1  # per step, for everything: a backstop behind the size limits
-    max_step_chars: int = 8000
+    max_step_chars: int = 8000  # a longer step is read in windows of this size ...
+    window_overlap: int = 1000  # ... that overlap by this much (a claim up to 600 characters is always whole)
+    max_checked_chars: int = 32_000  # past this, the rest of a step is not read (Unknown) ...
+    window_seconds: float = 0.25  # ... nor past this much time reading a long step's windows
     max_claims: int = 64
 
 
@@ -265,8 +268,15 @@ class _Parser:
         t = self.peek()
         if t is None or t.kind != "WORD" or not is_unit_word(t.value):
             return None
+        if t.glued and self.toks[self.i - 1].kind == "RP":
+            raise _Fail  # "\\frac{1}{2}bh": letters glued to a bracket are variables, not a unit
         self.take()
         label = unit_key(t.value)
+        after = self.peek()
+        if (label in AREA_WORDS and after is not None and after.kind == "WORD" and not after.glued
+                and is_unit_word(after.value)):
+            self.take()  # "120 square feet": one unit in two words
+            label = f"{label} {unit_key(after.value)}"
         nxt = self.peek()
         after = self.peek(1)
         if (nxt is not None and nxt.kind == "OP" and nxt.value == "/" and after is not None
@@ -349,6 +359,9 @@ class _Parser:
             frac = Bin("/", Num(parse_literal(a.value)), Num(parse_literal(c.value)))
             return Bin("+", Num(whole), frac)
         return None
+
+
+AREA_WORDS = {"square", "sq", "cubic", "cu"}
 
 
 def is_unit_word(word: str, *, rate: bool = False) -> bool:

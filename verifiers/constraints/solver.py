@@ -11,8 +11,10 @@ z3 is imported here only, and a :class:`Session` (its own z3 context) lives in t
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -73,6 +75,7 @@ class Session:
         self.max_claims = max_claims
         self.lock = threading.RLock()
         self.timeout_ms = int(timeout_ms)
+        self.deadline: float | None = None  # the end of the current step's time budget (see ``budget``)
         self.checks = 0  # solver calls made, for benchmarks and tests
         self.resets = 0  # times the claim literals were dropped because there were too many
         self._setup()
@@ -210,9 +213,34 @@ class Session:
         return lit
 
     # -- queries ------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def budget(self, seconds: float | None) -> Iterator[None]:
+        """Bound every solver call made inside to ``seconds`` in all (each call also to ``timeout_ms``): past it
+        a call answers "unknown" at once, so a step's claims come out ``Undecided``, never a long wait."""
+        with self.lock:
+            self.deadline = None if seconds is None else time.perf_counter() + seconds
+            try:
+                yield
+            finally:
+                self.deadline = None
+
     def _check(self, assumptions: Sequence[Any]) -> Any:
+        timeout = self.timeout_ms
+        if self.deadline is not None:
+            left = int((self.deadline - time.perf_counter()) * 1000)
+            if left <= 0:
+                self._spent = True
+                return self._z3.unknown
+            timeout = min(timeout, left)
+        self._spent = False
         self.checks += 1
+        self.solver.set("timeout", timeout)
         return self.solver.check(*assumptions)
+
+    def _unknown_reason(self) -> str:
+        if getattr(self, "_spent", False):
+            return "the step's time budget is spent"
+        return str(self.solver.reason_unknown())
 
     def _minimize(self, core: list[Any], keep: Any | None) -> list[Any]:
         """Shrink an unsat core by deletion so that it names only what the contradiction needs."""
@@ -280,7 +308,7 @@ class Session:
                         core = self._minimize(list(self.solver.unsat_core()), lit)
                         outcomes.append(self._conflict(core, claims, kept))
                     else:
-                        outcomes.append(Undecided(f"z3 could not decide: {self.solver.reason_unknown()}"))
+                        outcomes.append(Undecided(f"z3 could not decide: {self._unknown_reason()}"))
             self._history = list(zip(claims, outcomes, strict=True))
             return outcomes
 
@@ -295,7 +323,7 @@ class Session:
             if result == z3.unsat:
                 core = self._minimize(list(self.solver.unsat_core()), None)
                 return self._conflict(core, claims, range(len(claims)))
-            return Undecided(f"z3 could not decide: {self.solver.reason_unknown()}")
+            return Undecided(f"z3 could not decide: {self._unknown_reason()}")
 
     def entails(self, node: Node, given: Sequence[Node] = ()) -> Entailment:
         """Whether ``node`` holds in every solution of the constraints (plus ``given`` claims)."""
@@ -316,7 +344,7 @@ class Session:
             if result == z3.unsat:
                 return Entailment(True)
             if result != z3.sat:
-                return Entailment(False, undecided=f"z3 could not decide: {self.solver.reason_unknown()}")
+                return Entailment(False, undecided=f"z3 could not decide: {self._unknown_reason()}")
             lit = self.claim_literal(node)
             if lit is not None and self._check([*self._base, *lits, lit]) == z3.unsat:
                 core = self._minimize(list(self.solver.unsat_core()), lit)

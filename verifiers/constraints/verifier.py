@@ -130,6 +130,9 @@ class Constraints(Verifier):
       ``"step"`` against the constraints and the claims of its own step only (for traces that revise).
     - ``answer``: an :class:`AnswerCheck`; at the end (``AtEnd()`` is added to the trigger) the final answer
       must be entailed by the constraints: true in every solution.
+    - ``step_seconds``: the cost bound of one step's check: every z3 call of the step together (consistency,
+      unsat-core minimisation, the answer) gets at most this long, each call also at most ``solver_timeout``;
+      what is left undecided when it is spent is ``Unknown``.
     """
 
     name = "constraints"
@@ -142,7 +145,7 @@ class Constraints(Verifier):
                  symbolic: bool = True, hedges: Sequence[str] = DEFAULT_HEDGES,
                  extractor: Callable[[TraceView], Any] | None = None, scope: Literal["trace", "step"] = "trace",
                  answer: AnswerCheck | None = None, minimize_core: bool = True, solver_timeout: float = 10.0,
-                 **options: Any) -> None:
+                 step_seconds: float = 20.0, **options: Any) -> None:
         self.spec = _as_spec(spec)
         if scope not in ("trace", "step"):
             raise VerifierConfigError(f"scope must be 'trace' or 'step', got {scope!r}")
@@ -152,6 +155,9 @@ class Constraints(Verifier):
         self.extractor = extractor
         self.minimize_core = minimize_core
         self.solver_timeout = solver_timeout
+        if not step_seconds > 0:
+            raise VerifierConfigError(f"step_seconds must be positive, got {step_seconds!r}")
+        self.step_seconds = step_seconds
         self.reader = ClaimReader(self.spec, [*extra_patterns, *(DEFAULT_PATTERNS if patterns is None else patterns)],
                                   symbolic=symbolic, hedges=hedges)
         self.answer = answer
@@ -327,6 +333,10 @@ class Constraints(Verifier):
         if isinstance(state, Pass | Fail | Unknown):
             return state
         session = self.session()
+        with session.budget(self.step_seconds):
+            return self._check_within_budget(session, state)
+
+    def _check_within_budget(self, session: Session, state: ClaimState) -> list[Verdict] | Verdict:
         verdicts: list[Verdict] = []
         if state.answer_only:
             if state.check_answer:

@@ -10,7 +10,7 @@ branch), and the list must be what remains. Any other ``a = b = c`` chain is che
 answer (``Answer: <expression>``, ``\\boxed{...}``, ``<answer>...</answer>``, or at the start of a line "So the
 expression is ...", judged only when it uses as many numbers as the puzzle has) must use each input number
 exactly once and equal 24. With ``dead_ends=True`` a correct step whose numbers left can no longer make 24 is
-flagged too (an exact solver decides).
+flagged too (an exact solver decides, within a bound: past 6 numbers, 200,000 states or 100 ms it is ``Unknown``).
 
 The input numbers come from the constructor (``Game24([4, 9, 10, 13])``) or, when it has none, from the
 prompt: the numbers after the last ``Input:`` (the Tree-of-Thoughts format), or else the last run of two or
@@ -30,7 +30,7 @@ from typing import Any
 from interlock import Action, AnyOf, AtEnd, Fail, Pass, Span, StepBoundary, TraceView, Unknown, Verdict, Verifier
 from interlock.verifiers.errors import VerifierConfigError
 from interlock.verifiers.game24.arith import ExpressionError, format_number, parse_expression, parse_number
-from interlock.verifiers.game24.solver import solvable
+from interlock.verifiers.game24.solver import MAX_NUMBERS, MAX_SECONDS, MAX_STATES, solvable_within
 from interlock.verifiers.game24.text import Chain, Normalized, Part, chains, close_enough, decimals, normalize, read_at
 
 __all__ = ["Game24", "Game24State", "numbers_from_prompt"]
@@ -42,6 +42,7 @@ _LABEL = (r"(?:numbers[ \t]+(?:left|remaining)|remaining(?:[ \t]+numbers)?|left(
 # what follows a step's result and says which numbers are left: "(left: 4 4 10)", ". Remaining numbers: 4, 4, 10",
 # " → Numbers left: [4, 4, 10]", ", leaving 4 and 6." (a list of numbers only, ending its sentence or line)
 LEFT = re.compile(
+    r"(?:[ \t]*\((?![ \t]*(?:left|remaining|numbers))[^()\n]{1,40}\))?"  # "= 1.71 (approx) (left: 1.71 7)"
     r"[ \t]*\([ \t]*(?:left|remaining(?:[ \t]+numbers)?|numbers[ \t]+left)[ \t]*:[ \t]*(?P<left>[^)\n]*?)[ \t]*\)"
     rf"|(?:[ \t]*(?:[.,;:]|->|→|=>|—|-)?[ \t]*(?:\n[ \t>*\-]*)?)(?:(?:so|and|which)[ \t]+)?{_LABEL}"
     rf"(?:[ \t]+(?:are|is))?[ \t]*:?[ \t]*(?P<list>\([ \t]*{_LIST}[ \t]*\)|{_LIST})(?=[ \t]*(?:[.;!)]|$))",
@@ -102,6 +103,7 @@ class _Answer:
     chain: Chain | None  # None: it looks like an answer but does not read
     strong: bool  # "Answer:", boxed, <answer>: judged whole; else only a full expression is judged
     expr: Part | None = None
+    problem: str = ""  # why a final answer is no solution whatever it computes: "bare", "unbalanced"
 
     @property
     def claimed(self) -> Part | None:
@@ -112,14 +114,26 @@ class _Answer:
         return singles[-1] if singles else None
 
 
-def _answer(norm: str, start: int, end: int, strong: bool, whole: bool) -> _Answer | None:
+_BARE = re.compile(r"[ \t]*-?\d+(?:\.\d+)?[ \t.!]*$")
+
+
+def _answer(norm: str, start: int, end: int, strong: bool, whole: bool, final: bool = False) -> _Answer | None:
+    """The answer at ``start``; ``final``: it is stated as the final answer ("Answer: ...", boxed, a tag), so
+    a bare number or unbalanced brackets there are no solution (elsewhere they are not judged)."""
     chain = read_at(norm, start, end)
+    line_end = norm.find("\n", start, end)
+    line = norm[start:end if line_end < 0 else line_end]
+    if final and line.count("(") != line.count(")") and re.search(r"\d[ \t]*[-+*/]", line):
+        stop = start + len(line.rstrip())
+        return _Answer(start, stop, None, True, problem="unbalanced")
     if chain is None:
         return _Answer(start, end, None, True) if whole and norm[start:end].strip() else None
     if whole and (norm[chain.parts[-1].end:end].strip() or chain.parts[-1].parsed is None):
         return _Answer(start, end, None, True)
     expr = next((p for p in chain.parts if p.leaves >= 2), None)
     if expr is None:
+        if final and _BARE.match(line):
+            return _Answer(chain.parts[0].start, chain.parts[0].end, chain, True, problem="bare")
         return None  # "The answer is 24": no expression
     complete = bool(_COMPLETE.match(norm, chain.parts[-1].end)) or whole
     return _Answer(expr.start, expr.end, chain, strong and complete, expr)
@@ -164,6 +178,7 @@ def _answers(norm: str, thought: Sequence[tuple[int, int]] = ()) -> list[_Answer
         pos = _RESTATE.match(norm, m.end())
         start = pos.end() if pos is not None else m.end()
         strong = m.group("strong") is not None
+        final = strong and ":" in m.group("strong")
         nl = norm.find("\n", start)
         if strong and nl >= 0 and not norm[start:nl].strip(" \t:"):
             # "**Final Answer:**" alone on its line: the answer is the next line that has text
@@ -171,7 +186,7 @@ def _answers(norm: str, thought: Sequence[tuple[int, int]] = ()) -> list[_Answer
             while nxt < len(norm) and norm[nxt].isspace():
                 nxt += 1
             start = nxt if norm.count("\n", nl, nxt) <= 3 else start
-        found = _answer(norm, start, len(norm), strong, whole=False)
+        found = _answer(norm, start, len(norm), strong, whole=False, final=final)
         if found is not None:
             out.append(found)
     for m in _BOXED.finditer(norm):
@@ -180,12 +195,12 @@ def _answers(norm: str, thought: Sequence[tuple[int, int]] = ()) -> list[_Answer
             depth += {"{": 1, "}": -1}.get(norm[j], 0)
             j += 1
         if depth == 0:
-            found = _answer(norm, m.end(), j - 1, True, whole=True)
+            found = _answer(norm, m.end(), j - 1, True, whole=True, final=True)
             if found is not None:
                 out.append(found)
     for m in _TAG.finditer(norm):
         body_start = m.start("body") + len(m.group("body")) - len(m.group("body").lstrip())
-        found = _answer(norm, body_start, m.end("body"), True, whole=True)
+        found = _answer(norm, body_start, m.end("body"), True, whole=True, final=True)
         if found is not None:
             out.append(found)
     out = [a for a in out if not any(s <= a.start < e for s, e in thought)
@@ -229,6 +244,9 @@ class Game24(Verifier):
     - ``dead_ends``: also flag a correct step after which the target is out of reach (``True`` uses the
       verifier's ``action``; an action name such as ``"warn"`` uses that).
     - ``require_answer``: at the end, a trace without a final ``Answer:`` gets ``Unknown`` (not a pass).
+    - ``max_chars``: the cost bound. A step's check reads the trace so far once (linear in its length), and the
+      dead-end search is bounded by :func:`~interlock.verifiers.game24.solver.solvable_within` (6 numbers,
+      200,000 states, 100 ms); a trace longer than ``max_chars`` gets ``Unknown`` for its later steps.
     """
 
     name = "game24"
@@ -245,7 +263,8 @@ class Game24(Verifier):
         return numbers is not None and 3 <= len(numbers) <= 6
 
     def __init__(self, numbers: Sequence[int | Fraction | str] | None = None, *, target: int | Fraction = 24,
-                 dead_ends: bool | Action | str = False, require_answer: bool = True, **options: Any) -> None:
+                 dead_ends: bool | Action | str = False, require_answer: bool = True, max_chars: int = 200_000,
+                 **options: Any) -> None:
         if numbers is not None:
             try:
                 self.numbers: tuple[Fraction, ...] | None = tuple(
@@ -264,6 +283,9 @@ class Game24(Verifier):
             self.dead_end_action = Action.parse(dead_ends)
             self.dead_ends = True
         self.require_answer = require_answer
+        if max_chars < 1:
+            raise VerifierConfigError(f"Game24: max_chars must be positive, got {max_chars!r}")
+        self.max_chars = max_chars
         self._ended: tuple[int, int] | None = None
         self._normalized: Normalized | None = None  # the text last read, reused while the trace grows
         super().__init__(**options)
@@ -291,11 +313,19 @@ class Game24(Verifier):
 
     # -- checking -----------------------------------------------------------------------------------
     def check(self, state: Game24State) -> list[Verdict]:
+        if len(state.text) > self.max_chars:
+            return [Unknown(reason=f"not checked: the trace is {len(state.text):,} characters long (the limit is "
+                                   f"{self.max_chars:,})", span=state.step)]
         if state.end_only:
-            text = normalize(state.text).text
-            if state.end_check and self.require_answer and not _answers(text, _thinking(text,
-                                                                                      from_start=state.thinking)):
+            norm_all = normalize(state.text)
+            final_answers = _answers(norm_all.text, _thinking(norm_all.text, from_start=state.thinking))
+            if state.end_check and self.require_answer and not final_answers:
                 return [Unknown(reason="no final 'Answer: <expression>' in the trace", span=state.step)]
+            if (state.end_check and final_answers and state.numbers is not None and final_answers[-1].strong
+                    and self._partial(final_answers[-1], len(state.numbers))):
+                # The last answer uses fewer numbers than the puzzle and no later one made up for it: it is the
+                # final answer, and it is no solution.
+                return self._check_answer(norm_all, final_answers[-1], state.numbers)
             return [Pass(note="every step was checked when it was written")]
         if state.numbers is None:
             return [Unknown(reason=state.prompt_problem, span=state.step)]
@@ -307,8 +337,12 @@ class Game24(Verifier):
             return lo < end <= hi
 
         verdicts: list[Verdict] = []
-        answers = [a for a in _answers(n, _thinking(n, from_start=state.thinking))
-                   if not self._partial(a, len(state.numbers))]
+        found_answers = _answers(n, _thinking(n, from_start=state.thinking))
+        answers = [a for a in found_answers if not self._partial(a, len(state.numbers))]
+        if state.end_check and found_answers and found_answers[-1] not in answers and found_answers[-1].strong:
+            # The last answer of the trace uses fewer numbers than the puzzle: no later one made up for it, so
+            # it is the final answer, and it is no solution.
+            verdicts.extend(self._check_answer(norm, found_answers[-1], state.numbers))
         answer_spans = [(a.chain.parts[0].start, a.chain.parts[-1].end) if a.chain else (a.start, a.end)
                         for a in answers]
         inputs = _multiset(state.numbers)
@@ -328,7 +362,7 @@ class Game24(Verifier):
         for answer in answers:
             if here(answer.end):
                 verdicts.extend(self._check_answer(norm, answer, state.numbers))
-        if state.end_check and self.require_answer and not answers:
+        if state.end_check and self.require_answer and not found_answers:
             verdicts.append(Unknown(reason="no final 'Answer: <expression>' in the trace", span=state.step))
         return verdicts or [Pass()]
 
@@ -374,9 +408,9 @@ class Game24(Verifier):
         else:
             assert lhs.parsed is not None
             true = lhs.parsed.value
-            used = [leaf.value for leaf in lhs.parsed.leaves]
-            operands = [(leaf.value, (lhs.start + leaf.start, lhs.start + leaf.end)) for leaf in lhs.parsed.leaves]
-            leaf_texts = [n[s:e] for _, (s, e) in operands]
+            operands = _operands(n, lhs)
+            used = [v for v, _ in operands]
+            leaf_texts = [re.sub(r"[ \t]+", "", n[s:e]) for _, (s, e) in operands]
         raw = m.group("left") if m.group("left") is not None else m.group("list")
         left_span = m.span("left") if m.group("left") is not None else m.span("list")
         try:
@@ -418,7 +452,11 @@ class Game24(Verifier):
                             feedback=f"the numbers left after {shown} = {c_shown} would be "
                                      f"{_show(after.elements())}, not {_show(left)}.",
                             claim=f"left {_show(after.elements())}!={_show(left)}"))
-        elif not out and self.dead_ends and not solvable(left, self.target) \
+        elif not out and self.dead_ends and (reach := solvable_within(left, self.target)) is None:
+            out.append(Unknown(reason=f"dead-end check not run: {_show(left)} is past the solver's bound "
+                                      f"({MAX_NUMBERS} numbers, {MAX_STATES:,} states, {MAX_SECONDS * 1000:g} ms)",
+                               span=Span(*norm.span(*left_span))))
+        elif not out and self.dead_ends and not reach \
                 and not any(decimals(x) >= 2 for x in re.split(r"[\s,()]+", raw) if x):
             # (with numbers rounded to two or more decimals the exact solver cannot judge: no verdict)
             out.append(Fail(f"dead end: {_show(left)} can no longer make {format_number(self.target)}",
@@ -459,6 +497,15 @@ class Game24(Verifier):
 
     def _check_answer(self, norm: Normalized, answer: _Answer, numbers: Sequence[Fraction]) -> list[Verdict]:
         span = Span(*norm.span(answer.start, answer.end))
+        shown = _original(norm, answer.start, answer.end)
+        if answer.problem == "bare":
+            return [Fail(f"the final answer {shown} is a number, not an expression that uses each of "
+                         f"{_show(numbers)} once", span=span,
+                         feedback=f"the answer must be an expression that uses each of {_show(numbers)} exactly "
+                                  f"once and makes {format_number(self.target)}.", claim="answer is a bare number")]
+        if answer.problem == "unbalanced":
+            return [Fail(f"the final answer {shown} has unbalanced parentheses", span=span,
+                         feedback="the answer's parentheses do not match.", claim="answer unbalanced")]
         if answer.chain is None or answer.expr is None or answer.expr.parsed is None:
             return [Unknown(reason=f"cannot read the final answer {_original(norm, answer.start, answer.end)!r}",
                             span=span)]
@@ -560,6 +607,36 @@ class _Replay:
 def _fits(state: collections.Counter[Fraction], need: collections.Counter[Fraction],
           plus: collections.Counter[Fraction], left: list[Fraction]) -> bool:
     return all(state[v] >= k for v, k in need.items()) and _multiset(left) == state - need + plus
+
+
+# A number written in brackets, as models write negative numbers and fractions they carry: "6 + (-1)",
+# "(5/3) + 9", "15 / (5/3)". It is one number of the state, not a calculation with 1, or with 5 and 3.
+_BRACKETED = re.compile(r"\([ \t]*(-?[ \t]*\d+(?:\.\d+)?(?:[ \t]*/[ \t]*\d+)?)[ \t]*\)")
+
+
+def _operands(n: str, part: Part) -> list[tuple[Fraction, tuple[int, int]]]:
+    """The numbers a step's left side uses, with their spans: a bracketed number is one operand."""
+    assert part.parsed is not None
+    groups = []
+    for m in _BRACKETED.finditer(n, part.start, part.end):
+        try:
+            groups.append((parse_number(re.sub(r"[ \t]+", "", m.group(1))), m.start(1), m.end(1)))
+        except ExpressionError:
+            continue
+    out: list[tuple[Fraction, tuple[int, int]]] = []
+    taken: set[int] = set()
+    for leaf in part.parsed.leaves:
+        start, end = part.start + leaf.start, part.start + leaf.end
+        group = next((k for k, (_, a, b) in enumerate(groups) if a <= start and end <= b), None)
+        if group is None and any(a - 1 <= start and end <= b + 1 for _, a, b in groups):
+            group = next(k for k, (_, a, b) in enumerate(groups) if a - 1 <= start and end <= b + 1)
+        if group is None:
+            out.append((leaf.value, (start, end)))
+        elif group not in taken:
+            taken.add(group)
+            value, a, b = groups[group]
+            out.append((value, (a, b)))
+    return out
 
 
 def _free_results(n: str, end: int) -> set[Fraction]:
