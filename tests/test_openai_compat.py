@@ -600,3 +600,27 @@ def test_extra_body_is_sent_and_the_key_is_not_shown() -> None:
     gen = OpenAICompatible("http://h:1/v1", "m", api_key="sk-secret", extra_body={"repetition_penalty": 1.1})
     assert gen.body(GenerationRequest("p"))["repetition_penalty"] == 1.1
     assert "sk-secret" not in repr(gen)
+
+
+# -- a stop at the server's own limit ----------------------------------------------------------------------
+
+
+async def test_a_stop_at_the_servers_max_tokens_marks_the_last_chunk_and_the_run_is_cut() -> None:
+    from interlock import Outcome
+
+    pieces = [chat_event(role=True), chat_event("So 3 + 4 = 7.\nThen we"), chat_event(finish="length"), DONE]
+    async with serving([Reply(pieces=pieces)]) as server:
+        chunks = await collect(fast(server.url), GenerationRequest("q"))
+        assert [(c.text, c.finish_reason, c.n_tokens) for c in chunks] == [
+            ("So 3 + 4 = 7.\nThen we", None, 1), ("", "length", 0)]
+    async with serving([Reply(pieces=pieces)]) as server:
+        result = await Monitor(fast(server.url), [SumVerifier()]).run("q")
+    assert result.text == "So 3 + 4 = 7.\nThen we"
+    assert result.stop_reason is StopReason.LENGTH and result.outcome is Outcome.CUT
+    assert result.tokens.kept == 1
+
+
+async def test_a_normal_stop_leaves_no_marker_chunk() -> None:
+    async with serving([Reply(pieces=chat_stream("So 3 + 4 = 7."))]) as server:
+        chunks = await collect(fast(server.url), GenerationRequest("q"))
+    assert [(c.text, c.finish_reason) for c in chunks] == [("So 3 + 4 = 7.", None)]

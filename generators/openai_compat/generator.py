@@ -478,8 +478,11 @@ class _Tally:
         self.counted_tokens = 0
         self.usage: Usage | None = None
         self.calls = ToolCallAssembler()
+        self.length = False  # the server stopped at its max_tokens: the answer may end mid-sentence
 
     def see(self, delta: Delta) -> None:
+        if delta.finish_reason is not None:
+            self.length = delta.finish_reason == "length"
         if delta.tool_calls:
             self.calls.feed(delta.tool_calls)
         if delta.usage is not None:
@@ -495,6 +498,17 @@ class _Tally:
         return chunk
 
     def end(self) -> list[Chunk]:
+        """What follows the last text: the tool calls, the tokens the server counted beyond ours, and on a stop
+        at the server's own limit a last chunk saying so (``finish_reason="length"``: the run is cut)."""
+        chunks = self._corrections()
+        if self.length:
+            if chunks:
+                chunks[-1] = dataclasses.replace(chunks[-1], finish_reason="length")
+            else:
+                chunks = [Chunk("", tokens=0, finish_reason="length")]
+        return chunks
+
+    def _corrections(self) -> list[Chunk]:
         usage = self.usage
         if usage is not None and self.main and usage.prompt_tokens is not None:
             self.generator.prompt_tokens = usage.prompt_tokens
