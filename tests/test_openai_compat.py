@@ -309,7 +309,9 @@ async def test_completion_logprobs_from_token_logprobs() -> None:
         assert gen.capabilities.logprobs and not gen.capabilities.entropy
         chunks = await collect(gen, GenerationRequest("p"))
     assert server.bodies[0]["logprobs"] == 1
-    assert [(c.text, c.logprobs, c.entropy) for c in chunks] == [(" 4", (-0.5,), None), (".", (-1.5,), None)]
+    assert [(c.text, c.logprobs, c.entropy) for c in chunks] == [(" 4", (-0.5,), None), (".", (-1.5,), None),
+                                                                 ("", None, None)]
+    assert chunks[-1].finish_reason == "length" and chunks[-1].n_tokens == 0  # the stop at max_tokens, said
 
 
 def test_entropy_from_the_full_distribution_is_exact() -> None:
@@ -618,6 +620,13 @@ async def test_a_stop_at_the_servers_max_tokens_marks_the_last_chunk_and_the_run
     assert result.text == "So 3 + 4 = 7.\nThen we"
     assert result.stop_reason is StopReason.LENGTH and result.outcome is Outcome.CUT
     assert result.tokens.kept == 1
+
+
+async def test_a_length_stop_in_the_same_event_as_text_marks_that_text() -> None:
+    pieces = [chat_event(role=True), chat_event("So 3 + 4"), chat_event(" = 7.", finish="length"), DONE]
+    async with serving([Reply(pieces=pieces)]) as server:
+        chunks = await collect(fast(server.url), GenerationRequest("q"))
+    assert [(c.text, c.finish_reason) for c in chunks] == [("So 3 + 4", None), (" = 7.", "length")]
 
 
 async def test_a_normal_stop_leaves_no_marker_chunk() -> None:

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import check_sums
 
-sums = verifier(check_sums, name="sums")
+sums = verifier(check_sums, name="sums", runs_in="loop")  # on the loop: the same tokens discarded every time
 WRONG_THEN_RIGHT = {
     "": "Tom has 12 apples.\nSo 12 + 7 = 18 apples.\nThe answer is 18.",
     "Let me redo this step.\n": "So 12 + 7 = 19 apples.\nThe answer is 19.",

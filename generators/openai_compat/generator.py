@@ -360,7 +360,7 @@ class OpenAICompatible:
         if content_type.startswith("application/json"):
             whole = await self._whole_answer(response)
             tally.see(whole)
-            for chunk in to_chunks(whole):
+            for chunk in tally.mark(to_chunks(whole), whole):
                 yield tally.counted(chunk)
             for chunk in tally.end():
                 yield chunk
@@ -402,7 +402,7 @@ class OpenAICompatible:
                     continue
                 tally.see(delta)
                 finished = finished or delta.finish_reason is not None
-                for chunk in to_chunks(delta):
+                for chunk in tally.mark(to_chunks(delta), delta):
                     if stops:
                         chunk, hit = self._stop_at(chunk, produced, stops)
                         produced += chunk.text
@@ -479,6 +479,7 @@ class _Tally:
         self.usage: Usage | None = None
         self.calls = ToolCallAssembler()
         self.length = False  # the server stopped at its max_tokens: the answer may end mid-sentence
+        self.marked = False  # ... and the chunk that said so was the last one yielded
 
     def see(self, delta: Delta) -> None:
         if delta.finish_reason is not None:
@@ -487,6 +488,16 @@ class _Tally:
             self.calls.feed(delta.tool_calls)
         if delta.usage is not None:
             self.usage = delta.usage
+
+    def mark(self, chunks: list[Chunk], delta: Delta) -> list[Chunk]:
+        """The last text chunk of the delta that says the server stopped at its own limit carries
+        ``finish_reason="length"`` (a chunk yielded after it, in :meth:`end`, carries it instead)."""
+        if delta.finish_reason == "length" and chunks:
+            chunks[-1] = dataclasses.replace(chunks[-1], finish_reason="length")
+            self.marked = True
+        elif chunks:
+            self.marked = False
+        return chunks
 
     def counted(self, chunk: Chunk) -> Chunk:
         if chunk.text:
@@ -504,7 +515,7 @@ class _Tally:
         if self.length:
             if chunks:
                 chunks[-1] = dataclasses.replace(chunks[-1], finish_reason="length")
-            else:
+            elif not self.marked:
                 chunks = [Chunk("", tokens=0, finish_reason="length")]
         return chunks
 
