@@ -7,7 +7,7 @@ client, a connection per stream) and reads them to the end, in each variant:
 
 - ``unmonitored``: the generator's stream read directly (the baseline);
 - ``no_verifiers``: ``Monitor(gen).run`` (the token path: trace, governors, scheduling, no checks);
-- ``arithmetic``: ``Monitor(gen, ["arithmetic"])``, every step checked with exact arithmetic;
+- ``arithmetic``: ``Monitor(gen, [Arithmetic()])`` (the ``arithmetic`` verifier), every step checked exactly;
 - ``user_loop`` / ``user_thread`` / ``user_process``: a user's sympy line check (``@verifier``) run on the
   event loop, in a thread, in a worker process.
 
@@ -38,11 +38,11 @@ from typing import Any
 
 import anyio
 import httpx
-import psutil
 import sympy
 from interlock import Fail, GenerationRequest, Monitor, Step, StopReason, Verifier, verifier
 from interlock.generators import OpenAICompatible
 from interlock.monitor.scan import pseudo_tokens
+from interlock.verifiers.arithmetic import Arithmetic
 
 VARIANTS = ("unmonitored", "no_verifiers", "arithmetic", "user_loop", "user_thread", "user_process")
 PROMPT = "Add up the numbers step by step."
@@ -171,20 +171,42 @@ def serve(tokens: int, rate: float) -> None:
 # -- the client -------------------------------------------------------------------------------------------
 
 
-def _cpu_seconds(me: psutil.Process, server_pid: int) -> tuple[float, float]:
-    """CPU seconds so far of this process plus its check workers, and of the server."""
-    own = me.cpu_times()
-    total = own.user + own.system
-    server = 0.0
-    for child in me.children(recursive=True):
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a live process, from /proc (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
         try:
-            t = child.cpu_times()
-        except psutil.Error:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:
             continue
-        if child.pid == server_pid:
-            server = t.user + t.system
+        for kid in kids:
+            out += [kid, *_children(kid)]
+    return out
+
+
+def _cpu_seconds(server_pid: int) -> tuple[float, float]:
+    """CPU seconds so far of this process plus its check workers, and of the server."""
+    total = time.process_time()
+    server = 0.0
+    for pid in _children(os.getpid()):
+        if pid == server_pid:
+            server = _proc_cpu(pid)
         else:
-            total += t.user + t.system
+            total += _proc_cpu(pid)
     return total, server
 
 
@@ -207,7 +229,7 @@ def runner(variant: str, gen: OpenAICompatible) -> Callable[[OpenAICompatible], 
     if variant == "unmonitored":
         return _unmonitored
     verifiers: list[Verifier | str] = {
-        "no_verifiers": [], "arithmetic": ["arithmetic"], "user_loop": [user_check("loop")],
+        "no_verifiers": [], "arithmetic": [Arithmetic()], "user_loop": [user_check("loop")],
         "user_thread": [user_check("thread")], "user_process": [user_check("process")]}[variant]
     return _monitored(Monitor(gen, verifiers))
 
@@ -233,8 +255,13 @@ async def _round(streams: int, gen: OpenAICompatible, one: Callable[[OpenAICompa
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     text = make_trace(args.tokens)
     pieces = len(list(pseudo_tokens(text)))
-    server = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve", "--tokens", str(args.tokens),
-                               "--rate", str(args.rate)], stdout=subprocess.PIPE, text=True)
+    if args.cpus:  # the client and its check workers on these cores only (e.g. 2, as a small serving box)
+        os.sched_setaffinity(0, _cores(args.cpus))
+    command = [sys.executable, os.path.abspath(__file__), "--serve", "--tokens", str(args.tokens),
+               "--rate", str(args.rate)]
+    if args.server_cpus:
+        command += ["--server-cpus", args.server_cpus]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
@@ -251,15 +278,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             for name in variants:
                 await _round(args.streams, short, runner(name, short), _prefix(text, 20))
             runners = {name: runner(name, gen) for name in variants}
-            me = psutil.Process()
             rows: dict[str, dict[str, list[float]]] = {v: {"wall": [], "cpu": [], "server_cpu": [], "complete": []}
                                                        for v in variants}
             for r in range(args.repeats):
                 k = r % len(variants)
                 for name in variants[k:] + variants[:k]:  # a rotating order: drift hits every variant alike
-                    cpu0, srv0 = _cpu_seconds(me, server.pid)
+                    cpu0, srv0 = _cpu_seconds(server.pid)
                     wall, complete = await _round(args.streams, gen, runners[name], text)
-                    cpu1, srv1 = _cpu_seconds(me, server.pid)
+                    cpu1, srv1 = _cpu_seconds(server.pid)
                     if complete != args.streams:
                         raise AssertionError(f"{name}: only {complete} of {args.streams} streams had the full text")
                     row = rows[name]
@@ -285,8 +311,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "streams_run": args.streams * len(row["wall"]),
         }
     return {"benchmark": "concurrency", "streams": args.streams, "pieces_per_stream": pieces, "rate": args.rate,
-            "ideal_wall_s": round(pieces / args.rate, 3), "repeats": args.repeats, "cores": os.cpu_count(),
+            "ideal_wall_s": round(pieces / args.rate, 3), "repeats": args.repeats,
+            "client_cores": sorted(os.sched_getaffinity(0)), "server_cores": args.server_cpus or "any",
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()], "variants": out}
+
+
+def _cores(spec: str) -> set[int]:
+    return {int(c) for c in spec.split(",") if c.strip()}
 
 
 def _prefix(text: str, pieces: int) -> str:
@@ -300,9 +331,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="pieces per second per stream")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--cpus", help="pin the client (and its check workers) to these cores, e.g. 0,1")
+    parser.add_argument("--server-cpus", help="pin the server to these cores, e.g. 2")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the server process
     args = parser.parse_args()
     if args.serve:
+        if args.server_cpus:
+            os.sched_setaffinity(0, _cores(args.server_cpus))
         serve(args.tokens, args.rate)
         return
     print(json.dumps(anyio.run(bench, args), indent=2))

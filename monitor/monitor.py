@@ -278,12 +278,14 @@ class Run:
         if isinstance(event, ChunkAppended):
             self._chunk_appended(event.chunk, event.position, event.epoch)
             return
+        writing = self._writer is not None and not isinstance(event, RunFinished)
+        logged = info_enabled()
+        if not (self._events_wanted or writing or logged):
+            return  # nobody reads, records or logs it
         event = dataclasses.replace(event, t=self.elapsed)
         if self._events_wanted:
             with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._send.send_nowait(event)
-        writing = self._writer is not None and not isinstance(event, RunFinished)
-        logged = info_enabled()
         if not (writing or logged):
             return
         record = event.to_dict()

@@ -172,7 +172,7 @@ class Trace:
             if old is not None:
                 keep = pos - self._starts[last]
                 self._chunks[last] = Chunk(old.text[:keep], token_ids=old.token_ids, logprobs=old.logprobs,
-                                           entropy=old.entropy)
+                                           entropy=old.entropy, injected=old.injected)
         self._text = self._text[:pos]
         self._valid_upto = [min(v, pos) for v in self._valid_upto]
         self._valid_upto.append(pos)
@@ -207,6 +207,9 @@ class Trace:
         """Generated tokens whose chunk starts at or after ``pos``."""
         return sum(self._tokens[bisect.bisect_left(self._starts, pos):])
 
-    def view(self, end: int, step: Step, *, final: bool = False, fork: Forker | None = None) -> TraceView:
+    def view(self, end: int, step: Step, *, final: bool = False, fork: Forker | None = None,
+             chunks: bool = True) -> TraceView:
+        """The view of the text up to ``end`` for a check of ``step``; ``chunks=False`` leaves out the step's
+        chunks (for a verifier that does not read them)."""
         return TraceView(text=self._text[:end], step=step, epoch=self.epoch, final=final, prompt=self.prompt,
-                         chunks=self.chunks_in(step.span), fork=fork)
+                         chunks=self.chunks_in(step.span) if chunks else (), fork=fork)

@@ -42,6 +42,8 @@ class Verifier:
     - ``timeout``: seconds for extract + check; past it the verdict is ``Unknown``.
     - ``action``: what a ``Fail`` without its own action asks for.
     - ``fail_closed``: treat ``Unknown`` (timeout, error) as a violation that interrupts the run.
+    - ``reads_chunks``: set False when :meth:`extract` never looks at ``view.chunks`` (token ids, logprobs):
+      the monitor then does not gather them for each check.
     """
 
     name: str = "verifier"
@@ -50,6 +52,7 @@ class Verifier:
     timeout: float = 10.0
     action: Action = Action.ROLLBACK
     fail_closed: bool = False
+    reads_chunks: bool = True
     description: str = ""
 
     def __init__(self, *, name: str | None = None, trigger: Trigger | None = None, runs_in: RunsIn | None = None,
@@ -137,6 +140,7 @@ class FunctionVerifier(Verifier):
                  **options: Any) -> None:
         self.fn = fn
         self.extractor = extractor
+        self.reads_chunks = extractor is not None  # without an extractor the function sees only the step
         self.description = (inspect.getdoc(fn) or "").split("\n")[0]
         options.setdefault("name", getattr(fn, "__name__", "verifier").replace("_", "-"))
         super().__init__(**options)
