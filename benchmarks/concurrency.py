@@ -14,7 +14,8 @@ client, a connection per stream) and reads them to the end, in each variant:
 Variants alternate in a rotating order, ``--repeats`` rounds. Every stream must complete with the full text
 (no intervention), else the benchmark fails. Prints JSON: per variant the median wall seconds, the wall ratio
 to ``unmonitored`` (medians; also per round against that round's baseline), the CPU seconds of the client
-process (plus any check worker processes) and of the server, and the completions. At the fixed rate an
+process (plus any check worker processes) and their ratio to ``unmonitored``, the server's CPU seconds, and the
+completions. At the fixed rate an
 unmonitored client keeps up, so a ratio above 1 is the time the monitored client fell behind.
 
     python benchmarks/concurrency.py [--streams 100] [--tokens 1414] [--rate 200] [--repeats 3]
@@ -297,6 +298,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         server.terminate()
         server.wait(10)
     base_wall = statistics.median(rows["unmonitored"]["wall"])
+    base_cpu = statistics.median(rows["unmonitored"]["cpu"])
     out: dict[str, Any] = {}
     for name, row in rows.items():
         wall = statistics.median(row["wall"])
@@ -306,6 +308,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "wall_ratio_per_round": [round(w / b, 3) for w, b in zip(row["wall"], rows["unmonitored"]["wall"],
                                                                      strict=True)],
             "cpu_s": round(statistics.median(row["cpu"]), 3),
+            "cpu_ratio": round(statistics.median(row["cpu"]) / base_cpu, 3),
             "server_cpu_s": round(statistics.median(row["server_cpu"]), 3),
             "completions": int(sum(row["complete"])),
             "streams_run": args.streams * len(row["wall"]),

@@ -138,8 +138,9 @@ def test_the_trace_agrees_with_a_list_of_pieces(ops: list[tuple[str, object]]) -
         assert trace.is_injected(pos) == ref.is_injected(pos), pos
         assert trace.injected_end_before(pos) == ref.injected_end_before(pos), pos
         assert trace.tokens_after(pos) == ref.tokens_after(pos), pos
+    ends = sorted({*range(0, n + 1, 3), n})
     for start in range(n + 1):
-        for end in range(start, n + 1):
+        for end in (e for e in ends if e >= start):
             assert trace.chunks_in(Span(start, end)) == ref.chunks_in(Span(start, end)), (start, end)
 
 
