@@ -15,11 +15,12 @@ Variants alternate in a rotating order, ``--repeats`` rounds. Every stream must 
 (no intervention), else the benchmark fails. Prints JSON: per variant the median wall seconds, the wall ratio
 to ``unmonitored`` (medians; also per round against that round's baseline), the CPU seconds of the client
 process (plus any check worker processes) and their ratio to ``unmonitored``, the server's CPU seconds, and the
-completions. At the fixed rate an
-unmonitored client keeps up, so a ratio above 1 is the time the monitored client fell behind.
+completions. At the fixed rate an unmonitored client keeps up, so a wall ratio above 1 is the time the
+monitored client fell behind; on a loaded machine the CPU ratio is the steadier figure.
 
     python benchmarks/concurrency.py [--streams 100] [--tokens 1414] [--rate 200] [--repeats 3]
                                      [--variants unmonitored,no_verifiers,arithmetic,...]
+                                     [--cpus 0,1 --server-cpus 2]
 """
 
 from __future__ import annotations
