@@ -65,7 +65,7 @@ class Checks:
         for verifier, due in self.scheduler.advance(final=final, cut=cut):
             check_id = next(self._ids)
             fork = functools.partial(run.fork_text, trace.text[:due.end]) if run.capabilities.fork else None
-            view = trace.view(due.end, due.step, final=due.final, fork=fork)
+            view = trace.view(due.end, due.step, final=due.final, fork=fork, chunks=verifier.reads_chunks)
             check = Check(check_id, verifier, view, anyio.CancelScope())
             self.running[check_id] = check
             self.arbiter.open(check_id, due.step.span.start)

@@ -24,7 +24,7 @@ from interlock.monitor.trace import Forker
 from interlock.monitor.verdicts import Action
 
 __all__ = ["ForceAnswer", "Governor", "GovernorDecision", "InterventionLimit", "OscillationGuard", "RunContext",
-           "force_answer_option", "normalise_claim"]
+           "force_answer_option", "normalise_claim", "uses_hook"]
 
 
 class RunContext(Protocol):
@@ -154,6 +154,18 @@ class Governor:
 
     def on_end(self, ctx: RunContext) -> None:
         """The run ended."""
+
+
+def uses_hook(governor: Governor, hook: str) -> bool:
+    """Whether ``governor`` does something in ``hook`` (e.g. ``"on_chunk"``): its class overrides the base
+    class's do-nothing method, or the instance sets its own. The monitor calls the per-chunk hooks
+    (``on_chunk``, ``token_allowance``) only of the governors that use them."""
+    if hook not in _HOOKS:
+        raise ConfigError(f"{hook!r} is not a governor hook; hooks are {sorted(_HOOKS)}")
+    return hook in getattr(governor, "__dict__", ()) or getattr(type(governor), hook) is not getattr(Governor, hook)
+
+
+_HOOKS = frozenset(name for name in vars(Governor) if not name.startswith("_") and callable(vars(Governor)[name]))
 
 
 class InterventionLimit(Governor):

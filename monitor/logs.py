@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ["get_logger", "setup_cli_logging"]
+__all__ = ["debug_enabled", "get_logger", "info_enabled", "setup_cli_logging"]
 
 _STDLIB = logging.getLogger("interlock")
 
@@ -33,6 +33,11 @@ def get_logger(**bound: Any) -> Any:
 
 def debug_enabled() -> bool:
     return _STDLIB.isEnabledFor(logging.DEBUG)
+
+
+def info_enabled() -> bool:
+    """Whether an info event would be logged: when not, the monitor does not build the record to log."""
+    return _STDLIB.isEnabledFor(logging.INFO)
 
 
 def setup_cli_logging(level: str) -> None:

@@ -30,9 +30,9 @@ from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import ConfigError, GeneratorError
 from interlock.monitor.events import ChunkAppended, Event, FeedbackInjected, RunFinished, RunStarted
 from interlock.monitor.generation import Capabilities, GenerationRequest, Generator
-from interlock.monitor.governor import Governor, InterventionLimit, OscillationGuard
+from interlock.monitor.governor import Governor, InterventionLimit, OscillationGuard, uses_hook
 from interlock.monitor.interventions import Interventions, Stop
-from interlock.monitor.logs import debug_enabled, get_logger
+from interlock.monitor.logs import debug_enabled, get_logger, info_enabled
 from interlock.monitor.result import Intervention, RunResult, StopReason, TokenCounts
 from interlock.monitor.trace import Forker, Trace
 from interlock.monitor.tracefile import TraceWriter
@@ -43,6 +43,7 @@ __all__ = ["DEFAULT_FEEDBACK_TEMPLATE", "Monitor", "Run"]
 
 DEFAULT_FEEDBACK_TEMPLATE = "Wait, {feedback} Let me redo this step.\n"
 _ANSWER_LINE = re.compile(r"\S[^\n]*\n")  # a forced answer is complete at the end of its first non-empty line
+_ChunkRecord = tuple[Chunk, int, int, float]  # a queued ChunkAppended: chunk, position, epoch, t
 
 
 class Monitor:
@@ -109,18 +110,24 @@ class Monitor:
 
     async def run(self, prompt: str, *, record: str | os.PathLike[str] | None = None) -> RunResult:
         """Run to the end and return the result."""
-        async with self.stream(prompt, record=record) as run:
-            async for _ in run:
-                pass
+        # Nobody reads this run's events: it does not queue them, nor build one per chunk.
+        async with self._open(prompt, record=record, events=False) as run:
+            await run.wait()
         return run.result
 
     @asynccontextmanager
     async def stream(self, prompt: str, *,
                      record: str | os.PathLike[str] | None = None) -> AsyncIterator[Run]:
         """Start a run; iterate the yielded :class:`Run` for its events. Leaving the block cancels it."""
+        async with self._open(prompt, record=record, events=True) as run:
+            yield run
+
+    @asynccontextmanager
+    async def _open(self, prompt: str, *, record: str | os.PathLike[str] | None,
+                    events: bool) -> AsyncIterator[Run]:
         if not isinstance(prompt, str):
             raise ConfigError(f"prompt must be a string, got {type(prompt).__name__}")
-        run = Run(self, prompt, record if record is not None else self.record)
+        run = Run(self, prompt, record if record is not None else self.record, events=events)
         async with anyio.create_task_group() as tg:
             run._start(tg)
             try:
@@ -139,7 +146,8 @@ class Run:
     :class:`~.interventions.Interventions` applies decisions (rollback, interrupt, stop, a forced answer).
     """
 
-    def __init__(self, monitor: Monitor, prompt: str, record: str | os.PathLike[str] | None) -> None:
+    def __init__(self, monitor: Monitor, prompt: str, record: str | os.PathLike[str] | None, *,
+                 events: bool = True) -> None:
         self.monitor = monitor
         self.run_id = uuid.uuid4().hex[:12]
         self._prompt = prompt
@@ -148,7 +156,13 @@ class Run:
         self.checks = Checks(self, monitor.verifiers)
         self.intervener = Interventions(self)
         self.errors: list[str] = []
-        self._send, self._recv = anyio.create_memory_object_stream[Event](math.inf)
+        # The queue of events for whoever iterates the run (``events=False``: nobody will). A chunk is queued as
+        # a plain tuple and becomes a ChunkAppended only when read: most chunks are never looked at one by one.
+        self._events_wanted = events
+        self._send, self._recv = anyio.create_memory_object_stream[Event | _ChunkRecord](math.inf)
+        # Only the governors that use the per-chunk hooks are called per chunk (the default two use neither).
+        self._capping = [g for g in monitor.governors if uses_hook(g, "token_allowance")]
+        self._watching = [g for g in monitor.governors if uses_hook(g, "on_chunk")]
         self._fork_tokens = 0
         self._changed = anyio.Event()
         self._finished = anyio.Event()
@@ -162,6 +176,7 @@ class Run:
         self._debug = debug_enabled()
         self._writer = (TraceWriter(record, prompt=prompt, meta={"run_id": self.run_id, **monitor.meta})
                         if record is not None else None)
+        self._observed = events or self._writer is not None or self._debug  # someone wants each chunk
 
     # -- RunContext (what governors see) -------------------------------------------------------------
     @property
@@ -221,8 +236,12 @@ class Run:
         return self._events()
 
     async def _events(self) -> AsyncIterator[Event]:
-        async for event in self._recv:
-            yield event
+        async for item in self._recv:
+            if isinstance(item, tuple):
+                chunk, position, epoch, t = item
+                yield ChunkAppended(chunk=chunk, position=position, epoch=epoch, t=t)
+            else:
+                yield item
 
     async def barrier(self, timeout: float = 60.0) -> None:
         """Wait until the text so far has been checked; raise :class:`ViolationError` if a check failed.
@@ -260,24 +279,47 @@ class Run:
             self._gen_scope.cancel()
 
     def emit(self, event: Event) -> None:
-        event = dataclasses.replace(event, t=self.elapsed)
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self._send.send_nowait(event)
+        """Time-stamp an event and hand it to whoever wants it: the run's readers, the trace file, the log."""
         if isinstance(event, ChunkAppended):
-            if self._writer is not None:
-                self._writer.chunk(event.chunk, event.t)
-            if self._debug:
-                self._log.debug(event.kind, **event.to_dict())
+            self._chunk_appended(event.chunk, event.position, event.epoch)
+            return
+        writing = self._writer is not None and not isinstance(event, RunFinished)
+        logged = info_enabled()
+        if not (self._events_wanted or writing or logged):
+            return  # nobody reads, records or logs it
+        event = dataclasses.replace(event, t=self.elapsed)
+        if self._events_wanted:
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._send.send_nowait(event)
+        if not (writing or logged):
             return
         record = event.to_dict()
-        if self._writer is not None and not isinstance(event, RunFinished):
+        if writing:
+            assert self._writer is not None
             self._writer.event(record)
-        self._log.info(event.kind, **{k: v for k, v in record.items() if k != "kind"})
+        if logged:
+            self._log.info(event.kind, **{k: v for k, v in record.items() if k != "kind"})
+
+    def _chunk_appended(self, chunk: Chunk, position: int, epoch: int) -> None:
+        """The token path's emit: nothing is built for a chunk that nobody reads, records or logs."""
+        if not self._observed:
+            return
+        t = self.elapsed
+        if self._events_wanted:
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._send.send_nowait((chunk, position, epoch, t))
+        if self._writer is not None:
+            self._writer.chunk(chunk, t)
+        if self._debug:
+            event = ChunkAppended(chunk=chunk, position=position, epoch=epoch, t=t)
+            self._log.debug(event.kind, **event.to_dict())
 
     def allowance(self) -> int | None:
         """Tokens the governors still allow (the smallest of their allowances), or None when unlimited."""
-        limits = [a for g in self.monitor.governors if (a := g.token_allowance(self)) is not None]
         forced = self.intervener.forced
+        if not self._capping and forced is None:
+            return None
+        limits = [a for g in self._capping if (a := g.token_allowance(self)) is not None]
         if forced is not None:  # a forced answer gets its few tokens, within every hard cap
             limits.append(forced.tokens_left)
         return min(limits) if limits else None
@@ -286,7 +328,7 @@ class Run:
         """Append text the monitor wrote (feedback, an answer prefix): never checked."""
         position = len(self.trace)
         self.trace.inject(text)
-        self.checks.scheduler.injected()
+        self.checks.scheduler.injected(position)
         self.emit(FeedbackInjected(text=text, position=position, epoch=self.trace.epoch))
 
     async def fork_text(self, base: str, suffix: str, max_tokens: int) -> str:
@@ -453,35 +495,37 @@ class Run:
 
     def _accept(self, chunk: Chunk) -> bool:
         """Append one chunk, let the governors see it, schedule the checks it makes due; False when it would
-        cross a token cap (it is not appended)."""
+        cross a token cap (it is not appended). This runs once per chunk: it does only what the run needs."""
         acts = self.intervener
         if chunk.injected:  # a replay playing back what a monitor wrote: append it unchecked
             self.inject(chunk.text)
             return True
-        allowance = self.allowance()
-        if allowance is not None and chunk.n_tokens > allowance:
-            acts.exhausted(chunk.n_tokens)
-            return False
         forced = acts.forced
+        if self._capping or forced is not None:
+            allowance = self.allowance()
+            if allowance is not None and chunk.n_tokens > allowance:
+                acts.exhausted(chunk.n_tokens)
+                return False
         if (forced is not None and chunk.text.lstrip(" \t").startswith("\n")
                 and self.trace.text[forced.starts_at:].strip()):
             acts.stop = forced.stop()  # the forced answer's line is complete: the next one is not kept
             return True
         if self._first_chunk is None:
             self._first_chunk = self.elapsed
-        position = len(self.trace)
-        self.trace.append(chunk)
+        trace = self.trace
+        position = trace.add(chunk)
         if forced is not None:
             forced.tokens_left -= chunk.n_tokens
-        self.emit(ChunkAppended(chunk=chunk, position=position, epoch=self.trace.epoch))
-        for g in self.monitor.governors:
+        if self._observed:
+            self._chunk_appended(chunk, position, trace.epoch)
+        for g in self._watching:
             decision = g.on_chunk(self, chunk)
             if inspect.isawaitable(decision):
                 acts.start_probe(g, decision)
             elif decision is not None:
                 acts.governor_decision(g, decision)
         forced = acts.forced
-        if forced is not None and acts.stop is None and _ANSWER_LINE.search(self.trace.text, forced.starts_at):
+        if forced is not None and acts.stop is None and _ANSWER_LINE.search(trace.text, forced.starts_at):
             acts.stop = forced.stop()  # the forced answer ends with its first line
         self.checks.schedule()
         return True

@@ -10,7 +10,7 @@ import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from interlock.monitor.steps import step_ends
+from interlock.monitor.steps import STEP_END
 from interlock.monitor.trace import Step, Trace
 from interlock.monitor.triggers import BoundTrigger, Due, Progress
 from interlock.monitor.verdicts import Span
@@ -30,6 +30,7 @@ class Scheduler:
         self.trace = trace
         self.verifiers = list(verifiers)
         self._bound: list[BoundTrigger] = [v.trigger.bind() for v in self.verifiers]
+        self._every_chunk = any(b.every_chunk for b in self._bound)  # else only new steps (or the end) matter
         self._starts: list[int] = [0]  # start of every step in the current trace, sorted
         self._current = 0  # start of the step still being written
         self._check_from = 0  # text before this was injected or precedes an injection: never checked
@@ -39,32 +40,48 @@ class Scheduler:
 
     def step_start(self, pos: int) -> int:
         """Start of the step that contains ``pos`` (a rollback cuts there)."""
+        if not self._bound:  # with no verifier the steps are not followed chunk by chunk: catch up now
+            self._scan(self.trace.text, [])
         i = bisect.bisect_right(self._starts, pos) - 1
         return self._starts[max(i, 0)]
 
     def advance(self, *, final: bool = False, cut: bool = False) -> list[tuple[Verifier, Due]]:
         """Find the steps completed since the last call and the checks now due; ``cut``: generation was stopped,
         so a last step without a boundary may end mid-word."""
+        if not self._bound and not final:
+            return []  # no verifier: nothing can be due, and nobody needs the steps before the end
         text = self.trace.text
         new_steps: list[Step] = []
-        for end in step_ends(text, max(self._current, self._scan_from)):
-            self._add_step(text, end, new_steps)
-        # A boundary can only start in the trailing run of punctuation (it waits for its space): the next scan
-        # starts there, so a long step without a boundary is not rescanned from its start at every chunk.
-        tail = len(text)
-        while tail > self._current and text[tail - 1] in _BOUNDARY_TAIL:
-            tail -= 1
-        self._scan_from = tail
+        self._scan(text, new_steps)
         if final:
             if self._current < len(text):
                 self._add_step(text, len(text), new_steps, cut=cut)
             self.finalised = True
+        elif not new_steps and not self._every_chunk:
+            return []  # no step ended in this chunk and every trigger waits for steps: nothing can be due
         progress = Progress(text=text, new_steps=new_steps, tokens=self.trace.kept_tokens, final=final,
                             step_start=self.step_start, check_from=self._check_from)
         due: list[tuple[Verifier, Due]] = []
         for verifier, bound in zip(self.verifiers, self._bound, strict=True):
             due.extend((verifier, d) for d in bound.advance(progress))
         return due
+
+    def _scan(self, text: str, new_steps: list[Step], end: int | None = None) -> None:
+        """Add the steps that ended in the text not scanned yet (up to ``end``)."""
+        end = len(text) if end is None else end
+        start = max(self._current, self._scan_from)
+        if start >= end:
+            return
+        boundary = STEP_END.search(text, start, end)
+        while boundary is not None:
+            self._add_step(text, boundary.end(), new_steps)
+            boundary = STEP_END.search(text, boundary.end(), end)
+        # A boundary can only start in the trailing run of punctuation (it waits for its space): the next scan
+        # starts there, so a long step without a boundary is not rescanned from its start at every chunk.
+        tail = end
+        while tail > self._current and text[tail - 1] in _BOUNDARY_TAIL:
+            tail -= 1
+        self._scan_from = tail
 
     def _add_step(self, text: str, end: int, out: list[Step], *, cut: bool = False) -> None:
         start = self._current
@@ -88,8 +105,10 @@ class Scheduler:
         for bound in self._bound:
             bound.rewind(pos, self.trace.kept_tokens)
 
-    def injected(self) -> None:
-        """Text the monitor wrote was appended: the next step starts after it."""
+    def injected(self, start: int | None = None) -> None:
+        """Text the monitor wrote was appended (at ``start``): the next step starts after it."""
+        if not self._bound:  # steps are not followed chunk by chunk: catch up to the injected text first
+            self._scan(self.trace.text, [], start)
         end = len(self.trace)
         self._current = end
         self._check_from = end

@@ -41,7 +41,14 @@ class Progress:
 
 
 class BoundTrigger(ABC):
-    """A trigger's state for one run."""
+    """A trigger's state for one run.
+
+    ``every_chunk``: whether it can become due without a new step (it counts tokens, it matches patterns), so
+    the scheduler must show it every chunk; a trigger that only reacts to completed steps or to the end sets it
+    False and is not called for the chunks in between (most chunks end no step).
+    """
+
+    every_chunk: bool = True
 
     @abstractmethod
     def advance(self, progress: Progress) -> list[Due]: ...
@@ -63,6 +70,8 @@ class Trigger(ABC):
 
 
 class _Steps(BoundTrigger):
+    every_chunk = False
+
     def advance(self, progress: Progress) -> list[Due]:
         return [Due(s.end, s, final=progress.final) for s in progress.new_steps]
 
@@ -76,6 +85,8 @@ class StepBoundary(Trigger):
 
 
 class _End(BoundTrigger):
+    every_chunk = False
+
     def advance(self, progress: Progress) -> list[Due]:
         if not progress.final:
             return []
@@ -174,6 +185,7 @@ class OnPattern(Trigger):
 class _Any(BoundTrigger):
     def __init__(self, parts: list[BoundTrigger]) -> None:
         self.parts = parts
+        self.every_chunk = any(p.every_chunk for p in parts)
 
     def advance(self, progress: Progress) -> list[Due]:
         seen: set[tuple[int, int, int]] = set()

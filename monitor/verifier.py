@@ -46,6 +46,8 @@ class Verifier:
       check runs: see :mod:`interlock.monitor.execute`.
     - ``action``: what a ``Fail`` without its own action asks for.
     - ``fail_closed``: treat ``Unknown`` (timeout, error) as a violation that interrupts the run.
+    - ``reads_chunks``: set False when :meth:`extract` never looks at ``view.chunks`` (token ids, logprobs):
+      the monitor then does not gather them for each check.
     """
 
     name: str = "verifier"
@@ -54,6 +56,7 @@ class Verifier:
     timeout: float = 10.0
     action: Action = Action.ROLLBACK
     fail_closed: bool = False
+    reads_chunks: bool = True
     description: str = ""
 
     def __init__(self, *, name: str | None = None, trigger: Trigger | None = None, runs_in: RunsIn | None = None,
@@ -141,6 +144,7 @@ class FunctionVerifier(Verifier):
                  **options: Any) -> None:
         self.fn = fn
         self.extractor = extractor
+        self.reads_chunks = extractor is not None  # without an extractor the function sees only the step
         self.description = (inspect.getdoc(fn) or "").split("\n")[0]
         options.setdefault("name", getattr(fn, "__name__", "verifier").replace("_", "-"))
         super().__init__(**options)

@@ -226,6 +226,7 @@ class Arithmetic(Verifier):
     name = "arithmetic"
     trigger = StepBoundary()
     runs_in: RunsIn = "loop"  # a step costs well under a millisecond to a few ms: cheaper than any hand-off
+    reads_chunks = False  # it reads the text, the step and the prompt
     timeout = 5.0
     description = "Checks the calculations each step states, exactly, with sympy"
 
