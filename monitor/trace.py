@@ -108,7 +108,8 @@ class Trace:
     def add(self, chunk: Chunk) -> int:
         """Append generated text without building its span (the monitor's token path); returns where it starts."""
         ids = chunk.token_ids
-        if ids is None and chunk.logprobs is None and chunk.entropy is None and not chunk.injected \
+        if ids is None and chunk.tokens is None and chunk.logprobs is None and chunk.entropy is None \
+                and not chunk.injected and not chunk.tool_calls and chunk.finish_reason is None \
                 and type(chunk) is Chunk:
             self.kept_tokens += 1
             return self._grow(chunk.text, None, 1)  # its text says it all: no object kept per chunk
