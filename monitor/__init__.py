@@ -25,7 +25,6 @@ from interlock.monitor.errors import (
     InterlockError,
     RegistryError,
     TraceFileError,
-    ViolationError,
 )
 from interlock.monitor.events import (
     ChunkAppended,
@@ -53,7 +52,7 @@ from interlock.monitor.result import Intervention, RunResult, StopReason, TokenC
 from interlock.monitor.trace import Forker, Step, Trace, TraceView
 from interlock.monitor.tracefile import RecordedTrace, TraceWriter, read_trace
 from interlock.monitor.triggers import AnyOf, AtEnd, EveryNTokens, OnPattern, StepBoundary, Trigger
-from interlock.monitor.verdicts import Action, Fail, Pass, Span, Unknown, Verdict
+from interlock.monitor.verdicts import Action, Fail, Pass, Span, Unknown, Verdict, ViolationError
 from interlock.monitor.verifier import FunctionVerifier, RunsIn, Verifier, verifier
 
 __all__ = [

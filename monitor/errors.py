@@ -1,12 +1,20 @@
-"""Errors raised by the monitor runtime; every one derives from :class:`InterlockError`."""
+"""Errors raised by the monitor runtime; every one derives from :class:`InterlockError`.
+
+::
+
+    InterlockError                  base of everything interlock.monitor raises
+    ├── ConfigError (ValueError)    a monitor, verifier, trigger or governor got a value it cannot use
+    ├── RegistryError (LookupError) a verifier name unknown, registered twice, or failing to load
+    ├── GeneratorError              a generator failed in a way the monitor cannot recover from
+    ├── TraceFileError (ValueError) a trace file could not be read (names the file, line and field)
+    └── ViolationError              ``Run.barrier()`` found a failed check (defined in ``verdicts``, as it
+                                    carries verdicts; exported from ``interlock.monitor``)
+
+Applications add their own under this base (``ProxyError``, ``ToolRefused``); ``interlock.verifiers`` and
+``interlock.generators`` have their own bases (``VerifiersError``, ``BackendError``).
+"""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from interlock.monitor.verdicts import Verdict
 
 __all__ = [
     "ConfigError",
@@ -14,7 +22,6 @@ __all__ = [
     "InterlockError",
     "RegistryError",
     "TraceFileError",
-    "ViolationError",
 ]
 
 
@@ -44,13 +51,3 @@ class TraceFileError(InterlockError, ValueError):
         super().__init__(f"{where}{message}")
         self.path = path
         self.line = line
-
-
-class ViolationError(InterlockError):
-    """Raised by :meth:`Run.barrier` when a check of the trace so far failed."""
-
-    def __init__(self, verdicts: Sequence[Verdict]) -> None:
-        self.verdicts = tuple(verdicts)
-        parts = [f"{v.verifier or 'verifier'}: {getattr(v, 'message', '') or getattr(v, 'reason', '')}"
-                 for v in self.verdicts]
-        super().__init__("checks failed: " + "; ".join(parts))

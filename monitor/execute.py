@@ -9,17 +9,24 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_process
 import anyio.to_thread
 from interlock.monitor.trace import TraceView
-from interlock.monitor.verdicts import Unknown, Verdict
-from interlock.monitor.verifier import VerdictTypeError, Verifier, normalize_verdicts
+from interlock.monitor.verdicts import Fail, Pass, Unknown, Verdict
 
-__all__ = ["CheckOutcome", "run_check"]
+if TYPE_CHECKING:
+    from interlock.monitor.verifier import Verifier
+
+__all__ = ["CheckOutcome", "VerdictTypeError", "normalize_verdicts", "run_check"]
+
+
+class VerdictTypeError(TypeError):
+    """A verifier returned something that is not a verdict; the monitor reports it as ``Unknown``."""
 
 
 @dataclass(frozen=True)
@@ -75,3 +82,35 @@ async def run_check(verifier: Verifier, view: TraceView) -> CheckOutcome:
     if error is not None:
         verdicts = [Unknown(reason=error, verifier=verifier.name, epoch=view.epoch, span=view.step.span)]
     return CheckOutcome(verdicts=verdicts, error=error, seconds=time.perf_counter() - started)
+
+
+def normalize_verdicts(result: Any, *, verifier: Verifier, view: TraceView) -> list[Verdict]:
+    """Turn what ``check`` returned into verdicts with the verifier's name, the epoch and a valid span.
+
+    Raises :class:`VerdictTypeError` for anything that is not a verdict, a bool, ``None`` or a list of verdicts,
+    and for a span outside the text the verifier saw.
+    """
+    scope = view.step.span
+    items: Sequence[Any]
+    if result is None or result is True:
+        items = [Pass()]
+    elif result is False:
+        items = [Fail(f"{verifier.name} rejected this step", feedback=None)]
+    elif isinstance(result, Pass | Fail | Unknown):
+        items = [result]
+    elif isinstance(result, list | tuple):
+        items = list(result) or [Pass()]
+    else:
+        raise VerdictTypeError(f"verifier {verifier.name!r} returned {type(result).__name__}, not a verdict")
+    out: list[Verdict] = []
+    for item in items:
+        if not isinstance(item, Pass | Fail | Unknown):
+            raise VerdictTypeError(f"verifier {verifier.name!r} returned a list holding {type(item).__name__}")
+        v: Verdict = item.with_context(verifier=verifier.name, epoch=view.epoch, span=scope)
+        if v.span is not None and v.span.end > view.end:
+            raise VerdictTypeError(f"verifier {verifier.name!r} returned span [{v.span.start}, {v.span.end}) "
+                                   f"beyond the {view.end} characters it saw")
+        if isinstance(v, Fail) and v.action is None:
+            v = dataclasses.replace(v, action=verifier.action)
+        out.append(v)
+    return out

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from interlock.monitor.errors import ConfigError
+from interlock.monitor.errors import ConfigError, InterlockError
 
-__all__ = ["Action", "Fail", "Pass", "Span", "Unknown", "Verdict"]
+__all__ = ["Action", "Fail", "Pass", "Span", "Unknown", "Verdict", "ViolationError"]
 
 
 class Action(enum.Enum):
@@ -133,3 +134,13 @@ class Unknown(_VerdictBase):
 
 
 Verdict = Pass | Fail | Unknown
+
+
+class ViolationError(InterlockError):
+    """Raised by :meth:`Run.barrier` when a check of the trace so far failed."""
+
+    def __init__(self, verdicts: Sequence[Verdict]) -> None:
+        self.verdicts = tuple(verdicts)
+        parts = [f"{v.verifier or 'verifier'}: {getattr(v, 'message', '') or getattr(v, 'reason', '')}"
+                 for v in self.verdicts]
+        super().__init__("checks failed: " + "; ".join(parts))

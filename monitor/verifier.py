@@ -15,27 +15,22 @@ complete text exactly as if it had streamed, which is how users test their own v
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import inspect
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Literal
 
 from interlock.monitor.errors import ConfigError
 from interlock.monitor.trace import TraceView
 from interlock.monitor.triggers import StepBoundary, Trigger
-from interlock.monitor.verdicts import Action, Fail, Pass, Unknown, Verdict
+from interlock.monitor.verdicts import Action, Verdict
 
-__all__ = ["FunctionVerifier", "RunsIn", "VerdictTypeError", "Verifier", "normalize_verdicts", "verifier"]
+__all__ = ["FunctionVerifier", "RunsIn", "Verifier", "verifier"]
 
 RunsIn = Literal["loop", "thread", "process"]
 _RUNS_IN = ("loop", "thread", "process")
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
-
-
-class VerdictTypeError(TypeError):
-    """A verifier returned something that is not a verdict; the monitor reports it as ``Unknown``."""
 
 
 class Verifier:
@@ -183,38 +178,6 @@ def verifier(fn: Callable[[Any], Any] | None = None, *, name: str | None = None,
                                 timeout=timeout, action=action, fail_closed=fail_closed)
 
     return wrap(fn) if fn is not None else wrap
-
-
-def normalize_verdicts(result: Any, *, verifier: Verifier, view: TraceView) -> list[Verdict]:
-    """Turn what ``check`` returned into verdicts with the verifier's name, the epoch and a valid span.
-
-    Raises :class:`VerdictTypeError` for anything that is not a verdict, a bool, ``None`` or a list of verdicts,
-    and for a span outside the text the verifier saw.
-    """
-    scope = view.step.span
-    items: Sequence[Any]
-    if result is None or result is True:
-        items = [Pass()]
-    elif result is False:
-        items = [Fail(f"{verifier.name} rejected this step", feedback=None)]
-    elif isinstance(result, Pass | Fail | Unknown):
-        items = [result]
-    elif isinstance(result, list | tuple):
-        items = list(result) or [Pass()]
-    else:
-        raise VerdictTypeError(f"verifier {verifier.name!r} returned {type(result).__name__}, not a verdict")
-    out: list[Verdict] = []
-    for item in items:
-        if not isinstance(item, Pass | Fail | Unknown):
-            raise VerdictTypeError(f"verifier {verifier.name!r} returned a list holding {type(item).__name__}")
-        v: Verdict = item.with_context(verifier=verifier.name, epoch=view.epoch, span=scope)
-        if v.span is not None and v.span.end > view.end:
-            raise VerdictTypeError(f"verifier {verifier.name!r} returned span [{v.span.start}, {v.span.end}) "
-                                   f"beyond the {view.end} characters it saw")
-        if isinstance(v, Fail) and v.action is None:
-            v = dataclasses.replace(v, action=verifier.action)
-        out.append(v)
-    return out
 
 
 def _is_async_callable(fn: Any) -> bool:

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.to_thread
-from interlock.monitor.errors import ConfigError, InterlockError, ViolationError
-from interlock.monitor.verdicts import Action, Fail, Pass, Unknown, Verdict
+from interlock.monitor.errors import ConfigError, InterlockError
+from interlock.monitor.verdicts import Action, Fail, Pass, Unknown, Verdict, ViolationError
 from interlock.monitor.verifier import Verifier
 
 if TYPE_CHECKING:

@@ -18,11 +18,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from interlock.monitor.errors import ViolationError
 from interlock.monitor.monitor import Monitor, Run
 from interlock.monitor.result import RunResult, StopReason
 from interlock.monitor.steps import step_ends
-from interlock.monitor.verdicts import Action, Fail, Verdict
+from interlock.monitor.verdicts import Action, Fail, Verdict, ViolationError
 
 __all__ = ["Hold", "ReleasedRun", "finish_reason"]
 
@@ -140,7 +139,7 @@ class ReleasedRun:
         end = len(text)
         blocking = _blocking(result.open_violations)
         if blocking:
-            starts = [run.scheduler.step_start(v.span.start) if v.span is not None else 0 for v in blocking]
+            starts = [run.checks.scheduler.step_start(v.span.start) if v.span is not None else 0 for v in blocking]
             end = min(starts)
         if result.stop_reason is StopReason.ERROR:
             end = min(end, len(text))

@@ -310,14 +310,6 @@ class ConstraintSpec:
             return
         raise ExpressionError("cannot compare " + " and ".join(N.describe(i, self.spelling()) for i in items))
 
-    # -- plain-data form ----------------------------------------------------------------------------
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "spec") -> ConstraintSpec:
-        """Build a spec from the JSON/YAML form (see :func:`interlock.verifiers.constraints.load_spec`)."""
-        from interlock.verifiers.constraints.loader import spec_from_dict
-
-        return spec_from_dict(data, source=source)
-
     def names(self) -> list[str]:
         return [c.name for c in self.constraints]
 

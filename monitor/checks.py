@@ -1,0 +1,135 @@
+"""The checks of one run: schedule them at their triggers, run each beside generation, collect their verdicts.
+
+:class:`Checks` is the part of a :class:`~interlock.monitor.monitor.Run` that turns new text into due checks
+(through the :class:`~interlock.monitor.scheduler.Scheduler`), runs every check as a task of the run's task group
+(:func:`~interlock.monitor.execute.run_check`: where the verifier asked, under its timeout, never raising), and
+hands each finished check's failures to the :class:`~interlock.monitor.arbiter.Arbiter` as candidates. What the
+monitor then does about them is :mod:`interlock.monitor.interventions`' job.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+from interlock.monitor.arbiter import Arbiter, Candidate
+from interlock.monitor.events import VerdictReceived, VerifierError
+from interlock.monitor.execute import run_check
+from interlock.monitor.scheduler import Scheduler
+from interlock.monitor.trace import TraceView
+from interlock.monitor.verdicts import Action, Fail, Span, Unknown, Verdict
+from interlock.monitor.verifier import Verifier
+
+if TYPE_CHECKING:
+    from interlock.monitor.monitor import Run
+
+__all__ = ["Check", "Checks"]
+
+
+@dataclass(eq=False)
+class Check:
+    """One check in flight: a verifier on a view of the trace, cancellable through its scope."""
+
+    id: int
+    verifier: Verifier
+    view: TraceView
+    scope: anyio.CancelScope
+
+
+class Checks:
+    """Schedules, runs and collects the checks of one run; owns the run's scheduler and arbiter."""
+
+    def __init__(self, run: Run, verifiers: list[Verifier]) -> None:
+        self._run = run
+        self.verifiers = verifiers
+        self.scheduler = Scheduler(run.trace, verifiers)
+        self.arbiter = Arbiter()
+        self.running: dict[int, Check] = {}
+        self.verdicts: list[Verdict] = []  # verdicts about text still in the trace when they arrived
+        self.stale = 0  # verdicts that arrived about text a rollback had removed
+        self.seconds = 0.0  # time spent in checks, summed
+        self._ids = itertools.count()
+        self._fail_closed = frozenset(v.name for v in verifiers if v.fail_closed)
+
+    def schedule(self, *, final: bool = False, cut: bool = False) -> None:
+        """Start the checks that the text so far makes due; ``final``: generation has ended (the last step is
+        complete), ``cut``: it was stopped, so that last step may end mid-word."""
+        run = self._run
+        trace = run.trace
+        for verifier, due in self.scheduler.advance(final=final, cut=cut):
+            check_id = next(self._ids)
+            fork = functools.partial(run.fork_text, trace.text[:due.end]) if run.capabilities.fork else None
+            view = trace.view(due.end, due.step, final=due.final, fork=fork)
+            check = Check(check_id, verifier, view, anyio.CancelScope())
+            self.running[check_id] = check
+            self.arbiter.open(check_id, due.step.span.start)
+            run.task_group.start_soon(self._run_check, check, name=f"check {verifier.name} #{check_id}")
+
+    async def _run_check(self, check: Check) -> None:
+        run = self._run
+        outcome = None
+        with check.scope:
+            outcome = await run_check(check.verifier, check.view)
+        self.running.pop(check.id, None)
+        if outcome is None:  # cancelled: a rollback removed the text it was about
+            self.arbiter.close(check.id)
+            run.intervener.settle()
+            run.notify()
+            return
+        self.seconds += outcome.seconds
+        if outcome.error is not None:
+            run.errors.append(f"{check.verifier.name}: {outcome.error}")
+            run.emit(VerifierError(verifier=check.verifier.name, error=outcome.error))
+        candidates: list[Candidate] = []
+        for verdict in outcome.verdicts:
+            stale = not run.trace.still_valid(verdict.epoch, verdict.span)
+            run.emit(VerdictReceived(verdict=verdict, seconds=outcome.seconds, stale=stale))
+            if stale:
+                self.stale += 1
+                continue
+            self.verdicts.append(verdict)
+            candidate = self._candidate(check.verifier, verdict)
+            if candidate is not None:
+                candidates.append(candidate)
+        self.arbiter.close(check.id, candidates)
+        run.intervener.settle()
+        run.notify()
+
+    def _candidate(self, verifier: Verifier, verdict: Verdict) -> Candidate | None:
+        """What the monitor may act on: a failure, or an undecided verdict of a fail-closed verifier."""
+        span = verdict.span or Span(0, 0)
+        position = self.scheduler.step_start(span.start)
+        if isinstance(verdict, Fail):
+            action = verdict.action or verifier.action
+            return Candidate(position=position, action=action, source=verifier.name, span=span,
+                             epoch=verdict.epoch, feedback=verdict.feedback_text, message=verdict.message,
+                             claim=verdict.claim, verdict=verdict)
+        if isinstance(verdict, Unknown) and verifier.fail_closed:
+            return Candidate(position=position, action=Action.INTERRUPT, source=verifier.name, span=span,
+                             epoch=verdict.epoch, message=f"undecided and fail-closed: {verdict.reason}",
+                             verdict=verdict)
+        return None
+
+    def open_violations(self) -> tuple[Verdict, ...]:
+        """Failures (and undecided verdicts of fail-closed verifiers) about text still in the trace."""
+        trace = self._run.trace
+        return tuple(v for v in self.verdicts
+                     if (isinstance(v, Fail) or (isinstance(v, Unknown) and v.verifier in self._fail_closed))
+                     and trace.still_valid(v.epoch, v.span))
+
+    def cut(self, pos: int) -> None:
+        """The trace was cut at ``pos``: cancel the checks about removed text and forget what they were about."""
+        for check in list(self.running.values()):
+            if check.view.end > pos:
+                check.scope.cancel()
+                self.arbiter.close(check.id)
+                del self.running[check.id]
+        self.arbiter.cut(pos)
+        self.scheduler.cut(pos)
+
+    def cancel_all(self) -> None:
+        for check in list(self.running.values()):
+            check.scope.cancel()
