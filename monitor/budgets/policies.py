@@ -33,8 +33,9 @@ from interlock.monitor.governors.early_stop import DEFAULT_ANSWER_PATTERN, norma
 
 __all__ = ["DEFAULT_POLICIES", "Policy", "build_governors", "parse_policies"]
 
-DEFAULT_POLICIES = ("none", "cap:512,1024,2048,4096", "pool:1024,2048", "loop", "converge", "converge:k=3",
-                    "entropy", "boxed:2", "boxed:1", "loop+boxed:2", "loop+converge", "loop+converge+cap:4096")
+DEFAULT_POLICIES = ("cap:1024,2048,4096", "pool:2048", "loop", "loop:lines=0:repeats=4", "converge", "entropy",
+                    "boxed:2", "boxed:1", "loop:lines=0:repeats=4+boxed:2",
+                    "loop:lines=0:repeats=4+converge+cap:4096")
 
 _NEVER = 1 << 30  # a line-repeat count no trace reaches: the repeated-line test is off
 _KINDS = ("cap", "pool", "loop", "converge", "entropy", "boxed", "none")
