@@ -197,9 +197,9 @@ class Run:
     """
 
     def __init__(self, monitor: Monitor, prompt: str, record: str | os.PathLike[str] | None, *,
-                 carried: TokenCounts = TokenCounts(), restarts_left: int = 0) -> None:
+                 carried: TokenCounts | None = None, restarts_left: int = 0) -> None:
         self.monitor = monitor
-        self.carried = carried  # tokens of earlier attempts abandoned by restarts: counted as discarded
+        self.carried = carried or TokenCounts()  # earlier attempts abandoned by restarts: counted as discarded
         self.restarts_left = restarts_left
         self.stop_source = ""  # who ended the run (a restart is recorded with it)
         self.stop_position: int | None = None  # where a restart's trouble began

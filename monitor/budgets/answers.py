@@ -1,8 +1,8 @@
 """The answer a trace has stated so far, and whether it matches the reference (``math-verify``).
 
 Offline, a policy's stop leaves a prefix of the recorded trace; the answer it "ended with" is the last one the
-prefix states: the last complete ``\\boxed{...}`` or "the answer is ...", else the last stated number
-(as the usual MATH graders fall back to). Nothing is invented: a prefix that states nothing has no answer (scored wrong).
+prefix states: the last complete ``\\boxed{...}`` or "the answer is ...", else the last stated number (as the
+usual MATH graders fall back to). Nothing is invented: a prefix that states nothing has no answer (scored wrong).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _ANSWER_IS = re.compile(
 # The last number (or simple fraction) stated, as the usual MATH graders fall back to; it must be complete (a
 # character that cannot continue it follows), so "4" of a "45" still being written is not read.
 _RESULT = re.compile(r"(?<![\w.])(-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|\\[dt]?frac\{[^{}]{1,20}\}\{[^{}]{1,20}\})"
-                     r"(?=[^\w.,/]|[.,](?!\d)|\Z)")
+                     r"(?=[^\w.,/]|[.,](?!\d))")
 
 
 @dataclass(frozen=True)
@@ -65,14 +65,14 @@ def stated_answer(text: str, *, complete: bool = False) -> StatedAnswer | None:
     probe = text + "\n" if complete else text
     candidates = boxed_answers(probe)[-1:]
     said = None
-    for said in _ANSWER_IS.finditer(probe):
+    for said in _ANSWER_IS.finditer(probe):  # noqa: B007  (the last match is wanted)
         pass
     if said is not None and "\\boxed" not in said.group(1):
         candidates.append(StatedAnswer(said.group(1).strip().rstrip(","), "answer_is", min(said.end(1), len(text))))
     if candidates:
         return max(candidates, key=lambda a: a.end)
     result = None
-    for result in _RESULT.finditer(probe):
+    for result in _RESULT.finditer(probe):  # noqa: B007  (the last match is wanted)
         pass
     if result is not None:
         return StatedAnswer(result.group(1).replace(",", "").strip(), "result", min(result.end(1), len(text)))
@@ -115,7 +115,7 @@ class AnswerScorer:
             gold = self._gold[reference] = self._mv.parse(_math(reference))
         try:
             ok = bool(gold) and bool(self._mv.verify(gold, self._mv.parse(_math(answer))))
-        except Exception:  # noqa: BLE001  (math-verify raises on odd LaTeX; an unreadable answer is not right)
+        except Exception:
             ok = False
         self._cache[key] = ok
         return ok

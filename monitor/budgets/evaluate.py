@@ -122,7 +122,7 @@ class BudgetReport:
 def _picklable(obj: Any) -> bool:
     try:
         pickle.dumps(obj)
-    except Exception:  # noqa: BLE001  (a lambda factory: evaluate in this process)
+    except Exception:
         return False
     return True
 

@@ -149,7 +149,7 @@ def _expand(spec: str) -> list[tuple[str, int | None]]:
         if values is not None and kind not in ("cap", "pool"):
             raise BudgetError(f"only cap and pool take a sweep of values, not {kind!r}")
         options = [part] if values is None else [":".join([kind, v.strip(), *rest[1:]]) for v in values]
-        variants = [v + [o] for v in variants for o in options]
+        variants = [[*v, o] for v in variants for o in options]
     out = []
     for v in variants:
         pools = [p for p in v if p.split(":")[0] == "pool"]

@@ -101,7 +101,7 @@ def _from_json(record: Any, f: RecordFields, where: str, line: int) -> TraceReco
         raise TraceFileError(f"a record must be a JSON object, got {type(record).__name__}", path=where, line=line)
     _, ident = _pick(record, f.id, f.id_fallbacks)
     _, question = _pick(record, f.question, f.question_fallbacks)
-    trace_key, text = _pick(record, f.trace, f.trace_fallbacks)
+    _, text = _pick(record, f.trace, f.trace_fallbacks)
     ref_key, reference = _pick(record, f.reference, f.reference_fallbacks)
     correct_key, correct = _pick(record, f.correct, f.correct_fallbacks)
     if not isinstance(text, str):

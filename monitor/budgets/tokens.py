@@ -1,7 +1,7 @@
 """Where the tokens of a recorded text start, so that a replay can stream it token by token and a budget can be
 counted in real tokens.
 
-- :class:`WhitespaceTokenizer`: a word with its leading spaces is one token (no download; tests use it).
+- :class:`WhitespaceTokenizer`: a word and the spaces after it is one token (no download; tests use it).
 - :class:`HFTokenizer`: any Hugging Face fast tokenizer (offsets mapping); :func:`smollm2_tokenizer` loads the
   embedded model's (SmolLM2-135M-Instruct, a 49,152-token byte-level BPE) from the converted-model cache, or
   from the GGUF file once.
@@ -33,7 +33,8 @@ class Tokenizer(Protocol):
 
 
 class WhitespaceTokenizer:
-    """One token per word (its leading whitespace included): deterministic and dependency-free."""
+    """One token per word (with the whitespace after it; the first also takes any before it): deterministic
+    and dependency-free."""
 
     name = "whitespace"
 

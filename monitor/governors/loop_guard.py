@@ -259,6 +259,7 @@ class LoopGuard(Governor):
         st.rollbacks[proposal.position] += 1
         if st.rollbacks[proposal.position] > self.max_rollbacks_to_same_point:
             st.stopped = True
-            return GovernorDecision(Action.RESTART if self.then == "restart" else Action.STOP, f"rollback cycle: rolled back to position {proposal.position} "
+            action = Action.RESTART if self.then == "restart" else Action.STOP
+            return GovernorDecision(action, f"rollback cycle: rolled back to position {proposal.position} "
                                     f"{st.rollbacks[proposal.position] - 1} times already")
         return None

@@ -28,7 +28,8 @@ __all__ = ["Hold", "ReleasedRun", "finish_reason"]
 Hold = Literal["step", "end"]
 
 _FINISH = {StopReason.COMPLETE: "stop", StopReason.GOVERNOR: "stop", StopReason.BUDGET: "length",
-           StopReason.RESTART: "stop", StopReason.INTERRUPTED: "content_filter", StopReason.OSCILLATION: "content_filter",
+           StopReason.RESTART: "stop", StopReason.INTERRUPTED: "content_filter",
+           StopReason.OSCILLATION: "content_filter",
            StopReason.INTERVENTION_LIMIT: "content_filter", StopReason.UNRESUMABLE: "content_filter",
            StopReason.ERROR: "error", StopReason.CANCELLED: "error"}
 
