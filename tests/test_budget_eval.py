@@ -186,3 +186,21 @@ def test_the_command_prints_json_writes_a_plot_and_fails_on_bad_input(tmp_path: 
     assert cli(["budget", str(bad), "-p", "cap:5", "--tokenizer", "whitespace", "--workers", "1"]) == 1
     captured = capsys.readouterr()
     assert "bad.jsonl:2" in captured.err and "cap:5" in captured.out
+
+
+async def test_an_interlock_trace_file_is_replayed_with_its_recorded_chunks(tmp_path: Path) -> None:
+    from interlock.generators import Scripted
+
+    path = tmp_path / "run.jsonl"
+    await Monitor(Scripted(FIXES), meta={"reference": "4", "id": "fixes"}).run("What is 2 + 2?", record=path)
+    (rec,) = list(read_records(path))
+    assert isinstance(rec, TraceRecord) and rec.chunks is not None
+    assert (rec.id, rec.reference, rec.question, rec.text) == ("fixes", "4", "What is 2 + 2?", FIXES)
+    out = evaluate_record(rec, parse_policies(["boxed:2", "cap:4"]))
+    assert out["tokens"] == len(rec.chunks) and out["correct"] is True
+    assert out["policies"]["cap:4"]["tokens"] == 4 and out["policies"]["cap:4"]["answer"] == "5"
+    assert out["policies"]["boxed:2"]["reason"] == "complete"
+    bare = tmp_path / "bare.jsonl"
+    await Monitor(Scripted("x")).run("q", record=bare)
+    (error,) = list(read_records(bare))
+    assert "no reference answer" in str(error)

@@ -78,20 +78,20 @@ def write_plot(reports: Sequence[BudgetReport], path: str | os.PathLike[str]) ->
             points.sort(key=lambda r: r["mean_tokens"])
             ax.plot([p["mean_tokens"] for p in points], [100 * p["accuracy"] for p in points], "-o",
                     label=f"{family} sweep", alpha=0.7)
-        for r in rows:
-            if any(r in points for points in sweeps.values()):
+        markers = "sDv^<>pPXhd*o"
+        for i, r in enumerate(r for r in rows if not any(r in points for points in sweeps.values())):
+            marker = "*" if r["policy"] == "uncapped" else markers[i % len(markers)]
+            ax.plot([r["mean_tokens"]], [100 * r["accuracy"]], marker, markersize=10 if marker == "*" else 7,
+                    label=r["policy"], alpha=0.8)
+        for points in sweeps.values():
+            for r in points:
                 ax.annotate(r["policy"].split(":")[1], (r["mean_tokens"], 100 * r["accuracy"]), fontsize=7,
                             xytext=(3, -9), textcoords="offset points")
-                continue
-            marker = "*" if r["policy"] == "uncapped" else "s"
-            ax.plot([r["mean_tokens"]], [100 * r["accuracy"]], marker, markersize=9 if marker == "*" else 6)
-            ax.annotate(r["policy"], (r["mean_tokens"], 100 * r["accuracy"]), fontsize=7, xytext=(4, 3),
-                        textcoords="offset points")
         ax.set_xlabel(f"mean tokens per trace ({report.tokenizer.split(' (')[0]})")
         ax.set_ylabel("accuracy of the answer at the stop (%)")
         ax.set_title(f"{Path(report.source).name or 'traces'} ({len(report.records)} traces)", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=110)
