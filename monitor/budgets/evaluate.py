@@ -139,7 +139,7 @@ def evaluate(records: Sequence[TraceRecord], policies: Sequence[Policy], *, toke
     recs = tokenize_records(list(records), tok)
     single = [p for p in policies if p.pool_tokens is None]
     pooled = [p for p in policies if p.pool_tokens is not None]
-    if workers > 1 and len(recs) > 1 and _picklable(single):
+    if workers > 1 and len(recs) > 1 and single and _picklable(single):
         methods = multiprocessing.get_all_start_methods()  # no fork: the parent may hold tokenizer threads
         ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
