@@ -204,3 +204,11 @@ async def test_an_interlock_trace_file_is_replayed_with_its_recorded_chunks(tmp_
     await Monitor(Scripted("x")).run("q", record=bare)
     (error,) = list(read_records(bare))
     assert "no reference answer" in str(error)
+
+
+def test_worker_processes_give_the_same_report_as_one_process() -> None:
+    recs = [record("a", RIGHT), record("b", FIXES), record("c", "It is \\boxed{4}. Hmm, \\boxed{3}.")]
+    policies = parse_policies(["boxed:2", "loop", "cap:9"])
+    pooled = evaluate(recs, policies, tokenizer=WS, chunk_tokens=1, workers=2)
+    alone = evaluate(recs, policies, tokenizer=WS, chunk_tokens=1, workers=1)
+    assert pooled.records == alone.records and pooled.policies == alone.policies
