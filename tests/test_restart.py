@@ -107,3 +107,19 @@ def test_bad_restart_options_are_config_errors() -> None:
         Monitor(gen, restart_template="{prompt} {history}")
     with pytest.raises(ConfigError, match="then must be"):
         LoopGuard(then="again")
+
+
+async def test_a_verifier_can_ask_for_a_restart_from_before_its_violation() -> None:
+    from interlock import Fail, Step, verifier
+
+    @verifier(name="no_eight")
+    def no_eight(step: Step) -> Fail | None:
+        return Fail("8 is wrong", action=Action.RESTART) if "= 8" in step.text else None
+
+    wrong = "Tom has 3 apples.\nHe buys 4, so 3 + 4 = 8.\nThe answer is 8.\n"
+    gen = attempts(wrong, GOOD)
+    result = await Monitor(gen, [no_eight]).run("Q?")
+    assert [r.prompt for r in gen.requests] == ["Q?", "Q?\n\nEstablished so far (checked):\nTom has 3 apples.\n"]
+    (restart,) = result.restarts
+    assert (restart.source, restart.state) == ("no_eight", "Tom has 3 apples.")
+    assert result.text == GOOD and result.stop_reason is StopReason.COMPLETE
