@@ -11,6 +11,10 @@ file with ``--model``), loaded once, under each configuration:
   ``LoopGuard``, ``EntropyStop`` and ``AnswerConvergence``;
 - ``pool``: like ``governors`` but the runs share a ``BudgetPool`` of ``--pool-per-run`` tokens per problem
   instead of a per-run cap.
+- ``restart``: like ``governors``, but when the ``LoopGuard`` finds the loop again after its nudge it *restarts*
+  the run instead of stopping it: a fresh attempt whose prompt is the question plus the steps the verifiers
+  passed before the loop (``Monitor(max_restarts=--max-restarts)``; tokens of abandoned attempts count as
+  discarded, within the same total cap).
 
 For each it reports accuracy (reasoning-gym's scorer, on the answer extracted from the text), mean kept and
 total tokens, interventions (applied rollbacks, nudges and governor stops), runs that hit the cap, and how many
@@ -60,7 +64,7 @@ TASKS: dict[str, dict[str, Any]] = {
     "gsm_symbolic": {},
     "puzzle24": {},
 }
-CONFIGS = ("fixed", "verifiers", "governors", "pool")
+CONFIGS = ("fixed", "verifiers", "governors", "pool", "restart")
 FORCE = ForceAnswer(prefix="\nFinal answer:", tokens=12)
 # What the model writes when it states a result; AnswerConvergence stops once it says the same one 3 times.
 STATED = (r"(?i)(?:answer|result|total|is|=)\s*(?::|is|of|equals)?\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?)\s*(?:[.\n]|$)")
@@ -201,8 +205,8 @@ def make_verifiers(p: Problem, available: dict[str, Any]) -> list[Verifier]:
     return out
 
 
-def governors_for(cap: int) -> list[Governor]:
-    return [TokenBudget(max_total=cap, force_answer=FORCE), LoopGuard(force_answer=FORCE),
+def governors_for(cap: int, then: str = "stop") -> list[Governor]:
+    return [TokenBudget(max_total=cap, force_answer=FORCE), LoopGuard(force_answer=FORCE, then=then),
             EntropyStop(threshold=0.3, window=24, min_tokens=24, force_answer=FORCE),
             AnswerConvergence(k=3, pattern=STATED)]
 
@@ -219,11 +223,12 @@ def row(config: str, p: Problem, r: RunResult, seconds: float) -> dict[str, Any]
             "interventions": rollbacks + int(ended_early),
             "hit_cap": hit_cap, "looping_at_cap": hit_cap and looping(r.text), "looping": looping(r.text),
             "stop_reason": r.stop_reason.value, "detail": r.detail, "seconds": round(seconds, 2),
+            "restarts": len(r.restarts), "restart_states": [x.state for x in r.restarts],
             "text": r.text}
 
 
 async def run_config(config: str, generator: Any, problems: Sequence[Problem], available: dict[str, Any],
-                     cap: int, pool_per_run: int, progress: bool) -> list[dict[str, Any]]:
+                     cap: int, pool_per_run: int, progress: bool, max_restarts: int = 2) -> list[dict[str, Any]]:
     rows = []
     pool = None
     if config == "pool":
@@ -236,17 +241,22 @@ async def run_config(config: str, generator: Any, problems: Sequence[Problem], a
             monitor = Monitor(generator, make_verifiers(p, available),
                               governors=[TokenBudget(max_kept=cap, max_total=2 * cap)])
         else:
-            governors = governors_for(cap)
+            governors = governors_for(cap, then="restart" if config == "restart" else "stop")
             if pool is not None:
                 governors = [pool.governor_for(p.question), *governors[1:]]
-            monitor = Monitor(generator, make_verifiers(p, available), governors=governors)
+            monitor = Monitor(generator, make_verifiers(p, available), governors=governors,
+                              max_restarts=max_restarts)
         start = time.perf_counter()
         saved = 0
-        async with monitor.stream(p.question) as run:
-            async for event in run:
-                if isinstance(event, GovernorDecided) and event.tokens_saved:
-                    saved += event.tokens_saved
-        rows.append({**row(config, p, run.result, time.perf_counter() - start), "tokens_saved": saved})
+        if config == "restart":  # restarts happen in Monitor.run (a stream is one attempt)
+            result = await monitor.run(p.question)
+        else:
+            async with monitor.stream(p.question) as run:
+                async for event in run:
+                    if isinstance(event, GovernorDecided) and event.tokens_saved:
+                        saved += event.tokens_saved
+            result = run.result
+        rows.append({**row(config, p, result, time.perf_counter() - start), "tokens_saved": saved})
         if progress:
             r = rows[-1]
             print(f"[{config}] {p.task}#{p.index}: {'right' if r['correct'] else 'wrong'} ({r['answer']} vs "
@@ -268,20 +278,23 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "hit_cap": sum(r["hit_cap"] for r in rows),
             "looping_at_cap": sum(r["looping_at_cap"] for r in rows),
             "looping_at_end": sum(r["looping"] for r in rows),
+            "restarts": sum(r["restarts"] for r in rows),
             "seconds": round(sum(r["seconds"] for r in rows), 1)}
 
 
 def table(summary: dict[str, dict[str, Any]]) -> str:
     lines = ["| configuration | right | mean kept tokens | mean total tokens | interventions | hit the cap "
-             "| of those looping | tokens saved (governors' estimate) |", "|---|---|---|---|---|---|---|---|"]
+             "| of those looping | looping at the end | restarts | tokens saved (governors' estimate) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for config, s in summary.items():
         lines.append(f"| {config} | {s['correct']}/{s['runs']} | {s['mean_kept']} | {s['mean_total']} | "
-                     f"{s['interventions']} | {s['hit_cap']} | {s['looping_at_cap']} | {s['tokens_saved']} |")
+                     f"{s['interventions']} | {s['hit_cap']} | {s['looping_at_cap']} | {s['looping_at_end']} | "
+                     f"{s['restarts']} | {s['tokens_saved']} |")
     return "\n".join(lines)
 
 
 def available_verifiers() -> dict[str, Any]:
-    import verifiers
+    from interlock import verifiers
 
     found = {}
     for name in ("Arithmetic", "Game24"):
@@ -302,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="at most this many problems per task (a quick run)")
     parser.add_argument("--cap", type=int, default=256, help="the fixed cap of new tokens")
     parser.add_argument("--pool-per-run", type=int, default=112, help="pool tokens per problem (pool config)")
+    parser.add_argument("--max-restarts", type=int, default=2, help="restarts allowed per run (restart config)")
     parser.add_argument("--configs", default=",".join(CONFIGS),
                         help=f"comma-separated, from {','.join(CONFIGS)}")
     parser.add_argument("--json", dest="json_path", help="also write the JSON (with every run's text) here")
@@ -335,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for config in configs:
         before = generator.misses if isinstance(generator, GreedyCache) else None
         rows.extend(anyio.run(run_config, config, generator, problems, available, args.cap, args.pool_per_run,
-                              not args.quiet))
+                              not args.quiet, args.max_restarts))
         if before is not None:
             generated[config] = generator.misses - before
         done.append(config)

@@ -61,6 +61,8 @@ class GovernorDecision:
     - ``WARN``: an event only. ``STOP``: end generation (after ``inject`` and at most ``allow_tokens`` more).
     - ``INTERRUPT``: end now; ``abstain`` marks the answer as withheld.
     - ``ROLLBACK``: cut the trace at ``position`` (default: the current end) and inject ``inject``.
+    - ``RESTART``: end this attempt; :meth:`Monitor.run` starts a fresh one whose prompt holds the question and
+      only the verified state before ``position`` (up to ``Monitor(max_restarts=)``; past it, a stop).
     - ``feedback``/``repeat``, returned from :meth:`Governor.on_intervention`, replace the intervention's
       feedback (escalation) without changing its action.
     - ``tokens_saved``: the governor's estimate; when ``None`` on a stop the monitor fills in the token budget

@@ -57,6 +57,8 @@ class Stop:
     reason: StopReason
     detail: str
     abstain: bool = False
+    source: str = ""  # who decided (for a restart: recorded with the state it carried)
+    position: int | None = None  # a restart: where the trouble began (the state carried ends before it)
 
 
 @dataclass
@@ -118,6 +120,11 @@ class Interventions:
         run = self._run
         run.checks.arbiter.remove(c)
         proposal = self._proposal(c)
+        if c.action is Action.RESTART:
+            self.record(proposal)
+            self.stop = self.restart_stop(c.source, c.message, c.position)
+            run.checks.arbiter.clear()
+            return False
         if c.action is not Action.ROLLBACK:
             self.record(proposal)
             self.stop = Stop(StopReason.INTERRUPTED, f"{c.source}: {c.message}", c.abstain)
@@ -146,11 +153,12 @@ class Interventions:
             d = g.on_intervention(run, proposal)
             if d is None:
                 continue
-            if d.action in (Action.INTERRUPT, Action.STOP):
+            if d.action in (Action.INTERRUPT, Action.STOP, Action.RESTART):
                 run.emit(GovernorDecided(governor=g.name, action=d.action.value, reason=d.reason,
                                          tokens_saved=d.tokens_saved if d.tokens_saved is not None else allowance))
                 self.record(dataclasses.replace(proposal, action=d.action, reason=d.reason, applied=True))
-                self.stop = Stop(d.stop_reason, f"{g.name}: {d.reason}", d.abstain)
+                self.stop = (self.restart_stop(g.name, d.reason) if d.action is Action.RESTART
+                             else Stop(d.stop_reason, f"{g.name}: {d.reason}", d.abstain))
                 run.checks.arbiter.clear()
                 return False
             if d.feedback is not None:
@@ -201,7 +209,7 @@ class Interventions:
         run = self._run
         saved = d.tokens_saved
         forcing = d.action is Action.STOP and d.inject is not None and (d.allow_tokens or 0) > 0
-        if saved is None and d.action in (Action.STOP, Action.INTERRUPT):
+        if saved is None and d.action in (Action.STOP, Action.INTERRUPT, Action.RESTART):
             left = run.allowance()  # estimate: the budget left when the governor ended the run
             if left is not None:
                 saved = max(0, left - (d.allow_tokens or 0 if forcing else 0))
@@ -222,7 +230,16 @@ class Interventions:
             return  # (an answer already being forced goes on)
         self.record(Intervention(action=d.action, source=g.name, position=end, span=Span(end, end),
                                  epoch=run.trace.epoch, message=d.reason, reason=d.reason))
-        self.stop = Stop(d.stop_reason, f"{g.name}: {d.reason}", d.abstain)
+        self.stop = (self.restart_stop(g.name, d.reason, d.position) if d.action is Action.RESTART
+                     else Stop(d.stop_reason, f"{g.name}: {d.reason}", d.abstain))
+
+    def restart_stop(self, source: str, reason: str, position: int | None = None) -> Stop:
+        """End this attempt for a fresh one, or, once the monitor's restarts are used up, stop it plainly."""
+        if self._run.restarts_left > 0:
+            return Stop(StopReason.RESTART, f"{source}: {reason}", source=source, position=position)
+        limit = self._run.monitor.max_restarts
+        return Stop(StopReason.GOVERNOR, f"{source}: {reason}; no restart left (max_restarts={limit}): stopped",
+                    source=source)
 
     def exhausted(self, need: int = 1) -> None:
         """A governor allows fewer than ``need`` more tokens: force the answer if it asks to, else stop."""

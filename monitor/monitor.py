@@ -19,7 +19,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -33,15 +33,16 @@ from interlock.monitor.generation import Capabilities, GenerationRequest, Genera
 from interlock.monitor.governor import Governor, InterventionLimit, OscillationGuard, uses_hook
 from interlock.monitor.interventions import Interventions, Stop
 from interlock.monitor.logs import debug_enabled, get_logger, info_enabled
-from interlock.monitor.result import Intervention, RunResult, StopReason, TokenCounts
+from interlock.monitor.result import Intervention, Restart, RunResult, StopReason, TokenCounts
 from interlock.monitor.trace import Forker, Trace
 from interlock.monitor.tracefile import TraceWriter
-from interlock.monitor.verdicts import ViolationError
+from interlock.monitor.verdicts import Pass, ViolationError
 from interlock.monitor.verifier import Verifier
 
-__all__ = ["DEFAULT_FEEDBACK_TEMPLATE", "Monitor", "Run"]
+__all__ = ["DEFAULT_FEEDBACK_TEMPLATE", "DEFAULT_RESTART_TEMPLATE", "Monitor", "Run"]
 
 DEFAULT_FEEDBACK_TEMPLATE = "Wait, {feedback} Let me redo this step.\n"
+DEFAULT_RESTART_TEMPLATE = "{prompt}\n\nEstablished so far (checked):\n{state}\n"
 _ANSWER_LINE = re.compile(r"\S[^\n]*\n")  # a forced answer is complete at the end of its first non-empty line
 _ChunkRecord = tuple[Chunk, int, int, float]  # a queued ChunkAppended: chunk, position, epoch, t
 
@@ -56,14 +57,23 @@ class Monitor:
       ``"stop"`` ends the run.
     - ``max_interventions`` and ``oscillation_limit`` configure the :class:`InterventionLimit` and
       :class:`OscillationGuard` governors added unless ``governors`` already holds one.
-    - ``record``: a path to write the trace file of every run to (``run(record=...)`` overrides it).
+    - ``record``: a path to write the trace file of every run to (``run(record=...)`` overrides it; with
+      restarts it holds the last attempt).
+    - ``max_restarts``: how many times a governor's ``restart`` may start a fresh attempt in :meth:`run`
+      (past it a restart is a stop). The next attempt's prompt is ``restart_template`` filled with the
+      original ``{prompt}`` and the ``{state}`` of the abandoned attempt: ``restart_state(result)`` if given,
+      else :meth:`Run.verified_claims` (the text of every check that passed and is still in the trace, before
+      the point the restarting governor names); with no
+      state the original prompt is used again. Tokens of abandoned attempts count as discarded.
     """
 
     def __init__(self, generator: Generator, verifiers: Sequence[Verifier | str] = (),
                  governors: Sequence[Governor] = (), *, feedback_template: str = DEFAULT_FEEDBACK_TEMPLATE,
                  on_unresumable: Literal["continue", "stop"] = "continue", max_interventions: int = 8,
                  oscillation_limit: int = 2, record: str | os.PathLike[str] | None = None,
-                 meta: dict[str, Any] | None = None) -> None:
+                 meta: dict[str, Any] | None = None, max_restarts: int = 2,
+                 restart_state: Callable[[RunResult], str | None] | None = None,
+                 restart_template: str = DEFAULT_RESTART_TEMPLATE) -> None:
         if not callable(getattr(generator, "stream", None)):
             raise ConfigError(f"generator {generator!r} has no stream(request) method")
         self.generator = generator
@@ -92,6 +102,19 @@ class Monitor:
         self.on_unresumable = on_unresumable
         self.record = record
         self.meta = dict(meta or {})
+        if max_restarts < 0:
+            raise ConfigError(f"max_restarts must be >= 0, got {max_restarts}")
+        if restart_state is not None and not callable(restart_state):
+            raise ConfigError(f"restart_state must be a function of the abandoned attempt's RunResult, got "
+                              f"{restart_state!r}")
+        try:
+            restart_template.format(prompt="", state="")
+        except (KeyError, ValueError, IndexError) as exc:
+            raise ConfigError(f"restart_template {restart_template!r} may only use {{prompt}} and {{state}}: "
+                              f"{exc}") from None
+        self.max_restarts = max_restarts
+        self.restart_state = restart_state
+        self.restart_template = restart_template
 
     @staticmethod
     def _resolve(v: Verifier | str) -> Verifier:
@@ -109,25 +132,55 @@ class Monitor:
         return caps if isinstance(caps, Capabilities) else Capabilities()
 
     async def run(self, prompt: str, *, record: str | os.PathLike[str] | None = None) -> RunResult:
-        """Run to the end and return the result."""
-        # Nobody reads this run's events: it does not queue them, nor build one per chunk.
-        async with self._open(prompt, record=record, events=False) as run:
-            await run.wait()
-        return run.result
+        """Run to the end and return the result; a governor's ``restart`` ends an attempt and this starts the
+        next (see ``max_restarts``), recording each abandoned attempt in ``result.restarts``."""
+        restarts: list[Restart] = []
+        attempt_prompt = prompt
+        carried = TokenCounts()
+        started = time.perf_counter()
+        while True:
+            # Nobody reads this run's events: it does not queue them, nor build one per chunk.
+            async with self._open(attempt_prompt, record=record, events=False, carried=carried,
+                                  restarts_left=self.max_restarts - len(restarts)) as run:
+                await run.wait()
+            result = run.result
+            if result.stop_reason is not StopReason.RESTART:
+                break
+            state = self._carried_state(result, run)
+            own = TokenCounts(kept=result.tokens.kept, discarded=result.tokens.discarded - carried.discarded,
+                              fork=result.tokens.fork - carried.fork)
+            attempt_prompt = self.restart_template.format(prompt=prompt, state=state) if state else prompt
+            restarts.append(Restart(attempt=len(restarts) + 1, source=run.stop_source, reason=result.detail,
+                                    state=state, prompt=attempt_prompt, text=result.text, tokens=own))
+            carried = TokenCounts(discarded=result.tokens.kept + result.tokens.discarded, fork=result.tokens.fork)
+        if not restarts:
+            return result
+        return dataclasses.replace(result, prompt=prompt, restarts=tuple(restarts),
+                                   wall_seconds=time.perf_counter() - started)
+
+    def _carried_state(self, result: RunResult, run: Run) -> str:
+        if self.restart_state is None:
+            return run.verified_claims(run.stop_position)
+        state = self.restart_state(result)
+        if state is not None and not isinstance(state, str):
+            raise ConfigError(f"restart_state returned {type(state).__name__}, not a string or None")
+        return (state or "").strip()
 
     @asynccontextmanager
     async def stream(self, prompt: str, *,
                      record: str | os.PathLike[str] | None = None) -> AsyncIterator[Run]:
         """Start a run; iterate the yielded :class:`Run` for its events. Leaving the block cancels it."""
-        async with self._open(prompt, record=record, events=True) as run:
+        async with self._open(prompt, record=record, events=True, carried=TokenCounts(),
+                              restarts_left=self.max_restarts) as run:
             yield run
 
     @asynccontextmanager
-    async def _open(self, prompt: str, *, record: str | os.PathLike[str] | None,
-                    events: bool) -> AsyncIterator[Run]:
+    async def _open(self, prompt: str, *, record: str | os.PathLike[str] | None, events: bool,
+                    carried: TokenCounts, restarts_left: int) -> AsyncIterator[Run]:
         if not isinstance(prompt, str):
             raise ConfigError(f"prompt must be a string, got {type(prompt).__name__}")
-        run = Run(self, prompt, record if record is not None else self.record, events=events)
+        run = Run(self, prompt, record if record is not None else self.record, events=events, carried=carried,
+                  restarts_left=restarts_left)
         async with anyio.create_task_group() as tg:
             run._start(tg)
             try:
@@ -147,8 +200,12 @@ class Run:
     """
 
     def __init__(self, monitor: Monitor, prompt: str, record: str | os.PathLike[str] | None, *,
-                 events: bool = True) -> None:
+                 events: bool = True, carried: TokenCounts | None = None, restarts_left: int = 0) -> None:
         self.monitor = monitor
+        self.carried = carried or TokenCounts()  # earlier attempts abandoned by restarts: counted as discarded
+        self.restarts_left = restarts_left
+        self.stop_source = ""  # who ended the run (a restart is recorded with it)
+        self.stop_position: int | None = None  # where a restart's trouble began
         self.run_id = uuid.uuid4().hex[:12]
         self._prompt = prompt
         self.trace = Trace(prompt)
@@ -193,8 +250,8 @@ class Run:
 
     @property
     def tokens(self) -> TokenCounts:
-        return TokenCounts(kept=self.trace.kept_tokens, discarded=self.trace.discarded_tokens,
-                           fork=self._fork_tokens)
+        return TokenCounts(kept=self.trace.kept_tokens, discarded=self.trace.discarded_tokens + self.carried.discarded,
+                           fork=self._fork_tokens + self.carried.fork)
 
     @property
     def interventions(self) -> tuple[Intervention, ...]:
@@ -261,6 +318,21 @@ class Run:
         violations = self.checks.barrier_violations()
         if violations:
             raise ViolationError(violations)
+
+    def verified_claims(self, upto: int | None = None) -> str:
+        """The state a restart carries by default: the text of each passed check still in the trace (and ending
+        by ``upto``, where the trouble began), one per line, in trace order, without repeats: what a verifier
+        vouched for, none of the reasoning around it."""
+        claims: list[str] = []
+        end = len(self.trace) if upto is None else upto
+        passed = [v for v in self.checks.verdicts if isinstance(v, Pass) and v.span is not None and len(v.span)
+                  and v.span.end <= end and self.trace.still_valid(v.epoch, v.span)]
+        for v in sorted(passed, key=lambda v: v.span.start if v.span is not None else 0):
+            assert v.span is not None
+            claim = self.trace.text[v.span.start:v.span.end].strip()
+            if claim and claim not in claims:
+                claims.append(claim)
+        return "\n".join(claims)
 
     # -- shared by the parts -------------------------------------------------------------------------
     @property
@@ -412,6 +484,7 @@ class Run:
             await self._changed.wait()
 
     def _finish(self, stop: Stop) -> None:
+        self.stop_source, self.stop_position = stop.source, stop.position
         for g in self.monitor.governors:
             g.on_end(self)
         checks = self.checks
@@ -529,3 +602,4 @@ class Run:
             acts.stop = forced.stop()  # the forced answer ends with its first line
         self.checks.schedule()
         return True
+

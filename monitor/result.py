@@ -8,7 +8,7 @@ from typing import Any
 
 from interlock.monitor.verdicts import Action, Pass, Span, Verdict
 
-__all__ = ["Intervention", "Outcome", "RunResult", "StopReason", "TokenCounts", "outcome_of"]
+__all__ = ["Intervention", "Outcome", "Restart", "RunResult", "StopReason", "TokenCounts", "outcome_of"]
 
 
 class StopReason(enum.Enum):
@@ -21,6 +21,7 @@ class StopReason(enum.Enum):
     OSCILLATION = "oscillation"  # the same violation kept coming back after rollbacks: abstained
     INTERVENTION_LIMIT = "intervention_limit"  # too many interventions in one run
     GOVERNOR = "governor"  # a governor stopped the run (converged, looping, ...)
+    RESTART = "restart"  # a governor ended this attempt to start afresh (Monitor.run starts the next one)
     UNRESUMABLE = "unresumable"  # a rollback was needed but the generator cannot resume
     CANCELLED = "cancelled"  # the caller cancelled the run
     ERROR = "error"  # the generator failed
@@ -113,6 +114,24 @@ class TokenCounts:
 
 
 @dataclass(frozen=True)
+class Restart:
+    """One abandoned attempt: who ended it and why, the verified state carried into the next attempt's prompt,
+    that prompt, the attempt's text and its tokens (all counted as discarded in the final result)."""
+
+    attempt: int  # 1 for the first attempt
+    source: str
+    reason: str
+    state: str
+    prompt: str  # the prompt of the next attempt
+    text: str
+    tokens: TokenCounts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attempt": self.attempt, "source": self.source, "reason": self.reason, "state": self.state,
+                "prompt": self.prompt, "text": self.text, "tokens": self.tokens.to_dict()}
+
+
+@dataclass(frozen=True)
 class RunResult:
     """The outcome of one monitored run."""
 
@@ -133,6 +152,8 @@ class RunResult:
     errors: tuple[str, ...] = field(default=())
     # Failed verdicts (and fail-closed unknowns) about text that is still in the final trace.
     open_violations: tuple[Verdict, ...] = field(default=())
+    # Attempts abandoned by a restart, in order; ``text`` is the last attempt's (its prompt: restarts[-1].prompt).
+    restarts: tuple[Restart, ...] = field(default=())
 
     @property
     def passed(self) -> bool:
@@ -152,4 +173,5 @@ class RunResult:
                 "epochs": self.epochs, "stale_verdicts": self.stale_verdicts, "errors": list(self.errors),
                 "verdicts": [v.to_dict() for v in self.verdicts],
                 "interventions": [i.to_dict() for i in self.interventions],
-                "open_violations": [v.to_dict() for v in self.open_violations]}
+                "open_violations": [v.to_dict() for v in self.open_violations],
+                "restarts": [r.to_dict() for r in self.restarts]}

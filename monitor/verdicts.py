@@ -17,6 +17,7 @@ class Action(enum.Enum):
 
     WARN = "warn"
     ROLLBACK = "rollback"
+    RESTART = "restart"  # end this attempt; start afresh from the question and the verified state (governors)
     STOP = "stop"
     INTERRUPT = "interrupt"
 
@@ -36,7 +37,7 @@ class Action(enum.Enum):
             raise ConfigError(f"unknown action {value!r}; expected one of: {choices}") from None
 
 
-_STRENGTH = {Action.WARN: 1, Action.ROLLBACK: 2, Action.STOP: 3, Action.INTERRUPT: 4}
+_STRENGTH = {Action.WARN: 1, Action.ROLLBACK: 2, Action.RESTART: 3, Action.STOP: 4, Action.INTERRUPT: 5}
 
 
 @dataclass(frozen=True, order=True)

@@ -9,5 +9,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "verifiers": ("interlock.monitor.cli.verifiers", "list the built-in and third-party verifiers"),
     "replay": ("interlock.monitor.cli.replay", "run verifiers over recorded or imported traces; JSON and HTML reports"),
     "proxy": ("interlock.monitor.cli.proxy", "serve an OpenAI-compatible API that monitors every answer (any agent)"),
+    "budget": ("interlock.monitor.cli.budget", "replay recorded traces under budget policies: tokens vs. accuracy"),
     "run": ("interlock.monitor.cli.run", "run a monitored generation on a local model (default: the embedded one)"),
 }

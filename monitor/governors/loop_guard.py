@@ -154,6 +154,8 @@ class LoopGuard(Governor):
 
     - ``nudge``: the feedback injected after the rollback (``None``: stop at the first repetition).
     - ``force_answer``: on stopping, inject an answer prefix and let the model answer (default), or just stop.
+    - ``then="restart"``: instead of stopping, end the attempt with a ``restart``: the monitor starts afresh
+      from the question and the verified state, without the history that fed the loop.
     - ``min_char_run``: a run of characters with a period of at most 16 this long (no spaces to count words by)
       is a loop too.
     - ``state``: a function of the trace text returning something hashable (or ``None``), evaluated at step
@@ -166,7 +168,7 @@ class LoopGuard(Governor):
                  max_line_repeats: int = 3, min_line_chars: int = 12, min_char_run: int = 64,
                  state: Callable[[str], Hashable | None] | None = None, max_state_repeats: int = 3,
                  max_rollbacks_to_same_point: int = 3, nudge: str | None = DEFAULT_NUDGE,
-                 force_answer: ForceAnswer | bool = True) -> None:
+                 force_answer: ForceAnswer | bool = True, then: str = "stop") -> None:
         for label, value, low in (("min_repeats", min_repeats, 2), ("max_period", max_period, 1),
                                   ("min_chars", min_chars, 1), ("max_line_repeats", max_line_repeats, 2),
                                   ("min_line_chars", min_line_chars, 1), ("max_state_repeats", max_state_repeats, 2),
@@ -174,6 +176,8 @@ class LoopGuard(Governor):
                                   ("max_rollbacks_to_same_point", max_rollbacks_to_same_point, 1)):
             if value < low:
                 raise ConfigError(f"LoopGuard: {label} must be >= {low}, got {value}")
+        if then not in ("stop", "restart"):
+            raise ConfigError(f"LoopGuard: then must be 'stop' or 'restart', got {then!r}")
         if state is not None and not callable(state):
             raise ConfigError(f"LoopGuard: state must be a function of the trace text, got {state!r}")
         self.min_repeats = min_repeats
@@ -187,6 +191,7 @@ class LoopGuard(Governor):
         self.max_rollbacks_to_same_point = max_rollbacks_to_same_point
         self.nudge = nudge
         self.force_answer = force_answer_option(force_answer)
+        self.then = then
         self._runs: dict[str, _RunState] = {}
 
     def start(self, ctx: RunContext) -> None:
@@ -240,6 +245,9 @@ class LoopGuard(Governor):
                                     position=_step_start(text, rep.start), inject=self.nudge)
         st.stopped = True
         reason = f"loop: {rep.describe()}" + ("" if self.nudge is None else " again after the nudge")
+        if self.then == "restart":
+            return GovernorDecision(Action.RESTART, reason + ": restarting from the verified state",
+                                    position=_step_start(text, rep.start))
         if self.force_answer is not None:
             return self.force_answer.decision(reason)
         return GovernorDecision(Action.STOP, reason)
@@ -251,6 +259,7 @@ class LoopGuard(Governor):
         st.rollbacks[proposal.position] += 1
         if st.rollbacks[proposal.position] > self.max_rollbacks_to_same_point:
             st.stopped = True
-            return GovernorDecision(Action.STOP, f"rollback cycle: rolled back to position {proposal.position} "
+            action = Action.RESTART if self.then == "restart" else Action.STOP
+            return GovernorDecision(action, f"rollback cycle: rolled back to position {proposal.position} "
                                     f"{st.rollbacks[proposal.position] - 1} times already")
         return None

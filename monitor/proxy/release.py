@@ -43,7 +43,8 @@ Hold = Literal["step", "end"]
 Piece = str | ToolCallRequest  # released text, or a released tool call
 
 _FINISH = {StopReason.COMPLETE: "stop", StopReason.GOVERNOR: "stop", StopReason.BUDGET: "length",
-           StopReason.INTERRUPTED: "content_filter", StopReason.OSCILLATION: "content_filter",
+           StopReason.RESTART: "stop", StopReason.INTERRUPTED: "content_filter",
+           StopReason.OSCILLATION: "content_filter",
            StopReason.INTERVENTION_LIMIT: "content_filter", StopReason.UNRESUMABLE: "content_filter",
            StopReason.ERROR: "error", StopReason.CANCELLED: "error", StopReason.LENGTH: "length"}
 
