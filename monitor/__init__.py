@@ -46,9 +46,9 @@ from interlock.monitor.governor import (
     OscillationGuard,
     RunContext,
 )
-from interlock.monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, Monitor, Run
+from interlock.monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, DEFAULT_RESTART_TEMPLATE, Monitor, Run
 from interlock.monitor.registry import applicable_verifiers, create_verifier, list_verifiers, register_verifier
-from interlock.monitor.result import Intervention, Outcome, RunResult, StopReason, TokenCounts
+from interlock.monitor.result import Intervention, Outcome, Restart, RunResult, StopReason, TokenCounts
 from interlock.monitor.trace import Forker, Step, Trace, TraceView
 from interlock.monitor.tracefile import RecordedTrace, TraceWriter, read_trace
 from interlock.monitor.triggers import AnyOf, AtEnd, EveryNTokens, OnPattern, StepBoundary, Trigger
@@ -57,6 +57,7 @@ from interlock.monitor.verifier import FunctionVerifier, RunsIn, Verifier, verif
 
 __all__ = [
     "DEFAULT_FEEDBACK_TEMPLATE",
+    "DEFAULT_RESTART_TEMPLATE",
     "Action",
     "AnyOf",
     "Arbiter",
@@ -90,6 +91,7 @@ __all__ = [
     "Pass",
     "RecordedTrace",
     "RegistryError",
+    "Restart",
     "Run",
     "RunContext",
     "RunFinished",

@@ -19,6 +19,7 @@ from typing import Any
 from interlock._version import __version__
 from interlock.monitor import (
     DEFAULT_FEEDBACK_TEMPLATE,
+    DEFAULT_RESTART_TEMPLATE,
     Action,
     AnyOf,
     Arbiter,
@@ -52,6 +53,7 @@ from interlock.monitor import (
     Pass,
     RecordedTrace,
     RegistryError,
+    Restart,
     Run,
     RunContext,
     RunFinished,
@@ -125,6 +127,7 @@ _LAZY: dict[str, str] = {
 
 __all__ = [
     "DEFAULT_FEEDBACK_TEMPLATE",
+    "DEFAULT_RESTART_TEMPLATE",
     "Action",
     "Agent",
     "AgentResult",
@@ -179,6 +182,7 @@ __all__ = [
     "RegistryError",
     "Replay",
     "ReplayTotals",
+    "Restart",
     "Run",
     "RunContext",
     "RunFinished",
