@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,28 +24,18 @@ from typing import IO, Any, NamedTuple
 
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import TraceFileError
+from interlock.monitor.textout import scrub
 
 __all__ = ["TRACE_VERSION", "RecordedTrace", "Segment", "TraceWriter", "parse_json_line", "read_trace",
            "replace_surrogates"]
 
 TRACE_VERSION = 1
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def replace_surrogates(text: str) -> tuple[str, int]:
-    """``text`` with every lone surrogate replaced by U+FFFD, and how many there were.
-
-    A Python string holds a surrogate code point only when it is unpaired (a pair decodes to one character), and
-    UTF-8 cannot encode one: this is the project's policy for writing such text anywhere.
-    """
-    count = 0
-
-    def one(_m: re.Match[str]) -> str:
-        nonlocal count
-        count += 1
-        return "\ufffd"
-
-    return _SURROGATE.sub(one, text), count
+    """``text`` with every lone surrogate replaced by U+FFFD, and how many there were: the project's policy for
+    writing text anywhere (see :mod:`interlock.monitor.textout`)."""
+    return scrub(text)
 
 
 class _NonFinite(ValueError):

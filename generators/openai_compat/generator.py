@@ -16,7 +16,6 @@ import dataclasses
 import json
 import os
 import random
-import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -37,6 +36,7 @@ from interlock.generators.openai_compat.payloads import (
 )
 from interlock.generators.openai_compat.sse import SSEDecoder
 from interlock.monitor.chunks import ToolCallRequest, tool_calls_chunk
+from interlock.monitor.textout import scrub
 
 __all__ = ["OpenAICompatible"]
 
@@ -69,9 +69,6 @@ def _api_root(base_url: str) -> str:
     return root if parts.path.strip("/") else root + "/v1"
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _json_bytes(body: dict[str, Any], url: str) -> bytes:
     """The request body as UTF-8 JSON. A lone surrogate (which JSON's ``\\ud800`` escape lets a client send)
     cannot be encoded: it is sent as U+FFFD, and the replacement is logged (the project's policy for text written
@@ -80,7 +77,7 @@ def _json_bytes(body: dict[str, Any], url: str) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
-        text, count = _LONE_SURROGATE.subn("\ufffd", text)
+        text, count = scrub(text)
         from interlock.monitor.logs import get_logger
 
         get_logger(backend="openai_compat").warning("lone surrogates sent as U+FFFD", url=url, count=count)

@@ -8,7 +8,6 @@ project's policy for text written out.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,15 +16,13 @@ from interlock.monitor.logs import get_logger
 from interlock.monitor.proxy.backends import Prepared
 from interlock.monitor.proxy.models import ChatRequest, CompletionRequest, ProxyError
 from interlock.monitor.proxy.release import ReleasedRun
+from interlock.monitor.textout import scrub
 from starlette.responses import Response
 
 __all__ = ["JSONOut", "call_json", "dumps", "error_response", "ident_of", "note_replaced", "scrub_json",
            "upstream_error", "usage_of"]
 
 _log = get_logger(component="proxy")
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def scrub_json(obj: Any) -> tuple[Any, int]:
@@ -36,7 +33,7 @@ def scrub_json(obj: Any) -> tuple[Any, int]:
     def fix(value: Any) -> Any:
         nonlocal count
         if isinstance(value, str):
-            value, n = _LONE_SURROGATE.subn("\ufffd", value)
+            value, n = scrub(value)
             count += n
         return value
 
