@@ -223,5 +223,12 @@ class OscillationGuard(Governor):
                                     f"after rollback: {proposal.message}", abstain=True,
                                     stop_reason=StopReason.OSCILLATION)
         return GovernorDecision(Action.ROLLBACK, "repeated violation: stronger feedback",
-                                feedback=self.escalation.format(feedback=proposal.feedback.strip(),
+                                feedback=self.escalation.format(feedback=_sentence(proposal.feedback),
                                                                 message=proposal.message))
+
+
+def _sentence(text: str) -> str:
+    """``text`` as a sentence another follows: stripped, and ended with a full stop unless it already ends one
+    ("3 + 4 is 7, not 8" -> "3 + 4 is 7, not 8.")."""
+    text = text.strip()
+    return text + "." if text and text[-1] not in ".!?)\"'" else text

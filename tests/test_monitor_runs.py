@@ -119,7 +119,8 @@ async def test_same_error_after_every_rollback_ends_by_the_oscillation_guard() -
     assert result.abstained
     applied = [i for i in result.interventions if i.applied and i.action is Action.ROLLBACK]
     assert [i.repeat for i in applied] == [0, 1, 2]
-    assert "Wait, you made this same mistake before." in applied[1].feedback
+    assert applied[1].feedback == ("Wait, you made this same mistake before. 3 + 4 is 7, not 8. Do not repeat it. "
+                                   "Let me redo this step.\n")  # the feedback ends its sentence before the next
     assert result.interventions[-1].action is Action.INTERRUPT
     assert result.tokens.total < 10_000
 
