@@ -70,7 +70,7 @@ def test_the_command_line_engine_ray_prints_and_writes_what_the_local_engine_doe
     data = tmp_path / "t.jsonl"
     lines = [json.dumps({"id": r.id, "question": r.question, "text": r.text, "reference": r.reference})
              for r in _records() if r.chunks is None]
-    data.write_text("\n".join(lines[:6] + ["{not json"] + lines[6:]) + "\n")
+    data.write_text("\n".join([*lines[:6], "{not json", *lines[6:]]) + "\n")
     args = ["budget", str(data), "-p", "cap:10,13", "-p", "pool:60", "-p", "boxed:2", "--tokenizer", "whitespace",
             "--chunk-tokens", "1", "--json"]
     assert cli([*args, "--workers", "1", "--records", str(tmp_path / "local.jsonl")]) == 1
