@@ -86,7 +86,7 @@ def evaluate_on_ray(records: Sequence[TraceRecord], policies: Sequence[Policy], 
     tok = resolve_tokenizer(tokenizer)
     single = [p for p in policies if p.pool_tokens is None]
     recs = list(records)
-    if single:
+    if single and recs:
         dataset = ray.data.from_items([r.to_dict() for r in recs])
         results = evaluate_dataset(dataset, single, tokenizer=tokenizer, chunk_tokens=chunk_tokens)
     else:
