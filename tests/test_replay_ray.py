@@ -1,14 +1,13 @@
 """The Ray engine on a local cluster (2 CPUs): the same result records, in the same order, as the local engine.
 
 Starting a local cluster and its actors takes 10-40 s on a loaded 2-core machine, so the cluster tests are
-marked slow (CI runs them); the cluster is shut down when the module ends.
+marked slow (CI runs them); the cluster (conftest's ``ray_cluster``) is shut down when the module ends.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +19,6 @@ from interlock.monitor.cli import main as cli_main  # noqa: E402
 from interlock.monitor.replay.output import ResultWriter  # noqa: E402
 from interlock.monitor.replay.ray_engine import replay_dataset, replay_files  # noqa: E402
 from interlock.monitor.replay.results import ReplayTotals  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[None]:
-    # The workers import the tests' verifiers (support:SumVerifier) by name, as a user's own module would be.
-    tests = str(Path(__file__).resolve().parent)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": tests}})
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def _local_lines(paths: list[Path], verifier: str, capsys: pytest.CaptureFixture[str]) -> list[str]:
@@ -69,7 +56,7 @@ def _totals(lines: list[str]) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_a_few_hundred_records_give_the_local_engines_records_in_its_order(
-        cluster: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        ray_cluster: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _generated(tmp_path / "gen.jsonl", 400)
     text = tmp_path / "answer.txt"
     text.write_text("We know 10 + 5 = 15.\nAnd 7 + 1 = 9.")
@@ -91,7 +78,7 @@ def test_a_few_hundred_records_give_the_local_engines_records_in_its_order(
 
 
 @pytest.mark.slow
-def test_parquet_input_and_a_dataset_of_your_own(cluster: None, tmp_path: Path,
+def test_parquet_input_and_a_dataset_of_your_own(ray_cluster: None, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -110,7 +97,7 @@ def test_parquet_input_and_a_dataset_of_your_own(cluster: None, tmp_path: Path,
 
 
 @pytest.mark.slow
-def test_the_gsm8k_model_solutions_give_the_same_records(cluster: None, shared_data: Path, tmp_path: Path,
+def test_the_gsm8k_model_solutions_give_the_same_records(ray_cluster: None, shared_data: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     data = shared_data / "gsm8k" / "example_model_solutions.jsonl"
     local = _local_lines([data], "arithmetic", capsys)
@@ -130,7 +117,7 @@ def test_result_writer_round_trips_jsonl(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_command_line_engine_ray_prints_what_the_local_engine_prints(
-        cluster: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        ray_cluster: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _generated(tmp_path / "gen.jsonl", 30)
     local = _local_lines([data], "support:SumVerifier", capsys)
     code = cli_main(["replay", str(data), "-v", "support:SumVerifier", "--json", "--engine", "ray"])

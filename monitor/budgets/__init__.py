@@ -9,7 +9,8 @@ ended with against the reference, with ``math-verify``.
     report = evaluate(records, parse_policies(["cap:1024,2048", "loop", "loop+converge"]), tokenizer="smollm2")
     print(format_table(report))
 
-See docs/budgets.md for what offline replay can and cannot measure.
+On a Ray cluster: ``interlock.monitor.budgets.ray_engine.evaluate_dataset`` (optional: ``interlock[ray]``, imported
+only there). See docs/budgets.md for what offline replay can and cannot measure.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ usual MATH graders fall back to). Nothing is invented: a prefix that states noth
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -110,11 +111,17 @@ class AnswerScorer:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
+        # math-verify's time limits are signal alarms, which only the main thread can set: off it (a Ray Data
+        # actor runs its batches on a thread) it parses and compares without one
+        main = threading.current_thread() is threading.main_thread()
+        parse_limit: dict[str, Any] = {} if main else {"parsing_timeout": None}
+        verify_limit: dict[str, Any] = {} if main else {"timeout_seconds": None}
         gold = self._gold.get(reference)
         if gold is None:
-            gold = self._gold[reference] = self._mv.parse(_math(reference))
+            gold = self._gold[reference] = self._mv.parse(_math(reference), **parse_limit)
         try:
-            ok = bool(gold) and bool(self._mv.verify(gold, self._mv.parse(_math(answer))))
+            ok = bool(gold) and bool(self._mv.verify(gold, self._mv.parse(_math(answer), **parse_limit),
+                                                     **verify_limit))
         except Exception:
             ok = False
         self._cache[key] = ok

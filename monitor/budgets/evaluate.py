@@ -27,7 +27,7 @@ from interlock.monitor.governor import Governor
 from interlock.monitor.governors import BudgetPool
 from interlock.monitor.governors.loop_guard import find_char_repeat, find_tandem_repeat
 
-__all__ = ["BudgetReport", "ends_in_loop", "evaluate", "evaluate_record", "summarise"]
+__all__ = ["BudgetReport", "ends_in_loop", "evaluate", "evaluate_record", "finish_report", "summarise"]
 
 _SCORER: AnswerScorer | None = None
 
@@ -138,7 +138,6 @@ def evaluate(records: Sequence[TraceRecord], policies: Sequence[Policy], *, toke
     tok = resolve_tokenizer(tokenizer)
     recs = tokenize_records(list(records), tok)
     single = [p for p in policies if p.pool_tokens is None]
-    pooled = [p for p in policies if p.pool_tokens is not None]
     if workers > 1 and len(recs) > 1 and single and _picklable(single):
         methods = multiprocessing.get_all_start_methods()  # no fork: the parent may hold tokenizer threads
         ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
@@ -147,9 +146,20 @@ def evaluate(records: Sequence[TraceRecord], policies: Sequence[Policy], *, toke
                                     chunksize=max(1, len(recs) // (workers * 8))))
     else:
         results = [evaluate_record(r, single, chunk_tokens=chunk_tokens) for r in recs]
+    return finish_report(recs, results, policies, tokenizer=tok.name, chunk_tokens=chunk_tokens, source=source,
+                         read_errors=read_errors)
+
+
+def finish_report(recs: Sequence[TraceRecord], results: list[dict[str, Any]], policies: Sequence[Policy], *,
+                  tokenizer: str, chunk_tokens: int, source: str = "", read_errors: Sequence[str] = ()
+                  ) -> BudgetReport:
+    """The report of a batch whose per-record policies are done (``results``, in the order of ``recs``, which
+    are tokenised): runs the pool policies in order over the batch, orders each record's policies as given, and
+    summarises. Shared by :func:`evaluate` and the Ray engine (which maps the per-record part)."""
     scorer = _scorer()
-    for policy in pooled:
-        assert policy.pool_tokens is not None
+    for policy in policies:
+        if policy.pool_tokens is None:
+            continue
         budget = BudgetPool(policy.pool_tokens * len(recs))
         budget.plan([r.question for r in recs])
         for rec, result in zip(recs, results, strict=True):
@@ -158,7 +168,7 @@ def evaluate(records: Sequence[TraceRecord], policies: Sequence[Policy], *, toke
     order = [p.name for p in policies]
     for result in results:
         result["policies"] = {name: result["policies"][name] for name in order}
-    report = BudgetReport(source, tok.name, chunk_tokens, results, read_errors=list(read_errors))
+    report = BudgetReport(source, tokenizer, chunk_tokens, results, read_errors=list(read_errors))
     report.policies = summarise(results, order)
     return report
 

@@ -3,7 +3,8 @@ per policy the tokens spent and the accuracy of the answer it would have ended w
 
 Each file is one dataset (one table, one panel of ``--plot``; a ``pool`` policy shares its budget within the
 file). ``--json`` prints the tables' data as one JSON object; ``--records FILE.jsonl`` writes every trace's
-outcome under every policy. Unreadable records are counted and named; the exit code is 1 when there were any.
+outcome under every policy. ``--engine ray`` maps the records over a Ray cluster (pool policies run on the driver
+after). Unreadable records are counted and named; the exit code is 1 when there were any.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-tokens", type=int, default=16, metavar="N",
                         help="tokens per streamed chunk of a text trace (default 16; trace files keep theirs)")
     parser.add_argument("--workers", "-j", type=int, default=2, metavar="N", help="processes (default 2)")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: worker processes on this machine (default); ray: map the records over a Ray "
+                             "cluster, pool policies run on the driver after (pip install 'interlock[ray]')")
+    parser.add_argument("--address", default=None, metavar="ADDR",
+                        help="with --engine ray: the cluster to join (default: start a local one)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N traces of each file")
     parser.add_argument("--id-field", default="id", metavar="F", help="JSON field of a record's id")
     parser.add_argument("--question-field", default="question", metavar="F", help="JSON field of the question")
@@ -56,6 +62,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise BudgetError(f"--limit must be at least 1, got {args.limit}")
+    if args.address is not None and args.engine != "ray":
+        raise BudgetError("--address joins a Ray cluster: use it with --engine ray")
     policies = parse_policies(args.policy or DEFAULT_POLICIES)
     fields = RecordFields(id=args.id_field, question=args.question_field, trace=args.trace_field,
                           reference=args.reference_field, correct=args.correct_field)
@@ -77,8 +85,14 @@ def main(args: argparse.Namespace) -> int:
             print(f"error: {path}: no usable traces", file=sys.stderr)
             failed += 1
             continue
-        report = evaluate(records, policies, tokenizer=args.tokenizer, chunk_tokens=args.chunk_tokens,
-                          workers=args.workers, source=path, read_errors=errors)
+        if args.engine == "ray":
+            from interlock.monitor.budgets.ray_engine import evaluate_on_ray
+
+            report = evaluate_on_ray(records, policies, tokenizer=args.tokenizer, chunk_tokens=args.chunk_tokens,
+                                     source=path, read_errors=errors, address=args.address)
+        else:
+            report = evaluate(records, policies, tokenizer=args.tokenizer, chunk_tokens=args.chunk_tokens,
+                              workers=args.workers, source=path, read_errors=errors)
         reports.append(report)
         if not args.json:
             print(format_table(report) + "\n")
