@@ -27,8 +27,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import cProfile
+import importlib.util
 import json
-import operator
+import logging
 import os
 import re
 import statistics
@@ -36,6 +39,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import anyio
@@ -46,7 +51,9 @@ from interlock.generators import OpenAICompatible
 from interlock.monitor.scan import pseudo_tokens
 from interlock.verifiers.arithmetic import Arithmetic
 
-VARIANTS = ("unmonitored", "no_verifiers", "arithmetic", "user_loop", "user_thread", "user_process")
+DEFAULT_VARIANTS = ("unmonitored", "no_verifiers", "arithmetic", "user_loop", "user_thread", "user_process",
+                    "interwhen_unmonitored", "interwhen_user")
+VARIANTS = (*DEFAULT_VARIANTS, "user_auto")
 PROMPT = "Add up the numbers step by step."
 
 
@@ -63,33 +70,71 @@ def make_trace(tokens: int) -> str:
 
 # -- the user's check -------------------------------------------------------------------------------------
 
-_LINE = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
-_OPS: dict[str, Callable[[Any, Any], Any]] = {"+": operator.add, "-": operator.sub, "*": operator.mul,
-                                               "/": operator.truediv}
+# What a user writes in interwhen's style: a regex for ``a op b = c`` and ``sympy.nsimplify``. The same function is
+# the check of every interlock variant and of the interwhen monitor below, so both pay the same sympy. ``--check
+# nsimplify`` (the default) reads the expression with nsimplify and the stated number exactly; ``nsimplify-both``
+# reads both sides with nsimplify (each a parse of text: about twice the CPU, for a CPU-heavy check).
+_CLAIM = re.compile(r"(\d+(?:\.\d+)?\s*[-+*/]\s*\d+(?:\.\d+)?)\s*=\s*(\d+(?:\.\d+)?)")
+CHECKS = ("nsimplify", "nsimplify-both")
 
 
-def sympy_line_check(step: Step) -> Fail | None:
-    """What a user writes: each ``a op b = c`` in the step, checked exactly with sympy (no eval of model text)."""
-    for m in _LINE.finditer(step.text):
-        a, op, b, c = m.groups()
-        lhs = _OPS[op](sympy.Integer(a), sympy.Integer(b))
-        if sympy.simplify(lhs - sympy.Integer(c)) != 0:
-            return Fail(f"{a} {op} {b} is {lhs}, not {c}", span=step.to_trace(*m.span()))
+def wrong_claim(text: str, check: str = "nsimplify") -> re.Match[str] | None:
+    """The first ``a op b = c`` in ``text`` whose sides differ (exactly, as sympy sees them), or None."""
+    for m in _CLAIM.finditer(text):
+        stated = sympy.nsimplify(m.group(2)) if check == "nsimplify-both" else sympy.Rational(m.group(2))
+        if sympy.nsimplify(m.group(1)) != stated:
+            return m
     return None
 
 
-def user_check(runs_in: str) -> Verifier:
-    check: Verifier = verifier(sympy_line_check, name=f"sympy-lines-{runs_in}", runs_in=runs_in)  # type: ignore[arg-type]
-    return check
+def _as_fail(step: Step, m: re.Match[str] | None) -> Fail | None:
+    if m is None:
+        return None
+    return Fail(f"{m.group(1)} is not {m.group(2)}", span=step.to_trace(*m.span()))
+
+
+def sympy_line_check(step: Step) -> Fail | None:
+    """The interlock form of the check: a ``Fail`` with the claim's span."""
+    return _as_fail(step, wrong_claim(step.text))
+
+
+def sympy_both_sides_check(step: Step) -> Fail | None:
+    """``--check nsimplify-both``: both sides read by nsimplify."""
+    return _as_fail(step, wrong_claim(step.text, "nsimplify-both"))
+
+
+def user_check(runs_in: str, check: str = "nsimplify") -> Verifier:
+    fn = sympy_both_sides_check if check == "nsimplify-both" else sympy_line_check
+    made: Verifier = verifier(fn, name=f"sympy-lines-{runs_in}", runs_in=runs_in)  # type: ignore[arg-type]
+    return made
+
+
+def check_cost_us(text: str, check: str, repeats: int = 3) -> float:
+    """Median CPU microseconds of one call of the check on a line of the trace (what every variant pays per
+    check, before any dispatch)."""
+    lines = text.splitlines(keepends=True)
+    per_round = []
+    for _ in range(repeats):
+        started = time.process_time()
+        for line in lines:
+            wrong_claim(line, check)
+        per_round.append((time.process_time() - started) / len(lines) * 1e6)
+    return round(statistics.median(per_round), 1)
 
 
 # -- the server (its own process) -------------------------------------------------------------------------
 
 
-def _event(text: str | None = None, finish: str | None = None) -> bytes:
-    delta = {"content": text} if text is not None else {}
-    obj = {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta,
-                                                                      "finish_reason": finish}]}
+def _event(text: str | None = None, finish: str | None = None, *, chat: bool = True) -> bytes:
+    """One SSE event: a chat delta (``/chat/completions``) or a completion's text (``/completions``, what
+    interwhen's ``stream_completion`` reads)."""
+    choice: dict[str, Any]
+    if chat:
+        choice = {"index": 0, "delta": {"content": text} if text is not None else {}, "finish_reason": finish}
+        obj = {"id": "c", "object": "chat.completion.chunk", "choices": [choice]}
+    else:
+        choice = {"index": 0, "text": text if text is not None else "", "finish_reason": finish}
+        obj = {"id": "c", "object": "text_completion", "choices": [choice]}
     data = b"data: " + json.dumps(obj).encode() + b"\n\n"
     return b"%x\r\n%s\r\n" % (len(data), data)  # one HTTP chunk per event
 
@@ -97,9 +142,10 @@ def _event(text: str | None = None, finish: str | None = None) -> bytes:
 class _Paced:
     """One response being streamed: its events, when it started, how many have been written."""
 
-    def __init__(self, writer: asyncio.StreamWriter, events: list[bytes]) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, events: list[bytes], tail: list[bytes]) -> None:
         self.writer = writer
         self.events = events
+        self.tail = tail
         self.start = time.perf_counter()
         self.sent = 0
         self.done = asyncio.get_running_loop().create_future()
@@ -113,8 +159,10 @@ class PacedServer:
     """
 
     def __init__(self, text: str, rate: float, tick: float = 0.002) -> None:
-        self.events = [_event(p) for p in pseudo_tokens(text)]
-        self.tail = [_event(finish="stop"), _event_bytes(b"data: [DONE]\n\n"), b"0\r\n\r\n"]
+        pieces = list(pseudo_tokens(text))
+        self.events = {chat: [_event(p, chat=chat) for p in pieces] for chat in (True, False)}
+        self.tails = {chat: [_event(finish="stop", chat=chat), _event_bytes(b"data: [DONE]\n\n"), b"0\r\n\r\n"]
+                      for chat in (True, False)}
         self.rate = rate
         self.tick = tick
         self.open: set[_Paced] = set()
@@ -137,7 +185,7 @@ class PacedServer:
                     paced.writer.write(b"".join(paced.events[paced.sent:due]))
                     paced.sent = due
                 if paced.sent == len(paced.events):
-                    paced.writer.write(b"".join(self.tail))
+                    paced.writer.write(b"".join(paced.tail))
                     self.open.discard(paced)
                     paced.done.set_result(None)
 
@@ -148,10 +196,12 @@ class PacedServer:
                 length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
                                if line.lower().startswith(b"content-length:")), 0)
                 body = json.loads(await reader.readexactly(length))
-                count = body.get("max_tokens") or len(self.events)
+                chat = b"/chat/completions " in head.split(b"\r\n", 1)[0]
+                events = self.events[chat]
+                count = body.get("max_tokens") or len(events)
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                              b"Transfer-Encoding: chunked\r\n\r\n")
-                paced = _Paced(writer, self.events[:count])
+                paced = _Paced(writer, events[:count], self.tails[chat])
                 self.open.add(paced)
                 try:
                     await paced.done
@@ -226,13 +276,86 @@ def _monitored(monitor: Monitor) -> Callable[[OpenAICompatible], Awaitable[str]]
     return one
 
 
-def runner(variant: str, gen: OpenAICompatible) -> Callable[[OpenAICompatible], Awaitable[str]]:
+# -- interwhen, on the same server, stream and check (loaded from the user's checkout, never a dependency) ----
+
+
+def load_interwhen(path: str) -> ModuleType:
+    """``interwhen/interject.py`` of a checkout of microsoft/interwhen (the repository root, its ``interwhen``
+    package folder, or the file itself)."""
+    candidates = [Path(path), Path(path) / "interject.py", Path(path) / "interwhen" / "interject.py"]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise SystemExit(f"--interwhen {path}: no interwhen/interject.py there")
+    spec = importlib.util.spec_from_file_location("interwhen_interject", found)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "stream_completion", None)):
+        raise SystemExit(f"--interwhen {path}: {found} has no stream_completion")
+    logging.getLogger(module.__name__).setLevel(logging.ERROR)  # it logs a banner per call; not its cost here
+    return module
+
+
+class InterwhenLineMonitor:
+    """interwhen's monitor protocol (``step_extractor``, ``verify``, ``fix`` of its ``VerifyMonitor``) around the
+    same check: a step is each line that a chunk completes; ``verify`` runs on the loop, as interwhen's do."""
+
+    name = "sympy-lines"
+    priority = 0
+
+    def __init__(self, check: str = "nsimplify") -> None:
+        self.check = check
+
+    def step_extractor(self, chunk: str, generated_text: str) -> tuple[bool, str | None]:
+        if "\n" not in chunk:
+            return False, None
+        before = len(generated_text) - len(chunk)
+        start = generated_text.rfind("\n", 0, before) + 1
+        return True, generated_text[start:generated_text.rfind("\n")]
+
+    async def verify(self, step: str, token_index: int, event: asyncio.Event,
+                     info: dict[str, Any]) -> tuple[str, str | None]:
+        m = wrong_claim(step, self.check)
+        if m is None:
+            return step, None
+        feedback = f"\n{m.group(1)} is not {m.group(2)}.\n"
+        if not event.is_set():
+            info.update(generated_text=step, feedback=feedback, correction_index=token_index)
+            event.set()
+        return step, feedback
+
+    async def fix(self, generated_text: str, info: dict[str, Any], fix_method: Any = None) -> str:
+        return str(info["generated_text"]) + str(info["feedback"])
+
+
+class _Discard:
+    """stdout while interwhen streams: it prints every chunk (flushing); kept off the terminal at no syscall."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _interwhen(module: ModuleType, base: str, monitors: list[Any]) -> Callable[[OpenAICompatible], Awaitable[str]]:
+    async def one(gen: OpenAICompatible) -> str:
+        server = {"url": f"{base}/completions", "headers": {"Content-Type": "application/json"},
+                  "payload": {"model": gen.model, "stream": True, "max_tokens": gen.sampling.max_tokens}}
+        return str(await module.stream_completion(PROMPT, llm_server=server, monitors=monitors))
+    return one
+
+
+def runner(variant: str, gen: OpenAICompatible, interwhen: ModuleType | None = None, base: str = "",
+           check: str = "nsimplify") -> Callable[[OpenAICompatible], Awaitable[str]]:
     """How one stream of ``variant`` is read (a monitor is shared by the variant's concurrent runs)."""
     if variant == "unmonitored":
         return _unmonitored
-    verifiers: list[Verifier | str] = {
-        "no_verifiers": [], "arithmetic": [Arithmetic()], "user_loop": [user_check("loop")],
-        "user_thread": [user_check("thread")], "user_process": [user_check("process")]}[variant]
+    if variant.startswith("interwhen_"):
+        assert interwhen is not None
+        return _interwhen(interwhen, base, [InterwhenLineMonitor(check)] if variant == "interwhen_user" else [])
+    verifiers: list[Verifier | str] = ([] if variant == "no_verifiers" else [Arithmetic()] if variant == "arithmetic"
+                                       else [user_check(variant.removeprefix("user_"), check)])
     return _monitored(Monitor(gen, verifiers))
 
 
@@ -247,7 +370,7 @@ async def _round(streams: int, gen: OpenAICompatible, one: Callable[[OpenAICompa
             complete += 1
 
     start = time.perf_counter()
-    with anyio.fail_after(600):
+    with anyio.fail_after(900), contextlib.redirect_stdout(_Discard()):  # type: ignore[type-var]
         async with anyio.create_task_group() as tg:
             for _ in range(streams):
                 tg.start_soon(stream)
@@ -259,6 +382,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     pieces = len(list(pseudo_tokens(text)))
     if args.cpus:  # the client and its check workers on these cores only (e.g. 2, as a small serving box)
         os.sched_setaffinity(0, _cores(args.cpus))
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown or "unmonitored" not in variants:
+        raise SystemExit(f"--variants: unknown {unknown}; 'unmonitored' (the baseline) is required")
+    interwhen = load_interwhen(args.interwhen) if args.interwhen else None
+    skipped = [v for v in variants if v.startswith("interwhen_")] if interwhen is None else []
+    variants = [v for v in variants if v not in skipped]
     command = [sys.executable, os.path.abspath(__file__), "--serve", "--tokens", str(args.tokens),
                "--rate", str(args.rate)]
     if args.server_cpus:
@@ -271,23 +401,27 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         limits = httpx.Limits(max_connections=args.streams + 8, max_keepalive_connections=args.streams + 8)
         async with httpx.AsyncClient(limits=limits, timeout=60) as client:
             gen = OpenAICompatible(base, "m", max_tokens=None, client=client, retries=0)
-            variants = [v for v in args.variants.split(",") if v]
-            unknown = sorted(set(variants) - set(VARIANTS))
-            if unknown or "unmonitored" not in variants:
-                raise SystemExit(f"--variants: unknown {unknown}; 'unmonitored' (the baseline) is required")
             # warm-up: open every connection, load sympy, start the check workers, at a few pieces a stream
             short = OpenAICompatible(base, "m", max_tokens=20, client=client, retries=0)
             for name in variants:
-                await _round(args.streams, short, runner(name, short), _prefix(text, 20))
-            runners = {name: runner(name, gen) for name in variants}
+                await _round(args.streams, short, runner(name, short, interwhen, base, args.check), _prefix(text, 20))
+            runners = {name: runner(name, gen, interwhen, base, args.check) for name in variants}
             rows: dict[str, dict[str, list[float]]] = {v: {"wall": [], "cpu": [], "server_cpu": [], "complete": []}
                                                        for v in variants}
             for r in range(args.repeats):
                 k = r % len(variants)
                 for name in variants[k:] + variants[:k]:  # a rotating order: drift hits every variant alike
+                    profile = cProfile.Profile() if args.profile else None
                     cpu0, srv0 = _cpu_seconds(server.pid)
+                    if profile is not None:
+                        profile.enable()
                     wall, complete = await _round(args.streams, gen, runners[name], text)
+                    if profile is not None:
+                        profile.disable()
                     cpu1, srv1 = _cpu_seconds(server.pid)
+                    if profile is not None:
+                        os.makedirs(args.profile, exist_ok=True)
+                        profile.dump_stats(os.path.join(args.profile, f"{name}.{r}.prof"))
                     if complete != args.streams:
                         raise AssertionError(f"{name}: only {complete} of {args.streams} streams had the full text")
                     row = rows[name]
@@ -298,26 +432,65 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         server.terminate()
         server.wait(10)
-    base_wall = statistics.median(rows["unmonitored"]["wall"])
-    base_cpu = statistics.median(rows["unmonitored"]["cpu"])
-    out: dict[str, Any] = {}
-    for name, row in rows.items():
-        wall = statistics.median(row["wall"])
-        out[name] = {
-            "wall_s": round(wall, 3),
-            "wall_ratio": round(wall / base_wall, 3),
-            "wall_ratio_per_round": [round(w / b, 3) for w, b in zip(row["wall"], rows["unmonitored"]["wall"],
-                                                                     strict=True)],
-            "cpu_s": round(statistics.median(row["cpu"]), 3),
-            "cpu_ratio": round(statistics.median(row["cpu"]) / base_cpu, 3),
-            "server_cpu_s": round(statistics.median(row["server_cpu"]), 3),
-            "completions": int(sum(row["complete"])),
-            "streams_run": args.streams * len(row["wall"]),
-        }
-    return {"benchmark": "concurrency", "streams": args.streams, "pieces_per_stream": pieces, "rate": args.rate,
-            "ideal_wall_s": round(pieces / args.rate, 3), "repeats": args.repeats,
-            "client_cores": sorted(os.sched_getaffinity(0)), "server_cores": args.server_cpus or "any",
-            "load_average_at_end": [round(x, 2) for x in os.getloadavg()], "variants": out}
+    out = {name: _variant_row(name, rows, args.streams) for name in rows}
+    return {"benchmark": "concurrency", "command": " ".join(sys.argv), "streams": args.streams,
+            "pieces_per_stream": pieces, "rate": args.rate, "ideal_wall_s": round(pieces / args.rate, 3),
+            "repeats": args.repeats, "check": args.check,
+            "check_cpu_us_per_call": check_cost_us(text, args.check), "checks_per_stream": len(text.splitlines()),
+            "client_cores": sorted(os.sched_getaffinity(0)),
+            "server_cores": args.server_cpus or "any", "cpu_count": os.cpu_count(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+            "skipped": {v: "no --interwhen PATH given" for v in skipped},
+            "summary": _summary(out), "variants": out}
+
+
+def _peer(name: str) -> str | None:
+    """The interwhen variant a variant is compared with: the same read, the same check."""
+    if name == "unmonitored":
+        return "interwhen_unmonitored"
+    if name.startswith("user_"):
+        return "interwhen_user"
+    return None
+
+
+def _variant_row(name: str, rows: dict[str, dict[str, list[float]]], streams: int) -> dict[str, Any]:
+    row, base = rows[name], rows["unmonitored"]
+    wall = statistics.median(row["wall"])
+    out: dict[str, Any] = {
+        "wall_s": round(wall, 3),
+        "wall_s_per_round": [round(w, 3) for w in row["wall"]],
+        "vs_unmonitored": round(wall / statistics.median(base["wall"]), 3),
+        "vs_unmonitored_per_round": [round(w / b, 3) for w, b in zip(row["wall"], base["wall"], strict=True)],
+    }
+    peer = _peer(name)
+    if peer is not None and peer in rows:
+        out["vs_interwhen"] = round(wall / statistics.median(rows[peer]["wall"]), 3)
+        out["vs_interwhen_per_round"] = [round(w / b, 3) for w, b in zip(row["wall"], rows[peer]["wall"],
+                                                                         strict=True)]
+    out.update({
+        "cpu_s": round(statistics.median(row["cpu"]), 3),
+        "cpu_vs_unmonitored": round(statistics.median(row["cpu"]) / statistics.median(base["cpu"]), 3),
+        "server_cpu_s": round(statistics.median(row["server_cpu"]), 3),
+        "completions": int(sum(row["complete"])),
+        "streams_run": streams * len(row["wall"]),
+    })
+    return out
+
+
+def _summary(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The issue's figures: the best placement of the user check against interwhen, each placement against the
+    best, and ``arithmetic`` against the unmonitored read."""
+    summary: dict[str, Any] = {}
+    placements = {name: row["wall_s"] for name, row in out.items() if name.startswith("user_")}
+    if placements:
+        best = min(placements, key=placements.__getitem__)
+        summary["best_placement"] = best
+        summary["placements_vs_best"] = {name: round(w / placements[best], 3) for name, w in placements.items()}
+        if "vs_interwhen" in out[best]:
+            summary["best_vs_interwhen"] = out[best]["vs_interwhen"]
+    if "arithmetic" in out:
+        summary["arithmetic_vs_unmonitored"] = out["arithmetic"]["vs_unmonitored"]
+    return summary
 
 
 def _cores(spec: str) -> set[int]:
@@ -334,9 +507,18 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=1414, help="word-sized pieces per stream")
     parser.add_argument("--rate", type=float, default=200.0, help="pieces per second per stream")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
+    parser.add_argument("--check", choices=CHECKS, default="nsimplify",
+                        help="the user check: nsimplify (the expression read by nsimplify, the stated number "
+                             "exactly) or nsimplify-both (both sides read by nsimplify: about twice the CPU)")
+    parser.add_argument("--interwhen", metavar="PATH",
+                        help="a checkout of microsoft/interwhen (its interwhen/interject.py is loaded from there); "
+                             "without it the interwhen variants are skipped")
     parser.add_argument("--cpus", help="pin the client (and its check workers) to these cores, e.g. 0,1")
     parser.add_argument("--server-cpus", help="pin the server to these cores, e.g. 2")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="profile each round of the client process with cProfile into DIR/VARIANT.ROUND.prof "
+                             "(the figures are then the profiled ones)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the server process
     args = parser.parse_args()
     if args.serve:

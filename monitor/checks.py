@@ -1,10 +1,15 @@
 """The checks of one run: schedule them at their triggers, run each beside generation, collect their verdicts.
 
 :class:`Checks` is the part of a :class:`~interlock.monitor.monitor.Run` that turns new text into due checks
-(through the :class:`~interlock.monitor.scheduler.Scheduler`), runs every check as a task of the run's task group
-(:func:`~interlock.monitor.execute.run_check`: where the verifier asked, under its timeout, never raising), and
-hands each finished check's failures to the :class:`~interlock.monitor.arbiter.Arbiter` as candidates. What the
-monitor then does about them is :mod:`interlock.monitor.interventions`' job.
+(through the :class:`~interlock.monitor.scheduler.Scheduler`), runs every check where its verifier asked, under its
+timeout, never raising (:mod:`interlock.monitor.execute`), and hands each finished check's failures to the
+:class:`~interlock.monitor.arbiter.Arbiter` as candidates. What the monitor then does about them is
+:mod:`interlock.monitor.interventions`' job.
+
+A check costs no task unless it is async: a sync ``runs_in="loop"`` check runs inline at the step end (its verdict
+is delivered before the next chunk is read, in step order), a thread or process check is a job whose outcome comes
+back as a callback on the loop. Async checks, the barrier's checks and any check on an event loop other than
+asyncio run as tasks of the run's task group.
 """
 
 from __future__ import annotations
@@ -17,7 +22,15 @@ from typing import TYPE_CHECKING
 import anyio
 from interlock.monitor.arbiter import Arbiter, Candidate
 from interlock.monitor.events import VerdictReceived, VerifierError
-from interlock.monitor.execute import run_check
+from interlock.monitor.execute import (
+    CheckOutcome,
+    PendingCheck,
+    Placement,
+    placement,
+    run_check,
+    run_inline,
+    start_check,
+)
 from interlock.monitor.scheduler import Scheduler
 from interlock.monitor.trace import TraceView
 from interlock.monitor.verdicts import Action, Fail, Span, Unknown, Verdict
@@ -29,15 +42,23 @@ if TYPE_CHECKING:
 __all__ = ["Check", "Checks"]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Check:
-    """One check in flight: a verifier on a view of the trace, cancellable through its scope."""
+    """One check in flight: a verifier on a view of the trace, cancellable through its scope (a task) or its job
+    (a worker's)."""
 
     id: int
     verifier: Verifier
     view: TraceView
-    scope: anyio.CancelScope
+    scope: anyio.CancelScope | None = None
+    job: PendingCheck | None = None
     provisional: bool = False  # run for the barrier on an unfinished step: its verdicts refuse, never intervene
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+        elif self.scope is not None:
+            self.scope.cancel()
 
 
 class Checks:
@@ -56,20 +77,37 @@ class Checks:
         self._fail_closed = frozenset(v.name for v in verifiers if v.fail_closed)
         self._provisional_at: tuple[int, int] | None = None  # (epoch, length) of the last provisional checks
         self._provisional: list[Verdict] = []  # their verdicts
+        self._placement: dict[int, Placement] = {id(v): placement(v) for v in verifiers}
 
     def schedule(self, *, final: bool = False, cut: bool = False) -> None:
         """Start the checks that the text so far makes due; ``final``: generation has ended (the last step is
         complete), ``cut``: it was stopped, so that last step may end mid-word."""
+        due_now = self.scheduler.advance(final=final, cut=cut)
+        if not due_now:
+            return
         run = self._run
         trace = run.trace
-        for verifier, due in self.scheduler.advance(final=final, cut=cut):
+        tasks_only = not run.on_asyncio
+        inline: list[tuple[int, Verifier, TraceView]] = []
+        for verifier, due in due_now:
             check_id = next(self._ids)
             fork = functools.partial(run.fork_text, trace.text[:due.end]) if run.capabilities.fork else None
             view = trace.view(due.end, due.step, final=due.final, fork=fork, chunks=verifier.reads_chunks)
-            check = Check(check_id, verifier, view, anyio.CancelScope())
-            self.running[check_id] = check
+            # every check made due now is open before any of them is answered: arbitration waits for them all
             self.arbiter.open(check_id, due.step.span.start)
-            run.task_group.start_soon(self._run_check, check, name=f"check {verifier.name} #{check_id}")
+            where = "task" if tasks_only else self._placement[id(verifier)]
+            if where == "inline":
+                inline.append((check_id, verifier, view))
+                continue
+            check = Check(check_id, verifier, view)
+            self.running[check_id] = check
+            if where == "task":
+                check.scope = anyio.CancelScope()
+                run.task_group.start_soon(self._run_check, check, name=f"check {verifier.name} #{check_id}")
+            else:
+                check.job = start_check(verifier, view, functools.partial(self._finished, check))
+        for check_id, verifier, view in inline:  # at the step end, before the next chunk: no task, no scope
+            self._deliver(check_id, verifier, run_inline(verifier, view))
 
     def schedule_provisional(self) -> None:
         """Check the step still being written as if it had ended now (the barrier's checks of a call made
@@ -95,6 +133,7 @@ class Checks:
 
     async def _run_provisional(self, check: Check, at: tuple[int, int]) -> None:
         outcome = None
+        assert check.scope is not None
         with check.scope:
             outcome = await run_check(check.verifier, check.view)
         self.running.pop(check.id, None)
@@ -108,33 +147,49 @@ class Checks:
         self._run.notify()
 
     async def _run_check(self, check: Check) -> None:
-        run = self._run
         outcome = None
+        assert check.scope is not None
         with check.scope:
             outcome = await run_check(check.verifier, check.view)
-        self.running.pop(check.id, None)
         if outcome is None:  # cancelled: a rollback removed the text it was about
+            self.running.pop(check.id, None)
             self.arbiter.close(check.id)
-            run.intervener.settle()
-            run.notify()
+            self._run.intervener.settle()
+            self._run.notify()
             return
+        self._finished(check, outcome)
+
+    def _finished(self, check: Check, outcome: CheckOutcome) -> None:
+        """A check in flight came back (a cancelled one never does)."""
+        if self.running.pop(check.id, None) is None and not check.provisional:
+            return  # cancelled after it had finished, before its outcome was delivered
+        self._deliver(check.id, check.verifier, outcome)
+
+    def _deliver(self, check_id: int, verifier: Verifier, outcome: CheckOutcome) -> None:
+        """Record a finished check's verdicts, hand its failures to the arbiter, act on what is decided."""
+        run = self._run
         self.seconds += outcome.seconds
         if outcome.error is not None:
-            run.errors.append(f"{check.verifier.name}: {outcome.error}")
-            run.emit(VerifierError(verifier=check.verifier.name, error=outcome.error))
+            run.errors.append(f"{verifier.name}: {outcome.error}")
+            run.emit(VerifierError(verifier=verifier.name, error=outcome.error))
         candidates: list[Candidate] = []
+        events = run.emits_events
+        trace = run.trace
         for verdict in outcome.verdicts:
-            stale = not run.trace.still_valid(verdict.epoch, verdict.span)
-            run.emit(VerdictReceived(verdict=verdict, seconds=outcome.seconds, stale=stale))
+            stale = not trace.still_valid(verdict.epoch, verdict.span)
+            if events:
+                run.emit(VerdictReceived(verdict=verdict, seconds=outcome.seconds, stale=stale))
             if stale:
                 self.stale += 1
                 continue
             self.verdicts.append(verdict)
-            candidate = self._candidate(check.verifier, verdict)
-            if candidate is not None:
-                candidates.append(candidate)
-        self.arbiter.close(check.id, candidates)
-        run.intervener.settle()
+            if isinstance(verdict, Fail) or (isinstance(verdict, Unknown) and verifier.fail_closed):
+                candidate = self._candidate(verifier, verdict)
+                if candidate is not None:
+                    candidates.append(candidate)
+        self.arbiter.close(check_id, candidates)
+        if candidates or self.arbiter.candidates:
+            run.intervener.settle()
         run.notify()
 
     def _candidate(self, verifier: Verifier, verdict: Verdict) -> Candidate | None:
@@ -173,7 +228,7 @@ class Checks:
         """The trace was cut at ``pos``: cancel the checks about removed text and forget what they were about."""
         for check in list(self.running.values()):
             if check.view.end > pos:
-                check.scope.cancel()
+                check.cancel()
                 if not check.provisional:
                     self.arbiter.close(check.id)
                 del self.running[check.id]
@@ -182,4 +237,4 @@ class Checks:
 
     def cancel_all(self) -> None:
         for check in list(self.running.values()):
-            check.scope.cancel()
+            check.cancel()

@@ -6,13 +6,22 @@ message for the error event: a verifier can never pass silently by failing.
 The timeout is a guarantee, whatever the check does:
 
 - a sync check runs in a worker thread by default (``runs_in="thread"``); at its timeout the verdict is ``Unknown``
-  and the thread is abandoned (it is a daemon: it never keeps the interpreter alive);
-- ``runs_in="process"``: a warm worker process; at the timeout it is killed, and a check cancelled by a rollback
-  finishes in its worker (its result dropped), so the worker stays warm for the next check;
+  and the thread is abandoned: it no longer counts towards the pool's limit, so a check that never returns takes
+  nothing from the checks after it (a daemon, it never keeps the interpreter alive; it rejoins the pool, or ends,
+  when its check returns);
+- ``runs_in="process"``: warm worker processes; a check that runs past its timeout has its worker killed, and a
+  check cancelled by a rollback finishes in its worker (its result dropped), so the worker stays warm;
 - ``runs_in="loop"`` is the opt-in for checks measured to be cheap and bounded (the built-in arithmetic): they run
   on the event loop, cannot be pre-empted, and one that overruns its timeout is ``Unknown``, never ``Pass``;
 - an async check runs in a task of its own: at the timeout it is cancelled and the run moves on, even if it
   swallows the cancellation.
+
+A run dispatches its sync checks without a task per check (:func:`run_inline` for a loop check at the step end,
+:func:`start_check` for thread and process checks: a job, a timer on the event loop, a callback with the outcome).
+Process checks are queued and handed to the warm workers in batches, one pipe message and one pickle for several
+checks (the verifier is pickled once per batch), and their results come back a few at a time: what a check costs
+the event loop does not grow with how expensive it is to reach another core. :func:`run_check` awaits one check
+(``Verifier.scan``, the barrier's checks, async checks).
 
 ``KeyboardInterrupt`` and ``SystemExit`` raised inside a check are the check's errors (``Unknown``), not the
 process's: a Ctrl-C reaches an asyncio program as cancellation of its main task, never inside a check.
@@ -21,18 +30,21 @@ process's: a Ctrl-C reaches an asyncio program as cancellation of its main task,
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import inspect
+import math
 import multiprocessing
 import os
+import pickle
 import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import anyio
 import anyio.to_process
@@ -40,15 +52,22 @@ import anyio.to_thread
 import sniffio
 from interlock.monitor.trace import TraceView
 from interlock.monitor.verdicts import Fail, Pass, Unknown, Verdict
+from interlock.monitor.verifier import FunctionVerifier, Verifier
 
-if TYPE_CHECKING:
-    from interlock.monitor.verifier import Verifier
+__all__ = ["CheckOutcome", "PendingCheck", "Placement", "VerdictTypeError", "call_async_bounded", "call_in_thread",
+           "normalize_verdicts", "placement", "run_check", "run_inline", "start_check", "worker_stats"]
 
-__all__ = ["CheckOutcome", "VerdictTypeError", "call_async_bounded", "call_in_thread", "normalize_verdicts",
-           "run_check", "worker_stats"]
-
-MAX_THREADS = 32  # a check that never returns holds one for good: past this, checks queue (and time out)
+MAX_THREADS = 32  # threads working at once; a check abandoned at its timeout no longer counts
+MAX_ABANDONED_THREADS = 1024  # abandoned threads still running; past this a hung check keeps its place in the pool
 MAX_PROCESSES = max(1, os.cpu_count() or 1)
+MAX_BATCH = 16  # process checks in one message to a worker
+BATCH_SECONDS = 0.02  # ... and at most this much work, by the average time of a job so far
+OVERRUN_GRACE = 0.25  # at its deadline a process check that ran for all but this share of its timeout is killed
+MOVE_AFTER = 0.05  # jobs waiting behind one that has run this long (and MOVE_FACTOR times the average) move on
+MOVE_FACTOR = 10.0
+REPLY_EVERY = 0.002  # a worker sends the results it has at least this often while it works through a batch
+
+Placement = Literal["inline", "thread", "process", "task"]
 
 
 class VerdictTypeError(TypeError):
@@ -67,7 +86,7 @@ class OverranTimeout(Exception):
     """A check on the event loop returned after its timeout: its verdict cannot be trusted to be complete."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CheckOutcome:
     verdicts: list[Verdict]
     error: str | None
@@ -91,65 +110,258 @@ def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+def _as_check_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return CheckExit(f"{type(exc).__name__} raised inside the check")
+    return exc
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, VerdictTypeError | OverranTimeout | CheckExit | RemoteCheckError):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return f"{type(exc).__name__} raised inside the check"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _timed_out(verifier: Verifier) -> str:
+    return f"timed out after {verifier.timeout:g} s"
+
+
+def _outcome(verifier: Verifier, view: TraceView, ok: bool, value: Any, started: float) -> CheckOutcome:
+    """The outcome of a check that returned ``value`` (``ok``) or raised it, or of one that could not finish
+    (``ok`` False and ``value`` the reason, as text)."""
+    error: str | None = None
+    if ok:
+        try:
+            verdicts = normalize_verdicts(value, verifier=verifier, view=view)
+        except VerdictTypeError as exc:
+            error = str(exc)
+    else:
+        error = value if isinstance(value, str) else _error_text(value)
+    if error is not None:
+        verdicts = [Unknown(reason=error, verifier=verifier.name, epoch=view.epoch, span=view.step.span)]
+    return CheckOutcome(verdicts=verdicts, error=error, seconds=time.perf_counter() - started)
+
+
+def _extracts_step_only(verifier: Verifier) -> bool:
+    """Whether ``extract`` is the default (the step): a process check then receives the step, not the view."""
+    if isinstance(verifier, FunctionVerifier):
+        return verifier.extractor is None and type(verifier).extract is FunctionVerifier.extract
+    return type(verifier).extract is Verifier.extract
+
+
+def placement(verifier: Verifier) -> Placement:
+    """How a run dispatches ``verifier``'s checks: ``inline`` (a sync loop check, called at the step end),
+    ``thread`` or ``process`` (a sync check handed to a worker, no task), ``task`` (anything async)."""
+    if verifier.checks_async or verifier.extracts_async:
+        return "task"
+    return "inline" if verifier.runs_in == "loop" else verifier.runs_in
+
+
+# -- jobs: a check (or a call) handed to a worker, finished by a callback on its event loop ----------------------
+
+
+class _Job:
+    """A call handed to a worker thread or process. ``wanted`` is cleared once nobody waits for its result (it
+    was delivered, timed out or cancelled): a job not yet started is then skipped. The rest is the pool's."""
+
+    __slots__ = ("abandoned", "args", "deadline", "fn", "loop", "pool", "running", "timeout", "timer", "wanted",
+                 "worker")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], loop: asyncio.AbstractEventLoop,
+                 timeout: float) -> None:
+        self.fn = fn
+        self.args = args
+        self.loop = loop
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.timer: asyncio.TimerHandle | None = None
+        self.wanted = True
+        self.running = False  # a thread is running it (thread pool; under the pool's lock)
+        self.abandoned = False  # its thread no longer counts towards the pool's limit
+        self.pool: _DaemonThreads | _WarmProcesses | None = None
+        self.worker: _Worker | None = None  # the process worker whose batch holds it
+
+    def result(self, ok: bool, value: Any) -> None:
+        """On the job's loop: the call returned ``value`` (``ok``) or raised it."""
+        raise NotImplementedError
+
+    def expire(self) -> None:
+        """On the job's loop, at the deadline."""
+
+    def give_up(self, *, expired: bool = False) -> None:
+        """Nobody waits for the result any more (``expired``: its deadline passed): skip the job if it has not
+        started; else let its worker know."""
+        self.wanted = False
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.pool is not None:
+            self.pool.gave_up(self, expired=expired)
+
+
+class _Moved(_Job):
+    """Where a job was in a worker's batch before it went to another worker: its reply there is dropped."""
+
+    __slots__ = ()
+
+    def __init__(self, job: _Job) -> None:
+        super().__init__(job.fn, (), job.loop, job.timeout)
+        self.wanted = False
+
+    def result(self, ok: bool, value: Any) -> None:
+        pass
+
+
+class PendingCheck(_Job):
+    """A sync check running in a worker thread or process; :meth:`cancel` drops its result (a rollback)."""
+
+    __slots__ = ("done", "started", "verifier", "view")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], loop: asyncio.AbstractEventLoop,
+                 verifier: Verifier, view: TraceView, done: Callable[[CheckOutcome], None]) -> None:
+        super().__init__(fn, args, loop, verifier.timeout)
+        self.verifier = verifier
+        self.view = view
+        self.done = done
+        self.started = time.perf_counter()
+
+    def result(self, ok: bool, value: Any) -> None:
+        if not self.wanted:
+            return
+        self.wanted = False
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.done(_outcome(self.verifier, self.view, ok, value, self.started))
+
+    def expire(self) -> None:
+        if not self.wanted:
+            return
+        self.timer = None
+        self.give_up(expired=True)
+        self.done(_outcome(self.verifier, self.view, False, _timed_out(self.verifier), self.started))
+
+    def cancel(self) -> None:
+        """Drop the result (the text it was about was removed, or the run ended); never calls ``done``."""
+        if self.wanted:
+            self.give_up()
+
+
+class _FutureJob(_Job):
+    """A call whose result goes to a future (:func:`call_in_thread`, the process part of :func:`run_check`)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], loop: asyncio.AbstractEventLoop,
+                 timeout: float) -> None:
+        super().__init__(fn, args, loop, timeout)
+        self.future: asyncio.Future[Any] = loop.create_future()
+
+    def expire(self) -> None:  # a worker found its deadline passed before it started (the caller's timeout)
+        self.result(False, TimeoutError())
+
+    def result(self, ok: bool, value: Any) -> None:
+        self.wanted = False
+        if self.future.done():
+            return
+        if ok:
+            self.future.set_result(value)
+        elif isinstance(value, str):
+            self.future.set_exception(RemoteCheckError(value))
+        else:
+            self.future.set_exception(_as_check_error(value))
+
+    async def wait(self) -> Any:
+        try:
+            return await self.future
+        finally:
+            if self.wanted:
+                self.give_up()
+
+
+def _arm(job: _Job) -> None:
+    if math.isfinite(job.timeout):
+        job.timer = job.loop.call_at(job.loop.time() + job.timeout, job.expire)
+
+
 # -- threads ------------------------------------------------------------------------------------------------
 
 
 class _DaemonThreads:
     """A pool of daemon worker threads: cheap to hand work to, and an abandoned one never blocks interpreter exit
-    (``concurrent.futures`` and anyio join their threads at exit, so one hung check would hang the process)."""
+    (``concurrent.futures`` and anyio join their threads at exit, so one hung check would hang the process).
 
-    def __init__(self, limit: int) -> None:
+    A job whose caller gave up while it runs (its timeout, a rollback) is *abandoned*: its thread stops counting
+    towards ``limit`` and a fresh thread takes the queued work, so checks that never return cannot starve the
+    checks of other runs (up to ``max_abandoned`` of them at once; the thread rejoins the pool, or ends, when its
+    check returns)."""
+
+    def __init__(self, limit: int, max_abandoned: int = MAX_ABANDONED_THREADS) -> None:
         self.limit = limit
-        self._jobs: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...],
-                                            Callable[[bool, Any], None]]] = queue.SimpleQueue()
+        self.max_abandoned = max_abandoned
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self.threads = 0
-        self.idle = 0
+        self.threads = 0  # threads that count towards the limit
+        self.idle = 0  # threads waiting for a job, less the jobs queued for them (negative: a backlog)
+        self.abandoned = 0
+        self.started = 0
 
-    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], done: Callable[[bool, Any], None]) -> None:
+    def _start_thread(self) -> None:
+        self.threads += 1
+        self.started += 1
+        threading.Thread(target=self._work, name=f"interlock-check-{self.started}", daemon=True).start()
+
+    def submit(self, job: _Job) -> None:
+        job.pool = self
         with self._lock:
-            if self.idle == 0 and self.threads < self.limit:
-                self.threads += 1
-                threading.Thread(target=self._work, name=f"interlock-check-{self.threads}", daemon=True).start()
+            if self.idle <= 0 and self.threads < self.limit:
+                self._start_thread()
             else:
                 self.idle -= 1
-        self._jobs.put((fn, args, done))
+        self._jobs.put(job)
+
+    def gave_up(self, job: _Job, *, expired: bool = False) -> None:
+        with self._lock:
+            if not job.running or job.abandoned or self.abandoned >= self.max_abandoned:
+                return  # not started (its thread will skip it), or already abandoned, or too many hang already
+            job.abandoned = True
+            self.abandoned += 1
+            self.threads -= 1
+            if self.idle < 0:  # work is queued: a fresh thread takes the abandoned one's place
+                self._start_thread()
+                self.idle += 1
 
     def _work(self) -> None:
         while True:
-            fn, args, done = self._jobs.get()
-            try:
-                ok, value = True, fn(*args)
-            except BaseException as exc:
-                ok, value = False, exc
-            with contextlib.suppress(RuntimeError):  # the loop that asked has closed: nobody waits any more
-                done(ok, value)
-            del fn, args, done, value
+            job = self._jobs.get()
             with self._lock:
+                job.running = job.wanted
+            if job.running:
+                try:
+                    ok, value = True, job.fn(*job.args)
+                except BaseException as exc:
+                    ok, value = False, exc
+                with contextlib.suppress(RuntimeError):  # the loop that asked has closed: nobody waits any more
+                    job.loop.call_soon_threadsafe(job.result, ok, value)
+                del value
+            with self._lock:
+                job.running = False
+                if job.abandoned:
+                    self.abandoned -= 1
+                    if self.threads >= self.limit:
+                        return  # the pool is full again without it: this thread ends
+                    self.threads += 1
                 self.idle += 1
-
+            del job
 
     def forget(self) -> None:
         """In a forked child: the parent's threads do not exist here; start afresh."""
-        self.__init__(self.limit)  # type: ignore[misc]
+        self.__init__(self.limit, self.max_abandoned)  # type: ignore[misc]
 
 
 _THREADS = _DaemonThreads(MAX_THREADS)
-
-
-def _deliver(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():  # the check was cancelled or timed out: its result is dropped
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(_as_check_error(value))
-
-
-def _as_check_error(exc: BaseException) -> BaseException:
-    if isinstance(exc, KeyboardInterrupt | SystemExit):
-        return CheckExit(f"{type(exc).__name__} raised inside the check")
-    return exc
 
 
 async def call_in_thread(fn: Callable[..., Any], *args: Any) -> Any:
@@ -157,41 +369,62 @@ async def call_in_thread(fn: Callable[..., Any], *args: Any) -> Any:
     loop = _asyncio_loop()
     if loop is None:  # another event loop library: anyio's threads (they are joined at exit)
         return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def done(ok: bool, value: Any) -> None:
-        loop.call_soon_threadsafe(_deliver, future, ok, value)
-
-    _THREADS.submit(fn, args, done)
-    return await future
+    job = _FutureJob(fn, args, loop, math.inf)
+    _THREADS.submit(job)
+    return await job.wait()
 
 
 # -- processes ----------------------------------------------------------------------------------------------
 
+_SKIPPED = b""  # a worker's reply for a job whose deadline had passed before it started
+
+
+def _reply(ok: bool, value: Any) -> bytes:
+    try:
+        return pickle.dumps((ok, value), pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        return pickle.dumps((False, f"the result could not be sent back: {type(exc).__name__}: {exc}"))
+
+
+def _error_reply(exc: BaseException) -> bytes:
+    text = (f"{type(exc).__name__}: {exc}" if not isinstance(exc, KeyboardInterrupt | SystemExit)
+            else f"{type(exc).__name__} raised inside the check")
+    return _reply(False, text)
+
 
 def _process_main(conn: Connection) -> None:
-    """A worker process: run (function, args) jobs one at a time, send back (ok, value or error text)."""
+    """A worker process: run batches of (deadline, function, args) jobs in order; send back each job's pickled
+    (ok, value or error text), a few at a time, and nothing for a job whose deadline had passed."""
     while True:
         try:
-            job = conn.recv()
+            count, blob = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError):
             return
-        if job is None:
-            return
-        fn, args = job
         try:
-            reply: tuple[bool, Any] = (True, fn(*args))
-        except BaseException as exc:
-            reply = (False, f"{type(exc).__name__}: {exc}" if not isinstance(exc, KeyboardInterrupt | SystemExit)
-                     else f"{type(exc).__name__} raised inside the check")
-        try:
-            conn.send(reply)
-        except Exception as exc:
-            conn.send((False, f"the result could not be sent back: {type(exc).__name__}: {exc}"))
+            jobs = pickle.loads(blob)
+        except BaseException as exc:  # a check or its state that does not unpickle here
+            conn.send_bytes(pickle.dumps([_error_reply(exc)] * count))
+            continue
+        replies: list[bytes] = []
+        sent = time.monotonic()
+        for i, (deadline, fn, args) in enumerate(jobs):
+            if time.monotonic() >= deadline:
+                replies.append(_SKIPPED)
+            else:
+                try:
+                    replies.append(_reply(True, fn(*args)))
+                except BaseException as exc:
+                    replies.append(_error_reply(exc))
+            now = time.monotonic()
+            if i + 1 < len(jobs) and now - sent >= REPLY_EVERY:
+                conn.send_bytes(pickle.dumps(replies))
+                replies, sent = [], now
+        conn.send_bytes(pickle.dumps(replies))
+        del jobs, replies
 
 
 class _Worker:
-    """One warm worker process, the event loop that reads its replies, and the job it runs, if any."""
+    """One warm worker process, the event loop that reads its replies, and the batch of jobs it is running."""
 
     def __init__(self, context: Any) -> None:
         parent, child = context.Pipe()
@@ -201,13 +434,10 @@ class _Worker:
         self.process.start()
         child.close()
         self.reading: asyncio.AbstractEventLoop | None = None  # the loop its replies are read on (kept registered)
-        self.job_loop: asyncio.AbstractEventLoop | None = None  # set while a job runs
-        self.future: asyncio.Future[Any] | None = None  # None once the job's caller gave up (result dropped)
-        self.kill_timer: asyncio.TimerHandle | None = None
-
-    @property
-    def busy(self) -> bool:
-        return self.job_loop is not None
+        self.batch: collections.deque[_Job] = collections.deque()  # sent, not answered; the first one runs
+        self.head_since = 0.0  # when the first job of the batch started (monotonic)
+        self.watchdog: asyncio.TimerHandle | None = None  # kills it when a job nobody waits for overruns
+        self.mover: asyncio.TimerHandle | None = None  # hands the jobs waiting behind a slow one to others
 
     def read_on(self, loop: asyncio.AbstractEventLoop, callback: Callable[[_Worker], None]) -> None:
         if self.reading is not loop:
@@ -221,11 +451,15 @@ class _Worker:
                 self.reading.remove_reader(self.conn.fileno())
         self.reading = None
 
+    def stop_timers(self) -> None:
+        for timer in (self.watchdog, self.mover):
+            if timer is not None:
+                timer.cancel()
+        self.watchdog = self.mover = None
+
     def kill(self) -> None:
         self.stop_reading()
-        if self.kill_timer is not None:
-            self.kill_timer.cancel()
-            self.kill_timer = None
+        self.stop_timers()
         with contextlib.suppress(Exception):
             self.process.kill()
         with contextlib.suppress(Exception):
@@ -235,94 +469,275 @@ class _Worker:
 
 
 class _WarmProcesses:
-    """Worker processes kept warm across checks and runs. A check cancelled by a rollback finishes in its worker
-    and its result is dropped; only a check that overruns its timeout costs a worker (it is killed)."""
+    """Worker processes kept warm across checks and runs, fed from a queue per event loop in batches. A check
+    cancelled by a rollback finishes in its worker and its result is dropped; only a check that runs past its
+    timeout costs a worker (it is killed, and the checks queued behind it go to another)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.workers: list[_Worker] = []
+        self.starting = 0
         self.started = 0
         self.killed = 0
+        self.queues: dict[asyncio.AbstractEventLoop, collections.deque[_Job]] = {}
+        self.job_seconds = 0.0  # a moving average of how long a job takes in a worker (0: none measured yet)
+        self.moved = 0  # jobs handed to another worker because the one before them in a batch was slow
+        self._lock = threading.Lock()  # workers and queues may be shared by loops in several threads
 
-    def _reap(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Forget workers still running a job for an event loop that has closed (nobody will read the reply)."""
-        for w in list(self.workers):
-            if w.busy and w.job_loop is not loop and w.job_loop is not None and w.job_loop.is_closed():
-                self._discard(w)
+    # -- the loop side
+    def submit(self, job: _Job) -> None:
+        job.pool = self
+        jobs = self.queues.get(job.loop)
+        if jobs is None:
+            with self._lock:
+                jobs = self.queues.setdefault(job.loop, collections.deque())
+        jobs.append(job)
+        self._pump(job.loop)
 
-    def _discard(self, w: _Worker) -> None:
-        w.kill()
-        self.killed += 1
-        if w in self.workers:
-            self.workers.remove(w)
+    def gave_up(self, job: _Job, *, expired: bool = False) -> None:
+        worker = job.worker
+        if worker is not None and worker.batch and worker.batch[0] is job:
+            # running: let it finish warm, unless it runs past its timeout; at its deadline, a check that has run
+            # for most of its timeout (it did not wait long in the queue) is killed now
+            self._watch(worker, kill_within=job.timeout * OVERRUN_GRACE if expired else 0.0)
 
-    async def _acquire(self, loop: asyncio.AbstractEventLoop) -> _Worker:
-        while True:
-            self._reap(loop)
-            for w in self.workers:
-                if not w.busy:
-                    return w
-            if len(self.workers) < self.limit:
-                w = await call_in_thread(_Worker, multiprocessing.get_context("spawn"))
-                self.started += 1
-                self.workers.append(w)
-                continue
-            await anyio.sleep(0.005)  # every worker is busy: wait for one (the check's deadline still runs)
+    def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand the queued jobs of ``loop`` to idle workers (starting workers up to the limit)."""
+        jobs = self.queues.get(loop)
+        while jobs and not jobs[0].wanted:
+            jobs.popleft()
+        if not jobs:
+            return
+        with self._lock:
+            self._reap()
+            idle = [w for w in self.workers if not w.batch]
+            # spread the queue over every worker (a busy one takes its share when it is free), a batch at most, and
+            # no more than BATCH_SECONDS of work by the average so far: slow checks are not batched
+            per_worker = min(MAX_BATCH, max(1, -(-len(jobs) // max(1, len(self.workers)))))
+            if self.job_seconds > 0:
+                per_worker = max(1, min(per_worker, int(BATCH_SECONDS / self.job_seconds)))
+            for worker in idle:
+                while jobs and len(worker.batch) < per_worker:
+                    job = jobs.popleft()
+                    if job.wanted:
+                        job.worker = worker
+                        worker.batch.append(job)
+                if not jobs:
+                    break
+            if jobs and len(self.workers) + self.starting < self.limit:
+                self.starting += 1
+                threading.Thread(target=self._start_worker, args=(loop,), daemon=True,
+                                 name="interlock-start-check-process").start()
+        for worker in idle:
+            if worker.batch:
+                self._send(worker, loop)
 
-    async def call(self, fn: Callable[..., Any], args: tuple[Any, ...], deadline: float) -> Any:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        for attempt in range(2):
-            worker = await self._acquire(loop)
-            worker.read_on(loop, self._on_reply)
-            try:
-                worker.conn.send((fn, args))
-            except OSError:  # it died while idle: a fresh one, once
-                self._discard(worker)
-                if attempt:
-                    raise
-                continue
-            worker.job_loop, worker.future = loop, future
-            break
+    def _send(self, worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
+        batch = list(worker.batch)
         try:
-            return await future
-        except BaseException:
-            if worker.busy and worker.future is future:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:  # it overran its timeout: kill it, a fresh worker replaces it on demand
-                    self._discard(worker)
-                else:  # cancelled (a rollback): let it finish warm, unless it overruns its timeout
-                    worker.future = None
-                    worker.kill_timer = loop.call_later(remaining, self._overran, worker)
-            raise
+            blob = pickle.dumps([(j.deadline, j.fn, j.args) for j in batch], pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            blob = self._without_unpicklable(worker, batch)
+            if blob is None:
+                return
+            batch = list(worker.batch)
+        try:
+            worker.read_on(loop, self._on_reply)
+            worker.conn.send_bytes(pickle.dumps((len(batch), blob), pickle.HIGHEST_PROTOCOL))
+        except OSError:  # it died while idle: its jobs go to another
+            self._discard(worker, requeue_from=0)
+            self._pump(loop)
+            return
+        worker.head_since = time.monotonic()
+        self._arm_mover(worker)
+
+    def _arm_mover(self, worker: _Worker) -> None:
+        """If jobs wait behind the one running, hand them to other workers should it take much longer than usual
+        (a hung check holds up only itself; a job run twice is answered once)."""
+        if worker.mover is not None:
+            worker.mover.cancel()
+            worker.mover = None
+        if len(worker.batch) > 1 and worker.reading is not None:
+            delay = max(MOVE_AFTER, MOVE_FACTOR * self.job_seconds)
+            worker.mover = worker.reading.call_later(delay, self._move_waiting, worker, worker.batch[0])
+
+    def _move_waiting(self, worker: _Worker, head: _Job) -> None:
+        worker.mover = None
+        loop = worker.reading
+        if loop is None or not worker.batch or worker.batch[0] is not head:
+            return
+        with self._lock:
+            elsewhere = (self.starting > 0 or len(self.workers) < self.limit
+                         or any(not w.batch for w in self.workers if w is not worker))
+        if not elsewhere:  # every other worker is busy: look again in a while
+            worker.mover = loop.call_later(MOVE_AFTER, self._move_waiting, worker, head)
+            return
+        moved = []
+        for i in range(1, len(worker.batch)):
+            job = worker.batch[i]
+            if job.wanted:
+                worker.batch[i] = _Moved(job)  # keeps the worker's replies in step with its batch
+                job.worker = None
+                moved.append(job)
+        if moved:
+            self.moved += len(moved)
+            self.queues.setdefault(loop, collections.deque()).extendleft(reversed(moved))
+            self._pump(loop)
+
+    def _without_unpicklable(self, worker: _Worker, batch: list[_Job]) -> bytes | None:
+        """Answer the jobs that cannot be pickled with their error; the pickled rest (None if nothing is left)."""
+        worker.batch.clear()
+        kept = []
+        for job in batch:
+            try:
+                pickle.dumps((job.fn, job.args), pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                job.worker = None
+                job.result(False, f"the check could not be sent to a worker process: {type(exc).__name__}: {exc}")
+            else:
+                kept.append(job)
+        worker.batch.extend(kept)
+        if not kept:
+            return None
+        return pickle.dumps([(j.deadline, j.fn, j.args) for j in kept], pickle.HIGHEST_PROTOCOL)
 
     def _on_reply(self, worker: _Worker) -> None:
-        future = worker.future
         try:
-            ok, value = worker.conn.recv()
+            replies = pickle.loads(worker.conn.recv_bytes())
         except (EOFError, OSError) as exc:  # the worker died (killed, out of memory, a crash)
-            self._discard(worker)
-            if future is not None and not future.done():
-                future.set_exception(RemoteCheckError(f"the check's worker process died ({type(exc).__name__})"))
+            head = worker.batch[0] if worker.batch else None
+            loop = worker.reading
+            self._discard(worker, requeue_from=1)
+            if head is not None:
+                head.worker = None
+                head.result(False, f"the check's worker process died ({type(exc).__name__})")
+            if loop is not None:
+                self._pump(loop)
             return
-        if worker.kill_timer is not None:
-            worker.kill_timer.cancel()
-            worker.kill_timer = None
-        worker.job_loop = worker.future = None
-        if future is not None and not future.done():
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(RemoteCheckError(value))
+        if not replies:
+            return
+        now = time.monotonic()
+        per_job = (now - worker.head_since) / len(replies)
+        self.job_seconds = per_job if not self.job_seconds else 0.8 * self.job_seconds + 0.2 * per_job
+        for raw in replies:
+            if not worker.batch:
+                break
+            job = worker.batch.popleft()
+            job.worker = None
+            if not job.wanted:
+                continue
+            if raw == _SKIPPED:
+                job.expire()
+                continue
+            try:
+                ok, value = pickle.loads(raw)
+            except Exception as exc:
+                ok, value = False, f"the result could not be read back: {type(exc).__name__}: {exc}"
+            job.result(ok, value)
+        worker.head_since = now
+        worker.stop_timers()
+        if worker.batch:
+            if not worker.batch[0].wanted:
+                self._watch(worker)
+            self._arm_mover(worker)
+            return
+        loop = worker.reading
+        if loop is not None:
+            self._pump(loop)
+            self._wake_other_loops(loop)
 
-    def _overran(self, worker: _Worker) -> None:
-        worker.kill_timer = None
-        if worker.busy and worker in self.workers:
-            self._discard(worker)
+    def _watch(self, worker: _Worker, *, kill_within: float = 0.0) -> None:
+        """Kill ``worker`` if the job it runs now, whose result nobody wants, runs past its timeout (at once if
+        that is less than ``kill_within`` seconds away)."""
+        if not worker.batch or worker.reading is None:
+            return
+        job = worker.batch[0]
+        delay = worker.head_since + job.timeout - time.monotonic()
+        if delay <= kill_within:
+            self._overran(worker, job)
+        elif worker.watchdog is None:
+            worker.watchdog = worker.reading.call_later(delay, self._overran, worker, job)
+
+    def _overran(self, worker: _Worker, job: _Job) -> None:
+        if worker.watchdog is not None:
+            worker.watchdog.cancel()
+            worker.watchdog = None
+        if worker.batch and worker.batch[0] is job and worker in self.workers:
+            loop = worker.reading
+            self._discard(worker, requeue_from=1)
+            if loop is not None:
+                self._pump(loop)
+
+    def _discard(self, worker: _Worker, *, requeue_from: int) -> None:
+        """Kill ``worker``; its jobs from ``requeue_from`` on (not started) go back to the front of their queue."""
+        rest = [j for j in list(worker.batch)[requeue_from:] if j.wanted]
+        worker.batch.clear()
+        loop = worker.reading
+        worker.kill()
+        with self._lock:
+            self.killed += 1
+            if worker in self.workers:
+                self.workers.remove(worker)
+        for job in rest:
+            job.worker = None
+        if rest and loop is not None:
+            jobs = self.queues.setdefault(loop, collections.deque())
+            jobs.extendleft(reversed(rest))
+
+    def _wake_other_loops(self, loop: asyncio.AbstractEventLoop) -> None:
+        if len(self.queues) < 2:
+            return
+        with self._lock:
+            others = [other for other, jobs in self.queues.items() if other is not loop and jobs]
+        for other in others:
+            with contextlib.suppress(RuntimeError):
+                other.call_soon_threadsafe(self._pump, other)
+
+    def _reap(self) -> None:
+        """(Under the lock.) Forget the workers and queues of event loops that have closed."""
+        for worker in list(self.workers):
+            if worker.batch and worker.reading is not None and worker.reading.is_closed():
+                worker.batch.clear()
+                worker.kill()
+                self.killed += 1
+                self.workers.remove(worker)
+        for loop in [loop for loop in self.queues if loop.is_closed()]:
+            del self.queues[loop]
+
+    # -- starting a worker (in a thread of its own: spawning takes a while)
+    def _start_worker(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            worker = _Worker(multiprocessing.get_context("spawn"))
+        except BaseException as exc:
+            with self._lock:
+                self.starting -= 1
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._start_failed, loop, f"{type(exc).__name__}: {exc}")
+            return
+        with self._lock:
+            self.starting -= 1
+            self.started += 1
+            self.workers.append(worker)
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._pump, loop)
+
+    def _start_failed(self, loop: asyncio.AbstractEventLoop, error: str) -> None:
+        if self.workers or self.starting:
+            self._pump(loop)
+            return
+        jobs = self.queues.get(loop)
+        while jobs:
+            job = jobs.popleft()
+            if job.wanted:
+                job.result(False, f"no worker process could be started: {error}")
 
     def stats(self) -> dict[str, int]:
         return {"processes_alive": len(self.workers), "processes_started": self.started,
-                "processes_killed": self.killed}
+                "processes_killed": self.killed, "process_jobs_moved": self.moved}
+
+    def forget(self) -> None:
+        """In a forked child: the parent's workers and pipes are the parent's."""
+        self.__init__(self.limit)  # type: ignore[misc]
 
 
 _PROCESSES = _WarmProcesses(MAX_PROCESSES)
@@ -330,7 +745,7 @@ _PROCESSES = _WarmProcesses(MAX_PROCESSES)
 
 def _after_fork_in_child() -> None:
     _THREADS.forget()
-    _PROCESSES.workers = []  # the parent's workers and pipes are the parent's
+    _PROCESSES.forget()
 
 
 if hasattr(os, "register_at_fork"):
@@ -338,15 +753,52 @@ if hasattr(os, "register_at_fork"):
 
 
 def worker_stats() -> dict[str, int]:
-    """How many check workers exist (threads, idle threads, warm processes) and how many processes were started
-    and killed so far: what the tests and benchmarks read to see that workers stay warm."""
-    return {"threads": _THREADS.threads, "threads_idle": _THREADS.idle, **_PROCESSES.stats()}
+    """How many check workers exist (threads, idle threads, abandoned threads still running, warm processes) and
+    how many processes were started and killed so far: what the tests and benchmarks read to see that workers stay
+    warm and that hung checks are set aside."""
+    return {"threads": _THREADS.threads, "threads_idle": max(0, _THREADS.idle),
+            "threads_abandoned": _THREADS.abandoned, **_PROCESSES.stats()}
 
 
-async def _call_in_process(fn: Callable[..., Any], args: tuple[Any, ...], deadline: float) -> Any:
-    if _asyncio_loop() is None:
-        return await anyio.to_process.run_sync(fn, *args, cancellable=True)
-    return await _PROCESSES.call(fn, args, deadline)
+# -- dispatching one check without a task --------------------------------------------------------------------
+
+
+def run_inline(verifier: Verifier, view: TraceView) -> CheckOutcome:
+    """Run a sync ``runs_in="loop"`` check here and now (it cannot be pre-empted: past its timeout it is
+    ``Unknown``, never ``Pass``). Never raises."""
+    started = time.perf_counter()
+    ok = True
+    try:
+        value: Any = verifier.check(verifier.extract(view))
+    except Exception as exc:
+        ok, value = False, exc
+    except (KeyboardInterrupt, SystemExit) as exc:
+        ok, value = False, _as_check_error(exc)
+    took = time.perf_counter() - started
+    if ok and took > verifier.timeout:
+        ok, value = False, OverranTimeout(f"ran {took:.3g} s on the event loop, past its timeout of "
+                                          f"{verifier.timeout:g} s")
+    return _outcome(verifier, view, ok, value, started)
+
+
+def start_check(verifier: Verifier, view: TraceView, done: Callable[[CheckOutcome], None]) -> PendingCheck:
+    """Hand a sync thread or process check (:func:`placement`) to its workers from the running asyncio loop;
+    ``done(outcome)`` is called on the loop when it finishes or times out, never after :meth:`PendingCheck.cancel`.
+    """
+    loop = asyncio.get_running_loop()
+    if verifier.runs_in == "process":
+        if _extracts_step_only(verifier):
+            job = PendingCheck(_check_only, (verifier, view.step), loop, verifier, view, done)
+        else:  # a process cannot receive the view's fork handle; it only needs the text
+            plain = dataclasses.replace(view, fork=None) if view.fork is not None else view
+            job = PendingCheck(_extract_and_check, (verifier, plain), loop, verifier, view, done)
+        _arm(job)
+        _PROCESSES.submit(job)
+    else:
+        job = PendingCheck(_extract_and_check, (verifier, view), loop, verifier, view, done)
+        _arm(job)
+        _THREADS.submit(job)
+    return job
 
 
 # -- async checks -------------------------------------------------------------------------------------------
@@ -392,35 +844,37 @@ def _forget(task: asyncio.Task[Any]) -> None:
         task.exception()  # retrieved, so asyncio does not log "exception was never retrieved"
 
 
-# -- one check ----------------------------------------------------------------------------------------------
+# -- one check, awaited -------------------------------------------------------------------------------------
 
 
-async def _invoke(verifier: Verifier, view: TraceView, deadline: float) -> Any:
+async def _in_worker(verifier: Verifier, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    loop = _asyncio_loop()
+    if loop is None:  # another event loop library: anyio's threads and processes
+        if verifier.runs_in == "thread":
+            return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
+        return await anyio.to_process.run_sync(fn, *args, cancellable=True)
+    job = _FutureJob(fn, args, loop, verifier.timeout)
+    (_THREADS if verifier.runs_in == "thread" else _PROCESSES).submit(job)
+    return await job.wait()
+
+
+async def _invoke(verifier: Verifier, view: TraceView) -> Any:
     async_extract = verifier.extracts_async
     async_check = verifier.checks_async
     if async_check or (async_extract and verifier.runs_in == "loop"):
         return await call_async_bounded(_async_extract_and_check(verifier, view))
     if verifier.runs_in == "loop":
-        started = time.perf_counter()
-        try:
-            result = verifier.extract(view)
-            result = verifier.check(result)
-        except (KeyboardInterrupt, SystemExit) as exc:
-            raise _as_check_error(exc) from None
-        took = time.perf_counter() - started
-        if took > verifier.timeout:
-            raise OverranTimeout(f"ran {took:.3g} s on the event loop, past its timeout of {verifier.timeout:g} s")
-        return result
+        outcome = run_inline(verifier, view)
+        return outcome
     if async_extract:
         state = await call_async_bounded(verifier.extract(view))
-        if verifier.runs_in == "thread":
-            return await call_in_thread(_check_only, verifier, state)
-        return await _call_in_process(_check_only, (verifier, state), deadline)
+        return await _in_worker(verifier, _check_only, (verifier, state))
     if verifier.runs_in == "thread":
-        return await call_in_thread(_extract_and_check, verifier, view)
+        return await _in_worker(verifier, _extract_and_check, (verifier, view))
+    if _extracts_step_only(verifier):
+        return await _in_worker(verifier, _check_only, (verifier, view.step))
     # A process cannot receive the view's fork handle; it only needs the text.
-    plain = dataclasses.replace(view, fork=None)
-    return await _call_in_process(_extract_and_check, (verifier, plain), deadline)
+    return await _in_worker(verifier, _extract_and_check, (verifier, dataclasses.replace(view, fork=None)))
 
 
 async def _async_extract_and_check(verifier: Verifier, view: TraceView) -> Any:
@@ -434,21 +888,16 @@ async def _async_extract_and_check(verifier: Verifier, view: TraceView) -> Any:
 async def run_check(verifier: Verifier, view: TraceView) -> CheckOutcome:
     """Run ``verifier`` on ``view``; cancellation (a rollback removed the text) propagates."""
     started = time.perf_counter()
-    deadline = time.monotonic() + verifier.timeout
-    error: str | None = None
     try:
         with anyio.fail_after(verifier.timeout):
-            result = await _invoke(verifier, view, deadline)
-        verdicts = normalize_verdicts(result, verifier=verifier, view=view)
+            result = await _invoke(verifier, view)
+        if isinstance(result, CheckOutcome):  # a loop check, already judged
+            return result
+        return _outcome(verifier, view, True, result, started)
     except TimeoutError:
-        error = f"timed out after {verifier.timeout:g} s"
-    except (VerdictTypeError, OverranTimeout, CheckExit, RemoteCheckError) as exc:
-        error = str(exc)
+        return _outcome(verifier, view, False, _timed_out(verifier), started)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    if error is not None:
-        verdicts = [Unknown(reason=error, verifier=verifier.name, epoch=view.epoch, span=view.step.span)]
-    return CheckOutcome(verdicts=verdicts, error=error, seconds=time.perf_counter() - started)
+        return _outcome(verifier, view, False, exc, started)
 
 
 def normalize_verdicts(result: Any, *, verifier: Verifier, view: TraceView) -> list[Verdict]:
@@ -458,10 +907,10 @@ def normalize_verdicts(result: Any, *, verifier: Verifier, view: TraceView) -> l
     and for a span outside the text the verifier saw.
     """
     scope = view.step.span
+    if result is None or result is True:  # the common case: a pass, built once
+        return [Pass(verifier=verifier.name, epoch=view.epoch, span=scope)]
     items: Sequence[Any]
-    if result is None or result is True:
-        items = [Pass()]
-    elif result is False:
+    if result is False:
         items = [Fail(f"{verifier.name} rejected this step", feedback=None)]
     elif isinstance(result, Pass | Fail | Unknown):
         items = [result]

@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import anyio
+import sniffio
 from anyio.abc import TaskGroup
 from interlock.monitor.checks import Checks
 from interlock.monitor.chunks import Chunk
@@ -234,6 +235,7 @@ class Run:
         self._writer = (TraceWriter(record, prompt=prompt, meta={"run_id": self.run_id, **monitor.meta})
                         if record is not None else None)
         self._observed = events or self._writer is not None or self._debug  # someone wants each chunk
+        self.on_asyncio = False  # checks dispatch without a task on asyncio only (set when the run starts)
 
     # -- RunContext (what governors see) -------------------------------------------------------------
     @property
@@ -350,6 +352,12 @@ class Run:
         if self._gen_scope is not None:
             self._gen_scope.cancel()
 
+    @property
+    def emits_events(self) -> bool:
+        """Whether an event emitted now would reach anyone (a reader, the trace file, the log): when not, the
+        parts do not build it."""
+        return self._events_wanted or self._writer is not None or info_enabled()
+
     def emit(self, event: Event) -> None:
         """Time-stamp an event and hand it to whoever wants it: the run's readers, the trace file, the log."""
         if isinstance(event, ChunkAppended):
@@ -437,6 +445,7 @@ class Run:
     # -- driving the generator -----------------------------------------------------------------------
     def _start(self, tg: TaskGroup) -> None:
         self._tg = tg
+        self.on_asyncio = sniffio.current_async_library() == "asyncio"
         tg.start_soon(self._drive)
 
     async def _drive(self) -> None:
