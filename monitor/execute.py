@@ -41,6 +41,7 @@ import pickle
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -289,6 +290,32 @@ def _arm(job: _Job) -> None:
 # -- threads ------------------------------------------------------------------------------------------------
 
 
+class _Inbox:
+    """Results of thread jobs on their way to one event loop: worker threads append, the loop drains them all in
+    one callback, so a busy loop is woken once for many checks rather than once each."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.items: collections.deque[tuple[_Job, bool, Any]] = collections.deque()
+        self.scheduled = False
+
+    def put(self, job: _Job, ok: bool, value: Any) -> None:  # in a worker thread
+        self.items.append((job, ok, value))
+        if not self.scheduled:  # two threads may both schedule a drain: the second finds nothing to do
+            self.scheduled = True
+            self.loop.call_soon_threadsafe(self.drain)
+
+    def drain(self) -> None:  # on the loop
+        self.scheduled = False
+        items = self.items
+        while items:
+            job, ok, value = items.popleft()
+            job.result(ok, value)
+
+
+_INBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox] = weakref.WeakKeyDictionary()
+
+
 class _DaemonThreads:
     """A pool of daemon worker threads: cheap to hand work to, and an abandoned one never blocks interpreter exit
     (``concurrent.futures`` and anyio join their threads at exit, so one hung check would hang the process).
@@ -315,6 +342,8 @@ class _DaemonThreads:
 
     def submit(self, job: _Job) -> None:
         job.pool = self
+        if job.loop not in _INBOXES:
+            _INBOXES[job.loop] = _Inbox(job.loop)
         with self._lock:
             if self.idle <= 0 and self.threads < self.limit:
                 self._start_thread()
@@ -343,9 +372,11 @@ class _DaemonThreads:
                     ok, value = True, job.fn(*job.args)
                 except BaseException as exc:
                     ok, value = False, exc
-                with contextlib.suppress(RuntimeError):  # the loop that asked has closed: nobody waits any more
-                    job.loop.call_soon_threadsafe(job.result, ok, value)
-                del value
+                inbox = _INBOXES.get(job.loop)
+                if inbox is not None:
+                    with contextlib.suppress(RuntimeError):  # the loop that asked has closed: nobody waits any more
+                        inbox.put(job, ok, value)
+                del value, inbox
             with self._lock:
                 job.running = False
                 if job.abandoned:

@@ -223,6 +223,7 @@ class Run:
         self._watching = [g for g in monitor.governors if uses_hook(g, "on_chunk")]
         self._fork_tokens = 0
         self._changed = anyio.Event()
+        self._watchers = 0  # tasks waiting for _changed: with none, a notification has nobody to wake
         self._finished = anyio.Event()
         self._gen_scope: anyio.CancelScope | None = None
         self._result: RunResult | None = None
@@ -316,7 +317,7 @@ class Run:
             running = self.checks.running
             waiting = set(running)
             while not self.finished and (waiting & running.keys() or self.intervener.decision_ready):
-                await self._changed.wait()
+                await self._wait_changed()
         violations = self.checks.barrier_violations()
         if violations:
             raise ViolationError(violations)
@@ -344,8 +345,16 @@ class Run:
 
     def notify(self) -> None:
         """Wake whoever waits for a check to finish or a decision to be taken (the barrier, the driver)."""
-        self._changed.set()
-        self._changed = anyio.Event()
+        if self._watchers:  # (a waiter checks its condition and starts waiting without yielding in between)
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    async def _wait_changed(self) -> None:
+        self._watchers += 1
+        try:
+            await self._changed.wait()
+        finally:
+            self._watchers -= 1
 
     def stop_generation(self) -> None:
         """Make the driver stop reading the generator now (a decision is due)."""
@@ -490,7 +499,7 @@ class Run:
     async def _quiesce(self) -> None:
         """After generation: wait for the checks still running, or for a decision that needs the driver."""
         while self.checks.running and not self.intervener.decision_ready:
-            await self._changed.wait()
+            await self._wait_changed()
 
     def _finish(self, stop: Stop) -> None:
         self.stop_source, self.stop_position = stop.source, stop.position

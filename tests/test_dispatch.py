@@ -8,6 +8,7 @@ the monitor's semantics: verdicts for the right check, timeouts enforced, rollba
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -85,49 +86,33 @@ async def test_calls_abandoned_by_their_callers_free_their_threads(release: thre
         assert await call_in_thread(sum, [1, 2, 3]) == 6
 
 
-def test_a_pool_replaces_abandoned_threads_and_takes_them_back() -> None:
+async def test_a_pool_replaces_abandoned_threads_and_takes_them_back() -> None:
     pool = execute._DaemonThreads(limit=2, max_abandoned=3)
+    loop = asyncio.get_running_loop()
     gate = threading.Event()
-    results: list[Any] = []
 
-    class Job(execute._Job):
-        __slots__ = ()
+    def job(fn: Any, *args: Any) -> execute._FutureJob:
+        made = execute._FutureJob(fn, args, loop, math.inf)
+        pool.submit(made)
+        return made
 
-        def __init__(self, fn: Any, *args: Any) -> None:
-            self.fn, self.args, self.wanted, self.running, self.abandoned = fn, args, True, False, False
-            self.timer = self.pool = self.worker = None
-            self.loop = self  # type: ignore[assignment]  # results are delivered at once, in the worker thread
-
-        def call_soon_threadsafe(self, fn: Any, *args: Any) -> None:
-            fn(*args)
-
-        def result(self, ok: bool, value: Any) -> None:
-            results.append(value)
-
-    hung = [Job(gate.wait, 30) for _ in range(2)]
-    for job in hung:
-        pool.submit(job)
-    deadline = time.monotonic() + 5
-    while not all(job.running for job in hung):
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    waiting = Job(lambda: "ran")
-    pool.submit(waiting)  # both threads hang: it waits
-    time.sleep(0.05)
-    assert results == [] and pool.threads == 2 and pool.idle == -1
-    hung[0].give_up()  # its caller timed out: a fresh thread takes the waiting job
-    deadline = time.monotonic() + 5
-    while results != ["ran"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    assert (pool.threads, pool.abandoned) == (2, 1)
-    gate.set()  # the hung checks return: the pool is full, so the abandoned thread ends; the other one idles
-    deadline = time.monotonic() + 5
-    while pool.abandoned or pool.idle != 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    assert pool.threads == 2
-    assert results == ["ran", True, True]
+    try:
+        hung = [job(gate.wait, 30) for _ in range(2)]
+        await settled(lambda: all(j.running for j in hung))
+        waiting = job(str, "ran")
+        await anyio.sleep(0.05)
+        assert not waiting.future.done() and (pool.threads, pool.idle) == (2, -1)  # both threads hang: it waits
+        hung[0].give_up()  # its caller gave up (a timeout): a fresh thread takes the waiting job
+        with anyio.fail_after(5):
+            assert await waiting.wait() == "ran"
+        assert (pool.threads, pool.abandoned) == (2, 1)
+        gate.set()  # the hung calls return: the pool is full, so the abandoned thread ends
+        with anyio.fail_after(5):
+            assert await hung[1].wait() is True
+        await settled(lambda: pool.abandoned == 0 and pool.idle == 2)
+        assert pool.threads == 2
+    finally:
+        gate.set()
 
 
 # -- a loop check runs inline, at its step end -------------------------------------------------------------------

@@ -35,6 +35,7 @@ from interlock.generators.openai_compat.payloads import (
     completions_body,
 )
 from interlock.generators.openai_compat.sse import SSEDecoder
+from interlock.generators.openai_compat.tls import ssl_context_for
 from interlock.monitor.chunks import ToolCallRequest, tool_calls_chunk
 from interlock.monitor.textout import scrub
 
@@ -216,7 +217,7 @@ class OpenAICompatible:
         if self._client is None or self._client_loop != loop:
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
-                headers={"User-Agent": "interlock"})
+                headers={"User-Agent": "interlock"}, verify=ssl_context_for(self.api_root))
             self._client_loop = loop
         return self._client
 
