@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import importlib.util
 import json
 import logging
@@ -46,7 +47,7 @@ from typing import Any
 import anyio
 import httpx
 import sympy
-from interlock import Fail, GenerationRequest, Monitor, Step, StopReason, Verifier, verifier
+from interlock import Fail, GenerationRequest, Monitor, Step, StopReason, Unknown, Verifier, verifier
 from interlock.generators import OpenAICompatible
 from interlock.monitor.scan import pseudo_tokens
 from interlock.verifiers.arithmetic import Arithmetic
@@ -75,11 +76,14 @@ def make_trace(tokens: int) -> str:
 # nsimplify`` (the default) reads the expression with nsimplify and the stated number exactly; ``nsimplify-both``
 # reads both sides with nsimplify (each a parse of text: about twice the CPU, for a CPU-heavy check).
 _CLAIM = re.compile(r"(\d+(?:\.\d+)?\s*[-+*/]\s*\d+(?:\.\d+)?)\s*=\s*(\d+(?:\.\d+)?)")
-CHECKS = ("nsimplify", "nsimplify-both")
+CHECKS = ("nsimplify", "nsimplify-both", "blocking-100ms")
 
 
 def wrong_claim(text: str, check: str = "nsimplify") -> re.Match[str] | None:
-    """The first ``a op b = c`` in ``text`` whose sides differ (exactly, as sympy sees them), or None."""
+    """The first ``a op b = c`` in ``text`` whose sides differ (exactly, as sympy sees them), or None.
+    ``blocking-100ms``: first waits 100 ms without using the CPU (a solver or a service that takes its time)."""
+    if check == "blocking-100ms" and _CLAIM.search(text):
+        time.sleep(0.1)
     for m in _CLAIM.finditer(text):
         stated = sympy.nsimplify(m.group(2)) if check == "nsimplify-both" else sympy.Rational(m.group(2))
         if sympy.nsimplify(m.group(1)) != stated:
@@ -103,16 +107,22 @@ def sympy_both_sides_check(step: Step) -> Fail | None:
     return _as_fail(step, wrong_claim(step.text, "nsimplify-both"))
 
 
+def blocking_check(step: Step) -> Fail | None:
+    """``--check blocking-100ms``: 100 ms of waiting, then the check."""
+    return _as_fail(step, wrong_claim(step.text, "blocking-100ms"))
+
+
 def user_check(runs_in: str, check: str = "nsimplify") -> Verifier:
-    fn = sympy_both_sides_check if check == "nsimplify-both" else sympy_line_check
+    fn = {"nsimplify": sympy_line_check, "nsimplify-both": sympy_both_sides_check,
+          "blocking-100ms": blocking_check}[check]
     made: Verifier = verifier(fn, name=f"sympy-lines-{runs_in}", runs_in=runs_in)  # type: ignore[arg-type]
     return made
 
 
 def check_cost_us(text: str, check: str, repeats: int = 3) -> float:
     """Median CPU microseconds of one call of the check on a line of the trace (what every variant pays per
-    check, before any dispatch)."""
-    lines = text.splitlines(keepends=True)
+    check, before any dispatch; the 100 ms of ``blocking-100ms`` are waiting, not CPU)."""
+    lines = text.splitlines(keepends=True)[:20 if check == "blocking-100ms" else None]
     per_round = []
     for _ in range(repeats):
         started = time.process_time()
@@ -250,6 +260,26 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+class GCTimer:
+    """Seconds the client's garbage collector ran, and its collections per generation (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
+
+    def reading(self) -> tuple[float, list[int]]:
+        return self.seconds, list(self.collections)
+
+
 def _cpu_seconds(server_pid: int) -> tuple[float, float]:
     """CPU seconds so far of this process plus its check workers, and of the server."""
     total = time.process_time()
@@ -267,11 +297,16 @@ async def _unmonitored(gen: OpenAICompatible) -> str:
     return "".join(pieces)
 
 
+CHECKS_SEEN = {"checks": 0, "undecided": 0}  # the verdicts of the monitored variants' runs, reset every round
+
+
 def _monitored(monitor: Monitor) -> Callable[[OpenAICompatible], Awaitable[str]]:
     async def one(gen: OpenAICompatible) -> str:
         result = await monitor.run(PROMPT)
         if result.stop_reason is not StopReason.COMPLETE or result.interventions:
             raise AssertionError(f"a clean stream did not complete cleanly: {result.stop_reason} {result.detail}")
+        CHECKS_SEEN["checks"] += len(result.verdicts)
+        CHECKS_SEEN["undecided"] += sum(1 for v in result.verdicts if isinstance(v, Unknown))  # e.g. timed out
         return result.text
     return one
 
@@ -406,19 +441,24 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             for name in variants:
                 await _round(args.streams, short, runner(name, short, interwhen, base, args.check), _prefix(text, 20))
             runners = {name: runner(name, gen, interwhen, base, args.check) for name in variants}
-            rows: dict[str, dict[str, list[float]]] = {v: {"wall": [], "cpu": [], "server_cpu": [], "complete": []}
-                                                       for v in variants}
+            rows: dict[str, dict[str, list[Any]]] = {v: {"wall": [], "cpu": [], "server_cpu": [], "complete": [],
+                                                         "gc_s": [], "gc_collections": [], "checks": [],
+                                                         "undecided": []} for v in variants}
+            collector = GCTimer()
             for r in range(args.repeats):
                 k = r % len(variants)
                 for name in variants[k:] + variants[:k]:  # a rotating order: drift hits every variant alike
                     profile = cProfile.Profile() if args.profile else None
                     cpu0, srv0 = _cpu_seconds(server.pid)
+                    gc0, counts0 = collector.reading()
+                    CHECKS_SEEN.update(checks=0, undecided=0)
                     if profile is not None:
                         profile.enable()
                     wall, complete = await _round(args.streams, gen, runners[name], text)
                     if profile is not None:
                         profile.disable()
                     cpu1, srv1 = _cpu_seconds(server.pid)
+                    gc1, counts1 = collector.reading()
                     if profile is not None:
                         os.makedirs(args.profile, exist_ok=True)
                         profile.dump_stats(os.path.join(args.profile, f"{name}.{r}.prof"))
@@ -429,6 +469,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     row["cpu"].append(cpu1 - cpu0)
                     row["server_cpu"].append(srv1 - srv0)
                     row["complete"].append(complete)
+                    row["gc_s"].append(gc1 - gc0)
+                    row["checks"].append(CHECKS_SEEN["checks"])
+                    row["undecided"].append(CHECKS_SEEN["undecided"])
+                    row["gc_collections"].append([b - a for a, b in zip(counts0, counts1, strict=True)])
     finally:
         server.terminate()
         server.wait(10)
@@ -453,7 +497,7 @@ def _peer(name: str) -> str | None:
     return None
 
 
-def _variant_row(name: str, rows: dict[str, dict[str, list[float]]], streams: int) -> dict[str, Any]:
+def _variant_row(name: str, rows: dict[str, dict[str, list[Any]]], streams: int) -> dict[str, Any]:
     row, base = rows[name], rows["unmonitored"]
     wall = statistics.median(row["wall"])
     out: dict[str, Any] = {
@@ -471,7 +515,11 @@ def _variant_row(name: str, rows: dict[str, dict[str, list[float]]], streams: in
         "cpu_s": round(statistics.median(row["cpu"]), 3),
         "cpu_vs_unmonitored": round(statistics.median(row["cpu"]) / statistics.median(base["cpu"]), 3),
         "server_cpu_s": round(statistics.median(row["server_cpu"]), 3),
+        "gc_s": round(statistics.median(row["gc_s"]), 3),
+        "gc_collections_per_generation": row["gc_collections"][len(row["gc_collections"]) // 2],
         "completions": int(sum(row["complete"])),
+        "checks_per_round": row["checks"],
+        "undecided_per_round": row["undecided"],  # Unknown verdicts (a check that timed out): it did not keep up
         "streams_run": streams * len(row["wall"]),
     })
     return out
@@ -481,6 +529,9 @@ def _summary(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The issue's figures: the best placement of the user check against interwhen, each placement against the
     best, and ``arithmetic`` against the unmonitored read."""
     summary: dict[str, Any] = {}
+    undecided = {name: sum(row["undecided_per_round"]) for name, row in out.items() if sum(row["undecided_per_round"])}
+    if undecided:
+        summary["undecided_checks"] = undecided  # a placement with these did not check everything: not comparable
     placements = {name: row["wall_s"] for name, row in out.items() if name.startswith("user_")}
     if placements:
         best = min(placements, key=placements.__getitem__)
@@ -510,7 +561,8 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
     parser.add_argument("--check", choices=CHECKS, default="nsimplify",
                         help="the user check: nsimplify (the expression read by nsimplify, the stated number "
-                             "exactly) or nsimplify-both (both sides read by nsimplify: about twice the CPU)")
+                             "exactly), nsimplify-both (both sides read by nsimplify: about twice the CPU) or "
+                             "blocking-100ms (waits 100 ms per step, then nsimplify: a slow solver or service)")
     parser.add_argument("--interwhen", metavar="PATH",
                         help="a checkout of microsoft/interwhen (its interwhen/interject.py is loaded from there); "
                              "without it the interwhen variants are skipped")

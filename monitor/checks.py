@@ -44,21 +44,17 @@ __all__ = ["Check", "Checks"]
 
 @dataclass(eq=False, slots=True)
 class Check:
-    """One check in flight: a verifier on a view of the trace, cancellable through its scope (a task) or its job
-    (a worker's)."""
+    """One check in a task of the run: a verifier on a view of the trace, cancellable through its scope. (A thread
+    or process check is its :class:`~interlock.monitor.execute.PendingCheck`, cancelled the same way.)"""
 
     id: int
     verifier: Verifier
     view: TraceView
-    scope: anyio.CancelScope | None = None
-    job: PendingCheck | None = None
+    scope: anyio.CancelScope
     provisional: bool = False  # run for the barrier on an unfinished step: its verdicts refuse, never intervene
 
     def cancel(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
-        elif self.scope is not None:
-            self.scope.cancel()
+        self.scope.cancel()
 
 
 class Checks:
@@ -69,7 +65,7 @@ class Checks:
         self.verifiers = verifiers
         self.scheduler = Scheduler(run.trace, verifiers)
         self.arbiter = Arbiter()
-        self.running: dict[int, Check] = {}
+        self.running: dict[int, Check | PendingCheck] = {}
         self.verdicts: list[Verdict] = []  # verdicts about text still in the trace when they arrived
         self.stale = 0  # verdicts that arrived about text a rollback had removed
         self.seconds = 0.0  # time spent in checks, summed
@@ -99,13 +95,12 @@ class Checks:
             if where == "inline":
                 inline.append((check_id, verifier, view))
                 continue
-            check = Check(check_id, verifier, view)
-            self.running[check_id] = check
             if where == "task":
-                check.scope = anyio.CancelScope()
+                check = Check(check_id, verifier, view, anyio.CancelScope())
+                self.running[check_id] = check
                 run.task_group.start_soon(self._run_check, check, name=f"check {verifier.name} #{check_id}")
             else:
-                check.job = start_check(verifier, view, functools.partial(self._finished, check))
+                self.running[check_id] = start_check(verifier, view, self._job_done, check_id)
         for check_id, verifier, view in inline:  # at the step end, before the next chunk: no task, no scope
             self._deliver(check_id, verifier, run_inline(verifier, view))
 
@@ -133,7 +128,6 @@ class Checks:
 
     async def _run_provisional(self, check: Check, at: tuple[int, int]) -> None:
         outcome = None
-        assert check.scope is not None
         with check.scope:
             outcome = await run_check(check.verifier, check.view)
         self.running.pop(check.id, None)
@@ -148,22 +142,20 @@ class Checks:
 
     async def _run_check(self, check: Check) -> None:
         outcome = None
-        assert check.scope is not None
         with check.scope:
             outcome = await run_check(check.verifier, check.view)
+        self.running.pop(check.id, None)
         if outcome is None:  # cancelled: a rollback removed the text it was about
-            self.running.pop(check.id, None)
             self.arbiter.close(check.id)
             self._run.intervener.settle()
             self._run.notify()
             return
-        self._finished(check, outcome)
-
-    def _finished(self, check: Check, outcome: CheckOutcome) -> None:
-        """A check in flight came back (a cancelled one never does)."""
-        if self.running.pop(check.id, None) is None and not check.provisional:
-            return  # cancelled after it had finished, before its outcome was delivered
         self._deliver(check.id, check.verifier, outcome)
+
+    def _job_done(self, job: PendingCheck, outcome: CheckOutcome) -> None:
+        """A thread or process check came back (a cancelled one never does)."""
+        if self.running.pop(job.tag, None) is not None:
+            self._deliver(job.tag, job.verifier, outcome)
 
     def _deliver(self, check_id: int, verifier: Verifier, outcome: CheckOutcome) -> None:
         """Record a finished check's verdicts, hand its failures to the arbiter, act on what is decided."""
@@ -226,12 +218,12 @@ class Checks:
 
     def cut(self, pos: int) -> None:
         """The trace was cut at ``pos``: cancel the checks about removed text and forget what they were about."""
-        for check in list(self.running.values()):
+        for check_id, check in list(self.running.items()):
             if check.view.end > pos:
                 check.cancel()
-                if not check.provisional:
-                    self.arbiter.close(check.id)
-                del self.running[check.id]
+                if not (isinstance(check, Check) and check.provisional):
+                    self.arbiter.close(check_id)
+                del self.running[check_id]
         self.arbiter.cut(pos)
         self.scheduler.cut(pos)
 

@@ -17,7 +17,8 @@ The timeout is a guarantee, whatever the check does:
   swallows the cancellation.
 
 A run dispatches its sync checks without a task per check (:func:`run_inline` for a loop check at the step end,
-:func:`start_check` for thread and process checks: a job, a timer on the event loop, a callback with the outcome).
+:func:`start_check` for thread and process checks: a job whose outcome comes back as a callback on the loop, its
+deadline kept with the others of its loop, one timer for all).
 Process checks are queued and handed to the warm workers in batches, one pipe message and one pickle for several
 checks (the verifier is pickled once per batch), and their results come back a few at a time: what a check costs
 the event loop does not grow with how expensive it is to reach another core. :func:`run_check` awaits one check
@@ -51,8 +52,8 @@ import anyio
 import anyio.to_process
 import anyio.to_thread
 import sniffio
-from interlock.monitor.trace import TraceView
-from interlock.monitor.verdicts import Fail, Pass, Unknown, Verdict
+from interlock.monitor.trace import Step, TraceView
+from interlock.monitor.verdicts import Fail, Pass, Span, Unknown, Verdict
 from interlock.monitor.verifier import FunctionVerifier, Verifier
 
 __all__ = ["CheckOutcome", "PendingCheck", "Placement", "VerdictTypeError", "call_async_bounded", "call_in_thread",
@@ -167,8 +168,7 @@ class _Job:
     """A call handed to a worker thread or process. ``wanted`` is cleared once nobody waits for its result (it
     was delivered, timed out or cancelled): a job not yet started is then skipped. The rest is the pool's."""
 
-    __slots__ = ("abandoned", "args", "deadline", "fn", "loop", "pool", "running", "timeout", "timer", "wanted",
-                 "worker")
+    __slots__ = ("abandoned", "args", "deadline", "fn", "loop", "pool", "running", "timeout", "wanted", "worker")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], loop: asyncio.AbstractEventLoop,
                  timeout: float) -> None:
@@ -177,7 +177,6 @@ class _Job:
         self.loop = loop
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout
-        self.timer: asyncio.TimerHandle | None = None
         self.wanted = True
         self.running = False  # a thread is running it (thread pool; under the pool's lock)
         self.abandoned = False  # its thread no longer counts towards the pool's limit
@@ -195,9 +194,6 @@ class _Job:
         """Nobody waits for the result any more (``expired``: its deadline passed): skip the job if it has not
         started; else let its worker know."""
         self.wanted = False
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         if self.pool is not None:
             self.pool.gave_up(self, expired=expired)
 
@@ -215,39 +211,51 @@ class _Moved(_Job):
         pass
 
 
-class PendingCheck(_Job):
-    """A sync check running in a worker thread or process; :meth:`cancel` drops its result (a rollback)."""
+_RELEASED = TraceView("", Step("", Span(0, 0)))
 
-    __slots__ = ("done", "started", "verifier", "view")
+
+class PendingCheck(_Job):
+    """A sync check running in a worker thread or process; ``done(check, outcome)`` is called on the loop when it
+    finishes or times out, never after :meth:`cancel`. ``tag`` is the caller's."""
+
+    __slots__ = ("done", "started", "tag", "verifier", "view")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], loop: asyncio.AbstractEventLoop,
-                 verifier: Verifier, view: TraceView, done: Callable[[CheckOutcome], None]) -> None:
+                 verifier: Verifier, view: TraceView, done: Callable[[PendingCheck, CheckOutcome], None],
+                 tag: Any) -> None:
         super().__init__(fn, args, loop, verifier.timeout)
         self.verifier = verifier
         self.view = view
         self.done = done
+        self.tag = tag
         self.started = time.perf_counter()
 
     def result(self, ok: bool, value: Any) -> None:
         if not self.wanted:
             return
         self.wanted = False
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        self.done(_outcome(self.verifier, self.view, ok, value, self.started))
+        self.done(self, _outcome(self.verifier, self.view, ok, value, self.started))
+        self._release()
 
     def expire(self) -> None:
         if not self.wanted:
             return
-        self.timer = None
         self.give_up(expired=True)
-        self.done(_outcome(self.verifier, self.view, False, _timed_out(self.verifier), self.started))
+        self.done(self, _outcome(self.verifier, self.view, False, _timed_out(self.verifier), self.started))
+        self._release()
 
     def cancel(self) -> None:
-        """Drop the result (the text it was about was removed, or the run ended); never calls ``done``."""
+        """Drop the result (the text it was about was removed, or the run ended); ``done`` is not called."""
         if self.wanted:
             self.give_up()
+            if not self.running and self.worker is None:
+                self._release()
+
+    def _release(self) -> None:
+        """Let go of the view (a copy of the trace up to the check): a finished job may wait a while in the queue
+        of deadlines behind a slower one."""
+        self.args = ()
+        self.view = _RELEASED
 
 
 class _FutureJob(_Job):
@@ -282,22 +290,19 @@ class _FutureJob(_Job):
                 self.give_up()
 
 
-def _arm(job: _Job) -> None:
-    if math.isfinite(job.timeout):
-        job.timer = job.loop.call_at(job.loop.time() + job.timeout, job.expire)
-
-
-# -- threads ------------------------------------------------------------------------------------------------
-
-
-class _Inbox:
-    """Results of thread jobs on their way to one event loop: worker threads append, the loop drains them all in
-    one callback, so a busy loop is woken once for many checks rather than once each."""
+class _LoopSide:
+    """What the workers share with one event loop: the inbox of thread results (worker threads append, the loop
+    drains them all in one callback, so a busy loop is woken once for many checks rather than once each) and the
+    deadlines of its checks (for each timeout a queue in deadline order, one timer for the earliest: no timer
+    per check, nothing to cancel when a check comes back in time)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.items: collections.deque[tuple[_Job, bool, Any]] = collections.deque()
         self.scheduled = False
+        self.deadlines: dict[float, collections.deque[_Job]] = {}
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = math.inf
 
     def put(self, job: _Job, ok: bool, value: Any) -> None:  # in a worker thread
         self.items.append((job, ok, value))
@@ -305,15 +310,56 @@ class _Inbox:
             self.scheduled = True
             self.loop.call_soon_threadsafe(self.drain)
 
-    def drain(self) -> None:  # on the loop
+    def drain(self) -> None:
         self.scheduled = False
         items = self.items
         while items:
             job, ok, value = items.popleft()
             job.result(ok, value)
 
+    def watch(self, job: _Job) -> None:
+        """Call ``job.expire()`` at its deadline unless nobody wants its result by then."""
+        waiting = self.deadlines.get(job.timeout)
+        if waiting is None:
+            waiting = self.deadlines[job.timeout] = collections.deque()
+        while waiting and not waiting[0].wanted:  # those that came back in time leave from the front
+            waiting.popleft()
+        waiting.append(job)
+        if job.deadline < self.timer_at:
+            self._arm(job.deadline)
 
-_INBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox] = weakref.WeakKeyDictionary()
+    def _arm(self, when: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer_at = when
+        self.timer = self.loop.call_later(max(0.0, when - time.monotonic()), self._expire_due)
+
+    def _expire_due(self) -> None:
+        self.timer, self.timer_at = None, math.inf
+        now = time.monotonic() + 0.001  # the loop may run a timer up to its clock resolution early
+        earliest = math.inf
+        for waiting in list(self.deadlines.values()):
+            while waiting and (not waiting[0].wanted or waiting[0].deadline <= now):
+                job = waiting.popleft()
+                if job.wanted:
+                    job.expire()
+            if waiting:
+                earliest = min(earliest, waiting[0].deadline)
+        if earliest < self.timer_at:
+            self._arm(earliest)
+
+
+_LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSide] = weakref.WeakKeyDictionary()
+
+
+def _side(loop: asyncio.AbstractEventLoop) -> _LoopSide:
+    side = _LOOPS.get(loop)
+    if side is None:
+        side = _LOOPS[loop] = _LoopSide(loop)
+    return side
+
+
+# -- threads ------------------------------------------------------------------------------------------------
 
 
 class _DaemonThreads:
@@ -342,8 +388,7 @@ class _DaemonThreads:
 
     def submit(self, job: _Job) -> None:
         job.pool = self
-        if job.loop not in _INBOXES:
-            _INBOXES[job.loop] = _Inbox(job.loop)
+        _side(job.loop)  # made here, on the loop: the worker thread only looks it up
         with self._lock:
             if self.idle <= 0 and self.threads < self.limit:
                 self._start_thread()
@@ -372,11 +417,11 @@ class _DaemonThreads:
                     ok, value = True, job.fn(*job.args)
                 except BaseException as exc:
                     ok, value = False, exc
-                inbox = _INBOXES.get(job.loop)
-                if inbox is not None:
+                side = _LOOPS.get(job.loop)
+                if side is not None:
                     with contextlib.suppress(RuntimeError):  # the loop that asked has closed: nobody waits any more
-                        inbox.put(job, ok, value)
-                del value, inbox
+                        side.put(job, ok, value)
+                del value, side
             with self._lock:
                 job.running = False
                 if job.abandoned:
@@ -519,8 +564,9 @@ class _WarmProcesses:
     def submit(self, job: _Job) -> None:
         job.pool = self
         jobs = self.queues.get(job.loop)
-        if jobs is None:
+        if jobs is None:  # a loop not seen before: those gone since are forgotten now
             with self._lock:
+                self._reap()
                 jobs = self.queues.setdefault(job.loop, collections.deque())
         jobs.append(job)
         self._pump(job.loop)
@@ -540,7 +586,6 @@ class _WarmProcesses:
         if not jobs:
             return
         with self._lock:
-            self._reap()
             idle = [w for w in self.workers if not w.batch]
             # spread the queue over every worker (a busy one takes its share when it is free), a batch at most, and
             # no more than BATCH_SECONDS of work by the average so far: slow checks are not batched
@@ -812,22 +857,23 @@ def run_inline(verifier: Verifier, view: TraceView) -> CheckOutcome:
     return _outcome(verifier, view, ok, value, started)
 
 
-def start_check(verifier: Verifier, view: TraceView, done: Callable[[CheckOutcome], None]) -> PendingCheck:
+def start_check(verifier: Verifier, view: TraceView, done: Callable[[PendingCheck, CheckOutcome], None],
+                tag: Any = None) -> PendingCheck:
     """Hand a sync thread or process check (:func:`placement`) to its workers from the running asyncio loop;
-    ``done(outcome)`` is called on the loop when it finishes or times out, never after :meth:`PendingCheck.cancel`.
-    """
+    ``done(check, outcome)`` is called on the loop when it finishes or times out, never after
+    :meth:`PendingCheck.cancel`."""
     loop = asyncio.get_running_loop()
     if verifier.runs_in == "process":
         if _extracts_step_only(verifier):
-            job = PendingCheck(_check_only, (verifier, view.step), loop, verifier, view, done)
+            job = PendingCheck(_check_only, (verifier, view.step), loop, verifier, view, done, tag)
         else:  # a process cannot receive the view's fork handle; it only needs the text
             plain = dataclasses.replace(view, fork=None) if view.fork is not None else view
-            job = PendingCheck(_extract_and_check, (verifier, plain), loop, verifier, view, done)
-        _arm(job)
+            job = PendingCheck(_extract_and_check, (verifier, plain), loop, verifier, view, done, tag)
+        _side(loop).watch(job)
         _PROCESSES.submit(job)
     else:
-        job = PendingCheck(_extract_and_check, (verifier, view), loop, verifier, view, done)
-        _arm(job)
+        job = PendingCheck(_extract_and_check, (verifier, view), loop, verifier, view, done, tag)
+        _side(loop).watch(job)
         _THREADS.submit(job)
     return job
 

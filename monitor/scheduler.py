@@ -31,6 +31,8 @@ class Scheduler:
         self.verifiers = list(verifiers)
         self._bound: list[BoundTrigger] = [v.trigger.bind() for v in self.verifiers]
         self._every_chunk = any(b.every_chunk for b in self._bound)  # else only new steps (or the end) matter
+        # on a chunk that ends no step only these are asked (counting tokens, matching patterns)
+        self._chunk_bound = [(v, b) for v, b in zip(self.verifiers, self._bound, strict=True) if b.every_chunk]
         self._starts: list[int] = [0]  # start of every step in the current trace, sorted
         self._current = 0  # start of the step still being written
         self._check_from = 0  # text before this was injected or precedes an injection: never checked
@@ -62,7 +64,8 @@ class Scheduler:
         progress = Progress(text=text, new_steps=new_steps, tokens=self.trace.kept_tokens, final=final,
                             step_start=self.step_start, check_from=self._check_from)
         due: list[tuple[Verifier, Due]] = []
-        for verifier, bound in zip(self.verifiers, self._bound, strict=True):
+        asked = zip(self.verifiers, self._bound, strict=True) if new_steps or final else self._chunk_bound
+        for verifier, bound in asked:
             due.extend((verifier, d) for d in bound.advance(progress))
         return due
 
