@@ -67,6 +67,7 @@ BATCH_SECONDS = 0.02  # ... and at most this much work, by the average time of a
 OVERRUN_GRACE = 0.25  # at its deadline a process check that ran for all but this share of its timeout is killed
 MOVE_AFTER = 0.05  # jobs waiting behind one that has run this long (and MOVE_FACTOR times the average) move on
 MOVE_FACTOR = 10.0
+PREFETCH_BYTES = 32 * 1024  # a second message to a busy worker waits unread in its pipe: never more than this
 REPLY_EVERY = 0.002  # a worker sends the results it has at least this often while it works through a batch
 
 Placement = Literal["inline", "thread", "process", "task"]
@@ -470,7 +471,8 @@ def _error_reply(exc: BaseException) -> bytes:
 
 def _process_main(conn: Connection) -> None:
     """A worker process: run batches of (deadline, function, args) jobs in order; send back each job's pickled
-    (ok, value or error text), a few at a time, and nothing for a job whose deadline had passed."""
+    (ok, value or error text), a few at a time with the seconds they took, and nothing for a job whose deadline
+    had passed."""
     while True:
         try:
             count, blob = pickle.loads(conn.recv_bytes())
@@ -479,7 +481,7 @@ def _process_main(conn: Connection) -> None:
         try:
             jobs = pickle.loads(blob)
         except BaseException as exc:  # a check or its state that does not unpickle here
-            conn.send_bytes(pickle.dumps([_error_reply(exc)] * count))
+            conn.send_bytes(pickle.dumps((0.0, [_error_reply(exc)] * count)))
             continue
         replies: list[bytes] = []
         sent = time.monotonic()
@@ -493,9 +495,9 @@ def _process_main(conn: Connection) -> None:
                     replies.append(_error_reply(exc))
             now = time.monotonic()
             if i + 1 < len(jobs) and now - sent >= REPLY_EVERY:
-                conn.send_bytes(pickle.dumps(replies))
+                conn.send_bytes(pickle.dumps((now - sent, replies)))
                 replies, sent = [], now
-        conn.send_bytes(pickle.dumps(replies))
+        conn.send_bytes(pickle.dumps((time.monotonic() - sent, replies)))
         del jobs, replies
 
 
@@ -511,6 +513,7 @@ class _Worker:
         child.close()
         self.reading: asyncio.AbstractEventLoop | None = None  # the loop its replies are read on (kept registered)
         self.batch: collections.deque[_Job] = collections.deque()  # sent, not answered; the first one runs
+        self.messages: collections.deque[int] = collections.deque()  # jobs of each message sent, not all answered
         self.head_since = 0.0  # when the first job of the batch started (monotonic)
         self.watchdog: asyncio.TimerHandle | None = None  # kills it when a job nobody waits for overruns
         self.mover: asyncio.TimerHandle | None = None  # hands the jobs waiting behind a slow one to others
@@ -579,63 +582,101 @@ class _WarmProcesses:
             self._watch(worker, kill_within=job.timeout * OVERRUN_GRACE if expired else 0.0)
 
     def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Hand the queued jobs of ``loop`` to idle workers (starting workers up to the limit)."""
+        """Hand the queued jobs of ``loop`` to the workers, starting workers up to the limit: idle workers first,
+        then a second message to a worker of this loop still running its first, so that no worker waits for the
+        event loop between batches."""
         jobs = self.queues.get(loop)
         while jobs and not jobs[0].wanted:
             jobs.popleft()
         if not jobs:
             return
+        sends: list[tuple[_Worker, list[_Job], bool]] = []
         with self._lock:
-            idle = [w for w in self.workers if not w.batch]
-            # spread the queue over every worker (a busy one takes its share when it is free), a batch at most, and
-            # no more than BATCH_SECONDS of work by the average so far: slow checks are not batched
+            # spread the queue over every worker, a batch at most, and no more than BATCH_SECONDS of work by the
+            # average so far (slow checks are not batched)
             per_worker = min(MAX_BATCH, max(1, -(-len(jobs) // max(1, len(self.workers)))))
             if self.job_seconds > 0:
                 per_worker = max(1, min(per_worker, int(BATCH_SECONDS / self.job_seconds)))
-            for worker in idle:
-                while jobs and len(worker.batch) < per_worker:
+            ready = sorted((w for w in self.workers
+                            if not w.batch or (w.reading is loop and len(w.messages) == 1)), key=lambda w: len(w.batch))
+            for worker in ready:
+                new = []
+                while jobs and len(new) < per_worker:
                     job = jobs.popleft()
                     if job.wanted:
                         job.worker = worker
-                        worker.batch.append(job)
-                if not jobs:
+                        new.append(job)
+                if not new:
                     break
+                sends.append((worker, new, not worker.batch))
+                worker.batch.extend(new)
+                worker.messages.append(len(new))
+                worker.read_on(loop, self._on_reply)
             if jobs and len(self.workers) + self.starting < self.limit:
                 self.starting += 1
                 threading.Thread(target=self._start_worker, args=(loop,), daemon=True,
                                  name="interlock-start-check-process").start()
-        for worker in idle:
-            if worker.batch:
-                self._send(worker, loop)
+        for worker, new, idle in sends:
+            self._send(worker, loop, new, idle)
 
-    def _send(self, worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
-        batch = list(worker.batch)
+    def _send(self, worker: _Worker, loop: asyncio.AbstractEventLoop, new: list[_Job], idle: bool) -> None:
+        """Send ``new`` (the last jobs of its batch) to ``worker``. A second message goes only if it fits in the
+        pipe unread (the worker reads it after its first batch): a send never waits for a busy worker."""
+        failed: list[tuple[_Job, str]] = []
         try:
-            blob = pickle.dumps([(j.deadline, j.fn, j.args) for j in batch], pickle.HIGHEST_PROTOCOL)
+            blob = pickle.dumps([(j.deadline, j.fn, j.args) for j in new], pickle.HIGHEST_PROTOCOL)
         except Exception:
-            blob = self._without_unpicklable(worker, batch)
-            if blob is None:
-                return
-            batch = list(worker.batch)
-        try:
-            worker.read_on(loop, self._on_reply)
-            worker.conn.send_bytes(pickle.dumps((len(batch), blob), pickle.HIGHEST_PROTOCOL))
-        except OSError:  # it died while idle: its jobs go to another
-            self._discard(worker, requeue_from=0)
-            self._pump(loop)
-            return
-        worker.head_since = time.monotonic()
-        self._arm_mover(worker)
+            kept = []
+            for job in new:
+                try:
+                    pickle.dumps((job.fn, job.args), pickle.HIGHEST_PROTOCOL)
+                    kept.append(job)
+                except Exception as exc:
+                    failed.append((job, f"the check could not be sent to a worker process: {type(exc).__name__}: "
+                                        f"{exc}"))
+            blob = pickle.dumps([(j.deadline, j.fn, j.args) for j in kept], pickle.HIGHEST_PROTOCOL)
+            self._take_back(worker, new, requeue=False)
+            new = kept
+            if new:
+                worker.batch.extend(new)
+                worker.messages.append(len(new))
+        message = pickle.dumps((len(new), blob), pickle.HIGHEST_PROTOCOL) if new else b""
+        if new and not idle and len(message) > PREFETCH_BYTES:
+            self._take_back(worker, new, requeue=True)  # too big to wait in the pipe: when the worker is free
+        elif new:
+            try:
+                worker.conn.send_bytes(message)
+            except OSError as exc:  # it died
+                if idle:  # none of its jobs started: all go to another
+                    self._discard(worker, requeue_from=0)
+                    self._pump(loop)
+                else:
+                    self._died(worker, exc)
+            else:
+                if idle:
+                    worker.head_since = time.monotonic()
+                self._arm_mover(worker)
+        for job, error in failed:
+            job.worker = None
+            job.result(False, error)
+
+    def _take_back(self, worker: _Worker, new: list[_Job], *, requeue: bool) -> None:
+        """Undo the assignment of ``new`` (the last jobs of ``worker``'s batch, one message not sent)."""
+        for _ in new:
+            worker.batch.pop()
+        worker.messages.pop()
+        for job in new:
+            job.worker = None
+        if requeue and worker.reading is not None:
+            self.queues.setdefault(worker.reading, collections.deque()).extendleft(reversed(new))
 
     def _arm_mover(self, worker: _Worker) -> None:
         """If jobs wait behind the one running, hand them to other workers should it take much longer than usual
         (a hung check holds up only itself; a job run twice is answered once)."""
-        if worker.mover is not None:
-            worker.mover.cancel()
-            worker.mover = None
-        if len(worker.batch) > 1 and worker.reading is not None:
-            delay = max(MOVE_AFTER, MOVE_FACTOR * self.job_seconds)
-            worker.mover = worker.reading.call_later(delay, self._move_waiting, worker, worker.batch[0])
+        if worker.mover is not None or len(worker.batch) < 2 or worker.reading is None:
+            return
+        delay = max(MOVE_AFTER, MOVE_FACTOR * self.job_seconds) - (time.monotonic() - worker.head_since)
+        worker.mover = worker.reading.call_later(max(0.0, delay), self._move_waiting, worker, worker.batch[0])
 
     def _move_waiting(self, worker: _Worker, head: _Job) -> None:
         worker.mover = None
@@ -660,45 +701,25 @@ class _WarmProcesses:
             self.queues.setdefault(loop, collections.deque()).extendleft(reversed(moved))
             self._pump(loop)
 
-    def _without_unpicklable(self, worker: _Worker, batch: list[_Job]) -> bytes | None:
-        """Answer the jobs that cannot be pickled with their error; the pickled rest (None if nothing is left)."""
-        worker.batch.clear()
-        kept = []
-        for job in batch:
-            try:
-                pickle.dumps((job.fn, job.args), pickle.HIGHEST_PROTOCOL)
-            except Exception as exc:
-                job.worker = None
-                job.result(False, f"the check could not be sent to a worker process: {type(exc).__name__}: {exc}")
-            else:
-                kept.append(job)
-        worker.batch.extend(kept)
-        if not kept:
-            return None
-        return pickle.dumps([(j.deadline, j.fn, j.args) for j in kept], pickle.HIGHEST_PROTOCOL)
-
     def _on_reply(self, worker: _Worker) -> None:
         try:
-            replies = pickle.loads(worker.conn.recv_bytes())
+            took, replies = pickle.loads(worker.conn.recv_bytes())
         except (EOFError, OSError) as exc:  # the worker died (killed, out of memory, a crash)
-            head = worker.batch[0] if worker.batch else None
-            loop = worker.reading
-            self._discard(worker, requeue_from=1)
-            if head is not None:
-                head.worker = None
-                head.result(False, f"the check's worker process died ({type(exc).__name__})")
-            if loop is not None:
-                self._pump(loop)
+            self._died(worker, exc)
             return
         if not replies:
             return
         now = time.monotonic()
-        per_job = (now - worker.head_since) / len(replies)
-        self.job_seconds = per_job if not self.job_seconds else 0.8 * self.job_seconds + 0.2 * per_job
+        if took > 0:  # the seconds the worker spent on them, whatever the event loop's own delays
+            per_job = took / len(replies)
+            self.job_seconds = per_job if not self.job_seconds else 0.8 * self.job_seconds + 0.2 * per_job
         for raw in replies:
             if not worker.batch:
                 break
             job = worker.batch.popleft()
+            worker.messages[0] -= 1
+            if not worker.messages[0]:
+                worker.messages.popleft()
             job.worker = None
             if not job.wanted:
                 continue
@@ -716,11 +737,22 @@ class _WarmProcesses:
             if not worker.batch[0].wanted:
                 self._watch(worker)
             self._arm_mover(worker)
-            return
         loop = worker.reading
         if loop is not None:
             self._pump(loop)
-            self._wake_other_loops(loop)
+            if not worker.batch:
+                self._wake_other_loops(loop)
+
+    def _died(self, worker: _Worker, exc: BaseException) -> None:
+        """The worker's pipe broke: the job it was running gets the error, the jobs behind go to another."""
+        head = worker.batch[0] if worker.batch else None
+        loop = worker.reading
+        self._discard(worker, requeue_from=1)
+        if head is not None and head.wanted:
+            head.worker = None
+            head.result(False, f"the check's worker process died ({type(exc).__name__})")
+        if loop is not None:
+            self._pump(loop)
 
     def _watch(self, worker: _Worker, *, kill_within: float = 0.0) -> None:
         """Kill ``worker`` if the job it runs now, whose result nobody wants, runs past its timeout (at once if
@@ -748,6 +780,7 @@ class _WarmProcesses:
         """Kill ``worker``; its jobs from ``requeue_from`` on (not started) go back to the front of their queue."""
         rest = [j for j in list(worker.batch)[requeue_from:] if j.wanted]
         worker.batch.clear()
+        worker.messages.clear()
         loop = worker.reading
         worker.kill()
         with self._lock:
@@ -774,6 +807,7 @@ class _WarmProcesses:
         for worker in list(self.workers):
             if worker.batch and worker.reading is not None and worker.reading.is_closed():
                 worker.batch.clear()
+                worker.messages.clear()
                 worker.kill()
                 self.killed += 1
                 self.workers.remove(worker)
