@@ -3,7 +3,10 @@
 "before" is the dispatch that ``interlock.monitor.execute`` used up to issue 13, inlined here so both run in one
 process on one machine: the sync check called on the loop (no timeout enforced), ``anyio.to_thread.run_sync``
 (non-daemon threads) and ``anyio.to_process.run_sync(cancellable=True)`` (a cancelled check kills its worker).
-"after" is :func:`interlock.monitor.execute.run_check` as it is now. Each figure is the median round trip of a
+"after" is :func:`interlock.monitor.execute.run_check` as it is now (one check awaited: ``Verifier.scan``, the
+barrier's checks), "run" is how a run dispatches a sync check since issue 29 (inline on the loop; a job with a
+callback for a thread or a process, no task). ``*_burst``: that many checks started at once, as when a hundred
+streams end steps together (process checks then go to the workers in batches). Each figure is the median round trip of a
 check that does nothing (its verdict back at the caller), and the CPU time the event loop's thread spent on it
 (what a dispatch takes from generation), rounds alternating between the variants.
 
@@ -16,6 +19,7 @@ check that does nothing (its verdict back at the caller), and the CPU time the e
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import time
@@ -25,7 +29,7 @@ import anyio
 import anyio.to_process
 import anyio.to_thread
 from interlock import Pass, Step, Verifier
-from interlock.monitor.execute import normalize_verdicts, run_check, worker_stats
+from interlock.monitor.execute import normalize_verdicts, placement, run_check, run_inline, start_check, worker_stats
 from interlock.monitor.trace import TraceView
 from interlock.monitor.verdicts import Span
 
@@ -69,6 +73,35 @@ async def after(verifier: Verifier, view: TraceView) -> Any:
     return (await run_check(verifier, view)).verdicts
 
 
+async def in_a_run(verifier: Verifier, view: TraceView) -> Any:
+    """How a run dispatches a sync check since issue 29: inline on the loop, or a job with a callback (no task)."""
+    if placement(verifier) == "inline":
+        return run_inline(verifier, view).verdicts
+    done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    start_check(verifier, view, lambda job, outcome: done.set_result(outcome.verdicts))
+    return await done
+
+
+async def burst(fn: Any, verifier: Verifier, view: TraceView, checks: int) -> tuple[float, float]:
+    """``checks`` checks started at once (a hundred streams ending steps together): wall seconds until the last
+    verdict, and the event loop thread's CPU, per check."""
+    started, cpu = time.perf_counter(), time.thread_time()
+    if fn is in_a_run:
+        loop = asyncio.get_running_loop()
+        futures = []
+        for _ in range(checks):
+            done: asyncio.Future[Any] = loop.create_future()
+            start_check(verifier, view, lambda job, outcome, done=done: done.set_result(outcome.verdicts))
+            futures.append(done)
+        for done in futures:
+            assert type((await done)[0]).__name__ == "Pass"
+    else:
+        async with anyio.create_task_group() as tg:
+            for _ in range(checks):
+                tg.start_soon(fn, verifier, view)
+    return (time.perf_counter() - started) / checks, (time.thread_time() - cpu) / checks
+
+
 def make_view() -> TraceView:
     text = "So 2 + 2 = 4.\n"
     return TraceView(text=text, step=Step(text, Span(0, len(text))))
@@ -100,7 +133,7 @@ async def main() -> None:
     parser.add_argument("--checks", type=int, default=300, help="checks per round on the loop and thread paths")
     args = parser.parse_args()
     view = make_view()
-    variants = {"before": before, "after": after}
+    variants = {"before": before, "after": after, "run": in_a_run}
     paths = {"loop": args.checks, "thread": args.checks, "process": max(20, args.checks // 10)}
     for fn in variants.values():  # warm up: threads and worker processes exist before timing
         for path in paths:
@@ -108,8 +141,10 @@ async def main() -> None:
         async with anyio.create_task_group() as tg:  # two warm workers each, so a cancelled check has a spare
             for _ in range(2):
                 tg.start_soon(per_check, fn, Sleeps(runs_in="process", timeout=30), view, 1)  # type: ignore[arg-type]
-    samples: dict[str, dict[str, list[float]]] = {p: {v: [] for v in variants} for p in [*paths, "after_cancel"]}
-    loop_cpu: dict[str, dict[str, list[float]]] = {p: {v: [] for v in variants} for p in paths}
+    bursts = {"thread_burst": ("thread", args.checks), "process_burst": ("process", args.checks)}
+    samples: dict[str, dict[str, list[float]]] = {p: {v: [] for v in variants}
+                                                  for p in [*paths, *bursts, "after_cancel"]}
+    loop_cpu: dict[str, dict[str, list[float]]] = {p: {v: [] for v in variants} for p in [*paths, *bursts]}
     for r in range(args.rounds):
         order = list(variants) if r % 2 == 0 else list(reversed(variants))
         for name in order:
@@ -118,18 +153,22 @@ async def main() -> None:
                 wall, cpu = await per_check(fn, Nothing(runs_in=path, timeout=30), view, checks)  # type: ignore[arg-type]
                 samples[path][name].append(wall)
                 loop_cpu[path][name].append(cpu)
-            samples["after_cancel"][name].append(await after_cancel(fn, view))
+            for label, (path, checks) in bursts.items():
+                wall, cpu = await burst(fn, Nothing(runs_in=path, timeout=30), view, checks)  # type: ignore[arg-type]
+                samples[label][name].append(wall)
+                loop_cpu[label][name].append(cpu)
+            samples["after_cancel"][name].append(await after_cancel(fn if fn is not in_a_run else after, view))
             await anyio.sleep(0.15)  # let a cancelled check's worker finish before the next round
     report: dict[str, Any] = {"benchmark": "dispatch", "rounds": args.rounds, "checks_per_round": paths}
     for path, by_variant in samples.items():
-        b, a = statistics.median(by_variant["before"]), statistics.median(by_variant["after"])
         unit = "ms" if path == "after_cancel" else "us"
         scale = 1e3 if unit == "ms" else 1e6
-        report[path] = {f"before_{unit}": round(b * scale, 1), f"after_{unit}": round(a * scale, 1),
-                        "after_over_before": round(a / b, 3)}
+        medians = {name: statistics.median(values) for name, values in by_variant.items()}
+        report[path] = {f"{name}_{unit}": round(m * scale, 1) for name, m in medians.items()}
+        report[path]["run_over_before"] = round(medians["run"] / medians["before"], 3)
         if path in loop_cpu:
-            cb, ca = statistics.median(loop_cpu[path]["before"]), statistics.median(loop_cpu[path]["after"])
-            report[path].update({"loop_cpu_before_us": round(cb * 1e6, 1), "loop_cpu_after_us": round(ca * 1e6, 1)})
+            report[path].update({f"loop_cpu_{name}_us": round(statistics.median(values) * 1e6, 1)
+                                 for name, values in loop_cpu[path].items()})
     report["workers"] = worker_stats()
     print(json.dumps(report, indent=2))
 

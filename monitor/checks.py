@@ -26,6 +26,9 @@ from interlock.monitor.execute import (
     CheckOutcome,
     PendingCheck,
     Placement,
+    backlog_limit,
+    behind,
+    catch_up,
     placement,
     run_check,
     run_inline,
@@ -74,6 +77,9 @@ class Checks:
         self._provisional_at: tuple[int, int] | None = None  # (epoch, length) of the last provisional checks
         self._provisional: list[Verdict] = []  # their verdicts
         self._placement: dict[int, Placement] = {id(v): placement(v) for v in verifiers}
+        in_processes = [v.timeout for v in verifiers if self._placement[id(v)] == "process"]
+        self._backlog = backlog_limit(in_processes) if in_processes else 0.0  # 0: no process checks
+        self._catch_up_for = max(in_processes, default=0.0)  # how long it waits for them at most
 
     def schedule(self, *, final: bool = False, cut: bool = False) -> None:
         """Start the checks that the text so far makes due; ``final``: generation has ended (the last step is
@@ -103,6 +109,15 @@ class Checks:
                 self.running[check_id] = start_check(verifier, view, self._job_done, check_id)
         for check_id, verifier, view in inline:  # at the step end, before the next chunk: no task, no scope
             self._deliver(check_id, verifier, run_inline(verifier, view))
+
+    def behind(self) -> bool:
+        """Whether the run should let its process checks catch up before it reads on: more is queued for the
+        workers than they work through in :func:`~interlock.monitor.execute.backlog_limit` seconds (otherwise
+        those checks would time out)."""
+        return bool(self._backlog) and self._run.on_asyncio and behind(self._backlog)
+
+    async def catch_up(self) -> None:
+        await catch_up(self._backlog, self._catch_up_for)
 
     def schedule_provisional(self) -> None:
         """Check the step still being written as if it had ended now (the barrier's checks of a call made

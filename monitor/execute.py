@@ -56,8 +56,9 @@ from interlock.monitor.trace import Step, TraceView
 from interlock.monitor.verdicts import Fail, Pass, Span, Unknown, Verdict
 from interlock.monitor.verifier import FunctionVerifier, Verifier
 
-__all__ = ["CheckOutcome", "PendingCheck", "Placement", "VerdictTypeError", "call_async_bounded", "call_in_thread",
-           "normalize_verdicts", "placement", "run_check", "run_inline", "start_check", "worker_stats"]
+__all__ = ["CheckOutcome", "PendingCheck", "Placement", "VerdictTypeError", "backlog_limit", "behind",
+           "call_async_bounded", "call_in_thread", "catch_up", "normalize_verdicts", "placement", "run_check",
+           "run_inline", "start_check", "worker_stats"]
 
 MAX_THREADS = 32  # threads working at once; a check abandoned at its timeout no longer counts
 MAX_ABANDONED_THREADS = 1024  # abandoned threads still running; past this a hung check keeps its place in the pool
@@ -65,9 +66,12 @@ MAX_PROCESSES = max(1, os.cpu_count() or 1)
 MAX_BATCH = 16  # process checks in one message to a worker
 BATCH_SECONDS = 0.02  # ... and at most this much work, by the average time of a job so far
 OVERRUN_GRACE = 0.25  # at its deadline a process check that ran for all but this share of its timeout is killed
+STARTUP_GRACE = 30.0  # a fresh worker is not killed for an overrun before this (its check is Unknown all the same)
 MOVE_AFTER = 0.05  # jobs waiting behind one that has run this long (and MOVE_FACTOR times the average) move on
 MOVE_FACTOR = 10.0
 PREFETCH_BYTES = 32 * 1024  # a second message to a busy worker waits unread in its pipe: never more than this
+BACKLOG_HIGH = 0.5  # seconds of process checks queued for a loop past which its runs wait before reading on (until
+# it is down to half that): checks that cannot keep up slow the reading rather than time out
 REPLY_EVERY = 0.002  # a worker sends the results it has at least this often while it works through a batch
 
 Placement = Literal["inline", "thread", "process", "task"]
@@ -515,6 +519,8 @@ class _Worker:
         self.batch: collections.deque[_Job] = collections.deque()  # sent, not answered; the first one runs
         self.messages: collections.deque[int] = collections.deque()  # jobs of each message sent, not all answered
         self.head_since = 0.0  # when the first job of the batch started (monotonic)
+        self.answered = False  # it has sent a reply: it has started up (imported what the checks need)
+        self.stalled = False  # its current job runs much longer than usual: nothing more is queued behind it
         self.watchdog: asyncio.TimerHandle | None = None  # kills it when a job nobody waits for overruns
         self.mover: asyncio.TimerHandle | None = None  # hands the jobs waiting behind a slow one to others
 
@@ -561,6 +567,7 @@ class _WarmProcesses:
         self.queues: dict[asyncio.AbstractEventLoop, collections.deque[_Job]] = {}
         self.job_seconds = 0.0  # a moving average of how long a job takes in a worker (0: none measured yet)
         self.moved = 0  # jobs handed to another worker because the one before them in a batch was slow
+        self.waiters: dict[asyncio.AbstractEventLoop, list[tuple[float, asyncio.Future[None]]]] = {}  # runs waiting
         self._lock = threading.Lock()  # workers and queues may be shared by loops in several threads
 
     # -- the loop side
@@ -597,11 +604,14 @@ class _WarmProcesses:
             per_worker = min(MAX_BATCH, max(1, -(-len(jobs) // max(1, len(self.workers)))))
             if self.job_seconds > 0:
                 per_worker = max(1, min(per_worker, int(BATCH_SECONDS / self.job_seconds)))
-            ready = sorted((w for w in self.workers
-                            if not w.batch or (w.reading is loop and len(w.messages) == 1)), key=lambda w: len(w.batch))
+            ready = sorted((w for w in self.workers if not w.batch or (
+                w.reading is loop and len(w.messages) == 1 and not w.stalled)), key=lambda w: len(w.batch))
             for worker in ready:
+                if not worker.answered and worker.batch:
+                    continue  # a fresh worker gets one job until it answers (it may be importing for a while)
                 new = []
-                while jobs and len(new) < per_worker:
+                take = per_worker if worker.answered else 1
+                while jobs and len(new) < take:
                     job = jobs.popleft()
                     if job.wanted:
                         job.worker = worker
@@ -689,6 +699,7 @@ class _WarmProcesses:
         if not elsewhere:  # every other worker is busy: look again in a while
             worker.mover = loop.call_later(MOVE_AFTER, self._move_waiting, worker, head)
             return
+        worker.stalled = True
         moved = []
         for i in range(1, len(worker.batch)):
             job = worker.batch[i]
@@ -707,6 +718,7 @@ class _WarmProcesses:
         except (EOFError, OSError) as exc:  # the worker died (killed, out of memory, a crash)
             self._died(worker, exc)
             return
+        worker.answered = True
         if not replies:
             return
         now = time.monotonic()
@@ -732,6 +744,7 @@ class _WarmProcesses:
                 ok, value = False, f"the result could not be read back: {type(exc).__name__}: {exc}"
             job.result(ok, value)
         worker.head_since = now
+        worker.stalled = False
         worker.stop_timers()
         if worker.batch:
             if not worker.batch[0].wanted:
@@ -740,6 +753,7 @@ class _WarmProcesses:
         loop = worker.reading
         if loop is not None:
             self._pump(loop)
+            self._wake(loop)
             if not worker.batch:
                 self._wake_other_loops(loop)
 
@@ -761,6 +775,8 @@ class _WarmProcesses:
             return
         job = worker.batch[0]
         delay = worker.head_since + job.timeout - time.monotonic()
+        if not worker.answered:  # a fresh worker may still be importing what its first checks need
+            delay, kill_within = max(delay, worker.head_since + STARTUP_GRACE - time.monotonic()), 0.0
         if delay <= kill_within:
             self._overran(worker, job)
         elif worker.watchdog is None:
@@ -841,6 +857,38 @@ class _WarmProcesses:
             if job.wanted:
                 job.result(False, f"no worker process could be started: {error}")
 
+    # -- backpressure: the queue of a loop holds at most about BACKLOG_HIGH seconds of work
+    def backlog(self, loop: asyncio.AbstractEventLoop) -> float:
+        """Seconds of work queued for ``loop`` (not yet sent to a worker), by the average time of a job."""
+        jobs = self.queues.get(loop)
+        if not jobs:
+            return 0.0
+        return len(jobs) * (self.job_seconds or 0.001) / max(1, len(self.workers))
+
+    def room(self, loop: asyncio.AbstractEventLoop, low: float) -> asyncio.Future[None]:
+        """A future set once the backlog of ``loop`` is down to ``low`` seconds."""
+        waiter: asyncio.Future[None] = loop.create_future()
+        if self.backlog(loop) <= low:
+            waiter.set_result(None)
+        else:
+            self.waiters.setdefault(loop, []).append((low, waiter))
+        return waiter
+
+    def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
+        waiting = self.waiters.get(loop)
+        if not waiting:
+            return
+        backlog = self.backlog(loop)
+        still = []
+        for low, waiter in waiting:
+            if waiter.done():
+                continue
+            if backlog <= low:
+                waiter.set_result(None)
+            else:
+                still.append((low, waiter))
+        self.waiters[loop] = still
+
     def stats(self) -> dict[str, int]:
         return {"processes_alive": len(self.workers), "processes_started": self.started,
                 "processes_killed": self.killed, "process_jobs_moved": self.moved}
@@ -910,6 +958,26 @@ def start_check(verifier: Verifier, view: TraceView, done: Callable[[PendingChec
         _side(loop).watch(job)
         _THREADS.submit(job)
     return job
+
+
+def backlog_limit(timeouts: Sequence[float]) -> float:
+    """Seconds of queued process checks a run lets build up before it waits for them: ``BACKLOG_HIGH``, or a quarter
+    of the shortest timeout of its process checks if that is less (a check is never queued into its timeout)."""
+    return min(BACKLOG_HIGH, min(timeouts, default=math.inf) / 4)
+
+
+def behind(limit: float) -> bool:
+    """Whether the process checks queued by the running loop hold more than ``limit`` seconds of work: a run whose
+    checks go to the processes then waits (:func:`catch_up`) before it reads on."""
+    loop = asyncio.get_running_loop()
+    return loop in _PROCESSES.queues and _PROCESSES.backlog(loop) > limit
+
+
+async def catch_up(limit: float, longest: float) -> None:
+    """Wait until the workers have worked the backlog of this loop down to half of ``limit``, at most ``longest``
+    seconds (then the checks still queued time out as they would have)."""
+    with anyio.move_on_after(longest):
+        await _PROCESSES.room(asyncio.get_running_loop(), limit / 2)
 
 
 # -- async checks -------------------------------------------------------------------------------------------

@@ -556,6 +556,8 @@ class Run:
                     finish = chunk.finish_reason
                     if acts.decision_ready or acts.stop is not None or (acts.forced is not None and not forcing):
                         break
+                    if self.checks.behind():  # process checks fall behind: let them catch up, not time out
+                        await self.checks.catch_up()
             finally:
                 self._gen_scope = None
                 aclose = getattr(stream, "aclose", None)

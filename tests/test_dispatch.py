@@ -212,26 +212,65 @@ async def test_checks_batched_behind_a_hung_one_move_to_another_worker() -> None
 
 
 async def test_jobs_waiting_behind_a_hung_one_in_a_batch_are_moved() -> None:
-    pool = execute._WarmProcesses(limit=2)
+    pool = execute._WarmProcesses(limit=1)
     loop = asyncio.get_running_loop()
 
     def job(fn: Any, *args: Any, timeout: float = 20.0) -> execute._FutureJob:
         made = execute._FutureJob(fn, args, loop, timeout)
-        pool.submit(made)
+        made.pool = pool
         return made
 
     try:
-        with anyio.fail_after(30):
-            # queued before any worker is up: the first worker ready takes the hung job with others behind it
+        with anyio.fail_after(60):
+            warm = job(sum, [1, 2])
+            pool.submit(warm)
+            assert await warm.wait() == 3  # one warm worker
             hung = job(time.sleep, 60, timeout=15)
             quick = [job(sum, [k, 1]) for k in range(6)]
+            pool.queues[loop].extend([hung, *quick])
+            pool._pump(loop)  # queued together: they go to the worker as one batch, the hung job first
+            assert list(pool.workers[0].batch) == [hung, *quick]
+            pool.limit = 2  # room for another worker: what waits behind the hung job moves there
             assert [await q.wait() for q in quick] == [k + 1 for k in range(6)]
-        assert pool.moved >= 1  # the quick jobs did not wait out the hung one's timeout: another worker ran them
-        assert pool.killed == 0
+        assert pool.moved == 6 and pool.killed == 0
         hung.give_up()
     finally:
         for worker in list(pool.workers):
             worker.kill()
+
+
+class Busy(Verifier):
+    """A process check that keeps a CPU busy for 5 ms a step."""
+
+    name = "busy"
+    runs_in = "process"
+    timeout = 0.4
+
+    def check(self, state: Step) -> None:
+        until = time.thread_time() + 0.005
+        while time.thread_time() < until:
+            pass
+
+
+async def test_process_checks_that_fall_behind_slow_the_reading_and_none_times_out() -> None:
+    for _ in range(20):  # every worker is up and has imported this module
+        await Monitor(Scripted([f"Warm up {k}.\n" for k in range(60)]), [Busy(timeout=60)]).run("q")
+        if len(execute._PROCESSES.workers) == execute.MAX_PROCESSES and all(
+                w.answered for w in execute._PROCESSES.workers):
+            break
+    steps = [f"Step {k}.\n" for k in range(60 * execute.MAX_PROCESSES)]  # more work than the timeout for each worker
+    results = []
+
+    async def one() -> None:
+        results.append(await Monitor(Scripted(steps), [Busy()]).run("q"))
+
+    async with anyio.create_task_group() as tg:  # two runs at full speed: the workers cannot keep up with them
+        for _ in range(2):
+            tg.start_soon(one)
+    for result in results:
+        assert [type(v).__name__ for v in result.verdicts] == ["Pass"] * len(steps)  # every one decided in time
+        assert result.errors == ()
+    assert execute.backlog_limit([0.4]) == 0.1 and execute.backlog_limit([]) == execute.BACKLOG_HIGH
 
 
 @pytest.mark.parametrize("runs_in", ["thread", "process"])
