@@ -42,7 +42,6 @@ import pickle
 import queue
 import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -313,7 +312,7 @@ class _LoopSide:
         self.items.append((job, ok, value))
         if not self.scheduled:  # two threads may both schedule a drain: the second finds nothing to do
             self.scheduled = True
-            self.loop.call_soon_threadsafe(self.drain)
+            job.loop.call_soon_threadsafe(self.drain)
 
     def drain(self) -> None:
         self.scheduled = False
@@ -354,13 +353,17 @@ class _LoopSide:
             self._arm(earliest)
 
 
-_LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSide] = weakref.WeakKeyDictionary()
+_LOOPS: dict[asyncio.AbstractEventLoop, _LoopSide] = {}
+_LOOPS_LOCK = threading.Lock()
 
 
 def _side(loop: asyncio.AbstractEventLoop) -> _LoopSide:
     side = _LOOPS.get(loop)
     if side is None:
-        side = _LOOPS[loop] = _LoopSide(loop)
+        with _LOOPS_LOCK:  # a loop not seen before: those closed since are forgotten now
+            for closed in [other for other in _LOOPS if other.is_closed()]:
+                del _LOOPS[closed]
+            side = _LOOPS[loop] = _LoopSide(loop)
     return side
 
 
@@ -829,6 +832,8 @@ class _WarmProcesses:
                 self.workers.remove(worker)
         for loop in [loop for loop in self.queues if loop.is_closed()]:
             del self.queues[loop]
+        for loop in [loop for loop in self.waiters if loop.is_closed()]:
+            del self.waiters[loop]
 
     # -- starting a worker (in a thread of its own: spawning takes a while)
     def _start_worker(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -859,11 +864,11 @@ class _WarmProcesses:
 
     # -- backpressure: the queue of a loop holds at most about BACKLOG_HIGH seconds of work
     def backlog(self, loop: asyncio.AbstractEventLoop) -> float:
-        """Seconds of work queued for ``loop`` (not yet sent to a worker), by the average time of a job."""
+        """Seconds of work waiting for ``loop``'s checks (queued, or sent to a worker and not answered), by the
+        average time of a job, spread over the workers."""
         jobs = self.queues.get(loop)
-        if not jobs:
-            return 0.0
-        return len(jobs) * (self.job_seconds or 0.001) / max(1, len(self.workers))
+        waiting = (len(jobs) if jobs else 0) + sum(len(w.batch) for w in self.workers if w.reading is loop)
+        return waiting * (self.job_seconds or 0.001) / max(1, len(self.workers))
 
     def room(self, loop: asyncio.AbstractEventLoop, low: float) -> asyncio.Future[None]:
         """A future set once the backlog of ``loop`` is down to ``low`` seconds."""
