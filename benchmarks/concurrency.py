@@ -1,26 +1,35 @@
-"""Many concurrent monitored streams in one process: wall time and CPU against the same streams unmonitored.
+"""Many concurrent monitored streams in one process: wall time and CPU against the same streams unmonitored, and
+against interwhen on the same stream and check.
 
 A local OpenAI-compatible server (raw asyncio, its own process, 127.0.0.1) streams the same clean step-by-step
-arithmetic trace to every request, one word-sized chat delta per SSE event, at a fixed rate per stream. The
-client process opens ``--streams`` streams at once through ``generators.OpenAICompatible`` (one shared HTTP
-client, a connection per stream) and reads them to the end, in each variant:
+arithmetic trace to every request, one word-sized chat delta (or, on ``/v1/completions``, one completion text) per
+SSE event, at a fixed rate per stream. The client process opens ``--streams`` streams at once and reads them to the
+end, in each variant:
 
-- ``unmonitored``: the generator's stream read directly (the baseline);
+- ``unmonitored``: ``generators.OpenAICompatible``'s stream read directly (the baseline);
 - ``no_verifiers``: ``Monitor(gen).run`` (the token path: trace, governors, scheduling, no checks);
 - ``arithmetic``: ``Monitor(gen, [Arithmetic()])`` (the ``arithmetic`` verifier), every step checked exactly;
-- ``user_loop`` / ``user_thread`` / ``user_process``: a user's sympy line check (``@verifier``) run on the
-  event loop, in a thread, in a worker process.
+- ``user_loop`` / ``user_thread`` / ``user_process``: a user's check written as interwhen's are (a regex for
+  ``a op b = c`` and ``sympy.nsimplify``; ``--check``) as an ``@verifier``, on the event loop, in a thread, in a
+  worker process;
+- ``interwhen_unmonitored`` / ``interwhen_user``: interwhen's own ``stream_completion`` (``interwhen/interject.py``
+  loaded from the checkout ``--interwhen PATH`` names, e.g. microsoft/interwhen at 2d041c2; skipped without it) on
+  the same server and stream, without a monitor and with the same check in interwhen's monitor protocol.
 
-Variants alternate in a rotating order, ``--repeats`` rounds. Every stream must complete with the full text
-(no intervention), else the benchmark fails. Prints JSON: per variant the median wall seconds, the wall ratio
-to ``unmonitored`` (medians; also per round against that round's baseline), the CPU seconds of the client
-process (plus any check worker processes) and their ratio to ``unmonitored``, the server's CPU seconds, and the
-completions. At the fixed rate an unmonitored client keeps up, so a wall ratio above 1 is the time the
-monitored client fell behind; on a loaded machine the CPU ratio is the steadier figure.
+Variants alternate in a rotating order, ``--repeats`` rounds. Every stream must complete with the full text (no
+intervention), else the benchmark fails. Prints JSON: per variant the median wall seconds (and per round), the
+ratio to ``unmonitored`` (``vs_unmonitored``) and to interwhen on the same stream and check (``vs_interwhen``, per
+round against the same round), the CPU seconds of the client process (plus any check worker processes), the
+server's CPU seconds, the garbage collector's seconds and collections, the checks per round and those undecided (a
+check that timed out: the placement did not keep up); ``summary`` has the best placement of the user check, it
+against interwhen, every placement against the best and ``arithmetic`` against the unmonitored read. At the fixed
+rate an unmonitored client keeps up, so a wall ratio above 1 is the time the monitored client fell behind; on a
+loaded machine the CPU ratio is the steadier figure.
 
     python benchmarks/concurrency.py [--streams 100] [--tokens 1414] [--rate 200] [--repeats 3]
+                                     [--interwhen PATH] [--check nsimplify|nsimplify-both|blocking-100ms]
                                      [--variants unmonitored,no_verifiers,arithmetic,...]
-                                     [--cpus 0,1 --server-cpus 2]
+                                     [--cpus 0,1 --server-cpus 2] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -54,7 +63,7 @@ from interlock.verifiers.arithmetic import Arithmetic
 
 DEFAULT_VARIANTS = ("unmonitored", "no_verifiers", "arithmetic", "user_loop", "user_thread", "user_process",
                     "interwhen_unmonitored", "interwhen_user")
-VARIANTS = (*DEFAULT_VARIANTS, "user_auto")
+VARIANTS = DEFAULT_VARIANTS
 PROMPT = "Add up the numbers step by step."
 
 

@@ -45,7 +45,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.to_process
@@ -53,7 +53,9 @@ import anyio.to_thread
 import sniffio
 from interlock.monitor.trace import Step, TraceView
 from interlock.monitor.verdicts import Fail, Pass, Span, Unknown, Verdict
-from interlock.monitor.verifier import FunctionVerifier, Verifier
+
+if TYPE_CHECKING:
+    from interlock.monitor.verifier import Verifier
 
 __all__ = ["CheckOutcome", "PendingCheck", "Placement", "VerdictTypeError", "backlog_limit", "behind",
            "call_async_bounded", "call_in_thread", "catch_up", "normalize_verdicts", "placement", "run_check",
@@ -148,13 +150,6 @@ def _outcome(verifier: Verifier, view: TraceView, ok: bool, value: Any, started:
     if error is not None:
         verdicts = [Unknown(reason=error, verifier=verifier.name, epoch=view.epoch, span=view.step.span)]
     return CheckOutcome(verdicts=verdicts, error=error, seconds=time.perf_counter() - started)
-
-
-def _extracts_step_only(verifier: Verifier) -> bool:
-    """Whether ``extract`` is the default (the step): a process check then receives the step, not the view."""
-    if isinstance(verifier, FunctionVerifier):
-        return verifier.extractor is None and type(verifier).extract is FunctionVerifier.extract
-    return type(verifier).extract is Verifier.extract
 
 
 def placement(verifier: Verifier) -> Placement:
@@ -612,7 +607,7 @@ class _WarmProcesses:
             for worker in ready:
                 if not worker.answered and worker.batch:
                     continue  # a fresh worker gets one job until it answers (it may be importing for a while)
-                new = []
+                new: list[_Job] = []
                 take = per_worker if worker.answered else 1
                 while jobs and len(new) < take:
                     job = jobs.popleft()
@@ -951,7 +946,7 @@ def start_check(verifier: Verifier, view: TraceView, done: Callable[[PendingChec
     :meth:`PendingCheck.cancel`."""
     loop = asyncio.get_running_loop()
     if verifier.runs_in == "process":
-        if _extracts_step_only(verifier):
+        if verifier.extracts_step:
             job = PendingCheck(_check_only, (verifier, view.step), loop, verifier, view, done, tag)
         else:  # a process cannot receive the view's fork handle; it only needs the text
             plain = dataclasses.replace(view, fork=None) if view.fork is not None else view
@@ -1055,7 +1050,7 @@ async def _invoke(verifier: Verifier, view: TraceView) -> Any:
         return await _in_worker(verifier, _check_only, (verifier, state))
     if verifier.runs_in == "thread":
         return await _in_worker(verifier, _extract_and_check, (verifier, view))
-    if _extracts_step_only(verifier):
+    if verifier.extracts_step:
         return await _in_worker(verifier, _check_only, (verifier, view.step))
     # A process cannot receive the view's fork handle; it only needs the text.
     return await _in_worker(verifier, _extract_and_check, (verifier, dataclasses.replace(view, fork=None)))

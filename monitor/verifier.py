@@ -104,6 +104,12 @@ class Verifier:
         return inspect.iscoroutinefunction(self.extract)
 
     @property
+    def extracts_step(self) -> bool:
+        """Whether :meth:`extract` is the default (the step): a process check is then sent the step, not the view
+        (the whole text up to it)."""
+        return type(self).extract is Verifier.extract
+
+    @property
     def checks_async(self) -> bool:
         """Whether :meth:`check` returns an awaitable (it then runs in the event loop, whatever ``runs_in``)."""
         return inspect.iscoroutinefunction(self.check)
@@ -160,6 +166,10 @@ class FunctionVerifier(Verifier):
     @property
     def extracts_async(self) -> bool:
         return self.extractor is not None and _is_async_callable(self.extractor)
+
+    @property
+    def extracts_step(self) -> bool:
+        return self.extractor is None and type(self).extract is FunctionVerifier.extract
 
     @property
     def checks_async(self) -> bool:

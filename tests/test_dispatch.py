@@ -18,7 +18,7 @@ import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from interlock import Fail, Monitor, Pass, Step, Verifier, verifier
+from interlock import Fail, Monitor, Pass, Span, Step, TraceView, Verifier, verifier
 from interlock.generators import Scripted
 from interlock.monitor import execute
 from interlock.monitor.execute import call_in_thread, worker_stats
@@ -284,6 +284,33 @@ async def test_a_rollback_drops_the_checks_of_removed_text(runs_in: str) -> None
     assert result.text == "Wait, 1 + 1 is 2, not 3. Let me redo this step.\nSo 1 + 1 = 2.\n"
     assert [i.action.value for i in result.interventions] == ["rollback"]
     assert result.passed
+
+
+class LastLine(Verifier):
+    """Reads the whole view (not only the step): the last line of the text it saw, checked for sums."""
+
+    name = "last-line"
+    runs_in = "process"
+
+    def extract(self, view: TraceView) -> Step:
+        line = view.text.rstrip("\n").rsplit("\n", 1)[-1]
+        start = view.text.rfind(line)
+        return Step(line, Span(start, start + len(line)))
+
+    def check(self, state: Step) -> Fail | None:
+        return check_sums(state)
+
+
+async def test_a_process_check_gets_the_step_or_the_view_as_its_extract_needs() -> None:
+    text = ["So 1 + 1 = 2.\n", "Then 2 + 2 = 5.\n"]
+    assert SumVerifier().extracts_step and not LastLine().extracts_step
+    assert verifier(check_sums, name="s").extracts_step
+    assert not verifier(check_sums, name="s", extractor=lambda view: view.step).extracts_step
+    for check in (SumVerifier(runs_in="process", action="warn"), LastLine(action="warn")):  # type: ignore[arg-type]
+        result = await Monitor(Scripted(text), [check]).run("q")
+        by_step = sorted(result.verdicts, key=lambda v: v.span.start if v.span is not None else -1)
+        assert [type(v).__name__ for v in by_step] == ["Pass", "Fail"]
+        assert getattr(by_step[1], "message", "") == "2 + 2 is 4, not 5"
 
 
 # -- the order of decisions does not depend on where checks run or when they come back ---------------------------
