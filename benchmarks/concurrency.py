@@ -457,7 +457,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             for r in range(args.repeats):
                 k = r % len(variants)
                 for name in variants[k:] + variants[:k]:  # a rotating order: drift hits every variant alike
-                    profile = cProfile.Profile() if args.profile else None
+                    # the event loop thread's CPU time, not wall time: other threads and other processes do not
+                    # count (a loaded machine would otherwise inflate whatever was running when it was descheduled)
+                    profile = cProfile.Profile(time.thread_time) if args.profile else None
                     cpu0, srv0 = _cpu_seconds(server.pid)
                     gc0, counts0 = collector.reading()
                     CHECKS_SEEN.update(checks=0, undecided=0)
@@ -578,8 +580,8 @@ def main() -> None:
     parser.add_argument("--cpus", help="pin the client (and its check workers) to these cores, e.g. 0,1")
     parser.add_argument("--server-cpus", help="pin the server to these cores, e.g. 2")
     parser.add_argument("--profile", metavar="DIR",
-                        help="profile each round of the client process with cProfile into DIR/VARIANT.ROUND.prof "
-                             "(the figures are then the profiled ones)")
+                        help="profile each round of the client's event loop thread (its CPU time) with cProfile "
+                             "into DIR/VARIANT.ROUND.prof (the figures are then the profiled ones)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the server process
     args = parser.parse_args()
     if args.serve:

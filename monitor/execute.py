@@ -566,6 +566,7 @@ class _WarmProcesses:
         self.job_seconds = 0.0  # a moving average of how long a job takes in a worker (0: none measured yet)
         self.moved = 0  # jobs handed to another worker because the one before them in a batch was slow
         self.waiters: dict[asyncio.AbstractEventLoop, list[tuple[float, asyncio.Future[None]]]] = {}  # runs waiting
+        self.wake_below: dict[asyncio.AbstractEventLoop, float] = {}  # the highest backlog one of them waits for
         self._lock = threading.Lock()  # workers and queues may be shared by loops in several threads
 
     # -- the loop side
@@ -829,6 +830,7 @@ class _WarmProcesses:
             del self.queues[loop]
         for loop in [loop for loop in self.waiters if loop.is_closed()]:
             del self.waiters[loop]
+            self.wake_below.pop(loop, None)
 
     # -- starting a worker (in a thread of its own: spawning takes a while)
     def _start_worker(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -872,6 +874,7 @@ class _WarmProcesses:
             waiter.set_result(None)
         else:
             self.waiters.setdefault(loop, []).append((low, waiter))
+            self.wake_below[loop] = max(self.wake_below.get(loop, 0.0), low)
         return waiter
 
     def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -879,15 +882,14 @@ class _WarmProcesses:
         if not waiting:
             return
         backlog = self.backlog(loop)
-        still = []
+        if backlog > self.wake_below.get(loop, 0.0):
+            return  # none of them can go on yet
+        still = [(low, waiter) for low, waiter in waiting if not waiter.done() and backlog > low]
         for low, waiter in waiting:
-            if waiter.done():
-                continue
-            if backlog <= low:
+            if not waiter.done() and backlog <= low:
                 waiter.set_result(None)
-            else:
-                still.append((low, waiter))
         self.waiters[loop] = still
+        self.wake_below[loop] = max((low for low, _ in still), default=0.0)
 
     def stats(self) -> dict[str, int]:
         return {"processes_alive": len(self.workers), "processes_started": self.started,
@@ -970,7 +972,8 @@ def behind(limit: float) -> bool:
     """Whether the process checks queued by the running loop hold more than ``limit`` seconds of work: a run whose
     checks go to the processes then waits (:func:`catch_up`) before it reads on."""
     loop = asyncio.get_running_loop()
-    return loop in _PROCESSES.queues and _PROCESSES.backlog(loop) > limit
+    # nothing queued: the workers are keeping up (what they hold is at most two batches of BATCH_SECONDS each)
+    return bool(_PROCESSES.queues.get(loop)) and _PROCESSES.backlog(loop) > limit
 
 
 async def catch_up(limit: float, longest: float) -> None:
