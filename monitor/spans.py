@@ -275,7 +275,6 @@ class RunSpans:
                                       "interlock.check.verdicts": len(verdicts),
                                       "interlock.check.epoch": check.view.epoch,
                                       "interlock.check.seconds": outcome.seconds,
-                                      "interlock.check.runs_in": str(check.verifier.runs_in),
                                       "interlock.check.stale": stale,
                                       "interlock.check.provisional": check.provisional}
         failed = next((v for v in verdicts if isinstance(v, Fail)), None)

@@ -163,9 +163,7 @@ def _exporter(name: str) -> Any:
                     or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip() or "http/protobuf").lower()
         if name == "otlp_proto_grpc" or (name == "otlp" and protocol == "grpc"):
             try:
-                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found]
-                    OTLPSpanExporter as GrpcExporter,
-                )
+                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
             except ImportError:
                 raise ConfigError("OTLP over gRPC needs opentelemetry-exporter-otlp-proto-grpc; or set "
                                   "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (the default)") from None
