@@ -71,7 +71,8 @@ async def proxied(rec: Recorder) -> AsyncIterator[tuple[openai.AsyncOpenAI, Scri
 def check(verifier: str, verdict: str, start: int, end: int, epoch: int, **extra: Any) -> dict[str, Any]:
     return {"interlock.check.verifier": verifier, "interlock.check.step.start": start,
             "interlock.check.step.end": end, "interlock.check.verdict": verdict, "interlock.check.verdicts": 1,
-            "interlock.check.epoch": epoch, "interlock.check.stale": False, "interlock.check.provisional": False, **extra}
+            "interlock.check.epoch": epoch, "interlock.check.stale": False, "interlock.check.provisional": False,
+            **extra}
 
 
 async def test_a_streamed_request_is_one_span_in_the_clients_trace_with_its_checks_and_rollback(
