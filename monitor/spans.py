@@ -30,14 +30,17 @@ and removed text are recorded only with content capture on.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 from interlock.monitor.events import Event, FeedbackInjected, GovernorDecided, Intervened, RunFinished
+from interlock.monitor.logs import get_logger
 from interlock.monitor.result import Intervention, RunResult, StopReason, TokenCounts
 from interlock.monitor.textout import scrub
 from interlock.monitor.verdicts import Action, Fail, Unknown, Verdict
@@ -162,6 +165,24 @@ def describe_generator(generator: Any, meta: Mapping[str, Any] | None = None) ->
                           provider=str(provider or "interlock"), kind=kind, attributes=attributes)
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _never_raises(method: _F) -> _F:
+    """Tracing must never break the run it watches: a failure is logged, this run's tracing stops, and its span
+    ends with what it has."""
+
+    @functools.wraps(method)
+    def guarded(self: RunSpans, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            self._broken(method.__name__, exc)
+            return None
+
+    return cast(_F, guarded)
+
+
 def _worst(verdicts: Sequence[Verdict]) -> str:
     if any(isinstance(v, Fail) for v in verdicts):
         return "fail"
@@ -206,6 +227,7 @@ class RunSpans:
             self.span.set_attribute("gen_ai.input.messages", jsonable_text(list(description.input_messages)))
 
     # -- the run's side ------------------------------------------------------------------------------
+    @_never_raises
     def bind(self, run: Run) -> None:
         """The run (or the next attempt of a restarted one) whose events come now."""
         self._run = run
@@ -226,6 +248,7 @@ class RunSpans:
 
         context.detach(token)  # type: ignore[arg-type]
 
+    @_never_raises
     def on_event(self, event: Event) -> None:
         """One event of the run, as it is emitted."""
         if not self.recording:
@@ -255,6 +278,7 @@ class RunSpans:
 
     _governor = ""
 
+    @_never_raises
     def check(self, check: Check, outcome: CheckOutcome | None) -> None:
         """A check came back (``outcome``), or was cancelled because a rollback removed its text (``None``)."""
         if not self.recording or self.ended:
@@ -339,6 +363,7 @@ class RunSpans:
         self.tracer.start_span(name, context=self.context, start_time=now, attributes=attributes).end(end_time=now)
 
     # -- the end -------------------------------------------------------------------------------------
+    @_never_raises
     def finish(self, result: RunResult) -> None:
         """Record what the run came to (again for a later attempt: the last result wins)."""
         self.result = result
@@ -377,6 +402,17 @@ class RunSpans:
         if result.stop_reason in (StopReason.ERROR, StopReason.CANCELLED):
             self._error("generator_error" if result.stop_reason is StopReason.ERROR else "cancelled", result.detail)
 
+    def _broken(self, where: str, exc: Exception) -> None:
+        get_logger(component="telemetry").warning("tracing failed; this run is no longer traced", where=where,
+                                                   error=f"{type(exc).__name__}: {exc}")
+        self.recording = False
+        if not self.ended:
+            self.ended = True
+            with contextlib.suppress(Exception):
+                self._error("_OTHER", f"tracing failed in {where}: {type(exc).__name__}: {exc}")
+            with contextlib.suppress(Exception):
+                self.span.end()
+
     def _prompt_tokens(self) -> int | None:
         run = self._run
         count = _through(run.monitor.generator, "prompt_tokens") if run is not None else None
@@ -388,6 +424,7 @@ class RunSpans:
         self.span.set_attribute("error.type", error_type)
         self.span.set_status(Status(StatusCode.ERROR, short_text(message or error_type)))
 
+    @_never_raises
     def end(self, *, finish_reasons: Sequence[str] | None = None, input_tokens: int | None = None,
             reasoning_tokens: int | None = None, response_id: str | None = None, response_model: str | None = None,
             error_type: str | None = None, error_message: str = "") -> None:

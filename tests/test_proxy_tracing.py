@@ -204,6 +204,11 @@ async def test_no_span_while_tracing_is_off_even_with_a_traceparent(rec: Recorde
             await client.chat.completions.create(
                 model="m", messages=[{"role": "user", "content": "?"}],
                 extra_headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
+            await client.chat.completions.create(  # a malformed traceparent starts a trace of its own
+                model="n", messages=[{"role": "user", "content": "?"}],
+                extra_headers={"traceparent": "00-zz-not-a-trace-01"})
     run = rec.named("chat m")
     assert run.context.trace_id == 0x0af7651916cd43dd8448eb211c80319c
     assert run.parent is not None and run.parent.span_id == 0xb7ad6b7169203331
+    lone = rec.named("chat n")
+    assert lone.parent is None and lone.context.trace_id != run.context.trace_id

@@ -382,6 +382,31 @@ async def test_content_is_recorded_only_when_asked(rec: Recorder, monkeypatch: p
     assert not telemetry.capture_content()
 
 
+async def test_a_failure_inside_tracing_never_breaks_the_run(rec: Recorder, monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    import interlock.monitor.spans as spans
+
+    def broken(verdicts: Any) -> str:
+        raise RuntimeError("a bug in tracing")
+
+    monkeypatch.setattr(spans, "_worst", broken)
+    caplog.set_level("WARNING", logger="interlock")
+    result = await Monitor(wrong_then_fixed(), [SumVerifier()], tracer_provider=rec.provider).run("q")
+    assert result.text == "Tom has 3 apples.\n" + FEEDBACK + FIXED and len(result.interventions) == 1
+    (run,) = rec.spans  # the run span ended at the first failure, with what it had; nothing after it
+    assert run.status.status_code is StatusCode.ERROR
+    assert run.status.description == "tracing failed in check: RuntimeError: a bug in tracing"
+    assert attrs(run)["error.type"] == "_OTHER"
+    assert "tracing failed; this run is no longer traced" in caplog.text
+
+
+async def test_a_cancelled_run_ends_its_span_as_cancelled(rec: Recorder) -> None:
+    with anyio.move_on_after(0.2):
+        await Monitor(Scripted("word " * 1000, rate=50), tracer_provider=rec.provider).run("q")
+    run = rec.named("chat")
+    assert (run.status.status_code, attrs(run)["error.type"]) == (StatusCode.ERROR, "cancelled")
+
+
 async def test_an_unsampled_run_records_nothing_and_runs_the_same() -> None:
     rec = Recorder(sampler=ALWAYS_OFF)
     result = await Monitor(wrong_then_fixed(), [SumVerifier()], tracer_provider=rec.provider).run("q")
