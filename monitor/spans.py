@@ -205,7 +205,6 @@ class RunSpans:
         from opentelemetry import trace
         from opentelemetry.trace import SpanKind
 
-        self._trace = trace
         self.tracer = tracer
         self.description = description
         self.end_on_finish = end_on_finish
@@ -223,6 +222,7 @@ class RunSpans:
         self.ended = False
         self._run: Run | None = None
         self._forced: object | None = None  # the forced answer already recorded
+        self._prompted = False
         if capture_content and description.input_messages is not None and self.recording:
             self.span.set_attribute("gen_ai.input.messages", jsonable_text(list(description.input_messages)))
 
@@ -233,7 +233,8 @@ class RunSpans:
         self._run = run
         if self.recording:
             self.span.set_attribute("interlock.run_id", run.run_id)
-            if self.capture and self.description.input_messages is None:
+            if self.capture and self.description.input_messages is None and run.prompt and not self._prompted:
+                self._prompted = True  # the first attempt's prompt: a restart's prompts are its own
                 self.span.set_attribute("gen_ai.input.messages", jsonable_text(
                     [{"role": "user", "parts": [{"type": "text", "content": run.prompt}]}]))
 

@@ -187,6 +187,21 @@ async def test_a_request_that_times_out_ends_its_span_as_cancelled(rec: Recorder
         "cancelled", ["error"])
 
 
+async def test_an_upstream_that_refuses_is_an_error_span_with_its_status(rec: Recorder) -> None:
+    # the upstream is another proxy that wants a key this one does not send: 401
+    guarded = create_app(ProxyConfig(GeneratorBackend(Scripted("Hi.\n"), model="m"), api_key="secret"))
+    async with serving(guarded) as up_url:
+        config = ProxyConfig(UpstreamBackend(up_url + "/v1"), tracer_provider=rec.provider)
+        async with serving(create_app(config)) as url, \
+                openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0) as client:
+            with pytest.raises(openai.AuthenticationError):
+                await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "?"}])
+    run = rec.named("chat m")
+    assert (run.status.status_code, attrs(run)["error.type"]) == (StatusCode.ERROR, "401")
+    assert run.status.description is not None and "401" in run.status.description
+    assert attrs(run)["interlock.outcome"] == "error"
+
+
 async def test_no_span_while_tracing_is_off_even_with_a_traceparent(rec: Recorder,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trace, "get_tracer_provider", lambda: rec.provider)  # a global SDK, but interlock not enabled

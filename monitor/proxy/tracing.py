@@ -4,7 +4,8 @@ An endpoint starts its request's span with one call, :func:`start_request` (:fun
 completions endpoints), and hands the result to the :class:`~interlock.monitor.proxy.release.ReleasedRun` it
 answers from (``run.tracing``): the run reports its checks and interventions to the span as children, and the span
 ends when the run's release ends, with what the client got (finish reason ``tool_calls`` when calls were released,
-the response id, the prompt's tokens). Nothing here runs while tracing is off: ``start_request`` returns ``None``.
+the response id, the prompt's tokens; an upstream that failed with an HTTP status gives the span that status as its
+``error.type``). Nothing here runs while tracing is off: ``start_request`` returns ``None``.
 
 The run span is a SERVER span named ``{operation} {model}`` (``chat gpt-4o``, ``text_completion ...``); its parent
 is the span in the request's ``traceparent`` header (W3C trace context, or whatever ``OTEL_PROPAGATORS`` names),
@@ -22,6 +23,7 @@ from interlock.monitor.proxy.backends import Prepared
 from interlock.monitor.proxy.models import ChatRequest, CompletionRequest
 from interlock.monitor.proxy.output import ident_of
 from interlock.monitor.proxy.release import finish_reason
+from interlock.monitor.result import StopReason
 from interlock.monitor.spans import RunDescription, RunSpans, describe_generator
 
 if TYPE_CHECKING:
@@ -49,8 +51,11 @@ class RequestSpans:
         prompt = self.prepared.prompt_tokens
         if prompt is None:
             prompt = self.prepared.generator.prompt_tokens
+        status = getattr(self.prepared.generator.error, "status", None)
+        failed = result.stop_reason is StopReason.ERROR and isinstance(status, int)
         self.spans.end(finish_reasons=["tool_calls"] if run.calls else [finish_reason(result)],
-                       input_tokens=prompt, response_id=self.response_id(result.run_id), response_model=self.model)
+                       input_tokens=prompt, response_id=self.response_id(result.run_id), response_model=self.model,
+                       error_type=str(status) if failed else None, error_message=result.detail)
 
 
 def start_request(tracer_provider: TracerProvider | None, headers: Mapping[str, str], prepared: Prepared, *,
