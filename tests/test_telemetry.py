@@ -578,3 +578,18 @@ def test_setup_sdk_reads_the_standard_environment(monkeypatch: pytest.MonkeyPatc
         telemetry.setup_sdk(set_global=False)
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     assert telemetry.setup_sdk(set_global=False) is None
+
+
+def test_the_example_prints_the_span_tree() -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "tracing.py")], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT, check=True)
+    lines = done.stdout.split("\n\n", 1)[1].splitlines()
+    assert lines[0] == "chat scripted-demo [INTERNAL] outcome=verified interventions=1 kept=20 discarded=10"
+    assert sorted(lines[1:]) == sorted([
+        "  check sums [INTERNAL] verdict=pass", "  check sums [INTERNAL] verdict=fail message=3 + 4 is 7, not 8",
+        "  rollback sums [INTERNAL] position=18", "  check sums [INTERNAL] verdict=pass",
+        "  check sums [INTERNAL] verdict=pass",
+        "  execute_tool pay [INTERNAL] allowed=False reasons=['700 is over the limit of 100']",
+        "  execute_tool pay [INTERNAL] allowed=True"])
+    assert lines[-2:] == ["  execute_tool pay [INTERNAL] allowed=False reasons=['700 is over the limit of 100']",
+                          "  execute_tool pay [INTERNAL] allowed=True"]
