@@ -24,7 +24,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import ObjectSendStream
@@ -48,6 +48,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["ProxyConfig", "create_app"]
 
@@ -89,7 +92,7 @@ class ProxyConfig:
     max_concurrent: int | None = None
     start_within: float = 0.02
     keepalive: float = 10.0
-    tracer_provider: Any = None
+    tracer_provider: TracerProvider | None = None
 
 
 class _Handler:
