@@ -179,7 +179,7 @@ def baseline(checkout: Path, rounds: int) -> dict[str, Any]:
                                                        "--bookkeeping-runs", "11"]))
                 runs[name]["proxy"].append(_script(layouts[name], HERE / "proxy_overhead.py",
                                                    ["--requests", "10", "--concurrent", "20"]))
-    out: dict[str, Any] = {"baseline": str(checkout), "rounds": rounds}
+    out: dict[str, Any] = {"checkout": str(checkout), "rounds": rounds}
     for name, got in runs.items():
         o, p = got["overhead"], got["proxy"]
         out[name] = {
