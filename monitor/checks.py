@@ -98,6 +98,8 @@ class Checks:
         with check.scope:
             outcome = await run_check(check.verifier, check.view)
         self.running.pop(check.id, None)
+        if self._run.spans is not None:
+            self._run.spans.check(check, outcome)
         if outcome is not None:
             self.seconds += outcome.seconds
             if outcome.error is not None:
@@ -113,6 +115,8 @@ class Checks:
         with check.scope:
             outcome = await run_check(check.verifier, check.view)
         self.running.pop(check.id, None)
+        if run.spans is not None:
+            run.spans.check(check, outcome)
         if outcome is None:  # cancelled: a rollback removed the text it was about
             self.arbiter.close(check.id)
             run.intervener.settle()

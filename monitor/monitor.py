@@ -21,10 +21,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
+from interlock.monitor import telemetry
 from interlock.monitor.checks import Checks
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import ConfigError, GeneratorError
@@ -38,6 +39,10 @@ from interlock.monitor.trace import Forker, Trace
 from interlock.monitor.tracefile import TraceWriter
 from interlock.monitor.verdicts import Pass, ViolationError
 from interlock.monitor.verifier import Verifier
+
+if TYPE_CHECKING:
+    from interlock.monitor.spans import RunSpans
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["DEFAULT_FEEDBACK_TEMPLATE", "DEFAULT_RESTART_TEMPLATE", "Monitor", "Run"]
 
@@ -65,6 +70,8 @@ class Monitor:
       else :meth:`Run.verified_claims` (the text of every check that passed and is still in the trace, before
       the point the restarting governor names); with no
       state the original prompt is used again. Tokens of abandoned attempts count as discarded.
+    - ``tracer_provider``: trace this monitor's runs to this OpenTelemetry provider (default: only when
+      ``interlock.telemetry.enable()`` turned tracing on; see :mod:`interlock.monitor.telemetry`).
     """
 
     def __init__(self, generator: Generator, verifiers: Sequence[Verifier | str] = (),
@@ -73,7 +80,8 @@ class Monitor:
                  oscillation_limit: int = 2, record: str | os.PathLike[str] | None = None,
                  meta: dict[str, Any] | None = None, max_restarts: int = 2,
                  restart_state: Callable[[RunResult], str | None] | None = None,
-                 restart_template: str = DEFAULT_RESTART_TEMPLATE) -> None:
+                 restart_template: str = DEFAULT_RESTART_TEMPLATE,
+                 tracer_provider: TracerProvider | None = None) -> None:
         if not callable(getattr(generator, "stream", None)):
             raise ConfigError(f"generator {generator!r} has no stream(request) method")
         self.generator = generator
@@ -115,6 +123,7 @@ class Monitor:
         self.max_restarts = max_restarts
         self.restart_state = restart_state
         self.restart_template = restart_template
+        self.tracer_provider = tracer_provider
 
     @staticmethod
     def _resolve(v: Verifier | str) -> Verifier:
@@ -134,6 +143,21 @@ class Monitor:
     async def run(self, prompt: str, *, record: str | os.PathLike[str] | None = None) -> RunResult:
         """Run to the end and return the result; a governor's ``restart`` ends an attempt and this starts the
         next (see ``max_restarts``), recording each abandoned attempt in ``result.restarts``."""
+        spans = self._spans(prompt, end_on_finish=False)  # one span for every attempt (None: tracing is off)
+        try:
+            result = await self._attempts(prompt, record, spans)
+        except BaseException as exc:
+            if spans is not None:
+                spans.end(error_type="cancelled" if isinstance(exc, anyio.get_cancelled_exc_class())
+                          else type(exc).__qualname__, error_message=str(exc))
+            raise
+        if spans is not None:
+            spans.finish(result)
+            spans.end()
+        return result
+
+    async def _attempts(self, prompt: str, record: str | os.PathLike[str] | None,
+                        spans: RunSpans | None) -> RunResult:
         restarts: list[Restart] = []
         attempt_prompt = prompt
         carried = TokenCounts()
@@ -141,7 +165,7 @@ class Monitor:
         while True:
             # Nobody reads this run's events: it does not queue them, nor build one per chunk.
             async with self._open(attempt_prompt, record=record, events=False, carried=carried,
-                                  restarts_left=self.max_restarts - len(restarts)) as run:
+                                  restarts_left=self.max_restarts - len(restarts), spans=spans) as run:
                 await run.wait()
             result = run.result
             if result.stop_reason is not StopReason.RESTART:
@@ -167,27 +191,47 @@ class Monitor:
         return (state or "").strip()
 
     @asynccontextmanager
-    async def stream(self, prompt: str, *,
-                     record: str | os.PathLike[str] | None = None) -> AsyncIterator[Run]:
-        """Start a run; iterate the yielded :class:`Run` for its events. Leaving the block cancels it."""
+    async def stream(self, prompt: str, *, record: str | os.PathLike[str] | None = None,
+                     spans: RunSpans | None = None) -> AsyncIterator[Run]:
+        """Start a run; iterate the yielded :class:`Run` for its events. Leaving the block cancels it.
+
+        ``spans``: the run's tracing, made by a caller that ends the span itself (the proxy); by default the
+        monitor traces the run when tracing is on, and the run span is the current span inside the block."""
         async with self._open(prompt, record=record, events=True, carried=TokenCounts(),
-                              restarts_left=self.max_restarts) as run:
+                              restarts_left=self.max_restarts, spans=spans) as run:
             yield run
+
+    def _spans(self, prompt: str, *, end_on_finish: bool) -> RunSpans | None:
+        """The tracing of a run, or None when tracing is off (the only cost a run pays then)."""
+        tracer = telemetry.get_tracer(self.tracer_provider)
+        if tracer is None:
+            return None
+        from interlock.monitor.spans import RunSpans, describe_generator
+
+        return RunSpans(tracer, describe_generator(self.generator, self.meta), end_on_finish=end_on_finish,
+                        capture_content=telemetry.capture_content())
 
     @asynccontextmanager
     async def _open(self, prompt: str, *, record: str | os.PathLike[str] | None, events: bool,
-                    carried: TokenCounts, restarts_left: int) -> AsyncIterator[Run]:
+                    carried: TokenCounts, restarts_left: int, spans: RunSpans | None = None) -> AsyncIterator[Run]:
         if not isinstance(prompt, str):
             raise ConfigError(f"prompt must be a string, got {type(prompt).__name__}")
+        if spans is None:
+            spans = self._spans(prompt, end_on_finish=True)
         run = Run(self, prompt, record if record is not None else self.record, events=events, carried=carried,
-                  restarts_left=restarts_left)
-        async with anyio.create_task_group() as tg:
-            run._start(tg)
-            try:
-                yield run
-            finally:
-                if not run.finished:
-                    tg.cancel_scope.cancel()
+                  restarts_left=restarts_left, spans=spans)
+        token = spans.activate() if spans is not None else None
+        try:
+            async with anyio.create_task_group() as tg:
+                run._start(tg)
+                try:
+                    yield run
+                finally:
+                    if not run.finished:
+                        tg.cancel_scope.cancel()
+        finally:
+            if spans is not None:
+                spans.deactivate(token)
 
 
 class Run:
@@ -200,7 +244,8 @@ class Run:
     """
 
     def __init__(self, monitor: Monitor, prompt: str, record: str | os.PathLike[str] | None, *,
-                 events: bool = True, carried: TokenCounts | None = None, restarts_left: int = 0) -> None:
+                 events: bool = True, carried: TokenCounts | None = None, restarts_left: int = 0,
+                 spans: RunSpans | None = None) -> None:
         self.monitor = monitor
         self.carried = carried or TokenCounts()  # earlier attempts abandoned by restarts: counted as discarded
         self.restarts_left = restarts_left
@@ -234,6 +279,9 @@ class Run:
         self._writer = (TraceWriter(record, prompt=prompt, meta={"run_id": self.run_id, **monitor.meta})
                         if record is not None else None)
         self._observed = events or self._writer is not None or self._debug  # someone wants each chunk
+        self.spans = spans  # the run's tracing (None: off): it sees every event and every check
+        if spans is not None:
+            spans.bind(self)
 
     # -- RunContext (what governors see) -------------------------------------------------------------
     @property
@@ -355,6 +403,8 @@ class Run:
         if isinstance(event, ChunkAppended):
             self._chunk_appended(event.chunk, event.position, event.epoch)
             return
+        if self.spans is not None:
+            self.spans.on_event(event)
         writing = self._writer is not None and not isinstance(event, RunFinished)
         logged = info_enabled()
         if not (self._events_wanted or writing or logged):

@@ -22,7 +22,8 @@ def module_files() -> dict[str, Path]:
     """Every module of the namespace, by its import name."""
     modules = {"interlock": ROOT / "monitor/_front/__init__.py",
                "interlock.__main__": ROOT / "monitor/_front/__main__.py",
-               "interlock._version": ROOT / "monitor/_front/_version.py"}
+               "interlock._version": ROOT / "monitor/_front/_version.py",
+               "interlock.telemetry": ROOT / "monitor/_front/telemetry.py"}
     for folder, package in PACKAGES.items():
         for path in sorted((ROOT / folder).rglob("*.py")):
             rel = path.relative_to(ROOT / folder)

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import anyio
 from interlock.monitor.agents.tools import GuardedTool, ToolCall, ToolRefusal, guard_tool, use_run
+from interlock.monitor.agents.tracing import agent_span
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import ConfigError
 from interlock.monitor.events import Event
@@ -381,7 +382,7 @@ class Agent:
             error = f"there is no tool named {call.name!r}; the tools are: {known}"
             return ToolOutcome(call, json.dumps({"error": error}), error=error)
         try:
-            value = await tool.call(call.arguments)
+            value = await tool.call(call.arguments, call_id=call.id)
         except TimeoutError:
             error = f"{call.name} timed out"
             return ToolOutcome(call, json.dumps({"error": error}), error=error)
@@ -396,7 +397,21 @@ class Agent:
 
     async def run(self, messages: str | Sequence[Message], *,
                   on_event: Callable[[Event], Any] | None = None) -> AgentResult:
-        """Loop until the model answers without a tool call, a turn is interrupted, or ``max_turns`` is reached."""
+        """Loop until the model answers without a tool call, a turn is interrupted, or ``max_turns`` is reached
+        (an ``invoke_agent`` span around the turns' spans when tracing is on)."""
+        span = agent_span(self.monitor.tracer_provider, self.generator, self.monitor.meta)
+        if span is None:
+            return await self._loop(messages, on_event)
+        with span:
+            try:
+                result = await self._loop(messages, on_event)
+            except BaseException as exc:
+                span.failed(exc)
+                raise
+            span.finished(result)
+            return result
+
+    async def _loop(self, messages: str | Sequence[Message], on_event: Callable[[Event], Any] | None) -> AgentResult:
         history: list[Message] = ([{"role": "user", "content": messages}] if isinstance(messages, str)
                                   else [dict(m) for m in messages])
         turns: list[AgentTurn] = []

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
+from interlock.monitor.agents.tracing import tool_span
 from interlock.monitor.errors import ConfigError, InterlockError
 from interlock.monitor.execute import call_async_bounded, call_in_thread
 from interlock.monitor.verdicts import Action, Fail, Pass, Span, Unknown, Verdict, ViolationError
@@ -275,11 +276,15 @@ class GuardedTool:
     # -- public API ----------------------------------------------------------------------------------
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
         arguments = self.bind(*args, **kwargs)
-        return await self._guarded(arguments)
+        return await self._traced(arguments, "", self._guarded)
 
-    async def call(self, arguments: Mapping[str, Any]) -> Any:
+    async def call(self, arguments: Mapping[str, Any], *, call_id: str = "") -> Any:
         """Call with arguments by name, as a model sends them; arguments that do not fit the tool's signature
-        are refused (stage ``"arguments"``) rather than raised, so the agent can correct them."""
+        are refused (stage ``"arguments"``) rather than raised, so the agent can correct them. ``call_id``: the
+        model's id for the call (recorded on the call's span when tracing is on)."""
+        return await self._traced(arguments, call_id, self._call)
+
+    async def _call(self, arguments: Mapping[str, Any]) -> Any:
         if not isinstance(arguments, Mapping):
             return self._refuse({}, [RefusalReason("arguments", "signature",
                                                    f"arguments must be an object, got {type(arguments).__name__}")])
@@ -317,6 +322,29 @@ class GuardedTool:
         return clone
 
     # -- internals -----------------------------------------------------------------------------------
+    async def _traced(self, arguments: Any, call_id: str, body: Callable[[Any], Any]) -> Any:
+        """``body(arguments)`` inside the call's ``execute_tool`` span when tracing is on (its outcome: ran,
+        refused and why, or raised)."""
+        span = tool_span(name=self.name, description=self.description, read_only=self.read_only, call_id=call_id,
+                         arguments=arguments if isinstance(arguments, Mapping) else {},
+                         spans=getattr(self.run if self.run is not None else active_run(), "spans", None))
+        if span is None:
+            return await body(arguments)
+        with span:
+            try:
+                value = await body(arguments)
+            except ToolRefused as exc:
+                span.refused(exc.refusal)
+                raise
+            except BaseException as exc:
+                span.failed(exc)
+                raise
+            if isinstance(value, ToolRefusal):
+                span.refused(value)
+            else:
+                span.ran(value)
+            return value
+
     def _resolve_run(self) -> Run | None:
         source = self.run
         if source is None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from interlock.monitor.cli.options import add_base_url, add_max_tokens, add_model, add_verifiers
+from interlock.monitor.cli.otel import add_otel, start_otel, traced
 
 if TYPE_CHECKING:
     from interlock.monitor.proxy import ProxyConfig
@@ -57,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     srv.add_argument("--max-concurrent", type=int, metavar="N",
                      help="answers generated at once (default: 1 for a local model, unlimited upstream)")
     srv.add_argument("--log-requests", action="store_true", help="print uvicorn's access log")
+    add_otel(srv)
     _add_agent_and_scale_arguments(parser)
 
 
@@ -98,7 +100,8 @@ def main(args: argparse.Namespace) -> int:
     if args.workers > 1:
         return _serve_workers(args)
     config, where, checked = build_config(args)
-    anyio.run(_serve, create_app(config), args, f"-> {where}; {checked}")
+    with traced(args, "interlock-proxy"):
+        anyio.run(_serve, create_app(config), args, f"-> {where}; {checked}")
     return 0
 
 
@@ -239,6 +242,7 @@ def worker_app() -> Any:
 
     args = argparse.Namespace(**json.loads(os.environ[WORKER_ARGS_ENV]))
     config, _, _ = build_config(args)
+    start_otel(args, "interlock-proxy")  # this worker's own exporter; the SDK flushes it when the worker exits
     return create_app(config)
 
 

@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from interlock.monitor.cli.options import add_base_url, add_max_tokens, add_model, add_verifiers
+from interlock.monitor.cli.otel import add_otel, traced
 
 __all__ = ["add_arguments", "main"]
 
@@ -46,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--system", default=None, help="a system message for chat models")
     parser.add_argument("--record", metavar="FILE", help="write the trace file (JSON Lines) to FILE")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (no live display)")
+    add_otel(parser)
 
 
 def _verifiers(names: list[str] | None, prompt: str) -> list[Any]:
@@ -234,7 +236,8 @@ def main(args: argparse.Namespace) -> int:
     else:
         generator = _generator(args, budget)
     try:
-        result = anyio.run(_run, args, generator, verifiers, budget, live)
+        with traced(args, "interlock"):
+            result = anyio.run(_run, args, generator, verifiers, budget, live)
     except BaseExceptionGroup as group:  # the run's task group wraps what the display raised
         if group.subgroup(BrokenPipeError) is not None:
             raise BrokenPipeError from None  # (main() stops quietly, as other filters do)

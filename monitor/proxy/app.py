@@ -24,7 +24,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import ObjectSendStream
@@ -40,6 +40,7 @@ from interlock.monitor.proxy.output import JSONOut, call_json, error_response, i
 from interlock.monitor.proxy.release import Hold, Piece, ReleasedRun, finish_reason
 from interlock.monitor.proxy.stream import EventStream, Left, watch_disconnect
 from interlock.monitor.proxy.tools import ToolCallVerifier
+from interlock.monitor.proxy.tracing import start_chat
 from interlock.monitor.result import StopReason
 from interlock.monitor.verifier import Verifier
 from starlette.applications import Starlette
@@ -47,6 +48,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["ProxyConfig", "create_app"]
 
@@ -68,6 +72,8 @@ class ProxyConfig:
     - ``max_tokens``: cap on what a request may ask for (and the default when it asks nothing).
     - ``start_within``: seconds a stream waits for generation to begin before its headers go out (an upstream
       error within it keeps its HTTP status); ``keepalive``: seconds between SSE comments while text is held.
+    - ``tracer_provider``: trace each request (a span continuing the client's ``traceparent``) to this
+      OpenTelemetry provider; by default only when ``interlock.telemetry.enable()`` turned tracing on.
     """
 
     backend: Backend
@@ -86,6 +92,7 @@ class ProxyConfig:
     max_concurrent: int | None = None
     start_within: float = 0.02
     keepalive: float = 10.0
+    tracer_provider: TracerProvider | None = None
 
 
 class _Handler:
@@ -167,6 +174,7 @@ class _Handler:
             parse = parse_chat if chat else parse_completion
             req = parse(raw, max_tokens_cap=self.config.max_tokens)
             run, prepared = self.released(req)
+            run.tracing = start_chat(self.config.tracer_provider, request.headers, req, prepared)
         except ProxyError as exc:
             self.metrics.requests.labels("chat" if chat else "completions", "unknown", str(exc.status)).inc()
             return error_response(exc)

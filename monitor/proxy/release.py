@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from anyio.abc import ObjectSendStream
@@ -36,6 +36,9 @@ from interlock.monitor.monitor import Monitor, Run
 from interlock.monitor.result import RunResult, StopReason
 from interlock.monitor.steps import step_ends
 from interlock.monitor.verdicts import Action, Fail, Verdict, ViolationError
+
+if TYPE_CHECKING:
+    from interlock.monitor.proxy.tracing import RequestSpans
 
 __all__ = ["Hold", "Piece", "ReleasedRun", "finish_reason"]
 
@@ -88,7 +91,8 @@ class ReleasedRun:
     """One monitored request. ``await produce(stream)`` sends the verified pieces; ``result`` afterwards.
 
     ``observe``: called with every event of the run (the proxy's metrics); ``on_hold``: called with the seconds
-    each released piece of text was held back after it was generated.
+    each released piece of text was held back after it was generated; ``tracing``: the request's span
+    (:mod:`~interlock.monitor.proxy.tracing`), ended when the release ends.
     """
 
     monitor: Monitor
@@ -104,6 +108,7 @@ class ReleasedRun:
     retracted: bool = False  # a late verdict reached into released text (possible only with AtEnd checks)
     run_id: str = ""
     begun: anyio.Event = field(default_factory=anyio.Event)  # set at the first chunk, or when the run ends
+    tracing: RequestSpans | None = None
     _result: RunResult | None = None
     _run: Run | None = None
     _spans: list[_CallSpan] = field(default_factory=list)
@@ -199,10 +204,12 @@ class ReleasedRun:
                 await self._produce(out)
             finally:
                 self.begun.set()
+                if self.tracing is not None:
+                    self.tracing.end(self)
 
     async def _produce(self, out: ObjectSendStream[Piece]) -> None:
         boundary_chars = ("\n", ".", "!", "?")
-        async with self.monitor.stream(self.prompt) as run:
+        async with self.monitor.stream(self.prompt, spans=self.tracing.spans if self.tracing else None) as run:
             self._run = run
             self.run_id = run.run_id
             safe_end = 0  # a step boundary in the current text up to which everything was released

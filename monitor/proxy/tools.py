@@ -28,7 +28,7 @@ from typing import Any
 from interlock.monitor.agents.tools import ArgumentCheck, GuardedTool
 from interlock.monitor.chunks import ToolCallRequest
 from interlock.monitor.errors import ConfigError
-from interlock.monitor.trace import Step
+from interlock.monitor.trace import Step, TraceView
 from interlock.monitor.verdicts import Action, Fail
 from interlock.monitor.verifier import Verifier
 
@@ -77,6 +77,11 @@ class ToolCallVerifier(Verifier):
         self.check_timeout = check_timeout
         most = max((len(c) for c in self.checks.values()), default=0) * 2
         super().__init__(timeout=check_timeout * max(1, most) + 5.0)
+
+    def span_attributes(self, view: TraceView) -> dict[str, str]:
+        """The call a check's span is about: its ``gen_ai.tool.name`` and ``gen_ai.tool.call.id``."""
+        call = self.markers.get(view.step.text)
+        return {} if call is None else {"gen_ai.tool.name": call.name, "gen_ai.tool.call.id": call.id}
 
     def checks_for(self, tool: str) -> tuple[ArgumentCheck, ...]:
         return (*self.checks.get(tool, ()), *self.checks.get(ALL_TOOLS, ()))
