@@ -157,7 +157,7 @@ def build_config(args: argparse.Namespace) -> tuple[ProxyConfig, str, str]:
     if args.base_url:
         counter = {"count_tokens": local_token_counter(args.tokenizer)} if getattr(args, "tokenizer", None) else {}
         backend = UpstreamBackend(args.base_url, model=args.model, api_key=args.upstream_api_key, options=counter)
-        where = f"upstream {args.base_url}"
+        where = f"upstream {backend.shown_url}"
     else:
         from interlock.generators import Transformers
 
@@ -208,6 +208,7 @@ def _serve_workers(args: argparse.Namespace) -> int:
     import tempfile
 
     from interlock.monitor.proxy.server import serve_workers
+    from interlock.monitor.urls import redact_url
 
     names = _validate(args)
     if args.tokenizer:
@@ -219,7 +220,8 @@ def _serve_workers(args: argparse.Namespace) -> int:
     options = {k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool | list | type(None))}
     os.environ[WORKER_ARGS_ENV] = json.dumps({**options, "workers": 1})
     print(f"interlock proxy: http://{args.host}:{args.port}/v1 with {args.workers} workers -> "
-          f"{'upstream ' + args.base_url if args.base_url else 'a local model in each worker'}; verifiers: "
+          f"{'upstream ' + redact_url(args.base_url) if args.base_url else 'a local model in each worker'}; "
+          f"verifiers: "
           f"{', '.join(names) or 'none (nothing in the answers is checked)'}", file=sys.stderr, flush=True)
     try:
         serve_workers("interlock.monitor.cli.proxy:worker_app", args.workers, host=args.host, port=args.port,

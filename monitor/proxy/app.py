@@ -41,6 +41,7 @@ from interlock.monitor.proxy.release import Hold, Piece, ReleasedRun, finish_rea
 from interlock.monitor.proxy.stream import EventStream, Left, watch_disconnect
 from interlock.monitor.proxy.tools import ToolCallVerifier
 from interlock.monitor.result import StopReason
+from interlock.monitor.urls import redact_text
 from interlock.monitor.verifier import Verifier
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -149,7 +150,7 @@ class _Handler:
                                      "true" if req.stream else "false", outcome).inc()
 
     def upstream_error(self, prepared: Prepared, detail: str) -> ProxyError:
-        error = upstream_error(prepared, detail)
+        error = upstream_error(prepared, detail, getattr(self.config.backend, "redact", None))
         self.metrics.upstream_errors.labels(str(error.status) if error.code == "upstream_error" else "none").inc()
         return error
 
@@ -251,10 +252,12 @@ async def _list_models(backend: Backend) -> list[str]:
         return list(await lister())
     except Exception as exc:
         status = getattr(getattr(exc, "response", None), "status_code", None)
-        where = getattr(backend, "base_url", "the upstream")
-        _log.warning("listing the upstream's models failed", upstream=where, error=f"{type(exc).__name__}: {exc}")
+        where = getattr(backend, "shown_url", "the upstream")
+        redact = getattr(backend, "redact", redact_text)
+        error = redact(f"{type(exc).__name__}: {exc}")
+        _log.warning("listing the upstream's models failed", upstream=where, error=error)
         message = (f"the upstream {where} answered HTTP {status} to GET /models" if isinstance(status, int)
-                   else f"the upstream {where} could not be reached: {type(exc).__name__}: {exc}")
+                   else f"the upstream {where} could not be reached: {error}")
         raise ProxyError(502, message, type="upstream_error", code="upstream_unavailable") from None
 
 
