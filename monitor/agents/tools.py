@@ -9,7 +9,9 @@
 2. checks the call's arguments: a callable receives the bound arguments as a dict and returns a verdict
    (``Fail``, ``Pass``, ``Unknown``, ``None``/``True`` for pass, ``False`` for fail, or a list); a
    :class:`~monitor.Verifier` is scanned over a text rendering of the call, one line per argument
-   (``amount = 500``), so the same verifiers that watch the reasoning can watch the arguments.
+   (``amount = 500``), so the same verifiers that watch the reasoning can watch the arguments. Arguments are
+   strict JSON (:mod:`interlock.monitor.agents.arguments`): a NaN or infinite number is refused, naming the
+   argument, before any check or the tool sees it.
 
 On a violation the tool is not called: the caller gets a :class:`ToolRefusal` (tool name, arguments, reasons,
 feedback) that an agent can read and act on, or a :class:`ToolRefused` error with ``on_refusal="raise"``::
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
+from interlock.monitor.agents.arguments import NotStrictJSON, argument_path, non_finite_path
 from interlock.monitor.errors import ConfigError, InterlockError
 from interlock.monitor.execute import call_async_bounded, call_in_thread
 from interlock.monitor.verdicts import Action, Fail, Pass, Span, Unknown, Verdict, ViolationError
@@ -164,6 +167,12 @@ def render_arguments(arguments: Mapping[str, Any]) -> str:
             rendered = repr(value)
         lines.append(f"{key} = {rendered}\n")
     return "".join(lines)
+
+
+def _value_at(value: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        value = value[part]
+    return value
 
 
 def _argument_at(arguments: Mapping[str, Any], text: str, position: int | None) -> str | None:
@@ -360,6 +369,13 @@ class GuardedTool:
                       issued: tuple[int, int] | None) -> tuple[list[RefusalReason], list[Verdict]]:
         reasons: list[RefusalReason] = []
         verdicts: list[Verdict] = []
+        bad = non_finite_path(arguments)
+        if bad is not None:  # never passed to a check or the tool: `amount <= 100` is False for NaN
+            written = repr(_value_at(arguments, bad))
+            problem = NotStrictJSON(bad, {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}.get(written, written))
+            return [RefusalReason("arguments", "strict-json", problem.argument_message(),
+                                  feedback=f"Send {argument_path(bad)} as a finite number.",
+                                  argument=str(bad[0]))], []
         if run is not None:
             try:
                 await run.barrier(timeout=self.barrier_timeout)

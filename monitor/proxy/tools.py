@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from interlock.monitor.agents.arguments import NotStrictJSON, argument_path, loads_strict
 from interlock.monitor.agents.tools import ArgumentCheck, GuardedTool
 from interlock.monitor.chunks import ToolCallRequest
 from interlock.monitor.errors import ConfigError
@@ -91,7 +92,11 @@ class ToolCallVerifier(Verifier):
                         feedback=f"There is no tool named {call.name}; the tools are: {known}.",
                         claim=f"tool {call.name}")
         try:
-            arguments = json.loads(call.arguments)
+            arguments = loads_strict(call.arguments)
+        except NotStrictJSON as exc:  # NaN, Infinity: never passed to a check
+            return Fail(f"the arguments of {call.name} are not strict JSON: {exc.argument_message()}",
+                        feedback=f"Send {argument_path(exc.path)} of {call.name} as a finite number.",
+                        claim=f"tool {call.name}")
         except (ValueError, RecursionError) as exc:
             reason = "nested too deeply" if isinstance(exc, RecursionError) else f"not valid JSON ({exc})"
             return Fail(f"the arguments of {call.name} are {reason}",
