@@ -34,15 +34,18 @@ async def test_metrics_count_requests_interventions_verdicts_tokens_and_holds() 
     app = create_app(ProxyConfig(GeneratorBackend(Scripted(WRONG_THEN_RIGHT, rate=2000), model="s"),
                                  verifiers=[sums]))
     async with serving(app) as url, httpx.AsyncClient(timeout=30) as http:
-        whole = (await http.post(url + "/v1/chat/completions", json={"model": "s", "messages": MESSAGES})).json()
+        answer = await http.post(url + "/v1/chat/completions", json={"model": "s", "messages": MESSAGES})
+        whole = answer.json()
         await http.post(url + "/v1/chat/completions", json={"model": "s", "messages": MESSAGES, "stream": True})
         await http.post(url + "/v1/chat/completions", json={"model": "s"})  # 400
         page = await http.get(url + "/metrics")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/plain")
     got = samples(page.text)
-    assert got[("interlock_proxy_requests_total", (("endpoint", "chat"), ("outcome", "complete"),
+    # the outcome label says what x-interlock-outcome says (an Outcome), not a stop reason ("complete")
+    assert answer.headers["x-interlock-outcome"] == whole["interlock"]["outcome"] == "verified"
+    assert got[("interlock_proxy_requests_total", (("endpoint", "chat"), ("outcome", "verified"),
                                                    ("stream", "false")))] == 1
-    assert got[("interlock_proxy_requests_total", (("endpoint", "chat"), ("outcome", "complete"),
+    assert got[("interlock_proxy_requests_total", (("endpoint", "chat"), ("outcome", "verified"),
                                                    ("stream", "true")))] == 1
     assert got[("interlock_proxy_requests_total", (("endpoint", "chat"), ("outcome", "400"),
                                                    ("stream", "unknown")))] == 1

@@ -59,6 +59,6 @@ async def test_two_workers_behind_one_port_share_their_metrics() -> None:
                 output = proc.communicate()[0].decode(errors="replace")
     totals = {tuple(sorted(s.labels.items())): s.value for f in text_string_to_metric_families(page)
               for s in f.samples if s.name == "interlock_proxy_requests_total"}
-    assert totals[(("endpoint", "chat"), ("outcome", "complete"), ("stream", "false"))] == 6
+    assert totals[(("endpoint", "chat"), ("outcome", "verified"), ("stream", "false"))] == 6
     assert "with 2 workers" in output
     assert "Traceback" not in output

@@ -36,6 +36,7 @@ import anyio
 from interlock.monitor.agents.arguments import NotStrictJSON, argument_path, non_finite_path
 from interlock.monitor.errors import ConfigError, InterlockError
 from interlock.monitor.execute import call_async_bounded, call_in_thread
+from interlock.monitor.logs import get_logger
 from interlock.monitor.verdicts import Action, Fail, Pass, Span, Unknown, Verdict, ViolationError
 from interlock.monitor.verifier import Verifier
 
@@ -97,6 +98,9 @@ class RefusalReason:
     message: str
     feedback: str = ""
     argument: str | None = None
+    # stage "error": what the check raised, for the program that guards the tool; never in ``message``,
+    # ``to_dict`` or ``to_message`` (its text may hold a secret, and those reach the model and a proxy's client)
+    error: BaseException | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "source": self.source, "message": self.message, "feedback": self.feedback,
@@ -417,7 +421,12 @@ class GuardedTool:
                                    f"{self.check_timeout:g} s")
             return ([reason] if self.fail_closed else []), []
         except Exception as exc:
-            reason = RefusalReason("error", source, f"argument check {source!r} raised {type(exc).__name__}: {exc}")
+            # the detail goes to the operator's log only: an exception's text may hold a secret (a connection
+            # string, a key) and the refusal reaches the model, and through the proxy the client
+            get_logger(component="tools").warning("argument check raised", tool=self.name, check=source,
+                                                  error=f"{type(exc).__name__}: {exc}")
+            reason = RefusalReason("error", source, f"argument check {source!r} failed with an error (details in "
+                                   f"the log)", error=exc)
             return ([reason] if self.fail_closed else []), []
         reasons = []
         for v in verdicts:

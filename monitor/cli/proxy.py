@@ -69,6 +69,10 @@ def _add_agent_and_scale_arguments(parser: argparse.ArgumentParser) -> None:
                             "or file.py:function (a function of the arguments returning a verdict); repeat for more")
     tools.add_argument("--tool-check-timeout", type=float, default=10.0, metavar="SECONDS",
                        help="longest a tool check may take; past it the call is refused (default 10)")
+    tools.add_argument("--undeclared-tools", choices=("refuse", "check"), default="refuse",
+                       help="a call of a tool the request did not declare (or no tools at all): refuse it with "
+                            "feedback naming the tools there are (default), or check it with the --tool-verifier "
+                            "checks of its name and of every tool, like a declared one")
     tools.add_argument("--tokenizer", metavar="PATH",
                        help="with --base-url: count streamed tokens with this local tokenizer (a folder, or a Hub id "
                             "already in the local cache) until the upstream's own count (usage) corrects them")
@@ -177,7 +181,8 @@ def build_config(args: argparse.Namespace) -> tuple[ProxyConfig, str, str]:
                          max_body_bytes=args.max_body_bytes, request_timeout=args.request_timeout,
                          max_tokens=args.max_request_tokens, max_concurrent=max_concurrent)
     config = dataclasses.replace(config, tool_verifiers=load_tool_checks(args.tool_verifier),
-                                 tool_check_timeout=args.tool_check_timeout, keepalive=args.keepalive)
+                                 tool_check_timeout=args.tool_check_timeout, keepalive=args.keepalive,
+                                 undeclared_tools=getattr(args, "undeclared_tools", "refuse"))
     checked = (f"verifiers: {', '.join(names)} ({chosen})" if names
                else "WARNING: no verifier: nothing in the answers is checked")
     return config, where, checked

@@ -39,7 +39,7 @@ from interlock.monitor.proxy.models import ChatRequest, CompletionRequest, Proxy
 from interlock.monitor.proxy.output import JSONOut, call_json, error_response, ident_of, upstream_error, usage_of
 from interlock.monitor.proxy.release import Hold, Piece, ReleasedRun, finish_reason
 from interlock.monitor.proxy.stream import EventStream, Left, watch_disconnect
-from interlock.monitor.proxy.tools import ToolCallVerifier
+from interlock.monitor.proxy.tools import ToolCallVerifier, UndeclaredTools
 from interlock.monitor.result import StopReason
 from interlock.monitor.urls import redact_text
 from interlock.monitor.verifier import Verifier
@@ -64,7 +64,10 @@ class ProxyConfig:
       ``max_tokens`` always adds a ``TokenBudget(max_kept=max_tokens)``.
     - ``tool_verifiers``: argument checks of tool calls by tool name (``"*"``: every tool), as ``guard_tool``
       takes them: functions of the arguments, or verifiers scanned over them. A call that fails one is rolled
-      back with feedback; ``tool_check_timeout`` bounds each check (past it, the call is refused).
+      back with feedback; ``tool_check_timeout`` bounds each check (past it, the call is refused). Every call the
+      backend makes is checked, whether the request declared ``tools`` or not: a call of a tool the request did
+      not offer is refused with feedback naming the tools there are (``undeclared_tools="refuse"``, the default),
+      or, with ``"check"``, goes through the argument checks configured for its name and for ``"*"``.
     - ``hold``: ``"step"`` releases each step once its checks passed; ``"end"`` only at the end.
     - ``max_tokens``: cap on what a request may ask for (and the default when it asks nothing).
     - ``start_within``: seconds a stream waits for generation to begin before its headers go out (an upstream
@@ -76,6 +79,7 @@ class ProxyConfig:
     governors: Callable[[ChatRequest | CompletionRequest], Sequence[Governor]] | None = None
     tool_verifiers: Mapping[str, Sequence[ArgumentCheck]] = field(default_factory=dict)
     tool_check_timeout: float = 10.0
+    undeclared_tools: UndeclaredTools = "refuse"
     api_key: str | None = None
     hold: Hold = "step"
     show_feedback: bool = False
@@ -93,7 +97,7 @@ class _Handler:
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
         self.slots = anyio.Semaphore(config.max_concurrent) if config.max_concurrent else None
-        self.metrics = ProxyMetrics()
+        self.metrics = ProxyMetrics(tools=[t for t in config.tool_verifiers if t != "*"])
 
     # -- request intake ------------------------------------------------------------------------------
     def authorize(self, request: Request) -> None:
@@ -126,16 +130,18 @@ class _Handler:
         if req.max_tokens is not None:
             governors.append(TokenBudget(max_kept=req.max_tokens))
         verifiers: list[Verifier | str] = list(cfg.verifiers)
-        if isinstance(req, ChatRequest) and req.tools:
-            verifiers.append(ToolCallVerifier(cfg.tool_verifiers, req.tool_names, prepared.generator.tool_markers,
-                                              check_timeout=cfg.tool_check_timeout))
+        # every call the backend makes is checked, whether the request offered tools or not
+        offered = req.callable_tools if isinstance(req, ChatRequest) else ()
+        verifiers.append(ToolCallVerifier(cfg.tool_verifiers, offered, prepared.generator.tool_markers,
+                                          check_timeout=cfg.tool_check_timeout, undeclared=cfg.undeclared_tools))
         monitor = Monitor(prepared.generator, verifiers, governors, feedback_template=cfg.feedback_template,
                           max_interventions=cfg.max_interventions)
         run = ReleasedRun(monitor, prepared.prompt, hold=cfg.hold, show_feedback=cfg.show_feedback,
                           observe=self.metrics.observe, on_hold=self.metrics.held_seconds.observe)
         return run, prepared
 
-    async def produce(self, run: ReleasedRun, out: ObjectSendStream[Piece]) -> None:
+    async def produce(self, run: ReleasedRun, out: ObjectSendStream[Piece],
+                      req: ChatRequest | CompletionRequest) -> None:
         """Generate one answer in this task, within a concurrency slot; the pieces go to ``out``."""
         try:
             async with _slot(self.slots):
@@ -143,7 +149,7 @@ class _Handler:
         finally:
             await out.aclose()
         if run._result is not None:
-            self.metrics.finished(run)
+            self.metrics.finished(run, req.tool_names if isinstance(req, ChatRequest) else ())
 
     def count(self, req: ChatRequest | CompletionRequest, outcome: str) -> None:
         self.metrics.requests.labels("chat" if isinstance(req, ChatRequest) else "completions",
@@ -181,7 +187,7 @@ class _Handler:
             return error_response(exc)
         finally:
             self.metrics.in_flight.dec()
-        self.count(req, run.result.stop_reason.value)
+        self.count(req, run.result.outcome.value)
         return response
 
     async def _whole(self, request: Request, req: ChatRequest | CompletionRequest, run: ReleasedRun,
@@ -190,7 +196,7 @@ class _Handler:
         left = Left()
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch_disconnect, request.receive, tg.cancel_scope, left)
-            tg.start_soon(self.produce, run, out)
+            tg.start_soon(self.produce, run, out, req)
             with anyio.move_on_after(self.config.request_timeout) as deadline:
                 async with inbox:
                     async for _ in inbox:
@@ -237,6 +243,10 @@ class _Handler:
         return JSONOut({"status": "ok", "pid": os.getpid()})
 
     async def metrics_page(self, request: Request) -> Response:
+        try:
+            self.authorize(request)  # the figures name the tools, verifiers and traffic: the API key guards them
+        except ProxyError as exc:
+            return error_response(exc)
         if not self.metrics.available:
             return error_response(ProxyError(501, "metrics need prometheus-client: pip install 'interlock[proxy]'",
                                              type="server_error", code="metrics_unavailable"))

@@ -79,6 +79,17 @@ class ChatRequest(_Common):
     def tool_names(self) -> tuple[str, ...]:
         return tuple(str(t["function"]["name"]) for t in self.tools)
 
+    @property
+    def callable_tools(self) -> tuple[str, ...]:
+        """The tools the model may call: those declared, none with ``tool_choice: "none"``, the one named by a
+        ``tool_choice`` that names one."""
+        choice = self.tool_choice
+        if choice == "none":
+            return ()
+        if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+            return tuple(n for n in self.tool_names if n == choice["function"].get("name"))
+        return self.tool_names
+
     def tool_fields(self) -> dict[str, Any]:
         """The tool fields to forward upstream (only those the client sent)."""
         out: dict[str, Any] = {}

@@ -92,12 +92,13 @@ def error_response(exc: ProxyError, headers: dict[str, str] | None = None) -> Re
 
 def usage_of(run: ReleasedRun, prepared: Prepared) -> dict[str, int]:
     """OpenAI ``usage``: the prompt's tokens (counted locally, or as the upstream reported them; 0 when neither
-    can say) and the tokens of the answer the client got (rolled-back ones are in ``interlock.tokens``)."""
+    can say) and the tokens of the answer the client got: not those rolled back, nor those the release withheld
+    (a violation that stands, an interrupt); all generated tokens are in ``interlock.tokens``."""
     prompt = prepared.prompt_tokens
     if prompt is None:
         prompt = prepared.generator.prompt_tokens or 0
-    kept = run.result.tokens.kept
-    return {"prompt_tokens": prompt, "completion_tokens": kept, "total_tokens": prompt + kept}
+    sent = run.released_tokens
+    return {"prompt_tokens": prompt, "completion_tokens": sent, "total_tokens": prompt + sent}
 
 
 def call_json(call: ToolCallRequest, index: int | None = None) -> dict[str, Any]:
