@@ -10,14 +10,15 @@ client, or a slowloris attack); the servers here use
 
 from __future__ import annotations
 
+import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 
-__all__ = ["DEFAULT_HEADER_TIMEOUT", "free_port", "serve", "serve_workers", "serving"]
+__all__ = ["DEFAULT_HEADER_TIMEOUT", "forget_workers", "free_port", "serve", "serve_workers", "serving"]
 
 DEFAULT_HEADER_TIMEOUT = 10.0
 
@@ -61,11 +62,44 @@ def serve_workers(factory: str, workers: int, *, host: str = "127.0.0.1", port: 
                   log_level: str = "info", header_timeout: float = DEFAULT_HEADER_TIMEOUT, **options: Any) -> None:
     """Serve the app that ``factory`` (``"module:function"``) makes, in ``workers`` processes sharing one
     listening socket; each worker makes its own app and monitors the requests it accepts."""
-    from uvicorn.supervisors import Multiprocess
-
     config = _config(factory, host, port, log_level, header_timeout, factory=True, workers=workers, **options)
     sock = config.bind_socket()
-    Multiprocess(config, sockets=[sock]).run()
+    _supervisor_class()(config, sockets=[sock]).run()
+
+
+def forget_workers(pids: Iterable[int]) -> None:
+    """Tell prometheus-client's multiprocess mode that these worker processes are gone, so that their live gauges
+    (``requests_in_flight``) stop counting: a worker killed mid-request (SIGKILL, out of memory) never got to
+    lower its own. Nothing to do without ``$PROMETHEUS_MULTIPROC_DIR`` or prometheus-client."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    try:
+        from prometheus_client import multiprocess
+    except ImportError:
+        return
+    for pid in pids:
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def _supervisor_class() -> Any:
+    """uvicorn's ``Multiprocess`` supervisor, which also forgets the figures of every worker it replaces (one that
+    died, or one retired by a restart)."""
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def _replacing(self, step: Any) -> None:
+            before = {p.pid for p in self.processes}
+            step()
+            gone = before - {p.pid for p in self.processes}
+            forget_workers(pid for pid in gone if pid is not None)
+
+        def keep_subprocess_alive(self) -> None:
+            self._replacing(super().keep_subprocess_alive)
+
+        def restart_all(self) -> None:
+            self._replacing(super().restart_all)
+
+    return Supervisor
 
 
 @asynccontextmanager
