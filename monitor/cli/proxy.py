@@ -81,6 +81,13 @@ def _add_agent_and_scale_arguments(parser: argparse.ArgumentParser) -> None:
                        help="send an SSE comment this often while a stream's text is held back (default 10)")
     scale.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
                        help="close a connection whose request headers have not all arrived within this (default 10)")
+    scale.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="answer 408 and close the connection when a request's body has not all arrived this long "
+                            "after its headers (default 30)")
+    scale.add_argument("--max-connections", type=int, metavar="N",
+                       help="connections held open at once, per worker; past it the one waiting longest on its "
+                            "client is closed (default: from the file-descriptor limit, which the proxy raises to "
+                            "its hard limit: that limit less a third, at most 4,096, for the upstream and files)")
     scale.add_argument("--workers", type=int, default=1, metavar="N",
                        help="serve from N processes behind the port, each monitoring its own requests; /metrics "
                             "adds up all of them (default 1)")
@@ -98,9 +105,11 @@ def _positive(name: str, value: float | None) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from interlock.monitor.proxy import create_app
+    from interlock.monitor.proxy.server import raise_file_limit
 
     if args.workers > 1:
         return _serve_workers(args)
+    raise_file_limit()  # before any connection: a thousand slow clients must not exhaust the default 1,024
     config, where, checked = build_config(args)
     anyio.run(_serve, create_app(config), args, f"-> {where}; {checked}")
     return 0
@@ -129,7 +138,8 @@ def _validate(args: argparse.Namespace) -> list[str]:
     from interlock.monitor.registry import create_verifier
 
     for name in ("max_body_bytes", "request_timeout", "max_request_tokens", "max_concurrent",
-                 "tool_check_timeout", "keepalive", "header_timeout", "workers"):
+                 "tool_check_timeout", "keepalive", "header_timeout", "body_timeout", "max_connections",
+                 "workers"):
         _positive(name.replace("_", "-"), getattr(args, name))
     max_tokens(args)  # a bad --max-tokens or INTERLOCK_MAX_TOKENS fails here
     if args.base_url and args.local:
@@ -178,7 +188,8 @@ def build_config(args: argparse.Namespace) -> tuple[ProxyConfig, str, str]:
     config = ProxyConfig(backend, verifiers=names, governors=governors,
                          api_key=args.api_key or os.environ.get(API_KEY_ENV) or None, hold=args.hold,
                          show_feedback=args.show_feedback, max_interventions=args.max_interventions,
-                         max_body_bytes=args.max_body_bytes, request_timeout=args.request_timeout,
+                         max_body_bytes=args.max_body_bytes, body_timeout=getattr(args, "body_timeout", 30.0),
+                         request_timeout=args.request_timeout,
                          max_tokens=args.max_request_tokens, max_concurrent=max_concurrent)
     config = dataclasses.replace(config, tool_verifiers=load_tool_checks(args.tool_verifier),
                                  tool_check_timeout=args.tool_check_timeout, keepalive=args.keepalive,
@@ -230,7 +241,8 @@ def _serve_workers(args: argparse.Namespace) -> int:
           f"{', '.join(names) or 'none (nothing in the answers is checked)'}", file=sys.stderr, flush=True)
     try:
         serve_workers("interlock.monitor.cli.proxy:worker_app", args.workers, host=args.host, port=args.port,
-                      header_timeout=args.header_timeout, log_level="info" if args.log_requests else "warning",
+                      header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                      max_connections=args.max_connections, log_level="info" if args.log_requests else "warning",
                       access_log=args.log_requests)
     finally:
         if own_dir is not None:
@@ -272,7 +284,8 @@ async def _serve(app: Any, args: argparse.Namespace, what: str) -> None:
     _check_port(args.host, args.port)
     try:
         async with serving(app, host=args.host, port=args.port, log_level="info" if args.log_requests else "warning",
-                           access_log=args.log_requests, header_timeout=args.header_timeout) as url:
+                           access_log=args.log_requests, header_timeout=args.header_timeout,
+                           body_timeout=args.body_timeout, max_connections=args.max_connections) as url:
             print(f"interlock proxy: {url}/v1 {what}", file=sys.stderr, flush=True)
             await anyio.sleep_forever()
     except BaseException as exc:  # uvicorn exits (SystemExit, in the server's task group) when it cannot bind

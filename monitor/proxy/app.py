@@ -45,7 +45,7 @@ from interlock.monitor.urls import redact_text
 from interlock.monitor.verifier import Verifier
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -70,6 +70,8 @@ class ProxyConfig:
       or, with ``"check"``, goes through the argument checks configured for its name and for ``"*"``.
     - ``hold``: ``"step"`` releases each step once its checks passed; ``"end"`` only at the end.
     - ``max_tokens``: cap on what a request may ask for (and the default when it asks nothing).
+    - ``body_timeout``: seconds a request's body may take to arrive after its headers; past it the answer is a
+      408 and the connection is closed (a slow client cannot hold a connection and its slot).
     - ``start_within``: seconds a stream waits for generation to begin before its headers go out (an upstream
       error within it keeps its HTTP status); ``keepalive``: seconds between SSE comments while text is held.
     """
@@ -86,6 +88,7 @@ class ProxyConfig:
     feedback_template: str = DEFAULT_FEEDBACK_TEMPLATE
     max_interventions: int = 8
     max_body_bytes: int = 1 << 20
+    body_timeout: float = 30.0
     request_timeout: float = 300.0
     max_tokens: int | None = 4096
     max_concurrent: int | None = None
@@ -117,10 +120,21 @@ class _Handler:
             raise ProxyError(413, f"request body of {declared} bytes is over the limit of {limit} bytes",
                              code="request_too_large")
         data = bytearray()
-        async for piece in request.stream():
-            data += piece
-            if len(data) > limit:
-                raise ProxyError(413, f"request body is over the limit of {limit} bytes", code="request_too_large")
+        deadline = self.config.body_timeout
+        try:
+            with anyio.fail_after(deadline):
+                async for piece in request.stream():
+                    data += piece
+                    if len(data) > limit:
+                        raise ProxyError(413, f"request body is over the limit of {limit} bytes",
+                                         code="request_too_large")
+        except TimeoutError:
+            _log.info("request body too slow", path=request.url.path, received=len(data), seconds=deadline)
+            raise ProxyError(408, f"the request body did not arrive within {deadline:g} s ({len(data)} bytes "
+                             f"came)", code="request_timeout", close=True) from None
+        except ClientDisconnect:  # a client that leaves mid-body is one quiet line, not a traceback
+            _log.info("client left before its request body arrived", path=request.url.path, received=len(data))
+            raise ProxyError(499, "the client closed the connection", code="client_closed_request") from None
         return bytes(data)
 
     def released(self, req: ChatRequest | CompletionRequest) -> tuple[ReleasedRun, Prepared]:

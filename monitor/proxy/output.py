@@ -87,6 +87,8 @@ class JSONOut(Response):
 
 
 def error_response(exc: ProxyError, headers: dict[str, str] | None = None) -> Response:
+    if exc.close:
+        headers = {**(headers or {}), "connection": "close"}
     return JSONOut(exc.body(), status_code=exc.status, headers=headers)
 
 
