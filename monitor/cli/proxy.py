@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--temperature", type=float, default=0.0, help="sampling temperature of a local model")
     mon = parser.add_argument_group("monitoring")
     add_verifiers(mon, "a verifier to run on every answer (see `interlock verifiers`); default: those that "
-                       "apply to each request's prompt (arithmetic always, game24 on a Game of 24 puzzle)")
+                       "apply to every prompt, chosen once when the proxy starts (arithmetic; a verifier for some "
+                       "prompts only, such as game24, must be named)")
     mon.add_argument("--hold", choices=("step", "end"), default="step",
                      help="release each step once its checks passed (default) or the whole answer at the end")
     mon.add_argument("--show-feedback", action="store_true",
@@ -122,7 +123,7 @@ def _chosen_names(args: argparse.Namespace) -> tuple[list[str], str]:
 
     names = chosen_verifiers(args)
     chosen = "given"
-    if names is None:  # those that apply to any prompt; a request cannot choose its own yet
+    if names is None:  # chosen once for the process: those that apply to any prompt (a request cannot choose)
         names, chosen = applicable_verifiers(""), "those that apply to every prompt; -v NAME to choose"
     if names == ["none"]:
         names = []
