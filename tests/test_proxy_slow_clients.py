@@ -94,7 +94,7 @@ async def test_a_body_that_trickles_in_gets_a_408_and_the_connection_is_closed()
     assert head.startswith(b"HTTP/1.1 408 ") and b"connection: close" in head.lower()
     error = json.loads(body)["error"]
     assert (error["code"], error["message"]) == ("request_timeout",
-                                                 "the request body did not arrive within 0.5 s (10 bytes came)")
+                                                 "the request body did not arrive within 0.5 s (10 bytes had come)")
     assert 0.5 <= seconds < 5
 
 

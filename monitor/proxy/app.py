@@ -10,8 +10,9 @@ Each request is one monitored run on the app's event loop; runs share nothing bu
 and role chunk go out as soon as generation has begun (at most ``start_within`` seconds after the request), and an
 SSE comment every ``keepalive`` seconds while text is held; an upstream error that comes before that is answered
 with the upstream's status and message, one after it as an error event. Every error is OpenAI-shaped JSON: a
-request body over the size limit gets 413, a run over the time limit 504, a missing or wrong bearer token 401, an
-unknown route 404, a wrong method 405. A client that disconnects cancels its run and frees its slot at once, for
+request body over the size limit gets 413, one that does not arrive within ``body_timeout`` 408, a run over the
+time limit 504, a missing or wrong bearer token 401 (``/metrics`` included), an unknown route 404, a wrong method
+405. A client that disconnects cancels its run and frees its slot at once, for
 streaming and whole answers alike. Text that UTF-8 cannot encode (lone surrogates) is written as U+FFFD and
 counted in ``interlock.replaced``.
 """
@@ -130,8 +131,9 @@ class _Handler:
                                          code="request_too_large")
         except TimeoutError:
             _log.info("request body too slow", path=request.url.path, received=len(data), seconds=deadline)
-            raise ProxyError(408, f"the request body did not arrive within {deadline:g} s ({len(data)} bytes "
-                             f"came)", code="request_timeout", close=True) from None
+            came = f"{len(data)} byte{'s' * (len(data) != 1)} had come"
+            raise ProxyError(408, f"the request body did not arrive within {deadline:g} s ({came})",
+                             code="request_timeout", close=True) from None
         except ClientDisconnect:  # a client that leaves mid-body is one quiet line, not a traceback
             _log.info("client left before its request body arrived", path=request.url.path, received=len(data))
             raise ProxyError(499, "the client closed the connection", code="client_closed_request") from None

@@ -84,7 +84,7 @@ class GuardedH11(H11Protocol):
             self.transport.close()
 
     # -- the connection's life --------------------------------------------------------------------------
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         _quiet_accept_errors(self.loop)
         self.waiting_since = time.monotonic()

@@ -1,7 +1,8 @@
 """Checked tool calls in the proxy: a model's tool call reaches the client only once its arguments passed the
 operator's checks and the reasoning before it passed every verifier.
 
-A tool call comes from the backend as a chunk whose text is the call's marker line (see
+Every call the backend makes is checked, whether the request declared ``tools`` or not (models call tools they
+were never offered). A tool call comes from the backend as a chunk whose text is the call's marker line (see
 :meth:`~interlock.monitor.chunks.ToolCallRequest.marker`), so it sits in the trace in order with the reasoning: the
 :class:`ToolCallVerifier` of the request checks that line like any step, with the same argument checks as
 :func:`~interlock.monitor.agents.tools.guard_tool` (a function of the arguments, or a ``Verifier`` scanned over
