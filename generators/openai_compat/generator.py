@@ -18,7 +18,6 @@ import os
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.lowlevel
@@ -37,6 +36,7 @@ from interlock.generators.openai_compat.payloads import (
 from interlock.generators.openai_compat.sse import SSEDecoder
 from interlock.monitor.chunks import ToolCallRequest, tool_calls_chunk
 from interlock.monitor.textout import scrub
+from interlock.monitor.urls import api_root, join_url, redact_text, redact_url
 
 __all__ = ["OpenAICompatible"]
 
@@ -57,16 +57,6 @@ class _Retryable(Exception):
         self.reason = reason
         self.delay = delay
         self.error = error
-
-
-def _api_root(base_url: str) -> str:
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"base_url must be an http(s) URL such as 'http://localhost:8000/v1', got {base_url!r}")
-    root = base_url.rstrip("/")
-    if root.endswith("/completions"):
-        raise ConfigError(f"base_url is the API root such as 'http://localhost:8000/v1', not an endpoint: {base_url!r}")
-    return root if parts.path.strip("/") else root + "/v1"
 
 
 def _json_bytes(body: dict[str, Any], url: str) -> bytes:
@@ -138,7 +128,7 @@ class OpenAICompatible:
                  extra_body: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
                  client: httpx.AsyncClient | None = None, include_usage: bool = True,
                  count_tokens: Callable[[str], int] | None = None) -> None:
-        self.api_root = _api_root(base_url)
+        self.api_root = api_root(base_url)
         if not isinstance(model, str) or not model:
             raise ConfigError(f"model must be the server's model name, got {model!r}")
         if endpoint not in ("chat", "completions"):
@@ -167,7 +157,8 @@ class OpenAICompatible:
             raise ConfigError(f"extra_body may not set {reserved}: the generator sets them for every request")
         self.model = model
         self.endpoint: Endpoint = endpoint
-        self.url = f"{self.api_root}/{'chat/completions' if endpoint == 'chat' else 'completions'}"
+        self.url = join_url(self.api_root, "chat/completions" if endpoint == "chat" else "completions")
+        self.shown_url = redact_url(self.url)  # what messages and logs show: no user, password or query values
         self.sampling = Sampling(temperature=temperature, top_p=top_p, seed=seed, max_tokens=max_tokens,
                                  logprobs=logprobs, top_logprobs=top_logprobs)
         self.timeout = timeout
@@ -193,7 +184,7 @@ class OpenAICompatible:
         self.prompt_tokens: int | None = None  # the server's count for the latest main request, when it sent one
 
     def __repr__(self) -> str:
-        return (f"OpenAICompatible({self.api_root!r}, {self.model!r}, endpoint={self.endpoint!r}, "
+        return (f"OpenAICompatible({redact_url(self.api_root)!r}, {self.model!r}, endpoint={self.endpoint!r}, "
                 f"continue_final_message={self.continue_final_message!r})")
 
     @property
@@ -288,13 +279,13 @@ class OpenAICompatible:
 
     async def _send(self, client: httpx.AsyncClient, body: dict[str, Any], attempt: int) -> httpx.Response:
         try:
-            http_request = client.build_request("POST", self.url, content=_json_bytes(body, self.url),
+            http_request = client.build_request("POST", self.url, content=_json_bytes(body, self.shown_url),
                                                 headers={"Content-Type": "application/json", **self._headers})
             return await client.send(http_request, stream=True)
         except httpx.TimeoutException as exc:
             raise _Retryable(f"no answer within the timeout ({type(exc).__name__})", error=exc) from None
         except httpx.TransportError as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}", error=exc) from None
+            raise _Retryable(redact_text(f"{type(exc).__name__}: {exc}", self.url), error=exc) from None
 
     async def _wait_or_raise(self, retry: _Retryable, attempt: int) -> None:
         if isinstance(retry.error, ServerError) and attempt > self.retries:
@@ -302,13 +293,13 @@ class OpenAICompatible:
             raise ServerError(f"{error} (after {attempt} attempt{'s' * (attempt > 1)})", status=error.status,
                               server_message=error.server_message, url=error.url)
         if attempt > self.retries:
-            raise ServerUnavailable(f"POST {self.url} failed after {attempt} attempt{'s' * (attempt > 1)}: "
-                                    f"{retry.reason}", attempts=attempt, url=self.url) from retry.error
+            raise ServerUnavailable(f"POST {self.shown_url} failed after {attempt} attempt{'s' * (attempt > 1)}: "
+                                    f"{retry.reason}", attempts=attempt, url=self.shown_url) from retry.error
         delay = self._delay(attempt, retry.delay)
         from interlock.monitor.logs import get_logger
 
-        get_logger(backend="openai_compat").warning("retrying", url=self.url, attempt=attempt, reason=retry.reason,
-                                                    delay=round(delay, 3))
+        get_logger(backend="openai_compat").warning("retrying", url=self.shown_url, attempt=attempt,
+                                                    reason=retry.reason, delay=round(delay, 3))
         await anyio.sleep(delay)
 
     async def _raise_status(self, response: httpx.Response, continuing: bool) -> None:
@@ -322,22 +313,22 @@ class OpenAICompatible:
         except httpx.TransportError:
             pass  # the status says enough
         status = response.status_code
-        message = _server_message(bytes(raw)) or response.reason_phrase
-        error = ServerError(f"POST {self.url} failed: HTTP {status} {response.reason_phrase}: {message}",
-                            status=status, server_message=message, url=self.url)
+        message = redact_text(_server_message(bytes(raw)) or response.reason_phrase, self.url)
+        error = ServerError(f"POST {self.shown_url} failed: HTTP {status} {response.reason_phrase}: {message}",
+                            status=status, server_message=message, url=self.shown_url)
         if self._usage and status in (400, 422) and "stream_options" in message:
             self._usage = False  # an older server: count events (or with count_tokens) from now on
             from interlock.monitor.logs import get_logger
 
             get_logger(backend="openai_compat").warning("stream_options rejected; counting tokens without usage",
-                                                        url=self.url, status=status, server_message=message)
+                                                        url=self.shown_url, status=status, server_message=message)
             return
         if continuing and status in (400, 422):
             self._server_continues = False
             from interlock.monitor.logs import get_logger
 
             get_logger(backend="openai_compat").warning(
-                "continue_final_message rejected; re-asking instead", url=self.url, status=status,
+                "continue_final_message rejected; re-asking instead", url=self.shown_url, status=status,
                 fields=sorted(CONTINUE_FIELDS), server_message=message)
             return
         if status in RETRY_STATUSES:
@@ -374,10 +365,10 @@ class OpenAICompatible:
                 data = None
             except httpx.TransportError as exc:
                 what = ("no data within the timeout" if isinstance(exc, httpx.TimeoutException)
-                        else f"{type(exc).__name__}: {exc}")
+                        else redact_text(f"{type(exc).__name__}: {exc}", self.url))
                 if delivered == 0:
                     raise _Retryable(what, error=exc) from None
-                raise StreamInterrupted(f"the stream from {self.url} broke after {delivered} characters: {what}",
+                raise StreamInterrupted(f"the stream from {self.shown_url} broke after {delivered} characters: {what}",
                                         received=delivered) from exc
             events = decoder.feed(data) if data is not None else decoder.close()
             for event in events:
@@ -391,7 +382,7 @@ class OpenAICompatible:
                     obj = json.loads(event.data)
                 except (ValueError, RecursionError) as exc:
                     excerpt = event.data if len(event.data) <= 200 else event.data[:200] + "..."
-                    raise MalformedStream(f"an event from {self.url} is not JSON ({exc}): {excerpt!r}") from None
+                    raise MalformedStream(f"an event from {self.shown_url} is not JSON ({exc}): {excerpt!r}") from None
                 if event.event == "error" and isinstance(obj, Mapping) and "error" not in obj:
                     obj = {"error": obj}
                 delta = parse_event(obj, self.endpoint, want_entropy=want_entropy)
@@ -417,7 +408,7 @@ class OpenAICompatible:
             what = "the server closed the stream before it said it was done (no finish_reason, no [DONE])"
             if delivered == 0:
                 raise _Retryable(what)
-            raise StreamInterrupted(f"{what}; {delivered} characters had arrived from {self.url}",
+            raise StreamInterrupted(f"{what}; {delivered} characters had arrived from {self.shown_url}",
                                     received=delivered)
         for chunk in tally.end():
             yield chunk
@@ -441,14 +432,15 @@ class OpenAICompatible:
         async for data in response.aiter_bytes():
             raw += data
             if len(raw) > _JSON_BODY_LIMIT:
-                raise MalformedStream(f"the JSON answer from {self.url} is larger than {_JSON_BODY_LIMIT} bytes")
+                raise MalformedStream(f"the JSON answer from {self.shown_url} is larger than {_JSON_BODY_LIMIT} bytes")
         try:
             obj = json.loads(bytes(raw))
         except ValueError as exc:
-            raise MalformedStream(f"the answer from {self.url} is not JSON ({exc}): {bytes(raw[:200])!r}") from None
+            raise MalformedStream(f"the answer from {self.shown_url} is not JSON ({exc}): "
+                                  f"{bytes(raw[:200])!r}") from None
         choices = obj.get("choices") if isinstance(obj, Mapping) else None
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
-            raise MalformedStream(f"the answer from {self.url} has no choices: {bytes(raw[:200])!r}")
+            raise MalformedStream(f"the answer from {self.shown_url} has no choices: {bytes(raw[:200])!r}")
         choice = choices[0]
         message = choice.get("message")
         text = message.get("content") if isinstance(message, Mapping) else choice.get("text")
@@ -456,7 +448,7 @@ class OpenAICompatible:
         if text is None and isinstance(calls, list) and calls:
             text = ""
         if not isinstance(text, str):
-            raise MalformedStream(f"the answer from {self.url} has no text in choices[0]: {bytes(raw[:200])!r}")
+            raise MalformedStream(f"the answer from {self.shown_url} has no text in choices[0]: {bytes(raw[:200])!r}")
         usage = parse_event({"choices": [], "usage": obj.get("usage")}, self.endpoint)
         return Delta(text, finish_reason=str(choice.get("finish_reason") or "stop"),
                      tool_calls=tuple(calls) if isinstance(calls, list) else (),

@@ -15,7 +15,6 @@ messages, so the model can read why a call was refused and try again.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
 import json
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
+from interlock.monitor.agents.arguments import NotStrictJSON, loads_strict
 from interlock.monitor.agents.tools import GuardedTool, ToolCall, ToolRefusal, guard_tool, use_run
 from interlock.monitor.agents.tracing import agent_span
 from interlock.monitor.chunks import Chunk
@@ -201,7 +201,10 @@ def parse_tool_calls(text: str) -> list[ToolCall | MalformedToolCall]:
     for m in _TOOL_CALL.finditer(text):
         raw = m.group(1).strip()
         try:
-            data = json.loads(raw)
+            data = loads_strict(raw)
+        except NotStrictJSON as exc:  # NaN or Infinity: never passed to a check or a tool
+            calls.append(MalformedToolCall(raw, exc.argument_message(_call_prefix(exc.path))))
+            continue
         except json.JSONDecodeError as exc:
             calls.append(MalformedToolCall(raw, f"not valid JSON: {exc.msg} at character {exc.pos}"))
             continue
@@ -214,6 +217,13 @@ def parse_tool_calls(text: str) -> list[ToolCall | MalformedToolCall]:
         for item in data if isinstance(data, list) else [data]:  # SmolLM2 and others write a list of calls
             calls.append(_one_call(item, raw, f"call_{len(calls)}"))
     return calls
+
+
+def _call_prefix(path: tuple[str | int, ...]) -> int:
+    """How many parts of a path into a tool call's JSON lead to its arguments: a call's index in a list of calls,
+    then ``"arguments"`` (or ``"parameters"``)."""
+    lead = 1 if path and isinstance(path[0], int) else 0
+    return lead + (1 if path[lead:lead + 1] in (("arguments",), ("parameters",)) else 0)
 
 
 MAX_NESTING = 64  # deeper arguments are refused as malformed: rendering or checking them could exhaust the stack
@@ -237,8 +247,13 @@ def _one_call(data: Any, raw: str, ident: str) -> ToolCall | MalformedToolCall:
         return MalformedToolCall(raw, 'expected an object {"name": "...", "arguments": {...}}')
     arguments = data.get("arguments", data.get("parameters", {}))
     if isinstance(arguments, str):  # some models double-encode the arguments
-        with contextlib.suppress(json.JSONDecodeError, RecursionError):
-            decoded = json.loads(arguments)
+        try:
+            decoded = loads_strict(arguments)
+        except NotStrictJSON as exc:
+            return MalformedToolCall(raw, exc.argument_message())
+        except (ValueError, RecursionError):
+            pass
+        else:
             if _depth_exceeds(decoded, MAX_NESTING):
                 return MalformedToolCall(raw, f"nested more than {MAX_NESTING} levels deep")
             arguments = decoded

@@ -9,7 +9,9 @@
 2. checks the call's arguments: a callable receives the bound arguments as a dict and returns a verdict
    (``Fail``, ``Pass``, ``Unknown``, ``None``/``True`` for pass, ``False`` for fail, or a list); a
    :class:`~monitor.Verifier` is scanned over a text rendering of the call, one line per argument
-   (``amount = 500``), so the same verifiers that watch the reasoning can watch the arguments.
+   (``amount = 500``), so the same verifiers that watch the reasoning can watch the arguments. Arguments are
+   strict JSON (:mod:`interlock.monitor.agents.arguments`): a NaN or infinite number is refused, naming the
+   argument, before any check or the tool sees it.
 
 On a violation the tool is not called: the caller gets a :class:`ToolRefusal` (tool name, arguments, reasons,
 feedback) that an agent can read and act on, or a :class:`ToolRefused` error with ``on_refusal="raise"``::
@@ -31,9 +33,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
+from interlock.monitor.agents.arguments import NotStrictJSON, argument_path, non_finite_path
 from interlock.monitor.agents.tracing import tool_span
 from interlock.monitor.errors import ConfigError, InterlockError
 from interlock.monitor.execute import call_async_bounded, call_in_thread
+from interlock.monitor.logs import get_logger
 from interlock.monitor.verdicts import Action, Fail, Pass, Span, Unknown, Verdict, ViolationError
 from interlock.monitor.verifier import Verifier
 
@@ -95,6 +99,9 @@ class RefusalReason:
     message: str
     feedback: str = ""
     argument: str | None = None
+    # stage "error": what the check raised, for the program that guards the tool; never in ``message``,
+    # ``to_dict`` or ``to_message`` (its text may hold a secret, and those reach the model and a proxy's client)
+    error: BaseException | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "source": self.source, "message": self.message, "feedback": self.feedback,
@@ -165,6 +172,12 @@ def render_arguments(arguments: Mapping[str, Any]) -> str:
             rendered = repr(value)
         lines.append(f"{key} = {rendered}\n")
     return "".join(lines)
+
+
+def _value_at(value: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        value = value[part]
+    return value
 
 
 def _argument_at(arguments: Mapping[str, Any], text: str, position: int | None) -> str | None:
@@ -388,6 +401,13 @@ class GuardedTool:
                       issued: tuple[int, int] | None) -> tuple[list[RefusalReason], list[Verdict]]:
         reasons: list[RefusalReason] = []
         verdicts: list[Verdict] = []
+        bad = non_finite_path(arguments)
+        if bad is not None:  # never passed to a check or the tool: `amount <= 100` is False for NaN
+            written = repr(_value_at(arguments, bad))
+            problem = NotStrictJSON(bad, {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}.get(written, written))
+            return [RefusalReason("arguments", "strict-json", problem.argument_message(),
+                                  feedback=f"Send {argument_path(bad)} as a finite number.",
+                                  argument=str(bad[0]))], []
         if run is not None:
             try:
                 await run.barrier(timeout=self.barrier_timeout)
@@ -429,7 +449,12 @@ class GuardedTool:
                                    f"{self.check_timeout:g} s")
             return ([reason] if self.fail_closed else []), []
         except Exception as exc:
-            reason = RefusalReason("error", source, f"argument check {source!r} raised {type(exc).__name__}: {exc}")
+            # the detail goes to the operator's log only: an exception's text may hold a secret (a connection
+            # string, a key) and the refusal reaches the model, and through the proxy the client
+            get_logger(component="tools").warning("argument check raised", tool=self.name, check=source,
+                                                  error=f"{type(exc).__name__}: {exc}")
+            reason = RefusalReason("error", source, f"argument check {source!r} failed with an error (details in "
+                                   f"the log)", error=exc)
             return ([reason] if self.fail_closed else []), []
         reasons = []
         for v in verdicts:

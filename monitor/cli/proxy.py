@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--temperature", type=float, default=0.0, help="sampling temperature of a local model")
     mon = parser.add_argument_group("monitoring")
     add_verifiers(mon, "a verifier to run on every answer (see `interlock verifiers`); default: those that "
-                       "apply to each request's prompt (arithmetic always, game24 on a Game of 24 puzzle)")
+                       "apply to every prompt, chosen once when the proxy starts (arithmetic; a verifier for some "
+                       "prompts only, such as game24, must be named)")
     mon.add_argument("--hold", choices=("step", "end"), default="step",
                      help="release each step once its checks passed (default) or the whole answer at the end")
     mon.add_argument("--show-feedback", action="store_true",
@@ -71,6 +72,10 @@ def _add_agent_and_scale_arguments(parser: argparse.ArgumentParser) -> None:
                             "or file.py:function (a function of the arguments returning a verdict); repeat for more")
     tools.add_argument("--tool-check-timeout", type=float, default=10.0, metavar="SECONDS",
                        help="longest a tool check may take; past it the call is refused (default 10)")
+    tools.add_argument("--undeclared-tools", choices=("refuse", "check"), default="refuse",
+                       help="a call of a tool the request did not declare (or no tools at all): refuse it with "
+                            "feedback naming the tools there are (default), or check it with the --tool-verifier "
+                            "checks of its name and of every tool, like a declared one")
     tools.add_argument("--tokenizer", metavar="PATH",
                        help="with --base-url: count streamed tokens with this local tokenizer (a folder, or a Hub id "
                             "already in the local cache) until the upstream's own count (usage) corrects them")
@@ -79,6 +84,13 @@ def _add_agent_and_scale_arguments(parser: argparse.ArgumentParser) -> None:
                        help="send an SSE comment this often while a stream's text is held back (default 10)")
     scale.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
                        help="close a connection whose request headers have not all arrived within this (default 10)")
+    scale.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="answer 408 and close the connection when a request's body has not all arrived this long "
+                            "after its headers (default 30)")
+    scale.add_argument("--max-connections", type=int, metavar="N",
+                       help="connections held open at once, per worker; past it the one waiting longest on its "
+                            "client is closed (default: from the file-descriptor limit, which the proxy raises to "
+                            "its hard limit: that limit less a third, at most 4,096, for the upstream and files)")
     scale.add_argument("--workers", type=int, default=1, metavar="N",
                        help="serve from N processes behind the port, each monitoring its own requests; /metrics "
                             "adds up all of them (default 1)")
@@ -96,9 +108,11 @@ def _positive(name: str, value: float | None) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from interlock.monitor.proxy import create_app
+    from interlock.monitor.proxy.server import raise_file_limit
 
     if args.workers > 1:
         return _serve_workers(args)
+    raise_file_limit()  # before any connection: a thousand slow clients must not exhaust the default 1,024
     config, where, checked = build_config(args)
     with traced(args, "interlock-proxy"):
         anyio.run(_serve, create_app(config), args, f"-> {where}; {checked}")
@@ -112,7 +126,7 @@ def _chosen_names(args: argparse.Namespace) -> tuple[list[str], str]:
 
     names = chosen_verifiers(args)
     chosen = "given"
-    if names is None:  # those that apply to any prompt; a request cannot choose its own yet
+    if names is None:  # chosen once for the process: those that apply to any prompt (a request cannot choose)
         names, chosen = applicable_verifiers(""), "those that apply to every prompt; -v NAME to choose"
     if names == ["none"]:
         names = []
@@ -128,7 +142,8 @@ def _validate(args: argparse.Namespace) -> list[str]:
     from interlock.monitor.registry import create_verifier
 
     for name in ("max_body_bytes", "request_timeout", "max_request_tokens", "max_concurrent",
-                 "tool_check_timeout", "keepalive", "header_timeout", "workers"):
+                 "tool_check_timeout", "keepalive", "header_timeout", "body_timeout", "max_connections",
+                 "workers"):
         _positive(name.replace("_", "-"), getattr(args, name))
     max_tokens(args)  # a bad --max-tokens or INTERLOCK_MAX_TOKENS fails here
     if args.base_url and args.local:
@@ -160,7 +175,7 @@ def build_config(args: argparse.Namespace) -> tuple[ProxyConfig, str, str]:
     if args.base_url:
         counter = {"count_tokens": local_token_counter(args.tokenizer)} if getattr(args, "tokenizer", None) else {}
         backend = UpstreamBackend(args.base_url, model=args.model, api_key=args.upstream_api_key, options=counter)
-        where = f"upstream {args.base_url}"
+        where = f"upstream {backend.shown_url}"
     else:
         from interlock.generators import Transformers
 
@@ -177,10 +192,12 @@ def build_config(args: argparse.Namespace) -> tuple[ProxyConfig, str, str]:
     config = ProxyConfig(backend, verifiers=names, governors=governors,
                          api_key=args.api_key or os.environ.get(API_KEY_ENV) or None, hold=args.hold,
                          show_feedback=args.show_feedback, max_interventions=args.max_interventions,
-                         max_body_bytes=args.max_body_bytes, request_timeout=args.request_timeout,
+                         max_body_bytes=args.max_body_bytes, body_timeout=getattr(args, "body_timeout", 30.0),
+                         request_timeout=args.request_timeout,
                          max_tokens=args.max_request_tokens, max_concurrent=max_concurrent)
     config = dataclasses.replace(config, tool_verifiers=load_tool_checks(args.tool_verifier),
-                                 tool_check_timeout=args.tool_check_timeout, keepalive=args.keepalive)
+                                 tool_check_timeout=args.tool_check_timeout, keepalive=args.keepalive,
+                                 undeclared_tools=getattr(args, "undeclared_tools", "refuse"))
     checked = (f"verifiers: {', '.join(names)} ({chosen})" if names
                else "WARNING: no verifier: nothing in the answers is checked")
     return config, where, checked
@@ -211,6 +228,7 @@ def _serve_workers(args: argparse.Namespace) -> int:
     import tempfile
 
     from interlock.monitor.proxy.server import serve_workers
+    from interlock.monitor.urls import redact_url
 
     names = _validate(args)
     if args.tokenizer:
@@ -222,11 +240,13 @@ def _serve_workers(args: argparse.Namespace) -> int:
     options = {k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool | list | type(None))}
     os.environ[WORKER_ARGS_ENV] = json.dumps({**options, "workers": 1})
     print(f"interlock proxy: http://{args.host}:{args.port}/v1 with {args.workers} workers -> "
-          f"{'upstream ' + args.base_url if args.base_url else 'a local model in each worker'}; verifiers: "
+          f"{'upstream ' + redact_url(args.base_url) if args.base_url else 'a local model in each worker'}; "
+          f"verifiers: "
           f"{', '.join(names) or 'none (nothing in the answers is checked)'}", file=sys.stderr, flush=True)
     try:
         serve_workers("interlock.monitor.cli.proxy:worker_app", args.workers, host=args.host, port=args.port,
-                      header_timeout=args.header_timeout, log_level="info" if args.log_requests else "warning",
+                      header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                      max_connections=args.max_connections, log_level="info" if args.log_requests else "warning",
                       access_log=args.log_requests)
     finally:
         if own_dir is not None:
@@ -269,7 +289,8 @@ async def _serve(app: Any, args: argparse.Namespace, what: str) -> None:
     _check_port(args.host, args.port)
     try:
         async with serving(app, host=args.host, port=args.port, log_level="info" if args.log_requests else "warning",
-                           access_log=args.log_requests, header_timeout=args.header_timeout) as url:
+                           access_log=args.log_requests, header_timeout=args.header_timeout,
+                           body_timeout=args.body_timeout, max_connections=args.max_connections) as url:
             print(f"interlock proxy: {url}/v1 {what}", file=sys.stderr, flush=True)
             await anyio.sleep_forever()
     except BaseException as exc:  # uvicorn exits (SystemExit, in the server's task group) when it cannot bind

@@ -115,9 +115,11 @@ def _governors(args: argparse.Namespace, max_tokens: int) -> list[Any]:
 def _meta(args: argparse.Namespace, generator: Any, verifiers: list[Any], governors: list[Any]) -> dict[str, Any]:
     """What the trace file's header records, so that a run can be understood and replayed later."""
     from interlock import __version__
+    from interlock.monitor.urls import redact_url
 
     model = args.generator or args.model or ("" if args.base_url else "SmolLM2-135M-Instruct (embedded)")
-    return {"interlock_version": __version__, "model": model, "base_url": args.base_url or None,
+    base_url = redact_url(args.base_url) if args.base_url else None  # a trace file never holds credentials
+    return {"interlock_version": __version__, "model": model, "base_url": base_url,
             "generator": type(generator).__name__,
             "sampling": {"temperature": args.temperature, "top_p": args.top_p, "seed": args.seed},
             "verifiers": [_settings(v) for v in verifiers], "governors": [_settings(g) for g in governors]}

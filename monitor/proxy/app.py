@@ -10,8 +10,9 @@ Each request is one monitored run on the app's event loop; runs share nothing bu
 and role chunk go out as soon as generation has begun (at most ``start_within`` seconds after the request), and an
 SSE comment every ``keepalive`` seconds while text is held; an upstream error that comes before that is answered
 with the upstream's status and message, one after it as an error event. Every error is OpenAI-shaped JSON: a
-request body over the size limit gets 413, a run over the time limit 504, a missing or wrong bearer token 401, an
-unknown route 404, a wrong method 405. A client that disconnects cancels its run and frees its slot at once, for
+request body over the size limit gets 413, one that does not arrive within ``body_timeout`` 408, a run over the
+time limit 504, a missing or wrong bearer token 401 (``/metrics`` included), an unknown route 404, a wrong method
+405. A client that disconnects cancels its run and frees its slot at once, for
 streaming and whole answers alike. Text that UTF-8 cannot encode (lone surrogates) is written as U+FFFD and
 counted in ``interlock.replaced``.
 """
@@ -39,13 +40,14 @@ from interlock.monitor.proxy.models import ChatRequest, CompletionRequest, Proxy
 from interlock.monitor.proxy.output import JSONOut, call_json, error_response, ident_of, upstream_error, usage_of
 from interlock.monitor.proxy.release import Hold, Piece, ReleasedRun, finish_reason
 from interlock.monitor.proxy.stream import EventStream, Left, watch_disconnect
-from interlock.monitor.proxy.tools import ToolCallVerifier
+from interlock.monitor.proxy.tools import ToolCallVerifier, UndeclaredTools
 from interlock.monitor.proxy.tracing import start_chat
 from interlock.monitor.result import StopReason
+from interlock.monitor.urls import redact_text
 from interlock.monitor.verifier import Verifier
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -67,9 +69,14 @@ class ProxyConfig:
       ``max_tokens`` always adds a ``TokenBudget(max_kept=max_tokens)``.
     - ``tool_verifiers``: argument checks of tool calls by tool name (``"*"``: every tool), as ``guard_tool``
       takes them: functions of the arguments, or verifiers scanned over them. A call that fails one is rolled
-      back with feedback; ``tool_check_timeout`` bounds each check (past it, the call is refused).
+      back with feedback; ``tool_check_timeout`` bounds each check (past it, the call is refused). Every call the
+      backend makes is checked, whether the request declared ``tools`` or not: a call of a tool the request did
+      not offer is refused with feedback naming the tools there are (``undeclared_tools="refuse"``, the default),
+      or, with ``"check"``, goes through the argument checks configured for its name and for ``"*"``.
     - ``hold``: ``"step"`` releases each step once its checks passed; ``"end"`` only at the end.
     - ``max_tokens``: cap on what a request may ask for (and the default when it asks nothing).
+    - ``body_timeout``: seconds a request's body may take to arrive after its headers; past it the answer is a
+      408 and the connection is closed (a slow client cannot hold a connection and its slot).
     - ``start_within``: seconds a stream waits for generation to begin before its headers go out (an upstream
       error within it keeps its HTTP status); ``keepalive``: seconds between SSE comments while text is held.
     - ``tracer_provider``: trace each request (a span continuing the client's ``traceparent``) to this
@@ -81,12 +88,14 @@ class ProxyConfig:
     governors: Callable[[ChatRequest | CompletionRequest], Sequence[Governor]] | None = None
     tool_verifiers: Mapping[str, Sequence[ArgumentCheck]] = field(default_factory=dict)
     tool_check_timeout: float = 10.0
+    undeclared_tools: UndeclaredTools = "refuse"
     api_key: str | None = None
     hold: Hold = "step"
     show_feedback: bool = False
     feedback_template: str = DEFAULT_FEEDBACK_TEMPLATE
     max_interventions: int = 8
     max_body_bytes: int = 1 << 20
+    body_timeout: float = 30.0
     request_timeout: float = 300.0
     max_tokens: int | None = 4096
     max_concurrent: int | None = None
@@ -99,7 +108,7 @@ class _Handler:
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
         self.slots = anyio.Semaphore(config.max_concurrent) if config.max_concurrent else None
-        self.metrics = ProxyMetrics()
+        self.metrics = ProxyMetrics(tools=[t for t in config.tool_verifiers if t != "*"])
 
     # -- request intake ------------------------------------------------------------------------------
     def authorize(self, request: Request) -> None:
@@ -119,10 +128,22 @@ class _Handler:
             raise ProxyError(413, f"request body of {declared} bytes is over the limit of {limit} bytes",
                              code="request_too_large")
         data = bytearray()
-        async for piece in request.stream():
-            data += piece
-            if len(data) > limit:
-                raise ProxyError(413, f"request body is over the limit of {limit} bytes", code="request_too_large")
+        deadline = self.config.body_timeout
+        try:
+            with anyio.fail_after(deadline):
+                async for piece in request.stream():
+                    data += piece
+                    if len(data) > limit:
+                        raise ProxyError(413, f"request body is over the limit of {limit} bytes",
+                                         code="request_too_large")
+        except TimeoutError:
+            _log.info("request body too slow", path=request.url.path, received=len(data), seconds=deadline)
+            came = f"{len(data)} byte{'s' * (len(data) != 1)} had come"
+            raise ProxyError(408, f"the request body did not arrive within {deadline:g} s ({came})",
+                             code="request_timeout", close=True) from None
+        except ClientDisconnect:  # a client that leaves mid-body is one quiet line, not a traceback
+            _log.info("client left before its request body arrived", path=request.url.path, received=len(data))
+            raise ProxyError(499, "the client closed the connection", code="client_closed_request") from None
         return bytes(data)
 
     def released(self, req: ChatRequest | CompletionRequest) -> tuple[ReleasedRun, Prepared]:
@@ -132,16 +153,18 @@ class _Handler:
         if req.max_tokens is not None:
             governors.append(TokenBudget(max_kept=req.max_tokens))
         verifiers: list[Verifier | str] = list(cfg.verifiers)
-        if isinstance(req, ChatRequest) and req.tools:
-            verifiers.append(ToolCallVerifier(cfg.tool_verifiers, req.tool_names, prepared.generator.tool_markers,
-                                              check_timeout=cfg.tool_check_timeout))
+        # every call the backend makes is checked, whether the request offered tools or not
+        offered = req.callable_tools if isinstance(req, ChatRequest) else ()
+        verifiers.append(ToolCallVerifier(cfg.tool_verifiers, offered, prepared.generator.tool_markers,
+                                          check_timeout=cfg.tool_check_timeout, undeclared=cfg.undeclared_tools))
         monitor = Monitor(prepared.generator, verifiers, governors, feedback_template=cfg.feedback_template,
                           max_interventions=cfg.max_interventions)
         run = ReleasedRun(monitor, prepared.prompt, hold=cfg.hold, show_feedback=cfg.show_feedback,
                           observe=self.metrics.observe, on_hold=self.metrics.held_seconds.observe)
         return run, prepared
 
-    async def produce(self, run: ReleasedRun, out: ObjectSendStream[Piece]) -> None:
+    async def produce(self, run: ReleasedRun, out: ObjectSendStream[Piece],
+                      req: ChatRequest | CompletionRequest) -> None:
         """Generate one answer in this task, within a concurrency slot; the pieces go to ``out``."""
         try:
             async with _slot(self.slots):
@@ -149,14 +172,14 @@ class _Handler:
         finally:
             await out.aclose()
         if run._result is not None:
-            self.metrics.finished(run)
+            self.metrics.finished(run, req.tool_names if isinstance(req, ChatRequest) else ())
 
     def count(self, req: ChatRequest | CompletionRequest, outcome: str) -> None:
         self.metrics.requests.labels("chat" if isinstance(req, ChatRequest) else "completions",
                                      "true" if req.stream else "false", outcome).inc()
 
     def upstream_error(self, prepared: Prepared, detail: str) -> ProxyError:
-        error = upstream_error(prepared, detail)
+        error = upstream_error(prepared, detail, getattr(self.config.backend, "redact", None))
         self.metrics.upstream_errors.labels(str(error.status) if error.code == "upstream_error" else "none").inc()
         return error
 
@@ -188,7 +211,7 @@ class _Handler:
             return error_response(exc)
         finally:
             self.metrics.in_flight.dec()
-        self.count(req, run.result.stop_reason.value)
+        self.count(req, run.result.outcome.value)
         return response
 
     async def _whole(self, request: Request, req: ChatRequest | CompletionRequest, run: ReleasedRun,
@@ -197,7 +220,7 @@ class _Handler:
         left = Left()
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch_disconnect, request.receive, tg.cancel_scope, left)
-            tg.start_soon(self.produce, run, out)
+            tg.start_soon(self.produce, run, out, req)
             with anyio.move_on_after(self.config.request_timeout) as deadline:
                 async with inbox:
                     async for _ in inbox:
@@ -244,6 +267,10 @@ class _Handler:
         return JSONOut({"status": "ok", "pid": os.getpid()})
 
     async def metrics_page(self, request: Request) -> Response:
+        try:
+            self.authorize(request)  # the figures name the tools, verifiers and traffic: the API key guards them
+        except ProxyError as exc:
+            return error_response(exc)
         if not self.metrics.available:
             return error_response(ProxyError(501, "metrics need prometheus-client: pip install 'interlock[proxy]'",
                                              type="server_error", code="metrics_unavailable"))
@@ -259,10 +286,12 @@ async def _list_models(backend: Backend) -> list[str]:
         return list(await lister())
     except Exception as exc:
         status = getattr(getattr(exc, "response", None), "status_code", None)
-        where = getattr(backend, "base_url", "the upstream")
-        _log.warning("listing the upstream's models failed", upstream=where, error=f"{type(exc).__name__}: {exc}")
+        where = getattr(backend, "shown_url", "the upstream")
+        redact = getattr(backend, "redact", redact_text)
+        error = redact(f"{type(exc).__name__}: {exc}")
+        _log.warning("listing the upstream's models failed", upstream=where, error=error)
         message = (f"the upstream {where} answered HTTP {status} to GET /models" if isinstance(status, int)
-                   else f"the upstream {where} could not be reached: {type(exc).__name__}: {exc}")
+                   else f"the upstream {where} could not be reached: {error}")
         raise ProxyError(502, message, type="upstream_error", code="upstream_unavailable") from None
 
 

@@ -16,6 +16,7 @@ from interlock.monitor.agents.agent import StopAt, transcript
 from interlock.monitor.chunks import Chunk, ToolCallRequest
 from interlock.monitor.generation import Capabilities, GenerationRequest, Generator
 from interlock.monitor.proxy.models import ChatMessage, ChatRequest, CompletionRequest, ProxyError
+from interlock.monitor.urls import api_root, join_url, redact_text, redact_url
 
 __all__ = ["Backend", "GeneratorBackend", "Prepared", "RequestGenerator", "UpstreamBackend", "chat_template_of"]
 
@@ -189,13 +190,11 @@ class UpstreamBackend:
 
     def __init__(self, base_url: str, *, model: str | None = None, api_key: str | None = None,
                  timeout: float = 60.0, options: dict[str, Any] | None = None) -> None:
-        from urllib.parse import urlsplit
-
         import httpx
 
-        root = base_url.rstrip("/")
-        self.api_root = root if urlsplit(root).path.strip("/") else root + "/v1"
+        self.api_root = api_root(base_url)
         self.base_url = base_url
+        self.shown_url = redact_url(base_url)  # for messages, logs and the banner: no credentials
         self.model = model
         self.api_key = api_key
         self.options = dict(options or {})
@@ -211,7 +210,7 @@ class UpstreamBackend:
         if self.model:
             return [self.model]
         headers = {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        response = await self._client.get(self.api_root + "/models", headers=headers)
+        response = await self._client.get(join_url(self.api_root, "models"), headers=headers)
         response.raise_for_status()
         return [str(m["id"]) for m in response.json().get("data", []) if isinstance(m, dict) and "id" in m]
 
@@ -232,6 +231,10 @@ class UpstreamBackend:
         return _conversation_generator()(self.base_url, model, endpoint="chat", api_key=self.api_key,
                                          client=self._client, conversation=conversation, extra_body=extra,
                                          **options)
+
+    def redact(self, text: str) -> str:
+        """``text`` without the credentials of the base URL (for anything a client or a log may see)."""
+        return redact_text(text, self.base_url)
 
     def prepare(self, request: ChatRequest | CompletionRequest) -> Prepared:
         gen = self._generator(request, "completions" if isinstance(request, CompletionRequest) else "chat")

@@ -21,13 +21,14 @@ class ProxyError(Exception):
     """An error answered to the client as ``{"error": {"message", "type", "param", "code"}}`` with ``status``."""
 
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None) -> None:
+                 code: str | None = None, close: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.type = type
         self.param = param
         self.code = code
+        self.close = close  # answer with "connection: close" (the rest of the request will not be read)
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
@@ -78,6 +79,17 @@ class ChatRequest(_Common):
     @property
     def tool_names(self) -> tuple[str, ...]:
         return tuple(str(t["function"]["name"]) for t in self.tools)
+
+    @property
+    def callable_tools(self) -> tuple[str, ...]:
+        """The tools the model may call: those declared, none with ``tool_choice: "none"``, the one named by a
+        ``tool_choice`` that names one."""
+        choice = self.tool_choice
+        if choice == "none":
+            return ()
+        if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+            return tuple(n for n in self.tool_names if n == choice["function"].get("name"))
+        return self.tool_names
 
     def tool_fields(self) -> dict[str, Any]:
         """The tool fields to forward upstream (only those the client sent)."""

@@ -80,6 +80,7 @@ class _CallSpan:
     start: int
     text: str  # the chunk's text: an optional line end, then the markers
     calls: tuple[ToolCallRequest, ...]
+    first: int  # the position of its first call among every call the model made (``seen_calls``)
 
     @property
     def end(self) -> int:
@@ -105,7 +106,10 @@ class ReleasedRun:
     sent: str = ""  # the text the client has received
     calls: list[ToolCallRequest] = field(default_factory=list)  # the tool calls released
     seen_calls: list[ToolCallRequest] = field(default_factory=list)  # every call the model made
+    # which of seen_calls were released, by position: an upstream may give every call the same id ("call_1")
+    released_positions: set[int] = field(default_factory=set)
     retracted: bool = False  # a late verdict reached into released text (possible only with AtEnd checks)
+    released_tokens: int = 0  # the generated tokens of what the client got (the kept ones, less any withheld)
     run_id: str = ""
     begun: anyio.Event = field(default_factory=anyio.Event)  # set at the first chunk, or when the run ends
     tracing: RequestSpans | None = None
@@ -176,14 +180,15 @@ class ReleasedRun:
             self._spans = [s for s in self._spans if s.start < event.position]
             markers = [c.marker() for c in chunk.tool_calls]
             lead = len(chunk.text) - sum(map(len, markers))
+            first = len(self.seen_calls)
             if lead >= 0 and chunk.text[lead:] == "".join(markers):  # one span per call: each is checked alone
                 start = event.position
                 for i, (call, marker) in enumerate(zip(chunk.tool_calls, markers, strict=True)):
                     text = chunk.text[:lead] + marker if i == 0 else marker
-                    self._spans.append(_CallSpan(start, text, (call,)))
+                    self._spans.append(_CallSpan(start, text, (call,), first + i))
                     start += len(text)
             else:
-                self._spans.append(_CallSpan(event.position, chunk.text, chunk.tool_calls))
+                self._spans.append(_CallSpan(event.position, chunk.text, chunk.tool_calls, first))
             self.seen_calls.extend(chunk.tool_calls)
 
     async def collect(self) -> list[Piece]:
@@ -256,12 +261,16 @@ class ReleasedRun:
         if piece:
             self._held(end)
             await out.send(piece)
+        # usage counts what the client gets: the tokens of the text withheld after `end` are not its tokens
+        withheld = run.trace.tokens_after(end) if end < len(text) and run.trace.text == text else 0
+        self.released_tokens = max(0, result.tokens.kept - withheld)
         if result.stop_reason in (StopReason.ERROR, StopReason.CANCELLED):
             return
         for span in self._call_spans(text):
             if span.end <= end:
-                for call in span.calls:
+                for i, call in enumerate(span.calls):
                     self.calls.append(call)
+                    self.released_positions.add(span.first + i)
                     await out.send(call)
 
     def summary(self) -> dict[str, Any]:
@@ -270,7 +279,6 @@ class ReleasedRun:
         counts = {"pass": 0, "fail": 0, "unknown": 0}
         for v in r.verdicts:
             counts[v.kind] += 1
-        released = {c.id for c in self.calls}
         out = {
             "run_id": r.run_id, "passed": r.passed, "outcome": r.outcome.value, "stop_reason": r.stop_reason.value,
             "detail": r.detail,
@@ -281,6 +289,11 @@ class ReleasedRun:
             "wall_seconds": round(r.wall_seconds, 6),
         }
         if self.seen_calls:
-            out["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments,
-                                  "released": c.id in released} for c in self.seen_calls]
+            out["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments, "released": released}
+                                 for c, released in self.call_outcomes()]
         return out
+
+    def call_outcomes(self) -> list[tuple[ToolCallRequest, bool]]:
+        """Every call the model made, in order, and whether it was released (by its position in the trace, never
+        by its id, which an upstream may reuse)."""
+        return [(c, i in self.released_positions) for i, c in enumerate(self.seen_calls)]

@@ -103,7 +103,7 @@ class EventStream(Response):
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(watch_disconnect, receive, tg.cancel_scope, left)
-                tg.start_soon(handler.produce, self.run, out)
+                tg.start_soon(handler.produce, self.run, out, self.req)
                 try:
                     with anyio.move_on_after(handler.config.request_timeout) as deadline:
                         await self._respond(send, inbox)
@@ -173,7 +173,7 @@ class EventStream(Response):
             self.outcome = "500"
             await self._fail(send, ProxyError(500, "the monitored run failed unexpectedly", type="server_error"))
             return
-        self.outcome = result.stop_reason.value
+        self.outcome = result.outcome.value
         if result.stop_reason is StopReason.ERROR:
             error = self.handler.upstream_error(self.prepared, result.detail)
             await self._body(send, self._sse({"error": error.body()["error"], "interlock": self.run.summary()},
@@ -181,13 +181,16 @@ class EventStream(Response):
             await self._body(send, self._sse("[DONE]"), more=False)
             return
         reason = "tool_calls" if self.run.calls else finish_reason(result)
-        final = self._chunk(finish=reason, extra={"interlock": self.run.summary()})
-        await self._body(send, self._sse(final, last=True))
+        report = {"interlock": self.run.summary()}
+        # the report rides on the last event before [DONE]: the usage chunk when the client asked for one (OpenAI
+        # sends it after the finish_reason chunk), else the finish_reason chunk
+        final = self._chunk(finish=reason, extra=None if self.req.include_usage else report)
+        await self._body(send, self._sse(final, last=not self.req.include_usage))
         if self.req.include_usage:
-            tail = self._chunk()
+            tail = self._chunk(extra=report)
             tail["choices"] = []
             tail["usage"] = usage_of(self.run, self.prepared)
-            await self._body(send, self._sse(tail))
+            await self._body(send, self._sse(tail, last=True))
         await self._body(send, self._sse("[DONE]"), more=False)
 
     async def _fail(self, send: Send, error: ProxyError) -> None:
