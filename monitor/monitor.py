@@ -606,11 +606,12 @@ class Run:
         self._generator_cut = False
         trace = self.trace
         thinking_left = None
-        if self._thinking_capping and trace.phase == THINKING:
+        if self._thinking_capping:
             budgets = [b for g in self._thinking_capping if (b := g.thinking_allowance(self)) is not None]
             thinking_left = min(budgets) if budgets else None
         request = GenerationRequest(self._prompt, prefix=trace.text, max_new_tokens=allowance,
                                     phases=trace.phase_runs(), max_thinking_tokens=thinking_left)
+        acts.restream = False  # this is the fresh stream a change the monitor wrote asked for
         with anyio.CancelScope() as scope:
             self._gen_scope = scope
             if acts.decision_ready:

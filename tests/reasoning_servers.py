@@ -116,6 +116,7 @@ class ReasoningServer:
         self.whole = whole  # answer one JSON body even when asked to stream
         self.bodies: list[dict[str, Any]] = []
         self.paths: list[str] = []
+        self.finish = "stop"  # of the latest answer: "length" when max_tokens cut it
 
     # -- the model's output --------------------------------------------------------------------------------
     def _budget(self, body: dict[str, Any]) -> int | None:
@@ -136,8 +137,11 @@ class ReasoningServer:
                 forced = words(self.budget_message) if self.budget_message else []
                 tokens = tokens[:budget] + forced + ["</think>"] + tokens[end + 1:]
         limit = body.get("max_tokens")
-        if isinstance(limit, int):
+        if isinstance(limit, int) and len(tokens) > limit:
             tokens = tokens[:limit]
+            self.finish = "length"
+        else:
+            self.finish = "stop"
         return tokens
 
     def _context(self, body: dict[str, Any]) -> tuple[str, bool]:
@@ -169,7 +173,7 @@ class ReasoningServer:
             reasoning, content = reasoning_split(tokens) if opened else ([], tokens)
             if body.get("stream") and not self.whole:
                 usage = bool((body.get("stream_options") or {}).get("include_usage"))
-                events = self._chat_events(reasoning, content, tokens, usage, bool(body.get("logprobs")))
+                events = self._chat_events(reasoning, content, tokens, usage, bool(body.get("logprobs")), self.finish)
                 return StreamingResponse(events, media_type="text/event-stream")
             return JSONResponse(self._chat_whole(reasoning, content, tokens))
 
@@ -181,7 +185,7 @@ class ReasoningServer:
             tail = prompt.rsplit("<|im_start|>assistant\n", 1)[-1]
             tokens = self._generate(prompt, body, tail.rfind("<think>") > tail.rfind("</think>"))
             return StreamingResponse(self._completion_events(tokens, bool(
-                (body.get("stream_options") or {}).get("include_usage"))), media_type="text/event-stream")
+                (body.get("stream_options") or {}).get("include_usage")), self.finish), media_type="text/event-stream")
 
         return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]),
                                  Route("/v1/completions", completions, methods=["POST"])])
@@ -252,7 +256,7 @@ class ReasoningServer:
                              "top_logprobs": []}]}
 
     async def _chat_events(self, reasoning: list[str], content: list[str], tokens: list[str], usage: bool,
-                           logprobs: bool) -> Any:
+                           logprobs: bool, finish: str) -> Any:
         d = self.dialect
         if d == "deepseek":
             yield b": keep-alive\n\n"
@@ -276,12 +280,12 @@ class ReasoningServer:
             i += 1
         final_usage = self._usage(tokens, reasoning)
         if d in ("deepseek", "llama.cpp") and usage:  # the usage rides on the last chunks
-            yield self._chunk({} if d == "llama.cpp" else self._delta(None, ""), finish="stop")
+            yield self._chunk({} if d == "llama.cpp" else self._delta(None, ""), finish=finish)
             yield self._chunk({}, usage=final_usage, choices=False)
         else:
             yield self._chunk(self._delta(None, "") if d != "sglang" else {"role": None, "content": None,
                                                                               "reasoning_content": None,
-                                                                              "tool_calls": None}, finish="stop")
+                                                                              "tool_calls": None}, finish=finish)
             if usage:
                 yield self._chunk({}, usage=final_usage, choices=False)
         yield b"data: [DONE]\n\n"
@@ -301,10 +305,10 @@ class ReasoningServer:
         else:
             message = {"role": "assistant", "content": c, "reasoning_content": r}
         return {"id": "chatcmpl-x1", "object": "chat.completion", "created": 1_760_000_000, "model": self.name,
-                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": self.finish}],
                 "usage": self._usage(tokens, reasoning)}
 
-    async def _completion_events(self, tokens: list[str], usage: bool) -> Any:
+    async def _completion_events(self, tokens: list[str], usage: bool, finish: str) -> Any:
         for token in tokens:
             await asyncio.sleep(0)
             obj = {"id": "cmpl-x1", "object": "text_completion", "created": 1_760_000_000, "model": self.name,
@@ -312,7 +316,8 @@ class ReasoningServer:
                                 "stop_reason": None}], "usage": None}
             yield b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
         obj = {"id": "cmpl-x1", "object": "text_completion", "created": 1_760_000_000, "model": self.name,
-               "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": "stop", "stop_reason": None}],
+               "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": finish,
+                            "stop_reason": None}],
                "usage": None}
         yield b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
         if usage:

@@ -113,7 +113,7 @@ def test_raw_completions_split_at_tags_however_the_stream_is_cut(sizes: list[int
         k += 1
 
     class Raw(ReasoningServer):
-        async def _completion_events(self, tokens: list[str], usage: bool):  # type: ignore[no-untyped-def]
+        async def _completion_events(self, tokens: list[str], usage: bool, finish: str):  # type: ignore[no-untyped-def]
             for piece in pieces:
                 obj = {"id": "c", "object": "text_completion", "choices": [{"index": 0, "text": piece,
                                                                              "finish_reason": None}]}
