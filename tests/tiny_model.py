@@ -142,11 +142,11 @@ def build_tiny_model(seed: int = 0, *, thinking: bool = False) -> tuple[Any, Any
     return model, tokenizer
 
 
-def save_tiny_model(path: str | Path, seed: int = 0) -> Path:
+def save_tiny_model(path: str | Path, seed: int = 0, *, thinking: bool = False) -> Path:
     """Write the tiny model (safetensors) and its tokenizer to ``path``; returns the folder."""
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = build_tiny_model(seed)
+    model, tokenizer = build_tiny_model(seed, thinking=thinking)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
