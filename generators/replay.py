@@ -103,9 +103,10 @@ class Replay:
             chunk = seg.chunk
             if i == first and rest != chunk.text:
                 # the prefix ended inside this chunk: its token data no longer lines up
-                chunk = Chunk(rest, injected=seg.injected)
+                chunk = Chunk(rest, injected=seg.injected, phase=chunk.phase)
             elif seg.injected:
-                chunk = Chunk(chunk.text, injected=True)  # the monitor's feedback: played back, never checked
+                # the monitor's feedback: played back, never checked
+                chunk = Chunk(chunk.text, injected=True, phase=chunk.phase)
             if limit is not None and produced >= limit:
                 return
             if self.speed is not None:

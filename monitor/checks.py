@@ -9,7 +9,6 @@ monitor then does about them is :mod:`interlock.monitor.interventions`' job.
 
 from __future__ import annotations
 
-import functools
 import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -57,14 +56,15 @@ class Checks:
         self._provisional_at: tuple[int, int] | None = None  # (epoch, length) of the last provisional checks
         self._provisional: list[Verdict] = []  # their verdicts
 
-    def schedule(self, *, final: bool = False, cut: bool = False) -> None:
+    def schedule(self, *, final: bool = False, cut: bool = False, close: bool = False) -> None:
         """Start the checks that the text so far makes due; ``final``: generation has ended (the last step is
-        complete), ``cut``: it was stopped, so that last step may end mid-word."""
+        complete), ``cut``: it was stopped, so that last step may end mid-word; ``close``: the step being written
+        ends here although generation goes on (the monitor ends the thinking)."""
         run = self._run
         trace = run.trace
-        for verifier, due in self.scheduler.advance(final=final, cut=cut):
+        for verifier, due in self.scheduler.advance(final=final, cut=cut, close=close):
             check_id = next(self._ids)
-            fork = functools.partial(run.fork_text, trace.text[:due.end]) if run.capabilities.fork else None
+            fork = run.fork_at(due.end)
             view = trace.view(due.end, due.step, final=due.final, fork=fork, chunks=verifier.reads_chunks)
             check = Check(check_id, verifier, view, anyio.CancelScope())
             self.running[check_id] = check
@@ -86,7 +86,7 @@ class Checks:
             return
         for verifier, due in self.scheduler.provisional():
             check_id = next(self._ids)
-            fork = functools.partial(run.fork_text, trace.text[:due.end]) if run.capabilities.fork else None
+            fork = run.fork_at(due.end)
             view = trace.view(due.end, due.step, final=due.final, fork=fork)
             check = Check(check_id, verifier, view, anyio.CancelScope(), provisional=True)
             self.running[check_id] = check

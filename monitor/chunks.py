@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from interlock.monitor.phases import ANSWER, Phase
+
 __all__ = ["Chunk", "ToolCallRequest", "tool_calls_chunk"]
 
 
@@ -46,6 +48,8 @@ class Chunk:
     ``None`` when it does not say.
     ``tool_calls``: the tool calls this chunk carries; its ``text`` is then their markers
     (:meth:`ToolCallRequest.marker`), so the trace holds each call in order with the reasoning before it.
+    ``phase``: ``"thinking"`` for a reasoning model's monologue (a server's ``reasoning`` field, or text between
+    thinking tags), ``"answer"`` (the default) for everything else; see :mod:`interlock.monitor.phases`.
     """
 
     text: str
@@ -56,6 +60,7 @@ class Chunk:
     finish_reason: Literal["stop", "length"] | None = None
     tokens: int | None = None
     tool_calls: tuple[ToolCallRequest, ...] = ()
+    phase: Phase = ANSWER
 
     @property
     def n_tokens(self) -> int:
@@ -79,6 +84,8 @@ class Chunk:
             out["tokens"] = self.tokens
         if self.tool_calls:
             out["tool_calls"] = [c.to_dict() for c in self.tool_calls]
+        if self.phase != ANSWER:
+            out["phase"] = self.phase
         return out
 
 

@@ -21,6 +21,7 @@ import anyio
 from interlock.monitor.arbiter import Candidate
 from interlock.monitor.events import GovernorDecided, Intervened
 from interlock.monitor.governor import Governor, GovernorDecision, normalise_claim
+from interlock.monitor.phases import ANSWER, KNOWN_TAGS, THINKING
 from interlock.monitor.result import Intervention, StopReason
 from interlock.monitor.verdicts import Action, Span
 
@@ -83,6 +84,7 @@ class Interventions:
         self.stop: Stop | None = None
         self.forced: ForcedAnswer | None = None
         self.decision_ready = False  # the arbiter holds a decision that needs the driver (a cut, a stop)
+        self.restream = False  # the monitor wrote into the trace mid-stream (the thinking ended): ask afresh
         self._claims: collections.Counter[tuple[str, str]] = collections.Counter()  # rollbacks per claim
         self._probes: set[anyio.CancelScope] = set()  # governors' pending async decisions (fork probes)
 
@@ -207,6 +209,9 @@ class Interventions:
     def governor_decision(self, g: Governor, d: GovernorDecision) -> None:
         """A governor decided something about the text so far (from ``on_chunk`` or a probe)."""
         run = self._run
+        if d.thinking is not None:
+            self.thinking_decision(g, d)
+            return
         saved = d.tokens_saved
         forcing = d.action is Action.STOP and d.inject is not None and (d.allow_tokens or 0) > 0
         if saved is None and d.action in (Action.STOP, Action.INTERRUPT, Action.RESTART):
@@ -233,6 +238,62 @@ class Interventions:
         self.stop = (self.restart_stop(g.name, d.reason, d.position) if d.action is Action.RESTART
                      else Stop(d.stop_reason, f"{g.name}: {d.reason}", d.abstain))
 
+    # -- the thinking's end --------------------------------------------------------------------------------
+    def thinking_decision(self, g: Governor, d: GovernorDecision) -> bool:
+        """Apply a governor's ``thinking="end"`` or ``"extend"`` decision; False when there was nothing to do (the
+        trace is not thinking, or has no ended thinking to extend)."""
+        run = self._run
+        if self.stop is not None or self.forced is not None:
+            return False
+        done = self.end_thinking(d.inject or "") if d.thinking == "end" else self.extend_thinking(g, d)
+        if done:
+            run.emit(GovernorDecided(governor=g.name, action=f"{d.thinking}_thinking", reason=d.reason,
+                                     tokens_saved=d.tokens_saved))
+        return done
+
+    def end_thinking(self, message: str) -> bool:
+        """Check the step being written as cut, append ``message`` to the thinking, end it, go on in the answer."""
+        run = self._run
+        if run.trace.phase != THINKING:
+            return False
+        run.checks.schedule(close=True, cut=True)
+        if message:
+            run.inject(message, THINKING)
+        run.close_thinking()
+        self.restream = True
+        return True
+
+    def extend_thinking(self, g: Governor, d: GovernorDecision) -> bool:
+        """Cut the trace back to before the end of the last thinking (its closing tag) and append ``d.inject``."""
+        run = self._run
+        trace = run.trace
+        starts, kinds = trace.phase_starts, [trace.phase_at(s) for s in trace.phase_starts]
+        ends = [starts[i] for i in range(1, len(starts)) if kinds[i] == ANSWER and kinds[i - 1] == THINKING]
+        if not ends:
+            return False
+        end = ends[-1]
+        body = trace.text[:end]
+        pos = end
+        for pair in KNOWN_TAGS:  # the closing tag the model wrote goes too: the thinking must stay open
+            stripped = body.rstrip()
+            if stripped.endswith(pair.close):
+                pos = len(stripped) - len(pair.close)
+                break
+        before = trace.discarded_tokens
+        span = Span(pos, len(trace))
+        removed = trace.cut(pos)
+        run.checks.cut(pos)
+        trace.set_phase(THINKING)
+        text = d.inject or ""
+        self.record(Intervention(action=Action.ROLLBACK, source=g.name, position=pos, span=span,
+                                 epoch=trace.epoch - 1, message=d.reason, feedback=text, removed_text=removed,
+                                 tokens_discarded=trace.discarded_tokens - before, reason=d.reason))
+        if text:
+            run.inject(text, THINKING)
+        self.restream = True
+        run.notify()
+        return True
+
     def restart_stop(self, source: str, reason: str, position: int | None = None) -> Stop:
         """End this attempt for a fresh one, or, once the monitor's restarts are used up, stop it plainly."""
         if self._run.restarts_left > 0:
@@ -252,6 +313,10 @@ class Interventions:
             if allowance is None or allowance >= need:
                 continue
             decision = g.on_exhausted(run)
+            if decision is not None and decision.thinking is not None:
+                if self.thinking_decision(g, decision):
+                    return  # the thinking ended: the answer is generated under the allowances that hold there
+                decision = None
             run.emit(GovernorDecided(governor=g.name, action=(decision.action.value if decision else "stop"),
                                      reason=decision.reason if decision else "token budget exhausted",
                                      tokens_saved=0))
@@ -293,7 +358,7 @@ class Interventions:
                 or run.trace.epoch != epoch):
             return
         self.governor_decision(g, decision)
-        if self.stop is not None or self.forced is not None:
+        if self.stop is not None or self.forced is not None or self.restream:
             run.stop_generation()  # stop now, and never append the old stream's text after an injection
 
     def cancel_probes(self) -> None:

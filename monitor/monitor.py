@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import functools
 import inspect
 import math
 import os
@@ -34,17 +33,18 @@ from interlock.monitor.generation import Capabilities, GenerationRequest, Genera
 from interlock.monitor.governor import Governor, InterventionLimit, OscillationGuard, uses_hook
 from interlock.monitor.interventions import Interventions, Stop
 from interlock.monitor.logs import debug_enabled, get_logger, info_enabled
+from interlock.monitor.phases import ANSWER, THINKING, Phase, PhaseRuns
 from interlock.monitor.result import Intervention, Restart, RunResult, StopReason, TokenCounts
 from interlock.monitor.trace import Forker, Trace
 from interlock.monitor.tracefile import TraceWriter
-from interlock.monitor.verdicts import Pass, ViolationError
+from interlock.monitor.verdicts import Pass, Span, ViolationError
 from interlock.monitor.verifier import Verifier
 
 if TYPE_CHECKING:
     from interlock.monitor.spans import RunSpans
     from opentelemetry.trace import TracerProvider
 
-__all__ = ["DEFAULT_FEEDBACK_TEMPLATE", "DEFAULT_RESTART_TEMPLATE", "Monitor", "Run"]
+__all__ = ["DEFAULT_FEEDBACK_TEMPLATE", "DEFAULT_RESTART_TEMPLATE", "Fork", "Monitor", "Run"]
 
 DEFAULT_FEEDBACK_TEMPLATE = "Wait, {feedback} Let me redo this step.\n"
 DEFAULT_RESTART_TEMPLATE = "{prompt}\n\nEstablished so far (checked):\n{state}\n"
@@ -234,6 +234,35 @@ class Monitor:
                 spans.deactivate(token)
 
 
+class Fork:
+    """A :class:`~interlock.monitor.trace.Forker` at a point of a run's trace: side questions to the model about
+    the trace up to there, which never enter it (their tokens count as fork tokens).
+
+    ``await fork(suffix, max_tokens)`` continues in the phase of the text before the fork point, so a fork in a
+    thinking is a fork *inside* the thinking; ``answer="..."`` ends the thinking after ``suffix`` (the closing tag
+    where the backend keeps tags in its text, the reasoning field where the server has one) and starts the answer
+    with ``answer``. :meth:`chunks` returns the fork's chunks (logprobs and entropy included) instead of its text.
+    """
+
+    def __init__(self, run: Run, end: int | None) -> None:
+        self._run = run
+        self.end = len(run.trace) if end is None else max(0, min(end, len(run.trace)))
+        self.epoch = run.trace.epoch
+
+    def request(self, suffix: str, max_tokens: int, *, answer: str | None = None) -> GenerationRequest:
+        """The request this fork sends (what a test or a probe cache keys on)."""
+        trace = self._run.trace
+        if not trace.still_valid(self.epoch, Span(0, self.end)):
+            raise GeneratorError("this fork's text was rolled back: the trace no longer holds it")
+        return self._run.fork_request(self.end, suffix, max_tokens, answer=answer)
+
+    async def chunks(self, suffix: str, max_tokens: int, *, answer: str | None = None) -> list[Chunk]:
+        return await self._run.fork_chunks(self.request(suffix, max_tokens, answer=answer))
+
+    async def __call__(self, suffix: str, max_tokens: int, /, *, answer: str | None = None) -> str:
+        return "".join(c.text for c in await self.chunks(suffix, max_tokens, answer=answer))
+
+
 class Run:
     """One monitored generation. Iterate it for events; ``result`` once it has finished.
 
@@ -265,6 +294,7 @@ class Run:
         # Only the governors that use the per-chunk hooks are called per chunk (the default two use neither).
         self._capping = [g for g in monitor.governors if uses_hook(g, "token_allowance")]
         self._watching = [g for g in monitor.governors if uses_hook(g, "on_chunk")]
+        self._thinking_capping = [g for g in monitor.governors if uses_hook(g, "thinking_allowance")]
         self._fork_tokens = 0
         self._changed = anyio.Event()
         self._finished = anyio.Event()
@@ -299,7 +329,12 @@ class Run:
     @property
     def tokens(self) -> TokenCounts:
         return TokenCounts(kept=self.trace.kept_tokens, discarded=self.trace.discarded_tokens + self.carried.discarded,
-                           fork=self._fork_tokens + self.carried.fork)
+                           fork=self._fork_tokens + self.carried.fork, thinking=self.trace.thinking_tokens)
+
+    @property
+    def phase(self) -> Phase:
+        """The phase the trace is in: ``"thinking"`` while a reasoning model thinks, else ``"answer"``."""
+        return self.trace.phase
 
     @property
     def interventions(self) -> tuple[Intervention, ...]:
@@ -318,7 +353,7 @@ class Run:
         return self.intervener.forced is not None
 
     def fork_at(self, end: int | None = None) -> Forker | None:
-        return functools.partial(self.fork_text, self.trace.text[:end]) if self._caps.fork else None
+        return Fork(self, end) if self._caps.fork else None
 
     # -- public API ----------------------------------------------------------------------------------
     @property
@@ -446,25 +481,71 @@ class Run:
             limits.append(forced.tokens_left)
         return min(limits) if limits else None
 
-    def inject(self, text: str) -> None:
-        """Append text the monitor wrote (feedback, an answer prefix): never checked."""
+    def inject(self, text: str, phase: Phase | None = None) -> None:
+        """Append text the monitor wrote (feedback, an answer prefix): never checked. It belongs to ``phase``
+        (default: the phase the trace is in, so feedback after a rollback into the thinking is thinking)."""
         position = len(self.trace)
-        self.trace.inject(text)
+        self.trace.inject(text, phase)
         self.checks.scheduler.injected(position)
-        self.emit(FeedbackInjected(text=text, position=position, epoch=self.trace.epoch))
+        self.emit(FeedbackInjected(text=text, position=position, epoch=self.trace.epoch,
+                                   phase=self.trace.phase_at(position) if text else self.trace.phase))
 
-    async def fork_text(self, base: str, suffix: str, max_tokens: int) -> str:
+    def close_thinking(self) -> None:
+        """End the thinking here (the monitor's own decision: a thinking budget, a probe): the closing tag is
+        written for a backend that keeps tags in the text, and the trace goes on in the answer."""
+        if self.trace.phase != THINKING:
+            return
+        tags = self.monitor.capabilities.thinking_tags
+        if tags is not None and not self.trace.text.rstrip().endswith(tags[1]):
+            self.inject(tags[1], THINKING)
+        self.trace.set_phase(ANSWER)
+
+    def fork_request(self, base_end: int | None, suffix: str, max_tokens: int, *,
+                     answer: str | None = None) -> GenerationRequest:
+        """The request a fork at ``base_end`` makes: the trace up to there and ``suffix`` in the phase of the
+        text before the fork point; with ``answer``, the thinking ended after ``suffix`` and ``answer`` begun."""
+        trace = self.trace
+        end = len(trace) if base_end is None else max(0, min(base_end, len(trace)))
+        base = trace.text[:end]
+        phase = trace.phase if end >= len(trace) else trace.phase_at(max(0, end - 1))
+        runs: list[tuple[int, Phase]] = list(trace.phase_runs(end))
+        if (runs[-1][1] if runs else ANSWER) != phase:
+            runs.append((end, phase))
+        prefix = base + suffix
+        if answer is not None:
+            if phase == THINKING:
+                tags = self.monitor.capabilities.thinking_tags
+                if tags is not None and not prefix.rstrip().endswith(tags[1]):
+                    prefix += tags[1]
+                runs.append((len(prefix), ANSWER))
+            prefix += answer
+        phases: PhaseRuns = tuple(runs) if any(p != ANSWER for _, p in runs) else ()
+        return GenerationRequest(self._prompt, prefix=prefix, max_new_tokens=max_tokens, purpose="fork",
+                                 greedy=True, phases=phases)
+
+    async def fork_text(self, base: str, suffix: str, max_tokens: int, *, answer: str | None = None) -> str:
         """Generate up to ``max_tokens`` after ``base + suffix`` without touching the trace (fork probes and
-        extractors); fork tokens count towards every total cap."""
-        request = GenerationRequest(self._prompt, prefix=base + suffix, max_new_tokens=max_tokens,
-                                    purpose="fork", greedy=True)
-        pieces: list[str] = []
+        extractors); fork tokens count towards every total cap. ``base`` must be a start of the trace text (its
+        phases are the trace's); see :class:`Fork` for ``answer``."""
+        end = len(base) if self.trace.text.startswith(base) else None
+        if end is None:
+            request = GenerationRequest(self._prompt, prefix=base + suffix + (answer or ""), max_new_tokens=max_tokens,
+                                        purpose="fork", greedy=True)
+        else:
+            request = self.fork_request(end, suffix, max_tokens, answer=answer)
+        return "".join(c.text for c in await self.fork_chunks(request))
+
+    async def fork_chunks(self, request: GenerationRequest) -> list[Chunk]:
+        """Stream a fork request (see :meth:`fork_request`) and return its chunks (token data and phases kept, for
+        probes that read logprobs); fork tokens count towards every total cap."""
+        chunks: list[Chunk] = []
         produced = 0
+        max_tokens = request.max_new_tokens if request.max_new_tokens is not None else 1 << 30
         left = self.allowance()
         if left is not None:
             max_tokens = min(max_tokens, left)
             if max_tokens <= 0:
-                return ""
+                return []
             request = dataclasses.replace(request, max_new_tokens=max_tokens)
         stream = self.monitor.generator.stream(request)
         try:
@@ -472,7 +553,7 @@ class Run:
                 left = self.allowance()
                 if left is not None and chunk.n_tokens > left:
                     break
-                pieces.append(chunk.text)
+                chunks.append(chunk)
                 produced += chunk.n_tokens
                 self._fork_tokens += chunk.n_tokens
                 if produced >= max_tokens:
@@ -482,7 +563,7 @@ class Run:
             if aclose is not None:
                 with anyio.move_on_after(5, shield=True):
                     await aclose()
-        return "".join(pieces)
+        return chunks
 
     # -- driving the generator -----------------------------------------------------------------------
     def _start(self, tg: TaskGroup) -> None:
@@ -544,11 +625,13 @@ class Run:
             wall_seconds=self.elapsed, first_chunk_seconds=self._first_chunk, check_seconds=checks.seconds,
             epochs=self.trace.epoch + 1, detail=stop.detail, abstained=stop.abstain,
             stale_verdicts=checks.stale,
-            errors=tuple(self.errors), open_violations=checks.open_violations())
+            errors=tuple(self.errors), open_violations=checks.open_violations(),
+            phases=self.trace.phase_runs(len(self.trace)))
         self.emit(RunFinished(result=self._result))
         if self._writer is not None:
             self._writer.end({"outcome": self._result.outcome.value, "stop_reason": stop.reason.value,
                               "detail": stop.detail, "text": self.trace.text,
+                              **({"phases": [list(r) for r in self._result.phases]} if self._result.phases else {}),
                               "tokens": self.tokens.to_dict(), "passed": self._result.passed,
                               "t": round(self.elapsed, 6)})
         self._send.close()
@@ -571,7 +654,14 @@ class Run:
         produced = 0
         finish: str | None = None  # the last chunk's finish_reason: "length" = the generator's own limit
         self._generator_cut = False
-        request = GenerationRequest(self._prompt, prefix=self.trace.text, max_new_tokens=allowance)
+        trace = self.trace
+        thinking_left = None
+        if self._thinking_capping:
+            budgets = [b for g in self._thinking_capping if (b := g.thinking_allowance(self)) is not None]
+            thinking_left = min(budgets) if budgets else None
+        request = GenerationRequest(self._prompt, prefix=trace.text, max_new_tokens=allowance,
+                                    phases=trace.phase_runs(), max_thinking_tokens=thinking_left)
+        acts.restream = False  # this is the fresh stream a change the monitor wrote asked for
         with anyio.CancelScope() as scope:
             self._gen_scope = scope
             if acts.decision_ready:
@@ -579,6 +669,8 @@ class Run:
             stream = self.monitor.generator.stream(request)
             try:
                 async for chunk in stream:
+                    if scope.cancel_called:  # a decision came while this chunk was on its way: it is not kept
+                        break
                     if not isinstance(chunk, Chunk):
                         raise GeneratorError(f"generator yielded {type(chunk).__name__}, not a monitor.Chunk")
                     if not self._accept(chunk):
@@ -586,7 +678,8 @@ class Run:
                         break
                     produced += chunk.n_tokens
                     finish = chunk.finish_reason
-                    if acts.decision_ready or acts.stop is not None or (acts.forced is not None and not forcing):
+                    if (acts.decision_ready or acts.stop is not None or acts.restream
+                            or (acts.forced is not None and not forcing)):
                         break
             finally:
                 self._gen_scope = None
@@ -598,6 +691,9 @@ class Run:
             return "decision"
         if acts.stop is not None:
             return "stop"
+        if acts.restream:  # the monitor wrote into the trace (it ended or extended the thinking): ask afresh
+            acts.restream = False
+            return "again"
         if acts.forced is not None:
             if forcing:  # the forced answer's stream ended: so does the run
                 acts.stop = acts.forced.stop()
@@ -605,8 +701,10 @@ class Run:
             return "again"  # an answer prefix was injected: generate the answer after it
         if crossed:  # a chunk would have crossed a cap and another governor's share was topped up
             return "again"
-        if allowance is not None and produced >= allowance and (self.allowance() or 0) > 0:
-            return "again"  # the stream stopped at max_new_tokens and a governor has allowed more since
+        now = self.allowance()
+        if allowance is not None and produced >= allowance and finish != "stop" and (now is None or now > 0):
+            return "again"  # the stream stopped at max_new_tokens and a governor has allowed more since (or the
+            # cap was the thinking's, and the model went on to its answer within the same stream)
         allowance = self.allowance()
         if allowance is not None and allowance <= 0:  # the generator stopped at max_new_tokens
             acts.exhausted()
@@ -621,7 +719,7 @@ class Run:
         cross a token cap (it is not appended). This runs once per chunk: it does only what the run needs."""
         acts = self.intervener
         if chunk.injected:  # a replay playing back what a monitor wrote: append it unchecked
-            self.inject(chunk.text)
+            self.inject(chunk.text, chunk.phase)
             return True
         forced = acts.forced
         if self._capping or forced is not None:

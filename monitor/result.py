@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from interlock.monitor.phases import ANSWER, THINKING, Phase, PhaseRuns, strip_tags
 from interlock.monitor.verdicts import Action, Pass, Span, Verdict
 
 __all__ = ["Intervention", "Outcome", "Restart", "RunResult", "StopReason", "TokenCounts", "outcome_of"]
@@ -99,18 +100,25 @@ class Intervention:
 
 @dataclass(frozen=True)
 class TokenCounts:
-    """Generated tokens still in the trace (kept), cut by rollbacks (discarded), spent on forks (fork)."""
+    """Generated tokens still in the trace (kept), cut by rollbacks (discarded), spent on forks (fork); of the
+    kept ones, ``thinking`` are in the thinking (the rest, ``answer``, in the answer)."""
 
     kept: int = 0
     discarded: int = 0
     fork: int = 0
+    thinking: int = 0
 
     @property
     def total(self) -> int:
         return self.kept + self.discarded + self.fork
 
+    @property
+    def answer(self) -> int:
+        return self.kept - self.thinking
+
     def to_dict(self) -> dict[str, int]:
-        return {"kept": self.kept, "discarded": self.discarded, "fork": self.fork, "total": self.total}
+        return {"kept": self.kept, "discarded": self.discarded, "fork": self.fork, "total": self.total,
+                "thinking": self.thinking, "answer": self.answer}
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,37 @@ class RunResult:
     open_violations: tuple[Verdict, ...] = field(default=())
     # Attempts abandoned by a restart, in order; ``text`` is the last attempt's (its prompt: restarts[-1].prompt).
     restarts: tuple[Restart, ...] = field(default=())
+    # Where each phase begins in ``text`` (``()``: it is all answer); see ``reasoning`` and ``answer``.
+    phases: PhaseRuns = field(default=())
+
+    def text_of(self, phase: Phase) -> str:
+        """The text of ``phase`` in ``text``, verbatim (thinking tags included where the model wrote them)."""
+        if not self.phases:
+            return self.text if phase == ANSWER else ""
+        out = []
+        for i, (start, kind) in enumerate(self.phases):
+            end = self.phases[i + 1][0] if i + 1 < len(self.phases) else len(self.text)
+            if kind == phase:
+                out.append(self.text[start:end])
+        return "".join(out)
+
+    @property
+    def reasoning(self) -> str:
+        """The thinking, without its thinking tags (as a server's ``reasoning`` field holds it); ``""`` when the
+        model did not think or its backend did not say what was thinking."""
+        if not self.phases:
+            return ""
+        parts = []
+        for i, (start, kind) in enumerate(self.phases):
+            end = self.phases[i + 1][0] if i + 1 < len(self.phases) else len(self.text)
+            if kind == THINKING:
+                parts.append(strip_tags(self.text[start:end]))
+        return "".join(parts)
+
+    @property
+    def answer(self) -> str:
+        """The answer: the text after the thinking (all of ``text`` when there was no thinking)."""
+        return self.text_of(ANSWER)
 
     @property
     def passed(self) -> bool:
@@ -166,6 +205,12 @@ class RunResult:
         return outcome_of(self.stop_reason, len(self.open_violations), self.verdicts, self.abstained)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data; a run with a thinking adds ``reasoning``, ``answer`` and ``phases``
+        (``[[start, phase], ...]``), others' answer is their ``text``."""
+        phased: dict[str, Any] = {}
+        if self.phases:
+            phased = {"reasoning": self.reasoning, "answer": self.answer,
+                      "phases": [[start, phase] for start, phase in self.phases]}
         return {"run_id": self.run_id, "prompt": self.prompt, "text": self.text, "outcome": self.outcome.value,
                 "stop_reason": self.stop_reason.value, "detail": self.detail, "passed": self.passed,
                 "abstained": self.abstained, "tokens": self.tokens.to_dict(), "wall_seconds": self.wall_seconds,
@@ -174,4 +219,4 @@ class RunResult:
                 "verdicts": [v.to_dict() for v in self.verdicts],
                 "interventions": [i.to_dict() for i in self.interventions],
                 "open_violations": [v.to_dict() for v in self.open_violations],
-                "restarts": [r.to_dict() for r in self.restarts]}
+                "restarts": [r.to_dict() for r in self.restarts], **phased}

@@ -5,21 +5,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import anyio
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import ConfigError
 from interlock.monitor.execute import run_check
+from interlock.monitor.phases import KNOWN_TAGS, ThinkingTags
 from interlock.monitor.scheduler import Scheduler
+from interlock.monitor.thinking import TagSplitter
 from interlock.monitor.trace import Trace
 from interlock.monitor.verdicts import Verdict
 
 if TYPE_CHECKING:
     from interlock.monitor.verifier import Verifier
 
-__all__ = ["ascan", "pseudo_tokens", "scan"]
+__all__ = ["ascan", "opens_thinking", "pseudo_tokens", "scan"]
 
 _PIECE = re.compile(r"\s*\S+|\s+")
 
@@ -30,10 +32,20 @@ def pseudo_tokens(text: str) -> Iterator[str]:
         yield m.group()
 
 
-async def ascan(verifier: Verifier, text: str, *, prompt: str = "") -> list[Verdict]:
-    """Feed ``text`` piece by piece through the verifier's trigger and run each due check in order."""
+def opens_thinking(prompt: str, tags: Iterable[ThinkingTags]) -> bool:
+    """Whether ``prompt`` ends inside a thinking: its template wrote the opening tag (``...<think>\n``)."""
+    tail = prompt.rstrip()
+    return any(tail.endswith(t.open) for t in tags)
+
+
+async def ascan(verifier: Verifier, text: str, *, prompt: str = "",
+                tags: Iterable[ThinkingTags] | None = None) -> list[Verdict]:
+    """Feed ``text`` piece by piece through the verifier's trigger and run each due check in order; text between
+    thinking tags (``tags``, default the known pairs; ``()`` for none) streams as thinking."""
+    pairs = tuple(KNOWN_TAGS if tags is None else tags)
     trace = Trace(prompt)
     scheduler = Scheduler(trace, [verifier])
+    splitter = TagSplitter(pairs, thinking=opens_thinking(prompt, pairs)) if pairs else None
     verdicts: list[Verdict] = []
 
     async def run_due(final: bool) -> None:
@@ -42,16 +54,21 @@ async def ascan(verifier: Verifier, text: str, *, prompt: str = "") -> list[Verd
             verdicts.extend(outcome.verdicts)
 
     for piece in pseudo_tokens(text):
-        trace.append(Chunk(piece))
+        for chunk in splitter.feed(Chunk(piece)) if splitter is not None else (Chunk(piece),):
+            trace.append(chunk)
+            await run_due(False)
+    for chunk in splitter.flush() if splitter is not None else ():
+        trace.append(chunk)
         await run_due(False)
     await run_due(True)
     return verdicts
 
 
-def scan(verifier: Verifier, text: str, *, prompt: str = "") -> list[Verdict]:
+def scan(verifier: Verifier, text: str, *, prompt: str = "",
+         tags: Iterable[ThinkingTags] | None = None) -> list[Verdict]:
     """Synchronous :func:`ascan`; inside a running event loop use ``await verifier.ascan(text)``."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return anyio.run(functools.partial(ascan, verifier, text, prompt=prompt))
+        return anyio.run(functools.partial(ascan, verifier, text, prompt=prompt, tags=tags))
     raise ConfigError("Verifier.scan() cannot run inside an event loop; use `await verifier.ascan(text)`")

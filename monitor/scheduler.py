@@ -10,9 +10,10 @@ import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from interlock.monitor.phases import check_phase_filter
 from interlock.monitor.steps import STEP_END
 from interlock.monitor.trace import Step, Trace
-from interlock.monitor.triggers import BoundTrigger, Due, Progress
+from interlock.monitor.triggers import BoundTrigger, Due, Progress, bind_for_phase
 from interlock.monitor.verdicts import Span
 
 if TYPE_CHECKING:
@@ -24,12 +25,19 @@ _BOUNDARY_TAIL = frozenset(".!?\"'”’)]")
 
 
 class Scheduler:
-    """Tracks step boundaries of one trace and turns progress into ``(verifier, due)`` pairs."""
+    """Tracks step boundaries of one trace and turns progress into ``(verifier, due)`` pairs.
+
+    A phase change (thinking to answer) always ends a step, so no step of the segmentation crosses it; a verifier
+    or trigger restricted to one phase only gets checks about text of that phase.
+    """
 
     def __init__(self, trace: Trace, verifiers: Sequence[Verifier]) -> None:
         self.trace = trace
         self.verifiers = list(verifiers)
-        self._bound: list[BoundTrigger] = [v.trigger.bind() for v in self.verifiers]
+        self._bound: list[BoundTrigger] = [
+            bind_for_phase(v.trigger.bound(), check_phase_filter(getattr(v, "phase", "both"), f"verifier "
+                                                                 f"{v.name!r}: phase"))
+            for v in self.verifiers]
         self._every_chunk = any(b.every_chunk for b in self._bound)  # else only new steps (or the end) matter
         self._starts: list[int] = [0]  # start of every step in the current trace, sorted
         self._current = 0  # start of the step still being written
@@ -45,30 +53,48 @@ class Scheduler:
         i = bisect.bisect_right(self._starts, pos) - 1
         return self._starts[max(i, 0)]
 
-    def advance(self, *, final: bool = False, cut: bool = False) -> list[tuple[Verifier, Due]]:
+    def advance(self, *, final: bool = False, cut: bool = False, close: bool = False) -> list[tuple[Verifier, Due]]:
         """Find the steps completed since the last call and the checks now due; ``cut``: generation was stopped,
-        so a last step without a boundary may end mid-word."""
+        so a last step without a boundary may end mid-word; ``close``: end the step being written here, though
+        generation goes on (the monitor ends the thinking)."""
         if not self._bound and not final:
             return []  # no verifier: nothing can be due, and nobody needs the steps before the end
         text = self.trace.text
         new_steps: list[Step] = []
         self._scan(text, new_steps)
-        if final:
+        if final or close:
             if self._current < len(text):
                 self._add_step(text, len(text), new_steps, cut=cut)
-            self.finalised = True
+            if final:
+                self.finalised = True
         elif not new_steps and not self._every_chunk:
             return []  # no step ended in this chunk and every trigger waits for steps: nothing can be due
-        progress = Progress(text=text, new_steps=new_steps, tokens=self.trace.kept_tokens, final=final,
-                            step_start=self.step_start, check_from=self._check_from)
+        progress = self._progress(text, new_steps, final)
         due: list[tuple[Verifier, Due]] = []
         for verifier, bound in zip(self.verifiers, self._bound, strict=True):
             due.extend((verifier, d) for d in bound.advance(progress))
         return due
 
+    def _progress(self, text: str, new_steps: list[Step], final: bool) -> Progress:
+        trace = self.trace
+        return Progress(text=text, new_steps=new_steps, tokens=trace.kept_tokens, final=final,
+                        step_start=self.step_start, check_from=self._check_from,
+                        phase_starts=trace.phase_starts, phase_kinds=trace._phase_kinds)
+
     def _scan(self, text: str, new_steps: list[Step], end: int | None = None) -> None:
-        """Add the steps that ended in the text not scanned yet (up to ``end``)."""
+        """Add the steps that ended in the text not scanned yet (up to ``end``); a phase change ends a step."""
         end = len(text) if end is None else end
+        changes = self.trace.phase_starts
+        if changes[-1] > self._current:  # a phase began after the step being written began: it ends that step
+            for change in changes[bisect.bisect_right(changes, self._current):]:
+                if change > end:
+                    break
+                self._scan_upto(text, new_steps, change)
+                if self._current < change:
+                    self._add_step(text, change, new_steps)
+        self._scan_upto(text, new_steps, end)
+
+    def _scan_upto(self, text: str, new_steps: list[Step], end: int) -> None:
         start = max(self._current, self._scan_from)
         if start >= end:
             return
@@ -89,7 +115,7 @@ class Scheduler:
         self._starts.append(end)
         piece = text[start:end]
         if piece.strip():
-            out.append(Step(piece, Span(start, end), index=self._index, cut=cut))
+            out.append(Step(piece, Span(start, end), index=self._index, cut=cut, phase=self.trace.phase_at(start)))
             self._index += 1
 
     def cut(self, pos: int) -> None:
@@ -124,9 +150,8 @@ class Scheduler:
         piece = text[start:]
         if not piece.strip():
             return []
-        step = Step(piece, Span(start, len(text)), index=self._index)
-        progress = Progress(text=text, new_steps=[step], tokens=self.trace.kept_tokens, final=True,
-                            step_start=self.step_start, check_from=self._check_from)
+        step = Step(piece, Span(start, len(text)), index=self._index, phase=self.trace.phase_at(start))
+        progress = self._progress(text, [step], True)
         due: list[tuple[Verifier, Due]] = []
         for verifier, bound in zip(self.verifiers, self._bound, strict=True):
             due.extend((verifier, d) for d in copy.deepcopy(bound).advance(progress))

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from interlock.monitor.chunks import Chunk
-from interlock.monitor.errors import TraceFileError
+from interlock.monitor.errors import ConfigError, TraceFileError
+from interlock.monitor.phases import ANSWER, Phase, check_phase
 from interlock.monitor.textout import scrub
 
 __all__ = ["TRACE_VERSION", "RecordedTrace", "Segment", "TraceWriter", "parse_json_line", "read_trace",
@@ -204,7 +205,8 @@ class RecordedTrace:
             text = event.get("text")
             if not isinstance(text, str):
                 raise TraceFileError("inject event field 'text' must be a string", path=self.path)
-            pieces.append(Segment(Chunk(text, token_ids=()), t, True))
+            pieces.append(Segment(Chunk(text, token_ids=(), phase=_phase(event.get("phase"), self.path, None)),
+                                  t, True))
             return length + len(text)
         if kind != "intervention" or event.get("action") != "rollback" or not event.get("applied", True):
             return length
@@ -219,9 +221,19 @@ class RecordedTrace:
             old = last.chunk
             keep = len(old.text) - (length - pos)
             pieces[-1] = last._replace(chunk=Chunk(old.text[:keep], token_ids=old.token_ids, logprobs=old.logprobs,
-                                                   entropy=old.entropy))
+                                                   entropy=old.entropy, phase=old.phase))
             length = pos
         return length
+
+
+def _phase(value: Any, path: str | None, line: int | None) -> Phase:
+    """A record's optional ``phase`` field (absent: the answer, as every file before phases reads)."""
+    if value is None:
+        return ANSWER
+    try:
+        return check_phase(value, "field 'phase'")
+    except ConfigError as exc:
+        raise TraceFileError(str(exc), path=path, line=line) from None
 
 
 def _floats(value: Any, name: str, path: str, line: int) -> tuple[float, ...] | None:
@@ -308,9 +320,12 @@ def read_trace(path: str | os.PathLike[str]) -> RecordedTrace:
                 raise TraceFileError(f"chunk field 't' must be a finite number, got {t!r}", path=where, line=number)
             trace.chunks.append(Chunk(text, token_ids=tuple(ids) if ids is not None else None,
                                       logprobs=_floats(record.get("logprobs"), "logprobs", where, number),
-                                      entropy=_floats(record.get("entropy"), "entropy", where, number)))
+                                      entropy=_floats(record.get("entropy"), "entropy", where, number),
+                                      phase=_phase(record.get("phase"), where, number)))
             trace.times.append(float(t))
         elif kind == "event":
+            if record.get("kind") == "inject":
+                _phase(record.get("phase"), where, number)
             trace.events.append(record)
             trace.event_chunks.append(len(trace.chunks))
         elif kind == "end":

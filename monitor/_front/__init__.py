@@ -18,8 +18,10 @@ from typing import Any
 
 from interlock._version import __version__
 from interlock.monitor import (
+    ANSWER,
     DEFAULT_FEEDBACK_TEMPLATE,
     DEFAULT_RESTART_TEMPLATE,
+    THINKING,
     Action,
     AnyOf,
     Arbiter,
@@ -34,6 +36,7 @@ from interlock.monitor import (
     Fail,
     FeedbackInjected,
     ForceAnswer,
+    Fork,
     Forker,
     FunctionVerifier,
     GenerationRequest,
@@ -51,6 +54,8 @@ from interlock.monitor import (
     OscillationGuard,
     Outcome,
     Pass,
+    Phase,
+    PhaseFilter,
     RecordedTrace,
     RegistryError,
     Restart,
@@ -64,6 +69,8 @@ from interlock.monitor import (
     Step,
     StepBoundary,
     StopReason,
+    TagSplitter,
+    ThinkingTags,
     TokenCounts,
     Trace,
     TraceFileError,
@@ -81,6 +88,7 @@ from interlock.monitor import (
     list_verifiers,
     read_trace,
     register_verifier,
+    split_text,
     verifier,
 )
 
@@ -93,6 +101,7 @@ _LAZY: dict[str, str] = {
     "AnswerConvergence": "interlock.monitor.governors",
     "EntropyStop": "interlock.monitor.governors",
     "LoopGuard": "interlock.monitor.governors",
+    "ThinkingBudget": "interlock.monitor.governors",
     "Agent": "interlock.monitor.agents",
     "AgentResult": "interlock.monitor.agents",
     "AgentTurn": "interlock.monitor.agents",
@@ -126,8 +135,10 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
+    "ANSWER",
     "DEFAULT_FEEDBACK_TEMPLATE",
     "DEFAULT_RESTART_TEMPLATE",
+    "THINKING",
     "Action",
     "Agent",
     "AgentResult",
@@ -152,6 +163,7 @@ __all__ = [
     "FeedbackInjected",
     "FieldNames",
     "ForceAnswer",
+    "Fork",
     "ForkExtractor",
     "Forker",
     "FromIterator",
@@ -176,6 +188,8 @@ __all__ = [
     "OscillationGuard",
     "Outcome",
     "Pass",
+    "Phase",
+    "PhaseFilter",
     "PoolShare",
     "RecordedTrace",
     "RefusalReason",
@@ -195,6 +209,9 @@ __all__ = [
     "StepBoundary",
     "StopAt",
     "StopReason",
+    "TagSplitter",
+    "ThinkingBudget",
+    "ThinkingTags",
     "TokenBudget",
     "TokenCounts",
     "ToolCall",
@@ -225,6 +242,7 @@ __all__ = [
     "read_traces",
     "register_verifier",
     "replay_traces",
+    "split_text",
     "use_run",
     "verifier",
     "write_html",

@@ -20,6 +20,7 @@ from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import ConfigError
 from interlock.monitor.generation import Capabilities
 from interlock.monitor.governor import Governor, GovernorDecision
+from interlock.monitor.phases import ANSWER, THINKING, Phase
 from interlock.monitor.result import Intervention, TokenCounts
 from interlock.monitor.trace import Forker
 from interlock.monitor.verdicts import Action
@@ -57,6 +58,8 @@ class OfflineRun:
         self._caps = capabilities
         self._text = ""
         self._kept = 0
+        self._thinking = 0
+        self._phase: Phase = ANSWER
 
     @property
     def prompt(self) -> str:
@@ -72,7 +75,11 @@ class OfflineRun:
 
     @property
     def tokens(self) -> TokenCounts:
-        return TokenCounts(kept=self._kept)
+        return TokenCounts(kept=self._kept, thinking=self._thinking)
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
 
     @property
     def interventions(self) -> tuple[Intervention, ...]:
@@ -96,6 +103,10 @@ class OfflineRun:
     def append(self, chunk: Chunk) -> None:
         self._text += chunk.text
         self._kept += chunk.n_tokens
+        if chunk.text:
+            self._phase = THINKING if chunk.phase == THINKING else ANSWER
+        if chunk.phase == THINKING:
+            self._thinking += chunk.n_tokens
 
 
 def _decide(decision: GovernorDecision, g: Governor, run: OfflineRun) -> ReplayStop | None:

@@ -17,7 +17,15 @@ import json
 import sys
 from typing import Any
 
-from interlock.monitor.cli.options import add_base_url, add_max_tokens, add_model, add_verifiers
+from interlock.monitor.cli.options import (
+    add_base_url,
+    add_max_tokens,
+    add_model,
+    add_reasoning,
+    add_verifiers,
+    thinking_budget,
+    thinking_generator_options,
+)
 from interlock.monitor.cli.otel import add_otel, traced
 
 __all__ = ["add_arguments", "main"]
@@ -48,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", metavar="FILE", help="write the trace file (JSON Lines) to FILE")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (no live display)")
     add_otel(parser)
+    add_reasoning(parser)
 
 
 def _verifiers(names: list[str] | None, prompt: str) -> list[Any]:
@@ -93,18 +102,23 @@ def _generator(args: argparse.Namespace, max_tokens: int) -> Any:
 
         return OpenAICompatible(args.base_url, args.model, endpoint=args.endpoint,
                                 temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                                max_tokens=max_tokens, system_prompt=args.system)
+                                max_tokens=max_tokens, system_prompt=args.system,
+                                **thinking_generator_options(args, http=True))  # type: ignore[arg-type]
     from interlock.generators.transformers import Transformers, default_model_path
 
     path = args.model if args.model else default_model_path()
     return Transformers(path, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                        max_new_tokens=max_tokens, system=args.system)
+                        max_new_tokens=max_tokens, system=args.system,
+                        **thinking_generator_options(args, http=False))  # type: ignore[arg-type]
 
 
 def _governors(args: argparse.Namespace, max_tokens: int) -> list[Any]:
     from interlock.monitor.governors.budget import TokenBudget
 
     governors: list[Any] = [TokenBudget(max_total=max_tokens)]
+    budget = thinking_budget(args)
+    if budget is not None:
+        governors.append(budget)
     if not args.no_loop_guard:
         from interlock.monitor.governors.loop_guard import LoopGuard
 
@@ -191,7 +205,7 @@ async def _live(args: argparse.Namespace, monitor: Any, display: Any, max_tokens
         shown = Text("\n").join(lines[-rows:]) if len(lines) else Text("")
         tokens = run.tokens
         status = status_line(tokens.kept, tokens.discarded, max_tokens,
-                             len([i for i in run.interventions if i.applied]), run.elapsed)
+                             len([i for i in run.interventions if i.applied]), run.elapsed, tokens.thinking)
         return Group(shown, Spinner("dots", Text(status, style="dim")))
 
     with Live(Text(""), console=console, auto_refresh=False, transient=True, vertical_overflow="crop") as screen:

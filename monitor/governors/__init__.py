@@ -1,4 +1,5 @@
-"""The library of governors: token budgets, a budget shared by a batch, early stops and the loop guard.
+"""The library of governors: token budgets, a budget shared by a batch, early stops, the loop guard and the
+thinking budget.
 
 Each builds on the protocol in :mod:`interlock.monitor.governor` and composes with the others and with the
 verifiers. The two governors every run has (``InterventionLimit``, ``OscillationGuard``) live in the core.
@@ -18,8 +19,10 @@ from interlock.monitor.governors.budget import TokenBudget
 from interlock.monitor.governors.budget_pool import BudgetPool, PoolShare, estimate_difficulty
 from interlock.monitor.governors.early_stop import AnswerConvergence, EntropyStop
 from interlock.monitor.governors.loop_guard import LoopGuard
+from interlock.monitor.governors.thinking_budget import DEFAULT_BUDGET_MESSAGE, ThinkingBudget
 
 __all__ = [
+    "DEFAULT_BUDGET_MESSAGE",
     "AnswerConvergence",
     "BudgetPool",
     "EntropyStop",
@@ -31,6 +34,7 @@ __all__ = [
     "OscillationGuard",
     "PoolShare",
     "RunContext",
+    "ThinkingBudget",
     "TokenBudget",
     "estimate_difficulty",
 ]

@@ -228,9 +228,10 @@ class UpstreamBackend:
                                     client=self._client, **options)
         conversation = [m.to_dict() for m in request.messages]
         extra = {**options.pop("extra_body", {}), **request.tool_fields()}
-        return _conversation_generator()(self.base_url, model, endpoint="chat", api_key=self.api_key,
-                                         client=self._client, conversation=conversation, extra_body=extra,
-                                         **options)
+        from interlock.generators import OpenAICompatible
+
+        return OpenAICompatible(self.base_url, model, endpoint="chat", api_key=self.api_key, client=self._client,
+                                messages=conversation, extra_body=extra, **options)
 
     def redact(self, text: str) -> str:
         """``text`` without the credentials of the base URL (for anything a client or a log may see)."""
@@ -245,29 +246,3 @@ class UpstreamBackend:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-_CONVERSATION_CLASS: Any = None
-
-
-def _conversation_generator() -> Any:
-    """``OpenAICompatible`` that sends a whole conversation where it would send one user message (made on first
-    use, so that importing the proxy does not import the HTTP backend)."""
-    global _CONVERSATION_CLASS
-    if _CONVERSATION_CLASS is None:
-        from interlock.generators.openai_compat import OpenAICompatible
-
-        class ConversationGenerator(OpenAICompatible):
-            def __init__(self, *args: Any, conversation: list[dict[str, Any]], **kwargs: Any) -> None:
-                super().__init__(*args, **kwargs)
-                self.conversation = conversation
-
-            def body(self, request: GenerationRequest) -> dict[str, Any]:
-                body = super().body(request)
-                # the generator writes [system?, user: prompt, assistant: trace?, user: continue?]
-                head = 2 if self.system_prompt else 1
-                body["messages"] = [*self.conversation, *body["messages"][head:]]
-                return body
-
-        _CONVERSATION_CLASS = ConversationGenerator
-    return _CONVERSATION_CLASS
