@@ -83,17 +83,17 @@ def _term(node: ast.AST, env: dict[str, Any], z3: Any, ctx: Any) -> Any:
         return -inner if isinstance(node.op, ast.USub) else inner
     if isinstance(node, ast.BinOp):
         a, b = _term(node.left, env, z3, ctx), _term(node.right, env, z3, ctx)
-        op = _ARITH[type(node.op)]
-        return a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else a / b
+        arith = _ARITH[type(node.op)]
+        return a + b if arith == "+" else a - b if arith == "-" else a * b if arith == "*" else a / b
     if isinstance(node, ast.BoolOp):
         parts = [_term(v, env, z3, ctx) for v in node.values]
         return z3.And(*parts) if isinstance(node.op, ast.And) else z3.Or(*parts)
     if isinstance(node, ast.Compare):
         left = _term(node.left, env, z3, ctx)
         conj = []
-        for op, right_node in zip(node.ops, node.comparators, strict=True):
+        for comparison, right_node in zip(node.ops, node.comparators, strict=True):
             right = _term(right_node, env, z3, ctx)
-            sym = _COMPARE[type(op)]
+            sym = _COMPARE[type(comparison)]
             conj.append({"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right,
                          "==": left == right, "!=": left != right}[sym])
             left = right

@@ -57,7 +57,7 @@ class StateView:
 
     def __eq__(self, other: object) -> bool:
         mine = self._obj()
-        return mine == (other._obj() if isinstance(other, StateView) else other)
+        return bool(mine == (other._obj() if isinstance(other, StateView) else other))
 
     __hash__ = None  # type: ignore[assignment]
 
