@@ -72,7 +72,9 @@ async def test_the_agent_loop_runs_a_tool_only_when_the_policy_allows_it() -> No
     agent = Agent(model, store_tools(db, ran), policy=session, max_turns=6)
     first = await agent.run("I'm ann.lee@example.com; cancel #W0000001, I no longer need it.")
     assert first.stop == "answer" and first.final_text.startswith("Shall I cancel order #W0000001")
-    assert [r.feedback.split(":")[0] for r in first.refusals] == [
+    assert first.refusals[1].feedback == ("List the details of this cancel_pending_order to the user and ask them to "
+                                          "answer yes or no; call it only after a plain yes.")
+    assert [r.reasons[0].message.split(":")[0] for r in first.refusals] == [
         "the user is not authenticated yet", "cancel_pending_order changes the system and needs the user's explicit "
                                              "yes to the proposed action; the user's last message (\"I'm "
                                              "ann.lee@example.com; cancel #W0000001, I no longer need ...\") is not "

@@ -39,6 +39,7 @@ from interlock.monitor.policies.policy import Policy
 from interlock.monitor.policies.proxy import conversation_session
 from interlock.monitor.policies.session import PolicySession
 from interlock.monitor.policies.state import State, StateSource
+from interlock.monitor.textout import scrub
 
 if TYPE_CHECKING:
     from mcp import Client
@@ -263,7 +264,8 @@ class PolicyFront:
 
         self.refused += 1
         policy = self.policy.name if self.policy is not None else "interlock"
-        text = f"Refused by interlock ({policy}, rule {rule}): {reason}"
+        text, _ = scrub(f"Refused by interlock ({policy}, rule {rule}): {reason}")  # lone surrogates cannot be sent
+        reason, _ = scrub(reason)
         _log.info("tool call refused", tool=call.name, rule=rule, reason=reason)
         return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
                                     structured_content={"refused": True, "tool": call.name, "rule": rule,

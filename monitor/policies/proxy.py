@@ -76,8 +76,10 @@ class ProxyPolicy:
                 decision = await found.check(ToolCall(tool, dict(arguments)))
                 if decision.allowed:
                     return None
+                advice = decision.refusal.feedback if decision.refusal is not None else ""
                 return Fail(decision.reason, verifier=f"policy:{decision.rule}",
-                            feedback=f"The call {tool} was refused by the policy: {decision.feedback}")
+                            feedback=f"The call {tool} was refused by the policy: {decision.reason}."
+                                     + (f" {advice}" if advice else ""))
 
             policy_check.__name__ = f"policy-{tool}"
             return policy_check

@@ -33,7 +33,9 @@ from interlock.monitor.verdicts import Fail
 if TYPE_CHECKING:
     from interlock.monitor.policies.policy import Policy, Rule
 
-__all__ = ["PolicySession"]
+__all__ = ["MAX_PENDING", "PolicySession"]
+
+MAX_PENDING = 1000  # allowed calls waiting for their tool to run (see PolicySession.guard)
 
 
 def _judge(rule: Rule, outcome: Any) -> Refusal | None:
@@ -246,6 +248,8 @@ class PolicySession:
             decision = await self.check(call)
             if decision.allowed:
                 self._pending[(tool, _key(arguments))] = decision
+                while len(self._pending) > MAX_PENDING:  # allowed, but another check refused: the tool never ran
+                    self._pending.pop(next(iter(self._pending)))
                 return None
             self.record(call, decision)
             return Fail(decision.reason, verifier=f"policy:{decision.rule}",

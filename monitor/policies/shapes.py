@@ -117,9 +117,10 @@ def belongs_to_user(argument: str, *, owner: Callable[[Any, Any], Any], user: Ca
 
 # -- explicit confirmation ------------------------------------------------------------------------------------------
 
-YES = ("yes", "yeah", "yep", "yup", "y", "sure", "ok", "okay", "confirm", "confirmed", "i confirm", "go ahead",
-       "proceed", "please proceed", "please go ahead", "correct", "that's correct", "that is correct", "absolutely",
-       "please do", "do it", "affirmative")
+YES = ("yes", "yeah", "yep", "yup", "y", "sure", "ok", "okay", "alright", "all right", "confirm", "confirmed",
+       "i confirm", "go ahead", "go for it", "proceed", "please proceed", "please go ahead", "correct",
+       "that's correct", "that is correct", "that's right", "right", "absolutely", "please do", "do it",
+       "affirmative", "of course", "definitely")
 NEGATIONS = ("no", "not", "don't", "dont", "do not", "never", "wait", "hold on", "stop", "but", "however",
              "actually", "instead", "rather", "unless", "except", "cancel that", "nope", "nah")
 _HARMLESS = re.compile(r"\b(no problem|not a problem|no worries|why not)\b")
@@ -161,7 +162,9 @@ def confirmed(*, is_yes: Callable[[str], bool] = explicit_yes, ids: str | re.Pat
         assert isinstance(answer, Message)
         if not is_yes(answer.content):
             return Refuse(f"{ctx.name} changes the system and needs the user's explicit yes to the proposed action; "
-                          f"the user's last message ({_quote(answer.content)}) is not an explicit yes")
+                          f"the user's last message ({_quote(answer.content)}) is not an explicit yes",
+                          feedback=f"List the details of this {ctx.name} to the user and ask them to answer yes or "
+                                   f"no; call it only after a plain yes.")
         for later in history[u + 1:]:
             if isinstance(later, CallRecord) and ctx.is_write(later):
                 return Refuse(f"the user's yes was for the earlier {later.name}; list the details of this "
