@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import openai
 import pytest
@@ -172,3 +173,45 @@ async def test_the_front_refuses_to_start_without_anything_to_check() -> None:
     with pytest.raises(ConfigError, match=r"cannot connect to the upstream MCP server http://127\.0\.0\.1:1/mcp"):
         async with front.connected():
             pass
+
+
+def test_the_command_names_what_is_missing(tmp_path: Path) -> None:
+    import subprocess
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "interlock", "mcp", *args], capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    for args, message in ((("--policy", str(RETAIL)), "name the upstream MCP server: a command after `--`, or "
+                                                      "--upstream-url (not both)"),
+                          (("--", "true"), "interlock mcp needs --policy, --proxy, or both"),
+                          (("--state", "db.json", "--proxy", "http://x", "--", "true"),
+                           "--state is the state a policy reads: give --policy too"),
+                          (("--policy", str(tmp_path / "none.py"), "--", "true"), "no policy file at")):
+        done = run(*args)
+        assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
+
+
+async def test_the_http_command_serves_one_conversation_when_asked(db: Path, retail_http: str) -> None:
+    import subprocess
+
+    from interlock.monitor.proxy import free_port
+
+    port = free_port("127.0.0.1")
+    process = subprocess.Popen([sys.executable, "-m", "interlock", "mcp", "--policy", str(RETAIL), "--state", str(db),
+                                "--http", "--port", str(port), "--single-conversation", "--upstream-url", retail_http],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        banner = await anyio.to_thread.run_sync(process.stderr.readline)
+        assert banner.startswith(f"interlock mcp: http://127.0.0.1:{port}/mcp -> {retail_http}; every call checked: "
+                                 f"policy tau2-retail")
+        async with Client(f"http://127.0.0.1:{port}/mcp", read_timeout_seconds=60) as client:
+            found = await client.call_tool("find_user_id_by_email", {"email": "ann.lee@example.com"})
+            seen = await client.call_tool("get_order_details", {"order_id": "#W0000002"})
+        assert text(found) == "ann_lee_1" and json.loads(text(seen))["status"] == "delivered"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stderr is not None:
+            process.stderr.close()

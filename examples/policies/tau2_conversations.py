@@ -9,11 +9,11 @@ refund to a different payment method, ...), each with the call that must be refu
     interlock policy check examples/policies/tau2_retail.py --state ../shared/data/tau2/retail/db.json \\
         --json /tmp/tau2/violations/*.jsonl              # each file has its refusal (manifest.json says which)
 
-tau2 lists only the writes of 47 tasks: the compliant conversation of such a task starts with the lookup the policy
-requires (by email when the user knows it, else by name and zip code, from the database). Two tasks' expected calls
-include one that breaks policy.md and that tau2's own tools reject too, so the policy refuses it: task 64 exchanges
-a pending order ("Non-delivered order cannot be exchanged"), task 105 pays an exchange's price difference of 21.10
-with a gift card holding 17.00 ("Insufficient gift card balance").
+tau2 lists no lookup for 45 tasks (only their writes): the compliant conversation of such a task starts with the
+lookup the policy requires (by email when the user knows it, else by name and zip code, from the database). Two
+tasks' expected calls include one that breaks policy.md and that tau2's own tools reject too, so the policy refuses
+it: task 64 exchanges a pending order ("Non-delivered order cannot be exchanged"), task 105 pays an exchange's
+price difference of 21.10 with a gift card holding 17.00 ("Insufficient gift card balance").
 """
 
 from __future__ import annotations
