@@ -175,12 +175,8 @@ async def test_the_front_refuses_to_start_without_anything_to_check() -> None:
             pass
 
 
-def test_the_command_names_what_is_missing(tmp_path: Path) -> None:
-    import subprocess
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "interlock", "mcp", *args], capture_output=True, text=True,
-                              timeout=60, check=False)
+def test_the_command_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from interlock.monitor.cli.main import main
 
     for args, message in ((("--policy", str(RETAIL)), "name the upstream MCP server: a command after `--`, or "
                                                       "--upstream-url (not both)"),
@@ -188,8 +184,8 @@ def test_the_command_names_what_is_missing(tmp_path: Path) -> None:
                           (("--state", "db.json", "--proxy", "http://x", "--", "true"),
                            "--state is the state a policy reads: give --policy too"),
                           (("--policy", str(tmp_path / "none.py"), "--", "true"), "no policy file at")):
-        done = run(*args)
-        assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
+        assert main(["mcp", *args]) == 2
+        assert message in capsys.readouterr().err, args
 
 
 async def test_the_http_command_serves_one_conversation_when_asked(db: Path, retail_http: str) -> None:

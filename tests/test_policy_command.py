@@ -109,7 +109,7 @@ LINE = st.fixed_dictionaries({}, optional={"role": st.sampled_from(["user", "ass
                                            "tool_call_id": JSON, "result": JSON, "error": JSON, "id": JSON})
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(LINE | JSON, max_size=6))
 def test_any_json_is_read_or_refused_with_a_conversation_error(objects: list[Any]) -> None:
     try:

@@ -143,20 +143,20 @@ def gift_card_balance(ctx: RuleContext) -> Any:
 def price_difference(ctx: RuleContext) -> float:
     """What the new items cost more than the old ones (negative: a refund)."""
     found = order(ctx.state, ctx.arguments["order_id"])
-    variants = _variants(ctx.state)
-    old = {item["item_id"]: item["price"] for item in found["items"]}
-    return sum(variants[new]["price"] - old[item] for item, new in
+    old = {item["item_id"]: item for item in found["items"]}
+    return sum(variant(ctx.state, old[item]["product_id"], new)["price"] - old[item]["price"] for item, new in
                zip(ctx.arguments["item_ids"], ctx.arguments["new_item_ids"], strict=True))
 
 
-def _variants(state: Any) -> Mapping[str, Any]:
-    """Every variant item of every product, by item id, with its product id."""
-    out: dict[str, Any] = {}
-    for pid, product in state["products"].items():
-        for iid, variant in product["variants"].items():
-            out[iid] = {"product_id": pid, "product": product["name"], "price": variant["price"],
-                        "available": variant["available"], "options": variant["options"]}
-    return out
+def variant(state: Any, product_id: str, item_id: str) -> Any:
+    """The variant ``item_id`` of the product ``product_id`` (None when the product has no such item)."""
+    product = state["products"].get(product_id)
+    return None if product is None else product["variants"].get(item_id)
+
+
+def product_of(state: Any, item_id: str) -> Any:
+    """The product that has the item ``item_id`` (None when no product has it)."""
+    return next((p for p in state["products"].values() if item_id in p["variants"]), None)
 
 
 def _options(options: Mapping[str, Any]) -> str:
@@ -249,15 +249,15 @@ def new_items_match(ctx: RuleContext) -> Outcome:
                       f"each item id, in the same order")
     found = order(ctx.state, ctx.arguments["order_id"])
     by_id = {item["item_id"]: item for item in found["items"]}
-    variants = _variants(ctx.state)
     for old_id, new_id in zip(items, new_items, strict=True):
         old = by_id[old_id]
-        new = variants.get(new_id)
+        new = variant(ctx.state, old["product_id"], new_id)
         if new is None:
-            return Refuse(f"there is no item {new_id}; look the product up with get_product_details "
-                          f"({old['product_id']})")
-        if new["product_id"] != old["product_id"]:
-            return Refuse(f"item {old_id} is a {old['name']} but {new_id} is a {new['product']}: an item can only "
+            other = product_of(ctx.state, new_id)
+            if other is None:
+                return Refuse(f"there is no item {new_id}; look the product up with get_product_details "
+                              f"({old['product_id']})")
+            return Refuse(f"item {old_id} is a {old['name']} but {new_id} is a {other['name']}: an item can only "
                           f"change to another option of the same product")
         if new_id == old_id:
             return Refuse(f"the new item {new_id} is the item itself: choose a different option")
@@ -385,12 +385,11 @@ def payment_changed(state: State, call: ToolCall) -> None:
 
 @policy.effect("modify_pending_order_items")
 def items_modified(state: State, call: ToolCall) -> None:
-    variants = _variants(state.view)
     found = state.edit("orders", call.arguments["order_id"])
     difference = 0.0
     for old_id, new_id in zip(call.arguments["item_ids"], call.arguments["new_item_ids"], strict=True):
         item = next(i for i in found["items"] if i["item_id"] == old_id)
-        new = variants[new_id]
+        new = variant(state.view, item["product_id"], new_id)
         difference += new["price"] - item["price"]
         item.update(item_id=new_id, price=new["price"], options=dict(new["options"]))
     difference = round(difference, 2)
@@ -410,10 +409,9 @@ def return_requested(state: State, call: ToolCall) -> None:
 
 @policy.effect("exchange_delivered_order_items")
 def exchange_requested(state: State, call: ToolCall) -> None:
-    variants = _variants(state.view)
     found = state.edit("orders", call.arguments["order_id"])
-    prices = {i["item_id"]: i["price"] for i in found["items"]}
-    difference = sum(variants[n]["price"] - prices[o] for o, n in
+    held = {i["item_id"]: i for i in found["items"]}
+    difference = sum(variant(state.view, held[o]["product_id"], n)["price"] - held[o]["price"] for o, n in
                      zip(call.arguments["item_ids"], call.arguments["new_item_ids"], strict=True))
     found.update(status="exchange requested", exchange_items=sorted(call.arguments["item_ids"]),
                  exchange_new_items=sorted(call.arguments["new_item_ids"]),

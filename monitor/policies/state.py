@@ -6,7 +6,7 @@ as a dict. Many sessions share one loaded document: each :meth:`State.fork` is a
 records an effect edits (``state.edit("orders", "#W1")`` copies that one order), so checking a thousand
 conversations against a 3 MB database copies a few orders, not the database.
 
-Rules see :class:`StateView`: mappings and sequences that read through the layer and cannot be changed
+Rules see :class:`StateView`: mappings and sequences over the layer that cannot be changed
 (``view["orders"]["#W1"]["status"]``). :class:`LiveState` is the other kind of source: a function that fetches
 the current state from the system itself (a database query) each time a call is checked; effects are not modelled
 there, because the system changes by itself.
@@ -27,25 +27,23 @@ __all__ = ["LiveState", "State", "StateSource", "StateView", "thaw"]
 Path_ = tuple[Any, ...]
 
 
-def _wrap(layer: State, path: Path_, obj: Any) -> Any:
+def _wrap(obj: Any, path: Path_ = ()) -> Any:
     if isinstance(obj, dict):
-        return _MappingView(layer, path)
+        return _MappingView(obj, path)
     if isinstance(obj, list):
-        return _SequenceView(layer, path)
+        return _SequenceView(obj, path)
     return obj
 
 
 class StateView:
-    """A read-only window on the state at some path. Mappings and sequences are views too; leaves are values."""
+    """A read-only window on the state, for the check it was taken for (an effect's edits show in views taken after
+    them). Mappings and sequences in it are views too; leaves are values."""
 
-    __slots__ = ("_layer", "_path")
+    __slots__ = ("_obj", "_path")
 
-    def __init__(self, layer: State, path: Path_ = ()) -> None:
-        self._layer = layer
+    def __init__(self, obj: Any, path: Path_ = ()) -> None:
+        self._obj = obj
         self._path = path
-
-    def _obj(self) -> Any:
-        return self._layer._read(self._path)
 
     @property
     def path(self) -> Path_:
@@ -53,11 +51,10 @@ class StateView:
 
     def thaw(self) -> Any:
         """A private deep copy of what is here, as plain dicts and lists."""
-        return copy.deepcopy(self._obj())
+        return copy.deepcopy(self._obj)
 
     def __eq__(self, other: object) -> bool:
-        mine = self._obj()
-        return bool(mine == (other._obj() if isinstance(other, StateView) else other))
+        return bool(self._obj == (other._obj if isinstance(other, StateView) else other))
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -69,18 +66,29 @@ class _MappingView(StateView, Mapping[str, Any]):
     __slots__ = ()
 
     def __getitem__(self, key: str) -> Any:
-        obj = self._obj()
-        return _wrap(self._layer, (*self._path, key), obj[key])
+        return _wrap(self._obj[key], (*self._path, key))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return _wrap(self._obj[key], (*self._path, key))
+        except (KeyError, TypeError):
+            return default
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._obj()))
+        return iter(list(self._obj))
+
+    def items(self) -> Any:  # one pass, without a lookup per key
+        return [(k, _wrap(v, (*self._path, k))) for k, v in self._obj.items()]
+
+    def values(self) -> Any:
+        return [_wrap(v, (*self._path, k)) for k, v in self._obj.items()]
 
     def __len__(self) -> int:
-        return len(self._obj())
+        return len(self._obj)
 
     def __contains__(self, key: object) -> bool:
         try:
-            return key in self._obj()
+            return key in self._obj
         except TypeError:  # an unhashable key is in no mapping
             return False
 
@@ -89,15 +97,15 @@ class _SequenceView(StateView, Sequence[Any]):
     __slots__ = ()
 
     def __getitem__(self, index: Any) -> Any:
-        obj = self._obj()
+        obj = self._obj
         if isinstance(index, slice):
-            return [_wrap(self._layer, (*self._path, i), obj[i]) for i in range(*index.indices(len(obj)))]
+            return [_wrap(obj[i], (*self._path, i)) for i in range(*index.indices(len(obj)))]
         if index < 0:
             index += len(obj)
-        return _wrap(self._layer, (*self._path, index), obj[index])
+        return _wrap(obj[index], (*self._path, index))
 
     def __len__(self) -> int:
-        return len(self._obj())
+        return len(self._obj)
 
 
 def thaw(value: Any) -> Any:
@@ -151,8 +159,9 @@ class State:
 
     @property
     def view(self) -> Any:
-        """The whole state, read-only (a mapping view for a JSON object)."""
-        return _wrap(self, (), self._root)
+        """The whole state as it is now, read-only (a mapping view for a JSON object); take a new view after an
+        edit to see it."""
+        return _wrap(self._root)
 
     def fork(self) -> State:
         """A new layer over the same document: it starts with this one's edits and keeps its own."""
@@ -173,7 +182,7 @@ class State:
     def get(self, *path: Any, default: Any = None) -> Any:
         """The (read-only) value at ``path``, or ``default`` when the path leads nowhere."""
         try:
-            return _wrap(self, path, self._read(path))
+            return _wrap(self._read(path), path)
         except KeyError:
             return default
 
