@@ -172,3 +172,32 @@ async def test_the_ledger_answers_only_with_the_proxy_s_key_and_forgets_after_it
         async with serving(create_app(plain)) as url, httpx.AsyncClient() as http:
             off = await http.post(url + "/v1/interlock/released-calls/claim", json=claim)
             assert off.status_code == 404 and "start it with --released-calls" in off.json()["error"]["message"]
+
+
+def test_the_ledger_keeps_within_its_bounds_and_matches_arguments_as_json() -> None:
+    from types import SimpleNamespace
+
+    from interlock.monitor.chunks import ToolCallRequest
+    from interlock.monitor.result import Outcome
+
+    def release(ledger: CallLedger, n: int, text: str = "hi") -> None:
+        message = SimpleNamespace(to_dict=lambda: {"role": "user", "content": text})
+        run: Any = SimpleNamespace(calls=[ToolCallRequest(f"c{n}", "pay", json.dumps({"to": "bob", "n": n}))],
+                                   result=SimpleNamespace(run_id=f"r{n}", outcome=Outcome.VERIFIED))
+        ledger.watch(run, SimpleNamespace(messages=[message]))  # type: ignore[arg-type]
+        ledger.finished(run)
+
+    few = CallLedger(max_calls=2)
+    for n in range(3):
+        release(few, n)
+    assert len(few) == 2 and few.claim("pay", {"to": "bob", "n": 0}) is None
+    found = few.claim("pay", '{"n": 1, "to": "bob"}')  # the same JSON value, written differently
+    assert found is not None and (found.call_id, found.run_id, found.outcome) == ("c1", "r1", "verified")
+    small = CallLedger(max_bytes=200)
+    release(small, 0, "x" * 150)
+    release(small, 1, "y" * 150)
+    assert len(small) == 1 and small.claim("pay", {"to": "bob", "n": 1}) is not None
+    unfinished = CallLedger(max_calls=1)
+    for _ in range(3):
+        unfinished.watch(SimpleNamespace(calls=[]), SimpleNamespace(messages=[]))  # type: ignore[arg-type]
+    assert len(unfinished._watched) == 1

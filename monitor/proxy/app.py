@@ -140,7 +140,7 @@ class _Handler:
                           max_interventions=cfg.max_interventions)
         run = ReleasedRun(monitor, prepared.prompt, hold=cfg.hold, show_feedback=cfg.show_feedback,
                           observe=self.metrics.observe, on_hold=self.metrics.held_seconds.observe)
-        if cfg.released_calls is not None and isinstance(req, ChatRequest):
+        if cfg.released_calls is not None and isinstance(req, ChatRequest) and req.tools:
             cfg.released_calls.watch(run, req)
         return run, prepared
 

@@ -5,7 +5,7 @@ A tool call reaches a client of the proxy only at the end of a run that left it 
 reasoning before it passed (see :mod:`~interlock.monitor.proxy.release`). With ``ProxyConfig(released_calls=
 CallLedger())`` the proxy also keeps each released call (its name and arguments, the run's id and outcome, and the
 request's messages: the conversation the call was made in) for ``ttl`` seconds, ``max_calls`` at most, and serves
-``POST /v1/interlock/released-calls/claim``::
+``POST /v1/interlock/released-calls/claim`` (``max_bytes`` bounds the conversations it holds)::
 
     {"name": "cancel_pending_order", "arguments": {"order_id": "#W1", "reason": "no longer needed"}}
     -> 200 {"claimed": true, "run_id": "...", "outcome": "verified", "call_id": "call_1", "messages": [...]}
@@ -61,6 +61,7 @@ class ReleasedCall:
     messages: tuple[dict[str, Any], ...]
     at: float = field(default_factory=time.monotonic)
     claimed: bool = False
+    size: int = 0  # bytes it holds, about (its conversation counted for each call of a request)
 
     def to_dict(self) -> dict[str, Any]:
         return {"claimed": True, "call_id": self.call_id, "name": self.name, "arguments": json.loads(self.arguments),
@@ -70,12 +71,15 @@ class ReleasedCall:
 class CallLedger:
     """The calls the proxy released in the last ``ttl`` seconds (``max_calls`` at most), to be claimed once each."""
 
-    def __init__(self, *, ttl: float = 900.0, max_calls: int = 10_000,
+    def __init__(self, *, ttl: float = 900.0, max_calls: int = 10_000, max_bytes: int = 256 << 20,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if not ttl > 0 or max_calls < 1:
-            raise ValueError(f"CallLedger: ttl must be positive and max_calls >= 1, got {ttl!r}, {max_calls!r}")
+        if not ttl > 0 or max_calls < 1 or max_bytes < 1:
+            raise ValueError(f"CallLedger: ttl must be positive, max_calls and max_bytes >= 1, got {ttl!r}, "
+                             f"{max_calls!r}, {max_bytes!r}")
         self.ttl = float(ttl)
         self.max_calls = int(max_calls)
+        self.max_bytes = int(max_bytes)
+        self._bytes = 0
         self.clock = clock
         self._calls: OrderedDict[int, ReleasedCall] = OrderedDict()
         self._watched: OrderedDict[int, tuple[ReleasedRun, ChatRequest]] = OrderedDict()
@@ -86,12 +90,14 @@ class CallLedger:
         return len(self._calls)
 
     def _expire(self) -> None:
+        """Forget the calls older than ``ttl``, and the oldest beyond ``max_calls`` or ``max_bytes``."""
         now = self.clock()
         while self._calls:
             key, first = next(iter(self._calls.items()))
-            if now - first.at <= self.ttl and len(self._calls) <= self.max_calls:
+            if now - first.at <= self.ttl and len(self._calls) <= self.max_calls and self._bytes <= self.max_bytes:
                 break
             del self._calls[key]
+            self._bytes -= first.size
 
     def watch(self, run: ReleasedRun, request: ChatRequest) -> None:
         """Remember which request a run answers, until :meth:`finished` records what it released."""
@@ -102,17 +108,22 @@ class CallLedger:
     def finished(self, run: ReleasedRun) -> None:
         """Record the calls a finished run released, with its request's conversation."""
         watched = self._watched.pop(id(run), None)
-        if watched is None or watched[0] is not run or run._result is None or not run.calls:
+        if watched is None or watched[0] is not run or not run.calls:
             return
-        request = watched[1]
-        messages = tuple(m.to_dict() for m in request.messages)
-        result = run.result
+        try:
+            result = run.result
+        except RuntimeError:  # cancelled before it finished: it released nothing
+            return
+        messages = tuple(m.to_dict() for m in watched[1].messages)
+        size = len(json.dumps(messages, default=str))
         for call in run.calls:
             arguments = canonical(call.arguments)
             if arguments is None:
                 continue
             self._calls[self._next] = ReleasedCall(call.id, call.name, arguments, result.run_id,
-                                                   result.outcome.value, messages, at=self.clock())
+                                                   result.outcome.value, messages, at=self.clock(),
+                                                   size=size + len(arguments))
+            self._bytes += size + len(arguments)
             self._next += 1
         self._expire()
 
