@@ -193,7 +193,7 @@ def test_the_ledger_keeps_within_its_bounds_and_matches_arguments_as_json() -> N
     assert len(few) == 2 and few.claim("pay", {"to": "bob", "n": 0}) is None
     found = few.claim("pay", '{"n": 1, "to": "bob"}')  # the same JSON value, written differently
     assert found is not None and (found.call_id, found.run_id, found.outcome) == ("c1", "r1", "verified")
-    small = CallLedger(max_bytes=200)
+    small = CallLedger(max_bytes=300)  # one call of about 200 bytes fits, two do not
     release(small, 0, "x" * 150)
     release(small, 1, "y" * 150)
     assert len(small) == 1 and small.claim("pay", {"to": "bob", "n": 1}) is not None
