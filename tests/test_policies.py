@@ -338,7 +338,7 @@ CONFIRMATION_CASES = [
     ("a no", [Message("assistant", "Cancel order 1?"), Message("user", "No.")], "is not an explicit yes"),
     ("a qualified yes", [Message("assistant", "Cancel order 1?"), Message("user", "yes but wait")],
      "is not an explicit yes"),
-    ("a yes answering nothing", [Message("user", "yes")], "the user's yes answers no proposal"),
+    ("a yes without a proposal in the file", [Message("user", "yes")], ""),
     ("a new question after the yes", [Message("assistant", "Cancel 1?"), Message("user", "yes"),
                                       Message("assistant", "And the other one too?")],
      "the assistant asked the user something after the user's yes"),
@@ -364,6 +364,18 @@ async def test_confirmed_needs_an_explicit_yes_since_the_last_proposal(case: str
         assert not last.allowed and reason in last.reason, last.reason
     else:
         assert last.allowed, last.reason
+
+
+async def test_a_proposal_can_be_required() -> None:
+    policy = store()
+    policy.add(confirmed(needs_proposal=True), writes=True, name="confirmed")
+    write = ToolCall("cancel", {"order_id": "2", "reason": "x"})
+    bare, proposed, reused = await decide(policy, [
+        Message("user", "yes"), ToolCall("cancel", {"order_id": "1", "reason": "x"}),
+        Message("assistant", "Cancel 2?"), Message("user", "yes"), write, Message("user", "yes"), write])
+    assert bare.reason == "the user's yes answers no proposal: list the details of this cancel to the user, then get " \
+                          "an explicit yes"
+    assert proposed.allowed and reused.reason.startswith("the user's yes answers no proposal")
 
 
 @pytest.mark.parametrize("text", ["yes", "Yes.", "YES please", "yes, go ahead", "Go ahead", "I confirm",

@@ -185,6 +185,9 @@ async def test_every_task_s_expected_calls_are_allowed_but_the_two_that_break_th
         wrong = [(d.call.name, d.rule, d.reason) for d in decisions if not d.allowed]
         if wrong:
             refused[task["id"]] = wrong
+        # the same with only the user's "yes" before each write (the assistant's proposals left out of the file)
+        bare = await policy.check_conversation(parse_conversation(tc.compliant(task, db, propose=False)), state)
+        assert [(d.allowed, d.rule) for d in bare] == [(d.allowed, d.rule) for d in decisions], task["id"]
     assert refused == {
         "64": [("exchange_delivered_order_items", "exchange_delivered_order_items_needs_delivered",
                 "order #W7464385 is 'pending': exchange_delivered_order_items needs an order whose status is "

@@ -98,20 +98,22 @@ def proposal(call: Mapping[str, Any]) -> str:
 
 
 def conversation(task: Mapping[str, Any], calls: Sequence[Mapping[str, Any]], *, yes: str = "yes",
-                 confirm: bool = True) -> list[Line]:
-    """A conversation: the user's request, then the calls, each write after a proposal and the user's answer."""
+                 confirm: bool = True, propose: bool = True) -> list[Line]:
+    """A conversation: the user's request, then the calls, each write after a proposal (unless ``propose`` is
+    false: only the user's answer) and the user's answer."""
     request = str(task["user_scenario"]["instructions"].get("reason_for_call") or "I need help with an order.")
     lines: list[Line] = [{"role": "user", "content": request}]
     for call in calls:
         if call["name"] in WRITES and confirm:
-            lines.append({"role": "assistant", "content": proposal(call)})
+            if propose:
+                lines.append({"role": "assistant", "content": proposal(call)})
             lines.append({"role": "user", "content": yes})
         lines.append({"name": call["name"], "arguments": dict(call["arguments"])})
     return lines
 
 
-def compliant(task: Mapping[str, Any], db: Mapping[str, Any]) -> list[Line]:
-    return conversation(task, with_authentication(task, db))
+def compliant(task: Mapping[str, Any], db: Mapping[str, Any], *, propose: bool = True) -> list[Line]:
+    return conversation(task, with_authentication(task, db), propose=propose)
 
 
 def finds(call: Mapping[str, Any], db: Mapping[str, Any]) -> str | None:

@@ -142,14 +142,15 @@ def explicit_yes(text: str) -> bool:
 
 def confirmed(*, is_yes: Callable[[str], bool] = explicit_yes, ids: str | re.Pattern[str] | None = None,
               expected: Callable[[RuleContext], Iterable[str]] | None = None,
-              normalize: Callable[[str], str] = lambda s: s) -> RuleFunction:
+              normalize: Callable[[str], str] = lambda s: s, needs_proposal: bool = False) -> RuleFunction:
     """Needs an explicit yes since the last proposal: the user's last message before the call is an explicit yes
-    (``is_yes``) to an assistant message before it (the proposal), no write has used that yes yet, and the
-    assistant has asked nothing new since.
+    (``is_yes``), no write has used that yes yet, and the assistant has asked nothing new since.
 
-    With ``ids`` (a pattern of the identifiers proposals mention, e.g. ``r"#W\\d{7}"``) and ``expected`` (the
-    identifiers the call is about), a proposal that names identifiers, but none of the call's, does not confirm it:
-    the user said yes to something else."""
+    The proposal is the assistant's last message before the yes, after the last write. ``needs_proposal=True``
+    refuses a yes that answers none (a conversation file may leave the assistant's words out). With ``ids`` (a
+    pattern of the identifiers proposals mention, e.g. ``r"#W\\d{7}"``) and ``expected`` (the identifiers the call
+    is about), a proposal that names identifiers, but none of the call's, does not confirm it: the user said yes to
+    something else."""
     pattern = re.compile(ids) if isinstance(ids, str) else ids
 
     def rule(ctx: RuleContext) -> Outcome:
@@ -175,6 +176,8 @@ def confirmed(*, is_yes: Callable[[str], bool] = explicit_yes, ids: str | re.Pat
         p = next((i for i in range(u - 1, -1, -1) if _said(history[i], "assistant")), None)
         earlier_write = next((i for i in range(u - 1, -1, -1) if _is_write(ctx, history[i])), -1)
         if p is None or p < earlier_write:
+            if not needs_proposal:
+                return None
             return Refuse(f"the user's yes answers no proposal: list the details of this {ctx.name} to the user, "
                           f"then get an explicit yes")
         proposal = history[p]
