@@ -428,3 +428,41 @@ def test_holds_with_unknowns_dates_and_bad_expressions() -> None:
                          ("a +", "does not parse"), ("a + 1", "is not a comparison"), ("'s' > a", "uses Constant")):
         with pytest.raises(PolicyDefinitionError, match=message):
             holds(bad, a=lambda c: 1)
+
+
+BASE: dict[str, Any] = {"orders": {"a": {"status": "pending", "items": [{"p": 1}, {"p": 2}]},
+                                   "b": {"status": "delivered", "items": [{"p": 3}]}},
+                        "users": {"u": {"cards": {"g": {"balance": 5}}}}}
+PATHS = [("orders", "a"), ("orders", "b"), ("orders", "a", "items"), ("orders", "a", "items", 0),
+         ("orders", "b", "items", 0), ("users", "u", "cards", "g"), ("users", "u"), ("orders",), ()]
+OPS = st.lists(st.tuples(st.sampled_from(["edit", "set", "fork"]), st.sampled_from(PATHS),
+                         st.sampled_from(["status", "p", "balance", "new"]), st.integers(0, 9), st.integers(0, 9)),
+               max_size=25)
+
+
+@settings(max_examples=150, deadline=None)
+@given(OPS)
+def test_layers_behave_like_private_deep_copies(ops: list[tuple[str, tuple[Any, ...], str, int, int]]) -> None:
+    import copy
+
+    original = copy.deepcopy(BASE)
+    base = copy.deepcopy(BASE)
+    layers = [(State(base).fork(), copy.deepcopy(base))]
+    for op, path, key, value, which in ops:  # any layer, a parent after its fork included
+        layer, model = layers[which % len(layers)]
+        if op == "fork":
+            layers.append((layer.fork(), copy.deepcopy(model)))
+            continue
+        target = model
+        for part in path:
+            target = target[part]
+        if not isinstance(target, dict):
+            continue
+        if op == "edit":
+            layer.edit(*path)[key] = value
+        else:
+            layer.set(*path, key, value)
+        target[key] = value
+        for other, other_model in layers:  # every layer still reads as its own model
+            assert other.view.thaw() == other_model
+    assert base == original
