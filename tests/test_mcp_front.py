@@ -104,6 +104,23 @@ async def test_http_front_of_an_http_server_keeps_conversations_apart(db: Path, 
     assert front.refused == 6 and front.forwarded == 3
 
 
+async def test_concurrent_calls_of_one_conversation_are_checked_one_at_a_time(db: Path, retail_http: str) -> None:
+    front = PolicyFront(Upstream(url=retail_http), policy=load_policy(RETAIL), state=State.load(db))
+    meta = {"interlock/conversation": "c", MESSAGES_META: CONFIRMED}
+    async with serving(front.http_app()) as url, Client(url + "/mcp", read_timeout_seconds=60) as client:
+        await client.call_tool("find_user_id_by_email", {"email": "ann.lee@example.com"}, meta=meta)
+        results: list[Any] = []
+
+        async def cancel() -> None:
+            results.append(await client.call_tool("cancel_pending_order", CANCEL, meta=meta))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(cancel)
+    assert sorted(r.is_error for r in results) == [False, True, True, True]
+    assert {r.structured_content["rule"] for r in results if r.is_error} == {"cancel_pending_order_needs_pending"}
+
+
 async def test_a_legacy_client_s_mcp_session_is_its_conversation(db: Path, retail_http: str) -> None:
     front = PolicyFront(Upstream(url=retail_http), policy=load_policy(RETAIL), state=State.load(db))
     async with serving(front.http_app()) as url:
