@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"monitor": "interlock.monitor", "verifiers": "interlock.verifiers", "generators": "interlock.generators"}
-APPLICATIONS = ("agents", "budgets", "cli", "governors", "proxy", "replay")
+APPLICATIONS = ("agents", "budgets", "cli", "governors", "mcp", "policies", "proxy", "replay")
 
 
 def module_files() -> dict[str, Path]:

@@ -10,6 +10,7 @@ from interlock.monitor.agents.agent import (
     MalformedToolCall,
     StopAt,
     ToolOutcome,
+    ToolPolicy,
     parse_tool_calls,
     tools_prompt,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "StopAt",
     "ToolCall",
     "ToolOutcome",
+    "ToolPolicy",
     "ToolRefusal",
     "ToolRefused",
     "active_run",

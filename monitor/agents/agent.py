@@ -21,7 +21,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio
 from interlock.monitor.agents.arguments import NotStrictJSON, loads_strict
@@ -47,6 +47,7 @@ __all__ = [
     "Message",
     "StopAt",
     "ToolOutcome",
+    "ToolPolicy",
     "chatml",
     "parse_tool_calls",
     "tools_prompt",
@@ -186,6 +187,15 @@ def tools_prompt(tools: Sequence[GuardedTool]) -> str:
 # -- tool calls -------------------------------------------------------------------------------------------
 
 
+class ToolPolicy(Protocol):
+    """What :class:`Agent` needs of a tool-call policy (``PolicySession`` is one): guard each tool, and see the
+    conversation (the messages so far) before a turn's calls run."""
+
+    def guard(self, tool: GuardedTool) -> GuardedTool: ...
+
+    def observe(self, messages: Sequence[Mapping[str, Any]]) -> None: ...
+
+
 @dataclass(frozen=True)
 class MalformedToolCall:
     """A tool call the model wrote that is not ``{"name": str, "arguments": object}`` JSON."""
@@ -322,13 +332,17 @@ class Agent:
       chat template for instruction-tuned local models).
     - ``system``: text put before the tool list in the system message.
     - ``turn_timeout``: seconds one model turn (generation and checks) may take.
+    - ``policy``: a tool-call policy session (:class:`~interlock.monitor.policies.PolicySession`, or anything
+      with ``guard(tool)`` and ``observe(messages)``): it guards every tool, and sees the conversation before each
+      turn's calls run.
     """
 
     def __init__(self, generator: Generator, tools: Sequence[GuardedTool | Callable[..., Any]] = (), *,
                  verifiers: Sequence[Verifier | str] = (), governors: Sequence[Governor] = (),
                  prompt_format: PromptFormat = transcript, system: str = "",
                  feedback_template: str = DEFAULT_FEEDBACK_TEMPLATE, max_turns: int = 8,
-                 turn_timeout: float = 300.0, monitor_options: Mapping[str, Any] | None = None) -> None:
+                 turn_timeout: float = 300.0, monitor_options: Mapping[str, Any] | None = None,
+                 policy: ToolPolicy | None = None) -> None:
         if max_turns < 1:
             raise ConfigError(f"Agent: max_turns must be >= 1, got {max_turns}")
         if not turn_timeout > 0:
@@ -336,9 +350,12 @@ class Agent:
         self.tools: dict[str, GuardedTool] = {}
         for t in tools:
             guarded = t if isinstance(t, GuardedTool) else guard_tool(t)
+            if policy is not None:
+                guarded = policy.guard(guarded)
             if guarded.name in self.tools:
                 raise ConfigError(f"Agent: two tools are named {guarded.name!r}")
             self.tools[guarded.name] = guarded
+        self.policy = policy
         self.generator = StopAt(generator, [TOOL_CALL_CLOSE], include=True)
         self.verifiers = list(verifiers)
         self.governors = list(governors)
@@ -378,6 +395,8 @@ class Agent:
         result = run.result
         calls = tuple(parse_tool_calls(result.text))
         added: list[Message] = [{"role": "assistant", "content": result.text}]
+        if self.policy is not None and calls:
+            self.policy.observe([*messages, *added])
         outcomes = []
         with use_run(run):
             for call in calls:

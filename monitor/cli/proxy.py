@@ -61,6 +61,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     srv.add_argument("--log-requests", action="store_true", help="print uvicorn's access log")
     add_otel(srv)
     _add_agent_and_scale_arguments(parser)
+    _add_policy_arguments(parser)
+
+
+# -- tool-call policies (interlock.monitor.policies) ---------------------------------------------------------------
+def _add_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    policies = parser.add_argument_group("tool-call policies")
+    policies.add_argument("--policy", metavar="POLICY",
+                          help="check every tool call a model makes against this policy (file.py[:NAME] or "
+                               "module[:NAME]), in the conversation the request carries; a refused call is rolled "
+                               "back and the model reads the reason")
+    policies.add_argument("--policy-state", metavar="STATE",
+                          help="the state the policy reads (a JSON or YAML file; default: empty)")
+    policies.add_argument("--released-calls", action="store_true",
+                          help="keep the tool calls released to clients and serve POST "
+                               "/v1/interlock/released-calls/claim, so `interlock mcp --proxy` can check that a "
+                               "call came from reasoning this proxy checked")
+
+
+def _policy_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The ProxyConfig fields of the policy options (loads the policy and its state: errors name the option)."""
+    from interlock.monitor.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    policy_spec = getattr(args, "policy", None)
+    state_file = getattr(args, "policy_state", None)
+    if state_file and not policy_spec:
+        raise ConfigError("--policy-state is the state a policy reads: give --policy too")
+    if policy_spec:
+        from interlock.monitor.policies import State, load_policy
+        from interlock.monitor.policies.proxy import ProxyPolicy
+
+        state = State.load(state_file) if state_file else State({})
+        out["request_tool_checks"] = ProxyPolicy(load_policy(policy_spec), state).checks
+    if getattr(args, "released_calls", False):
+        from interlock.monitor.proxy.ledger import CallLedger
+
+        out["released_calls"] = CallLedger()
+    return out
 
 
 # -- tool calls, streaming and scale-out (the `proxy` worktree's flags; kept apart from the ones above) ------------
@@ -152,6 +190,7 @@ def _validate(args: argparse.Namespace) -> list[str]:
     for name in names:
         create_verifier(name)  # fail now, with the list of known names, rather than on the first request
     load_tool_checks(args.tool_verifier)
+    _policy_config(args)  # a policy or state that does not load fails here, before serving
     if getattr(args, "tokenizer", None) and not args.base_url:
         raise ConfigError("--tokenizer counts an upstream's tokens: use it with --base-url (a local model counts "
                           "its own)")
@@ -197,7 +236,8 @@ def build_config(args: argparse.Namespace) -> tuple[ProxyConfig, str, str]:
                          max_tokens=args.max_request_tokens, max_concurrent=max_concurrent)
     config = dataclasses.replace(config, tool_verifiers=load_tool_checks(args.tool_verifier),
                                  tool_check_timeout=args.tool_check_timeout, keepalive=args.keepalive,
-                                 undeclared_tools=getattr(args, "undeclared_tools", "refuse"))
+                                 undeclared_tools=getattr(args, "undeclared_tools", "refuse"),
+                                 **_policy_config(args))
     checked = (f"verifiers: {', '.join(names)} ({chosen})" if names
                else "WARNING: no verifier: nothing in the answers is checked")
     return config, where, checked

@@ -35,6 +35,7 @@ from interlock.monitor.governors.budget import TokenBudget
 from interlock.monitor.logs import get_logger
 from interlock.monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, Monitor
 from interlock.monitor.proxy.backends import Backend, Prepared
+from interlock.monitor.proxy.ledger import CLAIM_PATH, CallLedger
 from interlock.monitor.proxy.metrics import ProxyMetrics
 from interlock.monitor.proxy.models import ChatRequest, CompletionRequest, ProxyError, parse_chat, parse_completion
 from interlock.monitor.proxy.output import JSONOut, call_json, error_response, ident_of, upstream_error, usage_of
@@ -73,6 +74,10 @@ class ProxyConfig:
       backend makes is checked, whether the request declared ``tools`` or not: a call of a tool the request did
       not offer is refused with feedback naming the tools there are (``undeclared_tools="refuse"``, the default),
       or, with ``"check"``, goes through the argument checks configured for its name and for ``"*"``.
+    - ``request_tool_checks``: a function of a chat request returning more checks by tool name for it (what
+      ``interlock proxy --policy`` plugs in: checks that read the request's conversation).
+    - ``released_calls``: a :class:`~interlock.monitor.proxy.ledger.CallLedger` that keeps the released tool calls
+      and serves ``POST /v1/interlock/released-calls/claim`` (for ``interlock mcp --proxy``).
     - ``hold``: ``"step"`` releases each step once its checks passed; ``"end"`` only at the end.
     - ``max_tokens``: cap on what a request may ask for (and the default when it asks nothing).
     - ``body_timeout``: seconds a request's body may take to arrive after its headers; past it the answer is a
@@ -89,6 +94,8 @@ class ProxyConfig:
     tool_verifiers: Mapping[str, Sequence[ArgumentCheck]] = field(default_factory=dict)
     tool_check_timeout: float = 10.0
     undeclared_tools: UndeclaredTools = "refuse"
+    request_tool_checks: Callable[[ChatRequest], Mapping[str, Sequence[ArgumentCheck]]] | None = None
+    released_calls: CallLedger | None = None
     api_key: str | None = None
     hold: Hold = "step"
     show_feedback: bool = False
@@ -155,12 +162,16 @@ class _Handler:
         verifiers: list[Verifier | str] = list(cfg.verifiers)
         # every call the backend makes is checked, whether the request offered tools or not
         offered = req.callable_tools if isinstance(req, ChatRequest) else ()
-        verifiers.append(ToolCallVerifier(cfg.tool_verifiers, offered, prepared.generator.tool_markers,
-                                          check_timeout=cfg.tool_check_timeout, undeclared=cfg.undeclared_tools))
+        extra = cfg.request_tool_checks(req) if cfg.request_tool_checks and isinstance(req, ChatRequest) else {}
+        verifiers.append(ToolCallVerifier(_merged(cfg.tool_verifiers, extra), offered,
+                                          prepared.generator.tool_markers, check_timeout=cfg.tool_check_timeout,
+                                          undeclared=cfg.undeclared_tools))
         monitor = Monitor(prepared.generator, verifiers, governors, feedback_template=cfg.feedback_template,
                           max_interventions=cfg.max_interventions)
         run = ReleasedRun(monitor, prepared.prompt, hold=cfg.hold, show_feedback=cfg.show_feedback,
                           observe=self.metrics.observe, on_hold=self.metrics.held_seconds.observe)
+        if cfg.released_calls is not None and isinstance(req, ChatRequest) and req.tools:
+            cfg.released_calls.watch(run, req)
         return run, prepared
 
     async def produce(self, run: ReleasedRun, out: ObjectSendStream[Piece],
@@ -171,6 +182,8 @@ class _Handler:
                 await run.produce(out)
         finally:
             await out.aclose()
+            if self.config.released_calls is not None:
+                self.config.released_calls.finished(run)
         if run._result is not None:
             self.metrics.finished(run, req.tool_names if isinstance(req, ChatRequest) else ())
 
@@ -263,6 +276,18 @@ class _Handler:
         return JSONOut({"object": "list", "data": [{"id": m, "object": "model", "created": 0,
                                                   "owned_by": "interlock"} for m in ids]})
 
+    async def claim(self, request: Request) -> Response:
+        ledger = self.config.released_calls
+        try:
+            self.authorize(request)
+            if ledger is None:
+                raise ProxyError(404, "this proxy keeps no released calls: start it with --released-calls",
+                                 type="not_found_error", code="not_found")
+            status, body = ledger.answer(await self.body(request))
+        except ProxyError as exc:
+            return error_response(exc)
+        return JSONOut(body, status_code=status)
+
     async def health(self, request: Request) -> Response:
         return JSONOut({"status": "ok", "pid": os.getpid()})
 
@@ -293,6 +318,14 @@ async def _list_models(backend: Backend) -> list[str]:
         message = (f"the upstream {where} answered HTTP {status} to GET /models" if isinstance(status, int)
                    else f"the upstream {where} could not be reached: {error}")
         raise ProxyError(502, message, type="upstream_error", code="upstream_unavailable") from None
+
+
+def _merged(*groups: Mapping[str, Sequence[ArgumentCheck]]) -> dict[str, list[ArgumentCheck]]:
+    out: dict[str, list[ArgumentCheck]] = {}
+    for group in groups:
+        for name, found in group.items():
+            out.setdefault(name, []).extend(found)
+    return out
 
 
 class _NoSlot:
@@ -351,6 +384,7 @@ def create_app(config: ProxyConfig) -> Starlette:
         Route("/v1/models", handler.models, methods=["GET"]),
         Route("/health", handler.health, methods=["GET"]),
         Route("/metrics", handler.metrics_page, methods=["GET"]),
+        Route(CLAIM_PATH, handler.claim, methods=["POST"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={HTTPException: _http_error, Exception: _server_error})
