@@ -237,6 +237,12 @@ class ClaimReader:
         self.negation = re.compile(_NEGATIONS, re.IGNORECASE)
         self.separator = re.compile(_SEPARATORS, re.IGNORECASE)
 
+    @staticmethod
+    def gives_up(text: str) -> bool:
+        """Whether a sentence gives a supposition up ("That is a contradiction."): after one, its claims are not
+        read and the sentences after it state facts again."""
+        return _GIVE_UP.search(text) is not None
+
     def hedged(self, text: str, *, after_hedge: int = NONE) -> bool:
         """Whether a sentence only entertains a possibility (or continues one: "Suppose A. Then B.")."""
         return self.opens(text, after_hedge=after_hedge) != NONE
