@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from interlock.verifiers.zebra.lexicon import Entity, Lexicon, Resolution
 from interlock.verifiers.zebra.puzzle import Clue, Feature, Question, ZebraPuzzle, holds, puzzle_from_json, read_puzzle
-from interlock.verifiers.zebra.verifier import Zebra, ZebraState
+from interlock.verifiers.zebra.verifier import Zebra
 
 __all__ = [
     "Clue",
@@ -23,7 +23,6 @@ __all__ = [
     "Resolution",
     "Zebra",
     "ZebraPuzzle",
-    "ZebraState",
     "holds",
     "puzzle_from_json",
     "read_puzzle",

@@ -67,8 +67,12 @@ class ZebraClaim:
     span: Span
     node: Node
     asserted: bool
-    origin: str  # "prose", "row", "table", "json"
+    origin: str  # "prose", "row", "grid"
     block: int = -1  # the grid a cell belongs to (a table, a JSON object, a run of rows); -1 for prose
+
+    @property
+    def end(self) -> int:
+        return self.span.end
 
 
 @dataclass(frozen=True)

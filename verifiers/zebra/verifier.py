@@ -18,40 +18,28 @@ from __future__ import annotations
 import collections
 import re
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from interlock import AnyOf, AtEnd, Fail, Pass, Span, StepBoundary, TraceView, Trigger, Unknown, Verdict, Verifier
+from interlock import Fail, Pass, Span, Unknown, Verdict
 from interlock.verifiers.constraints import nodes as N
 from interlock.verifiers.constraints.solver import Conflict, Session, Undecided
 from interlock.verifiers.errors import VerifierConfigError
-from interlock.verifiers.revisions import mask_mentions, retracts, unescape
-from interlock.verifiers.stepwise import StepRecord, StepwiseReader, settled_range, tail_range
+from interlock.verifiers.revisions import unescape
+from interlock.verifiers.settled import SettledClaims, TraceState
+from interlock.verifiers.stepwise import StepRecord, StepwiseReader
 from interlock.verifiers.zebra.lexicon import Entity
 from interlock.verifiers.zebra.model import evaluate, spec_of
 from interlock.verifiers.zebra.puzzle import ZebraPuzzle, holds, puzzle_from_json, read_puzzle
 from interlock.verifiers.zebra.reading import GridCell, ReadState, TraceReader, ZebraClaim, ZebraReading
 
-__all__ = ["Zebra", "ZebraState"]
+__all__ = ["Zebra"]
 
 _THINK_END = re.compile(r"</think>", re.IGNORECASE)
 _ANSWER = re.compile(r"\\boxed\{(?P<boxed>[^{}\n]{1,80})\}|<answer>(?P<tag>[^<\n]{1,80})</answer>|"
                      r"(?:final\s+)?answer\s*(?:is)?\s*[:=]?\s*\**(?P<said>[A-Za-z][\w' .-]{0,40}?)\**\s*(?:[.!\n]|$)",
                      re.IGNORECASE)
-_MAX_CONTEXTS = 32
 _MAX_SOLUTIONS = 64  # puzzles with at most this many solutions judge claims by evaluating them on each
-
-
-@dataclass(frozen=True)
-class ZebraState:
-    """What :meth:`Zebra.check` judges: the text, the prompt it answers, the step that made the check due."""
-
-    text: str
-    prompt: str
-    step: Span
-    final: bool
-    at_end: bool  # AtEnd's check: the tail of the trace and the final answer
 
 
 class _Context:
@@ -118,7 +106,7 @@ class _Context:
         return outcome
 
 
-class Zebra(Verifier):
+class Zebra(SettledClaims):
     """Checks logic-grid reasoning against the puzzle's clues; see the module docstring.
 
     - ``puzzle``: a :class:`ZebraPuzzle`, a prompt to read it from, or its plain-data form (``{"houses": 3,
@@ -130,10 +118,6 @@ class Zebra(Verifier):
     """
 
     name = "zebra"
-    runs_in = "thread"
-    timeout = 30.0
-    trigger: Trigger = StepBoundary() | AtEnd()
-    reads_chunks = False
     description = ("logic-grid puzzles (ZebraLogic, reasoning-gym): each stated assignment and the final grid "
                    "against the clues (z3)")
 
@@ -158,19 +142,11 @@ class Zebra(Verifier):
             puzzle = puzzle_from_json(puzzle)
         if puzzle is not None and not isinstance(puzzle, ZebraPuzzle):
             raise VerifierConfigError(f"Zebra: puzzle must be a ZebraPuzzle, a prompt or a mapping, got {puzzle!r}")
-        if not isinstance(settle_steps, int) or settle_steps < 0:
-            raise VerifierConfigError(f"Zebra: settle_steps must be a non-negative integer, got {settle_steps!r}")
-        if max_chars < 1:
-            raise VerifierConfigError(f"Zebra: max_chars must be positive, got {max_chars!r}")
         self.puzzle = puzzle
-        self.settle_steps = settle_steps
         self.require_answer = require_answer
         self.solver_timeout = solver_timeout
         self.step_seconds = step_seconds
-        self.max_chars = max_chars
-        self._contexts: collections.OrderedDict[str, _Context | str] = collections.OrderedDict()
-        self._lock = threading.Lock()
-        super().__init__(**options)
+        super().__init__(settle_steps=settle_steps, max_chars=max_chars, **options)
         if puzzle is not None:
             self._fixed: _Context | None = _Context(puzzle)  # a bad puzzle fails here, not mid-run
             self._fixed.session(self.solver_timeout)
@@ -178,82 +154,26 @@ class Zebra(Verifier):
             self._fixed = None
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_contexts"] = collections.OrderedDict()
-        state["_lock"] = None
+        state = super().__getstate__()
         state["_fixed"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+        super().__setstate__(state)
         if self.puzzle is not None:
             self._fixed = _Context(self.puzzle)
 
-    # -- the puzzle of a run ------------------------------------------------------------------------
-    def context(self, prompt: str) -> _Context | str:
-        """The puzzle's context for ``prompt`` (cached), or why there is none."""
+    def build(self, prompt: str) -> _Context | str:
         if self._fixed is not None:
             return self._fixed
-        with self._lock:
-            found = self._contexts.get(prompt)
-            if found is not None:
-                self._contexts.move_to_end(prompt)
-                return found
-        made: _Context | str
-        try:
-            puzzle = read_puzzle(prompt)
-            made = _Context(puzzle) if puzzle is not None else "no logic-grid puzzle in the prompt"
-        except VerifierConfigError as exc:
-            made = f"the puzzle in the prompt cannot be used: {exc}"
-        with self._lock:
-            self._contexts[prompt] = made
-            while len(self._contexts) > _MAX_CONTEXTS:
-                self._contexts.popitem(last=False)
-        return made
+        puzzle = read_puzzle(prompt)
+        return _Context(puzzle) if puzzle is not None else "no logic-grid puzzle in the prompt"
 
-    # -- extraction and checking ----------------------------------------------------------------------
-    def extract(self, view: TraceView) -> ZebraState:
-        at_end = view.final and view.step.index == -1
-        return ZebraState(view.text, view.prompt, view.step.span, view.final, at_end)
+    def claims(self, ctx: _Context, record: StepRecord[ReadState, ZebraReading]) -> list[ZebraClaim]:
+        return [c for item in record.items for c in item.claims]
 
-    def check(self, state: ZebraState) -> list[Verdict]:
-        if len(state.text) > self.max_chars:
-            return [Unknown(reason=f"not checked: the trace is {len(state.text):,} characters long (the limit is "
-                                   f"{self.max_chars:,})", span=state.step)]
-        ctx = self.context(state.prompt)
-        if isinstance(ctx, str):
-            if state.at_end:
-                return [Unknown(reason=ctx, span=state.step)]
-            return [Pass(note=ctx, checked=False)]
-        records = ctx.stepwise.read(state.text)
-        ends = [r.end for r in records]
-        if state.at_end:
-            due = tail_range(ends, self.settle_steps)
-        else:
-            due = settled_range(ends, state.step.start, state.step.end, self.settle_steps)
-            if state.final and not _has_at_end(self.trigger):
-                due = range(due.start, len(ends))
-        verdicts: list[Verdict] = []
-        checked = 0
-        for j in due:
-            for claim in records[j].items[0].claims if records[j].items else ():
-                if not claim.asserted or self._taken_back(state.text, records, j, claim):
-                    continue
-                checked += 1
-                verdicts.extend(self._judge(ctx, claim))
-        if state.at_end:
-            verdicts.extend(self._end(ctx, state, records))
-        if not verdicts:
-            return [Pass(note=f"{checked} assignment(s) consistent with the clues", checked=checked > 0)]
-        return verdicts
-
-    def _taken_back(self, text: str, records: list[StepRecord[ReadState, ZebraReading]], j: int,
-                    claim: ZebraClaim) -> bool:
-        """Whether the text within ``settle_steps`` steps after the claim takes it back."""
-        last = min(j + self.settle_steps, len(records) - 1)
-        window = mask_mentions(unescape(text[claim.span.end:records[last].end]))
-        return retracts(window)
+    def judge(self, ctx: _Context, claim: ZebraClaim, state: TraceState) -> list[Verdict]:
+        return self._judge(ctx, claim)
 
     def _judge(self, ctx: _Context, claim: ZebraClaim) -> list[Verdict]:
         outcome = ctx.judge(claim.node, self.solver_timeout, self.step_seconds)
@@ -267,8 +187,8 @@ class Zebra(Verifier):
                      claim=N.describe(claim.node, ctx.spec.spelling()))]
 
     # -- the end: unread clues and the final answer -----------------------------------------------------
-    def _end(self, ctx: _Context, state: ZebraState, records: list[StepRecord[ReadState, ZebraReading]]
-             ) -> list[Verdict]:
+    def finish(self, ctx: _Context, state: TraceState, records: Sequence[StepRecord[ReadState, ZebraReading]]
+               ) -> list[Verdict]:
         out: list[Verdict] = []
         puzzle = ctx.puzzle
         if puzzle.unread:
@@ -286,7 +206,7 @@ class Zebra(Verifier):
             out.append(Unknown(reason="no final grid in the trace", span=state.step))
         return out
 
-    def _check_grid(self, ctx: _Context, cells: list[GridCell], state: ZebraState) -> list[Verdict]:
+    def _check_grid(self, ctx: _Context, cells: list[GridCell], state: TraceState) -> list[Verdict]:
         puzzle = ctx.puzzle
         span = Span(min(c.span.start for c in cells), max(c.span.end for c in cells))
         houses: dict[Entity, set[int]] = collections.defaultdict(set)
@@ -334,7 +254,7 @@ class Zebra(Verifier):
                                    f"{len(puzzle.unread)} could not be read", span=span)]
         return [Pass(note=f"the final grid satisfies all {read} clues", span=span)]
 
-    def _check_question(self, ctx: _Context, state: ZebraState, region: int) -> list[Verdict]:
+    def _check_question(self, ctx: _Context, state: TraceState, region: int) -> list[Verdict]:
         puzzle = ctx.puzzle
         question = puzzle.question
         assert question is not None
@@ -376,8 +296,3 @@ class Zebra(Verifier):
 def _json_answer(text: str, span: Span) -> bool:
     """Whether the grid at ``span`` is written as JSON (the answer format that asks for every cell)."""
     return '"House' in text[max(0, span.start - 200):span.end] or '"house' in text[max(0, span.start - 200):span.end]
-
-
-def _has_at_end(trigger: Trigger) -> bool:
-    parts = trigger.triggers if isinstance(trigger, AnyOf) else (trigger,)
-    return any(isinstance(t, AtEnd) for t in parts)

@@ -1,0 +1,169 @@
+"""The shape the structured-reasoning verifiers share: read the problem from the prompt, read the trace step by
+step, and judge each step's claims once the text has had its chance to take them back.
+
+:class:`SettledClaims` does the common part: a problem per prompt (cached, a few at once, as replay runs many
+traces through one verifier), an incremental reading of the trace (:class:`~interlock.verifiers.stepwise.
+StepwiseReader`), the choice of the steps due at each check (``settle_steps`` steps late, the rest at the end),
+and the skipping of claims the text does not assert or takes back (:mod:`interlock.verifiers.revisions`).
+A subclass says how to build the problem (:meth:`build`), what a step's claims are (:meth:`claims`), how one is
+judged (:meth:`judge`) and what is checked at the end (:meth:`finish`).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from interlock import AnyOf, AtEnd, Pass, Span, StepBoundary, TraceView, Trigger, Unknown, Verdict, Verifier
+from interlock.verifiers.errors import VerifierConfigError
+from interlock.verifiers.revisions import mask_mentions, retracts, unescape
+from interlock.verifiers.stepwise import StepRecord, StepwiseReader, settled_range, tail_range
+
+__all__ = ["Claimed", "SettledClaims", "TraceState"]
+
+_MAX_CONTEXTS = 32
+
+
+class Claimed(Protocol):
+    """What a step's claim must tell: where it is and whether its step asserts it."""
+
+    @property
+    def asserted(self) -> bool: ...
+
+    @property
+    def end(self) -> int: ...
+
+
+class _HasReader(Protocol):
+    stepwise: StepwiseReader[Any, Any]
+
+
+@dataclass(frozen=True)
+class TraceState:
+    """What a check judges: the text, the prompt it answers, the step that made the check due."""
+
+    text: str
+    prompt: str
+    step: Span
+    final: bool
+    at_end: bool  # AtEnd's check: the tail of the trace and the final answer
+
+
+class SettledClaims(Verifier):
+    """Base of the ``zebra``, ``maze`` and ``spatialmap`` verifiers; see the module docstring.
+
+    - ``settle_steps``: how many steps after a claim the text has to take it back before it is judged.
+    - ``max_chars``: traces longer than this are not read (``Unknown``).
+    """
+
+    runs_in = "thread"
+    timeout = 30.0
+    trigger: Trigger = StepBoundary() | AtEnd()
+    reads_chunks = False
+
+    def __init__(self, *, settle_steps: int = 2, max_chars: int = 400_000, **options: Any) -> None:
+        if not isinstance(settle_steps, int) or isinstance(settle_steps, bool) or settle_steps < 0:
+            raise VerifierConfigError(f"{type(self).__name__}: settle_steps must be a non-negative integer, "
+                                      f"got {settle_steps!r}")
+        if not isinstance(max_chars, int) or max_chars < 1:
+            raise VerifierConfigError(f"{type(self).__name__}: max_chars must be a positive integer, "
+                                      f"got {max_chars!r}")
+        self.settle_steps = settle_steps
+        self.max_chars = max_chars
+        self._contexts: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        super().__init__(**options)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_contexts"] = collections.OrderedDict()
+        state["_lock"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # -- what a subclass says ---------------------------------------------------------------------------
+    def build(self, prompt: str) -> Any:
+        """The problem's context for ``prompt`` (with a ``stepwise`` reader), or a string saying why none."""
+        raise NotImplementedError
+
+    def claims(self, ctx: Any, record: StepRecord[Any, Any]) -> Iterable[Any]:
+        """The claims of one step (each with ``asserted`` and ``end``)."""
+        return record.items
+
+    def judge(self, ctx: Any, claim: Any, state: TraceState) -> list[Verdict]:
+        """The verdicts on one asserted claim that the text did not take back ([] when it holds)."""
+        raise NotImplementedError
+
+    def finish(self, ctx: Any, state: TraceState, records: Sequence[StepRecord[Any, Any]]) -> list[Verdict]:
+        """What is judged once the trace has ended (the final answer)."""
+        return []
+
+    # -- the common part --------------------------------------------------------------------------------
+    def context(self, prompt: str) -> Any:
+        """The problem for ``prompt`` (cached), or why there is none."""
+        with self._lock:
+            if prompt in self._contexts:
+                self._contexts.move_to_end(prompt)
+                return self._contexts[prompt]
+        try:
+            made = self.build(prompt)
+        except VerifierConfigError as exc:
+            made = f"the problem in the prompt cannot be used: {exc}"
+        with self._lock:
+            self._contexts[prompt] = made
+            while len(self._contexts) > _MAX_CONTEXTS:
+                self._contexts.popitem(last=False)
+        return made
+
+    def extract(self, view: TraceView) -> TraceState:
+        return TraceState(view.text, view.prompt, view.step.span, view.final, view.final and view.step.index == -1)
+
+    def check(self, state: TraceState) -> list[Verdict]:
+        if len(state.text) > self.max_chars:
+            return [Unknown(reason=f"not checked: the trace is {len(state.text):,} characters long (the limit is "
+                                   f"{self.max_chars:,})", span=state.step)]
+        ctx = self.context(state.prompt)
+        if isinstance(ctx, str):
+            if state.at_end:
+                return [Unknown(reason=ctx, span=state.step)]
+            return [Pass(note=ctx, checked=False)]
+        records: list[StepRecord[Any, Any]] = ctx.stepwise.read(state.text)
+        # steps as the monitor counts them: blank ones are no steps (no check is due at their end)
+        live = [r for r in records if state.text[r.start:r.end].strip()]
+        ends = [r.end for r in live]
+        if state.at_end:
+            due = tail_range(ends, self.settle_steps)
+        else:
+            due = settled_range(ends, state.step.start, state.step.end, self.settle_steps)
+            if state.final and not _has_at_end(self.trigger):
+                due = range(due.start, len(ends))
+        verdicts: list[Verdict] = []
+        checked = 0
+        for j in due:
+            for claim in self.claims(ctx, live[j]):
+                if not claim.asserted or self.taken_back(state.text, live, j, claim.end):
+                    continue
+                checked += 1
+                verdicts.extend(self.judge(ctx, claim, state))
+        if state.at_end:
+            verdicts.extend(self.finish(ctx, state, records))
+        if not verdicts:
+            return [Pass(note=f"{checked} claim(s) checked", checked=checked > 0)]
+        return verdicts
+
+    def taken_back(self, text: str, records: Sequence[StepRecord[Any, Any]], j: int, end: int) -> bool:
+        """Whether the text within ``settle_steps`` steps after a claim (ending at ``end``, in step ``j``) takes
+        it back."""
+        last = min(j + self.settle_steps, len(records) - 1)
+        return retracts(mask_mentions(unescape(text[end:records[last].end])))
+
+
+def _has_at_end(trigger: Trigger) -> bool:
+    parts = trigger.triggers if isinstance(trigger, AnyOf) else (trigger,)
+    return any(isinstance(t, AtEnd) for t in parts)
