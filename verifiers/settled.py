@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from interlock import AnyOf, AtEnd, Pass, Span, StepBoundary, TraceView, Trigger, Unknown, Verdict, Verifier
+from interlock.monitor.steps import STEP_END
 from interlock.verifiers.errors import VerifierConfigError
 from interlock.verifiers.revisions import mask_mentions, retracts, unescape
 from interlock.verifiers.stepwise import StepRecord, StepwiseReader, settled_range, tail_range
@@ -49,7 +50,8 @@ class TraceState:
     prompt: str
     step: Span
     final: bool
-    at_end: bool  # AtEnd's check: the tail of the trace and the final answer
+    at_end: bool  # the check that judges the tail of the trace and the final answer (once a run)
+    index: int = 0  # the step's index; -1 for AtEnd's check
 
 
 class SettledClaims(Verifier):
@@ -122,7 +124,7 @@ class SettledClaims(Verifier):
         return made
 
     def extract(self, view: TraceView) -> TraceState:
-        return TraceState(view.text, view.prompt, view.step.span, view.final, view.final and view.step.index == -1)
+        return TraceState(view.text, view.prompt, view.step.span, view.final, _is_end_check(view), view.step.index)
 
     def check(self, state: TraceState) -> list[Verdict]:
         if len(state.text) > self.max_chars:
@@ -137,11 +139,11 @@ class SettledClaims(Verifier):
         # steps as the monitor counts them: blank ones are no steps (no check is due at their end)
         live = [r for r in records if state.text[r.start:r.end].strip()]
         ends = [r.end for r in live]
-        if state.at_end:
-            due = tail_range(ends, self.settle_steps)
+        if state.at_end and state.index == -1:
+            due = tail_range(ends, self.settle_steps)  # every step before the tail had its own check
         else:
             due = settled_range(ends, state.step.start, state.step.end, self.settle_steps)
-            if state.final and not _has_at_end(self.trigger):
+            if state.at_end or (state.final and not _has_at_end(self.trigger)):
                 due = range(due.start, len(ends))
         verdicts: list[Verdict] = []
         checked = 0
@@ -162,6 +164,21 @@ class SettledClaims(Verifier):
         it back."""
         last = min(j + self.settle_steps, len(records) - 1)
         return retracts(mask_mentions(unescape(text[end:records[last].end])))
+
+
+def _is_end_check(view: TraceView) -> bool:
+    """Whether this check is the one that judges the end (the tail and the final answer), exactly once a run.
+
+    When the text ends without a step boundary its last step is checked when generation ends, and that check
+    (the same step as AtEnd's when the text is one step, in which case only one runs) judges the end; when the text
+    ends on a boundary, the last step was checked before the end and AtEnd's check judges it."""
+    if not view.final:
+        return False
+    text = view.text
+    boundary = any(m.end() == len(text) for m in STEP_END.finditer(text, max(0, len(text) - 8)))
+    if view.step.index == -1:
+        return boundary
+    return view.step.end == len(text) and not boundary
 
 
 def _has_at_end(trigger: Trigger) -> bool:

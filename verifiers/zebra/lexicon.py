@@ -82,7 +82,28 @@ def surface_forms(value: str) -> set[str]:
     return forms
 
 
+_IRREGULAR = {"children": "child", "people": "person", "men": "man", "women": "woman", "mothers": "mother"}
+# words that run together in lower-case keys ("haircolor", "bookgenre", "phonemodel", "favoritesport")
+_KEY_WORDS = ("hair", "color", "colour", "book", "genre", "phone", "model", "car", "music", "sport", "house", "style",
+              "favorite", "food", "drink", "pet", "animal", "birthday", "month", "smoothie", "flower", "cigar",
+              "vacation", "hobby", "height", "education", "occupation", "nationality", "name", "mother", "child",
+              "children")
+
+
+def _split_key(word: str) -> list[str]:
+    """A run-together key as its words ("haircolor" -> hair, color); a word it cannot split is kept whole."""
+    for head in sorted(_KEY_WORDS, key=len, reverse=True):
+        if word.startswith(head) and word != head:
+            rest = word[len(head):]
+            tail = _split_key(rest)
+            if all(t in _KEY_WORDS or _stem(t) in _KEY_WORDS for t in tail):
+                return [head, *tail]
+    return [word]
+
+
 def _stem(word: str) -> str:
+    if word in _IRREGULAR:
+        return _IRREGULAR[word]
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
     if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
@@ -92,7 +113,8 @@ def _stem(word: str) -> str:
 
 def _cue_words(text: str) -> set[str]:
     words = re.findall(r"[a-z]+", re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text).lower())
-    return {_stem(w) for w in words if w not in _STOP and len(w) > 2}
+    split = [part for w in words for part in _split_key(w)]
+    return {_stem(w) for w in split if w not in _STOP and len(w) > 2}
 
 
 @dataclass(frozen=True, order=True)

@@ -252,6 +252,10 @@ def read_clue(number: int, text: str, lexicon: Lexicon, houses: int) -> Clue:
         if rb.entity == ra.entity:
             problems.append(f"both sides of {sentence!r} name {ra.entity.value}")
             continue
+        if kind in ("same", "not_same") and rb.entity.feature == ra.entity.feature:
+            # two values of one feature are never in one house: "same" would contradict, "not_same" says nothing
+            problems.append(f"{sentence!r} relates two values of one feature")
+            continue
         gap = None
         if kind.startswith("gap:"):
             kind, gap = "gap", int(kind[4:])

@@ -55,6 +55,8 @@ _UNSURE = re.compile(r"\?|\bor\b|/|\bnot\b|n't\b|\bno\b|\bmaybe\b|\bperhaps\b|\b
 _MARKUP = re.compile(r"\*\*|__|`|~~|\*")
 _JSON_HOUSE = re.compile(r'"(?:house|House|HOUSE)[ _]?(?P<n>\d+)"\s*:\s*\{')
 _JSON_PAIR = re.compile(r'"(?P<k>[^"\n]{1,40})"\s*:\s*"(?P<v>[^"\n]{0,80})"')
+# table rows and JSON lines are read as grids only
+_GRID_LINE = re.compile(r'^\s*(?:\||"[^"\n]{1,40}"\s*:)')
 # lines that hold a grid's structure, not prose: braces, brackets, fences, a key opening an object
 _STRUCTURE = re.compile(r'^(?:[\s{}\[\],:`]*|```\w*|"[^"\n]{1,40}"\s*:\s*[{\[]?\s*)$')
 
@@ -137,16 +139,20 @@ class TraceReader:
                 out.setdefault(key, set()).add(entity)
 
         for form, entities in lexicon.forms().items():
-            chosen = entities if len(entities) == 1 else (
-                {best} if (best := lexicon.by_cues(entities, set())) is not None else set())
-            for entity in chosen:
+            for entity in entities:
                 add(form, entity)
         for entity in self.puzzle.entities():
             add(entity.value, entity)
         for clue in self.puzzle.clues:
             for phrase, entity in clue.phrases:
                 add(phrase, entity)
-        return {k: next(iter(v)) for k, v in out.items() if len(v) == 1}
+        chosen: dict[str, Entity] = {}
+        for key, entities in out.items():
+            # a value two features share ("alice": a name and a child) goes to the one a bare mention means
+            best = next(iter(entities)) if len(entities) == 1 else lexicon.by_cues(entities, set())
+            if best is not None:
+                chosen[key] = best
+        return chosen
 
     # -- one step -------------------------------------------------------------------------------------
     def step(self, state: ReadState, text: str, start: int, end: int) -> tuple[ReadState, list[ZebraReading]]:
@@ -162,7 +168,7 @@ class TraceReader:
             node = self.enc.at(cell.entity, cell.house)
             what = f"House {cell.house}: {self.puzzle.features[cell.entity.feature].key} = {cell.entity.value}"
             claims.append(ZebraClaim(what, cell.span, node, asserts, "grid", cell.block))
-        if asserts:
+        if asserts and not _GRID_LINE.match(piece):
             found, _ = self.prose.read(piece, start, after_hedge=NONE)
             for c in found:
                 translated = translate(c.node, self.names, self.enc)

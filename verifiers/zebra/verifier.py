@@ -192,7 +192,7 @@ class Zebra(SettledClaims):
         out: list[Verdict] = []
         puzzle = ctx.puzzle
         if puzzle.unread:
-            listed = "; ".join(f"clue {c.number} ({c.problem})" for c in puzzle.unread)
+            listed = "; ".join(f"clue {c.number} {c.text!r} ({c.problem})" for c in puzzle.unread)
             out.append(Unknown(reason=f"clue(s) not read, so not checked: {listed}", span=state.step))
         think = list(_THINK_END.finditer(state.text))
         region = think[-1].end() if think else 0
