@@ -59,7 +59,8 @@ ZEBRALOGIC_FEATURES = [
 ZEROEVAL_EXAMPLE = """
 # Example Puzzle 
 
-There are 3 houses, numbered 1 to 3 from left to right, as seen from across the street. Each house is occupied by a different person. Each house has a unique attribute for each of the following characteristics:
+There are 3 houses, numbered 1 to 3 from left to right, as seen from across the street. Each house is \
+occupied by a different person. Each house has a unique attribute for each of the following characteristics:
  - Each person has a unique name: `Peter`, `Eric`, `Arnold`.
  - Each person has a unique favorite drink: `tea`, `water`, `milk`
 
@@ -212,8 +213,8 @@ def zebralogic_puzzle(rng: random.Random, houses: int, n_features: int) -> tuple
     rng.shuffle(kept)
     texts = [_clue_text(c, desc) for c in kept]
     lines = [f" - {line}: " + ", ".join(f"`{v}`" for v in values[key]) for _, line, key in chosen]
-    template = ",\n".join(f'        "House {h}": {{\n' + ",\n".join(f'            "{key}": "___"' for _, _, key in chosen)
-                          + "\n        }" for h in range(1, houses + 1))
+    cells = ",\n".join(f'            "{key}": "___"' for _, _, key in chosen)
+    template = ",\n".join(f'        "House {h}": {{\n' + cells + "\n        }" for h in range(1, houses + 1))
     puzzle_text = (f"There are {houses} houses, numbered 1 to {houses} from left to right, as seen from across the "
                    "street. Each house is occupied by a different person. Each house has a unique attribute for "
                    "each of the following characteristics:\n" + "\n".join(lines) + "\n\n## Clues:\n"
@@ -227,7 +228,8 @@ def zebralogic_puzzle(rng: random.Random, houses: int, n_features: int) -> tuple
                  "street. each house is occupied by a different person. each house has a unique attribute for each of "
                  "the following characteristics:\n" + features_clean + "\n## clues:\n"
                  + "".join(f"{i + 1}. {t.lower()}\n" for i, t in enumerate(texts)))
-    return zeroeval, interwhen, {"houses": houses, "values": values, "pos": {f"{k}|{v}": h for (k, v), h in pos.items()}}
+    solution = {f"{k}|{v}": h for (k, v), h in pos.items()}
+    return zeroeval, interwhen, {"houses": houses, "values": values, "pos": solution}
 
 
 def reasoning_gym_zebras(n: int, seed: int) -> list[str]:
@@ -284,6 +286,11 @@ def zebra_traces(prompt: str, fmt: str, rng: random.Random) -> Iterator[dict[str
     direct = {c.a for c in puzzle.clues if c.kind == "at"}
     order.sort(key=lambda e: e not in direct)
     names = {e: _phrase(puzzle, e, rng) for e in order}
+    # a value two features share ("alice": a name and a child) with no describing phrase in the clues cannot be
+    # named unambiguously: a solution would not state it either
+    shared = {e for e in order if sum(1 for f in puzzle.features if e.value.lower() in (v.lower() for v in f.values))
+              > 1 and names[e].lower() == e.value.lower() and puzzle.features[e.feature].key.lower() != "name"}
+    order = [e for e in order if e not in shared]
     wrong_at = rng.randrange(len(order))
     for planted in (False, True):
         w = Writer()
@@ -302,6 +309,16 @@ def _write_zebra(puzzle: ZebraPuzzle, solution: dict[Any, int], order: list[Any]
         nums = [c.number for c in puzzle.clues if e in (c.a, c.b)]
         return f"clue {rng.choice(nums)}" if nums else "the remaining options"
 
+    def fact(name: str, h: int) -> str:
+        """One of the ways people state an assignment (a few of which the verifier does not read)."""
+        where = _house_words(h, rng)
+        return rng.choice([
+            f"{name} is in {where}", f"{name} lives in {where}", f"{name} must be in {where}",
+            f"{name} is therefore in {where}", f"{where[0].upper() + where[1:]} is {name}",
+            f"the person in house {h} is {name}", f"{name} can only be in {where}", f"{name} occupies {where}",
+            f"we place {name} in {where}", f"{name} goes in {where}",
+        ])
+
     def place(i: int, e: Any) -> None:
         h = solution[e]
         slot: Any = "fact"
@@ -309,20 +326,22 @@ def _write_zebra(puzzle: ZebraPuzzle, solution: dict[Any, int], order: list[Any]
             h = rng.choice([x for x in range(1, n + 1) if x != h])
             slot = "planted"
         name = names[e]
-        cap = name[0].upper() + name[1:]
+        said = fact(name, h)
+        said = said[0].upper() + said[1:] if style == "terse" else said
         if style == "terse":
-            w.put(rng.choice([f"{cap} is in {_house_words(h, rng)}", f"{cap} lives in {_house_words(h, rng)}"]), slot)
+            w.put(said, slot)
             w.put(f" ({clue_for(e)}).\n")
         elif style in ("verbose", "table"):
             w.put(rng.choice([f"From {clue_for(e)}, we can conclude that ", f"Using {clue_for(e)}, ",
-                              "Putting this together, ", "It follows that "]))
-            w.put(rng.choice([f"{name} is in {_house_words(h, rng)}", f"{name} must be in {_house_words(h, rng)}",
-                              f"{name} lives in {_house_words(h, rng)}"]), slot)
+                              "Putting this together, ", "It follows that ", "Since the other houses are taken, "]))
+            w.put(said, slot)
             w.put(".\n" if rng.random() < 0.5 else ". ")
         else:  # thinking
-            w.put(rng.choice(["So ", "Okay, so ", "That means ", "Then "]))
-            w.put(f"{name} is in {_house_words(h, rng)}", slot)
+            w.put(rng.choice(["So ", "Okay, so ", "That means ", "Then ", "Right, so ", ""]))
+            w.put(said, slot)
             w.put(".\n")
+        if style != "thinking" and rng.random() < 0.25:
+            _relation(puzzle, solution, e, names, w, rng)
 
     if style == "thinking":
         w.put("<think>\nOkay, let me work through the clues one by one.\n\n")
@@ -352,6 +371,25 @@ def _write_zebra(puzzle: ZebraPuzzle, solution: dict[Any, int], order: list[Any]
     return w.text()
 
 
+def _relation(puzzle: ZebraPuzzle, solution: dict[Any, int], e: Any, names: dict[Any, str], w: Writer,
+              rng: random.Random) -> None:
+    """A true statement relating two entities, as solutions restate and combine clues."""
+    others = [x for x in solution if x.feature != e.feature and x in names]
+    if not others:
+        return
+    x = rng.choice(others)
+    a, b = solution[e], solution[x]
+    if a == b:
+        text = f"{names[e]} is {names[x]}"
+    elif a + 1 == b:
+        text = f"{names[e]} is directly left of {names[x]}"
+    elif a < b:
+        text = f"{names[e]} is somewhere to the left of {names[x]}"
+    else:
+        text = f"{names[e]} is somewhere to the right of {names[x]}"
+    w.put("Note that " + text + ".\n")
+
+
 def _detour(puzzle: ZebraPuzzle, solution: dict[Any, int], e: Any, names: dict[Any, str], w: Writer,
             rng: random.Random) -> None:
     """A supposition that fails, or a wrong step taken back at once: what correct thinking does on the way."""
@@ -360,7 +398,13 @@ def _detour(puzzle: ZebraPuzzle, solution: dict[Any, int], e: Any, names: dict[A
     name = names[e]
     refuting = [c.number for c in puzzle.clues if e in (c.a, c.b)] or [1]
     k = rng.choice(refuting)
-    kind = rng.randrange(4)
+    kind = rng.randrange(6)
+    if kind == 4:
+        w.put(f"{name[0].upper() + name[1:]} is in house {wrong}. Actually, no: clue {k} says otherwise.\n")
+        return
+    if kind == 5:
+        w.put(f"Maybe {name} is in house {wrong}? Let me check clue {k}... no, that fails.\n")
+        return
     if kind == 0:
         w.put(f"Suppose {name} is in house {wrong}. Then {name} would not fit clue {k}. "
               f"That's a contradiction, so {name} is not in house {wrong}.\n")
@@ -404,9 +448,12 @@ MAZE_TEMPLATE = """Here is a Maze represented in ASCII code:
 - S denotes the starting point of the maze.
 - E marks the endpoint or the exit of the maze.
 - X marks the specific route you should follow to navigate from the starting point 'S' to the endpoint 'E'.
-- The objective is to navigate from S to E by following the path marked by X. Movement is allowed in any of the four cardinal directions (up, down, left, right) along the spaces, but to solve the maze, follow the path designated by X.Please answer the following question based on the provided information. {question} Available options:
+- The objective is to navigate from S to E by following the path marked by X. Movement is allowed in any of the \
+four cardinal directions (up, down, left, right) along the spaces, but to solve the maze, follow the path designated \
+by X.Please answer the following question based on the provided information. {question} Available options:
 {options}
-First, provide a concise answer in one sentence. Then, elaborate on the reasoning behind your answer in a detailed, step-by-step explanation."""
+First, provide a concise answer in one sentence. Then, elaborate on the reasoning behind your answer in a detailed, \
+step-by-step explanation."""
 WHERES = ["directly to the left", "directly to the right", "directly above", "directly below", "to the top left",
           "to the top right", "to the bottom left", "to the bottom right"]
 
@@ -451,7 +498,7 @@ def spatialeval_maze(rng: random.Random) -> str:
         moves = [_dir(a, b) for a, b in itertools.pairwise(path)]
         turns = [turn(a, b) for a, b in itertools.pairwise(moves)]
         truth = turns.count("right") if kind == "right" else turns.count("right") + turns.count("left")
-        values = sorted({truth, *rng.sample(range(0, 9), 5)} - {truth})[:3] + [truth]
+        values = [*sorted({truth, *rng.sample(range(0, 9), 5)} - {truth})[:3], truth]
         rng.shuffle(values)
         question = f"How many {'right' if kind == 'right' else 'total'} turns are there in the path from S to E?"
         options = "\n".join(f"{'ABCD'[i]}. {v}" for i, v in enumerate(values)) + "."
@@ -472,7 +519,8 @@ def _bfs_path(grid: list[list[str]], s: tuple[int, int], e: tuple[int, int]) -> 
             return out[::-1]
         for dr, dc in ((0, 1), (0, -1), (1, 0), (-1, 0)):
             nxt = (cell[0] + dr, cell[1] + dc)
-            if nxt not in prev and 0 <= nxt[0] < len(grid) and 0 <= nxt[1] < len(grid[0]) and grid[nxt[0]][nxt[1]] != "#":
+            inside = 0 <= nxt[0] < len(grid) and 0 <= nxt[1] < len(grid[0])
+            if nxt not in prev and inside and grid[nxt[0]][nxt[1]] != "#":
                 prev[nxt] = cell
                 queue.append(nxt)
     return None
@@ -535,7 +583,8 @@ def _write_maze(maze: Any, path: list[tuple[int, int]], style: str, offset: int,
             plant = "count_final"
 
     def fake_cell(cell: tuple[int, int]) -> tuple[int, int]:
-        return (cell[0] + rng.choice([-2, 2]), cell[1]) if rng.random() < 0.5 else (cell[0], cell[1] + rng.choice([-2, 2]))
+        step = rng.choice([-2, 2])
+        return (cell[0] + step, cell[1]) if rng.random() < 0.5 else (cell[0], cell[1] + step)
 
     s_cell = fake_cell(maze.start) if plant == "where_s" else maze.start
     e_cell = fake_cell(maze.end) if plant == "where_e" else maze.end
@@ -546,7 +595,7 @@ def _write_maze(maze: Any, path: list[tuple[int, int]], style: str, offset: int,
         w.put(f"E position: {at(e_cell)}", "planted" if plant == "where_e" else "fact")
         w.put("\n\n")
     elif style == "rg-moves":
-        w.put("I'll use (row, col) coordinates counted from 0 at the top left.\n")
+        w.put(f"I'll use (row, col) coordinates counted from {offset} at the top left.\n")
         w.put(f"The start is at {at(s_cell)}", "planted" if plant == "where_s" else "fact")
         w.put(f" and the goal is at {at(e_cell)}.\n")
     else:
@@ -619,7 +668,7 @@ def _write_maze(maze: Any, path: list[tuple[int, int]], style: str, offset: int,
             w.put(f"Move {said_heading.lower()} from {at(pos)} to {at(said_to)}", move_slot)
             w.put(".\n")
         else:
-            if i > 0 and kind != "none" or turn_slot == "planted":
+            if (i > 0 and kind != "none") or turn_slot == "planted":
                 w.put(rng.choice(["Going from ", "Turning from "]))
                 w.put(f"{moves[i - 1]} to {heading} is a {said_kind} turn" if said_kind != "none"
                       else f"{moves[i - 1]} to {heading} is a right turn", turn_slot)
@@ -690,7 +739,7 @@ def spatialeval_map(rng: random.Random) -> tuple[str, dict[str, tuple[int, int]]
         b = rng.choice(names)
         d = rng.choice(["Northeast", "Northwest", "Southwest", "Southeast"])
         question = f"Which object is in the {d} of {b}?"
-        opts = rng.sample([p for p in names if p != b], 3) + ["None of the Options"]
+        opts = [*rng.sample([p for p in names if p != b], 3), "None of the Options"]
     else:
         b = rng.choice(names)
         d = rng.choice(["Northeast", "Northwest", "Southwest", "Southeast"])

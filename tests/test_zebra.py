@@ -60,7 +60,8 @@ def test_zeroeval_prompt_skips_the_example_and_reads_every_clue() -> None:
 def test_interwhen_and_reasoning_gym_prompts_are_read() -> None:
     interwhen = ("there are 2 houses, numbered 1 to 2 from left to right, as seen from across the street. each house "
                  "is occupied by a different person.\n- 'name': 'arnold', 'eric'\n- 'pet': 'cat', 'dog'\n\n## clues:\n"
-                 "1. eric is somewhere to the left of arnold.\n2. the person who owns a dog is not in the first house.\n")
+                 "1. eric is somewhere to the left of arnold.\n"
+                 "2. the person who owns a dog is not in the first house.\n")
     puzzle = read_puzzle(interwhen)
     assert puzzle is not None and puzzle.source == "interwhen"
     assert [f.key for f in puzzle.features] == ["name", "pet"]
@@ -130,9 +131,10 @@ def test_a_wrong_assignment_is_flagged_with_the_clues_it_breaks() -> None:
     "Peter must be in House 2, so the Dane is in house 3 and the British person is in house 1.\n",
     "Eric is not in house 3. Peter is directly left of the Dane. Bella's mother, Alice, is in house 3.\n",
     "House 1: Eric, brit, Fred\nHouse 2: Peter, swede\nHouse 3: Alice, dane, Bella\n",
-    "| House | Name | Nationality | Children |\n|---|---|---|---|\n| 1 | Eric | brit | Fred |\n| 2 | Peter | ? | Alice |\n",
-    "| | House 1 | House 2 | House 3 |\n|---|---|---|---|\n| Name | Eric | Peter | Alice |\n| Children | Fred | Alice | "
-    "Bella |\n",
+    "| House | Name | Nationality | Children |\n|---|---|---|---|\n| 1 | Eric | brit | Fred |\n"
+    "| 2 | Peter | ? | Alice |\n",
+    "| | House 1 | House 2 | House 3 |\n|---|---|---|---|\n| Name | Eric | Peter | Alice |\n"
+    "| Children | Fred | Alice | Bella |\n",
 ])
 def test_true_assignments_in_prose_rows_and_tables_pass(text: str) -> None:
     assert fails(text) == []

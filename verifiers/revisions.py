@@ -10,9 +10,11 @@ verifiers (``zebra``, ``maze``, ``spatialmap``) tell the two apart, with the sam
   "assume", "let's try", "case 1", a leading "if") covers the sentences after it until one gives it up
   ("contradiction", "doesn't work") or the paragraph ends; other hedges ("maybe", "or", "could", a question)
   cover their sentence and a consequence right after it ("So ...").
-- A claim is **taken back** when a retraction ("wait", "no,", "actually", "that's wrong", "contradiction",
-  "let me reconsider", ...) follows it within the next few steps: verifiers judge a claim only once those steps
-  have been written (see :func:`interlock.verifiers.stepwise.settled_range`), so the text gets its chance first.
+- A claim is **taken back** when a retraction ("no,", "that's wrong", "contradiction", "doesn't work", ...) or a
+  doubt that nothing confirms ("wait", "actually", "let me reconsider", but not "wait, let me double-check: yes")
+  follows it within the next few steps, before the text states anything else (a retraction is about what was
+  said last): verifiers judge a claim only once those steps have been written (see
+  :func:`interlock.verifiers.stepwise.settled_range`), so the text gets its chance first.
 - Quoted sentences ('the Norwegian lives in house 2', “...”) and ``~~struck~~`` text are mentioned, not
   asserted; the verifiers' own feedback quotes the claim it rejects, so that injected feedback is never read
   back as a claim.
@@ -25,15 +27,25 @@ import re
 from interlock.verifiers.constraints.claims import DEFAULT_HEDGES, LOCAL, NONE, SUPPOSITION, ClaimReader
 from interlock.verifiers.constraints.spec import ConstraintSpec
 
-__all__ = ["LOCAL", "NONE", "RETRACTION", "SUPPOSITION", "Stance", "mask_mentions", "retracts", "unescape"]
+__all__ = ["DOUBT", "LOCAL", "NONE", "RETRACTION", "SUPPOSITION", "Stance", "mask_mentions", "retraction", "retracts",
+           "unescape"]
 
+# a retraction: what was just said is wrong
 RETRACTION = re.compile(
-    r"\b(?:wait|hold\s+on|oops|scratch\s+that|nope|actually|mistakes?|mistaken(?:ly)?|wrong|incorrect(?:ly)?|"
-    r"errors?|erroneous|contradict\w*|impossible|inconsistent|invalid|violat\w*|conflict\w*|fails?|failed|"
+    r"\b(?:oops|scratch\s+that|nope|mistakes?|mistaken(?:ly)?|wrong|incorrect(?:ly)?|errors?|erroneous|"
+    r"contradict\w*|impossible|inconsistent|invalid|violat\w*|conflict\w*|fails?|failed|"
     r"(?:does\s*n[o']t|do\s*n[o']t|won't|will\s+not|wouldn't|would\s+not|can't|cannot)\s+(?:work|be\s+right|hold)|"
-    r"not\s+(?:right|correct|possible|valid|work)|re-?(?:check|consider|examine|evaluate|think|visit|do)\w*|"
-    r"back\s*track\w*|go(?:ing)?\s+back|start\s+over|let\s+me\s+(?:re|double)\w*|no(?=\s*[,.;:!—–-]))(?!\w)|[✗❌]",
+    r"not\s+(?:right|correct|possible|valid|work)|back\s*track\w*|start\s+over|"
+    r"no(?=\s*[,.;:!—–-]))(?!\w)|[✗❌]",
     re.IGNORECASE)
+# a doubt: the text is about to look again ("wait", "actually", "let me re-check"); it takes back what came before
+# unless what follows confirms it ("Wait, let me double-check: yes, that holds.")
+DOUBT = re.compile(
+    r"\b(?:wait|hold\s+on|actually|re-?(?:check|consider|examine|evaluate|think|visit|do)\w*|"
+    r"go(?:ing)?\s+back|let\s+me\s+(?:re|double)\w*|double[\s-]?check\w*)(?!\w)",
+    re.IGNORECASE)
+_CONFIRMED = re.compile(r"\b(?:yes|correct|confirmed|checks\s+out|holds|is\s+fine|that'?s\s+right|is\s+right|"
+                        r"consistent|that\s+works|it\s+works|good)\b", re.IGNORECASE)
 _QUOTED = re.compile(r"(?<![\w'’])['‘][^'‘’\n]*\s[^'‘’\n]*['’](?![\w'’])|“[^”\n]*”|~~[^~\n]+~~")
 
 
@@ -51,9 +63,20 @@ def mask_mentions(text: str) -> str:
     return _QUOTED.sub(lambda m: " " * len(m.group()), text)
 
 
+def retraction(text: str, after: str = "") -> int | None:
+    """Where ``text`` takes back what came just before it (the offset of the first retraction, or of a doubt
+    that nothing after it confirms, in ``text`` or in the text ``after`` it), or None."""
+    strong = RETRACTION.search(text)
+    doubt = DOUBT.search(text)
+    if doubt is not None and (strong is None or doubt.start() < strong.start()) and (
+            strong is not None or not (_CONFIRMED.search(text, doubt.end()) or _CONFIRMED.search(after))):
+        return doubt.start()
+    return strong.start() if strong is not None else None
+
+
 def retracts(text: str) -> bool:
     """Whether ``text`` takes back what came just before it."""
-    return RETRACTION.search(text) is not None
+    return retraction(text) is not None
 
 
 class Stance:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from interlock import AnyOf, AtEnd, Pass, Span, StepBoundary, TraceView, Trigger, Unknown, Verdict, Verifier
 from interlock.monitor.steps import STEP_END
 from interlock.verifiers.errors import VerifierConfigError
-from interlock.verifiers.revisions import mask_mentions, retracts, unescape
+from interlock.verifiers.revisions import NONE, mask_mentions, retraction, unescape
 from interlock.verifiers.stepwise import StepRecord, StepwiseReader, settled_range, tail_range
 
 __all__ = ["Claimed", "SettledClaims", "TraceState"]
@@ -139,8 +139,9 @@ class SettledClaims(Verifier):
         # steps as the monitor counts them: blank ones are no steps (no check is due at their end)
         live = [r for r in records if state.text[r.start:r.end].strip()]
         ends = [r.end for r in live]
-        if state.at_end and state.index == -1:
-            due = tail_range(ends, self.settle_steps)  # every step before the tail had its own check
+        if state.index == -1:
+            # AtEnd's check: the tail, when it is the end check; nothing when the last step's check was
+            due = tail_range(ends, self.settle_steps) if state.at_end else range(0)
         else:
             due = settled_range(ends, state.step.start, state.step.end, self.settle_steps)
             if state.at_end or (state.final and not _has_at_end(self.trigger)):
@@ -149,7 +150,7 @@ class SettledClaims(Verifier):
         checked = 0
         for j in due:
             for claim in self.claims(ctx, live[j]):
-                if not claim.asserted or self.taken_back(state.text, live, j, claim.end):
+                if not claim.asserted or self.taken_back(ctx, state.text, live, j, claim.end):
                     continue
                 checked += 1
                 verdicts.extend(self.judge(ctx, claim, state))
@@ -159,11 +160,27 @@ class SettledClaims(Verifier):
             return [Pass(note=f"{checked} claim(s) checked", checked=checked > 0)]
         return verdicts
 
-    def taken_back(self, text: str, records: Sequence[StepRecord[Any, Any]], j: int, end: int) -> bool:
-        """Whether the text within ``settle_steps`` steps after a claim (ending at ``end``, in step ``j``) takes
-        it back."""
+    def taken_back(self, ctx: Any, text: str, records: Sequence[StepRecord[Any, Any]], j: int, end: int) -> bool:
+        """Whether the text takes back a claim (ending at ``end``, in step ``j``) within ``settle_steps`` steps:
+        a retraction after it, before the text states anything else (a retraction is about what was said last;
+        a supposition or another claim in between is what a later "wait, no" refers to)."""
         last = min(j + self.settle_steps, len(records) - 1)
-        return retracts(mask_mentions(unescape(text[end:records[last].end])))
+        for k in range(j, last + 1):
+            record = records[k]
+            lo = max(end, record.start)
+            following = records[k + 1].end if k + 1 < len(records) else record.end
+            at = retraction(mask_mentions(unescape(text[lo:record.end])), text[record.end:following])
+            if k == j:
+                if at is not None:
+                    return True
+                continue
+            stated = [c for c in self.claims(ctx, record) if at is None or c.end <= lo + at]
+            opened = getattr(record.state, "carry", NONE) != NONE  # the step supposes or hedges something
+            if stated or opened:
+                return False
+            if at is not None:
+                return True
+        return False
 
 
 def _is_end_check(view: TraceView) -> bool:

@@ -68,7 +68,8 @@ _LEADING_IF = re.compile(r"^[\s>*#_`\-–•\d.)(]*(?:(?:so|and|but|now|then|nex
 # A sentence that gives a supposition up: its claims are not read, and the sentences after it are read again.
 _GIVE_UP = re.compile(r"\b(?:contradictions?|contradicts?|contradictory|impossible|not\s+possible|inconsistent|"
                       r"(?:does\s*n[o']t|do\s*n[o']t|won't|will\s+not|wouldn't|would\s+not|cannot|can't)\s+work|"
-                      r"fails?|failed|invalid|not\s+valid|conflicts?|violates?|dead\s+end|ruled?\s+out)\b|[✗❌×]",
+                      r"fails?|failed|invalid|not\s+valid|conflicts?|violates?|dead\s+end|rul(?:e|es|ed|ing)\s+out|"
+                      r"rul(?:e|es|ed|ing)\s+(?:that|this|it|them)\s+out)\b|[✗❌×]",
                       re.IGNORECASE)
 # A conclusion drawn from every case ("In either case, Bob is in house 3."): it states a fact, and it ends the case
 # analysis before it, so its hedge-like words ("case", "either") do not hedge it.

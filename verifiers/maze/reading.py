@@ -63,12 +63,13 @@ _PARTIAL = re.compile(r"\b(?:so\s+far|until|up\s+to|before|after|first|next|at\s
 _REL = re.compile(r"\b(?P<x>(?-i:E)|the\s+exit|the\s+end(?:point)?|the\s+goal)(?:\s*\(E\))?\s+is\s+"
                   r"(?P<how>(?:directly\s+|straight\s+)?(?:to\s+the\s+)?(?:(?:top|bottom|upper|lower)(?:[\s-]+(?:left|right))?|left|right|"
                   r"above|below|north(?:east|west)?|south(?:east|west)?|east|west|up|down)"
-                  r"(?:\s+and\s+(?:to\s+the\s+)?(?:left|right|above|below))?)\s+(?:of|from)\s+"
+                  r"(?:\s+and\s+(?:to\s+the\s+)?(?:left|right|above|below))?)\s+(?:(?:of|from)\s+)?"
                   r"(?P<y>(?-i:S)|the\s+start(?:ing\s+point)?)\b", re.IGNORECASE)
-_DECLARED_ZERO = re.compile(r"0-indexed|zero-indexed|0-based|top-left\s+is\s+\(0\s*,\s*0\)|starting\s+(?:at|from)\s+0",
-                            re.IGNORECASE)
-_DECLARED_ONE = re.compile(r"1-indexed|one-indexed|1-based|top-left\s+is\s+\(1\s*,\s*1\)", re.IGNORECASE)
-_DECLARED_RC = re.compile(r"\(\s*row\s*,\s*col(?:umn)?\s*\)|\(\s*r\s*,\s*c\s*\)", re.IGNORECASE)
+_DECLARED_ZERO = re.compile(r"0-indexed|zero-indexed|0-based|top-left\s+is\s+\(0\s*,\s*0\)|"
+                            r"(?:starting|counting|counted|numbered)\s+(?:at|from)\s+(?:0|zero)\b", re.IGNORECASE)
+_DECLARED_ONE = re.compile(r"1-indexed|one-indexed|1-based|top-left\s+is\s+\(1\s*,\s*1\)|"
+                           r"(?:starting|counting|counted|numbered)\s+(?:at|from)\s+(?:1|one)\b", re.IGNORECASE)
+_DECLARED_RC = re.compile(r"\(\s*row\s*,\s*col(?:umn)?\b|\(\s*r\s*,\s*c\s*\)|\brow\s*,\s*column\b", re.IGNORECASE)
 _DECLARED_XY = re.compile(r"\(\s*x\s*,\s*y\s*\)", re.IGNORECASE)
 
 
@@ -307,7 +308,7 @@ class StepReader:
     def _rules(self, piece: str, start: int, found: list[MazeFinding]) -> None:
         for m in _RULE.finditer(piece):
             a, b = _heading(m.group("a")), _heading(m.group("b"))
-            if a is None or b is None or a == b:
+            if a is None or b is None:
                 continue
             said = m.group("k").lower().replace("-", "")
             said_kind = ("right" if said in ("right", "clockwise") else "left" if said in (
@@ -315,7 +316,8 @@ class StepReader:
             want = turn(a, b)
             if want == "back":
                 continue
-            problem = None if said_kind == want else f"turning from {a} to {b} is a {want} turn, not {said}"
+            shown = "no turn" if want == "none" else f"a {want} turn"
+            problem = None if said_kind == want else f"going from {a} to {b} is {shown}, not {said}"
             found.append(MazeFinding(start + m.start(), start + m.end(), m.group(), problem,
                                      (problem + " (clockwise on the page: UP→RIGHT→DOWN→LEFT→UP).") if problem else "",
                                      kind="rule"))

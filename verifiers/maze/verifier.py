@@ -110,22 +110,23 @@ class Maze(SettledClaims):
         if len(numbers) != 1:
             return [Unknown(reason=f"cannot read the final answer {said!r} as one number", span=span)]
         value = int(numbers[0])
+        expected: int | None
         if question.kind == "steps":
-            truth = maze.shortest()
+            expected = maze.shortest()
             what = "a shortest path from start to goal has"
             unit = "steps"
         else:
             kind = {"right_turns": "right", "left_turns": "left"}.get(question.kind, "total")
-            truth = maze.count(kind)
+            expected = maze.count(kind)
             what = "the route marked by X makes"
             unit = f"{kind} turns" if kind != "total" else "turns"
-        if truth is None:
+        if expected is None:
             return [Unknown(reason="the maze's answer cannot be computed (no single marked route or no path)",
                             span=span)]
-        if value == truth:
+        if value == expected:
             return [Pass(note=f"the final answer {value} is right", span=span)]
-        return [Fail(f"the final answer is {value}, but {what} {truth} {unit}.", span=span,
-                     feedback=f"{what} {truth} {unit}, not {value}.", claim=f"answer: {value}")]
+        return [Fail(f"the final answer is {value}, but {what} {expected} {unit}.", span=span,
+                     feedback=f"{what} {expected} {unit}, not {value}.", claim=f"answer: {value}")]
 
 
 def _where(dr: int, dc: int) -> str:

@@ -354,13 +354,13 @@ def read_puzzle(prompt: str) -> ZebraPuzzle | None:
     for line in clue_part.splitlines():
         if re.match(r"^[ \t]*#+[ \t]*clues", line, re.IGNORECASE):
             continue
-        m = _CLUE_LINE.match(line)
-        if m is None:
+        numbered = _CLUE_LINE.match(line)
+        if numbered is None:
             if started and line.strip():
                 break
             continue
         started = True
-        clues.append(read_clue(int(m.group("n")), m.group("text"), lexicon, houses))
+        clues.append(read_clue(int(numbered.group("n")), numbered.group("text"), lexicon, houses))
     if not clues:
         raise VerifierConfigError("the puzzle has no numbered clues")
     question = None

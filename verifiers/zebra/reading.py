@@ -40,7 +40,12 @@ _EXTRA = (
     ClaimPattern(r"{a}\s+(?:must|has\s+to|needs\s+to)\s+(?:be|live)\s+in\s+" + _HOUSE, "equal", "must be in"),
     ClaimPattern(r"{a}\s+(?:is|lives)\s+(?:therefore|thus|then|also|now|indeed|definitely|clearly|hence|so)\s+in\s+"
                  + _HOUSE, "equal", "is therefore in"),
-    ClaimPattern(r"{a}\s+(?:occupies|owns|gets|takes)\s+" + _HOUSE, "equal", "occupies"),
+    ClaimPattern(r"{a}\s+(?:occupies|gets|takes)\s+" + _HOUSE, "equal", "occupies"),
+    ClaimPattern(r"{a}\s+(?:can\s+only|could\s+only|has\s+to|must\s+then)\s+(?:be|live|go)\s+(?:in|into)\s+" + _HOUSE,
+                 "equal", "can only be in"),
+    ClaimPattern(r"{a}\s+(?:goes|belongs|sits|is\s+placed|is\s+put)\s+(?:in|into)\s+" + _HOUSE, "equal", "goes in"),
+    ClaimPattern(r"\b(?:we|i)\s+(?:can\s+)?(?:place|put|assign)\s+{a}\s+(?:in|into|to)\s+" + _HOUSE, "equal",
+                 "we place"),
 )
 _NUMBER_PATTERNS = {"is number", "is not number"}  # "Peter is 7" is an age, not a house
 _ROLE_NOUNS = (r"(?:\s+(?:lover|owner|keeper|enthusiast|drinker|smoker|fan|person|one|people|user|eater|reader|"
@@ -261,13 +266,13 @@ class TraceReader:
         closes it; houses numbered upwards belong to one grid."""
         events: list[tuple[int, str, re.Match[str] | None]] = []
         opens = list(_JSON_HOUSE.finditer(piece))
-        for m in opens:
-            events.append((m.start(), "open", m))
-        for m in _JSON_PAIR.finditer(piece):
-            events.append((m.start(), "pair", m))
-        for m in re.finditer(r"[{}]", piece):
-            if not any(o.start() <= m.start() < o.end() for o in opens):
-                events.append((m.start(), m.group(), None))
+        for opened in opens:
+            events.append((opened.start(), "open", opened))
+        for pair in _JSON_PAIR.finditer(piece):
+            events.append((pair.start(), "pair", pair))
+        for brace in re.finditer(r"[{}]", piece):
+            if not any(o.start() <= brace.start() < o.end() for o in opens):
+                events.append((brace.start(), brace.group(), None))
         events.sort(key=lambda e: e[0])
         for _, kind, m in events:
             if kind == "open" and m is not None:
