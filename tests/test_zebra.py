@@ -224,7 +224,7 @@ def test_a_puzzle_given_to_the_constructor_and_pickling() -> None:
     for verifier in (z, clone):
         assert [s for s, _ in fails("Alice is in house 1.\n", prompt="", settle_steps=0)] == []  # no prompt puzzle
         found = [v for v in verifier.scan("Alice is in house 1.\n") if isinstance(v, Fail)]
-        assert [v.feedback for v in found] == ["'Alice is in house 1' contradicts clue 5 (There is one house between "
+        assert [v.feedback for v in found] == ["“Alice is in house 1” contradicts clue 5 (There is one house between "
                                                "the person's child is named Fred and Alice); clue 7 (The person's "
                                                "child is named Bella is in the third house)."]
 
@@ -314,3 +314,18 @@ def test_replay_cli_reads_jsonl_puzzles(tmp_path: object) -> None:
     failed = [v for v in traces["bad"]["verdicts"] if v["kind"] == "fail"]
     assert [v["text"] for v in failed] == ["The Dane is in house 1"]
     assert out.returncode == 1
+
+
+async def test_a_live_run_rolls_back_to_the_wrong_step_and_the_feedback_is_not_read_back() -> None:
+    from interlock import Monitor, StopReason
+    from interlock.generators import Scripted
+
+    wrong = "The British person is in house 1.\nPeter is in house 3.\nThen the Dane is in house 1.\nHmm.\n"
+    fixed = "Peter is in house 2.\nThe Dane is in house 3.\n"
+    result = await Monitor(Scripted({"": wrong, "Let me redo this step.\n": fixed}), [Zebra()]).run(ZEROEVAL)
+    (rollback,) = result.interventions
+    assert rollback.position == len("The British person is in house 1.\n")
+    assert result.text == ("The British person is in house 1.\nWait, “Peter is in house 3” contradicts clue 5 (There "
+                           "is one house between the person's child is named Fred and Alice); clue 7 (The person's "
+                           "child is named Bella is in the third house). Let me redo this step.\n" + fixed)
+    assert result.stop_reason is StopReason.COMPLETE and result.passed

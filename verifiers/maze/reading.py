@@ -216,6 +216,8 @@ class StepReader:
             step = (b[0] - a[0], b[1] - a[1])
             if structured and state.moves == 0 and a != maze.start:
                 problems[conv] = f"the first move must start at S, which is at {maze.start}"
+            elif not maze.open(a):
+                problems[conv] = f"{src} is a wall" if maze.inside(a) else f"{src} is outside the maze"
             elif heading is not None and step != DELTAS[heading]:
                 problems[conv] = f"moving {heading} from {src} does not lead to {dst}"
             elif heading is None and abs(step[0]) + abs(step[1]) != 1:

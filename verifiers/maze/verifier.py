@@ -63,8 +63,8 @@ class Maze(SettledClaims):
     def judge(self, ctx: _Context, claim: MazeFinding, state: TraceState) -> list[Verdict]:
         if claim.problem is None:
             return []
-        return [Fail(f"{claim.text!r}: {claim.problem}.", span=Span(claim.start, claim.end),
-                     feedback=f"'{claim.text}' is wrong: {claim.feedback or claim.problem}",
+        return [Fail(f"'{claim.text}': {claim.problem}.", span=Span(claim.start, claim.end),
+                     feedback=f"“{claim.text}” is wrong: {claim.feedback or claim.problem}",
                      claim=f"{claim.kind}: {claim.text}")]
 
     def finish(self, ctx: _Context, state: TraceState, records: Sequence[StepRecord[MazeState, MazeFinding]]

@@ -96,7 +96,7 @@ class StepReader:
                            r"(?:located\s+)?(?:to\s+the\s+|in\s+the\s+)?(?P<d>" + _DIR_WORDS + r")\s+(?:of|from)\s+"
                            + name.format(g="b"), re.IGNORECASE)
         coord = re.compile(name.format(g="a") + r"\s*(?:[:=]|is\s+at|at|→|->)\s*" + _COORD, re.IGNORECASE)
-        alias = re.compile(name.format(g="a") + r"\s*\(\s*(?P<alias>[A-Z][A-Za-z]{0,4})\s*\)")
+        alias = re.compile(name.format(g="a") + r"\s*\(\s*(?P<alias>(?-i:[A-Z][A-Za-z]{0,4}))\s*\)", re.IGNORECASE)
         self._patterns[aliases] = (rel, count, coord, alias)
         return rel, count, coord, alias
 

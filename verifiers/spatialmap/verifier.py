@@ -65,8 +65,8 @@ class SpatialMap(SettledClaims):
     def judge(self, ctx: _Context, claim: MapFinding, state: TraceState) -> list[Verdict]:
         if claim.problem is None:
             return []
-        return [Fail(f"{claim.text!r}: {claim.problem}.", span=Span(claim.start, claim.end),
-                     feedback=f"'{claim.text}' is wrong: {claim.problem}.", claim=f"{claim.kind}: {claim.text}")]
+        return [Fail(f"'{claim.text}': {claim.problem}.", span=Span(claim.start, claim.end),
+                     feedback=f"“{claim.text}” is wrong: {claim.problem}.", claim=f"{claim.kind}: {claim.text}")]
 
     def finish(self, ctx: _Context, state: TraceState, records: Sequence[StepRecord[MapState, MapFinding]]
                ) -> list[Verdict]:

@@ -180,10 +180,10 @@ class Zebra(SettledClaims):
         if outcome is None:
             return []
         if isinstance(outcome, Undecided):
-            return [Unknown(reason=f"{claim.text!r}: {outcome.reason}", span=claim.span)]
+            return [Unknown(reason=f"'{claim.text}': {outcome.reason}", span=claim.span)]
         against = ctx.against(outcome)
-        return [Fail(f"{claim.text!r} contradicts {against}.", span=claim.span,
-                     feedback=f"'{claim.text}' contradicts {against}.",
+        return [Fail(f"'{claim.text}' contradicts {against}.", span=claim.span,
+                     feedback=f"“{claim.text}” contradicts {against}.",
                      claim=N.describe(claim.node, ctx.spec.spelling()))]
 
     # -- the end: unread clues and the final answer -----------------------------------------------------
@@ -288,7 +288,7 @@ class Zebra(SettledClaims):
         if isinstance(outcome, Conflict):
             against = ctx.against(outcome)
             return [Fail(f"the final answer {value!r} (in house {question.house}) contradicts {against}.",
-                         span=span, feedback=f"'{value} lives in house {question.house}' contradicts {against}.",
+                         span=span, feedback=f"“{value} lives in house {question.house}” contradicts {against}.",
                          claim=f"answer: {value}")]
         return [Pass(note=f"the final answer {value!r} is consistent with the clues", span=span)]
 
