@@ -56,8 +56,9 @@ def test_the_map_and_its_orders() -> None:
     assert SpatialMap.applies_to(DIRECTION) and not SpatialMap.applies_to("Which way is north?")
 
 
-@pytest.mark.parametrize(("word", "name"), [("North-East", "northeast"), ("NE", "northeast"), ("south west", "southwest"),
-                                            ("northern", "north"), ("Westward", "west"), ("up", None)])
+@pytest.mark.parametrize(("word", "name"), [("North-East", "northeast"), ("NE", "northeast"),
+                                            ("south west", "southwest"), ("northern", "north"), ("Westward", "west"),
+                                            ("up", None)])
 def test_direction_names(word: str, name: str | None) -> None:
     assert direction_name(word) == name
 
