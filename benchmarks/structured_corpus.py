@@ -784,6 +784,8 @@ def _write_map(problem: Any, orders: Any, coords: dict[str, tuple[int, int]], st
     rng.shuffle(derived)
     derived = derived[:rng.randint(2, 5)] or _entailed_pairs(problem, orders)[:2]
     plant_at = rng.randrange(len(derived)) if planted else -1
+    if planted and problem.question.kind == "count" and rng.random() < 0.4:
+        plant_at = -1  # the planted error is the count below, when there is one
     if style == "thinking":
         w.put("<think>\nLet me work out the layout.\n")
     if style == "coordinates":
@@ -801,11 +803,34 @@ def _write_map(problem: Any, orders: Any, coords: dict[str, tuple[int, int]], st
         elif style == "thinking" and rng.random() < 0.3:
             other = rng.choice(_FLIP_ONE[d])
             w.put(f"Could {a} be to the {other} of {b}? No, the statements rule that out.\n")
-        w.put(f"{a} is to the {said} of {b}", "planted" if i == plant_at else "fact")
+        short = {"Northeast": "NE", "Northwest": "NW", "Southeast": "SE", "Southwest": "SW"}
+        phrasing = rng.randrange(5)
+        if phrasing == 0:
+            text = f"{a} is to the {said} of {b}"
+        elif phrasing == 1:
+            text = f"{a} is {said.lower()} of {b}"
+        elif phrasing == 2:
+            text = f"{a} lies {said[:5].lower()}-{said[5:].lower()} of {b}"
+        elif phrasing == 3:
+            text = f"{a} is {short[said]} of {b}"
+        else:  # the same fact from the other side
+            text = f"{b} is to the {_FLIP[said]} of {a}"
+        w.put(text, "planted" if i == plant_at else "fact")
         w.put(".\n")
+    q = problem.question
+    if q.kind == "count" and rng.random() < 0.7:
+        from interlock.verifiers.spatialmap import count_range
+
+        sure, possible = count_range(problem, orders, q.b, q.direction)
+        if sure == possible:
+            said_count = sure
+            slot = "fact"
+            if planted and plant_at < 0:
+                said_count, slot = possible + 1 + rng.randrange(2), "planted"
+            w.put(f"{said_count} objects are to the {q.direction} of {q.b}", slot)
+            w.put(".\n")
     if style == "thinking":
         w.put("</think>\n")
-    q = problem.question
     options = dict(q.options)
     letter = None
     if q.kind == "direction":
