@@ -329,3 +329,11 @@ async def test_a_live_run_rolls_back_to_the_wrong_step_and_the_feedback_is_not_r
                            "is one house between the person's child is named Fred and Alice); clue 7 (The person's "
                            "child is named Bella is in the third house). Let me redo this step.\n" + fixed)
     assert result.stop_reason is StopReason.COMPLETE and result.passed
+
+
+def test_a_step_too_long_to_read_is_unknown_and_the_rest_is_read() -> None:
+    text = "House 1: " + "Peter, " * 5000 + "\nThe Dane is in house 1.\nThen more.\n"
+    verdicts = Zebra().scan(text, prompt=ZEROEVAL)
+    assert [v.reason for v in verdicts if isinstance(v, Unknown)] == [
+        "a step of 35,010 characters is not read (the limit is 20,000)"]
+    assert [text[v.span.start:v.span.end] for v in verdicts if isinstance(v, Fail)] == ["The Dane is in house 1"]

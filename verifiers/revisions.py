@@ -27,8 +27,8 @@ import re
 from interlock.verifiers.constraints.claims import DEFAULT_HEDGES, LOCAL, NONE, SUPPOSITION, ClaimReader
 from interlock.verifiers.constraints.spec import ConstraintSpec
 
-__all__ = ["DOUBT", "LOCAL", "NONE", "RETRACTION", "SUPPOSITION", "Stance", "mask_mentions", "retraction", "retracts",
-           "unescape"]
+__all__ = ["DOUBT", "LOCAL", "NONE", "RETRACTION", "SUPPOSITION", "Stance", "mask_mentions", "retraction",
+           "retraction_points", "retracts", "unescape"]
 
 # a retraction: what was just said is wrong
 RETRACTION = re.compile(
@@ -72,6 +72,18 @@ def retraction(text: str, after: str = "") -> int | None:
             strong is not None or not (_CONFIRMED.search(text, doubt.end()) or _CONFIRMED.search(after))):
         return doubt.start()
     return strong.start() if strong is not None else None
+
+
+def retraction_points(text: str, after: str = "") -> list[int]:
+    """Every offset in ``text`` where it takes back what came before it: each retraction, and each doubt that is
+    not confirmed (in ``text`` after it, or in ``after``) or that a retraction follows; sorted."""
+    strong = [m.start() for m in RETRACTION.finditer(text)]
+    points = list(strong)
+    for m in DOUBT.finditer(text):
+        confirmed = _CONFIRMED.search(text, m.end()) is not None or _CONFIRMED.search(after) is not None
+        if not confirmed or any(p > m.start() for p in strong):
+            points.append(m.start())
+    return sorted(points)
 
 
 def retracts(text: str) -> bool:

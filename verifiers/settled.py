@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from interlock import AnyOf, AtEnd, Pass, Span, StepBoundary, TraceView, Trigger, Unknown, Verdict, Verifier
 from interlock.monitor.steps import STEP_END
 from interlock.verifiers.errors import VerifierConfigError
-from interlock.verifiers.revisions import NONE, mask_mentions, retraction, unescape
+from interlock.verifiers.revisions import NONE, mask_mentions, retraction_points, unescape
 from interlock.verifiers.stepwise import StepRecord, StepwiseReader, settled_range, tail_range
 
 __all__ = ["Claimed", "SettledClaims", "TraceState"]
@@ -148,9 +148,15 @@ class SettledClaims(Verifier):
                 due = range(due.start, len(ends))
         verdicts: list[Verdict] = []
         checked = 0
+        marks: dict[int, list[int]] = {}
         for j in due:
+            if live[j].skipped:
+                verdicts.append(Unknown(reason=f"a step of {live[j].end - live[j].start:,} characters is not read "
+                                               f"(the limit is {ctx.stepwise.max_step:,})",
+                                        span=Span(live[j].start, live[j].end)))
+                continue
             for claim in self.claims(ctx, live[j]):
-                if not claim.asserted or self.taken_back(ctx, state.text, live, j, claim.end):
+                if not claim.asserted or self.taken_back(ctx, state.text, live, j, claim.end, marks):
                     continue
                 checked += 1
                 verdicts.extend(self.judge(ctx, claim, state))
@@ -160,21 +166,27 @@ class SettledClaims(Verifier):
             return [Pass(note=f"{checked} claim(s) checked", checked=checked > 0)]
         return verdicts
 
-    def taken_back(self, ctx: Any, text: str, records: Sequence[StepRecord[Any, Any]], j: int, end: int) -> bool:
+    def taken_back(self, ctx: Any, text: str, records: Sequence[StepRecord[Any, Any]], j: int, end: int,
+                   marks: dict[int, list[int]] | None = None) -> bool:
         """Whether the text takes back a claim (ending at ``end``, in step ``j``) within ``settle_steps`` steps:
         a retraction after it, before the text states anything else (a retraction is about what was said last;
-        a supposition or another claim in between is what a later "wait, no" refers to)."""
+        a supposition or another claim in between is what a later "wait, no" refers to). ``marks`` caches each
+        step's retraction points across the claims of one check."""
+        marks = {} if marks is None else marks
         last = min(j + self.settle_steps, len(records) - 1)
         for k in range(j, last + 1):
             record = records[k]
-            lo = max(end, record.start)
-            following = records[k + 1].end if k + 1 < len(records) else record.end
-            at = retraction(mask_mentions(unescape(text[lo:record.end])), text[record.end:following])
+            if k not in marks:
+                following = records[k + 1].end if k + 1 < len(records) else record.end
+                step = mask_mentions(unescape(text[record.start:record.end]))
+                marks[k] = [record.start + p for p in retraction_points(step, text[record.end:following])]
+            after = [p for p in marks[k] if p >= end]
             if k == j:
-                if at is not None:
+                if after:
                     return True
                 continue
-            stated = [c for c in self.claims(ctx, record) if at is None or c.end <= lo + at]
+            at = after[0] if after else None
+            stated = [c for c in self.claims(ctx, record) if at is None or c.end <= at]
             opened = getattr(record.state, "carry", NONE) != NONE  # the step supposes or hedges something
             if stated or opened:
                 return False

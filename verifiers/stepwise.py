@@ -32,6 +32,7 @@ class StepRecord(Generic[S, I]):
     end: int
     state: S
     items: tuple[I, ...]
+    skipped: bool = False  # longer than the reader reads: nothing was read from it
 
 
 @dataclass
@@ -63,9 +64,10 @@ class StepwiseReader(Generic[S, I]):
     """
 
     def __init__(self, initial: S, step: Callable[[S, str, int, int], tuple[S, Sequence[I]]], *,
-                 branches: int = 8) -> None:
+                 branches: int = 8, max_step: int = 20_000) -> None:
         self.initial = initial
         self.step = step
+        self.max_step = max_step  # a longer step (a 5 MB line) is not read: its record says so
         self.max_branches = branches
         self._branches: list[_Branch[S, I]] = []
         self._lock = threading.Lock()
@@ -94,15 +96,20 @@ class StepwiseReader(Generic[S, I]):
             pos = records[-1].end if records else 0
             for m in STEP_END.finditer(text, pos):
                 end = m.end()
-                state, items = self.step(state, text, pos, end)
+                records.append(self._read(state, text, pos, end))
+                state = records[-1].state
                 self.steps_read += 1
-                records.append(StepRecord(pos, end, state, tuple(items)))
                 pos = end
             out = list(records)
         if pos < len(text):
-            tail_state, items = self.step(state, text, pos, len(text))
-            out.append(StepRecord(pos, len(text), tail_state, tuple(items)))
+            out.append(self._read(state, text, pos, len(text)))
         return out
+
+    def _read(self, state: S, text: str, start: int, end: int) -> StepRecord[S, I]:
+        if end - start > self.max_step:
+            return StepRecord(start, end, state, (), skipped=True)
+        after, items = self.step(state, text, start, end)
+        return StepRecord(start, end, after, tuple(items))
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)

@@ -82,7 +82,7 @@ _SEPARATORS = (r"[,;:()]|\s[-–—]\s|\b(?:and|but|so|then|because|since|theref
 # "the coffee drinker": a role noun may follow a name; an object ends its phrase ("is Bob's friend" is no claim)
 _ROLE = (r"(?:\s+(?:drinker|owner|lover|user|smoker|fan|keeper|person|one|guy|man|woman|house|family|"
          r"people))?")
-_PHRASE_END = r"(?=\s*(?:[.,;:!?)\n]|$)|\s+(?:and|but|so|then|because|since|who|which|while|as|too)\b)"
+_PHRASE_END = r"(?=\s*(?:[.,;:!?()\n]|$)|\s+(?:and|but|so|then|because|since|who|which|while|as|too)\b)"
 # "Bob drinks tea", "the person in house 2 owns the dog": a verb that ties a person to an attribute
 _VERB = r"(?:drink|have|own|keep|love|like|eat|smoke|use|prefer|enjoy|play)"
 _VERBS = r"(?:drinks|has|owns|keeps|loves|likes|eats|smokes|uses|prefers|enjoys|plays)"

@@ -153,6 +153,10 @@ class Lexicon:
         self._pattern = re.compile(r"(?<![a-z0-9])(?:" + "|".join(parts) + r")(?![a-z0-9])" if parts else r"(?!x)x")
         self._cues = [_cue_words(cue) for cue, _ in self.features]
 
+    def entities_of(self, form: str) -> frozenset[Entity]:
+        """The entities a normalised surface form may name (empty: none)."""
+        return frozenset(self._forms.get(form, ()))
+
     def forms(self) -> dict[str, set[Entity]]:
         """Every surface form and the entities it may name (more than one where features share a value)."""
         return {k: set(v) for k, v in self._forms.items()}

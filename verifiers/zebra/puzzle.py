@@ -131,6 +131,7 @@ class ZebraPuzzle:
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
         state.pop("lexicon", None)
+        state.pop("_keys", None)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -151,6 +152,14 @@ class ZebraPuzzle:
 
     def feature_by_key(self, key: str) -> int | None:
         """The feature a JSON key or table header names ("Name", "BookGenre", "book genre", "Nationality")."""
+        cache: dict[str, int | None] = self.__dict__.setdefault("_keys", {})
+        if key not in cache:
+            if len(cache) > 1000:
+                cache.clear()
+            cache[key] = self._feature_by_key(key)
+        return cache[key]
+
+    def _feature_by_key(self, key: str) -> int | None:
         want = _squash(key)
         if not want:
             return None

@@ -308,10 +308,9 @@ class TraceReader:
         if feature is not None:
             value = lexicon.value_of(cell, feature) or lexicon.value_of(_strip_roles(cell), feature)
             return Entity(feature, value) if value is not None else None
-        forms = lexicon.forms()
         for candidate in (normalize(cell), _strip_roles(normalize(cell))):
             candidate = re.sub(r"^(?:the|a|an)\s+", "", candidate)
-            entities = forms.get(candidate)
+            entities = lexicon.entities_of(candidate)
             if entities:
                 if len(entities) == 1:
                     return next(iter(entities))
