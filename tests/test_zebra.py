@@ -165,6 +165,8 @@ def test_rows_tables_and_streamed_json_cells_are_read_and_judged() -> None:
     "Peter is in house 1 or house 2.\n",
     "I previously wrote that Eric is in house 2, which was a mistake.\n",
     "The claim 'Peter lives in house 3' is wrong.\n",
+    "Thus, Alice, Eric, and Peter must be in House 3, House 1, and House 2.\n",  # a list: not "Peter in 3"
+    "The Dane and Peter are in houses 3 and 2.\n",
 ])
 def test_suppositions_questions_and_retracted_steps_are_not_flagged(text: str) -> None:
     assert fails(text) == []

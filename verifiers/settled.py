@@ -11,21 +11,57 @@ judged (:meth:`judge`) and what is checked at the end (:meth:`finish`).
 
 from __future__ import annotations
 
+import bisect
 import collections
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from interlock import AnyOf, AtEnd, Pass, Span, StepBoundary, TraceView, Trigger, Unknown, Verdict, Verifier
+from interlock import AnyOf, AtEnd, Pass, Span, Step, StepBoundary, TraceView, Trigger, Unknown, Verdict, Verifier
 from interlock.monitor.steps import STEP_END
+from interlock.monitor.triggers import BoundTrigger, Due, Progress
 from interlock.verifiers.errors import VerifierConfigError
 from interlock.verifiers.revisions import NONE, mask_mentions, retraction_points, unescape
-from interlock.verifiers.stepwise import StepRecord, StepwiseReader, settled_range, tail_range
+from interlock.verifiers.stepwise import StepRecord, StepwiseReader, tail_range
 
-__all__ = ["Claimed", "SettledClaims", "TraceState"]
+__all__ = ["Claimed", "SettledClaims", "SettledSteps", "TraceState"]
 
 _MAX_CONTEXTS = 32
+
+
+class _Lagged(BoundTrigger):
+    """Due at each completed step, but about the text from ``lag`` steps back: the step whose claims the check
+    judges (the arbiter then waits for this check before acting on anything at or after that step)."""
+
+    every_chunk = False
+
+    def __init__(self, lag: int) -> None:
+        self.lag = lag
+        self.starts: list[int] = []
+
+    def advance(self, progress: Progress) -> list[Due]:
+        out = []
+        for step in progress.new_steps:
+            self.starts.append(step.start)
+            start = self.starts[max(0, len(self.starts) - 1 - self.lag)]
+            out.append(Due(step.end, Step(progress.text[start:step.end], Span(start, step.end), index=step.index,
+                                          cut=step.cut), final=progress.final))
+        return out
+
+    def rewind(self, pos: int, tokens: int) -> None:
+        self.starts = [s for s in self.starts if s < pos]
+
+
+@dataclass(frozen=True)
+class SettledSteps(StepBoundary):
+    """Due at each completed step, like :class:`StepBoundary`, with the check's scope reaching back ``lag``
+    steps: the claims it judges were written there."""
+
+    lag: int = 2
+
+    def bind(self) -> BoundTrigger:
+        return _Lagged(self.lag)
 
 
 class Claimed(Protocol):
@@ -63,7 +99,7 @@ class SettledClaims(Verifier):
 
     runs_in = "thread"
     timeout = 30.0
-    trigger: Trigger = StepBoundary() | AtEnd()
+    trigger: Trigger = SettledSteps() | AtEnd()
     reads_chunks = False
 
     def __init__(self, *, settle_steps: int = 2, max_chars: int = 400_000, **options: Any) -> None:
@@ -77,6 +113,7 @@ class SettledClaims(Verifier):
         self.max_chars = max_chars
         self._contexts: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self._lock = threading.Lock()
+        options.setdefault("trigger", SettledSteps(settle_steps) | AtEnd())
         super().__init__(**options)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -143,7 +180,10 @@ class SettledClaims(Verifier):
             # AtEnd's check: the tail, when it is the end check; nothing when the last step's check was
             due = tail_range(ends, self.settle_steps) if state.at_end else range(0)
         else:
-            due = settled_range(ends, state.step.start, state.step.end, self.settle_steps)
+            # the step this check was made for is the last one ending by its end; its claims wait, those of the
+            # step ``settle_steps`` before it are due now
+            i = bisect.bisect_right(ends, state.step.end) - 1
+            due = range(max(0, i - self.settle_steps), max(0, i + 1 - self.settle_steps))
             if state.at_end or (state.final and not _has_at_end(self.trigger)):
                 due = range(due.start, len(ends))
         verdicts: list[Verdict] = []

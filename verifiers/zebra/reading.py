@@ -60,6 +60,12 @@ _UNSURE = re.compile(r"\?|\bor\b|/|\bnot\b|n't\b|\bno\b|\bmaybe\b|\bperhaps\b|\b
 _MARKUP = re.compile(r"\*\*|__|`|~~|\*")
 _JSON_HOUSE = re.compile(r'"(?:house|House|HOUSE)[ _]?(?P<n>\d+)"\s*:\s*\{')
 _JSON_PAIR = re.compile(r'"(?P<k>[^"\n]{1,40})"\s*:\s*"(?P<v>[^"\n]{0,80})"')
+# "..., House 4 and House 5": the house a claim names begins a list of houses
+_HOUSE_LIST = re.compile(r"\s*(?:,\s*(?:and\s+|or\s+)?|\s+(?:and|or|&)\s+|/)(?:the\s+)?(?:house\b|\d|"
+                         r"(?:first|second|third|fourth|fifth|sixth|seventh)\b)", re.IGNORECASE)
+# "Carol, Alice, and Bob ...": the claim's subject is preceded by another item and a comma or "and"
+_LIST_TAIL = re.compile(r"(?P<item>[\w'’ -]{1,60}?)\s*(?:,\s*(?:and\s+|or\s+)?|\s+(?:and|or|&)\s+)(?:the\s+)?$",
+                        re.IGNORECASE)
 # table rows and JSON lines are read as grids only
 _GRID_LINE = re.compile(r'^\s*(?:\||"[^"\n]{1,40}"\s*:)')
 # lines that hold a grid's structure, not prose: braces, brackets, fences, a key opening an object
@@ -177,7 +183,7 @@ class TraceReader:
             found, _ = self.prose.read(piece, start, after_hedge=NONE)
             for c in found:
                 translated = translate(c.node, self.names, self.enc)
-                if translated is None:
+                if translated is None or self._in_a_list(piece, c.span.start - start, c.span.end - start):
                     continue
                 node = translated[0]
                 if any(c.span.start < x.span.end and x.span.start < c.span.end and x.node == node for x in claims):
@@ -186,6 +192,18 @@ class TraceReader:
                 claims.append(ZebraClaim(raw[c.span.start - start:c.span.end - start].strip() or c.text, c.span,
                                          node, True, origin))
         return state, [ZebraReading(tuple(claims), tuple(cells))]
+
+    def _in_a_list(self, piece: str, lo: int, hi: int) -> bool:
+        """Whether a claim is one item of a list the sentence states together ("Carol, Alice and Bob must be in
+        House 3, House 4 and House 5"): its subject ends a list of values, or its house begins a list of houses.
+        Read alone it would say something the text does not."""
+        if _HOUSE_LIST.match(piece, hi):
+            return True
+        before = _LIST_TAIL.search(piece, 0, lo)
+        if before is None:
+            return False
+        item = normalize(before.group("item"))
+        return any(end == len(item) for _, end, _ in self.puzzle.lexicon.mentions(item))
 
     # -- grids ----------------------------------------------------------------------------------------
     def _grid(self, state: ReadState, piece: str, start: int, cells: list[GridCell]) -> ReadState:
