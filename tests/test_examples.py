@@ -64,3 +64,17 @@ def test_zebra_example_rolls_back_the_contradiction_and_answers_what_z3_entails(
     assert "rollback at" in out and "(applied)" in out
     final = out.split("--- final trace ---", 1)[1]
     assert "passed: True" in final
+
+
+def test_structured_example_flags_one_wrong_step_per_problem_and_rolls_the_zebra_run_back() -> None:
+    out = run_example("structured.py")
+    for title in ("zebra, reasoning that explores", "maze, right", "spatial map, right"):
+        assert f"{title}: pass" in out
+    assert "FAIL [46:64] 'Eric is in house 3': 'Eric is in house 3' contradicts clue 5 (Eric is not in the third " \
+           "house)." in out
+    assert "going from LEFT to DOWN is a left turn, not right." in out
+    assert "the map puts Marshland Mart to the northeast of Quokka's Quilts" in out
+    monitored = out.split("--- monitored zebra run ---", 1)[1]
+    assert "Wait, “Eric is in house 3” contradicts clue 5 (Eric is not in the third house). Let me redo this " \
+           "step.\nEric is in house 1." in monitored
+    assert "passed: True" in monitored
