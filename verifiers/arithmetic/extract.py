@@ -81,7 +81,7 @@ _ROUNDING = re.compile(r"\b(?:rounded|rounding|nearest|ceil)\b|⌈|\bround(?:s)?
 _MODULAR = re.compile(r"\\[pb]?mod(?![A-Za-z])|\bmod(?:ulo|ular)?\b|≡|\\equiv\b|\\mathbb\s*\{?\s*Z|\bcongru"
                       r"|\bresidues?\b|\\(?:operatorname|text|mathrm)\s*\{\s*mod", re.IGNORECASE)
 _MODULUS = re.compile(r"(?:\\[pb]?mod(?![A-Za-z])|\bmod(?:ulo)?\b)\s*(?:\}\s*)?(?:\\[ ,;:]|~|\s)*\{?\s*"
-                      r"(\d{1,9})(?![\d.])|\\mathbb\s*\{?\s*Z\s*\}?\s*_\s*\{?\s*(\d{1,9})(?!\d)", re.IGNORECASE)
+                      r"(\d{1,9})(?!\d|\.\d)|\\mathbb\s*\{?\s*Z\s*\}?\s*_\s*\{?\s*(\d{1,9})(?!\d)", re.IGNORECASE)
 # A last digit spoken of ("the units digit", "last two digits"): a residue modulo 10, 100 or 1000.
 _LAST_DIGITS = re.compile(r"\b(?:units?|ones|last(?:\s+(?:two|three|2|3))?)\s+digits?\b", re.IGNORECASE)
 # Another base spoken of ("in base 6", "base $b$", "binary", "hexadecimal"): "4 + 5 = 13" may be base 6.
@@ -660,6 +660,9 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
                 continue
             if kind == "is" and left.node is not None and _has_glued_minus(left.node):
                 continue  # "5-10 minutes is ...": a range, not a subtraction
+            if (kind == "is" and first > 0 and toks[first - 1].kind == "WORD"
+                    and toks[first - 1].value.lower() == "for"):
+                continue  # "the coefficient for 5^3 is 4": what the value belongs to, not its calculation
             start = left.toks[0].start
             end = _rhs_end(right.toks) if remainder is None else toks[remainder[1]].end
             if not whole and _refuted_later(text, end):
