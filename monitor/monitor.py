@@ -494,7 +494,7 @@ class Run:
             wall_seconds=self.elapsed, first_chunk_seconds=self._first_chunk, check_seconds=checks.seconds,
             epochs=self.trace.epoch + 1, detail=stop.detail, abstained=stop.abstain,
             stale_verdicts=checks.stale,
-            errors=tuple(self.errors), open_violations=checks.open_violations())
+            errors=tuple(self.errors), open_violations=checks.open_violations(), undecided=checks.undecided())
         self.emit(RunFinished(result=self._result))
         if self._writer is not None:
             self._writer.end({"outcome": self._result.outcome.value, "stop_reason": stop.reason.value,

@@ -40,25 +40,30 @@ class Outcome(enum.Enum):
     BUDGET = "budget"  # a token budget (or a governor that ends runs early) stopped it; maybe a forced answer
     CUT = "cut"  # the generator's own token limit cut the text off: its last step may be unfinished
     ERROR = "error"  # the generator or its backend failed (or the run was cancelled): no answer to judge
+    # it completed and no violation stands, but a check could not decide (an Unknown: a timeout, an error, text
+    # past a reading bound) about text still in it: never shown as verified
+    UNDECIDED = "undecided"
 
     @property
     def exit_code(self) -> int:
-        """``interlock run``'s exit status: 0 verified/unchecked, 1 violation, 3 budget/cut, 2 error."""
+        """``interlock run``'s exit status: 0 verified/unchecked, 1 violation, 2 error, 3 budget/cut, 4 undecided."""
         return _EXIT[self]
 
 
 _EXIT = {Outcome.VERIFIED: 0, Outcome.UNCHECKED: 0, Outcome.VIOLATION: 1, Outcome.BUDGET: 3, Outcome.CUT: 3,
-         Outcome.ERROR: 2}
+         Outcome.ERROR: 2, Outcome.UNDECIDED: 4}
 _GAVE_UP = frozenset({StopReason.INTERRUPTED, StopReason.OSCILLATION, StopReason.INTERVENTION_LIMIT,
                       StopReason.UNRESUMABLE})
 
 
 def outcome_of(stop_reason: StopReason, open_violations: int, verdicts: tuple[Verdict, ...],
-               abstained: bool = False) -> Outcome:
-    """The outcome from why a run ended, how many violations stand and what the checks said.
+               abstained: bool = False, undecided: int = 0) -> Outcome:
+    """The outcome from why a run ended, how many violations stand, how many undecided checks are about text
+    still in the trace, and what the checks said.
 
-    A standing violation wins over a budget stop (the user must see it); a pass "checked" nothing when
-    every verdict is an ``Unknown`` or a ``Pass(checked=False)``.
+    A standing violation wins over a budget stop (the user must see it), and a budget stop or a cut over an
+    undecided check (the answer is incomplete either way); a pass "checked" nothing when every verdict is a
+    ``Pass(checked=False)``.
     """
     if stop_reason in (StopReason.ERROR, StopReason.CANCELLED):
         return Outcome.ERROR
@@ -68,6 +73,8 @@ def outcome_of(stop_reason: StopReason, open_violations: int, verdicts: tuple[Ve
         return Outcome.BUDGET
     if stop_reason is StopReason.LENGTH:
         return Outcome.CUT
+    if undecided:
+        return Outcome.UNDECIDED
     checked = any(isinstance(v, Pass) and v.checked for v in verdicts)
     return Outcome.VERIFIED if checked else Outcome.UNCHECKED
 
@@ -154,16 +161,19 @@ class RunResult:
     open_violations: tuple[Verdict, ...] = field(default=())
     # Attempts abandoned by a restart, in order; ``text`` is the last attempt's (its prompt: restarts[-1].prompt).
     restarts: tuple[Restart, ...] = field(default=())
+    # Undecided verdicts (``Unknown``s of verifiers that are not fail-closed) about text still in the final trace.
+    undecided: tuple[Verdict, ...] = field(default=())
 
     @property
     def passed(self) -> bool:
-        """True when the run completed and no violation stands in the final text."""
-        return self.stop_reason is StopReason.COMPLETE and not self.open_violations
+        """True when the run completed, no violation stands in the final text and no check of it was undecided."""
+        return self.stop_reason is StopReason.COMPLETE and not self.open_violations and not self.undecided
 
     @property
     def outcome(self) -> Outcome:
-        """verified, unchecked, violation, budget, cut or error: see :class:`Outcome`."""
-        return outcome_of(self.stop_reason, len(self.open_violations), self.verdicts, self.abstained)
+        """verified, unchecked, undecided, violation, budget, cut or error: see :class:`Outcome`."""
+        return outcome_of(self.stop_reason, len(self.open_violations), self.verdicts, self.abstained,
+                          len(self.undecided))
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "prompt": self.prompt, "text": self.text, "outcome": self.outcome.value,
@@ -174,4 +184,5 @@ class RunResult:
                 "verdicts": [v.to_dict() for v in self.verdicts],
                 "interventions": [i.to_dict() for i in self.interventions],
                 "open_violations": [v.to_dict() for v in self.open_violations],
+                "undecided": [v.to_dict() for v in self.undecided],
                 "restarts": [r.to_dict() for r in self.restarts]}

@@ -6,7 +6,8 @@ record per trace (id, labels, every verdict with its span, the first violation),
 Parquet. Input streams (memory bounded by ``--concurrency``, not the input's size); ``--engine ray`` maps the
 records over a Ray cluster instead (``--address`` joins an existing one). A file or record that cannot be read,
 or a record that runs past ``--timeout``, is reported in its place and the batch goes on. Exit code: 0 when
-every trace passed, 1 when one had a violation or anything could not be read or replayed, 2 on a usage error.
+every trace passed, 1 when one had a violation or an undecided check (an ``Unknown``: never shown as passed) or
+anything could not be read or replayed, 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -118,6 +119,10 @@ def main(args: argparse.Namespace) -> int:
             print(line, flush=False)
         elif record["type"] == "error":
             print(f"error: {record['message']}", file=sys.stderr)
+        elif record["outcome"] == "undecided":
+            first = next(v for v in record["verdicts"] if v["kind"] == "unknown")
+            where = f" [{first['span'][0]}, {first['span'][1]})" if first["span"] is not None else ""
+            print(f"{record['id']}: undecided: {first['verifier']}{where} {first['message']}")
         elif not record["passed"]:
             first = record["first_violation"]
             n = sum(v["kind"] == "fail" for v in record["verdicts"])
@@ -156,7 +161,8 @@ def main(args: argparse.Namespace) -> int:
         print(record_json(summary))
     else:
         print(f"{summary['traces']} traces: {summary['passed']} passed, {summary['failed']} with violations, "
-              f"{summary['read_errors']} could not be read, {summary['replay_errors']} timed out or crashed "
+              f"{summary['undecided']} undecided, {summary['read_errors']} could not be read, "
+              f"{summary['replay_errors']} timed out or crashed "
               f"({summary['traces_per_s']} traces/s)")
     if writer is not None and not args.json:
         print(f"results: {args.output} ({writer.count} records)")
@@ -167,7 +173,7 @@ def main(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"report: {path}")
     sys.stdout.flush()
-    return 1 if totals.read_errors or totals.replay_errors or totals.failed else 0
+    return 1 if totals.read_errors or totals.replay_errors or totals.failed or totals.undecided else 0
 
 
 def _parsed(line: str) -> tuple[dict[str, Any], str, list[str]]:

@@ -6,7 +6,8 @@ stops the model from repeating itself until the budget ends. On a terminal, fini
 (verified green, failed red, removed text struck through, feedback yellow) and only the line being written is
 redrawn, above a status line; into a pipe the same lines are printed plain, removed text between ``[-`` and
 ``-]``. Then one line with the outcome. Exit status (``Outcome.exit_code``): 0 verified or unchecked,
-1 violation, 2 error (bad usage, the backend failed), 3 stopped by a budget or cut by the generator's limit.
+1 violation, 2 error (bad usage, the backend failed), 3 stopped by a budget or cut by the generator's limit,
+4 undecided (a check could not decide about text still in the answer: never shown as verified).
 """
 
 from __future__ import annotations

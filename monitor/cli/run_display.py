@@ -33,7 +33,8 @@ STYLES = {"ok": "green", "fail": "bold red", "removed": "dim red strike", "feedb
           "note": "magenta", "text": ""}
 OUTCOME_STYLES = {Outcome.VERIFIED: ("✓", "bold green"), Outcome.UNCHECKED: ("○", "bold yellow"),
                   Outcome.VIOLATION: ("✗", "bold red"), Outcome.BUDGET: ("⏹", "bold yellow"),
-                  Outcome.CUT: ("✂", "bold yellow"), Outcome.ERROR: ("✗", "bold red")}
+                  Outcome.CUT: ("✂", "bold yellow"), Outcome.ERROR: ("✗", "bold red"),
+                  Outcome.UNDECIDED: ("?", "bold yellow")}
 Piece = tuple[str, str]  # (text, kind)
 
 
@@ -297,7 +298,8 @@ def summary_line(result: RunResult) -> str:
                                    if result.open_violations else "the monitor stopped it"),
                Outcome.BUDGET: "stopped by a budget before the end",
                Outcome.CUT: "the generator's own token limit cut it off",
-               Outcome.ERROR: "the generator failed"}[outcome]
+               Outcome.ERROR: "the generator failed",
+               Outcome.UNDECIDED: f"{_plural(len(result.undecided), 'check')} could not decide"}[outcome]
     n = len([i for i in result.interventions if i.applied])
     parts = [f"{mark} {outcome.value}: {meaning}", f"{_plural(result.tokens.kept, 'token')} kept, "
              f"{result.tokens.discarded} discarded", _plural(n, "intervention"), f"{result.wall_seconds:.1f} s",
