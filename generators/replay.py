@@ -55,7 +55,7 @@ class Replay:
         else:
             recorded = source if isinstance(source, RecordedTrace) else read_trace(source)
             self.segments = recorded.final_segments()
-            self._prompt = recorded.prompt
+            self._prompt = recorded.final_prompt  # a restarted run's text belongs to its last attempt's prompt
         bad = next((s.t for s in self.segments if not math.isfinite(s.t)), None)
         if bad is not None:  # a paced replay would wait for it forever
             raise ConfigError(f"Replay: a recorded chunk time is {bad!r}; times must be finite")
@@ -69,7 +69,7 @@ class Replay:
 
     @property
     def prompt(self) -> str:
-        """The prompt the trace was recorded with (pass it to ``Monitor.run``)."""
+        """The prompt the trace was recorded with (its last attempt's, after restarts; pass it to ``Monitor.run``)."""
         return self._prompt
 
     @property

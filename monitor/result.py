@@ -21,7 +21,8 @@ class StopReason(enum.Enum):
     OSCILLATION = "oscillation"  # the same violation kept coming back after rollbacks: abstained
     INTERVENTION_LIMIT = "intervention_limit"  # too many interventions in one run
     GOVERNOR = "governor"  # a governor stopped the run (converged, looping, ...)
-    RESTART = "restart"  # a governor ended this attempt to start afresh (Monitor.run starts the next one)
+    # a governor ended this attempt to start afresh (Monitor.run starts the next one; a streamed run ends here)
+    RESTART = "restart"
     UNRESUMABLE = "unresumable"  # a rollback was needed but the generator cannot resume
     CANCELLED = "cancelled"  # the caller cancelled the run
     ERROR = "error"  # the generator failed
@@ -37,7 +38,9 @@ class Outcome(enum.Enum):
     VERIFIED = "verified"  # it completed, checks judged some of its text and no violation stands
     UNCHECKED = "unchecked"  # it completed with no violation, but no check found anything to judge
     VIOLATION = "violation"  # a violation stands in the text, or the monitor interrupted or abstained
-    BUDGET = "budget"  # a token budget (or a governor that ends runs early) stopped it; maybe a forced answer
+    # a token budget (or a governor that ends runs early, or a restart a streamed run cannot make) stopped it;
+    # maybe a forced answer
+    BUDGET = "budget"
     CUT = "cut"  # the generator's own token limit cut the text off: its last step may be unfinished
     ERROR = "error"  # the generator or its backend failed (or the run was cancelled): no answer to judge
     # it completed and no violation stands, but a check could not decide (an Unknown: a timeout, an error, text
@@ -69,7 +72,7 @@ def outcome_of(stop_reason: StopReason, open_violations: int, verdicts: tuple[Ve
         return Outcome.ERROR
     if open_violations or abstained or stop_reason in _GAVE_UP:
         return Outcome.VIOLATION
-    if stop_reason in (StopReason.BUDGET, StopReason.GOVERNOR):
+    if stop_reason in (StopReason.BUDGET, StopReason.GOVERNOR, StopReason.RESTART):
         return Outcome.BUDGET
     if stop_reason is StopReason.LENGTH:
         return Outcome.CUT

@@ -148,8 +148,9 @@ class Segment(NamedTuple):
 class RecordedTrace:
     """A trace file read back: enough to replay it without a model.
 
-    ``chunks`` are every chunk generated, including those a rollback later discarded; ``text`` joins them.
-    ``final_text()`` is the text the run ended with (rollbacks and injected feedback applied).
+    ``chunks`` are every chunk generated, including those a rollback later discarded and those of attempts a
+    restart abandoned; ``text`` joins them. ``final_text()`` is the text the run ended with (rollbacks, injected
+    feedback and restarts applied), and ``final_prompt`` the prompt it was generated for.
     """
 
     prompt: str
@@ -168,12 +169,24 @@ class RecordedTrace:
     def text(self) -> str:
         return "".join(c.text for c in self.chunks)
 
+    @property
+    def restarts(self) -> list[dict[str, Any]]:
+        """The ``restart`` events: one per attempt a governor abandoned, with the prompt of the next attempt."""
+        return [e for e in self.events if e.get("kind") == "restart"]
+
+    @property
+    def final_prompt(self) -> str:
+        """The prompt of the last attempt (the question and the state a restart carried), else ``prompt``."""
+        prompts = [e["prompt"] for e in self.restarts if isinstance(e.get("prompt"), str)]
+        return prompts[-1] if prompts else self.prompt
+
     def final_segments(self) -> list[Segment]:
         """Replay the recorded chunks and events in file order: an applied rollback (an ``intervention`` event
         with ``applied`` and ``action == "rollback"``) cuts the text at its ``position``, an ``inject`` event
-        appends the text the monitor wrote. Returns the pieces of the final text, in order."""
+        appends the text the monitor wrote, a ``restart`` event starts the next attempt from nothing. Returns the
+        pieces of the final text, in order."""
         if len(self.event_chunks) != len(self.events):
-            if any(e.get("kind") in ("intervention", "inject") for e in self.events):
+            if any(e.get("kind") in ("intervention", "inject", "restart") for e in self.events):
                 raise TraceFileError("the events carry no chunk positions (read the file with read_trace) so "
                                      "their order cannot be reconstructed", path=self.path)
             order = [len(self.chunks)] * len(self.events)
@@ -200,6 +213,9 @@ class RecordedTrace:
         kind = event.get("kind")
         t = event.get("t", 0.0)
         t = float(t) if isinstance(t, int | float) and math.isfinite(t) else 0.0
+        if kind == "restart":  # the attempt so far was abandoned: the next one starts from an empty trace
+            pieces.clear()
+            return 0
         if kind == "inject":
             text = event.get("text")
             if not isinstance(text, str):
