@@ -7,8 +7,9 @@ Hostile text is written, never raised on: a lone surrogate (``"\\ud800"``, which
 produce) cannot be encoded as UTF-8, so the writer replaces it with U+FFFD and says so on that line
 (``"replaced": {"surrogates": n}``) and in the end line's totals; a non-finite float is written as ``null``
 (counted as ``non_finite``), because strict JSON has no NaN or Infinity. The reader is strict JSON too (no NaN or
-Infinity, times finite), survives any nesting depth with a located error, and reads a file cut mid-line (a disk
-full, a killed process) up to its last complete line, with a warning in :attr:`RecordedTrace.warnings`.
+Infinity; times finite, and at most a week after the run started, so a replay never waits for ever), survives any
+nesting depth with a located error, and reads a file cut mid-line (a disk full, a killed process) up to its last
+complete line, with a warning in :attr:`RecordedTrace.warnings`.
 """
 
 from __future__ import annotations
@@ -26,10 +27,26 @@ from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import TraceFileError
 from interlock.monitor.textout import scrub
 
-__all__ = ["TRACE_VERSION", "RecordedTrace", "Segment", "TraceWriter", "parse_json_line", "read_trace",
-           "replace_surrogates"]
+__all__ = ["MAX_TRACE_SECONDS", "TRACE_VERSION", "RecordedTrace", "Segment", "TraceWriter", "check_time",
+           "parse_json_line", "read_trace", "replace_surrogates"]
 
 TRACE_VERSION = 1
+# The latest time a trace file may record (seconds after its run started): a replay at the recorded pace waits
+# that long at most, never "forever" (``"t": 1e300`` is finite, and would be).
+MAX_TRACE_SECONDS = 7 * 24 * 3600
+
+
+def check_time(t: Any) -> str | None:
+    """Why ``t`` is no time a trace file can record (``None`` when it is one): a finite number of seconds from 0
+    to :data:`MAX_TRACE_SECONDS` after the run started."""
+    if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
+        return f"must be a finite number, got {t!r}"
+    if t < 0:
+        return f"is {t:g} seconds after the run started: a time cannot be negative"
+    if t > MAX_TRACE_SECONDS:
+        return (f"is {t:g} seconds after the run started: more than {MAX_TRACE_SECONDS} (a week), which no recorded "
+                "run takes")
+    return None
 
 
 def replace_surrogates(text: str) -> tuple[str, int]:
@@ -320,13 +337,15 @@ def read_trace(path: str | os.PathLike[str]) -> RecordedTrace:
             if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, int) for i in ids)):
                 raise TraceFileError("chunk field 'token_ids' must be a list of integers", path=where, line=number)
             t = record.get("t", trace.times[-1] if trace.times else 0.0)
-            if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
-                raise TraceFileError(f"chunk field 't' must be a finite number, got {t!r}", path=where, line=number)
+            if (problem := check_time(t)) is not None:
+                raise TraceFileError(f"chunk field 't' {problem}", path=where, line=number)
             trace.chunks.append(Chunk(text, token_ids=tuple(ids) if ids is not None else None,
                                       logprobs=_floats(record.get("logprobs"), "logprobs", where, number),
                                       entropy=_floats(record.get("entropy"), "entropy", where, number)))
             trace.times.append(float(t))
         elif kind == "event":
+            if "t" in record and (problem := check_time(record["t"])) is not None:
+                raise TraceFileError(f"event field 't' {problem}", path=where, line=number)
             trace.events.append(record)
             trace.event_chunks.append(len(trace.chunks))
         elif kind == "end":
