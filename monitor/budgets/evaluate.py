@@ -35,8 +35,9 @@ __all__ = ["DEFAULT_RECORD_SECONDS", "BudgetReport", "ends_in_loop", "evaluate",
            "summarise"]
 
 # How long one record may take under all its policies (the command's --record-seconds): past it the record is
-# an error in its place; a 4 MB trace (the largest read by default) takes a few seconds.
-DEFAULT_RECORD_SECONDS = 60.0
+# an error in its place. A 4 MB trace (the largest read by default) takes about 66 s under the twelve default
+# policies on a loaded core (benchmarks/budget_scaling.py); a 32k-token trace, about 2 s.
+DEFAULT_RECORD_SECONDS = 120.0
 
 _SCORER: AnswerScorer | None = None
 

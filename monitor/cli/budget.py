@@ -36,9 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default=None, metavar="ADDR",
                         help="with --engine ray: the cluster to join (default: start a local one)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N traces of each file")
-    parser.add_argument("--record-seconds", type=float, default=60.0, metavar="S",
+    parser.add_argument("--record-seconds", type=float, default=120.0, metavar="S",
                         help="seconds one record may take under all its policies; past it the record is an error "
-                             "and the batch goes on (default 60)")
+                             "and the batch goes on (default 120)")
     parser.add_argument("--max-record-mb", type=float, default=4.0, metavar="MB",
                         help="the largest record read (a JSON line or a trace file); a bigger one is an error in "
                              "its place, never held in memory (default 4)")
