@@ -247,9 +247,9 @@ class Run:
         self._debug = debug_enabled()
         # The trace file; a restarted attempt goes on in its predecessor's, on the same clock.
         self._writer = writer if writer is not None else (
-            TraceWriter(record, prompt=prompt, meta={"run_id": self.run_id, **monitor.meta})
+            TraceWriter(record, prompt=prompt, meta={"run_id": self.run_id, **monitor.meta}, started=self._t0)
             if record is not None else None)
-        self._t_base = writer.elapsed() if writer is not None else 0.0
+        self._t_base = self._t0 - writer.started if writer is not None else 0.0
         self._observed = events or self._writer is not None or self._debug  # someone wants each chunk
 
     # -- RunContext (what governors see) -------------------------------------------------------------

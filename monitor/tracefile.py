@@ -98,10 +98,12 @@ def _finite_or_null(value: Any, counts: dict[str, int]) -> Any:
 class TraceWriter:
     """Writes one run to a trace file as it happens."""
 
-    def __init__(self, path: str | os.PathLike[str], *, prompt: str, meta: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, prompt: str, meta: Mapping[str, Any] | None = None,
+                 started: float | None = None) -> None:
         self.path = Path(path)
         self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
-        self._t0 = time.perf_counter()
+        #: The ``time.perf_counter()`` its times count from (the run's start, when the run passes it).
+        self.started = time.perf_counter() if started is None else started
         #: What the writer had to replace so far: ``{"surrogates": n, "non_finite": m}`` (only kinds that occurred).
         self.replaced: dict[str, int] = {}
         self._write({"type": "header", "version": TRACE_VERSION, "prompt": prompt, "meta": dict(meta or {})})
@@ -125,7 +127,7 @@ class TraceWriter:
         self._file.flush()
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self._t0
+        return time.perf_counter() - self.started
 
     def chunk(self, chunk: Chunk, t: float | None = None) -> None:
         self._write({"type": "chunk", **chunk.to_dict(), "t": round(self.elapsed() if t is None else t, 6)})
