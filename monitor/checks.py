@@ -163,6 +163,13 @@ class Checks:
                      if (isinstance(v, Fail) or (isinstance(v, Unknown) and v.verifier in self._fail_closed))
                      and trace.still_valid(v.epoch, v.span))
 
+    def undecided(self) -> tuple[Verdict, ...]:
+        """Undecided verdicts of verifiers that are not fail-closed about text still in the trace: they keep a run
+        from being shown as verified."""
+        trace = self._run.trace
+        return tuple(v for v in self.verdicts if isinstance(v, Unknown) and v.verifier not in self._fail_closed
+                     and trace.still_valid(v.epoch, v.span))
+
     def barrier_violations(self) -> tuple[Verdict, ...]:
         """:meth:`open_violations` and the failures of the barrier's checks of the unfinished step."""
         trace = self._run.trace

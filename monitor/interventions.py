@@ -297,7 +297,9 @@ class Interventions:
     def restart_stop(self, source: str, reason: str, position: int | None = None) -> Stop:
         """End this attempt for a fresh one, or, once the monitor's restarts are used up, stop it plainly."""
         if self._run.restarts_left > 0:
-            return Stop(StopReason.RESTART, f"{source}: {reason}", source=source, position=position)
+            streamed = ("" if self._run.restartable
+                        else "; a streamed run runs one attempt (Monitor.run restarts): stopped")
+            return Stop(StopReason.RESTART, f"{source}: {reason}{streamed}", source=source, position=position)
         limit = self._run.monitor.max_restarts
         return Stop(StopReason.GOVERNOR, f"{source}: {reason}; no restart left (max_restarts={limit}): stopped",
                     source=source)

@@ -63,7 +63,7 @@ class Monitor:
     - ``max_interventions`` and ``oscillation_limit`` configure the :class:`InterventionLimit` and
       :class:`OscillationGuard` governors added unless ``governors`` already holds one.
     - ``record``: a path to write the trace file of every run to (``run(record=...)`` overrides it; with
-      restarts it holds the last attempt).
+      restarts it holds every attempt, each abandoned one followed by a ``restart`` event).
     - ``max_restarts``: how many times a governor's ``restart`` may start a fresh attempt in :meth:`run`
       (past it a restart is a stop). The next attempt's prompt is ``restart_template`` filled with the
       original ``{prompt}`` and the ``{state}`` of the abandoned attempt: ``restart_state(result)`` if given,
@@ -162,21 +162,32 @@ class Monitor:
         attempt_prompt = prompt
         carried = TokenCounts()
         started = time.perf_counter()
-        while True:
-            # Nobody reads this run's events: it does not queue them, nor build one per chunk.
-            async with self._open(attempt_prompt, record=record, events=False, carried=carried,
-                                  restarts_left=self.max_restarts - len(restarts), spans=spans) as run:
-                await run.wait()
-            result = run.result
-            if result.stop_reason is not StopReason.RESTART:
-                break
-            state = self._carried_state(result, run)
-            own = TokenCounts(kept=result.tokens.kept, discarded=result.tokens.discarded - carried.discarded,
-                              fork=result.tokens.fork - carried.fork)
-            attempt_prompt = self.restart_template.format(prompt=prompt, state=state) if state else prompt
-            restarts.append(Restart(attempt=len(restarts) + 1, source=run.stop_source, reason=result.detail,
-                                    state=state, prompt=attempt_prompt, text=result.text, tokens=own))
-            carried = TokenCounts(discarded=result.tokens.kept + result.tokens.discarded, fork=result.tokens.fork)
+        writer: TraceWriter | None = None  # one trace file for every attempt
+        try:
+            while True:
+                # Nobody reads this run's events: it does not queue them, nor build one per chunk.
+                async with self._open(attempt_prompt, record=record, events=False, carried=carried,
+                                      restarts_left=self.max_restarts - len(restarts), spans=spans, writer=writer,
+                                      restartable=True) as run:
+                    await run.wait()
+                writer = run.trace_writer
+                result = run.result
+                if result.stop_reason is not StopReason.RESTART:
+                    break
+                state = self._carried_state(result, run)
+                own = TokenCounts(kept=result.tokens.kept, discarded=result.tokens.discarded - carried.discarded,
+                                  fork=result.tokens.fork - carried.fork)
+                attempt_prompt = self.restart_template.format(prompt=prompt, state=state) if state else prompt
+                restarts.append(Restart(attempt=len(restarts) + 1, source=run.stop_source, reason=result.detail,
+                                        state=state, prompt=attempt_prompt, text=result.text, tokens=own))
+                if writer is not None:  # the next attempt goes on in the same file, after this line
+                    record_of = {k: v for k, v in restarts[-1].to_dict().items() if k != "text"}
+                    writer.event({"kind": "restart", **record_of, "t": round(writer.elapsed(), 6)})
+                carried = TokenCounts(discarded=result.tokens.kept + result.tokens.discarded,
+                                      fork=result.tokens.fork)
+        finally:
+            if writer is not None:
+                writer.close()  # the last attempt wrote the end line; cancelled between attempts, the file ends here
         if not restarts:
             return result
         return dataclasses.replace(result, prompt=prompt, restarts=tuple(restarts),
@@ -213,13 +224,15 @@ class Monitor:
 
     @asynccontextmanager
     async def _open(self, prompt: str, *, record: str | os.PathLike[str] | None, events: bool,
-                    carried: TokenCounts, restarts_left: int, spans: RunSpans | None = None) -> AsyncIterator[Run]:
+                    carried: TokenCounts, restarts_left: int, spans: RunSpans | None = None,
+                    writer: TraceWriter | None = None, restartable: bool = False) -> AsyncIterator[Run]:
         if not isinstance(prompt, str):
             raise ConfigError(f"prompt must be a string, got {type(prompt).__name__}")
         if spans is None:
             spans = self._spans(prompt, end_on_finish=True)
         run = Run(self, prompt, record if record is not None else self.record, events=events, carried=carried,
-                  restarts_left=restarts_left, spans=spans)
+                  restarts_left=restarts_left, spans=spans, writer=writer,
+                  restartable=restartable)
         token = spans.activate() if spans is not None else None
         try:
             async with anyio.create_task_group() as tg:
@@ -274,10 +287,12 @@ class Run:
 
     def __init__(self, monitor: Monitor, prompt: str, record: str | os.PathLike[str] | None, *,
                  events: bool = True, carried: TokenCounts | None = None, restarts_left: int = 0,
-                 spans: RunSpans | None = None) -> None:
+                 spans: RunSpans | None = None, writer: TraceWriter | None = None,
+                 restartable: bool = False) -> None:
         self.monitor = monitor
         self.carried = carried or TokenCounts()  # earlier attempts abandoned by restarts: counted as discarded
         self.restarts_left = restarts_left
+        self.restartable = restartable  # Monitor.run starts the next attempt after a restart; a stream cannot
         self.stop_source = ""  # who ended the run (a restart is recorded with it)
         self.stop_position: int | None = None  # where a restart's trouble began
         self.run_id = uuid.uuid4().hex[:12]
@@ -306,8 +321,11 @@ class Run:
         self._tg: TaskGroup | None = None
         self._log = get_logger(run_id=self.run_id)
         self._debug = debug_enabled()
-        self._writer = (TraceWriter(record, prompt=prompt, meta={"run_id": self.run_id, **monitor.meta})
-                        if record is not None else None)
+        # The trace file; a restarted attempt goes on in its predecessor's, on the same clock.
+        self._writer = writer if writer is not None else (
+            TraceWriter(record, prompt=prompt, meta={"run_id": self.run_id, **monitor.meta}, started=self._t0)
+            if record is not None else None)
+        self._t_base = self._t0 - writer.started if writer is not None else 0.0
         self._observed = events or self._writer is not None or self._debug  # someone wants each chunk
         self.spans = spans  # the run's tracing (None: off): it sees every event and every check
         if spans is not None:
@@ -356,6 +374,11 @@ class Run:
         return Fork(self, end) if self._caps.fork else None
 
     # -- public API ----------------------------------------------------------------------------------
+    @property
+    def trace_writer(self) -> TraceWriter | None:
+        """The trace file this run writes to (``record=``), or None."""
+        return self._writer
+
     @property
     def finished(self) -> bool:
         return self._finished.is_set()
@@ -453,7 +476,7 @@ class Run:
         record = event.to_dict()
         if writing:
             assert self._writer is not None
-            self._writer.event(record)
+            self._writer.event({**record, "t": round(event.t + self._t_base, 6)} if self._t_base else record)
         if logged:
             self._log.info(event.kind, **{k: v for k, v in record.items() if k != "kind"})
 
@@ -466,7 +489,7 @@ class Run:
             with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._send.send_nowait((chunk, position, epoch, t))
         if self._writer is not None:
-            self._writer.chunk(chunk, t)
+            self._writer.chunk(chunk, t + self._t_base)
         if self._debug:
             event = ChunkAppended(chunk=chunk, position=position, epoch=epoch, t=t)
             self._log.debug(event.kind, **event.to_dict())
@@ -625,15 +648,15 @@ class Run:
             wall_seconds=self.elapsed, first_chunk_seconds=self._first_chunk, check_seconds=checks.seconds,
             epochs=self.trace.epoch + 1, detail=stop.detail, abstained=stop.abstain,
             stale_verdicts=checks.stale,
-            errors=tuple(self.errors), open_violations=checks.open_violations(),
+            errors=tuple(self.errors), open_violations=checks.open_violations(), undecided=checks.undecided(),
             phases=self.trace.phase_runs(len(self.trace)))
         self.emit(RunFinished(result=self._result))
-        if self._writer is not None:
+        if self._writer is not None and not (stop.reason is StopReason.RESTART and self.restartable):
             self._writer.end({"outcome": self._result.outcome.value, "stop_reason": stop.reason.value,
                               "detail": stop.detail, "text": self.trace.text,
                               **({"phases": [list(r) for r in self._result.phases]} if self._result.phases else {}),
                               "tokens": self.tokens.to_dict(), "passed": self._result.passed,
-                              "t": round(self.elapsed, 6)})
+                              "t": round(self.elapsed + self._t_base, 6)})
         self._send.close()
         self._finished.set()
         self.notify()

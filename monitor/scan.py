@@ -1,4 +1,9 @@
-"""Run a verifier over a complete text as if it had streamed: same triggers, same steps, same extraction."""
+"""Run a verifier over a complete text as if it had streamed: same triggers, same steps, same extraction.
+
+Steps do not depend on how the text was chunked, so a verifier whose trigger does not count tokens and that does
+not read token data (``reads_chunks = False``) is fed the text a line at a time, as a replay does: the same dues
+and views, without a million scheduler calls for a 5 MB step. Any other is fed word-sized pieces.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +21,13 @@ from interlock.monitor.phases import KNOWN_TAGS, ThinkingTags
 from interlock.monitor.scheduler import Scheduler
 from interlock.monitor.thinking import TagSplitter
 from interlock.monitor.trace import Trace
+from interlock.monitor.triggers import AnyOf, AtEnd, OnPattern, StepBoundary, Trigger
 from interlock.monitor.verdicts import Verdict
 
 if TYPE_CHECKING:
     from interlock.monitor.verifier import Verifier
 
-__all__ = ["ascan", "opens_thinking", "pseudo_tokens", "scan"]
+__all__ = ["ascan", "chunking_matters", "opens_thinking", "pseudo_tokens", "scan"]
 
 _PIECE = re.compile(r"\s*\S+|\s+")
 
@@ -30,6 +36,13 @@ def pseudo_tokens(text: str) -> Iterator[str]:
     """Split text into word-sized pieces (leading whitespace attached), the way it would stream."""
     for m in _PIECE.finditer(text):
         yield m.group()
+
+
+def chunking_matters(trigger: Trigger) -> bool:
+    """Whether a trigger can fire differently depending on how the text was chunked (token counts can)."""
+    if isinstance(trigger, AnyOf):
+        return any(chunking_matters(t) for t in trigger.triggers)
+    return not isinstance(trigger, StepBoundary | AtEnd | OnPattern)
 
 
 def opens_thinking(prompt: str, tags: Iterable[ThinkingTags]) -> bool:
@@ -53,7 +66,8 @@ async def ascan(verifier: Verifier, text: str, *, prompt: str = "",
             outcome = await run_check(v, trace.view(due.end, due.step, final=due.final))
             verdicts.extend(outcome.verdicts)
 
-    for piece in pseudo_tokens(text):
+    by_line = not verifier.reads_chunks and not chunking_matters(verifier.trigger)
+    for piece in (text.splitlines(keepends=True) if by_line else pseudo_tokens(text)):
         for chunk in splitter.feed(Chunk(piece)) if splitter is not None else (Chunk(piece),):
             trace.append(chunk)
             await run_due(False)

@@ -320,6 +320,10 @@ class Trace:
         i = bisect.bisect_right(self._starts, pos) - 1
         return i >= 0 and i in self._injected and pos < self._end(i)
 
+    def injected_spans(self) -> list[Span]:
+        """Where the text the monitor wrote is, in order."""
+        return [Span(self._starts[j], self._end(j)) for j in sorted(self._injected)]
+
     def injected_end_before(self, pos: int) -> int:
         """End of the last injected text at or before ``pos`` (0 if none): steps never start inside it."""
         below = bisect.bisect_right(self._starts, pos)

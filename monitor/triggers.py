@@ -63,9 +63,17 @@ class BoundTrigger(ABC):
     """
 
     every_chunk: bool = True
+    # Whether text its checks left out is checked at the end and at a barrier (see Scheduler): every trigger's
+    # but AtEnd's, whose one check is about the answer as a whole (its view holds all the text).
+    covers_gaps: bool = True
 
     @abstractmethod
     def advance(self, progress: Progress) -> list[Due]: ...
+
+    def wants(self, phase: Phase) -> bool:
+        """Whether text of ``phase`` is this trigger's business (a trigger narrowed to one phase says no to the
+        other): the scheduler asks before it checks text the trigger left out."""
+        return True
 
     def rewind(self, pos: int, tokens: int) -> None:  # noqa: B027 - stateless triggers need nothing
         """The trace was cut at ``pos`` (``tokens`` generated tokens remain)."""
@@ -109,6 +117,7 @@ class StepBoundary(Trigger):
 
 class _End(BoundTrigger):
     every_chunk = False
+    covers_gaps = False
 
     def advance(self, progress: Progress) -> list[Due]:
         if not progress.final:
@@ -152,7 +161,9 @@ class _EveryN(BoundTrigger):
 
 @dataclass(frozen=True)
 class EveryNTokens(Trigger):
-    """Due each time another ``n`` generated tokens have arrived; the step is the text since the last time."""
+    """Due each time another ``n`` generated tokens have arrived; the step is the text since the last time.
+
+    The last tokens of a run (fewer than ``n``) are checked when it ends, and at a barrier."""
 
     n: int
     phase: PhaseFilter = BOTH
@@ -199,7 +210,8 @@ class _Pattern(BoundTrigger):
 class OnPattern(Trigger):
     """Due when ``pattern`` (a regular expression) matches new text, e.g. ``OnPattern(r"\\bWait\\b")``.
 
-    A match must be shorter than 256 characters: text older than that is not searched again.
+    A match must be shorter than 256 characters: text older than that is not searched again. The text no match's
+    step covered (before, between and after the matches) is checked when the run ends, and at a barrier.
     """
 
     pattern: str | re.Pattern[str]
@@ -217,6 +229,10 @@ class _Any(BoundTrigger):
     def __init__(self, parts: list[BoundTrigger]) -> None:
         self.parts = parts
         self.every_chunk = any(p.every_chunk for p in parts)
+        self.covers_gaps = any(p.covers_gaps for p in parts)
+
+    def wants(self, phase: Phase) -> bool:
+        return any(p.wants(phase) for p in self.parts if p.covers_gaps)
 
     def advance(self, progress: Progress) -> list[Due]:
         seen: set[tuple[int, int, int]] = set()
@@ -253,6 +269,10 @@ class PhaseFiltered(BoundTrigger):
         self.inner = inner
         self.phase = phase
         self.every_chunk = inner.every_chunk
+        self.covers_gaps = inner.covers_gaps
+
+    def wants(self, phase: Phase) -> bool:
+        return phase == self.phase and self.inner.wants(phase)
 
     def advance(self, progress: Progress) -> list[Due]:
         out = []

@@ -35,3 +35,8 @@ def slow_to_load() -> Scripted:
 
     time.sleep(1.5)
     return Scripted("So 2 + 3 = 5.\nThen 5 + 1 = 6.\n", rate=20)
+
+
+def past_the_bound() -> Scripted:
+    """A wrong claim past the arithmetic verifier's reading bound (32,000 characters a step): undecided."""
+    return Scripted(["We count " + "one more word and then " * 1600 + "so 2 + 2 = 5 in the end.\n"])

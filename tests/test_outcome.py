@@ -53,7 +53,7 @@ async def test_each_outcome_from_a_monitored_run() -> None:
         Outcome.CUT, StopReason.LENGTH)
     # the same wrong step after every rollback: the monitor gives up, the violation stands
     assert (await _outcome(Scripted("So 2 + 3 = 6.\n")))[0] is Outcome.VIOLATION
-    assert [o.exit_code for o in Outcome] == [0, 0, 1, 3, 3, 2]
+    assert [o.exit_code for o in Outcome] == [0, 0, 1, 3, 3, 2, 4]
 
 
 async def test_scripted_marks_its_last_chunk_with_why_it_stopped() -> None:

@@ -11,11 +11,13 @@ such a decision ends the replay and is labelled (``forced``, ``rollback``).
 from __future__ import annotations
 
 import inspect
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from interlock.monitor.budgets.errors import RecordTimeout
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import ConfigError
 from interlock.monitor.generation import Capabilities
@@ -101,7 +103,12 @@ class OfflineRun:
         return None
 
     def append(self, chunk: Chunk) -> None:
-        self._text += chunk.text
+        # Drop our reference first, so that a string nobody else holds grows in place (as the live trace does):
+        # ``self._text += ...`` copied the whole text at every chunk, which made a long trace quadratic.
+        text = self._text
+        self._text = ""
+        text += chunk.text
+        self._text = text
         self._kept += chunk.n_tokens
         if chunk.text:
             self._phase = THINKING if chunk.phase == THINKING else ANSWER
@@ -141,12 +148,13 @@ def _allowance(governors: Sequence[Governor], run: OfflineRun) -> int | None:
 
 
 def replay_governors(governors: Sequence[Governor], prompt: str, text: str, *, starts: Sequence[int] | None = None,
-                     chunks: Sequence[Chunk] | None = None, chunk_tokens: int = 16) -> ReplayStop:
+                     chunks: Sequence[Chunk] | None = None, chunk_tokens: int = 16,
+                     deadline: float | None = None) -> ReplayStop:
     """Stream a recorded trace (its ``chunks``, or ``text`` cut at token ``starts`` into pieces of
     ``chunk_tokens``) through ``governors`` and return where they would have ended it.
 
     Raises :class:`ConfigError` when a governor cannot work on this trace (``validate``: e.g. EntropyStop without
-    logprobs)."""
+    logprobs), and :class:`RecordTimeout` once ``time.perf_counter()`` passes ``deadline`` (checked every chunk)."""
     if (starts is None) == (chunks is None):
         raise ConfigError("replay_governors needs the token starts of the text or the recorded chunks")
     if chunk_tokens < 1:
@@ -163,7 +171,7 @@ def replay_governors(governors: Sequence[Governor], prompt: str, text: str, *, s
     for g in governors:
         g.start(run)
     try:
-        return _stream(governors, run, text, starts, chunks, chunk_tokens)
+        return _stream(governors, run, text, starts, chunks, chunk_tokens, deadline)
     finally:
         for g in governors:
             g.on_end(run)
@@ -183,10 +191,16 @@ def _after_chunk(governors: Sequence[Governor], run: OfflineRun, chunk: Chunk) -
     return stop
 
 
+def _on_time(deadline: float | None) -> None:
+    if deadline is not None and time.perf_counter() > deadline:
+        raise RecordTimeout("the replay ran past its deadline")
+
+
 def _stream(governors: Sequence[Governor], run: OfflineRun, text: str, starts: Sequence[int] | None,
-            chunks: Sequence[Chunk] | None, chunk_tokens: int) -> ReplayStop:
+            chunks: Sequence[Chunk] | None, chunk_tokens: int, deadline: float | None) -> ReplayStop:
     if chunks is not None:
         for chunk in chunks:
+            _on_time(deadline)
             if chunk.injected:  # text the recorded run's monitor wrote: appended, not generated, not checked
                 run.append(chunk)
                 continue
@@ -204,6 +218,7 @@ def _stream(governors: Sequence[Governor], run: OfflineRun, text: str, starts: S
     n = len(starts)
     i = 0
     while i < n:
+        _on_time(deadline)
         allowance = _allowance(governors, run)
         if allowance is not None and allowance <= 0:
             stop = _exhausted(governors, run, 1)

@@ -42,7 +42,8 @@ def format_table(report: BudgetReport) -> str:
         return "  ".join(c.ljust(w) if a == "<" else c.rjust(w)
                          for c, w, (_, _, a) in zip(cells, widths, _COLUMNS, strict=True)).rstrip()
 
-    out = [f"{report.source or 'traces'}: {len(report.records)} traces, tokens by {report.tokenizer}, "
+    out = [f"{report.source or 'traces'}: {len(report.records) - len(report.record_errors)} traces, tokens by "
+           f"{report.tokenizer}, "
            f"streamed {report.chunk_tokens} tokens a chunk", line(heads), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
     na = next((r for r in report.policies if r["not_applicable"]), None)
@@ -54,6 +55,8 @@ def format_table(report: BudgetReport) -> str:
         out.append(f"n/a: {na['policy']} on {na['not_applicable']} traces: {na['why_not']}")
     if report.read_errors:
         out.append(f"{len(report.read_errors)} records could not be read (first: {report.read_errors[0]})")
+    if report.record_errors:
+        out.append(f"{len(report.record_errors)} records were left out (first: {report.record_errors[0]})")
     return "\n".join(out)
 
 

@@ -4,7 +4,9 @@ per policy the tokens spent and the accuracy of the answer it would have ended w
 Each file is one dataset (one table, one panel of ``--plot``; a ``pool`` policy shares its budget within the
 file). ``--json`` prints the tables' data as one JSON object; ``--records FILE.jsonl`` writes every trace's
 outcome under every policy. ``--engine ray`` maps the records over a Ray cluster (pool policies run on the driver
-after). Unreadable records are counted and named; the exit code is 1 when there were any.
+after). Unreadable records (broken, or over ``--max-record-mb``) and records left out (past ``--record-seconds``,
+or a reference math-verify cannot read) are named on stderr and the rest is evaluated; the exit code is 1 when
+there were any.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default=None, metavar="ADDR",
                         help="with --engine ray: the cluster to join (default: start a local one)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N traces of each file")
+    parser.add_argument("--record-seconds", type=float, default=120.0, metavar="S",
+                        help="seconds one record may take under all its policies; past it the record is an error "
+                             "and the batch goes on (default 120)")
+    parser.add_argument("--max-record-mb", type=float, default=4.0, metavar="MB",
+                        help="the largest record read (a JSON line or a trace file); a bigger one is an error in "
+                             "its place, never held in memory (default 4)")
     parser.add_argument("--id-field", default="id", metavar="F", help="JSON field of a record's id")
     parser.add_argument("--question-field", default="question", metavar="F", help="JSON field of the question")
     parser.add_argument("--trace-field", default="text", metavar="F",
@@ -64,6 +72,11 @@ def main(args: argparse.Namespace) -> int:
         raise BudgetError(f"--limit must be at least 1, got {args.limit}")
     if args.address is not None and args.engine != "ray":
         raise BudgetError("--address joins a Ray cluster: use it with --engine ray")
+    if not args.record_seconds > 0:
+        raise BudgetError(f"--record-seconds must be a positive number of seconds, got {args.record_seconds}")
+    if not args.max_record_mb > 0:
+        raise BudgetError(f"--max-record-mb must be a positive number, got {args.max_record_mb}")
+    max_bytes = max(1, int(args.max_record_mb * 1024 * 1024))
     policies = parse_policies(args.policy or DEFAULT_POLICIES)
     fields = RecordFields(id=args.id_field, question=args.question_field, trace=args.trace_field,
                           reference=args.reference_field, correct=args.correct_field)
@@ -72,7 +85,7 @@ def main(args: argparse.Namespace) -> int:
     for path in args.files:
         records: list[TraceRecord] = []
         errors: list[str] = []
-        for item in read_records(path, fields):
+        for item in read_records(path, fields, max_record_bytes=max_bytes):
             if isinstance(item, TraceRecord):
                 records.append(item)
             else:
@@ -89,11 +102,16 @@ def main(args: argparse.Namespace) -> int:
             from interlock.monitor.budgets.ray_engine import evaluate_on_ray
 
             report = evaluate_on_ray(records, policies, tokenizer=args.tokenizer, chunk_tokens=args.chunk_tokens,
-                                     source=path, read_errors=errors, address=args.address)
+                                     source=path, read_errors=errors, address=args.address,
+                                     record_seconds=args.record_seconds)
         else:
             report = evaluate(records, policies, tokenizer=args.tokenizer, chunk_tokens=args.chunk_tokens,
-                              workers=args.workers, source=path, read_errors=errors)
+                              workers=args.workers, source=path, read_errors=errors,
+                              record_seconds=args.record_seconds)
         reports.append(report)
+        for message in report.record_errors:
+            print(f"error: {path}: {message}", file=sys.stderr)
+        failed += len(report.record_errors)
         if not args.json:
             print(format_table(report) + "\n")
     if args.json:

@@ -6,12 +6,14 @@ stops the model from repeating itself until the budget ends. On a terminal, fini
 (verified green, failed red, removed text struck through, feedback yellow) and only the line being written is
 redrawn, above a status line; into a pipe the same lines are printed plain, removed text between ``[-`` and
 ``-]``. Then one line with the outcome. Exit status (``Outcome.exit_code``): 0 verified or unchecked,
-1 violation, 2 error (bad usage, the backend failed), 3 stopped by a budget or cut by the generator's limit.
+1 violation, 2 error (bad usage, the backend failed), 3 stopped by a budget or cut by the generator's limit,
+4 undecided (a check could not decide about text still in the answer: never shown as verified).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import sys
@@ -236,6 +238,7 @@ def main(args: argparse.Namespace) -> int:
     from interlock.monitor.cli.options import chosen_verifiers, max_tokens
     from interlock.monitor.cli.run_display import OUTCOME_STYLES, summary_line
     from interlock.monitor.result import Outcome
+    from interlock.monitor.stdio import own_stdout
     from interlock.monitor.textout import scrub
 
     budget = max_tokens(args)
@@ -251,17 +254,20 @@ def main(args: argparse.Namespace) -> int:
         print(f"interlock: verifiers: {names}", file=sys.stderr, flush=True)
     else:
         generator = _generator(args, budget)
-    try:
-        with traced(args, "interlock"):
-            result = anyio.run(_run, args, generator, verifiers, budget, live)
-    except BaseExceptionGroup as group:  # the run's task group wraps what the display raised
-        if group.subgroup(BrokenPipeError) is not None:
-            raise BrokenPipeError from None  # (main() stops quietly, as other filters do)
-        raise
+    # With --json, stdout holds the result alone: what a verifier prints goes to stderr (issue 24)
+    with own_stdout() if args.json else contextlib.nullcontext(sys.stdout) as out:
+        try:
+            with traced(args, "interlock"):
+                result = anyio.run(_run, args, generator, verifiers, budget, live)
+        except BaseExceptionGroup as group:  # the run's task group wraps what the display raised
+            if group.subgroup(BrokenPipeError) is not None:
+                raise BrokenPipeError from None  # (main() stops quietly, as other filters do)
+            raise
+        if args.json:
+            text, replaced = scrub(json.dumps(result.to_dict(), ensure_ascii=False))
+            print(text, file=out)
     outcome: Outcome = result.outcome
     if args.json:
-        text, replaced = scrub(json.dumps(result.to_dict(), ensure_ascii=False))
-        print(text)
         if replaced:
             print(f"interlock run: {replaced} lone surrogate(s) in the result were written as U+FFFD",
                   file=sys.stderr)

@@ -37,7 +37,8 @@ THINKING_NOTE = "── thinking ──\n"
 ANSWER_NOTE = "── answer ──\n"
 OUTCOME_STYLES = {Outcome.VERIFIED: ("✓", "bold green"), Outcome.UNCHECKED: ("○", "bold yellow"),
                   Outcome.VIOLATION: ("✗", "bold red"), Outcome.BUDGET: ("⏹", "bold yellow"),
-                  Outcome.CUT: ("✂", "bold yellow"), Outcome.ERROR: ("✗", "bold red")}
+                  Outcome.CUT: ("✂", "bold yellow"), Outcome.ERROR: ("✗", "bold red"),
+                  Outcome.UNDECIDED: ("?", "bold yellow")}
 Piece = tuple[str, str]  # (text, kind)
 
 
@@ -329,7 +330,8 @@ def summary_line(result: RunResult) -> str:
                                    if result.open_violations else "the monitor stopped it"),
                Outcome.BUDGET: "stopped by a budget before the end",
                Outcome.CUT: "the generator's own token limit cut it off",
-               Outcome.ERROR: "the generator failed"}[outcome]
+               Outcome.ERROR: "the generator failed",
+               Outcome.UNDECIDED: f"{_plural(len(result.undecided), 'check')} could not decide"}[outcome]
     n = len([i for i in result.interventions if i.applied])
     thinking = f" ({result.tokens.thinking} thinking)" if result.tokens.thinking else ""
     parts = [f"{mark} {outcome.value}: {meaning}", f"{_plural(result.tokens.kept, 'token')} kept{thinking}, "

@@ -138,6 +138,37 @@ def _step_start(text: str, pos: int) -> int:
 
 
 @dataclass
+class _LineCounts:
+    """:func:`find_repeated_line` kept up to date chunk by chunk: only the lines completed since the last call are
+    read, so a long trace costs linear time rather than a scan of all its lines at every chunk."""
+
+    upto: int = 0  # every complete line before this was counted
+    seen: Counter[str] = field(default_factory=Counter)
+    second: dict[str, int] = field(default_factory=dict)
+
+    def find(self, text: str, *, max_repeats: int, min_chars: int) -> Repetition | None:
+        end = text.rfind("\n") + 1
+        if end <= self.upto:
+            return None
+        pos = self.upto
+        for line in text[self.upto:end].splitlines(keepends=True):
+            if not line.endswith("\n"):  # "\r" or another break inside a line: as find_repeated_line reads it
+                self.upto = pos
+                return None
+            key = _norm_line(line)
+            if len(key) >= min_chars:
+                self.seen[key] += 1
+                if self.seen[key] == 2:
+                    self.second[key] = pos
+                if self.seen[key] >= max_repeats:
+                    self.upto = pos + len(line)
+                    return Repetition(self.second[key], line.strip(), self.seen[key], "line")
+            pos += len(line)
+        self.upto = end
+        return None
+
+
+@dataclass
 class _RunState:
     nudged: bool = False
     nudge_epoch: int = -1  # the epoch the nudge's rollback will end (until then the loop is still in the text)
@@ -147,6 +178,7 @@ class _RunState:
     state_at: dict[Hashable, int] = field(default_factory=dict)  # where each state came back (its 2nd time)
     rollbacks: Counter[int] = field(default_factory=Counter)
     epoch: int = 0
+    lines: _LineCounts = field(default_factory=lambda: _LineCounts())
 
 
 class LoopGuard(Governor):
@@ -214,12 +246,17 @@ class LoopGuard(Governor):
         if st.nudged and ctx.epoch == st.nudge_epoch:
             return None  # the nudge's rollback is waiting for earlier checks; the loop is not news
         text = ctx.text
-        if ctx.epoch != st.epoch:  # a rollback cut the text: count states again from the start
+        if ctx.epoch != st.epoch:  # a rollback cut the text: count states and lines again from the start
             st.epoch = ctx.epoch
             st.checked_upto = 0
             st.states.clear()
             st.state_at.clear()
-        found = self.find(text) or self._state_repeat(st, text)
+            st.lines = _LineCounts()
+        found = (find_tandem_repeat(text, min_repeats=self.min_repeats, max_period=self.max_period,
+                                    min_chars=self.min_chars)
+                 or st.lines.find(text, max_repeats=self.max_line_repeats, min_chars=self.min_line_chars)
+                 or find_char_repeat(text, min_chars=self.min_char_run)
+                 or self._state_repeat(st, text))
         return self._act(st, found, text, ctx.epoch) if found is not None else None
 
     def _state_repeat(self, st: _RunState, text: str) -> Repetition | None:

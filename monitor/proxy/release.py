@@ -46,15 +46,15 @@ Hold = Literal["step", "end"]
 Piece = str | ToolCallRequest  # released text, or a released tool call
 
 _FINISH = {StopReason.COMPLETE: "stop", StopReason.GOVERNOR: "stop", StopReason.BUDGET: "length",
-           StopReason.RESTART: "stop", StopReason.INTERRUPTED: "content_filter",
+           StopReason.RESTART: "length", StopReason.INTERRUPTED: "content_filter",
            StopReason.OSCILLATION: "content_filter",
            StopReason.INTERVENTION_LIMIT: "content_filter", StopReason.UNRESUMABLE: "content_filter",
            StopReason.ERROR: "error", StopReason.CANCELLED: "error", StopReason.LENGTH: "length"}
 
 
 def finish_reason(result: RunResult) -> str:
-    """The OpenAI ``finish_reason`` of a run: ``stop``, ``length`` (budget) or ``content_filter`` (the monitor
-    interrupted it or abstained)."""
+    """The OpenAI ``finish_reason`` of a run: ``stop``, ``length`` (budget; a governor's restart, which a served run
+    cannot make: the answer was abandoned) or ``content_filter`` (the monitor interrupted it or abstained)."""
     return _FINISH[result.stop_reason]
 
 

@@ -271,7 +271,7 @@ def _from_trace_file(path: str) -> ImportedTrace:
     meta = recorded.meta
     ident = meta.get("id") or _name(path)
     labels = {k: v for k, v in meta.items() if k != "id" and _label_value(v)}
-    return ImportedTrace(id=str(ident), text="".join(s.chunk.text for s in segments), prompt=recorded.prompt,
+    return ImportedTrace(id=str(ident), text="".join(s.chunk.text for s in segments), prompt=recorded.final_prompt,
                          labels=labels, path=path, segments=segments, warnings=tuple(recorded.warnings))
 
 

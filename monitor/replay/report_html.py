@@ -392,6 +392,7 @@ def _chart(totals: dict[str, Any]) -> str:
 def _totals(totals: ReplayTotals) -> str:
     data = totals.to_dict()
     cells = [("traces", data["traces"]), ("passed", data["passed"]), ("with violations", data["failed"]),
+             ("undecided", data["undecided"]),
              ("read errors", data["read_errors"]), ("pass verdicts", data["verdicts"]["pass"]),
              ("fail verdicts", data["verdicts"]["fail"]), ("unknown verdicts", data["verdicts"]["unknown"]),
              ("tokens", data["tokens"])]

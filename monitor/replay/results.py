@@ -17,7 +17,7 @@ from typing import Any
 from interlock.monitor.errors import TraceFileError
 from interlock.monitor.steps import step_ends
 from interlock.monitor.tracefile import replace_surrogates
-from interlock.monitor.verdicts import Fail, Span, Unknown, Verdict
+from interlock.monitor.verdicts import Fail, Pass, Span, Unknown, Verdict
 
 __all__ = ["ReadFailure", "ReplayTotals", "TraceReport", "record_json", "verdict_record"]
 
@@ -75,9 +75,20 @@ class TraceReport:
         return min(fails, key=lambda v: ((v.span or Span(0, 0)).start, -(v.action.strength if v.action else 0)))
 
     @property
+    def outcome(self) -> str:
+        """As a run's outcome: "violation" (a verifier failed it), "undecided" (none failed, but a check could not
+        decide: a timeout, an error, text past a reading bound), "verified" (checks judged some of it and
+        passed) or "unchecked" (nothing in it could be checked)."""
+        if self.failures:
+            return "violation"
+        if any(isinstance(v, Unknown) for v in self.verdicts):
+            return "undecided"
+        return "verified" if any(isinstance(v, Pass) and v.checked for v in self.verdicts) else "unchecked"
+
+    @property
     def passed(self) -> bool:
-        """No verifier failed this trace (an ``Unknown`` is not a failure; see ``errors`` and the verdicts)."""
-        return not self.failures
+        """Every check decided and none failed: an undecided check is never shown as passed."""
+        return self.outcome in ("verified", "unchecked")
 
     def steps(self) -> list[tuple[Span, bool]]:
         """The trace's steps as the scheduler cuts them, with whether each is injected text."""
@@ -95,7 +106,7 @@ class TraceReport:
     def to_dict(self) -> dict[str, Any]:
         first = self.first_violation
         return {"type": "trace", "id": self.id, "labels": dict(self.labels), "path": self.path, "line": self.line,
-                "passed": self.passed, "tokens": self.tokens, "chars": len(self.text),
+                "passed": self.passed, "outcome": self.outcome, "tokens": self.tokens, "chars": len(self.text),
                 "verdicts": [verdict_record(v, self.text) for v in self.verdicts],
                 "first_violation": verdict_record(first, self.text) if first is not None else None,
                 "errors": list(self.errors), "warnings": list(self.warnings)}
@@ -126,13 +137,15 @@ class ReadFailure:
 
 @dataclass
 class ReplayTotals:
-    """Counts over a batch: traces, read failures, verdicts by kind and verifier, throughput, and for every
-    boolean label (``is_correct``) how many traces of each value a verifier flagged."""
+    """Counts over a batch: traces (passed, failed, undecided), read failures, verdicts by kind and verifier,
+    throughput, and for every boolean label (``is_correct``) how many traces of each value a verifier flagged."""
 
     traces: int = 0
     read_errors: int = 0
     replay_errors: int = 0  # timed out or crashed (their workers killed)
     passed: int = 0
+    failed: int = 0  # a verifier failed them
+    undecided: int = 0  # none failed, but a check could not decide
     tokens: int = 0
     seconds: float = 0.0
     verdicts: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -144,7 +157,7 @@ class ReplayTotals:
             self.add_record(item.to_dict())
             return
         self.traces += 1
-        self.passed += item.passed
+        self._count(item.outcome)
         self.tokens += item.tokens
         for v in item.verdicts:
             self.verdicts[v.kind] += 1
@@ -153,7 +166,7 @@ class ReplayTotals:
             if isinstance(value, bool):
                 counts = self.by_label.setdefault(key, {}).setdefault(str(value).lower(), collections.Counter())
                 counts["traces"] += 1
-                counts["flagged"] += not item.passed
+                counts["flagged"] += item.outcome == "violation"
 
     def add_record(self, record: Mapping[str, Any]) -> None:
         """Count one result in its JSON form (``to_dict()``), as the Ray engine's rows carry it."""
@@ -164,7 +177,7 @@ class ReplayTotals:
                 self.replay_errors += 1
             return
         self.traces += 1
-        self.passed += bool(record["passed"])
+        self._count(record["outcome"])
         self.tokens += record["tokens"]
         for v in record["verdicts"]:
             self.verdicts[v["kind"]] += 1
@@ -173,18 +186,22 @@ class ReplayTotals:
             if isinstance(value, bool):
                 counts = self.by_label.setdefault(key, {}).setdefault(str(value).lower(), collections.Counter())
                 counts["traces"] += 1
-                counts["flagged"] += not record["passed"]
+                counts["flagged"] += record["outcome"] == "violation"
 
-    @property
-    def failed(self) -> int:
-        return self.traces - self.passed
+    def _count(self, outcome: str) -> None:
+        if outcome == "violation":
+            self.failed += 1
+        elif outcome == "undecided":
+            self.undecided += 1
+        else:
+            self.passed += 1
 
     def to_dict(self) -> dict[str, Any]:
         def rate(n: int) -> float | None:
             return round(n / self.seconds, 2) if self.seconds > 0 else None
 
         return {"type": "totals", "traces": self.traces, "passed": self.passed, "failed": self.failed,
-                "read_errors": self.read_errors, "replay_errors": self.replay_errors,
+                "undecided": self.undecided, "read_errors": self.read_errors, "replay_errors": self.replay_errors,
                 "verdicts": {k: self.verdicts.get(k, 0) for k in ("pass", "fail", "unknown")},
                 "by_verifier": {name: {k: c.get(k, 0) for k in ("pass", "fail", "unknown")}
                                 for name, c in sorted(self.by_verifier.items())},

@@ -11,9 +11,9 @@ from interlock.monitor.chunks import Chunk
 from interlock.monitor.execute import run_check
 from interlock.monitor.replay.importers import ImportedTrace
 from interlock.monitor.replay.results import TraceReport
+from interlock.monitor.scan import chunking_matters
 from interlock.monitor.scheduler import Scheduler
 from interlock.monitor.trace import Trace, TraceView
-from interlock.monitor.triggers import AnyOf, AtEnd, OnPattern, StepBoundary, Trigger
 from interlock.monitor.verdicts import Span, Verdict
 from interlock.monitor.verifier import Verifier
 
@@ -41,13 +41,6 @@ def in_worker(verifier: Verifier) -> Verifier:
     return _InThread(verifier) if verifier.runs_in == "process" and sync else verifier
 
 
-def _chunking_matters(trigger: Trigger) -> bool:
-    """Whether a trigger can fire differently depending on how the text was chunked (token counts can)."""
-    if isinstance(trigger, AnyOf):
-        return any(_chunking_matters(t) for t in trigger.triggers)
-    return not isinstance(trigger, StepBoundary | AtEnd | OnPattern)
-
-
 async def scan_trace(item: ImportedTrace, verifiers: Sequence[Verifier]) -> TraceReport:
     """Stream one trace through the verifiers as the live monitor would (without rolling back).
 
@@ -59,7 +52,7 @@ async def scan_trace(item: ImportedTrace, verifiers: Sequence[Verifier]) -> Trac
     started = time.perf_counter()
     trace = Trace(item.prompt)
     scheduler = Scheduler(trace, verifiers)
-    per_chunk = any(_chunking_matters(v.trigger) for v in verifiers)
+    per_chunk = any(chunking_matters(v.trigger) for v in verifiers)
     order = {id(v): i for i, v in enumerate(verifiers)}
     verdicts: list[Verdict] = []
     errors: list[str] = []
@@ -87,7 +80,7 @@ async def scan_trace(item: ImportedTrace, verifiers: Sequence[Verifier]) -> Trac
                 if not per_chunk:
                     await run_due(False)
                 injected.append(trace.inject(segment.chunk.text))
-                scheduler.injected()
+                scheduler.injected(injected[-1].start)
                 continue
             trace.append(segment.chunk)
             tokens += segment.chunk.n_tokens
