@@ -66,6 +66,9 @@ UndeclaredTools = Literal["refuse", "check"]
 
 class _CallLines(BoundTrigger):
     every_chunk = False
+    # It sees every step (the final one too) and picks the marker lines: the text it leaves out holds no call, so
+    # the scheduler must not check that text with it at the end (a request without calls gets no extra verdict).
+    covers_gaps = False
 
     def advance(self, progress: Progress) -> list[Due]:
         return [Due(s.end, s, final=progress.final) for s in progress.new_steps if s.text.startswith("<tool_call>")]
