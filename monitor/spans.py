@@ -59,14 +59,16 @@ TEXT_LIMIT = 1000  # characters of a message, reason or feedback kept on a span
 SpanKindName = Literal["client", "internal", "server"]
 
 _FINISH = {StopReason.COMPLETE: "stop", StopReason.GOVERNOR: "stop", StopReason.BUDGET: "length",
-           StopReason.RESTART: "stop", StopReason.INTERRUPTED: "content_filter",
+           StopReason.RESTART: "length", StopReason.INTERRUPTED: "content_filter",
            StopReason.OSCILLATION: "content_filter", StopReason.INTERVENTION_LIMIT: "content_filter",
            StopReason.UNRESUMABLE: "content_filter", StopReason.ERROR: "error", StopReason.CANCELLED: "error",
            StopReason.LENGTH: "length"}
 
 
 def finish_reason_of(result: RunResult) -> str:
-    """The OpenAI ``finish_reason`` of a run (the proxy answers with the same one, or ``tool_calls``)."""
+    """The OpenAI ``finish_reason`` of a run: ``stop``, ``length`` (a budget, the generator's own limit, or a
+    governor's restart, which a streamed run cannot make: the answer was abandoned), ``content_filter`` (the monitor
+    interrupted it or abstained) or ``error``. The proxy answers with the same one (or ``tool_calls``)."""
     return _FINISH[result.stop_reason]
 
 

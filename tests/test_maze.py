@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from interlock import Fail, Unknown
+from interlock import Fail, Pass, Unknown
 from interlock.verifiers.maze import Maze, read_maze, relation_holds, turn
 
 GRID = "#######\n#EXXXX#\n#####X#\n#XXS#X#\n#X###X#\n#XXXXX#\n#######"
@@ -185,7 +185,8 @@ def test_a_taken_back_step_and_a_confirmed_doubt() -> None:
 
 def test_no_maze_and_attacker_text() -> None:
     verdicts = Maze().scan("go left\n", prompt="no maze here")
-    assert isinstance(verdicts[-1], Unknown) and verdicts[-1].reason == "no maze in the prompt"
+    assert all(isinstance(v, Pass) and not v.checked for v in verdicts)  # nothing to check: vacuous, not undecided
+    assert verdicts[-1].note == "no maze in the prompt"
     huge = "(1, 1) -> " * 2000 + "\n"
     assert all(v.kind != "unknown" or "Error" not in v.reason for v in Maze().scan(huge, prompt=TURNS))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from interlock import Fail, Unknown
+from interlock import Fail, Pass
 from interlock.verifiers.spatialmap import SpatialMap, direction_name, read_map
 
 STATEMENTS = ("Camelot Antiques is in the map. Andy's Autos is to the Northeast of Camelot Antiques. Oscar's Office "
@@ -116,9 +116,10 @@ def test_counts_and_final_answers() -> None:
         "the final answer is 0, but at least 2 places are to the northeast of Camelot Antiques."]
 
 
-def test_no_map_is_unknown_at_the_end() -> None:
+def test_no_map_is_a_vacuous_pass_not_undecided() -> None:
     verdicts = SpatialMap().scan("A is north of B.\n", prompt="Where is A?")
-    assert isinstance(verdicts[-1], Unknown) and verdicts[-1].reason == "no spatial map in the prompt"
+    assert all(isinstance(v, Pass) and not v.checked for v in verdicts)
+    assert verdicts[-1].note == "no spatial map in the prompt"
 
 
 @settings(max_examples=60, deadline=None)

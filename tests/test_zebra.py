@@ -9,7 +9,7 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from interlock import Fail, Unknown
+from interlock import Fail, Pass, Unknown
 from interlock.verifiers.zebra import Lexicon, Zebra, read_puzzle
 from interlock.verifiers.zebra.lexicon import Entity, normalize, surface_forms
 from interlock.verifiers.zebra.puzzle import holds, read_clue
@@ -212,10 +212,10 @@ def test_reasoning_gym_answers_are_checked() -> None:
                      "house); clue 2 (Bob is the person who likes milk)."]
 
 
-def test_no_puzzle_in_the_prompt_is_unknown_at_the_end_only() -> None:
+def test_no_puzzle_in_the_prompt_is_a_vacuous_pass_not_undecided() -> None:
     verdicts = Zebra().scan("Peter is in house 2.\nDone.\n", prompt="Solve something.")
-    assert [type(v).__name__ for v in verdicts] == ["Pass", "Pass", "Unknown"]
-    assert verdicts[-1].reason == "no logic-grid puzzle in the prompt"
+    assert [(type(v).__name__, v.checked) for v in verdicts if isinstance(v, Pass)] == [("Pass", False)] * 3
+    assert verdicts[-1].note == "no logic-grid puzzle in the prompt"
 
 
 def test_a_puzzle_given_to_the_constructor_and_pickling() -> None:

@@ -26,7 +26,7 @@ from interlock.verifiers.errors import VerifierConfigError
 from interlock.verifiers.revisions import NONE, mask_mentions, retraction_points, unescape
 from interlock.verifiers.stepwise import StepRecord, StepwiseReader, tail_range
 
-__all__ = ["Claimed", "SettledClaims", "SettledSteps", "TraceState"]
+__all__ = ["Claimed", "NoProblem", "SettledClaims", "SettledSteps", "TraceState"]
 
 _MAX_CONTEXTS = 32
 
@@ -81,6 +81,15 @@ class _HasReader(Protocol):
 
 
 @dataclass(frozen=True)
+class NoProblem:
+    """What :meth:`SettledClaims.build` returns when the prompt holds no problem of its kind: the verifier has
+    nothing to check (a vacuous pass, so a run it alone watched reads as *unchecked*), unlike a problem it found
+    and could not use (a string: ``Unknown`` at the end)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class TraceState:
     """What a check judges: the text, the prompt it answers, the step that made the check due."""
 
@@ -130,7 +139,8 @@ class SettledClaims(Verifier):
 
     # -- what a subclass says ---------------------------------------------------------------------------
     def build(self, prompt: str) -> Any:
-        """The problem's context for ``prompt`` (with a ``stepwise`` reader), or a string saying why none."""
+        """The problem's context for ``prompt`` (with a ``stepwise`` reader), :class:`NoProblem` when the prompt holds
+        none of its kind, or a string saying why the problem it holds cannot be used."""
         raise NotImplementedError
 
     def claims(self, ctx: Any, record: StepRecord[Any, Any]) -> Iterable[Any]:
@@ -170,6 +180,8 @@ class SettledClaims(Verifier):
             return [Unknown(reason=f"not checked: the trace is {len(state.text):,} characters long (the limit is "
                                    f"{self.max_chars:,})", span=state.step)]
         ctx = self.context(state.prompt)
+        if isinstance(ctx, NoProblem):  # nothing of this verifier's kind to check: vacuous, not undecided
+            return [Pass(note=ctx.reason, checked=False, span=state.step if state.at_end else None)]
         if isinstance(ctx, str):
             if state.at_end:
                 return [Unknown(reason=ctx, span=state.step)]

@@ -34,6 +34,7 @@ from interlock.monitor.chunks import ToolCallRequest
 from interlock.monitor.events import ChunkAppended, Event
 from interlock.monitor.monitor import Monitor, Run
 from interlock.monitor.result import RunResult, StopReason
+from interlock.monitor.spans import finish_reason_of
 from interlock.monitor.steps import step_ends
 from interlock.monitor.verdicts import Action, Fail, Verdict, ViolationError
 
@@ -45,17 +46,10 @@ __all__ = ["Hold", "Piece", "ReleasedRun", "finish_reason"]
 Hold = Literal["step", "end"]
 Piece = str | ToolCallRequest  # released text, or a released tool call
 
-_FINISH = {StopReason.COMPLETE: "stop", StopReason.GOVERNOR: "stop", StopReason.BUDGET: "length",
-           StopReason.RESTART: "length", StopReason.INTERRUPTED: "content_filter",
-           StopReason.OSCILLATION: "content_filter",
-           StopReason.INTERVENTION_LIMIT: "content_filter", StopReason.UNRESUMABLE: "content_filter",
-           StopReason.ERROR: "error", StopReason.CANCELLED: "error", StopReason.LENGTH: "length"}
-
-
 def finish_reason(result: RunResult) -> str:
-    """The OpenAI ``finish_reason`` of a run: ``stop``, ``length`` (budget; a governor's restart, which a served run
-    cannot make: the answer was abandoned) or ``content_filter`` (the monitor interrupted it or abstained)."""
-    return _FINISH[result.stop_reason]
+    """The OpenAI ``finish_reason`` of a run (one table for the proxy and the run's span: see
+    :func:`interlock.monitor.spans.finish_reason_of`)."""
+    return finish_reason_of(result)
 
 
 def _feedback_spans(run: Run) -> list[tuple[int, int]]:

@@ -19,7 +19,7 @@ from interlock import Fail, Pass, Span, Unknown, Verdict
 from interlock.verifiers.choices import final_choice
 from interlock.verifiers.maze.grid import MazeGrid, read_maze
 from interlock.verifiers.maze.reading import MazeFinding, MazeState, StepReader, relation_holds
-from interlock.verifiers.settled import SettledClaims, TraceState
+from interlock.verifiers.settled import NoProblem, SettledClaims, TraceState
 from interlock.verifiers.stepwise import StepRecord, StepwiseReader
 
 __all__ = ["Maze"]
@@ -56,9 +56,9 @@ class Maze(SettledClaims):
         self.require_answer = require_answer
         super().__init__(settle_steps=settle_steps, max_chars=max_chars, **options)
 
-    def build(self, prompt: str) -> _Context | str:
+    def build(self, prompt: str) -> _Context | NoProblem | str:
         maze = read_maze(prompt)
-        return _Context(maze, prompt) if maze is not None else "no maze in the prompt"
+        return _Context(maze, prompt) if maze is not None else NoProblem("no maze in the prompt")
 
     def judge(self, ctx: _Context, claim: MazeFinding, state: TraceState) -> list[Verdict]:
         if claim.problem is None:

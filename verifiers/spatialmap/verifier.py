@@ -16,7 +16,7 @@ from typing import Any
 
 from interlock import Fail, Pass, Span, Unknown, Verdict
 from interlock.verifiers.choices import final_choice
-from interlock.verifiers.settled import SettledClaims, TraceState
+from interlock.verifiers.settled import NoProblem, SettledClaims, TraceState
 from interlock.verifiers.spatialmap.map import DIRECTIONS, SpatialMapProblem, direction_name, read_map
 from interlock.verifiers.spatialmap.orders import Orders, sources
 from interlock.verifiers.spatialmap.reading import MapFinding, MapState, StepReader, count_range, sorted_pair
@@ -54,10 +54,10 @@ class SpatialMap(SettledClaims):
         self.require_answer = require_answer
         super().__init__(settle_steps=settle_steps, max_chars=max_chars, **options)
 
-    def build(self, prompt: str) -> _Context | str:
+    def build(self, prompt: str) -> _Context | NoProblem | str:
         problem = read_map(prompt)
         if problem is None:
-            return "no spatial map in the prompt"
+            return NoProblem("no spatial map in the prompt")
         if not problem.orders().consistent():
             return "the map in the prompt contradicts itself"
         return _Context(problem)

@@ -26,7 +26,7 @@ from interlock.verifiers.constraints import nodes as N
 from interlock.verifiers.constraints.solver import Conflict, Session, Undecided
 from interlock.verifiers.errors import VerifierConfigError
 from interlock.verifiers.revisions import unescape
-from interlock.verifiers.settled import SettledClaims, TraceState
+from interlock.verifiers.settled import NoProblem, SettledClaims, TraceState
 from interlock.verifiers.stepwise import StepRecord, StepwiseReader
 from interlock.verifiers.zebra.lexicon import Entity
 from interlock.verifiers.zebra.model import evaluate, spec_of
@@ -163,11 +163,11 @@ class Zebra(SettledClaims):
         if self.puzzle is not None:
             self._fixed = _Context(self.puzzle)
 
-    def build(self, prompt: str) -> _Context | str:
+    def build(self, prompt: str) -> _Context | NoProblem | str:
         if self._fixed is not None:
             return self._fixed
         puzzle = read_puzzle(prompt)
-        return _Context(puzzle) if puzzle is not None else "no logic-grid puzzle in the prompt"
+        return _Context(puzzle) if puzzle is not None else NoProblem("no logic-grid puzzle in the prompt")
 
     def claims(self, ctx: _Context, record: StepRecord[ReadState, ZebraReading]) -> list[ZebraClaim]:
         return [c for item in record.items for c in item.claims]
