@@ -125,7 +125,7 @@ class Scheduler:
         self._starts.append(end)
         piece = text[start:end]
         if piece.strip():
-            kinds = self.trace._phase_kinds
+            kinds = self._phases[1]
             phase = kinds[0] if len(kinds) == 1 else self.trace.phase_at(start)
             out.append(Step(piece, Span(start, end), index=self._index, cut=cut, phase=phase))
             self._index += 1
