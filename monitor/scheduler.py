@@ -92,6 +92,8 @@ class Scheduler:
         self._check_from = 0  # text before this was injected or precedes an injection: never checked
         self._index = 0
         self._scan_from = 0  # text before this holds no boundary that is still to be found
+        self._changes = trace.phase_starts  # the trace's own list of phase starts (changed in place)
+        self._phases = (trace.phase_starts, trace._phase_kinds)
         self.finalised = False
 
     def step_start(self, pos: int) -> int:
@@ -117,7 +119,8 @@ class Scheduler:
                 self.finalised = True
         elif not new_steps and not self._every_chunk:
             return []  # no step ended in this chunk and every trigger waits for steps: nothing can be due
-        progress = self._progress(text, new_steps, final)
+        progress = Progress(text=text, new_steps=new_steps, tokens=self.trace.kept_tokens, final=final,
+                            step_start=self.step_start, check_from=self._check_from, phases=self._phases)
         due: list[tuple[Verifier, Due]] = []
         injected = self.trace.injected_spans() if final else []
         for verifier, bound, covered in zip(self.verifiers, self._bound, self._covered, strict=True):
@@ -134,10 +137,8 @@ class Scheduler:
         return due
 
     def _progress(self, text: str, new_steps: list[Step], final: bool) -> Progress:
-        trace = self.trace
-        return Progress(text=text, new_steps=new_steps, tokens=trace.kept_tokens, final=final,
-                        step_start=self.step_start, check_from=self._check_from,
-                        phase_starts=trace.phase_starts, phase_kinds=trace._phase_kinds)
+        return Progress(text=text, new_steps=new_steps, tokens=self.trace.kept_tokens, final=final,
+                        step_start=self.step_start, check_from=self._check_from, phases=self._phases)
 
     def _gap_dues(self, text: str, bound: BoundTrigger, covered: _Coverage, also: Sequence[Span], *,
                   cut: bool) -> list[Due]:
@@ -177,7 +178,7 @@ class Scheduler:
     def _scan(self, text: str, new_steps: list[Step], end: int | None = None) -> None:
         """Add the steps that ended in the text not scanned yet (up to ``end``); a phase change ends a step."""
         end = len(text) if end is None else end
-        changes = self.trace.phase_starts
+        changes = self._changes
         if changes[-1] > self._current:  # a phase began after the step being written began: it ends that step
             for change in changes[bisect.bisect_right(changes, self._current):]:
                 if change > end:
@@ -185,9 +186,22 @@ class Scheduler:
                 self._scan_upto(text, new_steps, change)
                 if self._current < change:
                     self._add_step(text, change, new_steps)
-        self._scan_upto(text, new_steps, end)
+        start = max(self._current, self._scan_from)
+        if start >= end:
+            return
+        boundary = STEP_END.search(text, start, end)
+        while boundary is not None:
+            self._add_step(text, boundary.end(), new_steps)
+            boundary = STEP_END.search(text, boundary.end(), end)
+        # A boundary can only start in the trailing run of punctuation (it waits for its space): the next scan
+        # starts there, so a long step without a boundary is not rescanned from its start at every chunk.
+        tail = end
+        while tail > self._current and text[tail - 1] in _BOUNDARY_TAIL:
+            tail -= 1
+        self._scan_from = tail
 
     def _scan_upto(self, text: str, new_steps: list[Step], end: int) -> None:
+        """:meth:`_scan`'s boundary search up to a phase change."""
         start = max(self._current, self._scan_from)
         if start >= end:
             return
@@ -208,7 +222,9 @@ class Scheduler:
         self._starts.append(end)
         piece = text[start:end]
         if piece.strip():
-            out.append(Step(piece, Span(start, end), index=self._index, cut=cut, phase=self.trace.phase_at(start)))
+            kinds = self._phases[1]
+            phase = kinds[0] if len(kinds) == 1 else self.trace.phase_at(start)
+            out.append(Step(piece, Span(start, end), index=self._index, cut=cut, phase=phase))
             self._index += 1
 
     def cut(self, pos: int) -> None:

@@ -43,15 +43,15 @@ class Progress:
     final: bool
     step_start: Callable[[int], int]
     check_from: int = 0
-    # The trace's phase runs: where each begins and its phase (the trace's own lists, not copies).
-    phase_starts: Sequence[int] = (0,)
-    phase_kinds: Sequence[Phase] = (ANSWER,)
+    # The trace's phase runs: (where each begins, its phase), the trace's own two lists, not copies.
+    phases: tuple[Sequence[int], Sequence[Phase]] = ((0,), (ANSWER,))
 
     def phase_at(self, pos: int) -> Phase:
         """The phase of the text at ``pos``."""
-        if len(self.phase_starts) == 1:
-            return self.phase_kinds[0]
-        return self.phase_kinds[max(0, bisect.bisect_right(self.phase_starts, pos) - 1)]
+        starts, kinds = self.phases
+        if len(starts) == 1:
+            return kinds[0]
+        return kinds[max(0, bisect.bisect_right(starts, pos) - 1)]
 
 
 class BoundTrigger(ABC):
@@ -293,7 +293,7 @@ def bind_for_phase(bound: BoundTrigger, phase: PhaseFilter) -> BoundTrigger:
 
 def _narrow(due: Due, phase: Phase, progress: Progress) -> Due | None:
     step = due.step
-    starts, kinds = progress.phase_starts, progress.phase_kinds
+    starts, kinds = progress.phases
     if len(starts) == 1:
         return due if kinds[0] == phase else None
     # the runs of the wanted phase that overlap the step; keep the last
