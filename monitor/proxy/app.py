@@ -34,6 +34,7 @@ from interlock.monitor.governor import Governor
 from interlock.monitor.governors.budget import TokenBudget
 from interlock.monitor.logs import get_logger
 from interlock.monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, Monitor
+from interlock.monitor.phases import ANSWER, THINKING
 from interlock.monitor.proxy.backends import Backend, Prepared
 from interlock.monitor.proxy.ledger import CLAIM_PATH, CallLedger
 from interlock.monitor.proxy.metrics import ProxyMetrics
@@ -255,7 +256,11 @@ class _Handler:
         reason = "tool_calls" if run.calls else finish_reason(result)
         body: dict[str, Any]
         if isinstance(req, ChatRequest):
-            message: dict[str, Any] = {"role": "assistant", "content": run.sent if run.sent or not run.calls else None}
+            field = prepared.generator.reasoning_field
+            content = run.text_of(ANSWER) if field is not None else run.sent  # else the thinking is in the text
+            message: dict[str, Any] = {"role": "assistant", "content": content if content or not run.calls else None}
+            if field is not None and (thinking := run.text_of(THINKING)):
+                message[field] = thinking  # in the field the upstream sent it in
             if run.calls:
                 message["tool_calls"] = [call_json(c) for c in run.calls]
             body = {"id": ident, "object": "chat.completion", "created": created, "model": req.model,

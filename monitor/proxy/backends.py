@@ -8,7 +8,7 @@ applied, upstream errors remembered so the proxy can pass their status through) 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,6 +42,13 @@ class RequestGenerator:
         """The prompt's tokens as the backend counted them (an upstream's ``usage``), when it did."""
         value = getattr(self.base, "prompt_tokens", None)
         return value if isinstance(value, int) else None
+
+    @property
+    def reasoning_field(self) -> str | None:
+        """The field the backend's server sent the thinking in (``reasoning`` or ``reasoning_content``), once it
+        did; ``None`` when it sent none (a thinking in the text, between tags, stays in the text)."""
+        value = getattr(self.base, "reasoning_field", None)
+        return value if isinstance(value, str) else None
 
     @property
     def capabilities(self) -> Capabilities:
@@ -101,15 +108,17 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
-def chat_template_of(generator: Any) -> ChatFormat | None:
-    """The chat template of a generator that has a tokenizer with one (``generators.Transformers``), else None."""
+def chat_template_of(generator: Any, kwargs: Mapping[str, Any] | None = None) -> ChatFormat | None:
+    """The chat template of a generator that has a tokenizer with one (``generators.Transformers``), else None;
+    ``kwargs``: the template's switches (``{"enable_thinking": False}``)."""
     tokenizer = getattr(generator, "tokenizer", None)
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         return None
+    switches = dict(kwargs or {})
 
     def render(messages: Sequence[ChatMessage]) -> str:
         rendered = tokenizer.apply_chat_template([m.to_dict() for m in messages], tokenize=False,
-                                                 add_generation_prompt=True)
+                                                 add_generation_prompt=True, **switches)
         return str(rendered)
 
     return render
@@ -137,6 +146,7 @@ class GeneratorBackend:
                  close: Callable[[], Any] | None = None) -> None:
         self.generator = generator
         self.model = model
+        self._templated = chat_format is None and chat_template_of(generator) is not None
         self.chat_format = chat_format or chat_template_of(generator) or _transcript
         self._close = close
 
@@ -152,10 +162,19 @@ class GeneratorBackend:
                 raise ProxyError(400, "this proxy serves a local model that does not emit tool calls; send requests "
                                  "with tools to a proxy in front of an OpenAI-compatible server (--base-url)",
                                  param="tools")
+            response_format = request.forward.get("response_format")
+            if isinstance(response_format, dict) and response_format.get("type") != "text":
+                raise ProxyError(400, "this proxy serves a local model, which cannot be held to a response_format; "
+                                 "send it to a proxy in front of a server that enforces one (--base-url)",
+                                 param="response_format")
+            render = self.chat_format
+            switches = request.forward.get("chat_template_kwargs")
+            if switches and self._templated:  # the client's switches (enable_thinking ...) for the model's template
+                render = chat_template_of(self.generator, switches) or render
             if request.continue_final:  # the answer goes on inside the client's last assistant message
-                prompt = self.chat_format(request.messages[:-1]) + request.messages[-1].content
+                prompt = render(request.messages[:-1]) + request.messages[-1].content
             else:
-                prompt = self.chat_format(request.messages)
+                prompt = render(request.messages)
         meta = _sampling(request)
         if isinstance(request, ChatRequest) and request.tools:
             meta["tools"] = [dict(t) for t in request.tools]

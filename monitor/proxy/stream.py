@@ -18,7 +18,7 @@ from interlock.monitor.chunks import ToolCallRequest
 from interlock.monitor.proxy.backends import Prepared
 from interlock.monitor.proxy.models import ChatRequest, CompletionRequest, ProxyError
 from interlock.monitor.proxy.output import call_json, dumps, ident_of, note_replaced, usage_of
-from interlock.monitor.proxy.release import Piece, ReleasedRun, finish_reason
+from interlock.monitor.proxy.release import Piece, ReleasedRun, Thought, finish_reason
 from interlock.monitor.result import StopReason
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -69,8 +69,10 @@ class EventStream(Response):
             delta: dict[str, Any] = {}
             if role:
                 delta["role"] = "assistant"
-            if text is not None:
-                delta["content"] = text
+            if isinstance(text, Thought) and (field := self.prepared.generator.reasoning_field) is not None:
+                delta[field] = str(text)  # the thinking, in the field the upstream sent it in
+            elif text is not None:
+                delta["content"] = str(text)
             if call is not None:
                 delta["tool_calls"] = [call_json(call[1], call[0])]
             choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}

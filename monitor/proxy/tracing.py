@@ -24,7 +24,7 @@ from interlock.monitor.proxy.models import ChatRequest, CompletionRequest
 from interlock.monitor.proxy.output import ident_of
 from interlock.monitor.proxy.release import finish_reason
 from interlock.monitor.result import StopReason
-from interlock.monitor.spans import RunDescription, RunSpans, describe_generator
+from interlock.monitor.spans import RunDescription, RunSpans, describe_generator, reasoning_tokens_of
 
 if TYPE_CHECKING:
     from interlock.monitor.proxy.release import ReleasedRun
@@ -54,7 +54,8 @@ class RequestSpans:
         status = getattr(self.prepared.generator.error, "status", None)
         failed = result.stop_reason is StopReason.ERROR and isinstance(status, int)
         self.spans.end(finish_reasons=["tool_calls"] if run.calls else [finish_reason(result)],
-                       input_tokens=prompt, response_id=self.response_id(result.run_id), response_model=self.model,
+                       input_tokens=prompt, reasoning_tokens=reasoning_tokens_of(result),
+                       response_id=self.response_id(result.run_id), response_model=self.model,
                        error_type=str(status) if failed else None, error_message=result.detail)
 
 
