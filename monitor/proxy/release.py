@@ -117,7 +117,8 @@ class ReleasedRun:
 
     ``observe``: called with every event of the run (the proxy's metrics); ``on_hold``: called with the seconds
     each released piece of text was held back after it was generated; ``tracing``: the request's span
-    (:mod:`~interlock.monitor.proxy.tracing`), ended when the release ends.
+    (:mod:`~interlock.monitor.proxy.tracing`), ended when the release ends; ``on_finish``: called with the run
+    once it has a result, before the last piece is received.
     """
 
     monitor: Monitor
@@ -139,6 +140,7 @@ class ReleasedRun:
     run_id: str = ""
     begun: anyio.Event = field(default_factory=anyio.Event)  # set at the first chunk, or when the run ends
     tracing: RequestSpans | None = None
+    on_finish: Callable[[ReleasedRun], None] | None = None  # called once the run has a result, before the end
     _result: RunResult | None = None
     _run: Run | None = None
     _spans: list[_CallSpan] = field(default_factory=list)
@@ -191,6 +193,13 @@ class ReleasedRun:
                 if lo < hi:
                     _add_run(out, phase, text[lo:hi])
         return out
+
+    def released_pieces(self) -> list[Piece]:
+        """What the client got, in order: the text run by phase (a :class:`Thought` for the thinking), then the
+        calls."""
+        pieces: list[Piece] = [Thought(self.sent[a:b]) if p == THINKING else self.sent[a:b]
+                               for p, a, b in self.released_phases]
+        return [*pieces, *self.calls]
 
     def text_of(self, phase: Phase) -> str:
         """The released text of one phase."""
@@ -273,6 +282,8 @@ class ReleasedRun:
         async with out:
             try:
                 await self._produce(out)
+                if self.on_finish is not None and self._result is not None:
+                    self.on_finish(self)  # before the stream ends: a client reading the end sees its effect
             finally:
                 self.begun.set()
                 if self.tracing is not None:

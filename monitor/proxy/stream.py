@@ -123,6 +123,7 @@ class EventStream(Response):
             self._account("disconnected" if left.gone else self.outcome)
 
     _accounted = False
+    endpoint: str | None = None  # the endpoint label of the metrics (None: chat or completions, by the request)
 
     def _account(self, outcome: str) -> None:
         """Count the request once: just before its last byte (a client that reads /metrics after its answer
@@ -130,7 +131,7 @@ class EventStream(Response):
         if not self._accounted:
             self._accounted = True
             self.handler.metrics.in_flight.dec()
-            self.handler.count(self.req, outcome)
+            self.handler.count(self.req, outcome, self.endpoint)
 
     async def _start(self, send: Send, status: int, media: str) -> None:
         headers = [(b"content-type", media.encode()), (b"cache-control", b"no-cache"),

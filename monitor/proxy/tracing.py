@@ -28,9 +28,10 @@ from interlock.monitor.spans import RunDescription, RunSpans, describe_generator
 
 if TYPE_CHECKING:
     from interlock.monitor.proxy.release import ReleasedRun
+    from interlock.monitor.proxy.responses_request import ResponsesRequest
     from opentelemetry.trace import TracerProvider
 
-__all__ = ["RequestSpans", "start_chat", "start_request"]
+__all__ = ["RequestSpans", "start_chat", "start_request", "start_responses"]
 
 
 @dataclass
@@ -98,3 +99,14 @@ def start_chat(tracer_provider: TracerProvider | None, headers: Mapping[str, str
     return start_request(tracer_provider, headers, prepared, operation=operation, model=req.model,
                          stream=req.stream, response_id=lambda run_id: ident_of(req, run_id), settings=settings,
                          input_messages=messages)
+
+
+def start_responses(tracer_provider: TracerProvider | None, headers: Mapping[str, str], req: ResponsesRequest,
+                    prepared: Prepared, response_id: str) -> RequestSpans | None:
+    """:func:`start_request` for ``/v1/responses`` (``chat``; the response's id is fixed when the request
+    arrives)."""
+    chat = req.chat
+    messages = [{"role": m.role, "parts": [{"type": "text", "content": m.content}]} for m in chat.messages]
+    settings = {"max_tokens": chat.max_tokens, "temperature": chat.temperature, "top_p": chat.top_p}
+    return start_request(tracer_provider, headers, prepared, operation="chat", model=req.model, stream=req.stream,
+                         response_id=lambda _run_id: response_id, settings=settings, input_messages=messages)
