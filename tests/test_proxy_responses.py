@@ -237,3 +237,36 @@ async def test_the_metrics_count_responses_apart(proxy: tuple[str, ScriptedUpstr
     assert 'interlock_proxy_requests_total{endpoint="responses",outcome="verified",stream="false"} 1.0' in page
     assert 'interlock_proxy_requests_total{endpoint="responses",outcome="400",stream="unknown"} 1.0' in page
 
+
+
+async def test_a_policy_reads_the_conversation_the_items_hold() -> None:
+    """Checks that read the request's conversation (``--policy``) see the Responses input as chat messages."""
+    seen: list[list[dict[str, Any]]] = []
+
+    def checks(req: Any) -> dict[str, Any]:
+        seen.append([m.to_dict() for m in req.messages])
+
+        def only_after_a_balance(arguments: Mapping[str, Any]) -> Fail | None:
+            looked = any(m.role == "tool" and m.content == "balance 120" for m in req.messages)
+            return None if looked else Fail("no balance was read", feedback="Read the balance first.")
+
+        return {"transfer": [only_after_a_balance]}
+
+    upstream = ScriptedUpstream(lambda body: Turn("", [("call_1", "transfer", {"amount": 5, "to": "bob"})])
+                                if not any(m["role"] == "tool" for m in body["messages"]) or
+                                body["messages"][-1]["content"] == "balance 120" else Turn("Done."))
+    async with serving(upstream.app()) as up:
+        config = ProxyConfig(UpstreamBackend(up + "/v1", responses="chat"), request_tool_checks=checks,
+                             max_interventions=1)
+        async with serving(create_app(config)) as url, \
+                openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=30) as client:
+            history: Any = [{"role": "user", "content": "Pay bob 5."},
+                            {"type": "function_call", "call_id": "c0", "name": "get_balance", "arguments": "{}"},
+                            {"type": "function_call_output", "call_id": "c0", "output": "balance 120"}]
+            allowed = await client.responses.create(model="m", input=history, tools=TOOLS)
+            refused = await client.responses.create(model="m", input="Pay bob 5.", tools=TOOLS)
+    assert [i.type for i in allowed.output] == ["function_call"]
+    assert [i.type for i in refused.output] == [] and refused.status == "incomplete"
+    assert refused.incomplete_details is not None and refused.incomplete_details.reason == "content_filter"
+    assert refused.model_extra["interlock"]["interventions"][0]["message"].endswith("no balance was read")
+    assert seen[0][1]["tool_calls"][0]["function"]["name"] == "get_balance"

@@ -19,7 +19,9 @@ interlock's report rides in two places: the ``interlock`` object of the final Re
 it in ``response.model_extra["interlock"]``), and the Response's ``metadata`` (the API allows strings only, up to
 512 characters): ``interlock_run_id``, ``interlock_outcome``, ``interlock_passed`` (``true``/``false``),
 ``interlock_stop_reason``, ``interlock_interventions`` (how many) and ``interlock_withheld_calls`` (how many calls
-the model made that were not released), beside the client's own metadata.
+the model made that were not released), beside the client's own metadata (whose keys starting with ``interlock_``
+are left out: a client cannot pass its own findings off as the proxy's). With them a response may carry up to 6
+pairs more than the 16 a request may send.
 """
 
 from __future__ import annotations
@@ -105,7 +107,8 @@ def response_object(req: ResponsesRequest, response_id: str, created: int, *, st
         "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
         "store": req.store, "temperature": req.chat.temperature, "text": req.text, "tool_choice": req.tool_choice,
         "tools": [dict(t) for t in req.tools], "top_p": req.chat.top_p, "truncation": "disabled", "usage": usage,
-        "user": None, "metadata": {**req.metadata, **(metadata or {})},
+        "user": None, "metadata": {**{k: v for k, v in req.metadata.items() if not k.startswith("interlock_")},
+                                   **(metadata or {})},
     }
     if report is not None:
         body["interlock"] = report
