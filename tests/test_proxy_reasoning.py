@@ -167,3 +167,22 @@ async def test_the_run_span_counts_the_thinking_tokens() -> None:
     finally:
         telemetry.disable()
         recorder.provider.shutdown()
+
+
+async def test_the_proxys_run_span_counts_the_thinking_tokens() -> None:
+    recorder = Recorder()
+    try:
+        server = ReasoningServer("vllm", model())
+        async with serving(server.app()) as up:
+            config = ProxyConfig(UpstreamBackend(up + "/v1"), verifiers=["arithmetic"],
+                                 tracer_provider=recorder.provider)
+            async with serving(create_app(config)) as url, \
+                    openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=0) as client:
+                completion = await client.chat.completions.create(model="reasoner", messages=QUESTION)
+        report = (completion.model_extra or {})["interlock"]
+        got = attrs(recorder.named("chat reasoner"))
+        assert got["gen_ai.usage.reasoning.output_tokens"] == report["tokens"]["thinking"] > 0
+        assert got["gen_ai.usage.output_tokens"] == report["tokens"]["total"]
+    finally:
+        telemetry.disable()
+        recorder.provider.shutdown()
