@@ -207,3 +207,28 @@ async def test_an_upstream_failure_after_text_was_released_is_response_failed() 
     failed = got[-1]["response"]
     assert failed["status"] == "failed" and failed["error"]["code"] == "server_error"
     assert "lost the GPU" in failed["error"]["message"] and failed["interlock"]["outcome"] == "error"
+
+
+async def test_a_rollback_inside_a_forwarded_thinking_fails_naming_the_chat_route() -> None:
+    """The Responses API cannot continue a thinking; the run says so rather than restart it."""
+    server = ResponsesServer(lambda body: Reply("It is 58.", reasoning="I need 7 * 8 + 2.\n7 * 8 = 54.\n"))
+    async with serving(server.app()) as up:
+        config = ProxyConfig(UpstreamBackend(up + "/v1", responses="responses"), verifiers=["arithmetic"],
+                             start_within=10.0)
+        async with serving(create_app(config)) as url, httpx.AsyncClient(timeout=30) as http:
+            answer = await http.post(url + "/v1/responses", json={"model": "m", "input": "What is 7 * 8 + 2?"})
+    assert answer.status_code == 502
+    assert "--responses-upstream chat" in answer.json()["error"]["message"]
+    assert len(server.bodies) == 1  # nothing was asked again
+
+
+async def test_the_api_key_guards_v1_responses() -> None:
+    server = ResponsesServer(lambda body: Reply("It is 4."), chat=True)
+    async with serving(server.app()) as up:
+        app = create_app(ProxyConfig(UpstreamBackend(up + "/v1"), api_key="sesame"))
+        async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+            refused = await http.post("/v1/responses", json={"model": "m", "input": "x"})
+            allowed = await http.post("/v1/responses", json={"model": "m", "input": "x"},
+                                      headers={"authorization": "Bearer sesame"})
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+    assert allowed.status_code == 200 and server.paths == ["/v1/chat/completions"]
