@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
 __all__ = ["TEXT_LIMIT", "RunDescription", "RunSpans", "describe_generator", "finish_reason_of", "jsonable_text",
-           "short_text", "usage_attributes"]
+           "reasoning_tokens_of", "short_text", "usage_attributes"]
 
 TEXT_LIMIT = 1000  # characters of a message, reason or feedback kept on a span
 SpanKindName = Literal["client", "internal", "server"]
@@ -99,6 +99,11 @@ def usage_attributes(tokens: TokenCounts, *, input_tokens: int | None = None,
     if reasoning_tokens is not None:
         out["gen_ai.usage.reasoning.output_tokens"] = int(reasoning_tokens)
     return out
+
+
+def reasoning_tokens_of(result: RunResult) -> int | None:
+    """The thinking's tokens of a run that had a thinking (those kept in the trace), else ``None``."""
+    return result.tokens.thinking if result.phases or result.tokens.thinking else None
 
 
 @dataclass(frozen=True)
@@ -391,7 +396,8 @@ class RunSpans:
             "interlock.epochs": result.epochs,
             "interlock.restarts": len(result.restarts),
             "interlock.abstained": result.abstained,
-            **usage_attributes(result.tokens, input_tokens=self._prompt_tokens()),
+            **usage_attributes(result.tokens, input_tokens=self._prompt_tokens(),
+                               reasoning_tokens=reasoning_tokens_of(result)),
         }
         if result.detail:
             attributes["interlock.detail"] = short_text(result.detail)

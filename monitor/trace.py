@@ -336,9 +336,18 @@ class Trace:
         hi = bisect.bisect_left(self._starts, span.end)
         return tuple(self._chunk(j) for j in range(lo, hi) if j not in self._injected)
 
-    def tokens_after(self, pos: int) -> int:
-        """Generated tokens whose chunk starts at or after ``pos``."""
-        return sum(self._tokens[bisect.bisect_left(self._starts, pos):])
+    def tokens_after(self, pos: int, phase: Phase | None = None) -> int:
+        """Generated tokens whose chunk starts at or after ``pos`` (of ``phase`` only, when given)."""
+        first = bisect.bisect_left(self._starts, pos)
+        if phase is None:
+            return sum(self._tokens[first:])
+        total = 0
+        for j in range(first, len(self._starts)):
+            if self._tokens[j]:
+                piece = self._chunks[j]
+                if (piece.phase if piece is not None else self.phase_at(self._starts[j])) == phase:
+                    total += self._tokens[j]
+        return total
 
     def view(self, end: int, step: Step, *, final: bool = False, fork: Forker | None = None,
              chunks: bool = True) -> TraceView:

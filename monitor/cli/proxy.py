@@ -32,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "else the model id the proxy serves")
     src.add_argument("--upstream-api-key", metavar="KEY",
                      help="bearer token for the upstream (default: $OPENAI_API_KEY when set)")
+    src.add_argument("--responses-upstream", choices=("auto", "chat", "responses"), default="auto",
+                     help="with --base-url: how /v1/responses reaches the upstream: over its chat completions "
+                          "(chat), its own /v1/responses (responses), or chat falling back to /v1/responses for a "
+                          "model whose chat completions answer 404 (auto, the default)")
     src.add_argument("--local", metavar="PATH", help="serve a local transformers model (folder or .gguf file)")
     src.add_argument("--temperature", type=float, default=0.0, help="sampling temperature of a local model")
     mon = parser.add_argument_group("monitoring")
@@ -191,6 +195,8 @@ def _validate(args: argparse.Namespace) -> list[str]:
         create_verifier(name)  # fail now, with the list of known names, rather than on the first request
     load_tool_checks(args.tool_verifier)
     _policy_config(args)  # a policy or state that does not load fails here, before serving
+    if getattr(args, "responses_upstream", "auto") != "auto" and not args.base_url:
+        raise ConfigError("--responses-upstream says how /v1/responses reaches an upstream: use it with --base-url")
     if getattr(args, "tokenizer", None) and not args.base_url:
         raise ConfigError("--tokenizer counts an upstream's tokens: use it with --base-url (a local model counts "
                           "its own)")
@@ -213,7 +219,8 @@ def build_config(args: argparse.Namespace) -> tuple[ProxyConfig, str, str]:
     max_concurrent = args.max_concurrent
     if args.base_url:
         counter = {"count_tokens": local_token_counter(args.tokenizer)} if getattr(args, "tokenizer", None) else {}
-        backend = UpstreamBackend(args.base_url, model=args.model, api_key=args.upstream_api_key, options=counter)
+        backend = UpstreamBackend(args.base_url, model=args.model, api_key=args.upstream_api_key, options=counter,
+                                  responses=getattr(args, "responses_upstream", "auto"))
         where = f"upstream {backend.shown_url}"
     else:
         from interlock.generators import Transformers

@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 from anyio.abc import ObjectSendStream
@@ -34,16 +34,28 @@ from interlock.monitor.governor import Governor
 from interlock.monitor.governors.budget import TokenBudget
 from interlock.monitor.logs import get_logger
 from interlock.monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, Monitor
+from interlock.monitor.phases import ANSWER, THINKING
 from interlock.monitor.proxy.backends import Backend, Prepared
 from interlock.monitor.proxy.ledger import CLAIM_PATH, CallLedger
 from interlock.monitor.proxy.metrics import ProxyMetrics
 from interlock.monitor.proxy.models import ChatRequest, CompletionRequest, ProxyError, parse_chat, parse_completion
 from interlock.monitor.proxy.output import JSONOut, call_json, error_response, ident_of, upstream_error, usage_of
 from interlock.monitor.proxy.release import Hold, Piece, ReleasedRun, finish_reason
+from interlock.monitor.proxy.responses_out import (
+    ResponseItems,
+    created_now,
+    new_response_id,
+    report_metadata,
+    response_object,
+    response_status,
+    responses_usage,
+)
+from interlock.monitor.proxy.responses_request import ResponsesRequest, parse_responses
+from interlock.monitor.proxy.responses_stream import ResponsesEventStream
 from interlock.monitor.proxy.stream import EventStream, Left, watch_disconnect
 from interlock.monitor.proxy.tools import ToolCallVerifier, UndeclaredTools
-from interlock.monitor.proxy.tracing import start_chat
-from interlock.monitor.result import StopReason
+from interlock.monitor.proxy.tracing import start_chat, start_responses
+from interlock.monitor.result import RunResult, StopReason
 from interlock.monitor.urls import redact_text
 from interlock.monitor.verifier import Verifier
 from starlette.applications import Starlette
@@ -153,9 +165,11 @@ class _Handler:
             raise ProxyError(499, "the client closed the connection", code="client_closed_request") from None
         return bytes(data)
 
-    def released(self, req: ChatRequest | CompletionRequest) -> tuple[ReleasedRun, Prepared]:
+    def released(self, req: ChatRequest | CompletionRequest,
+                 prepared: Prepared | None = None) -> tuple[ReleasedRun, Prepared]:
         cfg = self.config
-        prepared = cfg.backend.prepare(req)
+        if prepared is None:
+            prepared = cfg.backend.prepare(req)
         governors = list(cfg.governors(req)) if cfg.governors is not None else []
         if req.max_tokens is not None:
             governors.append(TokenBudget(max_kept=req.max_tokens))
@@ -187,9 +201,9 @@ class _Handler:
         if run._result is not None:
             self.metrics.finished(run, req.tool_names if isinstance(req, ChatRequest) else ())
 
-    def count(self, req: ChatRequest | CompletionRequest, outcome: str) -> None:
-        self.metrics.requests.labels("chat" if isinstance(req, ChatRequest) else "completions",
-                                     "true" if req.stream else "false", outcome).inc()
+    def count(self, req: ChatRequest | CompletionRequest, outcome: str, endpoint: str | None = None) -> None:
+        endpoint = endpoint or ("chat" if isinstance(req, ChatRequest) else "completions")
+        self.metrics.requests.labels(endpoint, "true" if req.stream else "false", outcome).inc()
 
     def upstream_error(self, prepared: Prepared, detail: str) -> ProxyError:
         error = upstream_error(prepared, detail, getattr(self.config.backend, "redact", None))
@@ -229,6 +243,34 @@ class _Handler:
 
     async def _whole(self, request: Request, req: ChatRequest | CompletionRequest, run: ReleasedRun,
                      prepared: Prepared) -> Response:
+        result = await self._wait(request, req, run, prepared)
+        summary = run.summary()
+        headers = {"x-interlock-run-id": result.run_id, "x-interlock-interventions": str(len(result.interventions)),
+                   "x-interlock-passed": "true" if result.passed else "false",
+                   "x-interlock-outcome": result.outcome.value}
+        ident, created = ident_of(req, result.run_id), int(time.time())
+        reason = "tool_calls" if run.calls else finish_reason(result)
+        body: dict[str, Any]
+        if isinstance(req, ChatRequest):
+            field = prepared.generator.reasoning_field
+            content = run.text_of(ANSWER) if field is not None else run.sent  # else the thinking is in the text
+            message: dict[str, Any] = {"role": "assistant", "content": content if content or not run.calls else None}
+            if field is not None and (thinking := run.text_of(THINKING)):
+                message[field] = thinking  # in the field the upstream sent it in
+            if run.calls:
+                message["tool_calls"] = [call_json(c) for c in run.calls]
+            body = {"id": ident, "object": "chat.completion", "created": created, "model": req.model,
+                    "choices": [{"index": 0, "message": message, "finish_reason": reason, "logprobs": None}],
+                    "usage": usage_of(run, prepared), "interlock": summary}
+        else:
+            body = {"id": ident, "object": "text_completion", "created": created, "model": req.model,
+                    "choices": [{"index": 0, "text": run.sent, "finish_reason": reason, "logprobs": None}],
+                    "usage": usage_of(run, prepared), "interlock": summary}
+        return JSONOut(body, headers=headers)
+
+    async def _wait(self, request: Request, req: ChatRequest | CompletionRequest, run: ReleasedRun,
+                    prepared: Prepared) -> RunResult:
+        """Run to the end (a whole answer); the errors a client gets instead of an answer are raised."""
         out, inbox = anyio.create_memory_object_stream[Piece](math.inf)
         left = Left()
         async with anyio.create_task_group() as tg:
@@ -247,24 +289,66 @@ class _Handler:
         result = run.result
         if result.stop_reason is StopReason.ERROR:  # an incomplete answer is no answer
             raise self.upstream_error(prepared, result.detail)
-        summary = run.summary()
+        return result
+
+    # -- /v1/responses -------------------------------------------------------------------------------
+    def prepare_responses(self, req: ResponsesRequest) -> Prepared:
+        """The backend's way to serve a Responses request: its own (an upstream), or the chat request's."""
+        prepare = getattr(self.config.backend, "prepare_responses", None)
+        if prepare is not None:
+            return cast(Prepared, prepare(req))
+        if req.previous_response_id is not None:
+            raise ProxyError(400, "previous_response_id needs state an upstream keeps, and this proxy serves a local "
+                             "model: send the whole conversation in input", param="previous_response_id")
+        return self.config.backend.prepare(req.chat)
+
+    def remember(self, response_id: str, req: ResponsesRequest, run: ReleasedRun, prepared: Prepared) -> None:
+        """A forwarded response the client got whole (completed, nothing the final trace holds withheld) may be
+        continued with ``previous_response_id``: keep the upstream's id for it."""
+        remember = getattr(self.config.backend, "remember", None)
+        if remember is None or not req.store or run._result is None:
+            return
+        status, _ = response_status(run)
+        if status == "completed" and run.released_tokens == run.result.tokens.kept:
+            remember(response_id, prepared)
+
+    async def responses(self, request: Request) -> Response:
+        try:
+            self.authorize(request)
+            raw = await self.body(request)
+            req = parse_responses(raw, max_tokens_cap=self.config.max_tokens)
+            run, prepared = self.released(req.chat, self.prepare_responses(req))
+            response_id = new_response_id()
+            run.tracing = start_responses(self.config.tracer_provider, request.headers, req, prepared, response_id)
+        except ProxyError as exc:
+            self.metrics.requests.labels("responses", "unknown", str(exc.status)).inc()
+            return error_response(exc)
+        run.on_finish = lambda r: self.remember(response_id, req, r, prepared)
+        if req.stream:
+            return ResponsesEventStream(self, req, run, prepared, response_id)
+        self.metrics.in_flight.inc()
+        try:
+            result = await self._wait(request, req.chat, run, prepared)
+        except ProxyError as exc:
+            self.count(req.chat, str(exc.status), "responses")
+            return error_response(exc)
+        finally:
+            self.metrics.in_flight.dec()
+        self.count(req.chat, result.outcome.value, "responses")
+        items = ResponseItems()
+        for piece in run.released_pieces():
+            if isinstance(piece, str):
+                items.text(piece)
+            else:
+                items.call(piece)
+        status, why = response_status(run)
+        items.close("incomplete" if status == "incomplete" else "completed")
+        body = response_object(req, response_id, created_now(), status=status, incomplete=why, output=items.output,
+                               usage=responses_usage(run, prepared), metadata=report_metadata(run),
+                               report=run.summary())
         headers = {"x-interlock-run-id": result.run_id, "x-interlock-interventions": str(len(result.interventions)),
                    "x-interlock-passed": "true" if result.passed else "false",
                    "x-interlock-outcome": result.outcome.value}
-        ident, created = ident_of(req, result.run_id), int(time.time())
-        reason = "tool_calls" if run.calls else finish_reason(result)
-        body: dict[str, Any]
-        if isinstance(req, ChatRequest):
-            message: dict[str, Any] = {"role": "assistant", "content": run.sent if run.sent or not run.calls else None}
-            if run.calls:
-                message["tool_calls"] = [call_json(c) for c in run.calls]
-            body = {"id": ident, "object": "chat.completion", "created": created, "model": req.model,
-                    "choices": [{"index": 0, "message": message, "finish_reason": reason, "logprobs": None}],
-                    "usage": usage_of(run, prepared), "interlock": summary}
-        else:
-            body = {"id": ident, "object": "text_completion", "created": created, "model": req.model,
-                    "choices": [{"index": 0, "text": run.sent, "finish_reason": reason, "logprobs": None}],
-                    "usage": usage_of(run, prepared), "interlock": summary}
         return JSONOut(body, headers=headers)
 
     async def models(self, request: Request) -> Response:
@@ -350,7 +434,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code
     if status == 404:
         message = f"no route {request.url.path}: the proxy serves /v1/chat/completions, /v1/completions, " \
-                  f"/v1/models, /health and /metrics"
+                  f"/v1/responses, /v1/models, /health and /metrics"
     elif status == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
     else:
@@ -381,6 +465,7 @@ def create_app(config: ProxyConfig) -> Starlette:
     routes = [
         Route("/v1/chat/completions", handler.chat, methods=["POST"]),
         Route("/v1/completions", handler.completions, methods=["POST"]),
+        Route("/v1/responses", handler.responses, methods=["POST"]),
         Route("/v1/models", handler.models, methods=["GET"]),
         Route("/health", handler.health, methods=["GET"]),
         Route("/metrics", handler.metrics_page, methods=["GET"]),

@@ -77,6 +77,7 @@ class ProxyMetrics:
             nothing: Any = _Nothing()
             self.requests = self.in_flight = self.interventions = self.verdicts = self.tokens = nothing
             self.check_seconds = self.held_seconds = self.upstream_errors = self.tool_calls = nothing
+            self.phase_tokens = nothing
             return
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -94,6 +95,9 @@ class ProxyMetrics:
                                 ["verifier", "kind"], registry=r)
         self.tokens = Counter("interlock_proxy_tokens", "Generated tokens: kept (in the answers), discarded (rolled "
                               "back), fork (side questions of governors)", ["kind"], registry=r)
+        self.phase_tokens = Counter("interlock_proxy_phase_tokens", "Kept tokens by phase: thinking (a reasoning "
+                                    "model's thinking) or answer; they add up to the kept tokens", ["phase"],
+                                    registry=r)
         self.check_seconds = Histogram("interlock_proxy_check_seconds", "Seconds one check took, by verifier",
                                        ["verifier"], buckets=_LATENCY, registry=r)
         self.held_seconds = Histogram("interlock_proxy_held_seconds", "Seconds released text waited after it was "
@@ -135,6 +139,9 @@ class ProxyMetrics:
         for kind, n in (("kept", tokens.kept), ("discarded", tokens.discarded), ("fork", tokens.fork)):
             if n:
                 self.tokens.labels(kind).inc(n)
+        for phase, n in (("thinking", tokens.thinking), ("answer", tokens.answer)):
+            if n > 0:
+                self.phase_tokens.labels(phase).inc(n)
         for call, released in run.call_outcomes():
             self.tool_calls.labels(self.tool_label(call.name, declared), "released" if released else "withheld").inc()
 

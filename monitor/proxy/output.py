@@ -20,8 +20,8 @@ from interlock.monitor.textout import scrub
 from interlock.monitor.urls import redact_text
 from starlette.responses import Response
 
-__all__ = ["JSONOut", "call_json", "dumps", "error_response", "ident_of", "note_replaced", "scrub_json",
-           "upstream_error", "usage_of"]
+__all__ = ["JSONOut", "call_json", "dumps", "error_response", "had_thinking", "ident_of", "note_replaced",
+           "prompt_tokens_of", "scrub_json", "upstream_error", "usage_of"]
 
 _log = get_logger(component="proxy")
 
@@ -92,15 +92,31 @@ def error_response(exc: ProxyError, headers: dict[str, str] | None = None) -> Re
     return JSONOut(exc.body(), status_code=exc.status, headers=headers)
 
 
-def usage_of(run: ReleasedRun, prepared: Prepared) -> dict[str, int]:
-    """OpenAI ``usage``: the prompt's tokens (counted locally, or as the upstream reported them; 0 when neither
-    can say) and the tokens of the answer the client got: not those rolled back, nor those the release withheld
-    (a violation that stands, an interrupt); all generated tokens are in ``interlock.tokens``."""
+def prompt_tokens_of(prepared: Prepared) -> int:
+    """The prompt's tokens: counted locally, or as the upstream reported them; 0 when neither can say."""
     prompt = prepared.prompt_tokens
     if prompt is None:
         prompt = prepared.generator.prompt_tokens or 0
+    return prompt
+
+
+def had_thinking(run: ReleasedRun) -> bool:
+    """Whether the run's trace had a thinking (its usage then says how many tokens were thinking)."""
+    result = run._result
+    return result is not None and (bool(result.phases) or result.tokens.thinking > 0)
+
+
+def usage_of(run: ReleasedRun, prepared: Prepared) -> dict[str, Any]:
+    """OpenAI ``usage``: the prompt's tokens (counted locally, or as the upstream reported them; 0 when neither
+    can say) and the tokens of the answer the client got: not those rolled back, nor those the release withheld
+    (a violation that stands, an interrupt); all generated tokens are in ``interlock.tokens``. A run with a
+    thinking adds ``completion_tokens_details.reasoning_tokens``: the thinking's share of them."""
+    prompt = prompt_tokens_of(prepared)
     sent = run.released_tokens
-    return {"prompt_tokens": prompt, "completion_tokens": sent, "total_tokens": prompt + sent}
+    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": sent, "total_tokens": prompt + sent}
+    if had_thinking(run):
+        usage["completion_tokens_details"] = {"reasoning_tokens": run.released_thinking_tokens}
+    return usage
 
 
 def call_json(call: ToolCallRequest, index: int | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from interlock.monitor.chunks import ToolCallRequest
 from interlock.monitor.proxy.backends import Prepared
 from interlock.monitor.proxy.models import ChatRequest, CompletionRequest, ProxyError
 from interlock.monitor.proxy.output import call_json, dumps, ident_of, note_replaced, usage_of
-from interlock.monitor.proxy.release import Piece, ReleasedRun, finish_reason
+from interlock.monitor.proxy.release import Piece, ReleasedRun, Thought, finish_reason
 from interlock.monitor.result import StopReason
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -69,8 +69,10 @@ class EventStream(Response):
             delta: dict[str, Any] = {}
             if role:
                 delta["role"] = "assistant"
-            if text is not None:
-                delta["content"] = text
+            if isinstance(text, Thought) and (field := self.prepared.generator.reasoning_field) is not None:
+                delta[field] = str(text)  # the thinking, in the field the upstream sent it in
+            elif text is not None:
+                delta["content"] = str(text)
             if call is not None:
                 delta["tool_calls"] = [call_json(call[1], call[0])]
             choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
@@ -121,6 +123,7 @@ class EventStream(Response):
             self._account("disconnected" if left.gone else self.outcome)
 
     _accounted = False
+    endpoint: str | None = None  # the endpoint label of the metrics (None: chat or completions, by the request)
 
     def _account(self, outcome: str) -> None:
         """Count the request once: just before its last byte (a client that reads /metrics after its answer
@@ -128,7 +131,7 @@ class EventStream(Response):
         if not self._accounted:
             self._accounted = True
             self.handler.metrics.in_flight.dec()
-            self.handler.count(self.req, outcome)
+            self.handler.count(self.req, outcome, self.endpoint)
 
     async def _start(self, send: Send, status: int, media: str) -> None:
         headers = [(b"content-type", media.encode()), (b"cache-control", b"no-cache"),

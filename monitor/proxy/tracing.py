@@ -24,13 +24,14 @@ from interlock.monitor.proxy.models import ChatRequest, CompletionRequest
 from interlock.monitor.proxy.output import ident_of
 from interlock.monitor.proxy.release import finish_reason
 from interlock.monitor.result import StopReason
-from interlock.monitor.spans import RunDescription, RunSpans, describe_generator
+from interlock.monitor.spans import RunDescription, RunSpans, describe_generator, reasoning_tokens_of
 
 if TYPE_CHECKING:
     from interlock.monitor.proxy.release import ReleasedRun
+    from interlock.monitor.proxy.responses_request import ResponsesRequest
     from opentelemetry.trace import TracerProvider
 
-__all__ = ["RequestSpans", "start_chat", "start_request"]
+__all__ = ["RequestSpans", "start_chat", "start_request", "start_responses"]
 
 
 @dataclass
@@ -54,7 +55,8 @@ class RequestSpans:
         status = getattr(self.prepared.generator.error, "status", None)
         failed = result.stop_reason is StopReason.ERROR and isinstance(status, int)
         self.spans.end(finish_reasons=["tool_calls"] if run.calls else [finish_reason(result)],
-                       input_tokens=prompt, response_id=self.response_id(result.run_id), response_model=self.model,
+                       input_tokens=prompt, reasoning_tokens=reasoning_tokens_of(result),
+                       response_id=self.response_id(result.run_id), response_model=self.model,
                        error_type=str(status) if failed else None, error_message=result.detail)
 
 
@@ -97,3 +99,14 @@ def start_chat(tracer_provider: TracerProvider | None, headers: Mapping[str, str
     return start_request(tracer_provider, headers, prepared, operation=operation, model=req.model,
                          stream=req.stream, response_id=lambda run_id: ident_of(req, run_id), settings=settings,
                          input_messages=messages)
+
+
+def start_responses(tracer_provider: TracerProvider | None, headers: Mapping[str, str], req: ResponsesRequest,
+                    prepared: Prepared, response_id: str) -> RequestSpans | None:
+    """:func:`start_request` for ``/v1/responses`` (``chat``; the response's id is fixed when the request
+    arrives)."""
+    chat = req.chat
+    messages = [{"role": m.role, "parts": [{"type": "text", "content": m.content}]} for m in chat.messages]
+    settings = {"max_tokens": chat.max_tokens, "temperature": chat.temperature, "top_p": chat.top_p}
+    return start_request(tracer_provider, headers, prepared, operation="chat", model=req.model, stream=req.stream,
+                         response_id=lambda _run_id: response_id, settings=settings, input_messages=messages)
