@@ -38,17 +38,19 @@ def _scripts_importable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # -- a real terminal -----------------------------------------------------------------------------------------
-def test_in_a_15_row_terminal_each_line_reaches_the_scrollback_once(tmp_path: Path) -> None:
+def _in_tmux(tmp_path: Path, script: str, *, width: int, height: int) -> tuple[str, list[str]]:
+    """Run ``interlock run --generator scripted_cli:SCRIPT`` in a tmux terminal of that size: (exit status, the
+    lines of the whole scrollback with wrapped lines joined, blank ones left out)."""
     tmux = shutil.which("tmux")
     if tmux is None:
         pytest.skip("no tmux")
     sock = str(tmp_path / "tmux.sock")
     done = tmp_path / "done"
     command = (f"cd {TESTS} && PYTHONPATH={TESTS} {sys.executable} -m interlock run 'What is 2 + 2?' "
-               f"--generator scripted_cli:wrong_then_fixed -v arithmetic; echo $? > {done}")
+               f"--generator scripted_cli:{script} -v arithmetic; echo $? > {done}")
     base = [tmux, "-S", sock, "-f", "/dev/null"]
-    subprocess.run([*base, "new-session", "-d", "-x", "80", "-y", "15", "-s", "t", "bash", "--norc", "--noprofile"],
-                   check=True, env=_env(TERM="xterm-256color"))
+    subprocess.run([*base, "new-session", "-d", "-x", str(width), "-y", str(height), "-s", "t", "bash", "--norc",
+                    "--noprofile"], check=True, env=_env(TERM="xterm-256color"))
     try:
         subprocess.run([*base, "set-option", "-g", "history-limit", "20000"], check=True)
         subprocess.run([*base, "send-keys", "-t", "t", command, "Enter"], check=True)
@@ -61,8 +63,12 @@ def test_in_a_15_row_terminal_each_line_reaches_the_scrollback_once(tmp_path: Pa
                                  check=True, capture_output=True, text=True).stdout
     finally:
         subprocess.run([*base, "kill-server"], check=False)
-    assert done.read_text().strip() == "0"
-    lines = [line.rstrip() for line in history.splitlines() if line.strip()]
+    return done.read_text().strip(), [line.rstrip() for line in history.splitlines() if line.strip()]
+
+
+def test_in_a_15_row_terminal_each_line_reaches_the_scrollback_once(tmp_path: Path) -> None:
+    code, lines = _in_tmux(tmp_path, "wrong_then_fixed", width=80, height=15)
+    assert code == "0"
     trace_lines = [line for line in lines if line.startswith("Then 2 + ")]
     assert trace_lines == [f"Then 2 + {i} = {2 + i}." for i in range(60)]  # each once, in order
     assert sum("2 + 2 = 5." in line for line in lines) == 1  # the removed step, printed once
@@ -71,6 +77,22 @@ def test_in_a_15_row_terminal_each_line_reaches_the_scrollback_once(tmp_path: Pa
     # the whole scrollback: the trace's 63 lines, the note, the command, the verifiers line, the summary
     assert len(lines) <= 63 + 8, "\n".join(lines)
     assert not any("tokens (" in line for line in lines)  # the status line was live only
+
+
+@pytest.mark.parametrize(("script", "width"), [("long_last_line", 100), ("long_last_line_slow", 100),
+                                               ("long_last_line", 60)])
+def test_a_last_line_wider_than_the_terminal_without_a_newline_is_shown_whole(
+        tmp_path: Path, script: str, width: int) -> None:
+    from scripted_cli import LONG_LAST_LINE
+
+    code, lines = _in_tmux(tmp_path, script, width=width, height=30)
+    assert code == "0"
+    start = next(i for i, line in enumerate(lines) if line.startswith("So 2 + 2 = 4."))
+    # the trace, then the summary, then the prompt: the whole last line once, nothing left of the live region
+    assert lines[start:start + 2] == ["So 2 + 2 = 4.", LONG_LAST_LINE], "\n".join(lines)
+    assert lines[start + 2].startswith("✓ verified: 1 check passed"), "\n".join(lines)
+    assert len(lines) == start + 4, "\n".join(lines)
+    assert not any("tokens (" in line for line in lines)
 
 
 # -- a pipe ----------------------------------------------------------------------------------------------------
