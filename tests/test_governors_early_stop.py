@@ -113,7 +113,8 @@ async def test_entropy_window_restarts_after_a_rollback() -> None:
     feedback_end = "Let me redo this step.\n"
     # the wrong step and the calm piece that ends it are 7 pieces, one short of the window: the first attempt then
     # waits until the rollback cancels it, so the stop can never land before the rollback whatever the timing
-    script = {"": "So 3 + 4 = 8.\n ok0", feedback_end: "So 3 + 4 = 7.\n" + "".join(f" ok{i}" for i in range(4)) + " end"}
+    calm = "".join(f" ok{i}" for i in range(4))
+    script = {"": "So 3 + 4 = 8.\n ok0", feedback_end: f"So 3 + 4 = 7.\n{calm} end"}
 
     class Calm(Scripted):
         @property

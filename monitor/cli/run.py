@@ -244,9 +244,15 @@ def main(args: argparse.Namespace) -> int:
     live = sys.stdout.isatty() and not args.json
     names = ", ".join(v.name for v in verifiers) or "none (nothing will be checked)"
     if live:
+        from interlock.generators.transformers.loading import loading_status
         from rich.console import Console
 
-        with Console(stderr=True).status(f"loading the model · verifiers: {names}", spinner="dots"):
+        # the spinner is all a load shows (a first run's conversion names itself in it; third-party progress bars
+        # are off), then a line for what it did: converted, and cached where
+        with Console(stderr=True).status(f"loading the model · verifiers: {names}", spinner="dots") as spinner, \
+                loading_status(lambda doing: spinner.update(f"{doing} · verifiers: {names}"),
+                               lambda done: spinner.console.print(done, soft_wrap=True, highlight=False,
+                                                                  markup=False)):
             generator = _generator(args, budget)
         print(f"interlock: verifiers: {names}", file=sys.stderr, flush=True)
     else:
