@@ -73,6 +73,7 @@ def main(args: argparse.Namespace) -> int:
     )
     from interlock.monitor.replay.importers import FieldNames, read_traces
     from interlock.monitor.replay.output import ResultWriter
+    from interlock.monitor.replay.results import format_rate
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -157,7 +158,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(f"{summary['traces']} traces: {summary['passed']} passed, {summary['failed']} with violations, "
               f"{summary['read_errors']} could not be read, {summary['replay_errors']} timed out or crashed "
-              f"({summary['traces_per_s']} traces/s)")
+              f"({format_rate(summary['traces_per_s'] or 0.0)} traces/s)")
     if writer is not None and not args.json:
         print(f"results: {args.output} ({writer.count} records)")
     if args.html:
