@@ -4,7 +4,8 @@ per policy the tokens spent and the accuracy of the answer it would have ended w
 Each file is one dataset (one table, one panel of ``--plot``; a ``pool`` policy shares its budget within the
 file). ``--json`` prints the tables' data as one JSON object; ``--records FILE.jsonl`` writes every trace's
 outcome under every policy. ``--engine ray`` maps the records over a Ray cluster (pool policies run on the driver
-after). Unreadable records are counted and named; the exit code is 1 when there were any.
+after). Unreadable records are counted and named; the exit code is 1 when there were any. On a terminal, a
+progress bar on stderr says how far each file got (stdout, and so ``--json``, holds only the results).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 __all__ = ["add_arguments", "main"]
 
@@ -21,8 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="JSONL files of traces with a reference answer, or interlock trace files")
     parser.add_argument("--policy", "-p", action="append", default=[], metavar="SPEC",
                         help="a policy: governors joined by '+', e.g. cap:512,1024 (a sweep), pool:2048, loop, "
-                             "loop:lines=0, converge:k=2, entropy, boxed:2, loop+converge+cap:4096; repeat for "
-                             "several (default: a standard set, see docs/budgets.md)")
+                             "loop:lines=0, converge:k=2, entropy (trace files with logprobs), boxed:2, "
+                             "loop+converge+cap:4096; repeat for several (default: a standard set without "
+                             "entropy, see docs/budgets.md)")
     parser.add_argument("--tokenizer", default="smollm2", metavar="NAME",
                         help="smollm2 (the embedded model's, default), whitespace, or a local tokenizer folder")
     parser.add_argument("--chunk-tokens", type=int, default=16, metavar="N",
@@ -59,6 +62,9 @@ def main(args: argparse.Namespace) -> int:
         read_records,
         write_plot,
     )
+    from interlock.monitor.budgets.report import format_notes
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     if args.limit is not None and args.limit < 1:
         raise BudgetError(f"--limit must be at least 1, got {args.limit}")
@@ -91,11 +97,22 @@ def main(args: argparse.Namespace) -> int:
             report = evaluate_on_ray(records, policies, tokenizer=args.tokenizer, chunk_tokens=args.chunk_tokens,
                                      source=path, read_errors=errors, address=args.address)
         else:
-            report = evaluate(records, policies, tokenizer=args.tokenizer, chunk_tokens=args.chunk_tokens,
-                              workers=args.workers, source=path, read_errors=errors)
+            err = Console(stderr=True)
+            # minutes of work: on a terminal, stderr shows how far it got (transient: gone when the table comes)
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), console=err, disable=not err.is_terminal, transient=True) as bar:
+                task = bar.add_task(f"{path}: loading the tokenizer", total=len(records))
+
+                def show(stage: str, done: int, total: int, task: Any = task, path: str = path) -> None:
+                    bar.update(task, description=f"{path}: {stage}", completed=done, total=total)
+
+                report = evaluate(records, policies, tokenizer=args.tokenizer, chunk_tokens=args.chunk_tokens,
+                                  workers=args.workers, source=path, read_errors=errors, progress=show)
         reports.append(report)
         if not args.json:
-            print(format_table(report) + "\n")
+            print(format_table(report, notes=False) + "\n")
+    if reports and not args.json:
+        print(format_notes(reports) + "\n")
     if args.json:
         print(json.dumps({"datasets": [r.to_dict() for r in reports]}, ensure_ascii=False))
     if args.records:
