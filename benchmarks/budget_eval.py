@@ -2,10 +2,10 @@
 
 Replays the 500 traces of a 27B reasoning model (Sky-T1) and the 500 of Qwen2.5-Math-7B under the default
 policies of ``interlock budget`` (fixed caps, the batch pool, LoopGuard, AnswerConvergence, the crude "second
-identical \\boxed{}" rule, combinations; not EntropyStop, which needs logprobs these traces do not have), tokens counted with the embedded
-model's tokenizer, answers scored with math-verify against the reference. Prints the tables, then one JSON
-object that also compares every policy with the crude rule (tokens saved and right answers, side by side), and
-writes the accuracy-vs-tokens plot.
+identical \\boxed{}" rule, combinations; not EntropyStop, which needs logprobs these traces do not have),
+tokens counted with the embedded model's tokenizer, answers scored with math-verify against the reference.
+Prints the tables, then one JSON object that also compares every policy with the crude rule (tokens saved and
+right answers, side by side), and writes the accuracy-vs-tokens plot.
 
     python benchmarks/budget_eval.py                           # ~4 min on 2 cores
     python benchmarks/budget_eval.py --plot docs/budgets.png --json budgets.json
