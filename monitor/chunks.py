@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from interlock.monitor.phases import ANSWER, Phase
 
-__all__ = ["Chunk", "ToolCallRequest", "tool_calls_chunk"]
+__all__ = ["Chunk", "ToolCallRequest", "readable_markers", "tool_calls_chunk"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,25 @@ class ToolCallRequest:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "arguments": self.arguments, "index": self.index}
+
+
+_MARKER = re.compile(r"<tool_call>([^<\n]*)</tool_call>")
+
+
+def readable_markers(text: str) -> str:
+    """``text`` with each tool-call marker written as a person reads it: the spaces, ``<`` and ``>`` that
+    :meth:`ToolCallRequest.marker` escapes in the trace written as they are (the same JSON, decoded and written
+    again; a marker that is not valid JSON is left as it is). For text shown to users, such as
+    ``Intervention.removed_text``; the trace itself keeps the escaped form."""
+
+    def unescape(m: re.Match[str]) -> str:
+        try:
+            body = json.loads(m.group(1))
+        except ValueError:
+            return m.group(0)
+        return f"<tool_call>{json.dumps(body, ensure_ascii=False, separators=(',', ':'))}</tool_call>"
+
+    return _MARKER.sub(unescape, text) if "<tool_call>" in text else text
 
 
 @dataclass(frozen=True)

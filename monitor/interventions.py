@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 from interlock.monitor.arbiter import Candidate
+from interlock.monitor.chunks import readable_markers
 from interlock.monitor.events import GovernorDecided, Intervened
 from interlock.monitor.governor import Governor, GovernorDecision, normalise_claim
 from interlock.monitor.phases import ANSWER, KNOWN_TAGS, THINKING
@@ -30,25 +31,60 @@ if TYPE_CHECKING:
 
 __all__ = ["ForcedAnswer", "Interventions", "Stop", "lower_first_word"]
 
-# Words that start a sentence with a capital only because they start it: "Wait, you made..." (never "I", names,
-# acronyms or anything else, which keep their capital).
+# Words that start a sentence with a capital only because they start it: "Wait, you made..." Closed classes
+# (articles, determiners, pronouns, prepositions, conjunctions, auxiliaries) and the imperatives and adverbs that
+# open feedback. Never "I", names, acronyms or anything else, which keep their capital.
 _COMMON_FIRST_WORDS = frozenset({
-    "an", "the", "this", "that", "these", "those", "it", "its", "there", "here", "you", "your", "we", "our", "they",
-    "their", "he", "she", "his", "her", "my", "one", "some", "no", "not", "each", "every", "all", "both", "either",
-    "neither", "if", "when", "while", "since", "because", "so", "but", "and", "or", "then", "now", "first", "next",
-    "also", "let", "check", "recheck", "compute", "calculate", "recompute", "look", "note", "remember", "recall",
-    "consider", "try", "use", "make", "keep", "be", "do", "did", "does", "is", "are", "was", "were", "what", "which",
-    "who", "why", "how", "where", "please", "careful", "instead", "actually", "rather"
+    # articles, determiners, quantifiers
+    "an", "the", "this", "that", "these", "those", "some", "any", "no", "each", "every", "all", "both", "either",
+    "neither", "many", "much", "most", "more", "few", "several", "such", "another", "other", "one", "only", "just",
+    # pronouns and possessives
+    "it", "its", "there", "here", "you", "your", "we", "our", "they", "their", "he", "she", "his", "her", "my",
+    "me", "us", "them", "someone", "something", "nothing", "everything", "anything", "none",
+    # prepositions
+    "in", "on", "at", "for", "from", "to", "with", "without", "after", "before", "of", "by", "as", "per", "over",
+    "under", "between", "during", "within", "into", "about", "above", "below", "than",
+    # conjunctions and adverbs that open a sentence
+    "if", "when", "while", "since", "because", "so", "but", "and", "or", "then", "now", "first", "next", "also",
+    "not", "instead", "actually", "rather", "however", "therefore", "thus", "hence", "again", "always", "never",
+    "still", "yet", "otherwise", "please", "careful",
+    # auxiliaries and question words
+    # ("May" and "Will" are left out: a month, a person)
+    "be", "do", "did", "does", "is", "are", "was", "were", "has", "have", "had", "can", "could", "should", "would",
+    "must", "might", "what", "which", "who", "why", "how", "where",
+    # imperatives
+    "let", "check", "recheck", "compute", "calculate", "recompute", "look", "note", "remember", "recall",
+    "consider", "try", "use", "make", "keep", "add", "subtract", "multiply", "divide", "count", "start", "read",
 })
+# After a capital "A", the words that make it a name (a variable, a person, an option: "A is wrong", "A and B
+# differ") rather than the article ("A transfer may move at most 100").
+_AFTER_A_NAME = frozenset({
+    "is", "was", "are", "were", "has", "had", "have", "does", "did", "do", "can", "cannot", "could", "must",
+    "should", "would", "will", "may", "might", "and", "or", "nor", "equals", "plus", "minus", "times", "gets",
+    "gives", "wins", "loses", "says", "said", "lies", "lives", "owns", "holds", "takes", "then", "alone", "itself",
+})
+# A plural verb after a one-word subject that ends in "s" ("Transfers are limited to 100"): a common noun, since a
+# name does not take one.
+_PLURAL_VERBS = frozenset({"are", "were", "have", "do", "cannot", "never", "always", "only", "must"})
 
 
 def lower_first_word(text: str) -> str:
-    """``text`` with its first word in lower case when that word is a common one written with a capital."""
-    word = re.match(r"[A-Za-z]+", text)
-    if word is None or len(word.group()) < 2 or not word.group().istitle() \
-            or word.group().lower() not in _COMMON_FIRST_WORDS:  # ("A" may name a step or a person)
+    """``text`` with its first word in lower case when that word is a common one written with a capital because
+    it starts the sentence, so that the text reads on after "Wait, ". A name, an acronym, ``I`` or any word
+    spelt with other capitals (``NASA``, ``iPhone``, ``McDonald``) keeps its capital; so does a word this rule
+    cannot tell from a name (``Alice is left.``)."""
+    found = re.match(r"([A-Za-z]+)(?:\s+([A-Za-z]+))?", text)
+    if found is None:
         return text
-    return text[0].lower() + text[1:]
+    word, after = found.group(1), found.group(2) or ""
+    if word == "A":  # the article when a word of the sentence follows it, not a verb or a conjunction
+        article = bool(after) and after.islower() and after not in _AFTER_A_NAME
+        return "a" + text[1:] if article else text
+    if len(word) < 2 or not word.istitle():
+        return text
+    common = word.lower() in _COMMON_FIRST_WORDS or (
+        word.endswith("s") and not word.endswith("ss") and after in _PLURAL_VERBS)
+    return text[0].lower() + text[1:] if common else text
 
 
 @dataclass(frozen=True)
@@ -177,7 +213,8 @@ class Interventions:
         removed = run.trace.cut(pos)
         run.checks.cut(pos)
         feedback = self._format_feedback(proposal)
-        self.record(dataclasses.replace(proposal, feedback=feedback, removed_text=removed,
+        # removed_text is for people: a tool call in it reads with its spaces (the trace holds its marker escaped)
+        self.record(dataclasses.replace(proposal, feedback=feedback, removed_text=readable_markers(removed),
                                         tokens_discarded=run.trace.discarded_tokens - before))
         if feedback:
             run.inject(feedback)

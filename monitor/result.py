@@ -94,7 +94,7 @@ class Intervention:
     epoch: int  # the epoch the offending text belonged to
     message: str
     feedback: str = ""  # text injected into the trace ("" when none)
-    removed_text: str = ""
+    removed_text: str = ""  # what a rollback cut, tool calls written readably (chunks.readable_markers)
     tokens_discarded: int = 0
     applied: bool = True
     repeat: int = 0  # how many times the same violation came back before this one

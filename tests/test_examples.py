@@ -41,6 +41,9 @@ def test_governors_example_nudges_the_loop_once_then_forces_the_answer() -> None
     out = run_example("governors.py")
     decisions = [line for line in out.splitlines() if line.startswith("[loop_guard]")]
     assert [d.split(":")[0] for d in decisions] == ["[loop_guard] rollback", "[loop_guard] stop"]
+    # the rollback saves nothing yet; the stop saves what is left of the 256-token budget
+    assert decisions[0].endswith("rolling back with a nudge") and "None" not in out
+    assert re.search(r"again after the nudge \(tokens saved: \d+\)$", decisions[1]), decisions[1]
     assert "Wait, I am repeating myself instead of making progress." in out
     assert "\nFinal answer:" in out
     assert "ended: governor" in out

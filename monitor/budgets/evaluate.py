@@ -16,7 +16,7 @@ import multiprocessing
 import pickle
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +80,9 @@ def _policy_outcome(rec: TraceRecord, policy: Policy, chunk_tokens: int, scorer:
     except BudgetError:
         raise
     except ConfigError as exc:  # e.g. EntropyStop on a trace without logprobs: not applicable, said why
+        if not _has_token_data(rec):  # (the governor's own message speaks of live backends)
+            return {"na": f"{policy.name} needs per-token logprobs or entropy; this trace has none (text traces "
+                          "never do: use interlock trace files recorded from a model that reports them)"}
         return {"na": str(exc)}
     return _outcome(rec, stop, scorer)
 
@@ -91,6 +94,10 @@ def _error(rec: TraceRecord, message: str) -> dict[str, Any]:
 def _late(rec: TraceRecord, seconds: float) -> dict[str, Any]:
     return _error(rec, f"evaluating it took more than {seconds:g} s (the per-record deadline, --record-seconds); "
                        "left out")
+
+
+def _has_token_data(rec: TraceRecord) -> bool:
+    return rec.chunks is not None and any(c.logprobs is not None or c.entropy is not None for c in rec.chunks)
 
 
 def evaluate_record(record: TraceRecord | Mapping[str, Any], policies: Sequence[Policy], *,
@@ -170,34 +177,47 @@ def _picklable(obj: Any) -> bool:
     return True
 
 
+# progress(stage, done, total): "tokenizing" (0 of the records, once), "replaying" (records whose per-record
+# policies are done), then each pool policy by name (records it has shared its budget with)
+Progress = Callable[[str, int, int], None]
+
+
 def evaluate(records: Sequence[TraceRecord], policies: Sequence[Policy], *, tokenizer: str | Tokenizer = "whitespace",
              chunk_tokens: int = 16, workers: int = 1, source: str = "", read_errors: Sequence[str] = (),
-             record_seconds: float | None = DEFAULT_RECORD_SECONDS) -> BudgetReport:
+             record_seconds: float | None = DEFAULT_RECORD_SECONDS, progress: Progress | None = None) -> BudgetReport:
     """Every record under every policy; ``workers > 1`` replays per-record policies in that many processes. Each
-    record is held to ``record_seconds`` (its pool policies to as much again), past which it is an error."""
+    record is held to ``record_seconds`` (its pool policies to as much again), past which it is an error.
+    ``progress`` is told how far it got (``interlock budget`` shows it on a terminal)."""
     if chunk_tokens < 1:
         raise BudgetError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
     if workers < 1:
         raise BudgetError(f"workers must be >= 1, got {workers}")
+    tell = progress or (lambda stage, done, total: None)
+    tell("tokenizing", 0, len(records))
     tok = resolve_tokenizer(tokenizer)
     recs = tokenize_records(list(records), tok)
     single = [p for p in policies if p.pool_tokens is None]
+    results: list[dict[str, Any]] = []
     if workers > 1 and len(recs) > 1 and single and _picklable(single):
         methods = multiprocessing.get_all_start_methods()  # no fork: the parent may hold tokenizer threads
         ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            results = list(pool.map(_worker, [(r, single, chunk_tokens, record_seconds) for r in recs],
-                                    chunksize=max(1, len(recs) // (workers * 8))))
+            for result in pool.map(_worker, [(r, single, chunk_tokens, record_seconds) for r in recs],
+                                   chunksize=max(1, len(recs) // (workers * 8))):
+                results.append(result)
+                tell("replaying", len(results), len(recs))
     else:
-        results = [evaluate_record(r, single, chunk_tokens=chunk_tokens, record_seconds=record_seconds)
-                   for r in recs]
+        for r in recs:
+            results.append(evaluate_record(r, single, chunk_tokens=chunk_tokens, record_seconds=record_seconds))
+            tell("replaying", len(results), len(recs))
     return finish_report(recs, results, policies, tokenizer=tok.name, chunk_tokens=chunk_tokens, source=source,
-                         read_errors=read_errors, record_seconds=record_seconds)
+                         read_errors=read_errors, record_seconds=record_seconds, progress=progress)
 
 
 def finish_report(recs: Sequence[TraceRecord], results: list[dict[str, Any]], policies: Sequence[Policy], *,
                   tokenizer: str, chunk_tokens: int, source: str = "", read_errors: Sequence[str] = (),
-                  record_seconds: float | None = DEFAULT_RECORD_SECONDS) -> BudgetReport:
+                  record_seconds: float | None = DEFAULT_RECORD_SECONDS,
+                  progress: Progress | None = None) -> BudgetReport:
     """The report of a batch whose per-record policies are done (``results``, in the order of ``recs``, which
     are tokenised): runs the pool policies in order over the batch (records in error left out), orders each
     record's policies as given, and summarises. Shared by :func:`evaluate` and the Ray engine (which maps the
@@ -209,7 +229,7 @@ def finish_report(recs: Sequence[TraceRecord], results: list[dict[str, Any]], po
             continue
         budget = BudgetPool(policy.pool_tokens * len(pairs))
         budget.plan([r.question for r, _ in pairs])
-        for rec, result in pairs:
+        for done, (rec, result) in enumerate(pairs, 1):
             if "error" in result:  # (past its deadline under an earlier pool)
                 continue
             share = budget.governor_for(rec.question)
@@ -221,6 +241,8 @@ def finish_report(recs: Sequence[TraceRecord], results: list[dict[str, Any]], po
                 assert record_seconds is not None
                 result.clear()
                 result.update(_late(rec, record_seconds))
+            if progress is not None:
+                progress(policy.name, done, len(pairs))
     order = [p.name for p in policies]
     for result in results:
         if "error" not in result:

@@ -33,7 +33,8 @@ from interlock.monitor.governors.early_stop import DEFAULT_ANSWER_PATTERN, norma
 
 __all__ = ["DEFAULT_POLICIES", "Policy", "build_governors", "parse_policies"]
 
-DEFAULT_POLICIES = ("cap:1024,2048,4096", "pool:2048", "loop", "loop:lines=0:repeats=4", "converge", "entropy",
+# (no ``entropy``: it needs recorded logprobs, which text traces never have; ask for it on trace files with -p)
+DEFAULT_POLICIES = ("cap:1024,2048,4096", "pool:2048", "loop", "loop:lines=0:repeats=4", "converge",
                     "boxed:2", "boxed:1", "loop:lines=0:repeats=4+boxed:2",
                     "loop:lines=0:repeats=4+converge+cap:4096")
 

@@ -7,6 +7,8 @@ outcome under every policy. ``--engine ray`` maps the records over a Ray cluster
 after). Unreadable records (broken, or over ``--max-record-mb``) and records left out (past ``--record-seconds``,
 or a reference math-verify cannot read) are named on stderr and the rest is evaluated; the exit code is 1 when
 there were any.
+On a terminal, a progress bar on stderr says how far each file got (stdout, and so ``--json``, holds only the
+results).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 __all__ = ["add_arguments", "main"]
 
@@ -23,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="JSONL files of traces with a reference answer, or interlock trace files")
     parser.add_argument("--policy", "-p", action="append", default=[], metavar="SPEC",
                         help="a policy: governors joined by '+', e.g. cap:512,1024 (a sweep), pool:2048, loop, "
-                             "loop:lines=0, converge:k=2, entropy, boxed:2, loop+converge+cap:4096; repeat for "
-                             "several (default: a standard set, see docs/budgets.md)")
+                             "loop:lines=0, converge:k=2, entropy (trace files with logprobs), boxed:2, "
+                             "loop+converge+cap:4096; repeat for several (default: a standard set without "
+                             "entropy, see docs/budgets.md)")
     parser.add_argument("--tokenizer", default="smollm2", metavar="NAME",
                         help="smollm2 (the embedded model's, default), whitespace, or a local tokenizer folder")
     parser.add_argument("--chunk-tokens", type=int, default=16, metavar="N",
@@ -67,6 +71,9 @@ def main(args: argparse.Namespace) -> int:
         read_records,
         write_plot,
     )
+    from interlock.monitor.budgets.report import format_notes
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     if args.limit is not None and args.limit < 1:
         raise BudgetError(f"--limit must be at least 1, got {args.limit}")
@@ -105,15 +112,26 @@ def main(args: argparse.Namespace) -> int:
                                      source=path, read_errors=errors, address=args.address,
                                      record_seconds=args.record_seconds)
         else:
-            report = evaluate(records, policies, tokenizer=args.tokenizer, chunk_tokens=args.chunk_tokens,
-                              workers=args.workers, source=path, read_errors=errors,
-                              record_seconds=args.record_seconds)
+            err = Console(stderr=True)
+            # minutes of work: on a terminal, stderr shows how far it got (transient: gone when the table comes)
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), console=err, disable=not err.is_terminal, transient=True) as bar:
+                task = bar.add_task(f"{path}: loading the tokenizer", total=len(records))
+
+                def show(stage: str, done: int, total: int, task: Any = task, path: str = path) -> None:
+                    bar.update(task, description=f"{path}: {stage}", completed=done, total=total)
+
+                report = evaluate(records, policies, tokenizer=args.tokenizer, chunk_tokens=args.chunk_tokens,
+                                  workers=args.workers, source=path, read_errors=errors,
+                                  record_seconds=args.record_seconds, progress=show)
         reports.append(report)
         for message in report.record_errors:
             print(f"error: {path}: {message}", file=sys.stderr)
         failed += len(report.record_errors)
         if not args.json:
-            print(format_table(report) + "\n")
+            print(format_table(report, notes=False) + "\n")
+    if reports and not args.json:
+        print(format_notes(reports) + "\n")
     if args.json:
         print(json.dumps({"datasets": [r.to_dict() for r in reports]}, ensure_ascii=False))
     if args.records:

@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -44,6 +49,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = module.main(args)
     except InterlockError as exc:
         print(f"interlock {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BaseExceptionGroup as group:
+        # an error raised inside a task group (a Parquet input without pyarrow) is still a usage error, not a
+        # traceback; a group holding anything else is a bug and keeps its traceback
+        errors, rest = group.split(InterlockError)
+        if errors is None or rest is not None:
+            raise
+        print(f"interlock {args.command}: error: {_first_leaf(errors)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interlock {args.command}: interrupted", file=sys.stderr)

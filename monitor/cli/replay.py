@@ -74,6 +74,7 @@ def main(args: argparse.Namespace) -> int:
     )
     from interlock.monitor.replay.importers import FieldNames, read_traces
     from interlock.monitor.replay.output import ResultWriter
+    from interlock.monitor.replay.results import format_rate
     from interlock.monitor.stdio import own_stdout
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -168,7 +169,7 @@ def main(args: argparse.Namespace) -> int:
                 print(f"{summary['traces']} traces: {summary['passed']} passed, {summary['failed']} with violations, "
                       f"{summary['undecided']} undecided, {summary['read_errors']} could not be read, "
                       f"{summary['replay_errors']} timed out or crashed "
-                      f"({summary['traces_per_s']} traces/s)", file=out)
+                      f"({format_rate(summary['traces_per_s'] or 0.0)} traces/s)", file=out)
             if writer is not None and not args.json:
                 print(f"results: {args.output} ({writer.count} records)", file=out)
             if args.html:

@@ -210,6 +210,28 @@ async def _live(args: argparse.Namespace, monitor: Any, display: Any, max_tokens
                              len([i for i in run.interventions if i.applied]), run.elapsed, tokens.thinking)
         return Group(shown, Spinner("dots", Text(status, style="dim")))
 
+    # What is printed while the live region is on screen ends at a newline: a line without one would share its
+    # last row with the live region, which is redrawn over it and erased at the end (a last line wider than the
+    # terminal lost its end, or kept a stale copy of the live line). A trailing partial line waits in `held` and
+    # is printed, with its newline, once the live region is gone.
+    held: list[tuple[str, str]] = []
+
+    def print_lines(screen: Live) -> None:
+        pieces = [*held, *display.take_committed()]
+        held.clear()
+        for k in range(len(pieces) - 1, -1, -1):
+            text, kind = pieces[k]
+            if "\n" in text:
+                cut = text.rindex("\n") + 1
+                held.extend([(text[cut:], kind), *pieces[k + 1:]])
+                pieces = [*pieces[:k], (text[:cut], kind)]
+                break
+        else:
+            held.extend(pieces)
+            pieces = []
+        if pieces:
+            screen.console.print(styled(pieces), end="", soft_wrap=True, highlight=False)
+
     with Live(Text(""), console=console, auto_refresh=False, transient=True, vertical_overflow="crop") as screen:
         async with monitor.stream(args.prompt, record=args.record) as run:
             async def tick() -> None:
@@ -221,15 +243,11 @@ async def _live(args: argparse.Namespace, monitor: Any, display: Any, max_tokens
                 tg.start_soon(tick)
                 async for event in run:
                     display.feed(event)
-                    out = display.take_committed()
-                    if out:
-                        screen.console.print(styled(out), end="", soft_wrap=True, highlight=False)
+                    print_lines(screen)
                 tg.cancel_scope.cancel()
-        out = display.take_committed()
-        if out:
-            screen.console.print(styled(out), end="", soft_wrap=True, highlight=False)
-    if display.pieces() and not display.pieces()[-1][0].endswith("\n"):
-        console.print()
+        print_lines(screen)
+    if any(text for text, _ in held):
+        console.print(styled(held), soft_wrap=True, highlight=False)
     return run.result
 
 
@@ -247,9 +265,15 @@ def main(args: argparse.Namespace) -> int:
     live = sys.stdout.isatty() and not args.json
     names = ", ".join(v.name for v in verifiers) or "none (nothing will be checked)"
     if live:
+        from interlock.generators.transformers.loading import loading_status
         from rich.console import Console
 
-        with Console(stderr=True).status(f"loading the model · verifiers: {names}", spinner="dots"):
+        # the spinner is all a load shows (a first run's conversion names itself in it; third-party progress bars
+        # are off), then a line for what it did: converted, and cached where
+        with Console(stderr=True).status(f"loading the model · verifiers: {names}", spinner="dots") as spinner, \
+                loading_status(lambda doing: spinner.update(f"{doing} · verifiers: {names}"),
+                               lambda done: spinner.console.print(done, soft_wrap=True, highlight=False,
+                                                                  markup=False)):
             generator = _generator(args, budget)
         print(f"interlock: verifiers: {names}", file=sys.stderr, flush=True)
     else:

@@ -20,7 +20,7 @@ from interlock.monitor.steps import step_ends
 from interlock.monitor.tracefile import replace_surrogates
 from interlock.monitor.verdicts import Fail, Pass, Span, Unknown, Verdict
 
-__all__ = ["ReadFailure", "ReplayTotals", "TraceReport", "record_json", "verdict_record"]
+__all__ = ["ReadFailure", "ReplayTotals", "TraceReport", "format_rate", "record_json", "verdict_record"]
 
 
 def record_json(record: Mapping[str, Any]) -> str:
@@ -137,6 +137,14 @@ class ReadFailure:
     def to_dict(self) -> dict[str, Any]:
         return {"type": "error", "reason": self.reason, "id": self.id, "path": self.path, "line": self.line,
                 "message": self.message}
+
+
+def format_rate(value: float) -> str:
+    """A throughput for people, to three significant figures at most: 245.94 -> 246, 30.74 -> 30.7,
+    1619.03 -> 1,619 (the JSON totals keep two decimals)."""
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
 @dataclass
