@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from interlock.monitor.cli.options import add_base_url, add_max_tokens, add_model, add_verifiers
+from interlock.monitor.cli.probe import add_probe, probe_generator_options, probe_governor
 
 __all__ = ["add_arguments", "main"]
 
@@ -46,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--system", default=None, help="a system message for chat models")
     parser.add_argument("--record", metavar="FILE", help="write the trace file (JSON Lines) to FILE")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (no live display)")
+    add_probe(parser)
 
 
 def _verifiers(names: list[str] | None, prompt: str) -> list[Any]:
@@ -91,7 +93,7 @@ def _generator(args: argparse.Namespace, max_tokens: int) -> Any:
 
         return OpenAICompatible(args.base_url, args.model, endpoint=args.endpoint,
                                 temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                                max_tokens=max_tokens, system_prompt=args.system)
+                                max_tokens=max_tokens, system_prompt=args.system, **probe_generator_options(args))
     from interlock.generators.transformers import Transformers, default_model_path
 
     path = args.model if args.model else default_model_path()
@@ -103,6 +105,9 @@ def _governors(args: argparse.Namespace, max_tokens: int) -> list[Any]:
     from interlock.monitor.governors.budget import TokenBudget
 
     governors: list[Any] = [TokenBudget(max_total=max_tokens)]
+    probe = probe_governor(args)
+    if probe is not None:
+        governors.append(probe)
     if not args.no_loop_guard:
         from interlock.monitor.governors.loop_guard import LoopGuard
 
