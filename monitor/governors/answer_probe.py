@@ -210,19 +210,19 @@ class AnswerProbe(Governor):
         if isinstance(fork, ImmediateForker):  # offline: the probe is answered at once
             chunks = fork.answer_now(self.suffix, self.probe_tokens, answer=self.answer)
             return self._settle(st, st.sent, self._read(chunks, position, tokens))
-        return self._probe(st, fork, st.sent, position, tokens, ctx.epoch)
+        return self._probe(ctx, st, fork, st.sent, position, tokens, ctx.epoch)
 
     # -- probes -----------------------------------------------------------------------------------------------
     def _restart(self, st: _ProbeRun, epoch: int, scan_from: int) -> None:
         st.epoch = epoch
-        st.scanned = max(0, scan_from)  # (injected feedback is not searched)
-        st.last_position = min(st.last_position, st.scanned)
+        st.scanned = max(0, scan_from)  # the model's new text: the feedback injected before it is not probed
+        st.last_position = st.scanned - 1
         st.sent = st.fed = 0
         st.pending.clear()
         st.history.clear()
 
-    async def _probe(self, st: _ProbeRun, fork: Forker, seq: int, position: int, tokens: int,
-                     epoch: int) -> GovernorDecision | None:
+    async def _probe(self, ctx: RunContext, st: _ProbeRun, fork: Forker, seq: int, position: int,
+                     tokens: int, epoch: int) -> GovernorDecision | None:
         chunks: Sequence[Chunk] | None = None
         try:
             with anyio.move_on_after(self.timeout):
@@ -230,7 +230,7 @@ class AnswerProbe(Governor):
         except Exception as exc:  # a probe that fails is no answer; the run goes on
             st.failures += 1
             _log.warning("answer probe failed: %s: %s", type(exc).__name__, exc)
-        if st.epoch != epoch:
+        if ctx.epoch != epoch or st.epoch != epoch:
             return None  # a rollback since: this probe was about text that may be gone
         if chunks is None:
             answer = ProbeAnswer(position=position, tokens=tokens, text="", answer=None)
