@@ -20,6 +20,7 @@ from interlock.monitor.budgets.answers import AnswerScorer, stated_answer
 from interlock.monitor.budgets.errors import BudgetError
 from interlock.monitor.budgets.offline import ReplayStop, replay_governors
 from interlock.monitor.budgets.policies import Policy
+from interlock.monitor.budgets.probes import ProbeCache, Prober, evaluate_probe_policies, uses_probes
 from interlock.monitor.budgets.records import TraceRecord, tokenize_records
 from interlock.monitor.budgets.tokens import Tokenizer, resolve_tokenizer
 from interlock.monitor.errors import ConfigError
@@ -128,16 +129,22 @@ def _picklable(obj: Any) -> bool:
 
 
 def evaluate(records: Sequence[TraceRecord], policies: Sequence[Policy], *, tokenizer: str | Tokenizer = "whitespace",
-             chunk_tokens: int = 16, workers: int = 1, source: str = "", read_errors: Sequence[str] = ()
-             ) -> BudgetReport:
-    """Every record under every policy; ``workers > 1`` replays per-record policies in that many processes."""
+             chunk_tokens: int = 16, workers: int = 1, source: str = "", read_errors: Sequence[str] = (),
+             probe_cache: ProbeCache | None = None, prober: Prober | None = None) -> BudgetReport:
+    """Every record under every policy; ``workers > 1`` replays per-record policies in that many processes.
+    Probe policies (``probe``, ``deer``, ``eat``) answer their probes from ``probe_cache``, asking ``prober`` for the
+    ones it lacks (see :mod:`interlock.monitor.budgets.probes`)."""
     if chunk_tokens < 1:
         raise BudgetError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
     if workers < 1:
         raise BudgetError(f"workers must be >= 1, got {workers}")
     tok = resolve_tokenizer(tokenizer)
     recs = tokenize_records(list(records), tok)
-    single = [p for p in policies if p.pool_tokens is None]
+    probing = [p for p in policies if uses_probes(p)]
+    if probing and probe_cache is None:
+        raise BudgetError(f"policy {probing[0].name!r} probes the model: give a probe cache (and a probe model for "
+                          "what it lacks)")
+    single = [p for p in policies if p.pool_tokens is None and p not in probing]
     if workers > 1 and len(recs) > 1 and single and _picklable(single):
         methods = multiprocessing.get_all_start_methods()  # no fork: the parent may hold tokenizer threads
         ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
@@ -146,6 +153,10 @@ def evaluate(records: Sequence[TraceRecord], policies: Sequence[Policy], *, toke
                                     chunksize=max(1, len(recs) // (workers * 8))))
     else:
         results = [evaluate_record(r, single, chunk_tokens=chunk_tokens) for r in recs]
+    if probing:
+        assert probe_cache is not None
+        evaluate_probe_policies(recs, results, probing, cache=probe_cache, prober=prober, chunk_tokens=chunk_tokens,
+                                scorer=_scorer())
     return finish_report(recs, results, policies, tokenizer=tok.name, chunk_tokens=chunk_tokens, source=source,
                          read_errors=read_errors)
 
@@ -158,9 +169,9 @@ def finish_report(recs: Sequence[TraceRecord], results: list[dict[str, Any]], po
     summarises. Shared by :func:`evaluate` and the Ray engine (which maps the per-record part)."""
     scorer = _scorer()
     for policy in policies:
-        if policy.pool_tokens is None:
-            continue
-        budget = BudgetPool(policy.pool_tokens * len(recs))
+        if policy.pool_tokens is None or (results and policy.name in results[0]["policies"]):
+            continue  # (a probe policy with a pool ran with its probes)
+        budget = BudgetPool(policy.pool_tokens * len(recs), learn=policy.pool_learn)
         budget.plan([r.question for r in recs])
         for rec, result in zip(recs, results, strict=True):
             share = budget.governor_for(rec.question)
@@ -203,4 +214,6 @@ def _summary_row(name: str, pairs: list[tuple[Mapping[str, Any], Mapping[str, An
         "runaway_tokens_saved": sum(r["tokens"] - o["tokens"] for r, o in runaways),
         "forced": sum(bool(o.get("forced")) for _, o in done),
         "stops": dict(Counter(o.get("reason", "complete") for _, o in done)),
+        **({"probes": sum(o["probes"] for _, o in done), "probe_tokens": sum(o["probe_tokens"] for _, o in done)}
+           if any("probes" in o for _, o in done) else {}),
     }

@@ -169,8 +169,8 @@ def replay_governors(governors: Sequence[Governor], prompt: str, text: str, *, s
                             entropy=any(c.entropy is not None for c in chunks), resumable=False)
     else:
         caps = Capabilities(token_ids=True, resumable=False)
-    if forks is not None:
-        caps = dataclasses.replace(caps, fork=True)
+    if forks is not None:  # (a fork source says whether its probes carry logprobs)
+        caps = dataclasses.replace(caps, fork=True, logprobs=caps.logprobs or bool(getattr(forks, "logprobs", False)))
     for g in governors:
         g.validate(caps)
     run = OfflineRun(prompt, caps, forks)

@@ -50,6 +50,12 @@ def format_table(report: BudgetReport) -> str:
                "loops stopped: traces ending in a loop, stopped before their end")
     out.append("* forced: the policy would force an answer there; offline the forced continuation is unavailable, "
                "so these stops are scored on the last answer the trace had stated")
+    probing = [r for r in report.policies if r.get("probes")]
+    if probing:
+        r = probing[0]
+        out.append(f"probe policies: tokens include the probes' ({r['policy']}: {r['probes'] / r['traces']:.1f} "
+                   f"probes, {r['probe_tokens'] / r['traces']:.1f} tokens a trace); a stop by the probes is scored "
+                   "on the probe's answer (the answer the model gave when asked there)")
     if na is not None:
         out.append(f"n/a: {na['policy']} on {na['not_applicable']} traces: {na['why_not']}")
     if report.read_errors:

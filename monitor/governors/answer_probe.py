@@ -43,7 +43,7 @@ from interlock.monitor.governors.thinking_budget import DEFAULT_BUDGET_MESSAGE
 from interlock.monitor.phases import THINKING
 from interlock.monitor.trace import Forker
 
-__all__ = ["DEFAULT_PROBE_ANSWER", "PROBE_KINDS", "AnswerProbe", "ImmediateForker", "probe_from_spec"]
+__all__ = ["DEFAULT_PROBE_ANSWER", "PROBE_KINDS", "PROBE_OPTIONS", "AnswerProbe", "ImmediateForker", "probe_from_spec"]
 
 DEFAULT_PROBE_ANSWER = "\n\n**Final Answer**\n\\boxed{"  # DEER's trial-answer prompt, after the end of the thinking
 _log = logging.getLogger("interlock.answer_probe")
@@ -291,7 +291,7 @@ PROBE_KINDS: dict[str, dict[str, object]] = {
     "deer": {"k": None, "confidence": 0.95, "at": ("wait",)},
     "eat": {"k": None, "entropy": 0.01, "at": ("paragraph",)},
 }
-_SPEC_OPTIONS = {"k": "k", "conf": "confidence", "eat": "entropy", "alpha": "alpha", "warmup": "warmup",
+PROBE_OPTIONS = {"k": "k", "conf": "confidence", "eat": "entropy", "alpha": "alpha", "warmup": "warmup",
                  "at": "at", "every": "every", "tokens": "probe_tokens", "min": "min_tokens", "gap": "min_gap",
                  "max": "max_probes", "then": "then", "combine": "combine", "answer": "answer", "suffix": "suffix"}
 
@@ -310,9 +310,9 @@ def probe_from_spec(spec: str = "", kind: str = "probe", **overrides: object) ->
     for item in (p for p in spec.split(":") if p.strip()):
         key, eq, value = item.partition("=")
         key, value = key.strip(), value.strip()
-        if not eq or key not in _SPEC_OPTIONS:
-            raise ConfigError(f"probe option {item!r} is not key=value with a key of: {', '.join(_SPEC_OPTIONS)}")
-        name = _SPEC_OPTIONS[key]
+        if not eq or key not in PROBE_OPTIONS:
+            raise ConfigError(f"probe option {item!r} is not key=value with a key of: {', '.join(PROBE_OPTIONS)}")
+        name = PROBE_OPTIONS[key]
         options[name] = _spec_value(name, value, item)
     options.update(overrides)
     return AnswerProbe(**options)  # type: ignore[arg-type]
