@@ -362,6 +362,8 @@ def _outcome(rec: TraceRecord, governors: Sequence[Governor], chunk_tokens: int,
     if probes and all(p.logprobs is None for p in probes) and any("" not in g.rules.needs for g in probing):
         return {"na": "the probe model gave no logprobs, which this policy's stop rules read (conf=, eat=)"}
     probe_tokens = sum(p.fork_tokens for p in probes)
+    said: str | None
+    kind: str | None
     if stop.by == AnswerProbe.name and probes:
         said, kind = probes[-1].answer, "probe"  # what the model answered when asked there
     else:

@@ -107,7 +107,7 @@ class PoolShare(Governor):
         self.finished = False
         self._signals = _Signals()
         self._run_id: str | None = None
-        self.learned_factor = 1.0  # what the run had shown by its last draw (learn=True)
+        self.learned_factor = 1.0  # what the run has shown so far (learn=True), updated before each chunk
 
     @property
     def difficulty(self) -> float:
@@ -119,7 +119,6 @@ class PoolShare(Governor):
         if s.entropy_n:
             factor *= min(2.0, max(0.5, (s.entropy_sum / s.entropy_n) / self.pool.reference_entropy))
         if self.pool.learn:
-            self.learned_factor = self.learned()
             factor *= self.learned_factor
         return self.prior * factor * (1.0 + 0.5 * self.rollbacks)
 
@@ -151,6 +150,8 @@ class PoolShare(Governor):
 
     def token_allowance(self, ctx: RunContext) -> int | None:
         self.spent = ctx.tokens.total
+        if self.pool.learn:
+            self.learned_factor = self.learned()
         held = 0 if ctx.forcing_answer else self.pool.reserve_for_answer
         left = self.share - self.spent - held
         if left < self.pool.low_water and not ctx.forcing_answer:

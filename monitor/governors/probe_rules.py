@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import ConfigError
@@ -184,11 +184,17 @@ def ema_variance(values: Sequence[float], alpha: float) -> float:
     return var
 
 
-class StopRule(Protocol):
-    """Why the thinking can stop after the probes so far (oldest first), or ``None``."""
+Needs = Literal["", "logprobs", "entropy"]
 
-    name: str
-    needs: Literal["", "logprobs", "entropy"]
+
+class StopRule(Protocol):
+    """Why the thinking can stop after the probes so far (oldest first), or ``None``; ``needs``: the token data it
+    reads."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def needs(self) -> Needs: ...
 
     def check(self, history: Sequence[ProbeAnswer], same: Same) -> str | None: ...
 
@@ -198,8 +204,8 @@ class Agreement:
     """The last ``k`` probes all gave a complete answer, and the same one (Dynasor-CoT)."""
 
     k: int = 3
-    name = "agree"
-    needs: Literal["", "logprobs", "entropy"] = ""
+    name: ClassVar[str] = "agree"
+    needs: ClassVar[Needs] = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.k, int) or self.k < 1:
@@ -220,8 +226,8 @@ class Confident:
     """The last probe's answer has a mean token probability of at least ``threshold`` (DEER)."""
 
     threshold: float = 0.95
-    name = "confident"
-    needs: Literal["", "logprobs", "entropy"] = "logprobs"
+    name: ClassVar[str] = "confident"
+    needs: ClassVar[Needs] = "logprobs"
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold <= 1:
@@ -245,8 +251,8 @@ class EntropySettled:
     threshold: float = 0.01
     alpha: float = 0.2
     warmup: int = 4
-    name = "settled"
-    needs: Literal["", "logprobs", "entropy"] = "entropy"
+    name: ClassVar[str] = "settled"
+    needs: ClassVar[Needs] = "entropy"
 
     def __post_init__(self) -> None:
         if not self.threshold > 0:
