@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -169,14 +170,17 @@ class ProbeCache:
 
 
 # -- the probe models -------------------------------------------------------------------------------------------------
+Answered = Callable[[int, list[Chunk]], None]  # (the index of a request, its chunks): called as each one comes
+
+
 class Prober(Protocol):
-    """Asks a model the probes that the cache lacks. ``model`` names it in the cache keys; ``requests`` counts the
-    model calls made."""
+    """Asks a model the probes that the cache lacks, handing each answer to ``answered`` as it comes (so the cache
+    keeps it even if a later one fails). ``model`` names it in the cache keys; ``requests`` counts the calls made."""
 
     model: str
     requests: int
 
-    async def ask(self, requests: Sequence[GenerationRequest]) -> list[list[Chunk]]: ...
+    async def ask(self, requests: Sequence[GenerationRequest], answered: Answered) -> None: ...
 
 
 class HTTPProber:
@@ -195,16 +199,15 @@ class HTTPProber:
         self.concurrency = concurrency
         self.requests = 0
 
-    async def ask(self, requests: Sequence[GenerationRequest]) -> list[list[Chunk]]:
+    async def ask(self, requests: Sequence[GenerationRequest], answered: Answered) -> None:
         import anyio
 
-        out: list[list[Chunk]] = [[] for _ in requests]
         limiter = anyio.CapacityLimiter(self.concurrency)
 
         async def one(i: int, request: GenerationRequest) -> None:
             async with limiter:
                 self.requests += 1
-                out[i] = [c async for c in self.generator.stream(request)]
+                answered(i, [c async for c in self.generator.stream(request)])
 
         try:
             async with anyio.create_task_group() as tg:
@@ -212,7 +215,6 @@ class HTTPProber:
                     tg.start_soon(one, i, request)
         finally:
             await self.generator.aclose()
-        return out
 
 
 class LocalProber:
@@ -233,13 +235,11 @@ class LocalProber:
             self.model = f"{getattr(model.config, '_name_or_path', '') or type(model).__name__}@local"
         self.requests = 0
 
-    async def ask(self, requests: Sequence[GenerationRequest]) -> list[list[Chunk]]:
-        out = []
-        for request in requests:
+    async def ask(self, requests: Sequence[GenerationRequest], answered: Answered) -> None:
+        for i, request in enumerate(requests):
             self.requests += 1
             main = dataclasses.replace(request, purpose="main")  # reuses the KV cache of the trace's last probe
-            out.append([c async for c in self.generator.stream(main)])
-        return out
+            answered(i, [c async for c in self.generator.stream(main)])
 
 
 # -- offline forks from the cache ------------------------------------------------------------------------------------
@@ -327,10 +327,14 @@ def _fill(recs: Sequence[TraceRecord], policy: Policy, cache: ProbeCache, prober
                               "model (--probe-base-url URL --probe-model NAME, or --probe-model PATH)")
         unique = list({m.key: m for m in missing}.values())
         unique.sort(key=lambda m: (m.trace, m.position))
-        answers = anyio.run(prober.ask, [m.request for m in unique])
-        for m, chunks in zip(unique, answers, strict=True):
-            cache.add(m.key, chunks, trace=m.trace, position=m.position, tokens=m.tokens, model=prober.model,
-                      settings=policy_settings(policy))
+        anyio.run(prober.ask, [m.request for m in unique],
+                  functools.partial(_keep, cache, unique, prober.model, policy_settings(policy)))
+
+
+def _keep(cache: ProbeCache, asked: Sequence[_Missing], model: str, settings: Mapping[str, Any], i: int,
+          chunks: list[Chunk]) -> None:
+    m = asked[i]
+    cache.add(m.key, chunks, trace=m.trace, position=m.position, tokens=m.tokens, model=model, settings=dict(settings))
 
 
 def _model(cache: ProbeCache, prober: Prober | None) -> str:
