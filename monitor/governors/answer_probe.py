@@ -192,6 +192,8 @@ class AnswerProbe(Governor):
         points = self.boundaries.find(text, max(0, st.scanned - LOOKBACK)) if (
             self.boundaries.at or self.boundaries.pattern) else []
         st.scanned = len(text)
+        if self.every is not None and st.next_every < 0:  # after a rollback: the next multiple from the cut on
+            st.next_every = (max(0, tokens - chunk.n_tokens) // self.every + 1) * self.every
         if self.every is not None and tokens >= st.next_every:
             points.append(len(text))
             st.next_every = (tokens // self.every + 1) * self.every
@@ -217,6 +219,7 @@ class AnswerProbe(Governor):
         st.epoch = epoch
         st.scanned = max(0, scan_from)  # the model's new text: the feedback injected before it is not probed
         st.last_position = st.scanned - 1
+        st.next_every = -1
         st.sent = st.fed = 0
         st.pending.clear()
         st.history.clear()
