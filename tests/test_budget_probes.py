@@ -87,8 +87,8 @@ def test_probe_policies_stop_where_the_probes_agree_and_score_the_probed_answer(
     stand_in, url = server
     recs = [r for r in read_records(records) if isinstance(r, TraceRecord)]
     cache = ProbeCache(tmp_path / "c.jsonl")
-    report = evaluate(recs, parse_policies(["probe:k=2", "deer", "boxed:1"]), probe_cache=cache,
-                      prober=HTTPProber(url, "reasoner"))
+    report = evaluate(recs, parse_policies(["probe:k=2", "deer", "boxed:1", "pool:60:learn+probe:k=2"]),
+                      probe_cache=cache, prober=HTTPProber(url, "reasoner"))
     by_id = {r["id"]: r for r in report.records}
     short = by_id["short"]["policies"]["probe:k=2"]
     # two "Wait" turns probed, both answered 42 in one token: the thinking ends at the second turn
@@ -111,6 +111,9 @@ def test_probe_policies_stop_where_the_probes_agree_and_score_the_probed_answer(
     row = {r["policy"]: r for r in report.policies}
     assert row["probe:k=2"]["saved_pct"] > 50 and row["probe:k=2"]["false_stops"] == 0
     assert row["boxed:1"]["saved_pct"] < 5  # the text states its answer only at the end
+    # with a pool the chunks are cut to each share: its probes fall elsewhere, and were asked too
+    pooled = row["pool:60:learn+probe:k=2"]
+    assert pooled["not_applicable"] == 0 and pooled["traces"] == 2 and pooled["probes"] >= 2
 
 
 def test_a_missing_probe_without_a_model_is_a_clear_error(records: Path, tmp_path: Path,

@@ -308,15 +308,18 @@ def _fill(recs: Sequence[TraceRecord], policy: Policy, cache: ProbeCache, prober
     model = _model(cache, prober)
     while True:
         missing: list[_Missing] = []
+        pool = _pool(policy, recs)  # (a pooled policy replays the whole batch every round: shares depend on order)
         for rec in recs:
             if rec.id in done:
                 continue
             governors = policy.governors()
             probe = next(g for g in governors if isinstance(g, AnswerProbe))
+            if pool is not None:
+                governors.append(pool.governor_for(rec.question, probe=probe))
             before = len(missing)
             with contextlib.suppress(_Enough):
                 _replay(rec, governors, chunk_tokens, _CacheForks(cache, model, probe, rec, runs[rec.id], missing))
-            if len(missing) == before:
+            if len(missing) == before and pool is None:
                 done.add(rec.id)
         if not missing:
             return
@@ -329,6 +332,15 @@ def _fill(recs: Sequence[TraceRecord], policy: Policy, cache: ProbeCache, prober
         unique.sort(key=lambda m: (m.trace, m.position))
         anyio.run(prober.ask, [m.request for m in unique],
                   functools.partial(_keep, cache, unique, prober.model, policy_settings(policy)))
+
+
+def _pool(policy: Policy, recs: Sequence[TraceRecord]) -> BudgetPool | None:
+    """A fresh pool for a pooled policy over the batch (planned), or ``None``."""
+    if policy.pool_tokens is None:
+        return None
+    pool = BudgetPool(policy.pool_tokens * len(recs), learn=policy.pool_learn)
+    pool.plan([r.question for r in recs])
+    return pool
 
 
 def _keep(cache: ProbeCache, asked: Sequence[_Missing], model: str, settings: Mapping[str, Any], i: int,
@@ -390,10 +402,7 @@ def evaluate_probe_policies(recs: Sequence[TraceRecord], results: list[dict[str,
     for policy in policies:
         _fill(recs, policy, cache, prober, chunk_tokens, runs)
         model = _model(cache, prober)
-        pool = None
-        if policy.pool_tokens is not None:
-            pool = BudgetPool(policy.pool_tokens * len(recs), learn=policy.pool_learn)
-            pool.plan([r.question for r in recs])
+        pool = _pool(policy, recs)
         for rec, result in zip(recs, results, strict=True):
             governors = policy.governors()
             probe = next(g for g in governors if isinstance(g, AnswerProbe))
