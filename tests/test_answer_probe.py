@@ -4,6 +4,7 @@ rollback that cancels the probes in flight."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -532,10 +533,11 @@ async def test_probes_run_end_to_end_on_the_embedded_model() -> None:
         "Explain step by step.")
     forks = [r for r in gen.requests if r.purpose == "fork"]
     answers = [p.answer for p in probe.last_probes]
-    assert len(forks) == len(answers) >= 2 and all(r.prefix.endswith(prefix) for r in forks)
-    assert answers[-1] is not None and answers[-2] is not None
-    assert same_answer(answers[-2], answers[-1])  # two probes in a row agreed (by math-verify): it stopped
-    assert f"2 probes in a row answered {answers[-2]!r}" in result.detail
+    assert len(forks) >= len(answers) >= 2 and all(r.prefix.endswith(prefix) for r in forks)  # (one may be cut)
+    # two probes in a row agreed (by math-verify): it stopped (a probe still out then may come back after them)
+    pairs = [(a, b) for a, b in itertools.pairwise(answers) if a is not None and b is not None]
+    agreed = [a for a, b in pairs if same_answer(a, b)]
+    assert agreed and f"2 probes in a row answered {agreed[0]!r}" in result.detail
     assert result.stop_reason is StopReason.GOVERNOR and result.phases == ()  # it never thought
     assert result.text.count(prefix) == 1 and re.search(r"\\boxed\{[^{}\n]+\}\$\.?$", result.text)
-    assert result.tokens.fork == sum(p.fork_tokens for p in probe.last_probes) > 0
+    assert result.tokens.fork >= sum(p.fork_tokens for p in probe.last_probes) > 0
