@@ -75,6 +75,8 @@ class GovernorDecision:
       ``thinking="extend"`` (:meth:`extend_thinking`): the model ended its thinking too early: cut off the end of
       the thinking (its closing tag and any answer after it) and append ``inject`` (``"Wait"``) to the thinking,
       so the model thinks on.
+    - ``answer`` (with ``thinking="end"``): write this text as the answer after the ended thinking and end the run
+      there (a probe's answer returned as it is, instead of letting the model write one).
     - ``tokens_saved``: the governor's estimate; when ``None`` on a stop the monitor fills in the token budget
       left at that point (what a fixed cap would still have spent).
     """
@@ -89,11 +91,13 @@ class GovernorDecision:
     feedback: str | None = None
     stop_reason: StopReason = StopReason.GOVERNOR
     thinking: Literal["end", "extend"] | None = None
+    answer: str | None = None
 
     @classmethod
-    def end_thinking(cls, reason: str, message: str = "") -> GovernorDecision:
-        """End the thinking with ``message``; the model then writes its answer."""
-        return cls(Action.WARN, reason, inject=message, thinking="end")
+    def end_thinking(cls, reason: str, message: str = "", *, answer: str | None = None) -> GovernorDecision:
+        """End the thinking with ``message``; the model then writes its answer (``answer``: this text is the
+        answer, and the run ends)."""
+        return cls(Action.WARN, reason, inject=message, thinking="end", answer=answer)
 
     @classmethod
     def extend_thinking(cls, reason: str, text: str = "Wait") -> GovernorDecision:

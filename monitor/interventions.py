@@ -282,6 +282,13 @@ class Interventions:
         run = self._run
         if self.stop is not None or self.forced is not None:
             return False
+        if d.thinking == "end" and d.answer is not None:  # the governor's answer is the answer: the run ends
+            self.end_thinking(d.inject or "")  # (a run that was not thinking just gets the answer)
+            run.emit(GovernorDecided(governor=g.name, action="end_thinking", reason=d.reason,
+                                     tokens_saved=d.tokens_saved))
+            run.inject(d.answer, ANSWER)
+            self.stop = Stop(d.stop_reason, f"{g.name}: {d.reason}")
+            return True
         done = self.end_thinking(d.inject or "") if d.thinking == "end" else self.extend_thinking(g, d)
         if done:
             run.emit(GovernorDecided(governor=g.name, action=f"{d.thinking}_thinking", reason=d.reason,

@@ -24,6 +24,7 @@ from interlock.monitor.budgets.answers import AnswerScorer, stated_answer
 from interlock.monitor.budgets.errors import BudgetError, RecordTimeout
 from interlock.monitor.budgets.offline import ReplayStop, replay_governors
 from interlock.monitor.budgets.policies import Policy
+from interlock.monitor.budgets.probes import ProbeCache, Prober, evaluate_probe_policies, uses_probes
 from interlock.monitor.budgets.records import TraceRecord, tokenize_records
 from interlock.monitor.budgets.tokens import Tokenizer, resolve_tokenizer
 from interlock.monitor.errors import ConfigError
@@ -184,10 +185,13 @@ Progress = Callable[[str, int, int], None]
 
 def evaluate(records: Sequence[TraceRecord], policies: Sequence[Policy], *, tokenizer: str | Tokenizer = "whitespace",
              chunk_tokens: int = 16, workers: int = 1, source: str = "", read_errors: Sequence[str] = (),
-             record_seconds: float | None = DEFAULT_RECORD_SECONDS, progress: Progress | None = None) -> BudgetReport:
+             record_seconds: float | None = DEFAULT_RECORD_SECONDS, progress: Progress | None = None,
+             probe_cache: ProbeCache | None = None, prober: Prober | None = None) -> BudgetReport:
     """Every record under every policy; ``workers > 1`` replays per-record policies in that many processes. Each
     record is held to ``record_seconds`` (its pool policies to as much again), past which it is an error.
-    ``progress`` is told how far it got (``interlock budget`` shows it on a terminal)."""
+    ``progress`` is told how far it got (``interlock budget`` shows it on a terminal). Probe policies (``probe``,
+    ``deer``, ``eat``) answer their probes from ``probe_cache``, asking ``prober`` for the ones it lacks (see
+    :mod:`interlock.monitor.budgets.probes`)."""
     if chunk_tokens < 1:
         raise BudgetError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
     if workers < 1:
@@ -196,7 +200,11 @@ def evaluate(records: Sequence[TraceRecord], policies: Sequence[Policy], *, toke
     tell("tokenizing", 0, len(records))
     tok = resolve_tokenizer(tokenizer)
     recs = tokenize_records(list(records), tok)
-    single = [p for p in policies if p.pool_tokens is None]
+    probing = [p for p in policies if uses_probes(p)]
+    if probing and probe_cache is None:
+        raise BudgetError(f"policy {probing[0].name!r} probes the model: give a probe cache (and a probe model for "
+                          "what it lacks)")
+    single = [p for p in policies if p.pool_tokens is None and p not in probing]
     results: list[dict[str, Any]] = []
     if workers > 1 and len(recs) > 1 and single and _picklable(single):
         methods = multiprocessing.get_all_start_methods()  # no fork: the parent may hold tokenizer threads
@@ -210,6 +218,10 @@ def evaluate(records: Sequence[TraceRecord], policies: Sequence[Policy], *, toke
         for r in recs:
             results.append(evaluate_record(r, single, chunk_tokens=chunk_tokens, record_seconds=record_seconds))
             tell("replaying", len(results), len(recs))
+    if probing:
+        assert probe_cache is not None
+        evaluate_probe_policies(recs, results, probing, cache=probe_cache, prober=prober, chunk_tokens=chunk_tokens,
+                                scorer=_scorer())
     return finish_report(recs, results, policies, tokenizer=tok.name, chunk_tokens=chunk_tokens, source=source,
                          read_errors=read_errors, record_seconds=record_seconds, progress=progress)
 
@@ -225,9 +237,9 @@ def finish_report(recs: Sequence[TraceRecord], results: list[dict[str, Any]], po
     scorer = _scorer()
     pairs = [(rec, result) for rec, result in zip(recs, results, strict=True) if "error" not in result]
     for policy in policies:
-        if policy.pool_tokens is None:
-            continue
-        budget = BudgetPool(policy.pool_tokens * len(pairs))
+        if policy.pool_tokens is None or (pairs and policy.name in pairs[0][1]["policies"]):
+            continue  # (a probe policy with a pool ran with its probes)
+        budget = BudgetPool(policy.pool_tokens * len(pairs), learn=policy.pool_learn)
         budget.plan([r.question for r, _ in pairs])
         for done, (rec, result) in enumerate(pairs, 1):
             if "error" in result:  # (past its deadline under an earlier pool)
@@ -284,4 +296,6 @@ def _summary_row(name: str, pairs: list[tuple[Mapping[str, Any], Mapping[str, An
         "runaway_tokens_saved": sum(r["tokens"] - o["tokens"] for r, o in runaways),
         "forced": sum(bool(o.get("forced")) for _, o in done),
         "stops": dict(Counter(o.get("reason", "complete") for _, o in done)),
+        **({"probes": sum(o["probes"] for _, o in done), "probe_tokens": sum(o["probe_tokens"] for _, o in done)}
+           if any("probes" in o for _, o in done) else {}),
     }

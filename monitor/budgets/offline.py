@@ -10,10 +10,11 @@ such a decision ends the replay and is labelled (``forced``, ``rollback``).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,13 +52,18 @@ class ReplayStop:
                 "detail": self.detail, "forced": self.forced}
 
 
-class OfflineRun:
-    """A faithful read-only view of a replayed run for governors (no forks, no rollbacks, no clock)."""
+ForkSource = Callable[["OfflineRun", int], "Forker | None"]  # (the run, the fork point) -> a forker offline
 
-    def __init__(self, prompt: str, capabilities: Capabilities) -> None:
+
+class OfflineRun:
+    """A faithful read-only view of a replayed run for governors (no rollbacks, no clock; forks only where a
+    ``forks`` source answers them, e.g. a probe cache: see :mod:`interlock.monitor.budgets.probes`)."""
+
+    def __init__(self, prompt: str, capabilities: Capabilities, forks: ForkSource | None = None) -> None:
         self.run_id = uuid.uuid4().hex[:12]
         self._prompt = prompt
         self._caps = capabilities
+        self._forks = forks
         self._text = ""
         self._kept = 0
         self._thinking = 0
@@ -100,7 +106,9 @@ class OfflineRun:
         return False
 
     def fork_at(self, end: int | None = None) -> Forker | None:
-        return None
+        if self._forks is None:
+            return None
+        return self._forks(self, len(self._text) if end is None else max(0, min(end, len(self._text))))
 
     def append(self, chunk: Chunk) -> None:
         # Drop our reference first, so that a string nobody else holds grows in place (as the live trace does):
@@ -117,6 +125,8 @@ class OfflineRun:
 
 
 def _decide(decision: GovernorDecision, g: Governor, run: OfflineRun) -> ReplayStop | None:
+    if decision.thinking == "end":  # the thinking ends here and the model answers: unavailable offline, as forced
+        return ReplayStop(run.tokens.kept, len(run.text), "governor", g.name, decision.reason, forced=True)
     if decision.action is Action.WARN:
         return None
     if decision.action is Action.ROLLBACK:
@@ -149,9 +159,10 @@ def _allowance(governors: Sequence[Governor], run: OfflineRun) -> int | None:
 
 def replay_governors(governors: Sequence[Governor], prompt: str, text: str, *, starts: Sequence[int] | None = None,
                      chunks: Sequence[Chunk] | None = None, chunk_tokens: int = 16,
-                     deadline: float | None = None) -> ReplayStop:
+                     deadline: float | None = None, forks: ForkSource | None = None) -> ReplayStop:
     """Stream a recorded trace (its ``chunks``, or ``text`` cut at token ``starts`` into pieces of
-    ``chunk_tokens``) through ``governors`` and return where they would have ended it.
+    ``chunk_tokens``) through ``governors`` and return where they would have ended it. ``forks`` answers the
+    governors' fork probes offline (the run then offers forks; a probe must be answered without waiting).
 
     Raises :class:`ConfigError` when a governor cannot work on this trace (``validate``: e.g. EntropyStop without
     logprobs), and :class:`RecordTimeout` once ``time.perf_counter()`` passes ``deadline`` (checked every chunk)."""
@@ -165,9 +176,11 @@ def replay_governors(governors: Sequence[Governor], prompt: str, text: str, *, s
                             entropy=any(c.entropy is not None for c in chunks), resumable=False)
     else:
         caps = Capabilities(token_ids=True, resumable=False)
+    if forks is not None:  # (a fork source says whether its probes carry logprobs)
+        caps = dataclasses.replace(caps, fork=True, logprobs=caps.logprobs or bool(getattr(forks, "logprobs", False)))
     for g in governors:
         g.validate(caps)
-    run = OfflineRun(prompt, caps)
+    run = OfflineRun(prompt, caps, forks)
     for g in governors:
         g.start(run)
     try:

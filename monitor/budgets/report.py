@@ -47,6 +47,12 @@ def format_table(report: BudgetReport, *, notes: bool = True) -> str:
            f"{report.tokenizer}, "
            f"streamed {report.chunk_tokens} tokens a chunk", line(heads), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
+    probing = [r for r in report.policies if r.get("probes")]
+    if probing:
+        r = probing[0]
+        out.append(f"probe policies: tokens include the probes' ({r['policy']}: {r['probes'] / r['traces']:.1f} "
+                   f"probes, {r['probe_tokens'] / r['traces']:.1f} tokens a trace); a stop by the probes is scored "
+                   "on the probe's answer (the answer the model gave when asked there)")
     if report.read_errors:
         out.append(f"{len(report.read_errors)} records could not be read (first: {report.read_errors[0]})")
     if report.record_errors:

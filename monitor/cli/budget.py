@@ -57,6 +57,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the per-policy figures as JSON")
     parser.add_argument("--records", metavar="OUT.jsonl", help="write every trace's outcome under every policy")
     parser.add_argument("--plot", metavar="OUT.png", help="write an accuracy-vs-tokens plot (matplotlib)")
+    probes = parser.add_argument_group("answer probes (policies probe, deer, eat; see docs/budgets.md)")
+    probes.add_argument("--probe-base-url", metavar="URL",
+                        help="ask the probes of an OpenAI-compatible server (e.g. the vLLM serving the model)")
+    probes.add_argument("--probe-model", metavar="NAME_OR_PATH",
+                        help="with --probe-base-url the server's model name; without, a local model (a folder, a "
+                             ".gguf file, or 'default' for the embedded SmolLM2)")
+    probes.add_argument("--probe-cache", metavar="FILE",
+                        help="the probe answers asked so far, reused and extended (default: probes.jsonl in the "
+                             "interlock cache folder)")
+    probes.add_argument("--probe-concurrency", type=int, default=8, metavar="N",
+                        help="probe requests at once to --probe-base-url (default 8)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -87,6 +98,7 @@ def main(args: argparse.Namespace) -> int:
     policies = parse_policies(args.policy or DEFAULT_POLICIES)
     fields = RecordFields(id=args.id_field, question=args.question_field, trace=args.trace_field,
                           reference=args.reference_field, correct=args.correct_field)
+    cache, prober = _probes(args, policies)
     reports = []
     failed = 0
     for path in args.files:
@@ -106,6 +118,8 @@ def main(args: argparse.Namespace) -> int:
             failed += 1
             continue
         if args.engine == "ray":
+            if cache is not None:
+                raise BudgetError("probe policies run with --engine local (their probes are asked from here)")
             from interlock.monitor.budgets.ray_engine import evaluate_on_ray
 
             report = evaluate_on_ray(records, policies, tokenizer=args.tokenizer, chunk_tokens=args.chunk_tokens,
@@ -123,7 +137,8 @@ def main(args: argparse.Namespace) -> int:
 
                 report = evaluate(records, policies, tokenizer=args.tokenizer, chunk_tokens=args.chunk_tokens,
                                   workers=args.workers, source=path, read_errors=errors,
-                                  record_seconds=args.record_seconds, progress=show)
+                                  record_seconds=args.record_seconds, progress=show, probe_cache=cache,
+                                  prober=prober)
         reports.append(report)
         for message in report.record_errors:
             print(f"error: {path}: {message}", file=sys.stderr)
@@ -132,6 +147,10 @@ def main(args: argparse.Namespace) -> int:
             print(format_table(report, notes=False) + "\n")
     if reports and not args.json:
         print(format_notes(reports) + "\n")
+    if cache is not None:
+        asked = f"{prober.requests} asked of {prober.model}" if prober is not None else "none asked"
+        print(f"probes: {asked}; {cache.hits} answered from the cache {cache.path} ({len(cache)} held"
+              + (f", {cache.skipped} unreadable lines skipped" if cache.skipped else "") + ")", file=sys.stderr)
     if args.json:
         print(json.dumps({"datasets": [r.to_dict() for r in reports]}, ensure_ascii=False))
     if args.records:
@@ -145,3 +164,29 @@ def main(args: argparse.Namespace) -> int:
             print(f"plot: {path}")
     sys.stdout.flush()
     return 1 if failed else 0
+
+
+def _probes(args: argparse.Namespace, policies: list[Any]) -> tuple[Any, Any]:
+    """The probe cache and the probe model, when a policy probes (else ``(None, None)``)."""
+    from interlock.monitor.budgets import BudgetError
+    from interlock.monitor.budgets.probes import (
+        HTTPProber,
+        LocalProber,
+        ProbeCache,
+        default_cache_path,
+        uses_probes,
+    )
+
+    if not any(uses_probes(p) for p in policies):
+        if args.probe_base_url or args.probe_model or args.probe_cache:
+            raise BudgetError("--probe-base-url, --probe-model and --probe-cache are for probe policies "
+                              "(-p probe, deer, eat)")
+        return None, None
+    if args.probe_base_url and not args.probe_model:
+        raise BudgetError("--probe-base-url needs --probe-model NAME (the model name the server serves)")
+    prober: Any = None
+    if args.probe_base_url:
+        prober = HTTPProber(args.probe_base_url, args.probe_model, concurrency=args.probe_concurrency)
+    elif args.probe_model:
+        prober = LocalProber(args.probe_model)
+    return ProbeCache(args.probe_cache or default_cache_path()), prober

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from interlock.monitor.cli.options import add_base_url, add_max_tokens, add_model, add_verifiers
 from interlock.monitor.cli.otel import add_otel, start_otel, traced
+from interlock.monitor.cli.probe import add_probe, probe_generator_options, probe_governor
 
 if TYPE_CHECKING:
     from interlock.monitor.proxy import ProxyConfig
@@ -50,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_max_tokens(mon, None, "the total token budget of one request, rolled-back tokens included (as in "
                               "`interlock run`); a request's own max_tokens still caps the tokens it keeps")
     mon.add_argument("--max-total-tokens", type=int, dest="max_tokens", help=argparse.SUPPRESS)  # the old name
+    add_probe(mon)
     srv = parser.add_argument_group("server")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -219,7 +221,8 @@ def build_config(args: argparse.Namespace) -> tuple[ProxyConfig, str, str]:
     max_concurrent = args.max_concurrent
     if args.base_url:
         counter = {"count_tokens": local_token_counter(args.tokenizer)} if getattr(args, "tokenizer", None) else {}
-        backend = UpstreamBackend(args.base_url, model=args.model, api_key=args.upstream_api_key, options=counter,
+        backend = UpstreamBackend(args.base_url, model=args.model, api_key=args.upstream_api_key,
+                                  options={**counter, **probe_generator_options(args)},
                                   responses=getattr(args, "responses_upstream", "auto"))
         where = f"upstream {backend.shown_url}"
     else:
@@ -232,8 +235,11 @@ def build_config(args: argparse.Namespace) -> tuple[ProxyConfig, str, str]:
         where = f"local model {args.local or 'SmolLM2-135M-Instruct (embedded)'}"
         max_concurrent = max_concurrent or 1
 
+    probe_governor(args)  # a bad --probe SPEC fails here, before serving
+
     def governors(request: object) -> list[Governor]:
-        return [TokenBudget(max_total=budget)] if budget else []
+        probe = probe_governor(args)  # fresh per request: the answer probe's state is the run's
+        return ([TokenBudget(max_total=budget)] if budget else []) + ([probe] if probe is not None else [])
 
     config = ProxyConfig(backend, verifiers=names, governors=governors,
                          api_key=args.api_key or os.environ.get(API_KEY_ENV) or None, hold=args.hold,

@@ -29,6 +29,7 @@ from interlock.monitor.cli.options import (
     thinking_generator_options,
 )
 from interlock.monitor.cli.otel import add_otel, traced
+from interlock.monitor.cli.probe import add_probe, probe_generator_options, probe_governor
 
 __all__ = ["add_arguments", "main"]
 
@@ -59,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON (no live display)")
     add_otel(parser)
     add_reasoning(parser)
+    add_probe(parser)
 
 
 def _verifiers(names: list[str] | None, prompt: str) -> list[Any]:
@@ -105,7 +107,8 @@ def _generator(args: argparse.Namespace, max_tokens: int) -> Any:
         return OpenAICompatible(args.base_url, args.model, endpoint=args.endpoint,
                                 temperature=args.temperature, top_p=args.top_p, seed=args.seed,
                                 max_tokens=max_tokens, system_prompt=args.system,
-                                **thinking_generator_options(args, http=True))  # type: ignore[arg-type]
+                                **thinking_generator_options(args, http=True),  # type: ignore[arg-type]
+                                **probe_generator_options(args))
     from interlock.generators.transformers import Transformers, default_model_path
 
     path = args.model if args.model else default_model_path()
@@ -121,6 +124,9 @@ def _governors(args: argparse.Namespace, max_tokens: int) -> list[Any]:
     budget = thinking_budget(args)
     if budget is not None:
         governors.append(budget)
+    probe = probe_governor(args)
+    if probe is not None:
+        governors.append(probe)
     if not args.no_loop_guard:
         from interlock.monitor.governors.loop_guard import LoopGuard
 
