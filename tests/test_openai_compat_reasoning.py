@@ -252,3 +252,24 @@ async def test_a_wrong_product_in_the_thinking_is_rolled_back_inside_it(dialect:
     (rollback,) = result.interventions
     assert rollback.removed_text.startswith("7 * 8 = 54.")  # and what came before the decision
     assert server.bodies[1]["messages"][-1]["content"] == "<think>\nI need 7 * 8 + 2.\n" + FEEDBACK
+
+
+async def test_the_proxy_checks_the_thinking_and_keeps_it_out_of_the_content() -> None:
+    import openai
+    from interlock.monitor.proxy import ProxyConfig, UpstreamBackend, create_app
+
+    server = ReasoningServer("vllm", model())
+    async with serving(server.app()) as upstream:
+        front = create_app(ProxyConfig(UpstreamBackend(upstream + "/v1", model="reasoner"),
+                                       verifiers=[Arithmetic()]))
+        async with serving(front) as url:
+            client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=30)
+            try:
+                chat = await client.chat.completions.create(
+                    model="reasoner", messages=[{"role": "user", "content": "What is 7 * 8 + 2?"}])
+            finally:
+                await client.close()
+    assert chat.choices[0].message.content == FIXED_ANSWER  # until the proxy passes the thinking in its field
+    assert [i["message"] for i in chat.model_extra["interlock"]["interventions"]] == [
+        "arithmetic: 7 * 8 is 56, not 54."]
+    assert server.bodies[1]["messages"][-1]["content"] == "<think>\nI need 7 * 8 + 2.\n" + FEEDBACK

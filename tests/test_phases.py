@@ -413,3 +413,21 @@ def test_game24_takes_the_thinking_from_the_phases_when_the_server_sent_no_tags(
     assert [v.message for v in result.verdicts if isinstance(v, Fail)][:1] == [
         "the final answer 4 * 6 does not use 9 10 13 and uses 6 beyond the input: each of 4 9 10 13 must be used "
         "exactly once"]
+
+
+def test_replay_reports_the_phases_of_recorded_and_tagged_traces(tmp_path: Path) -> None:
+    import anyio
+    from interlock.monitor.replay import read_traces, replay_traces
+
+    script = {"": [think("3 + 4 = 8."), Chunk("The answer is 8.")],
+              "Let me redo this step.\n": [think("3 + 4 = 7."), Chunk("The answer is 7.")]}
+    recorded = tmp_path / "run.jsonl"
+    result = anyio.run(lambda: Monitor(Scripted(script), [SumVerifier()]).run("q", record=recorded))
+    tagged = tmp_path / "tagged.txt"
+    tagged.write_text("<think>\n3 + 4 = 8.\n</think>\nThe answer is 8.\n")
+    reports = anyio.run(lambda: replay_traces([*read_traces(recorded), *read_traces(tagged)], [SumVerifier()]))
+    from_file, from_text = reports
+    assert from_file.phases == result.phases and from_file.text == result.text
+    assert from_text.phases == ((0, T), (len("<think>\n3 + 4 = 8.\n</think>"), A))
+    assert [v.message for v in from_text.failures] == ["3 + 4 is 7, not 8"]
+    assert from_text.to_dict()["phases"] == [[0, T], [27, A]]

@@ -275,3 +275,14 @@ def test_report_written_for_a_path(tmp_path: Path) -> None:
     path = write_html(tmp_path / "r.html", _reports(), title="GSM8K & co")
     assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert "<title>GSM8K &amp; co</title>" in path.read_text(encoding="utf-8")
+
+
+def test_browser_shows_the_thinking_apart_from_the_answer(tmp_path: Path) -> None:
+    text = "<think>\n7 * 8 = 54.\n</think>\n\nThe answer is 56."
+    report = TraceReport(id="thinker", text=text, verdicts=(Fail("7 * 8 is 56, not 54", span=Span(8, 18),
+                                                                 verifier="arithmetic"),),
+                         phases=((0, "thinking"), (text.index("\n\nThe"), "answer")))
+    page = _dump_dom(write_html(tmp_path / "r.html", [report]).resolve().as_uri())
+    assert '<div class="phase">thinking</div>' in page.dom and '<div class="phase">answer</div>' in page.dom
+    assert 'class="step thinking" data-span="8,20" data-phase="thinking"' in page.dom
+    assert 'class="step" data-span="30,47" data-phase="answer"' in page.dom

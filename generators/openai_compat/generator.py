@@ -402,6 +402,8 @@ class OpenAICompatible:
         while True:
             attempt += 1
             plan = self.plan(request)
+            if plan.parse == "chat" and type(self).body is not OpenAICompatible.body:
+                plan = dataclasses.replace(plan, body=self.body(request))  # a subclass shapes the chat body
             continuing = self._server_continues is None and plan.body.get("continue_final_message") is True
             try:
                 response = await self._send(client, plan, attempt)

@@ -33,6 +33,7 @@ from anyio.abc import ObjectSendStream
 from interlock.monitor.chunks import ToolCallRequest
 from interlock.monitor.events import ChunkAppended, Event
 from interlock.monitor.monitor import Monitor, Run
+from interlock.monitor.phases import THINKING
 from interlock.monitor.result import RunResult, StopReason
 from interlock.monitor.steps import step_ends
 from interlock.monitor.verdicts import Action, Fail, Verdict, ViolationError
@@ -130,11 +131,13 @@ class ReleasedRun:
         return self._spans
 
     def visible(self, text: str, end: int) -> str:
-        """``text[:end]`` without the feedback rollbacks injected (unless ``show_feedback``) and without tool-call
-        markers."""
+        """``text[:end]`` without the feedback rollbacks injected (unless ``show_feedback``), without tool-call
+        markers and without a reasoning model's thinking."""
         hidden = [(s.start, s.end) for s in self._call_spans(text)]
         if not self.show_feedback and self._run is not None:
             hidden += _feedback_spans(self._run)
+        if self._run is not None:  # the thinking is not content (passing it in its own field: issue 25 item 5)
+            hidden += _thinking_spans(self._run, len(text))
         out, pos = [], 0
         for a, b in sorted(hidden):
             if a >= end:
@@ -297,3 +300,14 @@ class ReleasedRun:
         """Every call the model made, in order, and whether it was released (by its position in the trace, never
         by its id, which an upstream may reuse)."""
         return [(c, i in self.released_positions) for i, c in enumerate(self.seen_calls)]
+
+
+def _thinking_spans(run: Run, end: int) -> list[tuple[int, int]]:
+    """The spans of the trace's thinking up to ``end``."""
+    runs = run.trace.phase_runs()
+    out = []
+    for i, (start, phase) in enumerate(runs):
+        stop = runs[i + 1][0] if i + 1 < len(runs) else end
+        if phase == THINKING and start < end:
+            out.append((start, min(stop, end)))
+    return out

@@ -5,8 +5,10 @@ recall against the labels). The traces travel as JSON inside the page (gzip-comp
 renders one page of 50 at a time, so 50,000 traces open as fast as 50. It opens on the traces with violations,
 the most flagged first; each trace shows its id, labels and steps, the spans every verdict points at marked in the
 text (``<mark data-verdict="fail" data-verifier="arithmetic" data-span="12,30">``) and each reason once per step
-beside it (repeats counted). Filters by verifier and outcome, the sort and the page live in the URL fragment
-(``report.html#outcome=fail&verifiers=arithmetic&page=2``) so a view can be shared or opened directly.
+beside it (repeats counted); a reasoning model's thinking is shown dimmed under a "thinking" caption, its answer
+under "answer" (``<div class="step thinking" data-phase="thinking">``). Filters by verifier and outcome, the sort
+and the page live in the URL fragment (``report.html#outcome=fail&verifiers=arithmetic&page=2``) so a view can be
+shared or opened directly.
 All trace text is untrusted: the page inserts it as text, never as markup, and a Content-Security-Policy forbids
 any network access. Lone surrogates become U+FFFD, and the page says how many.
 """
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from interlock.monitor.phases import THINKING, phase_at
 from interlock.monitor.replay.engine import ReadFailure, ReplayTotals, TraceReport
 from interlock.monitor.textout import scrub
 from interlock.monitor.verdicts import Fail, Pass, Span, Unknown, Verdict
@@ -66,6 +69,8 @@ details.prompt pre { white-space: pre-wrap; margin: 4px 0; }
 .step .text { white-space: pre-wrap; word-break: break-word; font-family: ui-monospace, monospace;
               font-size: 13px; }
 .step.injected .text { color: var(--muted); font-style: italic; }
+.step.thinking .text { color: var(--muted); }
+.phase { font-size: 11px; text-transform: uppercase; letter-spacing: 0.05em; color: var(--muted); margin-top: 6px; }
 .feedback { list-style: none; margin: 0; padding: 0; font-size: 13px; }
 .feedback li { margin: 1px 0; }
 .feedback li.fail { color: var(--fail-line); }
@@ -236,8 +241,15 @@ _JS = r"""
       d.appendChild(el("pre", {}, S[r.p]));
       a.appendChild(d);
     }
+    let phase = null;
     for (const step of r.s) {
-      const div = el("div", { class: step[2] ? "step injected" : "step", "data-span": step[0] + "," + step[1] });
+      const stepPhase = step[3] ? "thinking" : "answer";
+      if (r.s.some((s) => s[3]) && stepPhase !== phase) {
+        a.appendChild(el("div", { class: "phase" }, stepPhase));
+        phase = stepPhase;
+      }
+      const cls = "step" + (step[2] ? " injected" : "") + (step[3] ? " thinking" : "");
+      const div = el("div", { class: cls, "data-span": step[0] + "," + step[1], "data-phase": stepPhase });
       const box = el("div", { class: "text" });
       marked(r, step, box, enabled);
       div.appendChild(box);
@@ -350,7 +362,8 @@ def _record(report: TraceReport, strings: _Strings) -> dict[str, Any]:
     checked = any(isinstance(v, Pass) and v.checked for v in report.verdicts)
     return {"i": report.id, "o": _outcome(report), "c": 1 if checked else 0, "l": dict(report.labels), "w": where,
             "p": strings(report.prompt or None), "t": report.text,
-            "s": [[s.start, s.end, 1 if injected else 0] for s, injected in report.steps()],
+            "s": [[s.start, s.end, 1 if injected else 0, 1 if phase_at(report.phases, s.start) == THINKING else 0]
+                  for s, injected in report.steps()],
             "v": verdicts, "e": list(report.errors)}
 
 

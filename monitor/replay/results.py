@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from interlock.monitor.errors import TraceFileError
+from interlock.monitor.phases import PhaseRuns
 from interlock.monitor.steps import step_ends
 from interlock.monitor.tracefile import replace_surrogates
 from interlock.monitor.verdicts import Fail, Span, Unknown, Verdict
@@ -61,6 +62,7 @@ class TraceReport:
     errors: tuple[str, ...] = ()  # verifiers that raised or timed out (their verdict is Unknown)
     seconds: float = 0.0
     warnings: tuple[str, ...] = ()  # what the reader accepted with a caveat (a trace file cut mid-line)
+    phases: PhaseRuns = ()  # where the thinking and the answer begin (``()``: all answer)
 
     @property
     def failures(self) -> tuple[Fail, ...]:
@@ -84,6 +86,7 @@ class TraceReport:
         cuts = {0, len(self.text)}
         for span in self.injected:
             cuts.update((span.start, span.end))
+        cuts.update(start for start, _ in self.phases)  # a phase change ends a step
         cuts.update(step_ends(self.text, 0))
         bounds = sorted(c for c in cuts if 0 <= c <= len(self.text))
         out = []
@@ -98,7 +101,8 @@ class TraceReport:
                 "passed": self.passed, "tokens": self.tokens, "chars": len(self.text),
                 "verdicts": [verdict_record(v, self.text) for v in self.verdicts],
                 "first_violation": verdict_record(first, self.text) if first is not None else None,
-                "errors": list(self.errors), "warnings": list(self.warnings)}
+                "errors": list(self.errors), "warnings": list(self.warnings),
+                **({"phases": [[s, p] for s, p in self.phases]} if self.phases else {})}
 
 
 @dataclass(frozen=True)

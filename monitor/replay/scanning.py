@@ -9,9 +9,12 @@ from typing import Any
 
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.execute import run_check
+from interlock.monitor.phases import KNOWN_TAGS
 from interlock.monitor.replay.importers import ImportedTrace
 from interlock.monitor.replay.results import TraceReport
+from interlock.monitor.scan import opens_thinking
 from interlock.monitor.scheduler import Scheduler
+from interlock.monitor.thinking import TagSplitter
 from interlock.monitor.trace import Trace, TraceView
 from interlock.monitor.triggers import AnyOf, AtEnd, OnPattern, StepBoundary, Trigger
 from interlock.monitor.verdicts import Span, Verdict
@@ -54,7 +57,8 @@ async def scan_trace(item: ImportedTrace, verifiers: Sequence[Verifier]) -> Trac
     Step boundaries do not depend on chunking, so when no trigger counts tokens the scheduler is advanced once
     per run of generated chunks rather than after every chunk, and plain imported text is appended a line at
     a time rather than in word-sized pieces: the same steps, views and checks, in streaming order (only
-    ``view.chunks`` differs, and plain text has no token data to carry). Recorded chunks are always kept.
+    ``view.chunks`` differs, and plain text has no token data to carry). Recorded chunks are always kept, with
+    their phases; plain text is split at thinking tags (``<think>``, ``<|begin_of_thought|>`` …) as ``scan`` does.
     """
     started = time.perf_counter()
     trace = Trace(item.prompt)
@@ -77,8 +81,12 @@ async def scan_trace(item: ImportedTrace, verifiers: Sequence[Verifier]) -> Trac
 
     if item.segments is None and not per_chunk:
         # Plain text and no trigger that counts tokens: stream it a line at a time (same steps, same checks).
+        splitter = TagSplitter(KNOWN_TAGS, thinking=opens_thinking(item.prompt, KNOWN_TAGS))
         for line in item.text.splitlines(keepends=True):
-            trace.append(Chunk(line))
+            for chunk in splitter.feed(Chunk(line)):
+                trace.append(chunk)
+        for chunk in splitter.flush():
+            trace.append(chunk)
         tokens = item.tokens
     else:
         tokens = 0
@@ -86,7 +94,7 @@ async def scan_trace(item: ImportedTrace, verifiers: Sequence[Verifier]) -> Trac
             if segment.injected:
                 if not per_chunk:
                     await run_due(False)
-                injected.append(trace.inject(segment.chunk.text))
+                injected.append(trace.inject(segment.chunk.text, segment.chunk.phase))
                 scheduler.injected()
                 continue
             trace.append(segment.chunk)
@@ -98,4 +106,4 @@ async def scan_trace(item: ImportedTrace, verifiers: Sequence[Verifier]) -> Trac
     return TraceReport(id=item.id, text=trace.text, verdicts=tuple(verdicts), labels=dict(item.labels),
                        prompt=item.prompt, path=item.path, line=item.line, tokens=tokens,
                        injected=tuple(injected), errors=tuple(errors), seconds=time.perf_counter() - started,
-                       warnings=item.warnings)
+                       warnings=item.warnings, phases=trace.phase_runs(len(trace)))
