@@ -139,6 +139,17 @@ def _record_kind(record: Any) -> str:
     return "jsonl"
 
 
+def _whole_object(path: str) -> dict[str, Any] | None:
+    """The file as one JSON object when its first ``_HEAD_BYTES`` hold all of it (for detection only)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEAD_BYTES)
+        value = json.loads(head)
+    except (OSError, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def detect_format(path: str | os.PathLike[str], text: str | None = None) -> str:
     """The format of ``path``, from its name and its first record (``text``: the content, if already read).
 
@@ -178,6 +189,10 @@ def detect_format(path: str | os.PathLike[str], text: str | None = None) -> str:
         return "trace"
     if isinstance(record, dict):
         return _record_kind(record)
+    if stripped.startswith(b"{") and text is None:
+        whole = _whole_object(where)  # one object over several lines (a pretty-printed response)
+        if whole is not None:
+            return _record_kind(whole)
     if stripped.startswith(b"{") or lower.endswith(_JSON_SUFFIXES):
         return "jsonl"
     return "text"

@@ -490,7 +490,7 @@ class _StreamLog:
             yield from self._bound()
             ident = str(response.get("id", "")) if response is not None else ""
             self.current_response = f"responses:{ident}:{line}"
-            self.open[self.current_response] = _ResponsesStream(ident, line)
+            self.open[self.current_response] = _ResponsesStream(ident, line, labels=_labels_of(response or {}))
         if self.current_response is None or self.current_response not in self.open:
             yield TraceFileError(f"a Responses event ({kind}) before its response.created event", path=self.path,
                                  line=line)
@@ -593,11 +593,34 @@ class _StreamLog:
                     continue
                 chunks = [*chunks, tool_calls_chunk(calls, after="".join(c.text for c in chunks))]
             chunks = [c for c in chunks if c.text]
+            if len(stream.choices) == 1:
+                chunks += _usage_corrections(chunks, labels)
             ident = stream.ident or f"{self.path.rsplit('/', 1)[-1]}:{stream.line}"
             yield ImportedTrace(id=f"{ident}/{index}" if len(stream.choices) > 1 else ident,
                                 text="".join(c.text for c in chunks), labels=labels, path=self.path,
                                 line=stream.line, segments=tuple(Segment(c, 0.0, False) for c in chunks),
                                 warnings=warnings)
+
+
+def _usage_corrections(chunks: Sequence[Chunk], labels: Mapping[str, Any]) -> list[Chunk]:
+    """Text-less chunks carrying the tokens the server counted beyond the events (as the live reader adds them):
+    by its ``reasoning_tokens`` where it sent them, else shared out by each phase's text."""
+    total = labels.get("completion_tokens")
+    if not isinstance(total, int):
+        return []
+    counted = {THINKING: 0, ANSWER: 0}
+    chars = {THINKING: 0, ANSWER: 0}
+    for c in chunks:
+        counted[c.phase] += c.n_tokens
+        chars[c.phase] += len(c.text)
+    reasoning = labels.get("reasoning_tokens")
+    if isinstance(reasoning, int):
+        more = {THINKING: max(0, reasoning - counted[THINKING]), ANSWER: max(0, total - reasoning - counted[ANSWER])}
+    else:
+        missing = max(0, total - counted[THINKING] - counted[ANSWER])
+        share = round(missing * chars[THINKING] / (chars[THINKING] + chars[ANSWER])) if chunks else 0
+        more = {THINKING: share, ANSWER: missing - share}
+    return [Chunk("", tokens=n, phase=phase) for phase, n in more.items() if n]
 
 
 def _lines(path: str) -> Iterator[tuple[int, bytes]]:
