@@ -19,6 +19,7 @@ from typing import Any
 from interlock.monitor.budgets.answers import AnswerScorer, stated_answer
 from interlock.monitor.budgets.errors import BudgetError
 from interlock.monitor.budgets.offline import ReplayStop, replay_governors
+from interlock.monitor.budgets.phased import phase_fields, phase_summary, thinking_outcome
 from interlock.monitor.budgets.policies import Policy
 from interlock.monitor.budgets.records import TraceRecord, tokenize_records
 from interlock.monitor.budgets.tokens import Tokenizer, resolve_tokenizer
@@ -53,7 +54,7 @@ def _record(record: TraceRecord | Mapping[str, Any], tokenizer: str | Tokenizer)
 
 def _replay(rec: TraceRecord, governors: Sequence[Governor], chunk_tokens: int) -> ReplayStop:
     return replay_governors(governors, rec.question, rec.text, starts=rec.starts, chunks=rec.chunks,
-                            chunk_tokens=chunk_tokens)
+                            chunk_tokens=chunk_tokens, phases=rec.phases if rec.chunks is None else ())
 
 
 def _outcome(rec: TraceRecord, stop: ReplayStop, scorer: AnswerScorer) -> dict[str, Any]:
@@ -64,13 +65,14 @@ def _outcome(rec: TraceRecord, stop: ReplayStop, scorer: AnswerScorer) -> dict[s
 
 def _policy_outcome(rec: TraceRecord, policy: Policy, chunk_tokens: int, scorer: AnswerScorer,
                     extra: Sequence[Governor] = ()) -> dict[str, Any]:
+    governors = [*policy.governors(), *extra]
     try:
-        stop = _replay(rec, [*policy.governors(), *extra], chunk_tokens)
+        stop = _replay(rec, governors, chunk_tokens)
     except BudgetError:
         raise
     except ConfigError as exc:  # e.g. EntropyStop on a trace without logprobs: not applicable, said why
         return {"na": str(exc)}
-    return _outcome(rec, stop, scorer)
+    return thinking_outcome(rec, stop, governors, _outcome(rec, stop, scorer), scorer)
 
 
 def evaluate_record(record: TraceRecord | Mapping[str, Any], policies: Sequence[Policy], *,
@@ -86,7 +88,7 @@ def evaluate_record(record: TraceRecord | Mapping[str, Any], policies: Sequence[
         "id": rec.id, "reference": rec.reference, "recorded_correct": rec.recorded_correct, "tokens": rec.n_tokens,
         "chars": len(rec.text), "runaway": ends_in_loop(rec.text),
         "answer": full.text if full else None, "answer_kind": full.kind if full else None,
-        "correct": scorer.correct(full.text if full else None, rec.reference), "policies": {}}
+        "correct": scorer.correct(full.text if full else None, rec.reference), **phase_fields(rec), "policies": {}}
     for policy in policies:
         if policy.pool_tokens is not None:
             raise BudgetError(f"policy {policy.name!r} shares a pool across the batch: evaluate it with evaluate()")
@@ -177,7 +179,9 @@ def summarise(results: Sequence[Mapping[str, Any]], policies: Sequence[str]) -> 
     """Per policy, over the records it applied to: tokens spent against the uncapped traces, right answers,
     right answers lost (false stops) and gained, runaways stopped early, forced and rollback stops."""
     rows = [_summary_row("uncapped", [(r, {"tokens": r["tokens"], "correct": r["correct"], "reason": "complete",
-                                           "forced": False, "na": None}) for r in results])]
+                                           "forced": False, "na": None,
+                                           **{k: r[k] for k in ("thinking_tokens", "answer_tokens") if k in r}})
+                                      for r in results])]
     for name in policies:
         rows.append(_summary_row(name, [(r, r["policies"][name]) for r in results]))
     return rows
@@ -203,4 +207,5 @@ def _summary_row(name: str, pairs: list[tuple[Mapping[str, Any], Mapping[str, An
         "runaway_tokens_saved": sum(r["tokens"] - o["tokens"] for r, o in runaways),
         "forced": sum(bool(o.get("forced")) for _, o in done),
         "stops": dict(Counter(o.get("reason", "complete") for _, o in done)),
+        **phase_summary(pairs),
     }

@@ -13,6 +13,9 @@ A spec is governors joined by ``+``; each is ``kind[:arg][:key=value...]``:
   "answer is N" text.
 - ``entropy[:threshold=0.3][:window=24]``: :class:`EntropyStop` (only traces with logprobs: interlock trace files).
 - ``boxed:N``: :class:`RepeatedBoxed` (``boxed:2`` is the crude "second identical \\boxed{}" rule).
+- ``think:N[:lost]``: :class:`~interlock.monitor.budgets.phased.ThinkingCap`, a cap of N tokens on the thinking
+  alone (``think:512,1024`` is a sweep): the thinking is ended there and the model answers; offline, that answer is
+  scored as the last answer the kept thinking states (``lost``: scored wrong). See :mod:`~.phased`.
 - ``none``: no governor (the uncapped trace).
 
 A :class:`Policy` may also be built from any picklable factory of governors (the Python API).
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from interlock.monitor.budgets.errors import BudgetError
+from interlock.monitor.budgets.phased import ThinkingCap
 from interlock.monitor.budgets.rules import BOXED_PATTERN, RepeatedBoxed, normalise_latex
 from interlock.monitor.governor import Governor
 from interlock.monitor.governors import AnswerConvergence, EntropyStop, LoopGuard, TokenBudget
@@ -38,7 +42,8 @@ DEFAULT_POLICIES = ("cap:1024,2048,4096", "pool:2048", "loop", "loop:lines=0:rep
                     "loop:lines=0:repeats=4+converge+cap:4096")
 
 _NEVER = 1 << 30  # a line-repeat count no trace reaches: the repeated-line test is off
-_KINDS = ("cap", "pool", "loop", "converge", "entropy", "boxed", "none")
+_KINDS = ("cap", "pool", "loop", "converge", "entropy", "boxed", "think", "none")
+_SWEEPS = ("cap", "pool", "think")
 
 
 @dataclass(frozen=True)
@@ -74,8 +79,8 @@ def _options(kind: str, items: list[str]) -> dict[str, str]:
     for item in items:
         key, eq, value = item.partition("=")
         if not eq:
-            if item == "force" and kind == "cap":
-                out["force"] = "1"
+            if (item, kind) in (("force", "cap"), ("lost", "think")):
+                out[item] = "1"
                 continue
             raise BudgetError(f"policy part {kind!r}: option {item!r} is not key=value")
         out[key.strip()] = value.strip()
@@ -90,7 +95,7 @@ def _number(kind: str, value: str, cast: Callable[[str], Any] = int) -> Any:
 
 
 def _one(kind: str, arg: str | None, opts: dict[str, str]) -> Governor | None:
-    allowed = {"cap": {"force"}, "converge": {"k", "read"}, "entropy": {"threshold", "window"},
+    allowed = {"cap": {"force"}, "think": {"lost"}, "converge": {"k", "read"}, "entropy": {"threshold", "window"},
                "loop": {"lines", "repeats", "chars"}}.get(kind, set())
     unknown = set(opts) - allowed
     if unknown:
@@ -118,6 +123,10 @@ def _one(kind: str, arg: str | None, opts: dict[str, str]) -> Governor | None:
                            force_answer=False)
     if kind == "boxed":
         return RepeatedBoxed(_number(kind, arg or "2"))
+    if kind == "think":
+        if arg is None:
+            raise BudgetError("think needs a number of thinking tokens: think:1024")
+        return ThinkingCap(_number(kind, arg), scoring="lost" if "lost" in opts else "stated")
     return None  # none, pool (the pool's share is added per trace by the evaluator)
 
 
@@ -126,7 +135,7 @@ def build_governors(spec: str) -> list[Governor]:
     made = []
     for part in spec.split("+"):
         kind, *rest = part.strip().split(":")
-        arg = rest[0] if rest and "=" not in rest[0] and rest[0] != "force" else None
+        arg = rest[0] if rest and "=" not in rest[0] and rest[0] not in ("force", "lost") else None
         opts = _options(kind, rest[1:] if arg is not None else rest)
         g = _one(kind, arg, opts)
         if g is not None:
@@ -146,8 +155,8 @@ def _expand(spec: str) -> list[tuple[str, int | None]]:
         if kind not in _KINDS:
             raise BudgetError(f"unknown policy part {kind!r} in {spec!r}; expected one of: {', '.join(_KINDS)}")
         values = rest[0].split(",") if rest and "," in rest[0] else None
-        if values is not None and kind not in ("cap", "pool"):
-            raise BudgetError(f"only cap and pool take a sweep of values, not {kind!r}")
+        if values is not None and kind not in _SWEEPS:
+            raise BudgetError(f"only {', '.join(_SWEEPS)} take a sweep of values, not {kind!r}")
         options = [part] if values is None else [":".join([kind, v.strip(), *rest[1:]]) for v in values]
         variants = [[*v, o] for v in variants for o in options]
     out = []

@@ -13,6 +13,8 @@ import argparse
 import json
 import sys
 
+from interlock.monitor.cli.options import add_thinking_tags, thinking_tags
+
 __all__ = ["add_arguments", "main"]
 
 
@@ -21,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="JSONL files of traces with a reference answer, or interlock trace files")
     parser.add_argument("--policy", "-p", action="append", default=[], metavar="SPEC",
                         help="a policy: governors joined by '+', e.g. cap:512,1024 (a sweep), pool:2048, loop, "
-                             "loop:lines=0, converge:k=2, entropy, boxed:2, loop+converge+cap:4096; repeat for "
+                             "loop:lines=0, converge:k=2, entropy, boxed:2, think:1024 (a cap on the thinking "
+                             "alone; think:1024:lost scores a cut thinking as wrong), loop+converge+cap:4096; repeat "
+                             "for "
                              "several (default: a standard set, see docs/budgets.md)")
     parser.add_argument("--tokenizer", default="smollm2", metavar="NAME",
                         help="smollm2 (the embedded model's, default), whitespace, or a local tokenizer folder")
@@ -42,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="JSON field of the reference answer (fallbacks: answer, gt, ground_truth)")
     parser.add_argument("--correct-field", default="correct", metavar="F",
                         help="JSON field of the recorded grade, if any (fallbacks: is_correct, score)")
+    add_thinking_tags(parser)
     parser.add_argument("--json", action="store_true", help="print the per-policy figures as JSON")
     parser.add_argument("--records", metavar="OUT.jsonl", help="write every trace's outcome under every policy")
     parser.add_argument("--plot", metavar="OUT.png", help="write an accuracy-vs-tokens plot (matplotlib)")
@@ -59,12 +64,14 @@ def main(args: argparse.Namespace) -> int:
         read_records,
         write_plot,
     )
+    from interlock.monitor.budgets.phased import with_phases
 
     if args.limit is not None and args.limit < 1:
         raise BudgetError(f"--limit must be at least 1, got {args.limit}")
     if args.address is not None and args.engine != "ray":
         raise BudgetError("--address joins a Ray cluster: use it with --engine ray")
     policies = parse_policies(args.policy or DEFAULT_POLICIES)
+    tags = thinking_tags(args)
     fields = RecordFields(id=args.id_field, question=args.question_field, trace=args.trace_field,
                           reference=args.reference_field, correct=args.correct_field)
     reports = []
@@ -77,7 +84,7 @@ def main(args: argparse.Namespace) -> int:
                 records.append(item)
             else:
                 errors.append(str(item))
-        records = records[:args.limit] if args.limit else records
+        records = with_phases(records[:args.limit] if args.limit else records, tags)
         failed += len(errors)
         for message in errors:
             print(f"error: {message}", file=sys.stderr)
