@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from interlock.monitor.chunks import Chunk, ToolCallRequest, tool_calls_chunk
 from interlock.monitor.errors import TraceFileError
@@ -391,7 +391,7 @@ class _ChatStream:
 
     ident: str
     line: int
-    endpoint: str
+    endpoint: Literal["chat", "completions"]
     choices: dict[int, _ChatChoice] = field(default_factory=dict)
     labels: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -448,8 +448,8 @@ class _StreamLog:
         if key not in self.open:
             yield from self._finished()  # a new stream: the earlier ones that had finished are complete
             yield from self._bound()
-            endpoint = "completions" if obj.get("object") == "text_completion" else "chat"
-            self.open[key] = _ChatStream(ident, line, endpoint)
+            self.open[key] = _ChatStream(ident, line, "completions" if obj.get("object") == "text_completion"
+                                         else "chat")
         stream = self.open[key]
         assert isinstance(stream, _ChatStream)
         try:
@@ -608,14 +608,15 @@ def _usage_corrections(chunks: Sequence[Chunk], labels: Mapping[str, Any]) -> li
     total = labels.get("completion_tokens")
     if not isinstance(total, int):
         return []
-    counted = {THINKING: 0, ANSWER: 0}
-    chars = {THINKING: 0, ANSWER: 0}
+    counted: dict[Phase, int] = {THINKING: 0, ANSWER: 0}
+    chars: dict[Phase, int] = {THINKING: 0, ANSWER: 0}
     for c in chunks:
         counted[c.phase] += c.n_tokens
         chars[c.phase] += len(c.text)
     reasoning = labels.get("reasoning_tokens")
     if isinstance(reasoning, int):
-        more = {THINKING: max(0, reasoning - counted[THINKING]), ANSWER: max(0, total - reasoning - counted[ANSWER])}
+        more: dict[Phase, int] = {THINKING: max(0, reasoning - counted[THINKING]),
+                                  ANSWER: max(0, total - reasoning - counted[ANSWER])}
     else:
         missing = max(0, total - counted[THINKING] - counted[ANSWER])
         share = round(missing * chars[THINKING] / (chars[THINKING] + chars[ANSWER])) if chunks else 0
