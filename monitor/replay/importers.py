@@ -555,22 +555,24 @@ def _skythought(record: Any, path: str, line: int, tags: tuple[ThinkingTags, ...
         return
     question = next((record[k] for k in ("question", "problem", "prompt") if isinstance(record.get(k), str)), "")
     codes: list[str] = record["code"]
+    shared = {name: record[key] for key, name in (("gt", "expected"), ("level", "level"))
+              if record.get(key) is not None and _label_value(record[key])}
     for i, text in enumerate(codes):
         labels: dict[str, Any] = {"source": "skythought"}
-        for key, name in (("pred", "answer"), ("score", "is_correct")):
-            values = record.get(key)
-            value = values[i] if isinstance(values, list) and i < len(values) else None
-            if key == "score" and value is not None and not isinstance(value, bool):
-                yield TraceFileError(f"SkyThought field 'score[{i}]' must be a boolean, got {value!r}", path=path,
-                                     line=line)
-                break
-            if _label_value(value) and value is not None:
-                labels[name] = value
-        else:
-            if _label_value(record.get("gt")):
-                labels["expected"] = record["gt"]
-            if _label_value(record.get("level")):
-                labels["level"] = record["level"]
-            yield ImportedTrace(id=base if len(codes) == 1 else f"{base}/{i}", text=text, prompt=question,
-                                labels=labels, path=path, line=line,
-                                phases=recorded_phases(text, tags, prompt=question))
+        pred, score = (_nth(record.get(key), i) for key in ("pred", "score"))
+        if score is not None and not isinstance(score, bool):
+            yield TraceFileError(f"SkyThought field 'score[{i}]' must be a boolean, got {score!r}", path=path,
+                                 line=line)
+            continue
+        if pred is not None and _label_value(pred):
+            labels["answer"] = pred
+        if score is not None:
+            labels["is_correct"] = score
+        yield ImportedTrace(id=base if len(codes) == 1 else f"{base}/{i}", text=text, prompt=question,
+                            labels={**labels, **shared}, path=path, line=line,
+                            phases=recorded_phases(text, tags, prompt=question))
+
+
+def _nth(values: Any, i: int) -> Any:
+    """The ``i``-th of a SkyThought per-sample list (``None`` when there is none)."""
+    return values[i] if isinstance(values, list) and i < len(values) else None
