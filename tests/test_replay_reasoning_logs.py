@@ -385,3 +385,25 @@ def test_replay_command_checks_one_phase(tmp_path: Path, capsys: pytest.CaptureF
     assert "a1b2c3: arithmetic [0, 10) arithmetic: 7 * 8 is 56, not 54." in capsys.readouterr().out
     assert cli(["replay", str(path), "-v", "arithmetic", "--phase", "reasoning"]) == 2
     assert "--phase must be 'thinking', 'answer' or 'both', got 'reasoning'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_ray_engine_reads_stream_logs_skythought_and_custom_tags_as_the_local_one(
+        ray_cluster: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sse = _write(tmp_path, "deepseek.sse", DEEPSEEK_STREAM)
+    sky = tmp_path / "sky.jsonl"
+    sky.write_text("".join(json.dumps({"idx": i, "question": "What is 7 * 8 + 2?", "code": [text], "gt": "58",
+                                       "score": [i == 1]}) + "\n"
+                           for i, text in enumerate(["[[" + THOUGHT + "]]" + ANSWER, THOUGHT + ANSWER])),
+                   encoding="utf-8")
+    args = [str(sse), str(sky), "-v", "arithmetic", "--json", "--thinking-tags", "[[ ]]", "--phase", "thinking"]
+    assert cli(["replay", *args]) == 1
+    local = capsys.readouterr().out.splitlines()
+    assert cli(["replay", *args, "--engine", "ray"]) == 1
+    assert capsys.readouterr().out.splitlines()[:-1] == local[:-1]  # the totals differ only in their timing
+    records = [json.loads(line) for line in local[:-1]]
+    assert [(r["id"], r.get("phases")) for r in records] == [
+        ("a1b2c3", [[0, "thinking"], [len(THOUGHT), "answer"]]),
+        ("0", [[0, "thinking"], [len(THOUGHT) + 4, "answer"]]), ("1", None)]
+    assert [[v.get("phase") for v in r["verdicts"]] for r in records] == [  # no verdict on an answer
+        ["thinking"] * 2, ["thinking"] * 3, []]  # (the closing ']]' is a step of its own)

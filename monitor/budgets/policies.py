@@ -156,7 +156,7 @@ def _expand(spec: str) -> list[tuple[str, int | None]]:
             raise BudgetError(f"unknown policy part {kind!r} in {spec!r}; expected one of: {', '.join(_KINDS)}")
         values = rest[0].split(",") if rest and "," in rest[0] else None
         if values is not None and kind not in _SWEEPS:
-            raise BudgetError(f"only {', '.join(_SWEEPS)} take a sweep of values, not {kind!r}")
+            raise BudgetError(f"only cap and pool (and think) take a sweep of values, not {kind!r}")
         options = [part] if values is None else [":".join([kind, v.strip(), *rest[1:]]) for v in values]
         variants = [[*v, o] for v in variants for o in options]
     out = []
