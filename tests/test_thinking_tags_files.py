@@ -9,9 +9,9 @@ and replay with them.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import anyio
 import pytest
@@ -87,7 +87,7 @@ def test_streaming_the_text_cut_anywhere_gives_the_same_runs(built: Built, cuts:
         pieces = text.splitlines(keepends=True)
     else:
         bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
-        pieces = [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
     splitter = TagSplitter(KNOWN_TAGS, thinking=starts_in_thinking(text, prompt=built.prompt))
     chunks = [out for p in pieces for out in splitter.feed(Chunk(p))] + splitter.flush()
     assert "".join(c.text for c in chunks) == text

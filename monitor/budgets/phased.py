@@ -14,7 +14,8 @@ answer the model would have written after the cut: the recorded answer came afte
 - its answer is *scored* as the policy says: ``think:N`` reads the last answer the kept thinking states explicitly
   (a ``\\boxed{}`` or "the answer is ..."; a bare number in the middle of a thinking is no answer), the answer a
   model forced to answer now would most plausibly give; ``think:N:lost`` scores every cut trace as wrong (a lower
-  bound on accuracy);
+  bound on accuracy); ``think:N:recorded`` scores it as the whole recorded trace (as if the cut cost nothing: an
+  upper bound). The truth for a live thinking budget lies between the two bounds;
 - its answer *tokens* are estimated by the recorded answer's (the answer written after the whole thinking; none
   when the recorded thinking never ended), and marked ``answer_estimated``.
 """
@@ -38,7 +39,7 @@ from interlock.monitor.thinking import recorded_phases, runs_of
 __all__ = ["SCORINGS", "ThinkingCap", "explicit_answer", "phase_fields", "phase_notes", "phase_summary",
            "phase_tokens", "thinking_outcome", "with_phases"]
 
-SCORINGS = ("stated", "lost")
+SCORINGS = ("stated", "lost", "recorded")
 
 
 class ThinkingCap(ThinkingBudget):
@@ -128,7 +129,8 @@ def thinking_outcome(rec: TraceRecord, stop: ReplayStop, governors: Sequence[Gov
     if cap is None or stop.reason != "budget":
         return out
     recorded_answer = phase_tokens(rec)[1] - answer  # what the trace answered after the kept text
-    found = explicit_answer(rec.text[:stop.chars]) if cap.scoring == "stated" else None
+    found = (explicit_answer(rec.text[:stop.chars]) if cap.scoring == "stated" else
+             stated_answer(rec.text, complete=True) if cap.scoring == "recorded" else None)
     return {**out, "thinking_cut": True, "answer": found.text if found else None,
             "answer_kind": found.kind if found else None,
             "correct": scorer.correct(found.text if found else None, rec.reference),
@@ -159,5 +161,5 @@ def phase_notes(uncapped: Mapping[str, Any]) -> str:
     return (f"think tok / answer tok: mean tokens of the thinking and of the answer ({uncapped['thinking_traces']} "
             f"of {uncapped['traces']} traces have a thinking; the others count as all answer); think saved: thinking "
             "tokens not spent; † cut: thinkings a think:N cap ended; offline the answer after the cut was never "
-            "written, so it is scored on the last answer the kept thinking states (think:N:lost: scored wrong) and "
-            "its tokens are the recorded answer's (an estimate, in mean tok and answer tok)")
+            "written, so it is scored on the last answer the kept thinking states (:lost: wrong; :recorded: as the "
+            "whole trace) and its tokens are the recorded answer's (an estimate, in mean tok and answer tok)")

@@ -13,9 +13,10 @@ A spec is governors joined by ``+``; each is ``kind[:arg][:key=value...]``:
   "answer is N" text.
 - ``entropy[:threshold=0.3][:window=24]``: :class:`EntropyStop` (only traces with logprobs: interlock trace files).
 - ``boxed:N``: :class:`RepeatedBoxed` (``boxed:2`` is the crude "second identical \\boxed{}" rule).
-- ``think:N[:lost]``: :class:`~interlock.monitor.budgets.phased.ThinkingCap`, a cap of N tokens on the thinking
-  alone (``think:512,1024`` is a sweep): the thinking is ended there and the model answers; offline, that answer is
-  scored as the last answer the kept thinking states (``lost``: scored wrong). See :mod:`~.phased`.
+- ``think:N[:lost|:recorded]``: :class:`~interlock.monitor.budgets.phased.ThinkingCap`, a cap of N tokens on the
+  thinking alone (``think:512,1024`` is a sweep): the thinking is ended there and the model answers; offline, that
+  answer is scored as the last answer the kept thinking states (``lost``: scored wrong, a lower bound; ``recorded``:
+  as the whole recorded trace, an upper bound). See :mod:`~.phased`.
 - ``none``: no governor (the uncapped trace).
 
 A :class:`Policy` may also be built from any picklable factory of governors (the Python API).
@@ -79,7 +80,7 @@ def _options(kind: str, items: list[str]) -> dict[str, str]:
     for item in items:
         key, eq, value = item.partition("=")
         if not eq:
-            if (item, kind) in (("force", "cap"), ("lost", "think")):
+            if (item, kind) in (("force", "cap"), ("lost", "think"), ("recorded", "think")):
                 out[item] = "1"
                 continue
             raise BudgetError(f"policy part {kind!r}: option {item!r} is not key=value")
@@ -95,8 +96,8 @@ def _number(kind: str, value: str, cast: Callable[[str], Any] = int) -> Any:
 
 
 def _one(kind: str, arg: str | None, opts: dict[str, str]) -> Governor | None:
-    allowed = {"cap": {"force"}, "think": {"lost"}, "converge": {"k", "read"}, "entropy": {"threshold", "window"},
-               "loop": {"lines", "repeats", "chars"}}.get(kind, set())
+    allowed = {"cap": {"force"}, "converge": {"k", "read"}, "entropy": {"threshold", "window"},
+               "loop": {"lines", "repeats", "chars"}, "think": {"lost", "recorded"}}.get(kind, set())
     unknown = set(opts) - allowed
     if unknown:
         raise BudgetError(f"policy part {kind!r} takes no option {sorted(unknown)[0]!r}"
@@ -126,7 +127,9 @@ def _one(kind: str, arg: str | None, opts: dict[str, str]) -> Governor | None:
     if kind == "think":
         if arg is None:
             raise BudgetError("think needs a number of thinking tokens: think:1024")
-        return ThinkingCap(_number(kind, arg), scoring="lost" if "lost" in opts else "stated")
+        if "lost" in opts and "recorded" in opts:
+            raise BudgetError("think: a cut thinking is scored lost or recorded, not both")
+        return ThinkingCap(_number(kind, arg), scoring=next((s for s in ("lost", "recorded") if s in opts), "stated"))
     return None  # none, pool (the pool's share is added per trace by the evaluator)
 
 
@@ -135,7 +138,7 @@ def build_governors(spec: str) -> list[Governor]:
     made = []
     for part in spec.split("+"):
         kind, *rest = part.strip().split(":")
-        arg = rest[0] if rest and "=" not in rest[0] and rest[0] not in ("force", "lost") else None
+        arg = rest[0] if rest and "=" not in rest[0] and rest[0] not in ("force", "lost", "recorded") else None
         opts = _options(kind, rest[1:] if arg is not None else rest)
         g = _one(kind, arg, opts)
         if g is not None:

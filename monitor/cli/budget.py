@@ -24,9 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", "-p", action="append", default=[], metavar="SPEC",
                         help="a policy: governors joined by '+', e.g. cap:512,1024 (a sweep), pool:2048, loop, "
                              "loop:lines=0, converge:k=2, entropy, boxed:2, think:1024 (a cap on the thinking "
-                             "alone; think:1024:lost scores a cut thinking as wrong), loop+converge+cap:4096; repeat "
-                             "for "
-                             "several (default: a standard set, see docs/budgets.md)")
+                             "alone; :lost scores a cut thinking wrong, :recorded as the whole trace), "
+                             "loop+converge+cap:4096; repeat for several (default: a standard set: docs/budgets.md)")
     parser.add_argument("--tokenizer", default="smollm2", metavar="NAME",
                         help="smollm2 (the embedded model's, default), whitespace, or a local tokenizer folder")
     parser.add_argument("--chunk-tokens", type=int, default=16, metavar="N",
