@@ -166,7 +166,10 @@ def recorded_phases(text: str, tags: Iterable[ThinkingTags] = KNOWN_TAGS, *, pro
     pairs = tuple(ThinkingTags.parse(t) for t in tags)
     if not pairs or not text:
         return ()
-    return runs_of(split_text(text, pairs, thinking=starts_in_thinking(text, pairs, prompt=prompt)))
+    thinking = starts_in_thinking(text, pairs, prompt=prompt)
+    if not thinking and not any(t.open in text for t in pairs):
+        return ()  # no thinking opens anywhere: all answer (found without a pass in Python over the text)
+    return runs_of(split_text(text, pairs, thinking=thinking))
 
 
 def runs_of(parts: Iterable[tuple[str, Phase]]) -> PhaseRuns:

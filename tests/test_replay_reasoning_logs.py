@@ -407,3 +407,21 @@ def test_the_ray_engine_reads_stream_logs_skythought_and_custom_tags_as_the_loca
         ("0", [[0, "thinking"], [len(THOUGHT) + 4, "answer"]]), ("1", None)]
     assert [[v.get("phase") for v in r["verdicts"]] for r in records] == [  # no verdict on an answer
         ["thinking"] * 2, ["thinking"] * 3, []]  # (the closing ']]' is a step of its own)
+
+
+def test_an_error_event_and_many_interleaved_streams(tmp_path: Path) -> None:
+    error = b'data: {"error":{"message":"the model is overloaded","type":"server_error","code":503}}\n\n'
+    good, bad = read_traces(_write(tmp_path, "err.sse", DEEPSEEK_STREAM + error))
+    assert isinstance(good, ImportedTrace) and good.text == THOUGHT + ANSWER
+    assert isinstance(bad, TraceFileError)
+    assert str(bad) == (f"{tmp_path / 'err.sse'}:17: the server reported an error inside the stream: the model is "
+                        "overloaded")
+    lines = [json.dumps({"id": f"s{i}", "object": "chat.completion.chunk", "choices": [
+        {"index": 0, "delta": {"reasoning_content": f"{i} + {i} = {2 * i}.\n"}, "finish_reason": None}]})
+        for i in range(70)]  # 70 requests logged at once, none finished
+    items = list(read_traces(_write(tmp_path, "many.jsonl", "\n".join(lines).encode() + b"\n")))
+    assert [i.id for i in items] == [f"s{i}" for i in range(70)]  # type: ignore[union-attr]
+    warnings = [i.warnings[0].split(": ", 1)[1] for i in items]  # type: ignore[union-attr]
+    assert warnings[:6] == ["more than 64 streams were open at once; this one was read up to here"] * 6
+    assert set(warnings[6:]) == {"the stream ended without a finish (cut short?); read up to its end"}
+    assert all(i.phases == ((0, "thinking"),) for i in items)  # type: ignore[union-attr]

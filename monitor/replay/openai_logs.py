@@ -455,7 +455,8 @@ class _StreamLog:
         try:
             self._chat_chunk(stream, obj)
         except self.errors as exc:
-            stream.error = stream.error or f"line {line}: {exc}"
+            if stream.error is None:
+                stream.error = str(exc) if line == stream.line else f"line {line}: {exc}"
 
     def _chat_chunk(self, stream: _ChatStream, obj: dict[str, Any]) -> None:
         stream.labels.update(_labels_of(obj))
@@ -539,7 +540,8 @@ class _StreamLog:
             yield self._responses_trace(stream, cut)
             return
         if stream.error is not None:
-            yield TraceFileError(f"stream {stream.ident!r}: {stream.error}", path=self.path, line=stream.line)
+            named = f"stream {stream.ident!r}: " if stream.ident else ""
+            yield TraceFileError(named + stream.error, path=self.path, line=stream.line)
             return
         yield from self._chat_traces(stream, cut)
 
