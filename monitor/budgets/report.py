@@ -102,9 +102,12 @@ def write_plot(reports: Sequence[BudgetReport], path: str | os.PathLike[str]) ->
         ax.set_title(f"{Path(report.source).name or 'traces'} ({len(report.records)} traces)", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
-    for ax, report, has in zip(axes[-1], reports, phased, strict=True):
-        if any(phased):
-            _thinking_panel(ax, report) if has else ax.set_axis_off()
+    if any(phased):  # a second row: what each policy spends on the thinking alone
+        for ax, report, has in zip(axes[1], reports, phased, strict=True):
+            if has:
+                _thinking_panel(ax, report)
+            else:
+                ax.set_axis_off()
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=110)
