@@ -8,9 +8,9 @@ from collections.abc import Iterable, Sequence
 
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import ConfigError
-from interlock.monitor.phases import ANSWER, KNOWN_TAGS, THINK_TAGS, THINKING, Phase, ThinkingTags
+from interlock.monitor.phases import ANSWER, KNOWN_TAGS, THINK_TAGS, THINKING, Phase, PhaseRuns, ThinkingTags
 
-__all__ = ["TagSplitter", "split_text"]
+__all__ = ["TagSplitter", "recorded_phases", "runs_of", "split_text", "starts_in_thinking"]
 
 
 class TagSplitter:
@@ -143,3 +143,42 @@ def split_text(text: str, tags: Iterable[ThinkingTags] = KNOWN_TAGS, *, thinking
         elif chunk.text:
             out.append((chunk.text, chunk.phase))
     return out
+
+
+def starts_in_thinking(text: str, tags: Iterable[ThinkingTags] = KNOWN_TAGS, *, prompt: str = "") -> bool:
+    """Whether a whole recorded ``text`` began inside a thinking: its prompt ends with an opening tag (the template
+    opened it), or the first tag the text holds is a closing one (DeepSeek-R1's and Qwen3's templates write
+    ``<think>`` into the prompt, so their logged outputs hold only ``</think>``)."""
+    pairs = tuple(ThinkingTags.parse(t) for t in tags)
+    if not pairs:
+        return False
+    if any(prompt.rstrip().endswith(t.open) for t in pairs):
+        return True
+    first_open = min((i for t in pairs if (i := text.find(t.open)) >= 0), default=-1)
+    first_close = min((i for t in pairs if (i := text.find(t.close)) >= 0), default=-1)
+    return first_close >= 0 and (first_open < 0 or first_close < first_open)
+
+
+def recorded_phases(text: str, tags: Iterable[ThinkingTags] = KNOWN_TAGS, *, prompt: str = "") -> PhaseRuns:
+    """The phase runs (``((start, phase), ...)``, ``()`` when it is all answer) of a whole recorded text, split at
+    its thinking ``tags`` (``()``: none), starting inside a thinking where :func:`starts_in_thinking` says so. An
+    unclosed thinking runs to the end of the text."""
+    pairs = tuple(ThinkingTags.parse(t) for t in tags)
+    if not pairs or not text:
+        return ()
+    thinking = starts_in_thinking(text, pairs, prompt=prompt)
+    if not thinking and not any(t.open in text for t in pairs):
+        return ()  # no thinking opens anywhere: all answer (found without a pass in Python over the text)
+    return runs_of(split_text(text, pairs, thinking=thinking))
+
+
+def runs_of(parts: Iterable[tuple[str, Phase]]) -> PhaseRuns:
+    """The phase runs of consecutive ``(text, phase)`` parts (empty parts change nothing); ``()`` when there is no
+    thinking in them."""
+    runs: list[tuple[int, Phase]] = []
+    at = 0
+    for text, phase in parts:
+        if text and (not runs or runs[-1][1] != phase):
+            runs.append((at, phase))
+        at += len(text)
+    return tuple(runs) if any(p == THINKING for _, p in runs) else ()

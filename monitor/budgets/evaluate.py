@@ -23,6 +23,7 @@ from typing import Any
 from interlock.monitor.budgets.answers import AnswerScorer, stated_answer
 from interlock.monitor.budgets.errors import BudgetError, RecordTimeout
 from interlock.monitor.budgets.offline import ReplayStop, replay_governors
+from interlock.monitor.budgets.phased import phase_fields, phase_summary, thinking_outcome
 from interlock.monitor.budgets.policies import Policy
 from interlock.monitor.budgets.probes import ProbeCache, Prober, evaluate_probe_policies, uses_probes
 from interlock.monitor.budgets.records import TraceRecord, tokenize_records
@@ -65,7 +66,8 @@ def _record(record: TraceRecord | Mapping[str, Any], tokenizer: str | Tokenizer)
 def _replay(rec: TraceRecord, governors: Sequence[Governor], chunk_tokens: int,
             deadline: float | None = None) -> ReplayStop:
     return replay_governors(governors, rec.question, rec.text, starts=rec.starts, chunks=rec.chunks,
-                            chunk_tokens=chunk_tokens, deadline=deadline)
+                            chunk_tokens=chunk_tokens, deadline=deadline,
+                            phases=rec.phases if rec.chunks is None else ())
 
 
 def _outcome(rec: TraceRecord, stop: ReplayStop, scorer: AnswerScorer) -> dict[str, Any]:
@@ -76,8 +78,9 @@ def _outcome(rec: TraceRecord, stop: ReplayStop, scorer: AnswerScorer) -> dict[s
 
 def _policy_outcome(rec: TraceRecord, policy: Policy, chunk_tokens: int, scorer: AnswerScorer,
                     extra: Sequence[Governor] = (), deadline: float | None = None) -> dict[str, Any]:
+    governors = [*policy.governors(), *extra]
     try:
-        stop = _replay(rec, [*policy.governors(), *extra], chunk_tokens, deadline)
+        stop = _replay(rec, governors, chunk_tokens, deadline)
     except BudgetError:
         raise
     except ConfigError as exc:  # e.g. EntropyStop on a trace without logprobs: not applicable, said why
@@ -85,7 +88,7 @@ def _policy_outcome(rec: TraceRecord, policy: Policy, chunk_tokens: int, scorer:
             return {"na": f"{policy.name} needs per-token logprobs or entropy; this trace has none (text traces "
                           "never do: use interlock trace files recorded from a model that reports them)"}
         return {"na": str(exc)}
-    return _outcome(rec, stop, scorer)
+    return thinking_outcome(rec, stop, governors, _outcome(rec, stop, scorer), scorer)
 
 
 def _error(rec: TraceRecord, message: str) -> dict[str, Any]:
@@ -127,7 +130,7 @@ def evaluate_record(record: TraceRecord | Mapping[str, Any], policies: Sequence[
         "id": rec.id, "reference": rec.reference, "recorded_correct": rec.recorded_correct, "tokens": rec.n_tokens,
         "chars": len(rec.text), "runaway": ends_in_loop(rec.text),
         "answer": full.text if full else None, "answer_kind": full.kind if full else None,
-        "correct": scorer.correct(full.text if full else None, rec.reference), "policies": {}}
+        "correct": scorer.correct(full.text if full else None, rec.reference), **phase_fields(rec), "policies": {}}
     try:
         for policy in policies:
             out["policies"][policy.name] = _policy_outcome(rec, policy, chunk_tokens, scorer, deadline=deadline)
@@ -270,7 +273,9 @@ def summarise(results: Sequence[Mapping[str, Any]], policies: Sequence[str]) -> 
     error are in no figure."""
     results = [r for r in results if "error" not in r]
     rows = [_summary_row("uncapped", [(r, {"tokens": r["tokens"], "correct": r["correct"], "reason": "complete",
-                                           "forced": False, "na": None}) for r in results])]
+                                           "forced": False, "na": None,
+                                           **{k: r[k] for k in ("thinking_tokens", "answer_tokens") if k in r}})
+                                      for r in results])]
     for name in policies:
         rows.append(_summary_row(name, [(r, r["policies"][name]) for r in results]))
     return rows
@@ -298,4 +303,5 @@ def _summary_row(name: str, pairs: list[tuple[Mapping[str, Any], Mapping[str, An
         "stops": dict(Counter(o.get("reason", "complete") for _, o in done)),
         **({"probes": sum(o["probes"] for _, o in done), "probe_tokens": sum(o["probe_tokens"] for _, o in done)}
            if any("probes" in o for _, o in done) else {}),
+        **phase_summary(pairs),
     }

@@ -10,6 +10,7 @@ such a decision ends the replay and is labelled (``forced``, ``rollback``).
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import inspect
 import time
@@ -23,7 +24,7 @@ from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import ConfigError
 from interlock.monitor.generation import Capabilities
 from interlock.monitor.governor import Governor, GovernorDecision
-from interlock.monitor.phases import ANSWER, THINKING, Phase
+from interlock.monitor.phases import ANSWER, THINKING, Phase, PhaseRuns
 from interlock.monitor.result import Intervention, TokenCounts
 from interlock.monitor.trace import Forker
 from interlock.monitor.verdicts import Action
@@ -159,10 +160,14 @@ def _allowance(governors: Sequence[Governor], run: OfflineRun) -> int | None:
 
 def replay_governors(governors: Sequence[Governor], prompt: str, text: str, *, starts: Sequence[int] | None = None,
                      chunks: Sequence[Chunk] | None = None, chunk_tokens: int = 16,
-                     deadline: float | None = None, forks: ForkSource | None = None) -> ReplayStop:
+                     deadline: float | None = None, forks: ForkSource | None = None,
+                     phases: PhaseRuns = ()) -> ReplayStop:
     """Stream a recorded trace (its ``chunks``, or ``text`` cut at token ``starts`` into pieces of
     ``chunk_tokens``) through ``governors`` and return where they would have ended it. ``forks`` answers the
     governors' fork probes offline (the run then offers forks; a probe must be answered without waiting).
+    ``phases``: where the text's thinking and answer begin (each a token start): a piece never crosses a phase
+    change and carries its phase, so the governors see the thinking as a live run over a reasoning model shows it
+    (recorded chunks carry their own phases).
 
     Raises :class:`ConfigError` when a governor cannot work on this trace (``validate``: e.g. EntropyStop without
     logprobs), and :class:`RecordTimeout` once ``time.perf_counter()`` passes ``deadline`` (checked every chunk)."""
@@ -184,7 +189,7 @@ def replay_governors(governors: Sequence[Governor], prompt: str, text: str, *, s
     for g in governors:
         g.start(run)
     try:
-        return _stream(governors, run, text, starts, chunks, chunk_tokens, deadline)
+        return _stream(governors, run, text, starts, chunks, chunk_tokens, deadline, phases)
     finally:
         for g in governors:
             g.on_end(run)
@@ -209,8 +214,15 @@ def _on_time(deadline: float | None) -> None:
         raise RecordTimeout("the replay ran past its deadline")
 
 
+def _phase_of_tokens(starts: Sequence[int], phases: PhaseRuns) -> tuple[list[int], list[Phase]]:
+    """The token indices where each phase run begins, and the phase of each run."""
+    return [bisect.bisect_left(starts, s) for s, _ in phases], [THINKING if p == THINKING else ANSWER
+                                                               for _, p in phases]
+
+
 def _stream(governors: Sequence[Governor], run: OfflineRun, text: str, starts: Sequence[int] | None,
-            chunks: Sequence[Chunk] | None, chunk_tokens: int, deadline: float | None) -> ReplayStop:
+            chunks: Sequence[Chunk] | None, chunk_tokens: int, deadline: float | None,
+            phases: PhaseRuns = ()) -> ReplayStop:
     if chunks is not None:
         for chunk in chunks:
             _on_time(deadline)
@@ -230,8 +242,16 @@ def _stream(governors: Sequence[Governor], run: OfflineRun, text: str, starts: S
     assert starts is not None
     n = len(starts)
     i = 0
+    run_starts, run_phases = _phase_of_tokens(starts, phases)
+    phase: Phase = ANSWER
     while i < n:
         _on_time(deadline)
+        next_run = n
+        if run_starts:  # the phase the next text continues in (as a live trace's phase says), and where it ends
+            k = bisect.bisect_right(run_starts, i) - 1
+            phase = run_phases[max(k, 0)]
+            next_run = run_starts[k + 1] if k + 1 < len(run_starts) else n
+            run._phase = phase
         allowance = _allowance(governors, run)
         if allowance is not None and allowance <= 0:
             stop = _exhausted(governors, run, 1)
@@ -239,13 +259,13 @@ def _stream(governors: Sequence[Governor], run: OfflineRun, text: str, starts: S
                 return stop
             allowance = _allowance(governors, run)
         size = chunk_tokens if allowance is None else max(1, min(chunk_tokens, allowance))
-        j = min(n, i + size)
+        j = min(n, i + size, next_run)
         while i + 1 < j < n and starts[j] == starts[j - 1]:
             j -= 1  # never cut between the byte pieces of one character (within the allowance if it can)
         while j < n and starts[j] == starts[j - 1]:
             j += 1
         end = starts[j] if j < n else len(text)
-        chunk = Chunk(text[len(run.text):end], token_ids=tuple(range(i, j)))
+        chunk = Chunk(text[len(run.text):end], token_ids=tuple(range(i, j)), phase=phase)
         run.append(chunk)
         i = j
         stop = _after_chunk(governors, run, chunk)

@@ -13,6 +13,10 @@ A spec is governors joined by ``+``; each is ``kind[:arg][:key=value...]``:
   "answer is N" text.
 - ``entropy[:threshold=0.3][:window=24]``: :class:`EntropyStop` (only traces with logprobs: interlock trace files).
 - ``boxed:N``: :class:`RepeatedBoxed` (``boxed:2`` is the crude "second identical \\boxed{}" rule).
+- ``think:N[:lost|:recorded]``: :class:`~interlock.monitor.budgets.phased.ThinkingCap`, a cap of N tokens on the
+  thinking alone (``think:512,1024`` is a sweep): the thinking is ended there and the model answers; offline, that
+  answer is scored as the last answer the kept thinking states (``lost``: scored wrong, a lower bound; ``recorded``:
+  as the whole recorded trace, an upper bound). See :mod:`~.phased`.
 - ``none``: no governor (the uncapped trace).
 - ``probe[:k=3][:at=wait/paragraph][:every=N][:conf=P][:eat=V]...``, ``deer[:conf=0.95]``, ``eat[:eat=0.01]``:
   :class:`AnswerProbe` (options as :func:`~interlock.monitor.governors.answer_probe.probe_from_spec`), its probes
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from interlock.monitor.budgets.errors import BudgetError
+from interlock.monitor.budgets.phased import ThinkingCap
 from interlock.monitor.budgets.rules import BOXED_PATTERN, RepeatedBoxed, normalise_latex
 from interlock.monitor.governor import Governor
 from interlock.monitor.governors import AnswerConvergence, EntropyStop, LoopGuard, TokenBudget
@@ -44,7 +49,8 @@ DEFAULT_POLICIES = ("cap:1024,2048,4096", "pool:2048", "loop", "loop:lines=0:rep
                     "loop:lines=0:repeats=4+converge+cap:4096")
 
 _NEVER = 1 << 30  # a line-repeat count no trace reaches: the repeated-line test is off
-_KINDS = ("cap", "pool", "loop", "converge", "entropy", "boxed", "none", *PROBE_KINDS)
+_KINDS = ("cap", "pool", "loop", "converge", "entropy", "boxed", "think", "none", *PROBE_KINDS)
+_SWEEPS = ("cap", "pool", "think")
 
 
 @dataclass(frozen=True)
@@ -82,7 +88,7 @@ def _options(kind: str, items: list[str]) -> dict[str, str]:
     for item in items:
         key, eq, value = item.partition("=")
         if not eq:
-            if (item, kind) in (("force", "cap"), ("learn", "pool")):
+            if (item, kind) in (("force", "cap"), ("learn", "pool"), ("lost", "think"), ("recorded", "think")):
                 out[item] = "1"
                 continue
             raise BudgetError(f"policy part {kind!r}: option {item!r} is not key=value")
@@ -99,7 +105,7 @@ def _number(kind: str, value: str, cast: Callable[[str], Any] = int) -> Any:
 
 def _one(kind: str, arg: str | None, opts: dict[str, str]) -> Governor | None:
     allowed = {"cap": {"force"}, "converge": {"k", "read"}, "entropy": {"threshold", "window"},
-               "loop": {"lines", "repeats", "chars"}, "pool": {"learn"},
+               "loop": {"lines", "repeats", "chars"}, "pool": {"learn"}, "think": {"lost", "recorded"},
                **{kind: set(PROBE_OPTIONS) for kind in PROBE_KINDS}}.get(kind, set())
     unknown = set(opts) - allowed
     if unknown:
@@ -127,6 +133,12 @@ def _one(kind: str, arg: str | None, opts: dict[str, str]) -> Governor | None:
                            force_answer=False)
     if kind == "boxed":
         return RepeatedBoxed(_number(kind, arg or "2"))
+    if kind == "think":
+        if arg is None:
+            raise BudgetError("think needs a number of thinking tokens: think:1024")
+        if "lost" in opts and "recorded" in opts:
+            raise BudgetError("think: a cut thinking is scored lost or recorded, not both")
+        return ThinkingCap(_number(kind, arg), scoring=next((s for s in ("lost", "recorded") if s in opts), "stated"))
     if kind in PROBE_KINDS:
         return probe_from_spec(":".join(f"{k}={v}" for k, v in opts.items()), kind)
     return None  # none, pool (the pool's share is added per trace by the evaluator)
@@ -137,7 +149,7 @@ def build_governors(spec: str) -> list[Governor]:
     made = []
     for part in spec.split("+"):
         kind, *rest = part.strip().split(":")
-        arg = rest[0] if rest and "=" not in rest[0] and rest[0] != "force" else None
+        arg = rest[0] if rest and "=" not in rest[0] and rest[0] not in ("force", "lost", "recorded") else None
         opts = _options(kind, rest[1:] if arg is not None else rest)
         g = _one(kind, arg, opts)
         if g is not None:
@@ -160,8 +172,9 @@ def _expand(spec: str) -> list[tuple[str, int | None, bool]]:
         if values is not None and kind in PROBE_KINDS and "=" in rest[0]:  # probe:k=2,3: a sweep of one option
             key, _, swept = rest[0].partition("=")
             values = [f"{key}={v.strip()}" for v in swept.split(",")]
-        elif values is not None and kind not in ("cap", "pool"):
-            raise BudgetError(f"only cap and pool take a sweep of values (a probe: of its first option), not {kind!r}")
+        elif values is not None and kind not in _SWEEPS:
+            raise BudgetError(f"only cap and pool (and think) take a sweep of values (a probe: of its first option), "
+                              f"not {kind!r}")
         options = [part] if values is None else [":".join([kind, v.strip(), *rest[1:]]) for v in values]
         variants = [[*v, o] for v in variants for o in options]
     out = []

@@ -18,6 +18,7 @@ from interlock.monitor.budgets.errors import BudgetError
 from interlock.monitor.budgets.tokens import HFTokenizer, Tokenizer
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import TraceFileError
+from interlock.monitor.phases import ANSWER, PhaseRuns, check_phase
 from interlock.monitor.tracefile import read_trace
 
 __all__ = ["DEFAULT_MAX_RECORD_BYTES", "RecordFields", "TraceRecord", "read_records", "tokenize_records"]
@@ -59,6 +60,7 @@ class TraceRecord:
     chunks: tuple[Chunk, ...] | None = field(default=None, repr=False)  # recorded (trace files)
     starts: tuple[int, ...] | None = field(default=None, repr=False)  # token starts (tokenised text)
     source: str = ""
+    phases: PhaseRuns = ()  # where the thinking and the answer begin in ``text`` (``()``: all answer)
 
     @property
     def n_tokens(self) -> int | None:
@@ -69,9 +71,10 @@ class TraceRecord:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "question": self.question, "text": self.text, "reference": self.reference,
                 "recorded_correct": self.recorded_correct, "source": self.source,
-                "chunks": None if self.chunks is None else [{**c.to_dict(), "injected": c.injected}
+                "chunks": None if self.chunks is None else [{**c.to_dict(), "injected": c.injected, "phase": c.phase}
                                                             for c in self.chunks],
-                "starts": None if self.starts is None else list(self.starts)}
+                "starts": None if self.starts is None else list(self.starts),
+                "phases": [[s, p] for s, p in self.phases]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TraceRecord:
@@ -86,8 +89,10 @@ class TraceRecord:
                            Chunk(c["text"], tuple(c["token_ids"]) if c.get("token_ids") is not None else None,
                                  tuple(c["logprobs"]) if c.get("logprobs") is not None else None,
                                  tuple(c["entropy"]) if c.get("entropy") is not None else None,
-                                 bool(c.get("injected", False))) for c in chunks),
-                       starts=None if starts is None else tuple(int(s) for s in starts))
+                                 bool(c.get("injected", False)), tokens=c.get("tokens"),
+                                 phase=check_phase(c.get("phase", ANSWER))) for c in chunks),
+                       starts=None if starts is None else tuple(int(s) for s in starts),
+                       phases=tuple((int(s), check_phase(p)) for s, p in data.get("phases") or ()))
         except (KeyError, TypeError) as exc:
             raise BudgetError(f"a record needs id, text and reference: {exc}") from None
 
@@ -235,14 +240,26 @@ def read_records(path: str | os.PathLike[str], fields: RecordFields | None = Non
 
 def tokenize_records(records: Sequence[TraceRecord], tokenizer: Tokenizer) -> list[TraceRecord]:
     """Records with their token starts (recorded chunks keep their own tokens); a fast HF tokenizer encodes the
-    whole batch in one call."""
+    whole batch in one call. A record with phases is tokenised a phase run at a time, so that every phase change
+    is a token start and each token belongs to one phase."""
     todo = [i for i, r in enumerate(records) if r.chunks is None and r.starts is None]
-    texts = [records[i].text for i in todo]
+    pieces: list[tuple[int, int]] = []  # (record, offset of the run in its text), one per text encoded
+    texts: list[str] = []
+    for i in todo:
+        rec = records[i]
+        bounds = [s for s, _ in rec.phases] or [0]
+        for k, start in enumerate(bounds):
+            end = bounds[k + 1] if k + 1 < len(bounds) else len(rec.text)
+            pieces.append((i, start))
+            texts.append(rec.text[start:end])
     if isinstance(tokenizer, HFTokenizer):
         starts = tokenizer.starts_batch(texts) if texts else []
     else:
         starts = [tokenizer.starts(t) for t in texts]
+    joined: dict[int, list[int]] = {i: [] for i in todo}
+    for (i, offset), found in zip(pieces, starts, strict=True):
+        joined[i].extend(offset + s for s in found)
     out = list(records)
-    for i, s in zip(todo, starts, strict=True):
-        out[i] = replace(records[i], starts=tuple(s))
+    for i in todo:
+        out[i] = replace(records[i], starts=tuple(joined[i]))
     return out

@@ -9,6 +9,7 @@ from typing import Any
 
 from interlock.monitor.budgets.errors import BudgetError
 from interlock.monitor.budgets.evaluate import BudgetReport
+from interlock.monitor.budgets.phased import phase_notes
 
 __all__ = ["format_notes", "format_table", "write_plot"]
 
@@ -16,18 +17,21 @@ _COLUMNS = (("policy", "policy", "<"), ("mean tok", "mean_tokens", ">"), ("saved
             ("right", "right", ">"), ("acc", "accuracy", ">"), ("lost", "false_stops", ">"),
             ("gained", "gained", ">"), ("loops stopped", "loops", ">"), ("forced*", "forced", ">"),
             ("n/a", "not_applicable", ">"))
+# A dataset with thinkings: the tokens of each phase apart, after the mean of all tokens.
+_PHASE_COLUMNS = (("think tok", "mean_thinking", ">"), ("answer tok", "mean_answer", ">"),
+                  ("think saved", "thinking_saved_pct", ">"), ("cut†", "thinking_cut", ">"))
 
 
 def _cell(row: dict[str, Any], key: str) -> str:
     if row["traces"] == 0 and key not in ("policy", "not_applicable"):
         return "-"
-    if key == "saved_pct":
+    if key in ("saved_pct", "thinking_saved_pct"):
         return f"{row[key]:.1f}%" if row[key] is not None else "-"
     if key == "accuracy":
         return f"{100 * row[key]:.1f}%"
     if key == "loops":
         return f"{row['runaways_stopped']}/{row['runaways']}"
-    if key == "mean_tokens":
+    if key in ("mean_tokens", "mean_thinking", "mean_answer"):
         return f"{row[key]:.0f}"
     return str(row[key])
 
@@ -35,13 +39,15 @@ def _cell(row: dict[str, Any], key: str) -> str:
 def format_table(report: BudgetReport, *, notes: bool = True) -> str:
     """The per-policy table, with a header saying what was replayed and how, and (``notes``) the footnotes it
     needs; with several tables, print them with ``notes=False`` and :func:`format_notes` once after them."""
-    rows = [[_cell(r, key) for _, key, _ in _COLUMNS] for r in report.policies]
-    heads = [h for h, _, _ in _COLUMNS]
+    phased = any(r.get("thinking_traces") for r in report.policies)
+    columns = (*_COLUMNS[:2], *_PHASE_COLUMNS, *_COLUMNS[2:]) if phased else _COLUMNS
+    rows = [[_cell(r, key) for _, key, _ in columns] for r in report.policies]
+    heads = [h for h, _, _ in columns]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(c.ljust(w) if a == "<" else c.rjust(w)
-                         for c, w, (_, _, a) in zip(cells, widths, _COLUMNS, strict=True)).rstrip()
+                         for c, w, (_, _, a) in zip(cells, widths, columns, strict=True)).rstrip()
 
     out = [f"{report.source or 'traces'}: {len(report.records) - len(report.record_errors)} traces, tokens by "
            f"{report.tokenizer}, "
@@ -53,6 +59,8 @@ def format_table(report: BudgetReport, *, notes: bool = True) -> str:
         out.append(f"probe policies: tokens include the probes' ({r['policy']}: {r['probes'] / r['traces']:.1f} "
                    f"probes, {r['probe_tokens'] / r['traces']:.1f} tokens a trace); a stop by the probes is scored "
                    "on the probe's answer (the answer the model gave when asked there)")
+    if phased:
+        out.append(phase_notes(report.policies[0]))
     if report.read_errors:
         out.append(f"{len(report.read_errors)} records could not be read (first: {report.read_errors[0]})")
     if report.record_errors:
@@ -102,14 +110,16 @@ def plot_figure(reports: Sequence[BudgetReport]) -> Any:
     other label, no marker and no edge of the panel (the nearest free place around their point)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(reports), figsize=(7 * len(reports), 6.5), squeeze=False)
+    phased = [any(r.get("thinking_traces") for r in report.policies) for report in reports]
+    fig, axes = plt.subplots(1 + any(phased), len(reports), figsize=(7 * len(reports), 6.5 * (1 + any(phased))),
+                             squeeze=False)
     panels = []
     for ax, report in zip(axes[0], reports, strict=True):
         rows = [r for r in report.policies if r["traces"]]
         sweeps: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             family = r["policy"].split(":")[0] if r["policy"].count(":") == 1 and "+" not in r["policy"] else None
-            if family in ("cap", "pool"):
+            if family in ("cap", "pool", "think"):
                 sweeps.setdefault(family, []).append(r)
         for family, points in sweeps.items():
             points.sort(key=lambda r: r["mean_tokens"])
@@ -129,6 +139,12 @@ def plot_figure(reports: Sequence[BudgetReport]) -> Any:
         ax.margins(0.08, 0.12)  # room for labels inside the panel
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
         panels.append((ax, labels))
+    if any(phased):  # a second row: what each policy spends on the thinking alone
+        for ax, report, has in zip(axes[1], reports, phased, strict=True):
+            if has:
+                _thinking_panel(ax, report)
+            else:
+                ax.set_axis_off()
     fig.tight_layout()
     for ax, labels in panels:
         _place_labels(fig, ax, labels)
@@ -180,3 +196,28 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
     w = min(a[2], b[2]) - max(a[0], b[0])
     h = min(a[3], b[3]) - max(a[1], b[1])
     return w * h if w > 0 and h > 0 else 0.0
+
+
+def _thinking_panel(ax: Any, report: BudgetReport) -> None:
+    """Accuracy against mean *thinking* tokens per trace: what each policy spends on the thinking alone."""
+    rows = [r for r in report.policies if r["traces"] and r.get("mean_thinking") is not None]
+    sweep = sorted((r for r in rows if r["policy"].startswith("think:") and r["policy"].count(":") == 1
+                    and "+" not in r["policy"]), key=lambda r: r["mean_thinking"])
+    if sweep:
+        ax.plot([r["mean_thinking"] for r in sweep], [100 * r["accuracy"] for r in sweep], "-o",
+                label="think sweep (cut: answer scored offline)", alpha=0.7)
+        for r in sweep:
+            ax.annotate(r["policy"].split(":")[1], (r["mean_thinking"], 100 * r["accuracy"]), fontsize=7,
+                        xytext=(3, -9), textcoords="offset points")
+    markers = "sDv^<>pPXhd*o"
+    for i, r in enumerate(r for r in rows if r not in sweep):
+        marker = "*" if r["policy"] == "uncapped" else markers[i % len(markers)]
+        ax.plot([r["mean_thinking"]], [100 * r["accuracy"]], marker, markersize=10 if marker == "*" else 7,
+                label=r["policy"] + (" (cut: answer scored offline)" if r.get("thinking_cut") else ""), alpha=0.8)
+    thinking = rows[0]["thinking_traces"] if rows else 0
+    ax.set_xlabel(f"mean thinking tokens per trace ({report.tokenizer.split(' (')[0]})")
+    ax.set_ylabel("accuracy of the answer at the stop (%)")
+    ax.set_title(f"{Path(report.source).name or 'traces'}: the thinking ({thinking} of {len(report.records)} traces "
+                 "have one)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)

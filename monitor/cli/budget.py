@@ -18,6 +18,8 @@ import json
 import sys
 from typing import Any
 
+from interlock.monitor.cli.options import add_thinking_tags, thinking_tags
+
 __all__ = ["add_arguments", "main"]
 
 
@@ -27,8 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", "-p", action="append", default=[], metavar="SPEC",
                         help="a policy: governors joined by '+', e.g. cap:512,1024 (a sweep), pool:2048, loop, "
                              "loop:lines=0, converge:k=2, entropy (trace files with logprobs), boxed:2, "
-                             "loop+converge+cap:4096; repeat for several (default: a standard set without "
-                             "entropy, see docs/budgets.md)")
+                             "think:1024 (a cap on the thinking alone; :lost scores a cut thinking wrong, :recorded "
+                             "as the whole trace), loop+converge+cap:4096; repeat for several (default: a standard "
+                             "set without entropy, see docs/budgets.md)")
     parser.add_argument("--tokenizer", default="smollm2", metavar="NAME",
                         help="smollm2 (the embedded model's, default), whitespace, or a local tokenizer folder")
     parser.add_argument("--chunk-tokens", type=int, default=16, metavar="N",
@@ -54,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="JSON field of the reference answer (fallbacks: answer, gt, ground_truth)")
     parser.add_argument("--correct-field", default="correct", metavar="F",
                         help="JSON field of the recorded grade, if any (fallbacks: is_correct, score)")
+    add_thinking_tags(parser)
     parser.add_argument("--json", action="store_true", help="print the per-policy figures as JSON")
     parser.add_argument("--records", metavar="OUT.jsonl", help="write every trace's outcome under every policy")
     parser.add_argument("--plot", metavar="OUT.png", help="write an accuracy-vs-tokens plot (matplotlib)")
@@ -82,6 +86,7 @@ def main(args: argparse.Namespace) -> int:
         read_records,
         write_plot,
     )
+    from interlock.monitor.budgets.phased import with_phases
     from interlock.monitor.budgets.report import format_notes
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -96,6 +101,7 @@ def main(args: argparse.Namespace) -> int:
         raise BudgetError(f"--max-record-mb must be a positive number, got {args.max_record_mb}")
     max_bytes = max(1, int(args.max_record_mb * 1024 * 1024))
     policies = parse_policies(args.policy or DEFAULT_POLICIES)
+    tags = thinking_tags(args)
     fields = RecordFields(id=args.id_field, question=args.question_field, trace=args.trace_field,
                           reference=args.reference_field, correct=args.correct_field)
     cache, prober = _probes(args, policies)
@@ -109,7 +115,7 @@ def main(args: argparse.Namespace) -> int:
                 records.append(item)
             else:
                 errors.append(str(item))
-        records = records[:args.limit] if args.limit else records
+        records = with_phases(records[:args.limit] if args.limit else records, tags)
         failed += len(errors)
         for message in errors:
             print(f"error: {message}", file=sys.stderr)

@@ -17,9 +17,11 @@ import argparse
 import os
 
 from interlock.monitor.errors import ConfigError
+from interlock.monitor.phases import ThinkingTags
 
-__all__ = ["ENV", "add_base_url", "add_max_tokens", "add_model", "add_reasoning", "add_verifiers",
-           "chosen_verifiers", "env_int", "max_tokens", "thinking_budget", "thinking_generator_options"]
+__all__ = ["ENV", "add_base_url", "add_max_tokens", "add_model", "add_reasoning", "add_thinking_tags", "add_verifiers",
+           "chosen_verifiers", "env_int", "max_tokens", "thinking_budget", "thinking_generator_options",
+           "thinking_tags"]
 
 ENV = {"model": "INTERLOCK_MODEL", "base_url": "INTERLOCK_BASE_URL", "verifiers": "INTERLOCK_VERIFIERS",
        "max_tokens": "INTERLOCK_MAX_TOKENS"}
@@ -144,3 +146,32 @@ def thinking_generator_options(args: argparse.Namespace, *, http: bool) -> dict[
     if args.thinking is not None:
         options["enable_thinking"] = args.thinking == "on"
     return options
+
+
+def add_thinking_tags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--thinking-tags``: the tags that mark a thinking in recorded text (``replay``, ``budget``)."""
+    parser.add_argument("--thinking-tags", action="append", default=None, metavar="TAGS",
+                        help="the tags around a thinking in recorded text: an opening tag ('<think>', "
+                             "'<|begin_of_thought|>'; its closing tag is known or made with a slash), or 'OPEN CLOSE' "
+                             "(a space between); repeatable; 'none': do not split text (default: <think>, "
+                             "<|begin_of_thought|>, <thinking>, <reasoning>)")
+
+
+def thinking_tags(args: argparse.Namespace) -> tuple[ThinkingTags, ...] | None:
+    """The ``--thinking-tags`` as :class:`~interlock.monitor.phases.ThinkingTags` pairs; ``None`` for the default
+    (the known pairs), ``()`` for ``none``."""
+    values: list[str] | None = args.thinking_tags
+    if not values:
+        return None
+    if [v.strip().lower() for v in values] == ["none"]:
+        return ()
+    pairs: list[ThinkingTags] = []
+    for value in values:
+        parts = value.split()
+        if len(parts) == 1:
+            pairs.append(ThinkingTags.parse(parts[0]))
+        elif len(parts) == 2:
+            pairs.append(ThinkingTags(parts[0], parts[1]))
+        else:
+            raise ConfigError(f"--thinking-tags {value!r}: give one tag ('<think>') or two ('<a> </a>'), or 'none'")
+    return tuple(pairs)

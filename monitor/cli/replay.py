@@ -19,17 +19,22 @@ import sys
 import time
 from typing import Any
 
-from interlock.monitor.cli.options import add_verifiers, chosen_verifiers
+from interlock.monitor.cli.options import add_thinking_tags, add_verifiers, chosen_verifiers, thinking_tags
 
 __all__ = ["add_arguments", "main"]
 
-_FORMATS = ("auto", "trace", "text", "jsonl", "gsm8k", "parquet")
+_FORMATS = ("auto", "trace", "text", "jsonl", "gsm8k", "skythought", "openai", "parquet")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE",
-                        help="trace files, text files, JSON/JSONL files of steps, or GSM8K solution files")
+                        help="trace files, text files, JSON/JSONL files of steps, GSM8K or SkyThought files, OpenAI-"
+                             "format logs (completions, Responses, streamed events)")
     add_verifiers(parser, "a verifier by registered name (see `interlock verifiers`) or module:attribute")
+    parser.add_argument("--phase", action="append", default=None, metavar="PHASE",
+                        help="the text of a reasoning model to check: thinking, answer or both (default: each "
+                             "verifier's own, both for the built-ins); NAME=PHASE for one verifier; repeatable")
+    add_thinking_tags(parser)
     parser.add_argument("--format", choices=_FORMATS, default="auto", help="input format (default: auto)")
     parser.add_argument("--id-field", default="id", metavar="F", help="JSON field holding a record's id")
     parser.add_argument("--steps-field", default="steps", metavar="F", help="JSON field holding the list of steps")
@@ -88,6 +93,8 @@ def main(args: argparse.Namespace) -> int:
     names = [v.name for v in verifiers]
     if len(set(names)) != len(names):
         raise ConfigError(f"a verifier is given twice: {', '.join(names)}")
+    _set_phases(verifiers, args.phase or [])
+    tags = thinking_tags(args)
     fields = FieldNames(id=args.id_field, steps=args.steps_field, text=args.text_field, prompt=args.prompt_field,
                         labels=args.labels_field,
                         step_separator=args.step_separator.replace("\\n", "\n").replace("\\t", "\t"))
@@ -144,10 +151,11 @@ def main(args: argparse.Namespace) -> int:
             if args.engine == "ray":
                 from interlock.monitor.replay.ray_engine import replay_files
 
-                replay_files(args.files, args.verifier, fields=fields, format=args.format, address=args.address,
-                             timeout=timeout, on_line=lambda line: emit_line(*_parsed(line)))
+                replay_files(args.files, verifiers if args.phase else args.verifier, fields=fields,
+                             format=args.format, address=args.address, timeout=timeout,
+                             on_line=lambda line: emit_line(*_parsed(line)), tags=tags)
             else:
-                items = itertools.chain.from_iterable(read_traces(path, format=args.format, fields=fields)
+                items = itertools.chain.from_iterable(read_traces(path, format=args.format, fields=fields, tags=tags)
                                                       for path in args.files)
                 above_bar = show_progress and out.isatty()
                 with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -183,6 +191,28 @@ def main(args: argparse.Namespace) -> int:
                 writer.close()
     sys.stdout.flush()
     return 1 if totals.read_errors or totals.replay_errors or totals.failed or totals.undecided else 0
+
+
+def _set_phases(verifiers: list[Any], options: list[str]) -> None:
+    """``--phase PHASE`` (every verifier) and ``--phase NAME=PHASE`` (one), in that order of precedence."""
+    from interlock.monitor.errors import ConfigError
+    from interlock.monitor.phases import check_phase_filter
+
+    by_name = {v.name: v for v in verifiers}
+    every = [o for o in options if "=" not in o]
+    if len(every) > 1:
+        raise ConfigError(f"--phase is given {len(every)} times for every verifier: {', '.join(every)}")
+    for v in verifiers:
+        if every:
+            v.phase = check_phase_filter(every[0].strip(), "--phase")
+    for option in options:
+        if "=" not in option:
+            continue
+        name, _, phase = option.partition("=")
+        if name.strip() not in by_name:
+            raise ConfigError(f"--phase {option!r}: no verifier {name.strip()!r} is replayed (given: "
+                              f"{', '.join(by_name)})")
+        by_name[name.strip()].phase = check_phase_filter(phase.strip(), f"--phase {option!r}")
 
 
 def _parsed(line: str) -> tuple[dict[str, Any], str, list[str]]:

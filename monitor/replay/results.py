@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from interlock.monitor.errors import TraceFileError
-from interlock.monitor.phases import PhaseRuns
+from interlock.monitor.phases import ANSWER, THINKING, PhaseRuns, phase_at
 from interlock.monitor.steps import step_ends
 from interlock.monitor.tracefile import replace_surrogates
 from interlock.monitor.verdicts import Fail, Pass, Span, Unknown, Verdict
@@ -63,6 +63,7 @@ class TraceReport:
     seconds: float = 0.0
     warnings: tuple[str, ...] = ()  # what the reader accepted with a caveat (a trace file cut mid-line)
     phases: PhaseRuns = ()  # where the thinking and the answer begin (``()``: all answer)
+    thinking_tokens: int = 0  # of ``tokens``, those of the thinking
 
     @property
     def failures(self) -> tuple[Fail, ...]:
@@ -110,10 +111,23 @@ class TraceReport:
         first = self.first_violation
         return {"type": "trace", "id": self.id, "labels": dict(self.labels), "path": self.path, "line": self.line,
                 "passed": self.passed, "outcome": self.outcome, "tokens": self.tokens, "chars": len(self.text),
-                "verdicts": [verdict_record(v, self.text) for v in self.verdicts],
-                "first_violation": verdict_record(first, self.text) if first is not None else None,
-                "errors": list(self.errors), "warnings": list(self.warnings),
-                **({"phases": [[s, p] for s, p in self.phases]} if self.phases else {})}
+                "verdicts": [self._verdict(v) for v in self.verdicts],
+                "first_violation": self._verdict(first) if first is not None else None,
+                "errors": list(self.errors), "warnings": list(self.warnings), **self._phase_fields()}
+
+    def _verdict(self, verdict: Verdict) -> dict[str, Any]:
+        """A verdict's record; in a trace with a thinking, with the phase its span starts in."""
+        record = verdict_record(verdict, self.text)
+        if self.phases and verdict.span is not None:
+            record["phase"] = phase_at(self.phases, verdict.span.start)
+        return record
+
+    def _phase_fields(self) -> dict[str, Any]:
+        """For a trace with a thinking: its phase runs and its tokens per phase."""
+        if not self.phases:
+            return {}
+        return {"phases": [[s, p] for s, p in self.phases], "thinking_tokens": self.thinking_tokens,
+                "answer_tokens": self.tokens - self.thinking_tokens}
 
 
 @dataclass(frozen=True)
@@ -163,6 +177,13 @@ class ReplayTotals:
     verdicts: collections.Counter[str] = field(default_factory=collections.Counter)
     by_verifier: dict[str, collections.Counter[str]] = field(default_factory=dict)
     by_label: dict[str, dict[str, collections.Counter[str]]] = field(default_factory=dict)
+    thinking_tokens: int = 0
+    # verdict kinds by the phase their span starts in (a trace without a thinking is all answer)
+    by_phase: dict[str, collections.Counter[str]] = field(default_factory=dict)
+
+    def _phase(self, phase: str | None, kind: str) -> None:
+        if phase is not None:
+            self.by_phase.setdefault(phase, collections.Counter())[kind] += 1
 
     def add(self, item: TraceReport | ReadFailure) -> None:
         if isinstance(item, ReadFailure):
@@ -171,9 +192,12 @@ class ReplayTotals:
         self.traces += 1
         self._count(item.outcome)
         self.tokens += item.tokens
+        self.thinking_tokens += item.thinking_tokens
         for v in item.verdicts:
             self.verdicts[v.kind] += 1
             self.by_verifier.setdefault(v.verifier, collections.Counter())[v.kind] += 1
+            if v.span is not None:
+                self._phase(phase_at(item.phases, v.span.start), v.kind)
         for key, value in item.labels.items():
             if isinstance(value, bool):
                 counts = self.by_label.setdefault(key, {}).setdefault(str(value).lower(), collections.Counter())
@@ -191,9 +215,11 @@ class ReplayTotals:
         self.traces += 1
         self._count(record["outcome"])
         self.tokens += record["tokens"]
+        self.thinking_tokens += record.get("thinking_tokens", 0)
         for v in record["verdicts"]:
             self.verdicts[v["kind"]] += 1
             self.by_verifier.setdefault(v["verifier"], collections.Counter())[v["kind"]] += 1
+            self._phase(v.get("phase") or (ANSWER if v.get("span") is not None else None), v["kind"])
         for key, value in record["labels"].items():
             if isinstance(value, bool):
                 counts = self.by_label.setdefault(key, {}).setdefault(str(value).lower(), collections.Counter())
@@ -220,4 +246,8 @@ class ReplayTotals:
                 "by_label": {key: {value: dict(c) for value, c in sorted(values.items())}
                              for key, values in sorted(self.by_label.items())},
                 "tokens": self.tokens, "seconds": round(self.seconds, 4),
-                "traces_per_s": rate(self.traces), "tokens_per_s": rate(self.tokens)}
+                "traces_per_s": rate(self.traces), "tokens_per_s": rate(self.tokens),
+                **({"thinking_tokens": self.thinking_tokens,
+                    "by_phase": {phase: {k: c.get(k, 0) for k in ("pass", "fail", "unknown")}
+                                 for phase, c in sorted(self.by_phase.items())}}
+                   if self.thinking_tokens or THINKING in self.by_phase else {})}

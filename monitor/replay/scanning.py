@@ -9,12 +9,11 @@ from typing import Any
 
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.execute import run_check
-from interlock.monitor.phases import KNOWN_TAGS
+from interlock.monitor.phases import ANSWER, THINKING
 from interlock.monitor.replay.importers import ImportedTrace
 from interlock.monitor.replay.results import TraceReport
-from interlock.monitor.scan import chunking_matters, opens_thinking
+from interlock.monitor.scan import chunking_matters
 from interlock.monitor.scheduler import Scheduler
-from interlock.monitor.thinking import TagSplitter
 from interlock.monitor.trace import Trace, TraceView
 from interlock.monitor.verdicts import Span, Verdict
 from interlock.monitor.verifier import Verifier
@@ -28,7 +27,7 @@ class _InThread(Verifier):
     def __init__(self, inner: Verifier) -> None:
         self.inner = inner
         super().__init__(name=inner.name, trigger=inner.trigger, runs_in="thread", timeout=inner.timeout,
-                         action=inner.action, fail_closed=inner.fail_closed)
+                         action=inner.action, fail_closed=inner.fail_closed, phase=inner.phase)
 
     def extract(self, view: TraceView) -> Any:
         return self.inner.extract(view)
@@ -50,7 +49,8 @@ async def scan_trace(item: ImportedTrace, verifiers: Sequence[Verifier]) -> Trac
     per run of generated chunks rather than after every chunk, and plain imported text is appended a line at
     a time rather than in word-sized pieces: the same steps, views and checks, in streaming order (only
     ``view.chunks`` differs, and plain text has no token data to carry). Recorded chunks are always kept, with
-    their phases; plain text is split at thinking tags (``<think>``, ``<|begin_of_thought|>`` …) as ``scan`` does.
+    their phases; plain text streams in the phases the importer found (its thinking tags, or the reasoning fields
+    of an OpenAI-format log: :attr:`ImportedTrace.phases`).
     """
     started = time.perf_counter()
     trace = Trace(item.prompt)
@@ -73,15 +73,13 @@ async def scan_trace(item: ImportedTrace, verifiers: Sequence[Verifier]) -> Trac
 
     if item.segments is None and not per_chunk:
         # Plain text and no trigger that counts tokens: stream it a line at a time (same steps, same checks).
-        splitter = TagSplitter(KNOWN_TAGS, thinking=opens_thinking(item.prompt, KNOWN_TAGS))
-        for line in item.text.splitlines(keepends=True):
-            for chunk in splitter.feed(Chunk(line)):
-                trace.append(chunk)
-        for chunk in splitter.flush():
-            trace.append(chunk)
-        tokens = item.tokens
+        for text, phase in item.runs():  # each phase run on its own: a phase change ends a step
+            for line in text.splitlines(keepends=True):
+                trace.append(Chunk(line, phase=THINKING if phase == THINKING else ANSWER))
+        thinking_tokens, answer_tokens = item.phase_tokens()
+        tokens = thinking_tokens + answer_tokens
     else:
-        tokens = 0
+        tokens = thinking_tokens = 0
         for segment in item.pieces():
             if segment.injected:
                 if not per_chunk:
@@ -91,6 +89,8 @@ async def scan_trace(item: ImportedTrace, verifiers: Sequence[Verifier]) -> Trac
                 continue
             trace.append(segment.chunk)
             tokens += segment.chunk.n_tokens
+            if segment.chunk.phase == THINKING:
+                thinking_tokens += segment.chunk.n_tokens
             if per_chunk:
                 await run_due(False)
     await run_due(False)
@@ -98,4 +98,4 @@ async def scan_trace(item: ImportedTrace, verifiers: Sequence[Verifier]) -> Trac
     return TraceReport(id=item.id, text=trace.text, verdicts=tuple(verdicts), labels=dict(item.labels),
                        prompt=item.prompt, path=item.path, line=item.line, tokens=tokens,
                        injected=tuple(injected), errors=tuple(errors), seconds=time.perf_counter() - started,
-                       warnings=item.warnings, phases=trace.phase_runs(len(trace)))
+                       warnings=item.warnings, phases=trace.phase_runs(len(trace)), thinking_tokens=thinking_tokens)
