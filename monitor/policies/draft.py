@@ -26,6 +26,7 @@ import datetime as dt
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -167,6 +168,9 @@ def trial_run(code: str, *, state: str | None = None, timeout: float = 60.0) -> 
         except subprocess.TimeoutExpired:
             return {"ok": False, "problems": [f"the trial run did not finish within {timeout:g} s"]}
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines and os.name == "posix" and -done.returncode in (signal.SIGXCPU, signal.SIGKILL):
+        # the CPU limit (as long as the wall-clock one) ended it first: a busy loop on a quiet machine
+        return {"ok": False, "problems": [f"the trial run did not finish within {timeout:g} s"]}
     if not lines:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         return {"ok": False, "problems": [f"the trial run failed (exit {done.returncode}): {' | '.join(tail)}"]}
