@@ -220,12 +220,12 @@ class _TandemWatch:
         gone = k - self.max_period - 1  # no longer a partner of this word or any later one
         if gone >= 0:
             old = self.words[gone - self.base]
-            places = self.recent[old]
-            places.popleft()
-            if not places:
+            left = self.recent[old]
+            left.popleft()
+            if not left:
                 del self.recent[old]
         places = self.recent.get(word)
-        matched = []
+        matched: list[int] = []
         if places is not None:
             for j in reversed(places):
                 p = k - j
