@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import ConfigError
-from interlock.monitor.execute import run_check
+from interlock.monitor.execute import CheckOutcome, run_check
 from interlock.monitor.phases import KNOWN_TAGS, ThinkingTags
 from interlock.monitor.scheduler import Scheduler
 from interlock.monitor.thinking import TagSplitter
@@ -27,7 +27,7 @@ from interlock.monitor.verdicts import Verdict
 if TYPE_CHECKING:
     from interlock.monitor.verifier import Verifier
 
-__all__ = ["ascan", "chunking_matters", "opens_thinking", "pseudo_tokens", "scan"]
+__all__ = ["ascan", "ascan_checks", "chunking_matters", "opens_thinking", "pseudo_tokens", "scan"]
 
 _PIECE = re.compile(r"\s*\S+|\s+")
 
@@ -55,16 +55,23 @@ async def ascan(verifier: Verifier, text: str, *, prompt: str = "",
                 tags: Iterable[ThinkingTags] | None = None) -> list[Verdict]:
     """Feed ``text`` piece by piece through the verifier's trigger and run each due check in order; text between
     thinking tags (``tags``, default the known pairs; ``()`` for none) streams as thinking."""
+    return [v for outcome in await ascan_checks(verifier, text, prompt=prompt, tags=tags) for v in outcome.verdicts]
+
+
+async def ascan_checks(verifier: Verifier, text: str, *, prompt: str = "",
+                       tags: Iterable[ThinkingTags] | None = None) -> list[CheckOutcome]:
+    """As :func:`ascan`, one outcome per check: its verdicts, and the error it ended with (a check that raised or
+    timed out gives an ``Unknown`` whose reason is that error's text; a caller that must not show it, such as a
+    tool guard, tells it apart here)."""
     pairs = tuple(KNOWN_TAGS if tags is None else tags)
     trace = Trace(prompt)
     scheduler = Scheduler(trace, [verifier])
     splitter = TagSplitter(pairs, thinking=opens_thinking(prompt, pairs)) if pairs else None
-    verdicts: list[Verdict] = []
+    outcomes: list[CheckOutcome] = []
 
     async def run_due(final: bool) -> None:
         for v, due in scheduler.advance(final=final):
-            outcome = await run_check(v, trace.view(due.end, due.step, final=due.final))
-            verdicts.extend(outcome.verdicts)
+            outcomes.append(await run_check(v, trace.view(due.end, due.step, final=due.final)))
 
     by_line = not verifier.reads_chunks and not chunking_matters(verifier.trigger)
     for piece in (text.splitlines(keepends=True) if by_line else pseudo_tokens(text)):
@@ -75,7 +82,7 @@ async def ascan(verifier: Verifier, text: str, *, prompt: str = "",
         trace.append(chunk)
         await run_due(False)
     await run_due(True)
-    return verdicts
+    return outcomes
 
 
 def scan(verifier: Verifier, text: str, *, prompt: str = "",

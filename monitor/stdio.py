@@ -5,18 +5,20 @@ it. Where stdout carries machine-read output (``interlock replay --json``), eith
 records, or hold a pipe open until the forked process ends. :func:`own_stdout` moves the command's stdout to a
 private descriptor that only the command writes to (unbuffered, closed in any process forked from this one) and
 points descriptor 1 and ``sys.stdout`` at stderr until it returns. :func:`stdout_to_stderr` does the second half
-for a worker process, which never writes to stdout itself.
+for a worker process, which never writes to stdout itself. :func:`stdout_reader_left` tells a BrokenPipeError
+about stdout (``interlock replay --json | head``: stop quietly) from one about anything else (an error).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import sys
 from collections.abc import Iterator
 from typing import IO
 
-__all__ = ["own_stdout", "stdout_to_stderr"]
+__all__ = ["discard_stdout", "own_stdout", "stdout_reader_left", "stdout_to_stderr"]
 
 _PRIVATE: set[int] = set()  # descriptors holding a command's real stdout: closed in every forked child
 
@@ -113,3 +115,44 @@ def own_stdout() -> Iterator[IO[str]]:
             with contextlib.suppress(OSError):
                 os.dup2(saved, 1)
             os.close(saved)
+
+
+def _stdout_fds() -> set[int]:
+    fds = {1}
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        fds.add(sys.stdout.fileno())
+    return fds
+
+
+def _reader_gone(fd: int) -> bool:
+    """Whether ``fd`` is the write end of a pipe or socket whose reader has gone: poll reports an error or a
+    hang-up on it (a file or a terminal reports neither)."""
+    poller = select.poll()
+    try:
+        poller.register(fd, select.POLLOUT)
+        events = poller.poll(0)
+    except (OSError, ValueError):
+        return False
+    return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in events)
+
+
+def stdout_reader_left() -> bool:
+    """Whether the reader of this process's stdout (descriptor 1, or what ``sys.stdout`` writes to) has gone away,
+    so that a BrokenPipeError was about stdout. Where the system cannot poll a descriptor, it is taken as so."""
+    if not hasattr(select, "poll"):
+        return True
+    return any(_reader_gone(fd) for fd in _stdout_fds())
+
+
+def discard_stdout() -> None:
+    """Point stdout's descriptors at the null device: what is still buffered for a reader that left goes nowhere,
+    and Python's flush at exit has nothing to fail on."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    for fd in _stdout_fds():
+        if fd == 1 or _reader_gone(fd):
+            with contextlib.suppress(OSError):
+                os.dup2(devnull, fd)
+    os.close(devnull)

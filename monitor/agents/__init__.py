@@ -16,6 +16,7 @@ from interlock.monitor.agents.agent import (
 )
 from interlock.monitor.agents.tools import (
     ArgumentCheck,
+    CheckRaised,
     GuardedTool,
     RefusalReason,
     ToolCall,
@@ -31,6 +32,7 @@ __all__ = [
     "AgentResult",
     "AgentTurn",
     "ArgumentCheck",
+    "CheckRaised",
     "GuardedTool",
     "MalformedToolCall",
     "RefusalReason",

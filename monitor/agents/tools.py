@@ -38,6 +38,7 @@ from interlock.monitor.agents.tracing import tool_span
 from interlock.monitor.errors import ConfigError, InterlockError
 from interlock.monitor.execute import call_async_bounded, call_in_thread
 from interlock.monitor.logs import get_logger
+from interlock.monitor.scan import ascan_checks
 from interlock.monitor.verdicts import Action, Fail, Pass, Span, Unknown, Verdict, ViolationError
 from interlock.monitor.verifier import Verifier
 
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ArgumentCheck",
+    "CheckRaised",
     "GuardedTool",
     "RefusalReason",
     "ToolCall",
@@ -146,6 +148,12 @@ class ToolRefusal:
 
     def __str__(self) -> str:
         return f"{self.tool} refused: {self.feedback or 'a check failed'}"
+
+
+class CheckRaised(InterlockError):
+    """A ``Verifier`` used as an argument check raised (or timed out) in one of its checks: the message is the
+    error as the check reported it (``RuntimeError: ...``). Kept in :attr:`RefusalReason.error` for the program;
+    like any check's error, never shown to the model or a proxy's client."""
 
 
 class ToolRefused(InterlockError):
@@ -436,7 +444,11 @@ class GuardedTool:
         try:
             with anyio.fail_after(self.check_timeout):
                 if isinstance(check, Verifier):
-                    verdicts: list[Verdict] = await check.ascan(text, prompt=f"{self.name} arguments")
+                    outcomes = await ascan_checks(check, text, prompt=f"{self.name} arguments")
+                    errors = [o.error for o in outcomes if o.error is not None]
+                    if errors:  # (its Unknown's reason is the error's text: refused below like a function's)
+                        raise CheckRaised("; ".join(errors))
+                    verdicts: list[Verdict] = [v for o in outcomes for v in o.verdicts]
                 elif _is_async_check(check):  # in a task of its own: cancelled at the timeout, even if it resists
                     verdicts = _normalise(await call_async_bounded(check(dict(arguments))), source)
                 else:  # in a daemon thread: a check that blocks or spins cannot hold up the event loop
@@ -450,12 +462,15 @@ class GuardedTool:
             return ([reason] if self.fail_closed else []), []
         except Exception as exc:
             # the detail goes to the operator's log only: an exception's text may hold a secret (a connection
-            # string, a key) and the refusal reaches the model, and through the proxy the client
-            get_logger(component="tools").warning("argument check raised", tool=self.name, check=source,
-                                                  error=f"{type(exc).__name__}: {exc}")
+            # string, a key) and the refusal reaches the model, and through the proxy the client. A function and
+            # a Verifier (whose checks' errors come back as CheckRaised) are refused in the same words.
+            get_logger(component="tools").warning(
+                "argument check raised", tool=self.name, check=source,
+                error=str(exc) if isinstance(exc, CheckRaised) else f"{type(exc).__name__}: {exc}")
             reason = RefusalReason("error", source, f"argument check {source!r} failed with an error (details in "
                                    f"the log)", error=exc)
-            return ([reason] if self.fail_closed else []), []
+            closed = self.fail_closed or (isinstance(check, Verifier) and check.fail_closed)
+            return ([reason] if closed else []), []
         reasons = []
         for v in verdicts:
             if isinstance(v, Fail):

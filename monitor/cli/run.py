@@ -286,13 +286,9 @@ def main(args: argparse.Namespace) -> int:
         generator = _generator(args, budget)
     # With --json, stdout holds the result alone: what a verifier prints goes to stderr (issue 24)
     with own_stdout() if args.json else contextlib.nullcontext(sys.stdout) as out:
-        try:
-            with traced(args, "interlock"):
-                result = anyio.run(_run, args, generator, verifiers, budget, live)
-        except BaseExceptionGroup as group:  # the run's task group wraps what the display raised
-            if group.subgroup(BrokenPipeError) is not None:
-                raise BrokenPipeError from None  # (main() stops quietly, as other filters do)
-            raise
+        # (a reader that leaves is a BrokenPipeError, in the run's task group: main() stops quietly)
+        with traced(args, "interlock"):
+            result = anyio.run(_run, args, generator, verifiers, budget, live)
         if args.json:
             text, replaced = scrub(json.dumps(result.to_dict(), ensure_ascii=False))
             print(text, file=out)

@@ -4,7 +4,9 @@ What is read: directions between places ("Andy's Autos is to the Northeast of Ca
 "A lies south-west of B", "A is not northeast of B"), counts ("2 objects are to the Northeast of B", "there are
 no objects northwest of C") and coordinates the trace gives places ("Camelot Antiques: (0, 0)", "A at (2, 1)").
 Places are named as the prompt names them, or by an abbreviation the trace defines ("Camelot Antiques (CA)"), or
-by a first word no other place shares.
+by a first word no other place shares. A name holding a period ("St. Mary's Church") may be cut by the monitor's
+steps, which end at ". ": the step after such a cut is read together with the text before it, back to where the
+cut name began, so that its claims are read whole.
 
 A direction claim is wrong only when the map contradicts it (:class:`~interlock.verifiers.spatialmap.orders.
 Orders`); one the map merely allows is not flagged. Coordinates are checked statement by statement: once both
@@ -18,7 +20,7 @@ import re
 from dataclasses import dataclass, replace
 
 from interlock.verifiers.revisions import NONE, Stance, mask_mentions, unescape
-from interlock.verifiers.spatialmap.map import DIRECTIONS, SpatialMapProblem, direction_name
+from interlock.verifiers.spatialmap.map import DIRECTIONS, SpatialMapProblem, direction_name, name_key
 from interlock.verifiers.spatialmap.orders import Orders, sources
 
 __all__ = ["MapFinding", "MapState", "StepReader"]
@@ -29,6 +31,7 @@ _ORIENT_UP = re.compile(r"\by\s+increases\s+(?:to\s+the\s+)?north|north\s*(?:=|:
                         re.IGNORECASE)
 _ORIENT_DOWN = re.compile(r"\by\s+increases\s+(?:to\s+the\s+)?south|south\s*(?:=|:|is)?\s*\+\s*y\b", re.IGNORECASE)
 _COORD = r"\(\s*(?:x\s*=\s*)?(?P<x>-?\d+(?:\.\d+)?)\s*,\s*(?:y\s*=\s*)?(?P<y>-?\d+(?:\.\d+)?)\s*\)"
+_RESUME_LIMIT = 2_000  # a step is read together with at most this much text before it (a name cut at its periods)
 _NUMBER_WORDS = {"no": 0, "none": 0, "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
                  "seven": 7, "eight": 8, "nine": 9, "ten": 10}
 
@@ -51,6 +54,7 @@ class MapState:
     aliases: tuple[tuple[str, str], ...] = ()  # (alias as written, place)
     coords: tuple[tuple[str, float, float], ...] = ()
     orientations: tuple[int, ...] = (1, -1)  # +1: y grows to the north; -1: to the south
+    resume: int = -1  # where the next step's reading starts, when this step ended inside a name ("St. "); else -1
 
 
 class StepReader:
@@ -65,14 +69,23 @@ class StepReader:
         first: dict[str, list[str]] = {}
         for place in problem.places:
             word = place.split()[0].strip("'’")
-            if len(word) >= 4 and word[0].isupper():
+            if len(word) >= 4 and word[0].isupper() and not word.endswith("."):
                 first.setdefault(word.lower(), []).append(place)
         self.first_words = {w: ps[0] for w, ps in first.items() if len(ps) == 1
-                            and not any(p.lower() == w for p in problem.places)}
+                            and not any(name_key(p) == w for p in problem.places)}
+        # a step that ends with one of these ("St. ", "J. P. ", "Acme Co. ") may have cut a name at its period
+        cuts = sorted({name[:i + 1] for name in problem.places for i, c in enumerate(name) if c == "."},
+                      key=lambda n: (-len(n), n))
+        self._cut = re.compile(r"(?<![\w'])(?:" + "|".join(r"\s+".join(re.escape(w) for w in n.split())
+                                                          for n in cuts) + r")[ \t]*\Z", re.IGNORECASE) \
+            if cuts else None
 
     # -- names ------------------------------------------------------------------------------------------
     def _names(self, aliases: tuple[tuple[str, str], ...]) -> dict[str, str]:
-        names = {p.lower(): p for p in self.problem.places}
+        names = {}
+        for p in self.problem.places:
+            names[p.lower()] = p
+            names.setdefault(name_key(p), p)  # "Acme Co." is also "Acme Co"
         for word, place in self.first_words.items():
             names.setdefault(word, place)
         for alias, place in aliases:
@@ -101,8 +114,10 @@ class StepReader:
         return rel, count, coord, alias
 
     def _place(self, text: str, aliases: tuple[tuple[str, str], ...]) -> str | None:
+        names = self._names(aliases)
         key = " ".join(re.sub(r"^the\s+", "", text.strip(), flags=re.IGNORECASE).lower().split())
-        return self._names(aliases).get(key) or self._names(aliases).get(" ".join(text.lower().split()))
+        whole = " ".join(text.lower().split())
+        return names.get(key) or names.get(whole) or names.get(key.rstrip("."))
 
     # -- one step ---------------------------------------------------------------------------------------
     def step(self, state: MapState, text: str, start: int, end: int) -> tuple[MapState, list[MapFinding]]:
@@ -113,6 +128,10 @@ class StepReader:
             state = replace(state, orientations=(1,))
         elif _ORIENT_DOWN.search(piece):
             state = replace(state, orientations=(-1,))
+        # read from where a name cut by the step before began; keep what ends in this step (the rest was read)
+        window = state.resume if 0 <= state.resume < start else start
+        if window < start:
+            piece = mask_mentions(unescape(text[window:end]))
         rel, count, coord, alias = self._compiled(state.aliases)
         learned = list(state.aliases)
         for m in alias.finditer(piece):
@@ -125,18 +144,25 @@ class StepReader:
             rel, count, coord, alias = self._compiled(state.aliases)
         found: list[MapFinding] = []
         for m in rel.finditer(piece):
-            finding = self._relation(m, start, state)
-            if finding is not None:
-                found.append(finding)
+            if window + m.end() > start:
+                finding = self._relation(m, window, state)
+                if finding is not None:
+                    found.append(finding)
         for m in count.finditer(piece):
-            finding = self._count(m, start, state)
-            if finding is not None:
-                found.append(finding)
+            if window + m.end() > start:
+                finding = self._count(m, window, state)
+                if finding is not None:
+                    found.append(finding)
         for m in coord.finditer(piece):
-            state = self._coordinate(m, start, state, found)
+            if window + m.end() > start:
+                state = self._coordinate(m, window, state, found)
         if not asserts:
             found = [replace(f, asserted=False) for f in found]
-        return state, found
+        # a claim begun in an earlier step is this step's: its span starts here, where a rollback would cut
+        found = [replace(f, start=start) if f.start < start else f for f in found]
+        cut = self._cut is not None and end - window < _RESUME_LIMIT \
+            and self._cut.search(text, max(window, end - 200), end) is not None
+        return replace(state, resume=window if cut else -1), found
 
     def _relation(self, m: re.Match[str], start: int, state: MapState) -> MapFinding | None:
         a, b = self._place(m.group("a"), state.aliases), self._place(m.group("b"), state.aliases)
