@@ -1,11 +1,11 @@
 """How should budgets be set? The offline budget evaluator on the shared SkyThought MATH500 traces.
 
 Replays the 500 traces of a 27B reasoning model (Sky-T1) and the 500 of Qwen2.5-Math-7B under the default
-policies of ``interlock budget`` (fixed caps, the batch pool, LoopGuard, AnswerConvergence, EntropyStop where
-there are logprobs, the crude "second identical \\boxed{}" rule, combinations), tokens counted with the embedded
-model's tokenizer, answers scored with math-verify against the reference. Prints the tables, then one JSON
-object that also compares every policy with the crude rule (tokens saved and right answers, side by side), and
-writes the accuracy-vs-tokens plot.
+policies of ``interlock budget`` (fixed caps, the batch pool, LoopGuard, AnswerConvergence, the crude "second
+identical \\boxed{}" rule, combinations; not EntropyStop, which needs logprobs these traces do not have),
+tokens counted with the embedded model's tokenizer, answers scored with math-verify against the reference.
+Prints the tables, then one JSON object that also compares every policy with the crude rule (tokens saved and
+right answers, side by side), and writes the accuracy-vs-tokens plot.
 
     python benchmarks/budget_eval.py                           # ~4 min on 2 cores
     python benchmarks/budget_eval.py --plot docs/budgets.png --json budgets.json

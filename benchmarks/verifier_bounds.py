@@ -5,7 +5,9 @@
 Cases: a 5 MB line (digits, letters, dense claims) and long prose steps with one wrong claim through the
 arithmetic verifier's ``check_text`` (caches cleared before each run, best of 3, sympy loaded before the
 clock); a Game of 24 step with ``dead_ends=True`` whose "left" list holds 6 to 9 numbers (each run in a child
-process, killed after ``--game24-timeout`` seconds). Run it on two checkouts side by side to compare (the
+process, killed after ``--game24-timeout`` seconds); and ``Verifier.scan`` of one 5 MB step, fed in word-sized
+pieces (as it was before issue 24, and still is for a verifier that reads token data) and a line at a time (now,
+as a replay), beside the replay engine's ``scan_trace``. Run it on two checkouts side by side to compare (the
 README of issue 14's note gives the commands); the machine is shared, so read ratios, not absolutes.
 """
 
@@ -92,6 +94,28 @@ def time_game24(numbers: list[int], timeout: float) -> dict[str, Any]:
     return {"numbers": len(numbers), "seconds": round(float(seconds), 3), "ended": True, "verdicts": kinds}
 
 
+def time_scan(text: str) -> dict[str, Any]:
+    """``Arithmetic().scan`` of ``text`` by word-sized pieces and by lines, and a replay's ``scan_trace``."""
+    import asyncio
+
+    from interlock import Arithmetic
+    from interlock.monitor.replay.importers import ImportedTrace
+    from interlock.monitor.replay.scanning import scan_trace
+
+    class ReadsChunks(Arithmetic):  # declares that it reads token data: fed word-sized pieces
+        reads_chunks = True
+
+    out: dict[str, Any] = {"chars": len(text)}
+    for name, verifier in (("word_pieces_s", ReadsChunks()), ("by_line_s", Arithmetic())):
+        started = time.perf_counter()
+        verifier.scan(text)
+        out[name] = round(time.perf_counter() - started, 3)
+    started = time.perf_counter()
+    asyncio.run(scan_trace(ImportedTrace(id="t", text=text), [Arithmetic()]))
+    out["replay_s"] = round(time.perf_counter() - started, 3)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--game24-timeout", type=float, default=30.0)
@@ -107,6 +131,7 @@ def main() -> int:
         "7,900-char dense step": dense(7_900, rng),
     }
     report: dict[str, Any] = {"check_text": {name: time_check_text(text) for name, text in cases.items()}}
+    report["scan_5mb_step"] = time_scan("she counts the sheep again and " * 170_000 + "so 17 * 23 = 381.\n")
     # Large distinct numbers: the exact search has to try (nearly) everything, which grows faster than
     # exponentially with the count (the numbers left after the first step are one fewer).
     primes = [1009, 2003, 3001, 4001, 5003, 6007, 7001, 8009, 9001]

@@ -2,7 +2,7 @@
 
 The LoopGuard notices the repetition, rolls back to where it began and injects a nudge; when the model loops
 again it forces the answer ("Final answer:") instead of letting it spend the rest of its budget. Every
-governor decision is printed with the tokens it saved.
+governor decision is printed, a stop with the tokens it saved (the budget it leaves unspent).
 
     python examples/governors.py                  # the scripted model
     python examples/governors.py --model default  # the embedded SmolLM2 (needs transformers, ~30 s)
@@ -46,7 +46,9 @@ async def main(generator: Any) -> None:
     async with monitor.stream(PROMPT) as run:
         async for event in run:
             if isinstance(event, GovernorDecided):
-                print(f"[{event.governor}] {event.action}: {event.reason} (tokens saved: {event.tokens_saved})")
+                # a stop saves the budget it leaves unspent; a rollback saves nothing yet (tokens_saved is None)
+                saved = f" (tokens saved: {event.tokens_saved})" if event.tokens_saved is not None else ""
+                print(f"[{event.governor}] {event.action}: {event.reason}{saved}")
             elif isinstance(event, Intervened) and event.intervention is not None:
                 print(f"  rolled back {event.intervention.tokens_discarded} tokens at {event.intervention.position}")
             elif isinstance(event, FeedbackInjected):

@@ -11,7 +11,8 @@
             ├── ServerError                    the server answered with an error (status, its message)
             ├── ServerUnavailable              no answer before the first token, after every retry
             ├── MalformedStream                the answer is not the event stream it should be
-            └── StreamInterrupted              the stream broke after text had arrived (not retried)
+            ├── StreamInterrupted              the stream broke after text had arrived (not retried)
+            └── ThinkingNotContinuable         a rollback or fork inside the thinking, and no way to ask for it
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "ServerError",
     "ServerUnavailable",
     "StreamInterrupted",
+    "ThinkingNotContinuable",
 ]
 
 
@@ -74,3 +76,10 @@ class StreamInterrupted(HTTPBackendError):
     def __init__(self, message: str, *, received: int = 0) -> None:
         super().__init__(message)
         self.received = received
+
+
+class ThinkingNotContinuable(HTTPBackendError):
+    """A request must continue *inside* the thinking (a rollback or a fork into it), and neither way of asking a
+    server for that is available: no chat template to render the prompt here for the completions endpoint, and a
+    server that does not continue a final assistant message. The message names what to configure; the thinking
+    is never silently restarted instead."""

@@ -23,7 +23,7 @@ import anyio.lowlevel
 from interlock import Capabilities, Chunk, ConfigError, GenerationRequest, RecordedTrace, read_trace
 from interlock.generators.errors import BackendError
 from interlock.monitor.replay.importers import ImportedTrace
-from interlock.monitor.tracefile import Segment
+from interlock.monitor.tracefile import MAX_TRACE_SECONDS, Segment, check_time
 
 __all__ = ["Replay", "ReplayMismatchError"]
 
@@ -55,10 +55,11 @@ class Replay:
         else:
             recorded = source if isinstance(source, RecordedTrace) else read_trace(source)
             self.segments = recorded.final_segments()
-            self._prompt = recorded.prompt
-        bad = next((s.t for s in self.segments if not math.isfinite(s.t)), None)
-        if bad is not None:  # a paced replay would wait for it forever
-            raise ConfigError(f"Replay: a recorded chunk time is {bad!r}; times must be finite")
+            self._prompt = recorded.final_prompt  # a restarted run's text belongs to its last attempt's prompt
+        bad = next((s.t for s in self.segments if check_time(s.t) is not None), None)
+        if bad is not None:  # a paced replay would wait for it (for ever, for an infinite or a huge time)
+            raise ConfigError(f"Replay: a recorded chunk time is {bad:g} s; times must be finite and at most "
+                              f"{MAX_TRACE_SECONDS} s (a week) after the start")
         self.text = "".join(s.chunk.text for s in self.segments)
         generated = [s.chunk for s in self.segments if not s.injected]
         self._caps = Capabilities(
@@ -69,7 +70,7 @@ class Replay:
 
     @property
     def prompt(self) -> str:
-        """The prompt the trace was recorded with (pass it to ``Monitor.run``)."""
+        """The prompt the trace was recorded with (its last attempt's, after restarts; pass it to ``Monitor.run``)."""
         return self._prompt
 
     @property
@@ -103,9 +104,10 @@ class Replay:
             chunk = seg.chunk
             if i == first and rest != chunk.text:
                 # the prefix ended inside this chunk: its token data no longer lines up
-                chunk = Chunk(rest, injected=seg.injected)
+                chunk = Chunk(rest, injected=seg.injected, phase=chunk.phase)
             elif seg.injected:
-                chunk = Chunk(chunk.text, injected=True)  # the monitor's feedback: played back, never checked
+                # the monitor's feedback: played back, never checked
+                chunk = Chunk(chunk.text, injected=True, phase=chunk.phase)
             if limit is not None and produced >= limit:
                 return
             if self.speed is not None:

@@ -9,7 +9,10 @@ model::
     })
 
 A key matches when the prefix ends with it; the longest matching key wins, and ``""`` matches every prefix.
-A value is a string (streamed in word-sized pieces) or a list of chunks. ``rate`` plays at that many chunks
+A value is a string (streamed in word-sized pieces) or a list of pieces (strings, or :class:`~interlock.Chunk` s
+that say their own phase, as a server's ``reasoning`` field would). With ``thinking_tags`` (e.g. ``"<think>"``)
+the pieces are split at those tags, as a backend that reads raw text does: text between them is thinking, and a
+request that continues a thinking continues inside it. ``rate`` plays at that many chunks
 per second on an absolute schedule, so pauses do not accumulate drift. ``max_new_tokens`` is the generator's own
 limit per stream (a piece is a token): a stream that stops there, or at the request's limit, marks its last chunk
 ``finish_reason="length"``; one that plays its script to the end marks it ``"stop"``.
@@ -17,6 +20,7 @@ limit per stream (a piece is a token): a stream that stops there, or at the requ
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Literal
@@ -25,20 +29,22 @@ import anyio
 import anyio.lowlevel
 from interlock import Capabilities, Chunk, ConfigError, GenerationRequest
 from interlock.generators.errors import ScriptError
+from interlock.monitor.phases import THINKING, ThinkingTags
 from interlock.monitor.scan import pseudo_tokens
+from interlock.monitor.thinking import TagSplitter
 
 __all__ = ["Scripted"]
 
-Continuation = str | Sequence[str]
+Continuation = str | Sequence[str | Chunk]
 Script = Continuation | Mapping[str, Continuation] | Callable[[str], Continuation]
 
 
-def _pieces(value: Continuation) -> list[str]:
+def _pieces(value: Continuation) -> list[str | Chunk]:
     if isinstance(value, str):
         return list(pseudo_tokens(value))
     pieces = list(value)
-    if not all(isinstance(p, str) for p in pieces):
-        raise ConfigError("a scripted continuation must be a string or a list of strings")
+    if not all(isinstance(p, str | Chunk) for p in pieces):
+        raise ConfigError("a scripted continuation must be a string or a list of strings and chunks")
     return pieces
 
 
@@ -46,14 +52,16 @@ class Scripted:
     """Plays continuations keyed by prefix; ``forks`` answers fork requests (keyed by prefix too)."""
 
     def __init__(self, script: Script, *, rate: float | None = None,
-                 forks: Mapping[str, Continuation] | None = None, max_new_tokens: int | None = None) -> None:
+                 forks: Mapping[str, Continuation] | None = None, max_new_tokens: int | None = None,
+                 thinking_tags: ThinkingTags | str | Sequence[str] | None = None) -> None:
         if rate is not None and rate <= 0:
             raise ConfigError(f"Scripted: rate must be a positive number of chunks per second, got {rate}")
         if max_new_tokens is not None and max_new_tokens < 1:
             raise ConfigError(f"Scripted: max_new_tokens must be at least 1, got {max_new_tokens}")
         self.max_new_tokens = max_new_tokens
+        self.thinking_tags = ThinkingTags.parse(thinking_tags) if thinking_tags is not None else None
         self._fn: Callable[[str], Continuation] | None = None
-        self._script: dict[str, list[str]] = {}
+        self._script: dict[str, list[str | Chunk]] = {}
         if callable(script):
             self._fn = script
         elif isinstance(script, Mapping):
@@ -69,9 +77,11 @@ class Scripted:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(resumable=True, fork=bool(self._forks))
+        tags = self.thinking_tags
+        return Capabilities(resumable=True, fork=bool(self._forks),
+                            thinking_tags=(tags.open, tags.close) if tags is not None else None)
 
-    def _lookup(self, table: Mapping[str, list[str]], prefix: str, what: str) -> list[str]:
+    def _lookup(self, table: Mapping[str, list[str | Chunk]], prefix: str, what: str) -> list[str | Chunk]:
         matches = [k for k in table if prefix.endswith(k)]
         if not matches:
             tail = prefix[-60:]
@@ -79,7 +89,7 @@ class Scripted:
                               f"keys are {sorted(table)!r}")
         return table[max(matches, key=len)]
 
-    def continuation(self, request: GenerationRequest) -> list[str]:
+    def continuation(self, request: GenerationRequest) -> list[str | Chunk]:
         """The chunks this generator plays for ``request``."""
         if request.purpose == "fork":
             return self._lookup(self._forks, request.prefix, "fork answer")
@@ -94,20 +104,28 @@ class Scripted:
         limit = min(limits) if limits else None
         start = time.perf_counter()
         produced = ""
+        tags = self.thinking_tags
+        splitter = TagSplitter((tags,), thinking=request.phase == THINKING) if tags is not None else None
         for i, piece in enumerate(pieces):
             if limit is not None and i >= limit:
-                return
+                break
             if self.rate is not None:
                 delay = start + (i + 1) / self.rate - time.perf_counter()
                 await anyio.sleep(max(0.0, delay))
             else:
                 await anyio.lowlevel.checkpoint()
-            stopped = bool(request.stop) and any(s in produced + piece for s in request.stop)
+            text = piece.text if isinstance(piece, Chunk) else piece
+            stopped = bool(request.stop) and any(s in produced + text for s in request.stop)
             last = stopped or i == len(pieces) - 1 or (limit is not None and i + 1 >= limit)
             why: Literal["stop", "length"] | None = None
             if last:
                 why = "length" if not stopped and i < len(pieces) - 1 else "stop"
-            yield Chunk(piece, finish_reason=why)
-            produced += piece
+            chunk = (Chunk(piece, finish_reason=why) if isinstance(piece, str)
+                     else dataclasses.replace(piece, finish_reason=why))
+            for out in splitter.feed(chunk) if splitter is not None else (chunk,):
+                yield out
+            produced += text
             if stopped:
-                return
+                break
+        for out in splitter.flush() if splitter is not None else ():
+            yield out

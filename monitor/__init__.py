@@ -46,9 +46,11 @@ from interlock.monitor.governor import (
     OscillationGuard,
     RunContext,
 )
-from interlock.monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, DEFAULT_RESTART_TEMPLATE, Monitor, Run
+from interlock.monitor.monitor import DEFAULT_FEEDBACK_TEMPLATE, DEFAULT_RESTART_TEMPLATE, Fork, Monitor, Run
+from interlock.monitor.phases import ANSWER, THINKING, Phase, PhaseFilter, ThinkingTags
 from interlock.monitor.registry import applicable_verifiers, create_verifier, list_verifiers, register_verifier
 from interlock.monitor.result import Intervention, Outcome, Restart, RunResult, StopReason, TokenCounts
+from interlock.monitor.thinking import TagSplitter, split_text
 from interlock.monitor.trace import Forker, Step, Trace, TraceView
 from interlock.monitor.tracefile import RecordedTrace, TraceWriter, read_trace
 from interlock.monitor.triggers import AnyOf, AtEnd, EveryNTokens, OnPattern, StepBoundary, Trigger
@@ -56,8 +58,10 @@ from interlock.monitor.verdicts import Action, Fail, Pass, Span, Unknown, Verdic
 from interlock.monitor.verifier import FunctionVerifier, RunsIn, Verifier, verifier
 
 __all__ = [
+    "ANSWER",
     "DEFAULT_FEEDBACK_TEMPLATE",
     "DEFAULT_RESTART_TEMPLATE",
+    "THINKING",
     "Action",
     "AnyOf",
     "Arbiter",
@@ -72,6 +76,7 @@ __all__ = [
     "Fail",
     "FeedbackInjected",
     "ForceAnswer",
+    "Fork",
     "Forker",
     "FunctionVerifier",
     "GenerationRequest",
@@ -89,6 +94,8 @@ __all__ = [
     "OscillationGuard",
     "Outcome",
     "Pass",
+    "Phase",
+    "PhaseFilter",
     "RecordedTrace",
     "RegistryError",
     "Restart",
@@ -102,6 +109,8 @@ __all__ = [
     "Step",
     "StepBoundary",
     "StopReason",
+    "TagSplitter",
+    "ThinkingTags",
     "TokenCounts",
     "Trace",
     "TraceFileError",
@@ -119,5 +128,6 @@ __all__ = [
     "list_verifiers",
     "read_trace",
     "register_verifier",
+    "split_text",
     "verifier",
 ]

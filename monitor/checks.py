@@ -14,7 +14,6 @@ asyncio run as tasks of the run's task group.
 
 from __future__ import annotations
 
-import functools
 import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -81,10 +80,11 @@ class Checks:
         self._backlog = backlog_limit(in_processes) if in_processes else 0.0  # 0: no process checks
         self._catch_up_for = max(in_processes, default=0.0)  # how long it waits for them at most
 
-    def schedule(self, *, final: bool = False, cut: bool = False) -> None:
+    def schedule(self, *, final: bool = False, cut: bool = False, close: bool = False) -> None:
         """Start the checks that the text so far makes due; ``final``: generation has ended (the last step is
-        complete), ``cut``: it was stopped, so that last step may end mid-word."""
-        due_now = self.scheduler.advance(final=final, cut=cut)
+        complete), ``cut``: it was stopped, so that last step may end mid-word; ``close``: the step being written
+        ends here although generation goes on (the monitor ends the thinking)."""
+        due_now = self.scheduler.advance(final=final, cut=cut, close=close)
         if not due_now:
             return
         run = self._run
@@ -93,7 +93,7 @@ class Checks:
         inline: list[tuple[int, Verifier, TraceView]] = []
         for verifier, due in due_now:
             check_id = next(self._ids)
-            fork = functools.partial(run.fork_text, trace.text[:due.end]) if run.capabilities.fork else None
+            fork = run.fork_at(due.end)
             view = trace.view(due.end, due.step, final=due.final, fork=fork, chunks=verifier.reads_chunks)
             # every check made due now is open before any of them is answered: arbitration waits for them all
             self.arbiter.open(check_id, due.step.span.start)
@@ -108,7 +108,7 @@ class Checks:
             else:
                 self.running[check_id] = start_check(verifier, view, self._job_done, check_id)
         for check_id, verifier, view in inline:  # at the step end, before the next chunk: no task, no scope
-            self._deliver(check_id, verifier, run_inline(verifier, view))
+            self._deliver(check_id, verifier, view, run_inline(verifier, view))
 
     def behind(self) -> bool:
         """Whether the run should let its process checks catch up before it reads on: more is queued for the
@@ -134,7 +134,7 @@ class Checks:
             return
         for verifier, due in self.scheduler.provisional():
             check_id = next(self._ids)
-            fork = functools.partial(run.fork_text, trace.text[:due.end]) if run.capabilities.fork else None
+            fork = run.fork_at(due.end)
             view = trace.view(due.end, due.step, final=due.final, fork=fork)
             check = Check(check_id, verifier, view, anyio.CancelScope(), provisional=True)
             self.running[check_id] = check
@@ -146,6 +146,8 @@ class Checks:
         with check.scope:
             outcome = await run_check(check.verifier, check.view)
         self.running.pop(check.id, None)
+        if self._run.spans is not None:
+            self._run.spans.check(check.verifier, check.view, outcome, provisional=True)
         if outcome is not None:
             self.seconds += outcome.seconds
             if outcome.error is not None:
@@ -160,21 +162,26 @@ class Checks:
         with check.scope:
             outcome = await run_check(check.verifier, check.view)
         self.running.pop(check.id, None)
+        run = self._run
         if outcome is None:  # cancelled: a rollback removed the text it was about
+            if run.spans is not None:
+                run.spans.check(check.verifier, check.view, None)
             self.arbiter.close(check.id)
-            self._run.intervener.settle()
-            self._run.notify()
+            run.intervener.settle()
+            run.notify()
             return
-        self._deliver(check.id, check.verifier, outcome)
+        self._deliver(check.id, check.verifier, check.view, outcome)
 
     def _job_done(self, job: PendingCheck, outcome: CheckOutcome) -> None:
         """A thread or process check came back (a cancelled one never does)."""
         if self.running.pop(job.tag, None) is not None:
-            self._deliver(job.tag, job.verifier, outcome)
+            self._deliver(job.tag, job.verifier, job.view, outcome)
 
-    def _deliver(self, check_id: int, verifier: Verifier, outcome: CheckOutcome) -> None:
+    def _deliver(self, check_id: int, verifier: Verifier, view: TraceView, outcome: CheckOutcome) -> None:
         """Record a finished check's verdicts, hand its failures to the arbiter, act on what is decided."""
         run = self._run
+        if run.spans is not None:
+            run.spans.check(verifier, view, outcome)
         self.seconds += outcome.seconds
         if outcome.error is not None:
             run.errors.append(f"{verifier.name}: {outcome.error}")
@@ -221,6 +228,13 @@ class Checks:
                      if (isinstance(v, Fail) or (isinstance(v, Unknown) and v.verifier in self._fail_closed))
                      and trace.still_valid(v.epoch, v.span))
 
+    def undecided(self) -> tuple[Verdict, ...]:
+        """Undecided verdicts of verifiers that are not fail-closed about text still in the trace: they keep a run
+        from being shown as verified."""
+        trace = self._run.trace
+        return tuple(v for v in self.verdicts if isinstance(v, Unknown) and v.verifier not in self._fail_closed
+                     and trace.still_valid(v.epoch, v.span))
+
     def barrier_violations(self) -> tuple[Verdict, ...]:
         """:meth:`open_violations` and the failures of the barrier's checks of the unfinished step."""
         trace = self._run.trace
@@ -236,6 +250,8 @@ class Checks:
         for check_id, check in list(self.running.items()):
             if check.view.end > pos:
                 check.cancel()
+                if not isinstance(check, Check) and self._run.spans is not None:  # a job never answers now
+                    self._run.spans.check(check.verifier, check.view, None)
                 if not (isinstance(check, Check) and check.provisional):
                     self.arbiter.close(check_id)
                 del self.running[check_id]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Chunk", "ToolCallRequest", "tool_calls_chunk"]
+from interlock.monitor.phases import ANSWER, Phase
+
+__all__ = ["Chunk", "ToolCallRequest", "readable_markers", "tool_calls_chunk"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,25 @@ class ToolCallRequest:
         return {"id": self.id, "name": self.name, "arguments": self.arguments, "index": self.index}
 
 
+_MARKER = re.compile(r"<tool_call>([^<\n]*)</tool_call>")
+
+
+def readable_markers(text: str) -> str:
+    """``text`` with each tool-call marker written as a person reads it: the spaces, ``<`` and ``>`` that
+    :meth:`ToolCallRequest.marker` escapes in the trace written as they are (the same JSON, decoded and written
+    again; a marker that is not valid JSON is left as it is). For text shown to users, such as
+    ``Intervention.removed_text``; the trace itself keeps the escaped form."""
+
+    def unescape(m: re.Match[str]) -> str:
+        try:
+            body = json.loads(m.group(1))
+        except ValueError:
+            return m.group(0)
+        return f"<tool_call>{json.dumps(body, ensure_ascii=False, separators=(',', ':'))}</tool_call>"
+
+    return _MARKER.sub(unescape, text) if "<tool_call>" in text else text
+
+
 @dataclass(frozen=True)
 class Chunk:
     """A piece of generated text.
@@ -46,6 +68,8 @@ class Chunk:
     ``None`` when it does not say.
     ``tool_calls``: the tool calls this chunk carries; its ``text`` is then their markers
     (:meth:`ToolCallRequest.marker`), so the trace holds each call in order with the reasoning before it.
+    ``phase``: ``"thinking"`` for a reasoning model's monologue (a server's ``reasoning`` field, or text between
+    thinking tags), ``"answer"`` (the default) for everything else; see :mod:`interlock.monitor.phases`.
     """
 
     text: str
@@ -56,6 +80,7 @@ class Chunk:
     finish_reason: Literal["stop", "length"] | None = None
     tokens: int | None = None
     tool_calls: tuple[ToolCallRequest, ...] = ()
+    phase: Phase = ANSWER
 
     @property
     def n_tokens(self) -> int:
@@ -79,6 +104,8 @@ class Chunk:
             out["tokens"] = self.tokens
         if self.tool_calls:
             out["tool_calls"] = [c.to_dict() for c in self.tool_calls]
+        if self.phase != ANSWER:
+            out["phase"] = self.phase
         return out
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from interlock.monitor.chunks import Chunk
+from interlock.monitor.phases import ANSWER, Phase
 from interlock.monitor.verdicts import Verdict
 
 if TYPE_CHECKING:
@@ -90,15 +91,20 @@ class Intervened(Event):
 
 @dataclass(frozen=True)
 class FeedbackInjected(Event):
-    """The monitor wrote ``text`` into the trace at ``position`` (feedback, a nudge, an answer prefix)."""
+    """The monitor wrote ``text`` into the trace at ``position`` (feedback, a nudge, an answer prefix), in
+    ``phase`` (the thinking, when it rolled back into the thinking or ended it)."""
 
     kind: ClassVar[str] = "inject"
     text: str = ""
     position: int = 0
     epoch: int = 0
+    phase: Phase = ANSWER
 
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "text": self.text, "position": self.position, "epoch": self.epoch}
+        out = {**super().to_dict(), "text": self.text, "position": self.position, "epoch": self.epoch}
+        if self.phase != ANSWER:
+            out["phase"] = self.phase
+        return out
 
 
 @dataclass(frozen=True)

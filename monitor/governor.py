@@ -14,11 +14,12 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import ConfigError
 from interlock.monitor.generation import Capabilities
+from interlock.monitor.phases import Phase
 from interlock.monitor.result import Intervention, StopReason, TokenCounts
 from interlock.monitor.trace import Forker
 from interlock.monitor.verdicts import Action
@@ -49,6 +50,10 @@ class RunContext(Protocol):
     @property
     def forcing_answer(self) -> bool:
         """True once a governor has injected an answer prefix: the run ends with the answer's first line."""
+    @property
+    def phase(self) -> Phase:
+        """The phase the trace is in: ``"thinking"`` while a reasoning model thinks, else ``"answer"``
+        (``tokens.thinking`` counts the thinking's kept tokens)."""
     def fork_at(self, end: int | None = None) -> Forker | None:
         """A forker that continues the trace text up to ``end`` (default: all of it) with a probe, without
         touching the trace (``None``: the backend cannot fork)."""
@@ -65,6 +70,13 @@ class GovernorDecision:
       only the verified state before ``position`` (up to ``Monitor(max_restarts=)``; past it, a stop).
     - ``feedback``/``repeat``, returned from :meth:`Governor.on_intervention`, replace the intervention's
       feedback (escalation) without changing its action.
+    - ``thinking="end"`` (with any action; :meth:`end_thinking` builds it): append ``inject`` to the thinking
+      (a budget message), end the thinking there and let the model go on with its answer.
+      ``thinking="extend"`` (:meth:`extend_thinking`): the model ended its thinking too early: cut off the end of
+      the thinking (its closing tag and any answer after it) and append ``inject`` (``"Wait"``) to the thinking,
+      so the model thinks on.
+    - ``answer`` (with ``thinking="end"``): write this text as the answer after the ended thinking and end the run
+      there (a probe's answer returned as it is, instead of letting the model write one).
     - ``tokens_saved``: the governor's estimate; when ``None`` on a stop the monitor fills in the token budget
       left at that point (what a fixed cap would still have spent).
     """
@@ -78,6 +90,19 @@ class GovernorDecision:
     abstain: bool = False
     feedback: str | None = None
     stop_reason: StopReason = StopReason.GOVERNOR
+    thinking: Literal["end", "extend"] | None = None
+    answer: str | None = None
+
+    @classmethod
+    def end_thinking(cls, reason: str, message: str = "", *, answer: str | None = None) -> GovernorDecision:
+        """End the thinking with ``message``; the model then writes its answer (``answer``: this text is the
+        answer, and the run ends)."""
+        return cls(Action.WARN, reason, inject=message, thinking="end", answer=answer)
+
+    @classmethod
+    def extend_thinking(cls, reason: str, text: str = "Wait") -> GovernorDecision:
+        """Undo an early end of the thinking and append ``text``, so the model thinks on."""
+        return cls(Action.WARN, reason, inject=text, thinking="extend")
 
 
 @dataclass(frozen=True)
@@ -138,6 +163,11 @@ class Governor:
 
     def token_allowance(self, ctx: RunContext) -> int | None:
         """How many more generated tokens this governor allows (``None``: no limit)."""
+        return None
+
+    def thinking_allowance(self, ctx: RunContext) -> int | None:
+        """How many more thinking tokens this governor allows, for a backend whose server enforces a thinking
+        budget itself (``GenerationRequest.max_thinking_tokens``); ``None``: none asked of the server."""
         return None
 
     def on_chunk(self, ctx: RunContext, chunk: Chunk

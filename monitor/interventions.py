@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING
 
 import anyio
 from interlock.monitor.arbiter import Candidate
+from interlock.monitor.chunks import readable_markers
 from interlock.monitor.events import GovernorDecided, Intervened
 from interlock.monitor.governor import Governor, GovernorDecision, normalise_claim
+from interlock.monitor.phases import ANSWER, KNOWN_TAGS, THINKING
 from interlock.monitor.result import Intervention, StopReason
 from interlock.monitor.verdicts import Action, Span
 
@@ -29,25 +31,60 @@ if TYPE_CHECKING:
 
 __all__ = ["ForcedAnswer", "Interventions", "Stop", "lower_first_word"]
 
-# Words that start a sentence with a capital only because they start it: "Wait, you made..." (never "I", names,
-# acronyms or anything else, which keep their capital).
+# Words that start a sentence with a capital only because they start it: "Wait, you made..." Closed classes
+# (articles, determiners, pronouns, prepositions, conjunctions, auxiliaries) and the imperatives and adverbs that
+# open feedback. Never "I", names, acronyms or anything else, which keep their capital.
 _COMMON_FIRST_WORDS = frozenset({
-    "an", "the", "this", "that", "these", "those", "it", "its", "there", "here", "you", "your", "we", "our", "they",
-    "their", "he", "she", "his", "her", "my", "one", "some", "no", "not", "each", "every", "all", "both", "either",
-    "neither", "if", "when", "while", "since", "because", "so", "but", "and", "or", "then", "now", "first", "next",
-    "also", "let", "check", "recheck", "compute", "calculate", "recompute", "look", "note", "remember", "recall",
-    "consider", "try", "use", "make", "keep", "be", "do", "did", "does", "is", "are", "was", "were", "what", "which",
-    "who", "why", "how", "where", "please", "careful", "instead", "actually", "rather"
+    # articles, determiners, quantifiers
+    "an", "the", "this", "that", "these", "those", "some", "any", "no", "each", "every", "all", "both", "either",
+    "neither", "many", "much", "most", "more", "few", "several", "such", "another", "other", "one", "only", "just",
+    # pronouns and possessives
+    "it", "its", "there", "here", "you", "your", "we", "our", "they", "their", "he", "she", "his", "her", "my",
+    "me", "us", "them", "someone", "something", "nothing", "everything", "anything", "none",
+    # prepositions
+    "in", "on", "at", "for", "from", "to", "with", "without", "after", "before", "of", "by", "as", "per", "over",
+    "under", "between", "during", "within", "into", "about", "above", "below", "than",
+    # conjunctions and adverbs that open a sentence
+    "if", "when", "while", "since", "because", "so", "but", "and", "or", "then", "now", "first", "next", "also",
+    "not", "instead", "actually", "rather", "however", "therefore", "thus", "hence", "again", "always", "never",
+    "still", "yet", "otherwise", "please", "careful",
+    # auxiliaries and question words
+    # ("May" and "Will" are left out: a month, a person)
+    "be", "do", "did", "does", "is", "are", "was", "were", "has", "have", "had", "can", "could", "should", "would",
+    "must", "might", "what", "which", "who", "why", "how", "where",
+    # imperatives
+    "let", "check", "recheck", "compute", "calculate", "recompute", "look", "note", "remember", "recall",
+    "consider", "try", "use", "make", "keep", "add", "subtract", "multiply", "divide", "count", "start", "read",
 })
+# After a capital "A", the words that make it a name (a variable, a person, an option: "A is wrong", "A and B
+# differ") rather than the article ("A transfer may move at most 100").
+_AFTER_A_NAME = frozenset({
+    "is", "was", "are", "were", "has", "had", "have", "does", "did", "do", "can", "cannot", "could", "must",
+    "should", "would", "will", "may", "might", "and", "or", "nor", "equals", "plus", "minus", "times", "gets",
+    "gives", "wins", "loses", "says", "said", "lies", "lives", "owns", "holds", "takes", "then", "alone", "itself",
+})
+# A plural verb after a one-word subject that ends in "s" ("Transfers are limited to 100"): a common noun, since a
+# name does not take one.
+_PLURAL_VERBS = frozenset({"are", "were", "have", "do", "cannot", "never", "always", "only", "must"})
 
 
 def lower_first_word(text: str) -> str:
-    """``text`` with its first word in lower case when that word is a common one written with a capital."""
-    word = re.match(r"[A-Za-z]+", text)
-    if word is None or len(word.group()) < 2 or not word.group().istitle() \
-            or word.group().lower() not in _COMMON_FIRST_WORDS:  # ("A" may name a step or a person)
+    """``text`` with its first word in lower case when that word is a common one written with a capital because
+    it starts the sentence, so that the text reads on after "Wait, ". A name, an acronym, ``I`` or any word
+    spelt with other capitals (``NASA``, ``iPhone``, ``McDonald``) keeps its capital; so does a word this rule
+    cannot tell from a name (``Alice is left.``)."""
+    found = re.match(r"([A-Za-z]+)(?:\s+([A-Za-z]+))?", text)
+    if found is None:
         return text
-    return text[0].lower() + text[1:]
+    word, after = found.group(1), found.group(2) or ""
+    if word == "A":  # the article when a word of the sentence follows it, not a verb or a conjunction
+        article = bool(after) and after.islower() and after not in _AFTER_A_NAME
+        return "a" + text[1:] if article else text
+    if len(word) < 2 or not word.istitle():
+        return text
+    common = word.lower() in _COMMON_FIRST_WORDS or (
+        word.endswith("s") and not word.endswith("ss") and after in _PLURAL_VERBS)
+    return text[0].lower() + text[1:] if common else text
 
 
 @dataclass(frozen=True)
@@ -83,6 +120,7 @@ class Interventions:
         self.stop: Stop | None = None
         self.forced: ForcedAnswer | None = None
         self.decision_ready = False  # the arbiter holds a decision that needs the driver (a cut, a stop)
+        self.restream = False  # the monitor wrote into the trace mid-stream (the thinking ended): ask afresh
         self._claims: collections.Counter[tuple[str, str]] = collections.Counter()  # rollbacks per claim
         self._probes: set[anyio.CancelScope] = set()  # governors' pending async decisions (fork probes)
 
@@ -175,7 +213,8 @@ class Interventions:
         removed = run.trace.cut(pos)
         run.checks.cut(pos)
         feedback = self._format_feedback(proposal)
-        self.record(dataclasses.replace(proposal, feedback=feedback, removed_text=removed,
+        # removed_text is for people: a tool call in it reads with its spaces (the trace holds its marker escaped)
+        self.record(dataclasses.replace(proposal, feedback=feedback, removed_text=readable_markers(removed),
                                         tokens_discarded=run.trace.discarded_tokens - before))
         if feedback:
             run.inject(feedback)
@@ -207,6 +246,9 @@ class Interventions:
     def governor_decision(self, g: Governor, d: GovernorDecision) -> None:
         """A governor decided something about the text so far (from ``on_chunk`` or a probe)."""
         run = self._run
+        if d.thinking is not None:
+            self.thinking_decision(g, d)
+            return
         saved = d.tokens_saved
         forcing = d.action is Action.STOP and d.inject is not None and (d.allow_tokens or 0) > 0
         if saved is None and d.action in (Action.STOP, Action.INTERRUPT, Action.RESTART):
@@ -233,10 +275,75 @@ class Interventions:
         self.stop = (self.restart_stop(g.name, d.reason, d.position) if d.action is Action.RESTART
                      else Stop(d.stop_reason, f"{g.name}: {d.reason}", d.abstain))
 
+    # -- the thinking's end --------------------------------------------------------------------------------
+    def thinking_decision(self, g: Governor, d: GovernorDecision) -> bool:
+        """Apply a governor's ``thinking="end"`` or ``"extend"`` decision; False when there was nothing to do (the
+        trace is not thinking, or has no ended thinking to extend)."""
+        run = self._run
+        if self.stop is not None or self.forced is not None:
+            return False
+        if d.thinking == "end" and d.answer is not None:  # the governor's answer is the answer: the run ends
+            self.end_thinking(d.inject or "")  # (a run that was not thinking just gets the answer)
+            run.emit(GovernorDecided(governor=g.name, action="end_thinking", reason=d.reason,
+                                     tokens_saved=d.tokens_saved))
+            run.inject(d.answer, ANSWER)
+            self.stop = Stop(d.stop_reason, f"{g.name}: {d.reason}")
+            return True
+        done = self.end_thinking(d.inject or "") if d.thinking == "end" else self.extend_thinking(g, d)
+        if done:
+            run.emit(GovernorDecided(governor=g.name, action=f"{d.thinking}_thinking", reason=d.reason,
+                                     tokens_saved=d.tokens_saved))
+        return done
+
+    def end_thinking(self, message: str) -> bool:
+        """Check the step being written as cut, append ``message`` to the thinking, end it, go on in the answer."""
+        run = self._run
+        if run.trace.phase != THINKING:
+            return False
+        run.checks.schedule(close=True, cut=True)
+        if message:
+            run.inject(message, THINKING)
+        run.close_thinking()
+        self.restream = True
+        return True
+
+    def extend_thinking(self, g: Governor, d: GovernorDecision) -> bool:
+        """Cut the trace back to before the end of the last thinking (its closing tag) and append ``d.inject``."""
+        run = self._run
+        trace = run.trace
+        starts, kinds = trace.phase_starts, [trace.phase_at(s) for s in trace.phase_starts]
+        ends = [starts[i] for i in range(1, len(starts)) if kinds[i] == ANSWER and kinds[i - 1] == THINKING]
+        if not ends:
+            return False
+        end = ends[-1]
+        body = trace.text[:end]
+        pos = end
+        for pair in KNOWN_TAGS:  # the closing tag the model wrote goes too: the thinking must stay open
+            stripped = body.rstrip()
+            if stripped.endswith(pair.close):
+                pos = len(stripped) - len(pair.close)
+                break
+        before = trace.discarded_tokens
+        span = Span(pos, len(trace))
+        removed = trace.cut(pos)
+        run.checks.cut(pos)
+        trace.set_phase(THINKING)
+        text = d.inject or ""
+        self.record(Intervention(action=Action.ROLLBACK, source=g.name, position=pos, span=span,
+                                 epoch=trace.epoch - 1, message=d.reason, feedback=text, removed_text=removed,
+                                 tokens_discarded=trace.discarded_tokens - before, reason=d.reason))
+        if text:
+            run.inject(text, THINKING)
+        self.restream = True
+        run.notify()
+        return True
+
     def restart_stop(self, source: str, reason: str, position: int | None = None) -> Stop:
         """End this attempt for a fresh one, or, once the monitor's restarts are used up, stop it plainly."""
         if self._run.restarts_left > 0:
-            return Stop(StopReason.RESTART, f"{source}: {reason}", source=source, position=position)
+            streamed = ("" if self._run.restartable
+                        else "; a streamed run runs one attempt (Monitor.run restarts): stopped")
+            return Stop(StopReason.RESTART, f"{source}: {reason}{streamed}", source=source, position=position)
         limit = self._run.monitor.max_restarts
         return Stop(StopReason.GOVERNOR, f"{source}: {reason}; no restart left (max_restarts={limit}): stopped",
                     source=source)
@@ -252,6 +359,10 @@ class Interventions:
             if allowance is None or allowance >= need:
                 continue
             decision = g.on_exhausted(run)
+            if decision is not None and decision.thinking is not None:
+                if self.thinking_decision(g, decision):
+                    return  # the thinking ended: the answer is generated under the allowances that hold there
+                decision = None
             run.emit(GovernorDecided(governor=g.name, action=(decision.action.value if decision else "stop"),
                                      reason=decision.reason if decision else "token budget exhausted",
                                      tokens_saved=0))
@@ -293,7 +404,7 @@ class Interventions:
                 or run.trace.epoch != epoch):
             return
         self.governor_decision(g, decision)
-        if self.stop is not None or self.forced is not None:
+        if self.stop is not None or self.forced is not None or self.restream:
             run.stop_generation()  # stop now, and never append the old stream's text after an injection
 
     def cancel_probes(self) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import functools
 import inspect
 import math
 import os
@@ -21,11 +20,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import sniffio
 from anyio.abc import TaskGroup
+from interlock.monitor import telemetry
 from interlock.monitor.checks import Checks
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import ConfigError, GeneratorError
@@ -34,13 +34,18 @@ from interlock.monitor.generation import Capabilities, GenerationRequest, Genera
 from interlock.monitor.governor import Governor, InterventionLimit, OscillationGuard, uses_hook
 from interlock.monitor.interventions import Interventions, Stop
 from interlock.monitor.logs import debug_enabled, get_logger, info_enabled
+from interlock.monitor.phases import ANSWER, THINKING, Phase, PhaseRuns
 from interlock.monitor.result import Intervention, Restart, RunResult, StopReason, TokenCounts
 from interlock.monitor.trace import Forker, Trace
 from interlock.monitor.tracefile import TraceWriter
-from interlock.monitor.verdicts import Pass, ViolationError
+from interlock.monitor.verdicts import Pass, Span, ViolationError
 from interlock.monitor.verifier import Verifier
 
-__all__ = ["DEFAULT_FEEDBACK_TEMPLATE", "DEFAULT_RESTART_TEMPLATE", "Monitor", "Run"]
+if TYPE_CHECKING:
+    from interlock.monitor.spans import RunSpans
+    from opentelemetry.trace import TracerProvider
+
+__all__ = ["DEFAULT_FEEDBACK_TEMPLATE", "DEFAULT_RESTART_TEMPLATE", "Fork", "Monitor", "Run"]
 
 DEFAULT_FEEDBACK_TEMPLATE = "Wait, {feedback} Let me redo this step.\n"
 DEFAULT_RESTART_TEMPLATE = "{prompt}\n\nEstablished so far (checked):\n{state}\n"
@@ -59,13 +64,15 @@ class Monitor:
     - ``max_interventions`` and ``oscillation_limit`` configure the :class:`InterventionLimit` and
       :class:`OscillationGuard` governors added unless ``governors`` already holds one.
     - ``record``: a path to write the trace file of every run to (``run(record=...)`` overrides it; with
-      restarts it holds the last attempt).
+      restarts it holds every attempt, each abandoned one followed by a ``restart`` event).
     - ``max_restarts``: how many times a governor's ``restart`` may start a fresh attempt in :meth:`run`
       (past it a restart is a stop). The next attempt's prompt is ``restart_template`` filled with the
       original ``{prompt}`` and the ``{state}`` of the abandoned attempt: ``restart_state(result)`` if given,
       else :meth:`Run.verified_claims` (the text of every check that passed and is still in the trace, before
       the point the restarting governor names); with no
       state the original prompt is used again. Tokens of abandoned attempts count as discarded.
+    - ``tracer_provider``: trace this monitor's runs to this OpenTelemetry provider (default: only when
+      ``interlock.telemetry.enable()`` turned tracing on; see :mod:`interlock.monitor.telemetry`).
     """
 
     def __init__(self, generator: Generator, verifiers: Sequence[Verifier | str] = (),
@@ -74,7 +81,8 @@ class Monitor:
                  oscillation_limit: int = 2, record: str | os.PathLike[str] | None = None,
                  meta: dict[str, Any] | None = None, max_restarts: int = 2,
                  restart_state: Callable[[RunResult], str | None] | None = None,
-                 restart_template: str = DEFAULT_RESTART_TEMPLATE) -> None:
+                 restart_template: str = DEFAULT_RESTART_TEMPLATE,
+                 tracer_provider: TracerProvider | None = None) -> None:
         if not callable(getattr(generator, "stream", None)):
             raise ConfigError(f"generator {generator!r} has no stream(request) method")
         self.generator = generator
@@ -116,6 +124,7 @@ class Monitor:
         self.max_restarts = max_restarts
         self.restart_state = restart_state
         self.restart_template = restart_template
+        self.tracer_provider = tracer_provider
 
     @staticmethod
     def _resolve(v: Verifier | str) -> Verifier:
@@ -135,25 +144,51 @@ class Monitor:
     async def run(self, prompt: str, *, record: str | os.PathLike[str] | None = None) -> RunResult:
         """Run to the end and return the result; a governor's ``restart`` ends an attempt and this starts the
         next (see ``max_restarts``), recording each abandoned attempt in ``result.restarts``."""
+        spans = self._spans(prompt, end_on_finish=False)  # one span for every attempt (None: tracing is off)
+        try:
+            result = await self._attempts(prompt, record, spans)
+        except BaseException as exc:
+            if spans is not None:
+                spans.end(error_type="cancelled" if isinstance(exc, anyio.get_cancelled_exc_class())
+                          else type(exc).__qualname__, error_message=str(exc))
+            raise
+        if spans is not None:
+            spans.finish(result)
+            spans.end()
+        return result
+
+    async def _attempts(self, prompt: str, record: str | os.PathLike[str] | None,
+                        spans: RunSpans | None) -> RunResult:
         restarts: list[Restart] = []
         attempt_prompt = prompt
         carried = TokenCounts()
         started = time.perf_counter()
-        while True:
-            # Nobody reads this run's events: it does not queue them, nor build one per chunk.
-            async with self._open(attempt_prompt, record=record, events=False, carried=carried,
-                                  restarts_left=self.max_restarts - len(restarts)) as run:
-                await run.wait()
-            result = run.result
-            if result.stop_reason is not StopReason.RESTART:
-                break
-            state = self._carried_state(result, run)
-            own = TokenCounts(kept=result.tokens.kept, discarded=result.tokens.discarded - carried.discarded,
-                              fork=result.tokens.fork - carried.fork)
-            attempt_prompt = self.restart_template.format(prompt=prompt, state=state) if state else prompt
-            restarts.append(Restart(attempt=len(restarts) + 1, source=run.stop_source, reason=result.detail,
-                                    state=state, prompt=attempt_prompt, text=result.text, tokens=own))
-            carried = TokenCounts(discarded=result.tokens.kept + result.tokens.discarded, fork=result.tokens.fork)
+        writer: TraceWriter | None = None  # one trace file for every attempt
+        try:
+            while True:
+                # Nobody reads this run's events: it does not queue them, nor build one per chunk.
+                async with self._open(attempt_prompt, record=record, events=False, carried=carried,
+                                      restarts_left=self.max_restarts - len(restarts), spans=spans, writer=writer,
+                                      restartable=True) as run:
+                    await run.wait()
+                writer = run.trace_writer
+                result = run.result
+                if result.stop_reason is not StopReason.RESTART:
+                    break
+                state = self._carried_state(result, run)
+                own = TokenCounts(kept=result.tokens.kept, discarded=result.tokens.discarded - carried.discarded,
+                                  fork=result.tokens.fork - carried.fork)
+                attempt_prompt = self.restart_template.format(prompt=prompt, state=state) if state else prompt
+                restarts.append(Restart(attempt=len(restarts) + 1, source=run.stop_source, reason=result.detail,
+                                        state=state, prompt=attempt_prompt, text=result.text, tokens=own))
+                if writer is not None:  # the next attempt goes on in the same file, after this line
+                    record_of = {k: v for k, v in restarts[-1].to_dict().items() if k != "text"}
+                    writer.event({"kind": "restart", **record_of, "t": round(writer.elapsed(), 6)})
+                carried = TokenCounts(discarded=result.tokens.kept + result.tokens.discarded,
+                                      fork=result.tokens.fork)
+        finally:
+            if writer is not None:
+                writer.close()  # the last attempt wrote the end line; cancelled between attempts, the file ends here
         if not restarts:
             return result
         return dataclasses.replace(result, prompt=prompt, restarts=tuple(restarts),
@@ -168,27 +203,78 @@ class Monitor:
         return (state or "").strip()
 
     @asynccontextmanager
-    async def stream(self, prompt: str, *,
-                     record: str | os.PathLike[str] | None = None) -> AsyncIterator[Run]:
-        """Start a run; iterate the yielded :class:`Run` for its events. Leaving the block cancels it."""
+    async def stream(self, prompt: str, *, record: str | os.PathLike[str] | None = None,
+                     spans: RunSpans | None = None) -> AsyncIterator[Run]:
+        """Start a run; iterate the yielded :class:`Run` for its events. Leaving the block cancels it.
+
+        ``spans``: the run's tracing, made by a caller that ends the span itself (the proxy); by default the
+        monitor traces the run when tracing is on, and the run span is the current span inside the block."""
         async with self._open(prompt, record=record, events=True, carried=TokenCounts(),
-                              restarts_left=self.max_restarts) as run:
+                              restarts_left=self.max_restarts, spans=spans) as run:
             yield run
+
+    def _spans(self, prompt: str, *, end_on_finish: bool) -> RunSpans | None:
+        """The tracing of a run, or None when tracing is off (the only cost a run pays then)."""
+        tracer = telemetry.get_tracer(self.tracer_provider)
+        if tracer is None:
+            return None
+        from interlock.monitor.spans import RunSpans, describe_generator
+
+        return RunSpans(tracer, describe_generator(self.generator, self.meta), end_on_finish=end_on_finish,
+                        capture_content=telemetry.capture_content())
 
     @asynccontextmanager
     async def _open(self, prompt: str, *, record: str | os.PathLike[str] | None, events: bool,
-                    carried: TokenCounts, restarts_left: int) -> AsyncIterator[Run]:
+                    carried: TokenCounts, restarts_left: int, spans: RunSpans | None = None,
+                    writer: TraceWriter | None = None, restartable: bool = False) -> AsyncIterator[Run]:
         if not isinstance(prompt, str):
             raise ConfigError(f"prompt must be a string, got {type(prompt).__name__}")
+        if spans is None:
+            spans = self._spans(prompt, end_on_finish=True)
         run = Run(self, prompt, record if record is not None else self.record, events=events, carried=carried,
-                  restarts_left=restarts_left)
-        async with anyio.create_task_group() as tg:
-            run._start(tg)
-            try:
-                yield run
-            finally:
-                if not run.finished:
-                    tg.cancel_scope.cancel()
+                  restarts_left=restarts_left, spans=spans, writer=writer,
+                  restartable=restartable)
+        token = spans.activate() if spans is not None else None
+        try:
+            async with anyio.create_task_group() as tg:
+                run._start(tg)
+                try:
+                    yield run
+                finally:
+                    if not run.finished:
+                        tg.cancel_scope.cancel()
+        finally:
+            if spans is not None:
+                spans.deactivate(token)
+
+
+class Fork:
+    """A :class:`~interlock.monitor.trace.Forker` at a point of a run's trace: side questions to the model about
+    the trace up to there, which never enter it (their tokens count as fork tokens).
+
+    ``await fork(suffix, max_tokens)`` continues in the phase of the text before the fork point, so a fork in a
+    thinking is a fork *inside* the thinking; ``answer="..."`` ends the thinking after ``suffix`` (the closing tag
+    where the backend keeps tags in its text, the reasoning field where the server has one) and starts the answer
+    with ``answer``. :meth:`chunks` returns the fork's chunks (logprobs and entropy included) instead of its text.
+    """
+
+    def __init__(self, run: Run, end: int | None) -> None:
+        self._run = run
+        self.end = len(run.trace) if end is None else max(0, min(end, len(run.trace)))
+        self.epoch = run.trace.epoch
+
+    def request(self, suffix: str, max_tokens: int, *, answer: str | None = None) -> GenerationRequest:
+        """The request this fork sends (what a test or a probe cache keys on)."""
+        trace = self._run.trace
+        if not trace.still_valid(self.epoch, Span(0, self.end)):
+            raise GeneratorError("this fork's text was rolled back: the trace no longer holds it")
+        return self._run.fork_request(self.end, suffix, max_tokens, answer=answer)
+
+    async def chunks(self, suffix: str, max_tokens: int, *, answer: str | None = None) -> list[Chunk]:
+        return await self._run.fork_chunks(self.request(suffix, max_tokens, answer=answer))
+
+    async def __call__(self, suffix: str, max_tokens: int, /, *, answer: str | None = None) -> str:
+        return "".join(c.text for c in await self.chunks(suffix, max_tokens, answer=answer))
 
 
 class Run:
@@ -201,10 +287,13 @@ class Run:
     """
 
     def __init__(self, monitor: Monitor, prompt: str, record: str | os.PathLike[str] | None, *,
-                 events: bool = True, carried: TokenCounts | None = None, restarts_left: int = 0) -> None:
+                 events: bool = True, carried: TokenCounts | None = None, restarts_left: int = 0,
+                 spans: RunSpans | None = None, writer: TraceWriter | None = None,
+                 restartable: bool = False) -> None:
         self.monitor = monitor
         self.carried = carried or TokenCounts()  # earlier attempts abandoned by restarts: counted as discarded
         self.restarts_left = restarts_left
+        self.restartable = restartable  # Monitor.run starts the next attempt after a restart; a stream cannot
         self.stop_source = ""  # who ended the run (a restart is recorded with it)
         self.stop_position: int | None = None  # where a restart's trouble began
         self.run_id = uuid.uuid4().hex[:12]
@@ -221,6 +310,7 @@ class Run:
         # Only the governors that use the per-chunk hooks are called per chunk (the default two use neither).
         self._capping = [g for g in monitor.governors if uses_hook(g, "token_allowance")]
         self._watching = [g for g in monitor.governors if uses_hook(g, "on_chunk")]
+        self._thinking_capping = [g for g in monitor.governors if uses_hook(g, "thinking_allowance")]
         self._fork_tokens = 0
         self._changed = anyio.Event()
         self._watchers = 0  # tasks waiting for _changed: with none, a notification has nobody to wake
@@ -233,10 +323,16 @@ class Run:
         self._tg: TaskGroup | None = None
         self._log = get_logger(run_id=self.run_id)
         self._debug = debug_enabled()
-        self._writer = (TraceWriter(record, prompt=prompt, meta={"run_id": self.run_id, **monitor.meta})
-                        if record is not None else None)
+        # The trace file; a restarted attempt goes on in its predecessor's, on the same clock.
+        self._writer = writer if writer is not None else (
+            TraceWriter(record, prompt=prompt, meta={"run_id": self.run_id, **monitor.meta}, started=self._t0)
+            if record is not None else None)
+        self._t_base = self._t0 - writer.started if writer is not None else 0.0
         self._observed = events or self._writer is not None or self._debug  # someone wants each chunk
         self.on_asyncio = False  # checks dispatch without a task on asyncio only (set when the run starts)
+        self.spans = spans  # the run's tracing (None: off): it sees every event and every check
+        if spans is not None:
+            spans.bind(self)
 
     # -- RunContext (what governors see) -------------------------------------------------------------
     @property
@@ -254,7 +350,12 @@ class Run:
     @property
     def tokens(self) -> TokenCounts:
         return TokenCounts(kept=self.trace.kept_tokens, discarded=self.trace.discarded_tokens + self.carried.discarded,
-                           fork=self._fork_tokens + self.carried.fork)
+                           fork=self._fork_tokens + self.carried.fork, thinking=self.trace.thinking_tokens)
+
+    @property
+    def phase(self) -> Phase:
+        """The phase the trace is in: ``"thinking"`` while a reasoning model thinks, else ``"answer"``."""
+        return self.trace.phase
 
     @property
     def interventions(self) -> tuple[Intervention, ...]:
@@ -273,9 +374,14 @@ class Run:
         return self.intervener.forced is not None
 
     def fork_at(self, end: int | None = None) -> Forker | None:
-        return functools.partial(self.fork_text, self.trace.text[:end]) if self._caps.fork else None
+        return Fork(self, end) if self._caps.fork else None
 
     # -- public API ----------------------------------------------------------------------------------
+    @property
+    def trace_writer(self) -> TraceWriter | None:
+        """The trace file this run writes to (``record=``), or None."""
+        return self._writer
+
     @property
     def finished(self) -> bool:
         return self._finished.is_set()
@@ -372,6 +478,8 @@ class Run:
         if isinstance(event, ChunkAppended):
             self._chunk_appended(event.chunk, event.position, event.epoch)
             return
+        if self.spans is not None:
+            self.spans.on_event(event)
         writing = self._writer is not None and not isinstance(event, RunFinished)
         logged = info_enabled()
         if not (self._events_wanted or writing or logged):
@@ -385,7 +493,7 @@ class Run:
         record = event.to_dict()
         if writing:
             assert self._writer is not None
-            self._writer.event(record)
+            self._writer.event({**record, "t": round(event.t + self._t_base, 6)} if self._t_base else record)
         if logged:
             self._log.info(event.kind, **{k: v for k, v in record.items() if k != "kind"})
 
@@ -398,7 +506,7 @@ class Run:
             with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._send.send_nowait((chunk, position, epoch, t))
         if self._writer is not None:
-            self._writer.chunk(chunk, t)
+            self._writer.chunk(chunk, t + self._t_base)
         if self._debug:
             event = ChunkAppended(chunk=chunk, position=position, epoch=epoch, t=t)
             self._log.debug(event.kind, **event.to_dict())
@@ -413,25 +521,71 @@ class Run:
             limits.append(forced.tokens_left)
         return min(limits) if limits else None
 
-    def inject(self, text: str) -> None:
-        """Append text the monitor wrote (feedback, an answer prefix): never checked."""
+    def inject(self, text: str, phase: Phase | None = None) -> None:
+        """Append text the monitor wrote (feedback, an answer prefix): never checked. It belongs to ``phase``
+        (default: the phase the trace is in, so feedback after a rollback into the thinking is thinking)."""
         position = len(self.trace)
-        self.trace.inject(text)
+        self.trace.inject(text, phase)
         self.checks.scheduler.injected(position)
-        self.emit(FeedbackInjected(text=text, position=position, epoch=self.trace.epoch))
+        self.emit(FeedbackInjected(text=text, position=position, epoch=self.trace.epoch,
+                                   phase=self.trace.phase_at(position) if text else self.trace.phase))
 
-    async def fork_text(self, base: str, suffix: str, max_tokens: int) -> str:
+    def close_thinking(self) -> None:
+        """End the thinking here (the monitor's own decision: a thinking budget, a probe): the closing tag is
+        written for a backend that keeps tags in the text, and the trace goes on in the answer."""
+        if self.trace.phase != THINKING:
+            return
+        tags = self.monitor.capabilities.thinking_tags
+        if tags is not None and not self.trace.text.rstrip().endswith(tags[1]):
+            self.inject(tags[1], THINKING)
+        self.trace.set_phase(ANSWER)
+
+    def fork_request(self, base_end: int | None, suffix: str, max_tokens: int, *,
+                     answer: str | None = None) -> GenerationRequest:
+        """The request a fork at ``base_end`` makes: the trace up to there and ``suffix`` in the phase of the
+        text before the fork point; with ``answer``, the thinking ended after ``suffix`` and ``answer`` begun."""
+        trace = self.trace
+        end = len(trace) if base_end is None else max(0, min(base_end, len(trace)))
+        base = trace.text[:end]
+        phase = trace.phase if end >= len(trace) else trace.phase_at(max(0, end - 1))
+        runs: list[tuple[int, Phase]] = list(trace.phase_runs(end))
+        if (runs[-1][1] if runs else ANSWER) != phase:
+            runs.append((end, phase))
+        prefix = base + suffix
+        if answer is not None:
+            if phase == THINKING:
+                tags = self.monitor.capabilities.thinking_tags
+                if tags is not None and not prefix.rstrip().endswith(tags[1]):
+                    prefix += tags[1]
+                runs.append((len(prefix), ANSWER))
+            prefix += answer
+        phases: PhaseRuns = tuple(runs) if any(p != ANSWER for _, p in runs) else ()
+        return GenerationRequest(self._prompt, prefix=prefix, max_new_tokens=max_tokens, purpose="fork",
+                                 greedy=True, phases=phases)
+
+    async def fork_text(self, base: str, suffix: str, max_tokens: int, *, answer: str | None = None) -> str:
         """Generate up to ``max_tokens`` after ``base + suffix`` without touching the trace (fork probes and
-        extractors); fork tokens count towards every total cap."""
-        request = GenerationRequest(self._prompt, prefix=base + suffix, max_new_tokens=max_tokens,
-                                    purpose="fork", greedy=True)
-        pieces: list[str] = []
+        extractors); fork tokens count towards every total cap. ``base`` must be a start of the trace text (its
+        phases are the trace's); see :class:`Fork` for ``answer``."""
+        end = len(base) if self.trace.text.startswith(base) else None
+        if end is None:
+            request = GenerationRequest(self._prompt, prefix=base + suffix + (answer or ""), max_new_tokens=max_tokens,
+                                        purpose="fork", greedy=True)
+        else:
+            request = self.fork_request(end, suffix, max_tokens, answer=answer)
+        return "".join(c.text for c in await self.fork_chunks(request))
+
+    async def fork_chunks(self, request: GenerationRequest) -> list[Chunk]:
+        """Stream a fork request (see :meth:`fork_request`) and return its chunks (token data and phases kept, for
+        probes that read logprobs); fork tokens count towards every total cap."""
+        chunks: list[Chunk] = []
         produced = 0
+        max_tokens = request.max_new_tokens if request.max_new_tokens is not None else 1 << 30
         left = self.allowance()
         if left is not None:
             max_tokens = min(max_tokens, left)
             if max_tokens <= 0:
-                return ""
+                return []
             request = dataclasses.replace(request, max_new_tokens=max_tokens)
         stream = self.monitor.generator.stream(request)
         try:
@@ -439,7 +593,7 @@ class Run:
                 left = self.allowance()
                 if left is not None and chunk.n_tokens > left:
                     break
-                pieces.append(chunk.text)
+                chunks.append(chunk)
                 produced += chunk.n_tokens
                 self._fork_tokens += chunk.n_tokens
                 if produced >= max_tokens:
@@ -449,7 +603,7 @@ class Run:
             if aclose is not None:
                 with anyio.move_on_after(5, shield=True):
                     await aclose()
-        return "".join(pieces)
+        return chunks
 
     # -- driving the generator -----------------------------------------------------------------------
     def _start(self, tg: TaskGroup) -> None:
@@ -512,13 +666,15 @@ class Run:
             wall_seconds=self.elapsed, first_chunk_seconds=self._first_chunk, check_seconds=checks.seconds,
             epochs=self.trace.epoch + 1, detail=stop.detail, abstained=stop.abstain,
             stale_verdicts=checks.stale,
-            errors=tuple(self.errors), open_violations=checks.open_violations())
+            errors=tuple(self.errors), open_violations=checks.open_violations(), undecided=checks.undecided(),
+            phases=self.trace.phase_runs(len(self.trace)))
         self.emit(RunFinished(result=self._result))
-        if self._writer is not None:
+        if self._writer is not None and not (stop.reason is StopReason.RESTART and self.restartable):
             self._writer.end({"outcome": self._result.outcome.value, "stop_reason": stop.reason.value,
                               "detail": stop.detail, "text": self.trace.text,
+                              **({"phases": [list(r) for r in self._result.phases]} if self._result.phases else {}),
                               "tokens": self.tokens.to_dict(), "passed": self._result.passed,
-                              "t": round(self.elapsed, 6)})
+                              "t": round(self.elapsed + self._t_base, 6)})
         self._send.close()
         self._finished.set()
         self.notify()
@@ -539,7 +695,14 @@ class Run:
         produced = 0
         finish: str | None = None  # the last chunk's finish_reason: "length" = the generator's own limit
         self._generator_cut = False
-        request = GenerationRequest(self._prompt, prefix=self.trace.text, max_new_tokens=allowance)
+        trace = self.trace
+        thinking_left = None
+        if self._thinking_capping:
+            budgets = [b for g in self._thinking_capping if (b := g.thinking_allowance(self)) is not None]
+            thinking_left = min(budgets) if budgets else None
+        request = GenerationRequest(self._prompt, prefix=trace.text, max_new_tokens=allowance,
+                                    phases=trace.phase_runs(), max_thinking_tokens=thinking_left)
+        acts.restream = False  # this is the fresh stream a change the monitor wrote asked for
         with anyio.CancelScope() as scope:
             self._gen_scope = scope
             if acts.decision_ready:
@@ -547,6 +710,8 @@ class Run:
             stream = self.monitor.generator.stream(request)
             try:
                 async for chunk in stream:
+                    if scope.cancel_called:  # a decision came while this chunk was on its way: it is not kept
+                        break
                     if not isinstance(chunk, Chunk):
                         raise GeneratorError(f"generator yielded {type(chunk).__name__}, not a monitor.Chunk")
                     if not self._accept(chunk):
@@ -554,7 +719,8 @@ class Run:
                         break
                     produced += chunk.n_tokens
                     finish = chunk.finish_reason
-                    if acts.decision_ready or acts.stop is not None or (acts.forced is not None and not forcing):
+                    if (acts.decision_ready or acts.stop is not None or acts.restream
+                            or (acts.forced is not None and not forcing)):
                         break
                     if self.checks.behind():  # process checks fall behind: let them catch up, not time out
                         await self.checks.catch_up()
@@ -568,6 +734,9 @@ class Run:
             return "decision"
         if acts.stop is not None:
             return "stop"
+        if acts.restream:  # the monitor wrote into the trace (it ended or extended the thinking): ask afresh
+            acts.restream = False
+            return "again"
         if acts.forced is not None:
             if forcing:  # the forced answer's stream ended: so does the run
                 acts.stop = acts.forced.stop()
@@ -575,8 +744,10 @@ class Run:
             return "again"  # an answer prefix was injected: generate the answer after it
         if crossed:  # a chunk would have crossed a cap and another governor's share was topped up
             return "again"
-        if allowance is not None and produced >= allowance and (self.allowance() or 0) > 0:
-            return "again"  # the stream stopped at max_new_tokens and a governor has allowed more since
+        now = self.allowance()
+        if allowance is not None and produced >= allowance and finish != "stop" and (now is None or now > 0):
+            return "again"  # the stream stopped at max_new_tokens and a governor has allowed more since (or the
+            # cap was the thinking's, and the model went on to its answer within the same stream)
         allowance = self.allowance()
         if allowance is not None and allowance <= 0:  # the generator stopped at max_new_tokens
             acts.exhausted()
@@ -591,7 +762,7 @@ class Run:
         cross a token cap (it is not appended). This runs once per chunk: it does only what the run needs."""
         acts = self.intervener
         if chunk.injected:  # a replay playing back what a monitor wrote: append it unchecked
-            self.inject(chunk.text)
+            self.inject(chunk.text, chunk.phase)
             return True
         forced = acts.forced
         if self._capping or forced is not None:

@@ -7,8 +7,9 @@ Hostile text is written, never raised on: a lone surrogate (``"\\ud800"``, which
 produce) cannot be encoded as UTF-8, so the writer replaces it with U+FFFD and says so on that line
 (``"replaced": {"surrogates": n}``) and in the end line's totals; a non-finite float is written as ``null``
 (counted as ``non_finite``), because strict JSON has no NaN or Infinity. The reader is strict JSON too (no NaN or
-Infinity, times finite), survives any nesting depth with a located error, and reads a file cut mid-line (a disk
-full, a killed process) up to its last complete line, with a warning in :attr:`RecordedTrace.warnings`.
+Infinity; times finite, and at most a week after the run started, so a replay never waits for ever), survives any
+nesting depth with a located error, and reads a file cut mid-line (a disk full, a killed process) up to its last
+complete line, with a warning in :attr:`RecordedTrace.warnings`.
 """
 
 from __future__ import annotations
@@ -23,13 +24,30 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from interlock.monitor.chunks import Chunk
-from interlock.monitor.errors import TraceFileError
+from interlock.monitor.errors import ConfigError, TraceFileError
+from interlock.monitor.phases import ANSWER, Phase, check_phase
 from interlock.monitor.textout import scrub
 
-__all__ = ["TRACE_VERSION", "RecordedTrace", "Segment", "TraceWriter", "parse_json_line", "read_trace",
-           "replace_surrogates"]
+__all__ = ["MAX_TRACE_SECONDS", "TRACE_VERSION", "RecordedTrace", "Segment", "TraceWriter", "check_time",
+           "parse_json_line", "read_trace", "replace_surrogates"]
 
 TRACE_VERSION = 1
+# The latest time a trace file may record (seconds after its run started): a replay at the recorded pace waits
+# that long at most, never "forever" (``"t": 1e300`` is finite, and would be).
+MAX_TRACE_SECONDS = 7 * 24 * 3600
+
+
+def check_time(t: Any) -> str | None:
+    """Why ``t`` is no time a trace file can record (``None`` when it is one): a finite number of seconds from 0
+    to :data:`MAX_TRACE_SECONDS` after the run started."""
+    if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
+        return f"must be a finite number, got {t!r}"
+    if t < 0:
+        return f"is {t:g} seconds after the run started: a time cannot be negative"
+    if t > MAX_TRACE_SECONDS:
+        return (f"is {t:g} seconds after the run started: more than {MAX_TRACE_SECONDS} (a week), which no recorded "
+                "run takes")
+    return None
 
 
 def replace_surrogates(text: str) -> tuple[str, int]:
@@ -81,10 +99,12 @@ def _finite_or_null(value: Any, counts: dict[str, int]) -> Any:
 class TraceWriter:
     """Writes one run to a trace file as it happens."""
 
-    def __init__(self, path: str | os.PathLike[str], *, prompt: str, meta: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, prompt: str, meta: Mapping[str, Any] | None = None,
+                 started: float | None = None) -> None:
         self.path = Path(path)
         self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
-        self._t0 = time.perf_counter()
+        #: The ``time.perf_counter()`` its times count from (the run's start, when the run passes it).
+        self.started = time.perf_counter() if started is None else started
         #: What the writer had to replace so far: ``{"surrogates": n, "non_finite": m}`` (only kinds that occurred).
         self.replaced: dict[str, int] = {}
         self._write({"type": "header", "version": TRACE_VERSION, "prompt": prompt, "meta": dict(meta or {})})
@@ -108,7 +128,7 @@ class TraceWriter:
         self._file.flush()
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self._t0
+        return time.perf_counter() - self.started
 
     def chunk(self, chunk: Chunk, t: float | None = None) -> None:
         self._write({"type": "chunk", **chunk.to_dict(), "t": round(self.elapsed() if t is None else t, 6)})
@@ -148,8 +168,9 @@ class Segment(NamedTuple):
 class RecordedTrace:
     """A trace file read back: enough to replay it without a model.
 
-    ``chunks`` are every chunk generated, including those a rollback later discarded; ``text`` joins them.
-    ``final_text()`` is the text the run ended with (rollbacks and injected feedback applied).
+    ``chunks`` are every chunk generated, including those a rollback later discarded and those of attempts a
+    restart abandoned; ``text`` joins them. ``final_text()`` is the text the run ended with (rollbacks, injected
+    feedback and restarts applied), and ``final_prompt`` the prompt it was generated for.
     """
 
     prompt: str
@@ -168,12 +189,24 @@ class RecordedTrace:
     def text(self) -> str:
         return "".join(c.text for c in self.chunks)
 
+    @property
+    def restarts(self) -> list[dict[str, Any]]:
+        """The ``restart`` events: one per attempt a governor abandoned, with the prompt of the next attempt."""
+        return [e for e in self.events if e.get("kind") == "restart"]
+
+    @property
+    def final_prompt(self) -> str:
+        """The prompt of the last attempt (the question and the state a restart carried), else ``prompt``."""
+        prompts = [e["prompt"] for e in self.restarts if isinstance(e.get("prompt"), str)]
+        return prompts[-1] if prompts else self.prompt
+
     def final_segments(self) -> list[Segment]:
         """Replay the recorded chunks and events in file order: an applied rollback (an ``intervention`` event
         with ``applied`` and ``action == "rollback"``) cuts the text at its ``position``, an ``inject`` event
-        appends the text the monitor wrote. Returns the pieces of the final text, in order."""
+        appends the text the monitor wrote, a ``restart`` event starts the next attempt from nothing. Returns the
+        pieces of the final text, in order."""
         if len(self.event_chunks) != len(self.events):
-            if any(e.get("kind") in ("intervention", "inject") for e in self.events):
+            if any(e.get("kind") in ("intervention", "inject", "restart") for e in self.events):
                 raise TraceFileError("the events carry no chunk positions (read the file with read_trace) so "
                                      "their order cannot be reconstructed", path=self.path)
             order = [len(self.chunks)] * len(self.events)
@@ -200,11 +233,15 @@ class RecordedTrace:
         kind = event.get("kind")
         t = event.get("t", 0.0)
         t = float(t) if isinstance(t, int | float) and math.isfinite(t) else 0.0
+        if kind == "restart":  # the attempt so far was abandoned: the next one starts from an empty trace
+            pieces.clear()
+            return 0
         if kind == "inject":
             text = event.get("text")
             if not isinstance(text, str):
                 raise TraceFileError("inject event field 'text' must be a string", path=self.path)
-            pieces.append(Segment(Chunk(text, token_ids=()), t, True))
+            pieces.append(Segment(Chunk(text, token_ids=(), phase=_phase(event.get("phase"), self.path, None)),
+                                  t, True))
             return length + len(text)
         if kind != "intervention" or event.get("action") != "rollback" or not event.get("applied", True):
             return length
@@ -219,9 +256,19 @@ class RecordedTrace:
             old = last.chunk
             keep = len(old.text) - (length - pos)
             pieces[-1] = last._replace(chunk=Chunk(old.text[:keep], token_ids=old.token_ids, logprobs=old.logprobs,
-                                                   entropy=old.entropy))
+                                                   entropy=old.entropy, phase=old.phase))
             length = pos
         return length
+
+
+def _phase(value: Any, path: str | None, line: int | None) -> Phase:
+    """A record's optional ``phase`` field (absent: the answer, as every file before phases reads)."""
+    if value is None:
+        return ANSWER
+    try:
+        return check_phase(value, "field 'phase'")
+    except ConfigError as exc:
+        raise TraceFileError(str(exc), path=path, line=line) from None
 
 
 def _floats(value: Any, name: str, path: str, line: int) -> tuple[float, ...] | None:
@@ -304,13 +351,18 @@ def read_trace(path: str | os.PathLike[str]) -> RecordedTrace:
             if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, int) for i in ids)):
                 raise TraceFileError("chunk field 'token_ids' must be a list of integers", path=where, line=number)
             t = record.get("t", trace.times[-1] if trace.times else 0.0)
-            if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
-                raise TraceFileError(f"chunk field 't' must be a finite number, got {t!r}", path=where, line=number)
+            if (problem := check_time(t)) is not None:
+                raise TraceFileError(f"chunk field 't' {problem}", path=where, line=number)
             trace.chunks.append(Chunk(text, token_ids=tuple(ids) if ids is not None else None,
                                       logprobs=_floats(record.get("logprobs"), "logprobs", where, number),
-                                      entropy=_floats(record.get("entropy"), "entropy", where, number)))
+                                      entropy=_floats(record.get("entropy"), "entropy", where, number),
+                                      phase=_phase(record.get("phase"), where, number)))
             trace.times.append(float(t))
         elif kind == "event":
+            if record.get("kind") == "inject":
+                _phase(record.get("phase"), where, number)
+            if "t" in record and (problem := check_time(record["t"])) is not None:
+                raise TraceFileError(f"event field 't' {problem}", path=where, line=number)
             trace.events.append(record)
             trace.event_chunks.append(len(trace.chunks))
         elif kind == "end":

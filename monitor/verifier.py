@@ -18,10 +18,11 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from interlock.monitor.errors import ConfigError
+from interlock.monitor.phases import BOTH, PhaseFilter, ThinkingTags, check_phase_filter
 from interlock.monitor.trace import TraceView
 from interlock.monitor.triggers import StepBoundary, Trigger
 from interlock.monitor.verdicts import Action, Verdict
@@ -48,6 +49,8 @@ class Verifier:
     - ``fail_closed``: treat ``Unknown`` (timeout, error) as a violation that interrupts the run.
     - ``reads_chunks``: set False when :meth:`extract` never looks at ``view.chunks`` (token ids, logprobs):
       the monitor then does not gather them for each check.
+    - ``phase``: which text of a reasoning model it checks: ``"both"`` (the default: the thinking and the
+      answer), ``"thinking"`` or ``"answer"`` (e.g. a format check of the final answer alone).
     """
 
     name: str = "verifier"
@@ -58,10 +61,11 @@ class Verifier:
     fail_closed: bool = False
     reads_chunks: bool = True
     description: str = ""
+    phase: PhaseFilter = BOTH
 
     def __init__(self, *, name: str | None = None, trigger: Trigger | None = None, runs_in: RunsIn | None = None,
                  timeout: float | None = None, action: Action | str | None = None,
-                 fail_closed: bool | None = None) -> None:
+                 fail_closed: bool | None = None, phase: PhaseFilter | None = None) -> None:
         if name is not None:
             self.name = name
         if trigger is not None:
@@ -74,6 +78,8 @@ class Verifier:
             self.action = Action.parse(action)
         if fail_closed is not None:
             self.fail_closed = fail_closed
+        if phase is not None:
+            self.phase = phase
         self.validate()
 
     def validate(self) -> None:
@@ -87,6 +93,7 @@ class Verifier:
         if not (isinstance(self.timeout, int | float) and self.timeout > 0):
             raise ConfigError(f"verifier {self.name!r}: timeout must be a positive number of seconds")
         self.action = Action.parse(self.action)
+        self.phase = check_phase_filter(self.phase, f"verifier {self.name!r}: phase")
 
     @classmethod
     def applies_to(cls, prompt: str) -> bool:
@@ -118,17 +125,22 @@ class Verifier:
         """Judge the state; see the module docstring for what it may return. May be ``async``."""
         raise NotImplementedError(f"{type(self).__name__} must implement check()")
 
-    def scan(self, text: str, *, prompt: str = "") -> list[Verdict]:
-        """Run this verifier over a complete ``text`` as if it had streamed; returns its verdicts in order."""
+    def scan(self, text: str, *, prompt: str = "", tags: Iterable[ThinkingTags] | None = None) -> list[Verdict]:
+        """Run this verifier over a complete ``text`` as if it had streamed; returns its verdicts in order.
+
+        Text between thinking tags (``<think>`` … ``</think>`` and the other known pairs, or ``tags``; ``()`` for
+        none) is thinking, as a backend that splits on tags would report it; a ``prompt`` that ends with an
+        opening tag starts the text inside the thinking."""
         from interlock.monitor.scan import scan
 
-        return scan(self, text, prompt=prompt)
+        return scan(self, text, prompt=prompt, tags=tags)
 
-    async def ascan(self, text: str, *, prompt: str = "") -> list[Verdict]:
+    async def ascan(self, text: str, *, prompt: str = "", tags: Iterable[ThinkingTags] | None = None
+                    ) -> list[Verdict]:
         """:meth:`scan` for code that already runs in an event loop."""
         from interlock.monitor.scan import ascan
 
-        return await ascan(self, text, prompt=prompt)
+        return await ascan(self, text, prompt=prompt, tags=tags)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} runs_in={self.runs_in} action={self.action.value}>"
@@ -188,12 +200,14 @@ class FunctionVerifier(Verifier):
 
 def verifier(fn: Callable[[Any], Any] | None = None, *, name: str | None = None, trigger: Trigger | None = None,
              runs_in: RunsIn | None = None, timeout: float | None = None, action: Action | str | None = None,
-             fail_closed: bool | None = None, extractor: Callable[[TraceView], Any] | None = None) -> Any:
-    """Make a verifier from a function of the extracted state (by default the :class:`Step`)."""
+             fail_closed: bool | None = None, extractor: Callable[[TraceView], Any] | None = None,
+             phase: PhaseFilter | None = None) -> Any:
+    """Make a verifier from a function of the extracted state (by default the :class:`Step`); ``phase``:
+    ``"thinking"``, ``"answer"`` or ``"both"`` (the default), the text of a reasoning model it checks."""
 
     def wrap(f: Callable[[Any], Any]) -> FunctionVerifier:
         return FunctionVerifier(f, extractor=extractor, name=name, trigger=trigger, runs_in=runs_in,
-                                timeout=timeout, action=action, fail_closed=fail_closed)
+                                timeout=timeout, action=action, fail_closed=fail_closed, phase=phase)
 
     return wrap(fn) if fn is not None else wrap
 

@@ -42,3 +42,44 @@ class WrongAtEnd(Verifier):
 
     def check(self, state: Step) -> Fail | None:
         return Fail("says WRONG") if "WRONG" in state.text else None
+
+
+FORGED = '{"type": "totals", "traces": 9, "passed": 999, "failed": 0}'
+
+
+class Chatty(Verifier):
+    """Prints a forged totals line at every check, from Python and straight to file descriptor 1 (as C code
+    would), then fails a step that says WRONG."""
+
+    name = "chatty"
+
+    def check(self, state: Step) -> Fail | None:
+        import os
+
+        print(FORGED)
+        print("not JSON at all", flush=True)
+        os.write(1, (FORGED + "\n").encode())
+        return Fail("says WRONG") if "WRONG" in state.text else None
+
+
+class Forks(Verifier):
+    """Forks a grandchild that outlives the check by ``SLEEP`` seconds (writing its pid to the file a step
+    names), as a verifier that starts a helper process might."""
+
+    name = "forks"
+    SLEEP = 20
+
+    def check(self, state: Step) -> None:
+        import os
+        import time
+
+        pidfile = state.text.strip()
+        pid = os.fork()
+        if pid == 0:  # the grandchild: say who it is, then outlive the replay
+            try:
+                with open(pidfile, "w") as f:
+                    f.write(str(os.getpid()))
+                time.sleep(self.SLEEP)
+            finally:
+                os._exit(0)
+        return None

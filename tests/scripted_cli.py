@@ -12,6 +12,20 @@ def wrong_then_fixed() -> Scripted:
     return Scripted({"": "We add. 2 + 2 = 5.\nDone.\n", "Let me redo this step.\n": LINES}, rate=400)
 
 
+# 170 characters, no final newline: wider than the terminal, and the last thing the run writes
+LONG_LAST_LINE = ("The answer is four, because two and two make four, as everyone who has ever counted on their "
+                  "fingers knows well, and so this last line goes on far past the terminal's edge.")
+
+
+def long_last_line() -> Scripted:
+    return Scripted(f"So 2 + 2 = 4.\n{LONG_LAST_LINE}")
+
+
+def long_last_line_slow() -> Scripted:
+    """The same, played at 100 pieces a second, so the live region shows the long line as it grows."""
+    return Scripted(f"So 2 + 2 = 4.\n{LONG_LAST_LINE}", rate=100)
+
+
 def instant() -> Scripted:
     return Scripted({"": "We add. 2 + 2 = 5.\nDone.\n", "Let me redo this step.\n": "2 + 2 = 4.\nDone.\n"})
 
@@ -35,3 +49,8 @@ def slow_to_load() -> Scripted:
 
     time.sleep(1.5)
     return Scripted("So 2 + 3 = 5.\nThen 5 + 1 = 6.\n", rate=20)
+
+
+def past_the_bound() -> Scripted:
+    """A wrong claim past the arithmetic verifier's reading bound (32,000 characters a step): undecided."""
+    return Scripted(["We count " + "one more word and then " * 1600 + "so 2 + 2 = 5 in the end.\n"])

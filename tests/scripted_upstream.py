@@ -46,9 +46,16 @@ class ScriptedUpstream:
         self.model = model
         self.usage = usage  # False: an older server that never sends usage
         self.bodies: list[dict[str, Any]] = []
+        self.urls: list[str] = []  # the URL of every request, query included
+        self.authorizations: list[str] = []  # the Authorization header of every request ("" when none)
 
     def app(self) -> Starlette:
+        def record(request: Request) -> None:
+            self.urls.append(str(request.url))
+            self.authorizations.append(request.headers.get("authorization", ""))
+
         async def chat(request: Request) -> Response:
+            record(request)
             body = await request.json()
             self.bodies.append(body)
             turn = self.answer(body)
@@ -66,6 +73,7 @@ class ScriptedUpstream:
                                  "usage": self._usage(turn)})
 
         async def models(request: Request) -> Response:
+            record(request)
             return JSONResponse({"object": "list", "data": [{"id": self.model, "object": "model"}]})
 
         return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]),

@@ -172,7 +172,8 @@ def test_a_modulus_named_only_in_the_problem_does_not_silence_a_decimal_claim() 
     assert wrong("3 * 5 = 8", context=mod7) == [("3 * 5 = 8", "3 * 5 is 15, which is 1 modulo 7, not 8.")]
     base6 = context_of("Answer in base 6.")
     assert wrong("4 + 5 = 13", context=base6) == []  # true in base 6
-    assert wrong("4 + 5 = 14", context=base6) == []  # its digits are base-6 digits: a numeral in base 6
+    # base-6 digits do not make a claim right: 4 + 5 is 13 in base 6 (issue 24: a prompt's sentence must not excuse)
+    assert wrong("4 + 5 = 14", context=base6) == [("4 + 5 = 14", "4 + 5 is 9, not 14.")]
     assert wrong("4 + 5 = 19", context=base6) == [("4 + 5 = 19", "4 + 5 is 9, not 19.")]
     octal = context_of("Write 100 in octal.")
     assert wrong("8 * 12 + 4 = 100", context=octal) == []  # true in base 8, though 8 is no octal digit

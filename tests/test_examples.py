@@ -41,6 +41,9 @@ def test_governors_example_nudges_the_loop_once_then_forces_the_answer() -> None
     out = run_example("governors.py")
     decisions = [line for line in out.splitlines() if line.startswith("[loop_guard]")]
     assert [d.split(":")[0] for d in decisions] == ["[loop_guard] rollback", "[loop_guard] stop"]
+    # the rollback saves nothing yet; the stop saves what is left of the 256-token budget
+    assert decisions[0].endswith("rolling back with a nudge") and "None" not in out
+    assert re.search(r"again after the nudge \(tokens saved: \d+\)$", decisions[1]), decisions[1]
     assert "Wait, I am repeating myself instead of making progress." in out
     assert "\nFinal answer:" in out
     assert "ended: governor" in out
@@ -64,3 +67,17 @@ def test_zebra_example_rolls_back_the_contradiction_and_answers_what_z3_entails(
     assert "rollback at" in out and "(applied)" in out
     final = out.split("--- final trace ---", 1)[1]
     assert "passed: True" in final
+
+
+def test_structured_example_flags_one_wrong_step_per_problem_and_rolls_the_zebra_run_back() -> None:
+    out = run_example("structured.py")
+    for title in ("zebra, reasoning that explores", "maze, right", "spatial map, right"):
+        assert f"{title}: pass" in out
+    assert "FAIL [46:64] 'Eric is in house 3': 'Eric is in house 3' contradicts clue 5 (Eric is not in the third " \
+           "house)." in out
+    assert "going from LEFT to DOWN is a left turn, not right." in out
+    assert "the map puts Marshland Mart to the northeast of Quokka's Quilts" in out
+    monitored = out.split("--- monitored zebra run ---", 1)[1]
+    assert "Wait, “Eric is in house 3” contradicts clue 5 (Eric is not in the third house). Let me redo this " \
+           "step.\nEric is in house 1." in monitored
+    assert "passed: True" in monitored

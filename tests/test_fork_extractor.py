@@ -141,3 +141,36 @@ async def test_a_real_kv_cache_fork_leaves_the_main_trace_as_it_would_have_been(
     assert forked.tokens.kept == plain.tokens.kept == 40
     assert len(answers) == 5 and all(a for a in answers)
     assert forked.tokens.fork == 5 * 5
+
+
+async def test_in_a_thinking_the_fork_continues_it_or_ends_it_first() -> None:
+    from interlock import Chunk
+
+    thinking = [Chunk("<think>\n2 + 2 is 4.\n", phase="thinking"), Chunk("Still sure.\n", phase="thinking")]
+    answers = {"2 + 2 is 4.\n So far:": " 4 (thinking)", "2 + 2 is 4.\n</think>The answer is": " 4 (answering)"}
+    gen = Scripted([*thinking, Chunk("</think>\n4", phase="thinking")], forks=answers, thinking_tags="<think>")
+    seen: dict[str, Any] = {}
+
+    def keep(name: str) -> Any:
+        def parse(text: str) -> str:
+            seen[name] = text
+            return text
+        return parse
+
+    inside = ForkExtractor(" So far:", max_tokens=8, parse=keep("inside"))
+    after = ForkExtractor("The answer is", max_tokens=8, parse=keep("after"), after_thinking=True)
+
+    @verifier(name="inside", extractor=inside, phase="thinking")
+    def look_inside(state: Any) -> None:
+        return None
+
+    @verifier(name="after", extractor=after, phase="thinking")
+    def look_after(state: Any) -> None:
+        return None
+
+    await Monitor(gen, [look_inside, look_after]).run("q")
+    assert seen == {"inside": " 4 (thinking)", "after": " 4 (answering)"}
+    prefixes = {r.prefix for r in gen.requests if r.purpose == "fork"}
+    assert "<think>\n2 + 2 is 4.\n So far:" in prefixes and "<think>\n2 + 2 is 4.\n</think>The answer is" in prefixes
+    closed = next(r for r in gen.requests if r.purpose == "fork" and r.prefix.endswith("4.\n</think>The answer is"))
+    assert closed.phase == "answer" and closed.thinking == "<think>\n2 + 2 is 4.\n</think>"

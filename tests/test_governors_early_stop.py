@@ -107,10 +107,14 @@ async def test_entropy_stop_without_require_warns_once_and_stays_idle() -> None:
 
 
 async def test_entropy_window_restarts_after_a_rollback() -> None:
+    import anyio
     from support import SumVerifier
 
+    feedback_end = "Let me redo this step.\n"
+    # the wrong step and the calm piece that ends it are 7 pieces, one short of the window: the first attempt then
+    # waits until the rollback cancels it, so the stop can never land before the rollback whatever the timing
     calm = "".join(f" ok{i}" for i in range(4))
-    script = {"": f"So 3 + 4 = 8.\n{calm}", "Let me redo this step.\n": f"So 3 + 4 = 7.\n{calm} end"}
+    script = {"": "So 3 + 4 = 8.\n ok0", feedback_end: f"So 3 + 4 = 7.\n{calm} end"}
 
     class Calm(Scripted):
         @property
@@ -120,12 +124,18 @@ async def test_entropy_window_restarts_after_a_rollback() -> None:
         async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
             async for c in super().stream(request):
                 yield Chunk(c.text, entropy=(0.0,))
+            if not request.prefix.endswith(feedback_end):
+                with anyio.fail_after(30):  # a rollback that never comes fails the run instead of hanging it
+                    await anyio.sleep_forever()
 
-    gen = Calm(script, rate=200)
+    gen = Calm(script)
     result = await Monitor(gen, [SumVerifier()], governors=[EntropyStop(window=8, min_tokens=0,
                                                                         force_answer=False)]).run("q")
-    # the wrong step and its calm continuation are 7 pieces; after the rollback the window starts again
-    assert result.text.endswith("So 3 + 4 = 7.\n ok0 ok1")  # 8 calm pieces since the rollback
+    assert [(i.action.value, i.source, i.removed_text) for i in result.interventions] == [
+        ("rollback", "sums", "So 3 + 4 = 8.\n ok0"), ("stop", "entropy_stop", "")]
+    # after the rollback the window starts again: 8 calm pieces since then (a window that kept the 7 pieces of the
+    # removed step would stop after the first new one)
+    assert result.text.endswith(f"{feedback_end}So 3 + 4 = 7.\n ok0 ok1")
     assert result.stop_reason is StopReason.GOVERNOR
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 import venv
 from pathlib import Path
 
@@ -15,14 +16,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"monitor": "interlock.monitor", "verifiers": "interlock.verifiers", "generators": "interlock.generators"}
-APPLICATIONS = ("agents", "budgets", "cli", "governors", "proxy", "replay")
+APPLICATIONS = ("agents", "budgets", "cli", "governors", "mcp", "policies", "proxy", "replay")
 
 
 def module_files() -> dict[str, Path]:
     """Every module of the namespace, by its import name."""
     modules = {"interlock": ROOT / "monitor/_front/__init__.py",
                "interlock.__main__": ROOT / "monitor/_front/__main__.py",
-               "interlock._version": ROOT / "monitor/_front/_version.py"}
+               "interlock._version": ROOT / "monitor/_front/_version.py",
+               "interlock.telemetry": ROOT / "monitor/_front/telemetry.py"}
     for folder, package in PACKAGES.items():
         for path in sorted((ROOT / folder).rglob("*.py")):
             rel = path.relative_to(ROOT / folder)
@@ -157,12 +159,37 @@ def test_version_and_python_dash_m() -> None:
     assert out.stdout.strip() == f"interlock {interlock.__version__}"
 
 
+def test_pyproject_lists_every_package() -> None:
+    """setuptools installs only the packages listed: a folder missing from the list is missing from the wheel
+    (an editable install would not show it)."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    on_disk = {"interlock"} | {
+        ".".join([package, *init.parent.relative_to(ROOT / folder).parts])
+        for folder, package in PACKAGES.items() for init in (ROOT / folder).rglob("__init__.py")
+        if "_front" not in init.parts}
+    assert sorted(on_disk - set(config["packages"])) == []
+    assert sorted(set(config["packages"]) - on_disk) == []
+
+
+def _seeing_this_interpreter(env_dir: Path) -> None:
+    """Let the venv at ``env_dir`` import what the interpreter running the suite imports (its site-packages, and
+    those of the interpreter under it when it is a venv with system site packages): a ``.pth`` file naming them,
+    after the venv's own site-packages. ``system_site_packages=True`` would only reach the base interpreter's
+    packages, not those of the venv the suite runs in."""
+    ours = [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and Path(p).is_dir()]
+    purelib = subprocess.run([str(env_dir / "bin" / "python"), "-c",
+                              "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    (Path(purelib) / "_suite_packages.pth").write_text("".join(f"{p}\n" for p in ours), encoding="utf-8")
+
+
 @pytest.mark.slow
 def test_a_fresh_environment_installs_only_the_interlock_namespace(tmp_path: Path) -> None:
     """In a new virtual environment: ``import interlock`` works, ``import monitor`` does not, and PyPI's own
     ``verifiers`` package imports beside ours."""
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    venv.create(env_dir, with_pip=True)
+    _seeing_this_interpreter(env_dir)
     python = env_dir / "bin" / "python"
     pip = [str(python), "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check"]
     subprocess.run([*pip, "-e", str(ROOT)], check=True, timeout=600, cwd=tmp_path)

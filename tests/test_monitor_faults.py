@@ -10,6 +10,7 @@ import pytest
 from interlock import (
     Fail,
     Monitor,
+    Outcome,
     Span,
     Step,
     StopReason,
@@ -58,7 +59,9 @@ async def test_faulty_verifier_gives_an_error_event_and_unknown_and_the_run_goes
     assert result.text == CLEAN
     assert errors[0] == error and len(errors) == 3
     assert all(isinstance(v, Unknown) and v.reason == e for v, e in zip(result.verdicts, errors, strict=True))
-    assert result.passed  # unknown is not a violation unless the verifier is fail-closed
+    # unknown is not a violation unless the verifier is fail-closed, but the run is not shown as verified either
+    assert not result.open_violations and result.outcome is Outcome.UNDECIDED and not result.passed
+    assert result.undecided == result.verdicts
 
 
 async def test_fail_closed_verifier_stops_the_run_on_unknown() -> None:

@@ -187,7 +187,7 @@ async def test_a_monitored_run_rolls_back_through_transformers_serve(served: tup
     gen = generator(served, endpoint="completions")
     with anyio.fail_after(120):
         result = await Monitor(gen, verifiers=[RejectFirstAttempt()]).run("Q: What is 2 + 3?\nA: ")
-    feedback = "Wait, Start over. Let me redo this step.\n"
+    feedback = "Wait, start over. Let me redo this step.\n"
     assert result.stop_reason is StopReason.LENGTH  # the tiny model writes until the server's max_tokens
     assert [(i.source, i.feedback, i.position) for i in result.interventions] == [("reject-first", feedback, 0)]
     assert result.text == feedback + greedy(local, text="Q: What is 2 + 3?\nA: " + feedback)

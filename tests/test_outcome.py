@@ -3,9 +3,12 @@ stopped at its own limit; the feedback sentence; the display's commit rule."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
+import hypothesis.strategies as st
+from hypothesis import given
 from interlock import (
     Chunk,
     ChunkAppended,
@@ -53,7 +56,7 @@ async def test_each_outcome_from_a_monitored_run() -> None:
         Outcome.CUT, StopReason.LENGTH)
     # the same wrong step after every rollback: the monitor gives up, the violation stands
     assert (await _outcome(Scripted("So 2 + 3 = 6.\n")))[0] is Outcome.VIOLATION
-    assert [o.exit_code for o in Outcome] == [0, 0, 1, 3, 3, 2]
+    assert [o.exit_code for o in Outcome] == [0, 0, 1, 3, 3, 2, 4]
 
 
 async def test_scripted_marks_its_last_chunk_with_why_it_stopped() -> None:
@@ -92,6 +95,41 @@ async def test_feedback_after_wait_reads_as_one_sentence() -> None:
     assert [lower_first_word(t) for t in ("The sum is 7.", "I erred.", "Alice is left.", "NASA said so.",
                                           "A is wrong.", "12 is right.")] == [
         "the sum is 7.", "I erred.", "Alice is left.", "NASA said so.", "A is wrong.", "12 is right."]
+
+
+async def test_feedback_after_wait_lowercases_a_capitalised_article() -> None:
+    @verifier(name="limit")
+    def limit(step: Step) -> Fail | None:
+        if "move 500" in step.text:
+            return Fail("500 is over the limit", feedback="A transfer may move at most 100.")
+        return None
+
+    script = Scripted({"": "I will move 500 to Bob.\n", "Let me redo this step.\n": "I will move 100 to Bob.\n"})
+    result = await Monitor(script, verifiers=[limit]).run("q")
+    assert result.interventions[0].feedback == "Wait, a transfer may move at most 100. Let me redo this step.\n"
+
+
+def test_the_first_word_rule_keeps_names_and_acronyms() -> None:
+    cases = {
+        "A transfer may move at most 100.": "a transfer may move at most 100.",
+        "A is wrong.": "A is wrong.", "A and B differ.": "A and B differ.", "A 5% fee applies.": "A 5% fee applies.",
+        "An apple costs 2.": "an apple costs 2.", "For each item, 3 * 2 = 6.": "for each item, 3 * 2 = 6.",
+        "Transfers are limited to 100.": "transfers are limited to 100.", "Texas has 3 cities.": "Texas has 3 cities.",
+        "Charles is here.": "Charles is here.", "May has 31 days.": "May has 31 days.", "Will is 12.": "Will is 12.",
+        "OK, fine.": "OK, fine.", "McDonald sold 5.": "McDonald sold 5.", "SQL is fine.": "SQL is fine.",
+        "I erred.": "I erred.", "A": "A", "": "", "However, 2 + 2 is 4.": "however, 2 + 2 is 4.",
+    }
+    assert {t: lower_first_word(t) for t in cases} == cases
+
+
+@given(st.text(max_size=40))
+def test_the_first_word_rule_only_ever_lowers_one_capital_of_a_common_word(text: str) -> None:
+    out = lower_first_word(text)
+    assert len(out) == len(text) and out[1:] == text[1:]
+    if out != text:
+        first = re.match(r"[A-Za-z]+", text)
+        assert first is not None and text[0].isupper() and out[0] == text[0].lower()
+        assert first.group() == "A" or first.group().istitle()  # never an acronym or a word spelt with capitals
 
 
 def _chunks(display: TraceDisplay, text: str, at: int) -> int:

@@ -94,10 +94,12 @@ async def test_stream_releases_only_verified_steps(client_for: ClientFactory) ->
     assert all(p.endswith(("\n", ". ")) for p in pieces[:-1])  # released a step at a time
     finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
     assert [c.choices[0].finish_reason for c in finals] == ["stop"]
-    report = finals[0].model_extra["interlock"]
-    assert [i["message"] for i in report["interventions"]] == ["12 + 7 is 19, not 18"]
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+    # the report rides on the last event, as the README says: here the usage chunk after the finish_reason one
+    report = chunks[-1].model_extra["interlock"]
+    assert [i["message"] for i in report["interventions"]] == ["12 + 7 is 19, not 18"]
+    assert [c for c in chunks if "interlock" in (c.model_extra or {})] == [chunks[-1]]
 
 
 async def test_feedback_can_be_shown(client_for: ClientFactory) -> None:

@@ -32,6 +32,7 @@ tiny_model_dir = tiny.tiny_model_dir
     (["--workers", "0", "--base-url", "http://x/v1"], "--workers must be positive"),
     (["--tokenizer", "/no/such/tokenizer", "--base-url", "http://x/v1"], "--tokenizer '/no/such/tokenizer': no local"),
     (["--tokenizer", "/no/such/tokenizer"], "--tokenizer counts an upstream's tokens: use it with --base-url"),
+    (["--responses-upstream", "responses"], "--responses-upstream says how /v1/responses reaches an upstream"),
 ])
 def test_bad_options_fail_before_serving(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["proxy", *argv]) == 2
@@ -108,3 +109,32 @@ async def test_tokenizer_counts_an_upstreams_tokens_when_it_sends_no_usage(tiny_
     assert answer["usage"]["completion_tokens"] == per_event > len(text.split(" "))
     count = local_token_counter(str(tiny_model_dir))
     assert count("Once upon") == len(tokenizer.encode("Once upon", add_special_tokens=False))
+
+
+def test_help_banner_and_docs_agree_that_default_verifiers_are_chosen_once_per_process(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The code picks the default verifiers once (``applicable_verifiers("")``), not from each request's prompt: the
+    help, the banner and docs/cli.md say so."""
+    with pytest.raises(SystemExit):
+        main(["proxy", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "default: those that apply to every prompt, chosen once when the proxy starts" in help_text
+    assert "each request" not in help_text
+    from interlock.monitor.cli.main import build_parser
+    from interlock.monitor.cli.proxy import build_config
+
+    _, _, banner = build_config(build_parser().parse_args(["proxy", "--base-url", "http://127.0.0.1:9/v1"]))
+    assert banner == "verifiers: arithmetic (those that apply to every prompt; -v NAME to choose)"
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    assert "Without `-v`, the proxy runs the verifiers that apply to every prompt" in docs
+
+
+@pytest.mark.parametrize("route", ["auto", "chat", "responses"])
+def test_responses_upstream_picks_how_v1_responses_reaches_the_upstream(route: str) -> None:
+    from interlock.monitor.cli.main import build_parser
+    from interlock.monitor.cli.proxy import build_config
+
+    argv = ["proxy", "--base-url", "http://127.0.0.1:9/v1"] + (["--responses-upstream", route] if route != "auto"
+                                                               else [])
+    config, _, _ = build_config(build_parser().parse_args(argv))
+    assert config.backend.responses == route  # type: ignore[attr-defined]

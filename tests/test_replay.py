@@ -330,7 +330,7 @@ def test_cli_human_output_and_html_report(tmp_path: Path, capsys: pytest.Capture
     out = capsys.readouterr()
     assert code == 1  # a trace with a violation
     assert out.out.splitlines()[0] == "answer.txt: sums [25, 34) 7 + 1 is 8, not 9"
-    assert "1 traces: 0 passed, 1 with violations, 0 could not be read, 0 timed out or crashed" in out.out
+    assert "1 traces: 0 passed, 1 with violations, 0 undecided, 0 could not be read, 0 timed out or crashed" in out.out
     assert out.err == ""  # no progress bar when not on a terminal
     page = report.read_text()
     assert '"o":"fail"' in page and '["fail",0,25,34,' in page  # the trace's record; the page marks it
@@ -398,7 +398,7 @@ def test_cli_output_file_gets_one_result_per_record_and_stdout_the_totals(
     assert [(r["type"], r["id"]) for r in records] == [("trace", "a"), ("error", None), ("trace", "b"),
                                                        ("trace", "answer.txt")]
     printed = capsys.readouterr().out.splitlines()
-    assert printed[0].startswith("3 traces: 1 passed, 2 with violations, 1 could not be read, 0 timed out")
+    assert printed[0].startswith("3 traces: 1 passed, 2 with violations, 0 undecided, 1 could not be read, 0 timed out")
     assert printed[1] == f"results: {out} (4 records)"
 
 

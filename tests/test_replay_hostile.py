@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from interlock import Chunk, Monitor, TraceFileError, TraceWriter, read_trace
+from interlock import Chunk, ConfigError, Monitor, RecordedTrace, TraceFileError, TraceWriter, read_trace
 from interlock.generators import Replay, Scripted
 from interlock.monitor.cli import main as cli_main
 from interlock.monitor.replay.importers import ImportedTrace, read_traces
@@ -79,7 +79,7 @@ def test_a_file_of_nothing_but_broken_json_is_not_read_as_text(tmp_path: Path, c
     out = capsys.readouterr()
     assert f"error: {path}:1: not valid JSON (Expecting ',' delimiter, column 24); the file stops here" not in out.err
     assert f"error: {path}:1: not valid JSON (Expecting ',' delimiter, column 24)" in out.err
-    assert "0 traces: 0 passed, 0 with violations, 1 could not be read" in out.out
+    assert "0 traces: 0 passed, 0 with violations, 0 undecided, 1 could not be read" in out.out
 
 
 @pytest.mark.parametrize("content", ["", "   \n\n", "[]"])
@@ -123,6 +123,12 @@ def test_a_truncated_trace_file_is_read_up_to_its_last_complete_line_with_a_warn
     ("Infinity", ":2: not valid JSON (Infinity is not a JSON number; strict JSON has no NaN or Infinity)"),
     ("NaN", ":2: not valid JSON (NaN is not a JSON number; strict JSON has no NaN or Infinity)"),
     ("1e999", ":2: chunk field 't' must be a finite number, got inf"),
+    # finite, yet a replay at speed 1.0 would sleep 1e300 s (issue 24, item 13): at most a week after the start
+    ("1e300", ":2: chunk field 't' is 1e+300 seconds after the run started: more than 604800 (a week), which no "
+              "recorded run takes"),
+    ("1e9", ":2: chunk field 't' is 1e+09 seconds after the run started: more than 604800 (a week), which no "
+            "recorded run takes"),
+    ("-5", ":2: chunk field 't' is -5 seconds after the run started: a time cannot be negative"),
 ])
 def test_non_finite_times_are_rejected_on_read_so_a_replay_cannot_sleep_forever(tmp_path: Path, t: str,
                                                                                  message: str) -> None:
@@ -132,6 +138,24 @@ def test_non_finite_times_are_rejected_on_read_so_a_replay_cannot_sleep_forever(
     with pytest.raises(TraceFileError) as caught:
         Replay(path, speed=1.0)
     assert str(caught.value) == f"{path}{message}"
+
+
+def test_an_event_time_out_of_bounds_is_rejected_too(tmp_path: Path) -> None:
+    """An injected feedback's time comes from its event: a replay would wait for it as for a chunk."""
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"type": "header", "version": 1, "prompt": ""}\n{"type": "chunk", "text": "a", "t": 0.1}\n'
+                    '{"type": "event", "kind": "inject", "text": "Wait.", "t": 1e300}\n')
+    with pytest.raises(TraceFileError) as caught:
+        read_trace(path)
+    assert str(caught.value) == (f"{path}:3: event field 't' is 1e+300 seconds after the run started: more than "
+                                 "604800 (a week), which no recorded run takes")
+
+
+def test_a_replay_of_times_made_in_code_is_bounded_too() -> None:
+    recorded = RecordedTrace(prompt="", chunks=[Chunk("a"), Chunk(" b")], times=[0.0, 1e9])
+    with pytest.raises(ConfigError, match=r"Replay: a recorded chunk time is 1e\+09 s; times must be finite and "
+                                          r"at most 604800 s \(a week\)"):
+        Replay(recorded, speed=1.0)
 
 
 def test_a_non_finite_label_is_an_error_for_its_record_only(tmp_path: Path) -> None:
@@ -191,5 +215,5 @@ def test_a_replay_of_a_hand_made_trace_with_an_infinite_time_is_refused() -> Non
     from interlock import ConfigError, RecordedTrace
 
     recorded = RecordedTrace(prompt="p", chunks=[Chunk("a"), Chunk("b")], times=[0.0, float("inf")])
-    with pytest.raises(ConfigError, match=r"Replay: a recorded chunk time is inf; times must be finite"):
+    with pytest.raises(ConfigError, match=r"Replay: a recorded chunk time is inf s; times must be finite"):
         Replay(recorded, speed=1.0)

@@ -186,6 +186,43 @@ def test_browser_marks_the_spans_and_gives_each_reason_once(report_url: str) -> 
             '<span class="fb">feedback: 3 + 4 = 7.</span></li>') in page.dom
 
 
+def test_browser_names_the_verifier_once_and_keeps_unchecked_steps_uncoloured(tmp_path: Path) -> None:
+    text = "She sells 16 - 7 = 8 eggs.\nShe is happy.\n"
+    claim = Span(10, 20)
+    mixed = TraceReport(id="mixed", text=text, verdicts=(
+        Fail("arithmetic: 16 - 7 is 9, not 8.", span=claim, verifier="arithmetic", action=Action.ROLLBACK,
+             feedback="16 - 7 is 9, not 8."),
+        Pass(note="0 calculations checked", span=Span(27, 41), verifier="arithmetic", checked=False)))
+    plain = TraceReport(id="plain", text="She is happy.\n", verdicts=(
+        Pass(note="0 calculations checked", span=Span(0, 14), verifier="arithmetic", checked=False),))
+    checked = TraceReport(id="checked", text="1 + 1 = 2.\n", verdicts=(
+        Pass(note="1 calculation checked", span=Span(0, 9), verifier="arithmetic"),))
+    page = _dump_dom(write_html(tmp_path / "r.html", [mixed, plain, checked]).resolve().as_uri()
+                     + "#outcome=all&sort=file")
+    # the verifier's name once, the message without it, and no feedback line repeating the message
+    assert ('<b>arithmetic</b> fail (rollback): 16 - 7 is 9, not 8.<span class="count"></span></li>') in page.dom
+    assert "First violation: <b>arithmetic</b> at [10, 20): 16 - 7 is 9, not 8.</p>" in page.dom
+    assert "arithmetic: 16 - 7" not in page.dom  # (the tooltip reads "arithmetic: fail: 16 - 7 is 9, not 8.")
+    # a step that passed with nothing checked is not painted as verified, nor is a trace of such steps
+    unchecked = [m for m in page.marks if m["data-verdict"] == "pass" and m.get("data-checked") == "0"]
+    assert sorted(str(m["data-span"]) for m in unchecked) == ["0,14", "27,41"]
+    assert [m.get("data-checked") for m in page.marks if m["data-span"] == "0,9"] == [None]
+    assert [(a["data-id"], a["data-word"]) for a in page.articles] == [
+        ("mixed", "violation"), ("plain", "unchecked"), ("checked", "verified")]
+    assert 'class="badge outcome-unchecked" data-word="unchecked">unchecked<' in page.dom
+    assert 'class="badge outcome-pass" data-word="verified">verified<' in page.dom
+
+
+def test_rates_are_rounded_to_three_figures() -> None:
+    from interlock.monitor.replay.engine import ReplayTotals
+
+    reports: list[TraceReport | ReadFailure] = [TraceReport(id="t", text="x", verdicts=())]
+    html = render_html(reports, ReplayTotals(traces=24594, tokens=161903, seconds=100.0))
+    assert 'data-total="traces-per-s">246<' in html and 'data-total="tokens-per-s">1,619<' in html
+    html = render_html(reports, ReplayTotals(traces=3074, tokens=5, seconds=100.0))
+    assert 'data-total="traces-per-s">30.7<' in html and 'data-total="tokens-per-s">0.05<' in html
+
+
 def test_browser_filter_by_verifier_recomputes_the_outcome(report_url: str) -> None:
     page = _dump_dom(report_url + "#outcome=fail&verifiers=sums")
     assert [a["data-id"] for a in page.articles] == ["fails-sums"]
@@ -275,3 +312,14 @@ def test_report_written_for_a_path(tmp_path: Path) -> None:
     path = write_html(tmp_path / "r.html", _reports(), title="GSM8K & co")
     assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert "<title>GSM8K &amp; co</title>" in path.read_text(encoding="utf-8")
+
+
+def test_browser_shows_the_thinking_apart_from_the_answer(tmp_path: Path) -> None:
+    text = "<think>\n7 * 8 = 54.\n</think>\n\nThe answer is 56."
+    report = TraceReport(id="thinker", text=text, verdicts=(Fail("7 * 8 is 56, not 54", span=Span(8, 18),
+                                                                 verifier="arithmetic"),),
+                         phases=((0, "thinking"), (text.index("\n\nThe"), "answer")))
+    page = _dump_dom(write_html(tmp_path / "r.html", [report]).resolve().as_uri())
+    assert '<div class="phase">thinking</div>' in page.dom and '<div class="phase">answer</div>' in page.dom
+    assert 'class="step thinking" data-span="8,20" data-phase="thinking"' in page.dom
+    assert 'class="step" data-span="30,47" data-phase="answer"' in page.dom

@@ -38,31 +38,44 @@ def _scripts_importable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # -- a real terminal -----------------------------------------------------------------------------------------
-def test_in_a_15_row_terminal_each_line_reaches_the_scrollback_once(tmp_path: Path) -> None:
+def _in_tmux(tmp_path: Path, script: str | None, *, width: int, height: int, options: str = "-v arithmetic",
+             timeout: float = 120, seen: list[str] | None = None, **env: str) -> tuple[str, list[str]]:
+    """Run ``interlock run 'What is 2 + 2?' --generator scripted_cli:SCRIPT`` (the embedded model when ``script``
+    is None) in a tmux terminal of that size: (exit status, the lines of the whole scrollback with wrapped lines
+    joined, blank ones left out). ``seen`` collects every line the screen showed while it ran."""
     tmux = shutil.which("tmux")
     if tmux is None:
         pytest.skip("no tmux")
     sock = str(tmp_path / "tmux.sock")
     done = tmp_path / "done"
+    generator = f"--generator scripted_cli:{script} " if script else ""
     command = (f"cd {TESTS} && PYTHONPATH={TESTS} {sys.executable} -m interlock run 'What is 2 + 2?' "
-               f"--generator scripted_cli:wrong_then_fixed -v arithmetic; echo $? > {done}")
+               f"{generator}{options}; echo $? > {done}")
     base = [tmux, "-S", sock, "-f", "/dev/null"]
-    subprocess.run([*base, "new-session", "-d", "-x", "80", "-y", "15", "-s", "t", "bash", "--norc", "--noprofile"],
-                   check=True, env=_env(TERM="xterm-256color"))
+    subprocess.run([*base, "new-session", "-d", "-x", str(width), "-y", str(height), "-s", "t", "bash", "--norc",
+                    "--noprofile"], check=True, env=_env(TERM="xterm-256color", **env))
     try:
         subprocess.run([*base, "set-option", "-g", "history-limit", "20000"], check=True)
         subprocess.run([*base, "send-keys", "-t", "t", command, "Enter"], check=True)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + timeout
         while not done.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
+            if seen is not None:
+                screen = subprocess.run([*base, "capture-pane", "-p", "-t", "t"], check=True, capture_output=True,
+                                        text=True).stdout
+                seen.extend(line.strip() for line in screen.splitlines() if line.strip() not in seen)
         assert done.exists(), "the run did not end"
         time.sleep(0.3)
         history = subprocess.run([*base, "capture-pane", "-p", "-J", "-S", "-", "-E", "-", "-t", "t"],
                                  check=True, capture_output=True, text=True).stdout
     finally:
         subprocess.run([*base, "kill-server"], check=False)
-    assert done.read_text().strip() == "0"
-    lines = [line.rstrip() for line in history.splitlines() if line.strip()]
+    return done.read_text().strip(), [line.rstrip() for line in history.splitlines() if line.strip()]
+
+
+def test_in_a_15_row_terminal_each_line_reaches_the_scrollback_once(tmp_path: Path) -> None:
+    code, lines = _in_tmux(tmp_path, "wrong_then_fixed", width=80, height=15)
+    assert code == "0"
     trace_lines = [line for line in lines if line.startswith("Then 2 + ")]
     assert trace_lines == [f"Then 2 + {i} = {2 + i}." for i in range(60)]  # each once, in order
     assert sum("2 + 2 = 5." in line for line in lines) == 1  # the removed step, printed once
@@ -71,6 +84,42 @@ def test_in_a_15_row_terminal_each_line_reaches_the_scrollback_once(tmp_path: Pa
     # the whole scrollback: the trace's 63 lines, the note, the command, the verifiers line, the summary
     assert len(lines) <= 63 + 8, "\n".join(lines)
     assert not any("tokens (" in line for line in lines)  # the status line was live only
+
+
+@pytest.mark.parametrize(("script", "width"), [("long_last_line", 100), ("long_last_line_slow", 100),
+                                               ("long_last_line", 60)])
+def test_a_last_line_wider_than_the_terminal_without_a_newline_is_shown_whole(
+        tmp_path: Path, script: str, width: int) -> None:
+    from scripted_cli import LONG_LAST_LINE
+
+    code, lines = _in_tmux(tmp_path, script, width=width, height=30)
+    assert code == "0"
+    start = next(i for i, line in enumerate(lines) if line.startswith("So 2 + 2 = 4."))
+    # the trace, then the summary, then the prompt: the whole last line once, nothing left of the live region
+    assert lines[start:start + 2] == ["So 2 + 2 = 4.", LONG_LAST_LINE], "\n".join(lines)
+    assert lines[start + 2].startswith("✓ verified: 1 check passed"), "\n".join(lines)
+    assert len(lines) == start + 4, "\n".join(lines)
+    assert not any("tokens (" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_the_first_runs_conversion_shows_only_the_spinner_then_one_line(tmp_path: Path) -> None:
+    """The embedded model converted into an empty cache: no third-party progress bar reaches the scrollback."""
+    seen: list[str] = []
+    code, lines = _in_tmux(tmp_path, None, width=100, height=30, options="--max-tokens 8", timeout=600,
+                           seen=seen, INTERLOCK_CACHE_DIR=str(tmp_path / "cache"))
+    # while it converted, the spinner said so
+    assert any(re.fullmatch(r"\S converting SmolLM2-135M-Instruct\.\S+\.gguf from GGUF, once · verifiers: "
+                            "arithmetic", line) for line in seen), seen
+    assert code == "3"  # 8 tokens: the budget ends the run
+    start = max(i for i, line in enumerate(lines) if "-m interlock run" in line)
+    shown = lines[start + 1:]
+    assert re.fullmatch(r"interlock: converted in \d+ s; cached in .*/cache/models/SmolLM2-135M-Instruct\.\S+ "
+                        r"\(later loads skip the conversion\)", shown[0]), "\n".join(lines)
+    assert shown[1] == "interlock: verifiers: arithmetic", "\n".join(lines)
+    assert shown[-2].startswith("⏹ budget: "), "\n".join(lines)
+    assert len(shown) <= 6, "\n".join(lines)  # and the trace's line or two, nothing else
+    assert not any("%|" in line or "it/s" in line or "converting" in line for line in lines), "\n".join(lines)
 
 
 # -- a pipe ----------------------------------------------------------------------------------------------------

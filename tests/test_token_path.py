@@ -277,7 +277,8 @@ def test_step_triggers_skipped_between_steps_give_the_same_checks_at_the_same_ch
 
 def test_token_triggers_still_fire_between_steps() -> None:
     dues = _dues(_On(EveryNTokens(2), "every-2"), ["a", " b", " c", " d", " e"])
-    assert [(at, start) for at, _, start, _ in dues] == [(3, 0), (7, 3)]  # at 2 and 4 tokens, mid-step
+    # at 2 and 4 tokens, mid-step; at the end, the last token, read from the start of its step
+    assert [(at, start) for at, _, start, _ in dues] == [(3, 0), (7, 3), (9, 0)]
 
 
 def test_with_no_verifier_the_steps_are_found_when_asked() -> None:

@@ -39,7 +39,7 @@ def reference_greedy(model: Any, context: list[int], n: int) -> list[int]:
 async def test_capabilities_are_all_on(tiny: tuple[Any, Any]) -> None:
     gen = Transformers(*tiny)
     assert gen.capabilities == Capabilities(token_ids=True, logprobs=True, entropy=True, resumable=True,
-                                            kv_rollback=True, fork=True)
+                                            kv_rollback=True, fork=True, thinking_tags=("<think>", "</think>"))
     assert Transformers(*tiny, logprobs=False, entropy=False).capabilities.logprobs is False
 
 

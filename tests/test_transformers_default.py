@@ -57,8 +57,13 @@ async def test_the_converted_weights_are_cached_and_load_again_identically(
     from interlock.generators.transformers import CACHE_ENV, Transformers, cache_dir
 
     gen, said, cache = conversion
-    assert "converting SmolLM2-135M-Instruct.Q4_1.gguf from GGUF" in said
-    assert f"cached in {cache}" in said and "later loads take about a second" in said
+    # two lines of its own and no third-party progress bar
+    assert said.splitlines() == [
+        "interlock: converting SmolLM2-135M-Instruct.Q4_1.gguf from GGUF, once...",
+        said.splitlines()[1]]
+    assert re.fullmatch(rf"interlock: converted in \d+ s; cached in {re.escape(str(cache))}/models/"
+                        r"SmolLM2-135M-Instruct\.Q4_1-[0-9a-f]{16} \(later loads skip the conversion\)",
+                        said.splitlines()[1])
     folders = list((cache / "models").iterdir())
     assert len(folders) == 1 and (folders[0] / ".complete").is_file()
     assert (folders[0] / "model.safetensors").is_file() and (folders[0] / "tokenizer.json").is_file()

@@ -69,8 +69,10 @@ def test_triggers() -> None:
     text = "one two. three four\nfive Wait six seven"
     assert _spans(StepBoundary(), text) == [(0, 9), (9, 20), (20, 39)]
     assert _spans(AtEnd(), text) == [(0, 39)]
-    assert _spans(EveryNTokens(3), text) == [(0, 14), (14, 29)]  # pieces: "one", " two.", " three", ...
-    assert _spans(OnPattern(r"\bWait\b"), text) == [(20, 29)]
+    # pieces: "one", " two.", " three", ...; the last < 3 tokens are checked at the end, from their step's start
+    assert _spans(EveryNTokens(3), text) == [(0, 14), (14, 29), (20, 39)]
+    # the text no match's step covered is checked at the end: before the match, and after it from its step's start
+    assert _spans(OnPattern(r"\bWait\b"), text) == [(20, 29), (0, 20), (20, 39)]
     assert _spans(StepBoundary() | AtEnd(), text) == [(0, 9), (9, 20), (0, 39), (20, 39)]
 
 

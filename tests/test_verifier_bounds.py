@@ -4,6 +4,7 @@ asserted: each test checks what is read and what is ``Unknown``, and that a host
 
 from __future__ import annotations
 
+import asyncio
 import random
 from fractions import Fraction
 
@@ -205,3 +206,30 @@ def test_in_a_dense_long_step_a_wrong_claim_is_flagged_or_covered_by_an_unknown(
     flagged = [f for f in wrong_claims(found) if text[f.start:f.end] == "17 * 23 = 381"]
     covered = [f for f in found if f.status == "unknown" and f.start <= cut and cut + 13 <= f.end]
     assert flagged or covered
+
+
+# --- Verifier.scan of a long step (issue 24, item 16) ---------------------------------------------------------------
+
+def test_scan_streams_a_chunk_independent_verifier_a_line_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 5 MB step went through the scheduler in a million word-sized pieces (12-44 s, where a replay took 3-6 s):
+    a verifier whose trigger does not count tokens, and that does not read token data, sees the same steps and
+    views when the text arrives a line at a time, as in a replay."""
+    from interlock.monitor.replay.importers import ImportedTrace
+    from interlock.monitor.replay.scanning import scan_trace
+    from interlock.monitor.trace import Trace
+
+    appended: list[int] = []
+    original = Trace.append
+
+    def counting(self: Trace, chunk: object) -> object:
+        appended.append(1)
+        return original(self, chunk)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Trace, "append", counting)
+    text = "she counts the sheep again and " * 170_000 + "so 17 * 23 = 381.\nThen 2 + 2 = 5.\n"
+    assert len(text) > 5_000_000
+    verdicts = Arithmetic().scan(text)
+    assert len(appended) == 2  # its two lines, not a million pieces
+    report = asyncio.run(scan_trace(ImportedTrace(id="t", text=text), [Arithmetic()]))
+    assert [(v.kind, v.span) for v in verdicts] == [(v.kind, v.span) for v in report.verdicts]
+    assert [v.kind for v in verdicts] == ["unknown", "fail"]  # the long step is past the bound; then 2 + 2 = 5

@@ -29,6 +29,7 @@ __all__ = [
     "CORPUS",
     "EOS_TOKEN",
     "SPECIAL_TOKENS",
+    "THINKING_CHAT_TEMPLATE",
     "build_tiny_model",
     "build_tiny_tokenizer",
     "save_tiny_model",
@@ -48,6 +49,18 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+
+# A thinking model's template (Qwen3's switch, DeepSeek-R1's opened thinking): the generation prompt opens the
+# thinking, or with enable_thinking=false writes an empty one, closed.
+THINKING_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+    "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\n\n</think>\n\n' }}"
+    "{% else %}{{ '<think>\n' }}{% endif %}{% endif %}"
+)
+THINK_TOKENS = ("<think>", "</think>")
 
 # Small, but with digits, arithmetic, punctuation and newlines, so that merges cover the texts tests use.
 CORPUS = (
@@ -75,8 +88,9 @@ _MODEL_CONFIG: dict[str, Any] = {
 }
 
 
-def build_tiny_tokenizer(vocab_size: int = 384) -> Any:
-    """A byte-level BPE ``PreTrainedTokenizerFast`` trained on :data:`CORPUS`, with a chat template."""
+def build_tiny_tokenizer(vocab_size: int = 384, *, thinking: bool = False) -> Any:
+    """A byte-level BPE ``PreTrainedTokenizerFast`` trained on :data:`CORPUS`, with a chat template; ``thinking``:
+    the thinking template and ``<think>``/``</think>`` as tokens of their own."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -85,7 +99,7 @@ def build_tiny_tokenizer(vocab_size: int = 384) -> Any:
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(SPECIAL_TOKENS) + (list(THINK_TOKENS) if thinking else []),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -98,16 +112,17 @@ def build_tiny_tokenizer(vocab_size: int = 384) -> Any:
         unk_token=None,
         clean_up_tokenization_spaces=False,
     )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = THINKING_CHAT_TEMPLATE if thinking else CHAT_TEMPLATE
     return tokenizer
 
 
-def build_tiny_model(seed: int = 0) -> tuple[Any, Any]:
-    """``(model, tokenizer)``: a seeded tiny ``LlamaForCausalLM`` in eval mode and its tokenizer."""
+def build_tiny_model(seed: int = 0, *, thinking: bool = False) -> tuple[Any, Any]:
+    """``(model, tokenizer)``: a seeded tiny ``LlamaForCausalLM`` in eval mode and its tokenizer (``thinking``: a
+    thinking model's template and tags)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = build_tiny_tokenizer()
+    tokenizer = build_tiny_tokenizer(thinking=thinking)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         bos_token_id=tokenizer.bos_token_id,
@@ -127,11 +142,11 @@ def build_tiny_model(seed: int = 0) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def save_tiny_model(path: str | Path, seed: int = 0) -> Path:
+def save_tiny_model(path: str | Path, seed: int = 0, *, thinking: bool = False) -> Path:
     """Write the tiny model (safetensors) and its tokenizer to ``path``; returns the folder."""
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = build_tiny_model(seed)
+    model, tokenizer = build_tiny_model(seed, thinking=thinking)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder

@@ -16,6 +16,9 @@ _LAZY: dict[str, str] = {
     "Arithmetic": "interlock.verifiers.arithmetic",
     "Constraints": "interlock.verifiers.constraints",
     "Game24": "interlock.verifiers.game24",
+    "Maze": "interlock.verifiers.maze",
+    "SpatialMap": "interlock.verifiers.spatialmap",
+    "Zebra": "interlock.verifiers.zebra",
     "ForkExtractor": "interlock.verifiers.fork",
 }
 

@@ -7,7 +7,10 @@ the fork's tokens are counted apart (``result.tokens.fork``)::
 
     Constraints(spec, extractor=ForkExtractor("\\nCurrent assignments as JSON:", max_tokens=64))
 
-The monitor provides ``view.fork`` when the generator has ``capabilities.fork`` (a copy of the KV cache in
+A fork at a point inside a reasoning model's thinking continues the thinking (the prompt is appended to it);
+``after_thinking=True`` ends the thinking first and makes the prompt the start of the answer, the question a
+thinking model answers best ("so the answer is"). The monitor provides ``view.fork`` when the generator has
+``capabilities.fork`` (a copy of the KV cache in
 the transformers backend, a separate greedy request elsewhere). Without it, and whenever the fork fails,
 times out or answers something unparsable, the extractor returns an :class:`~monitor.Unknown` verdict with
 the reason instead of raising; built-in verifiers pass it through as their verdict, and a verifier function
@@ -48,10 +51,11 @@ class ForkExtractor:
     - ``parse``: turns the answer into the state (default :func:`first_json`); an exception becomes ``Unknown``.
     - ``stop``: strings that end the answer (the text from the first one on is dropped before parsing).
     - ``timeout``: seconds to wait for the fork.
+    - ``after_thinking``: in a thinking, end it before the prompt, which then starts the answer.
     """
 
     def __init__(self, prompt: str, *, max_tokens: int = 64, parse: Callable[[str], Any] = first_json,
-                 stop: Sequence[str] = (), timeout: float = 30.0) -> None:
+                 stop: Sequence[str] = (), timeout: float = 30.0, after_thinking: bool = False) -> None:
         if not isinstance(prompt, str) or not prompt:
             raise VerifierConfigError("ForkExtractor needs a non-empty extraction prompt")
         if not isinstance(max_tokens, int) or max_tokens < 1:
@@ -65,6 +69,7 @@ class ForkExtractor:
         self.parse = parse
         self.stop = tuple(stop)
         self.timeout = timeout
+        self.after_thinking = bool(after_thinking)
 
     async def answer(self, view: TraceView) -> str | Unknown:
         """The fork's raw answer (cut at the first stop string), or ``Unknown`` saying why there is none."""
@@ -73,7 +78,10 @@ class ForkExtractor:
                                   "extracted by forking the model", span=view.step.span)
         try:
             with anyio.fail_after(self.timeout):
-                text = await view.fork(self.prompt, self.max_tokens)
+                if self.after_thinking:
+                    text = await view.fork("", self.max_tokens, answer=self.prompt)
+                else:
+                    text = await view.fork(self.prompt, self.max_tokens)
         except TimeoutError:
             return Unknown(reason=f"the fork did not answer within {self.timeout:g} s", span=view.step.span)
         except Exception as exc:

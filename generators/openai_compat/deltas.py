@@ -10,6 +10,12 @@ Tool calls arrive as partial ``choices[0].delta.tool_calls[]`` items (``index``,
 ``function.name`` once, ``function.arguments`` in pieces); :class:`ToolCallAssembler` puts them together so the
 generator can yield each call whole once the stream has ended. The usage event (``stream_options.include_usage``)
 gives the server's own token count, which corrects the count of events.
+
+A reasoning model's thinking arrives beside the content, in ``choices[0].delta.reasoning`` (vLLM 0.11 and later)
+or ``choices[0].delta.reasoning_content`` (older vLLM, SGLang, llama.cpp's server, DeepSeek's API); some servers
+send both with the same text (read once), most send ``null`` for the one they do not use. The usage then says how
+many of the completion tokens were thinking: ``usage.completion_tokens_details.reasoning_tokens`` (OpenAI,
+DeepSeek, vLLM, llama.cpp) or ``usage.reasoning_tokens``. Logprobs cover the tokens of both fields in order.
 """
 
 from __future__ import annotations
@@ -23,8 +29,13 @@ from typing import Any, Literal
 from interlock import Chunk
 from interlock.generators.errors import MalformedStream, ServerError
 from interlock.monitor.chunks import ToolCallRequest
+from interlock.monitor.phases import ANSWER, THINKING, Phase
 
-__all__ = ["Delta", "ToolCallAssembler", "Usage", "entropy_from_top", "parse_event", "to_chunks"]
+__all__ = ["REASONING_FIELDS", "Delta", "ToolCallAssembler", "Usage", "entropy_from_top", "parse_event",
+           "reasoning_of", "to_chunks"]
+
+# The fields a thinking arrives in, in the order they are read (vLLM >= 0.11 first).
+REASONING_FIELDS = ("reasoning", "reasoning_content")
 
 Endpoint = Literal["chat", "completions"]
 
@@ -40,26 +51,48 @@ class Delta:
     finish_reason: str | None = None
     tool_calls: tuple[dict[str, Any], ...] = ()  # partial calls, as sent
     usage: Usage | None = None
+    reasoning: str = ""  # thinking text of this event (before ``text``, which is content)
+    reasoning_field: str | None = None  # the field it came in ("reasoning" or "reasoning_content")
 
 
 @dataclass(frozen=True)
 class Usage:
-    """The server's token counts for one request (``usage``), when it sent them."""
+    """The server's token counts for one request (``usage``), when it sent them; ``reasoning_tokens``: how many
+    of the completion tokens were thinking."""
 
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+def _count(obj: Any, key: str) -> int | None:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _usage(obj: Any) -> Usage | None:
     usage = obj.get("usage") if isinstance(obj, dict) else None
     if not isinstance(usage, dict):
         return None
+    reasoning = _count(usage.get("completion_tokens_details"), "reasoning_tokens")
+    if reasoning is None:
+        reasoning = _count(usage, "reasoning_tokens")
+    return Usage(_count(usage, "prompt_tokens"), _count(usage, "completion_tokens"), reasoning)
 
-    def count(key: str) -> int | None:
-        value = usage.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
-    return Usage(count("prompt_tokens"), count("completion_tokens"))
+def reasoning_of(message: dict[str, Any], where: str) -> tuple[str, str | None]:
+    """The thinking text of a delta or message and the field it came in (``""``, ``None`` when it has none).
+    Both fields with one text (a server in transition) count once; with two texts, ``reasoning`` wins."""
+    found: list[tuple[str, str]] = []
+    for name in REASONING_FIELDS:
+        value = message.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise MalformedStream(f"{where}.{name} is {_excerpt(value)}, not a string")
+        if value:
+            found.append((value, name))
+    return found[0] if found else ("", None)
 
 
 class ToolCallAssembler:
@@ -208,10 +241,12 @@ def parse_event(obj: Any, endpoint: Endpoint, *, want_entropy: bool = False) -> 
             raise MalformedStream(f"an event's choices hold no choice 0: {_excerpt(choices)}")
         return Delta("", usage=usage) if usage is not None else None
     calls: tuple[dict[str, Any], ...] = ()
+    reasoning, field = "", None
     if endpoint == "chat":
         delta = choice.get("delta") or {}
         if not isinstance(delta, dict):
             raise MalformedStream(f"choices[0].delta is {_excerpt(delta)}, not an object")
+        reasoning, field = reasoning_of(delta, "choices[0].delta")
         text = delta.get("content") or ""
         partials = delta.get("tool_calls")
         if partials is not None and not isinstance(partials, list):
@@ -226,21 +261,52 @@ def parse_event(obj: Any, endpoint: Endpoint, *, want_entropy: bool = False) -> 
     finish = choice.get("finish_reason")
     finish_reason = str(finish) if finish else None
     if data is None:
-        return Delta(text, finish_reason=finish_reason, tool_calls=calls, usage=usage)
+        return Delta(text, finish_reason=finish_reason, tool_calls=calls, usage=usage, reasoning=reasoning,
+                     reasoning_field=field)
     tokens, values, entropies = data
     return Delta(text, tokens=tokens or None, logprobs=values, entropy=entropies, finish_reason=finish_reason,
-                 tool_calls=calls, usage=usage)
+                 tool_calls=calls, usage=usage, reasoning=reasoning, reasoning_field=field)
 
 
 def to_chunks(delta: Delta) -> list[Chunk]:
-    """The chunks of one delta: one per token when the token texts add up to the text, else one."""
+    """The chunks of one delta: its thinking (``phase="thinking"``) then its content, each one chunk per token
+    when the token texts add up to the text, else one. When an event holds both, its tokens are shared out by
+    their texts: those that spell the thinking, then any the server kept out of both fields (the closing tag it
+    parsed away), go with the thinking; those that spell the content with the content."""
+    if not delta.reasoning:
+        return _chunks(delta.text, ANSWER, delta.tokens, delta.logprobs, delta.entropy)
     if not delta.text:
-        return []
+        return _chunks(delta.reasoning, THINKING, delta.tokens, delta.logprobs, delta.entropy)
     if delta.logprobs is None:
-        return [Chunk(delta.text)]
+        return [Chunk(delta.reasoning, phase=THINKING), Chunk(delta.text, tokens=0)]
+    n = len(delta.logprobs)
+    split = n
     tokens = delta.tokens
-    if tokens is not None and len(tokens) == len(delta.logprobs) > 1 and "".join(tokens) == delta.text:
-        entropy = delta.entropy
-        return [Chunk(token, logprobs=(lp,), entropy=(entropy[i],) if entropy is not None else None)
-                for i, (token, lp) in enumerate(zip(tokens, delta.logprobs, strict=True)) if token]
-    return [Chunk(delta.text, logprobs=delta.logprobs, entropy=delta.entropy)]
+    if tokens is not None and len(tokens) == n:
+        tail = ""  # the content is spelled by the last tokens
+        k = n
+        while k > 0 and len(tail) < len(delta.text) and delta.text.endswith(tokens[k - 1] + tail):
+            tail = tokens[k - 1] + tail
+            k -= 1
+        if tail == delta.text:
+            split = k
+    entropy = delta.entropy
+    head = _chunks(delta.reasoning, THINKING, tokens[:split] if tokens else None, delta.logprobs[:split],
+                   entropy[:split] if entropy is not None else None)
+    rest = _chunks(delta.text, ANSWER, tokens[split:] if tokens else None, delta.logprobs[split:],
+                   entropy[split:] if entropy is not None else None)
+    if split == n:  # the tokens could not be shared out: all of them count with the thinking
+        rest = [Chunk(delta.text, tokens=0)]
+    return head + rest
+
+
+def _chunks(text: str, phase: Phase, tokens: tuple[str, ...] | None, logprobs: tuple[float, ...] | None,
+            entropy: tuple[float, ...] | None) -> list[Chunk]:
+    if not text:
+        return []
+    if not logprobs:
+        return [Chunk(text, phase=phase)] if logprobs is None else [Chunk(text, tokens=0, phase=phase)]
+    if tokens is not None and len(tokens) == len(logprobs) > 1 and "".join(tokens) == text:
+        return [Chunk(token, logprobs=(lp,), entropy=(entropy[i],) if entropy is not None else None, phase=phase)
+                for i, (token, lp) in enumerate(zip(tokens, logprobs, strict=True)) if token]
+    return [Chunk(text, logprobs=logprobs, entropy=entropy, phase=phase)]

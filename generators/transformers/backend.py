@@ -21,6 +21,8 @@ from interlock.generators.transformers.sampling import Sampling, choose, token_s
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import ConfigError
 from interlock.monitor.generation import Capabilities, GenerationRequest
+from interlock.monitor.phases import THINK_TAGS, THINKING, THOUGHT_TAGS, ThinkingTags
+from interlock.monitor.thinking import TagSplitter
 
 __all__ = ["Transformers", "load_default_model"]
 
@@ -180,6 +182,11 @@ class Transformers:
     ``"auto"`` (chat when the tokenizer has a chat template). Chunks carry token ids, and the logprob and
     entropy of the model's next-token distribution for each token (turn off with ``logprobs=False`` /
     ``entropy=False``).
+
+    Thinking models: text between ``thinking_tags`` (default ``<think>`` and ``<|begin_of_thought|>``) is
+    reported as thinking (``Chunk.phase``), from the prompt on when the chat template opens the thinking in its
+    generation prompt; ``enable_thinking=True/False`` sets that switch of a template that has it (Qwen3's), and
+    ``chat_template_kwargs`` any other.
     """
 
     def __init__(self, model: str | os.PathLike[str] | Any, tokenizer: Any = None, *,
@@ -187,7 +194,9 @@ class Transformers:
                  top_p: float = 1.0, top_k: int = 0, seed: int | None = None, max_new_tokens: int = 512,
                  stop: Sequence[str] = (), eos_token_ids: Sequence[int] | None = None, logprobs: bool = True,
                  entropy: bool = True, device: str | None = None, dtype: Any = None, prefill_chunk: int = 128,
-                 cache_gguf: bool = True, tokenization: Literal["reuse", "canonical"] = "reuse") -> None:
+                 cache_gguf: bool = True, tokenization: Literal["reuse", "canonical"] = "reuse",
+                 thinking_tags: Sequence[ThinkingTags | str] | None = (THINK_TAGS, THOUGHT_TAGS),
+                 enable_thinking: bool | None = None, chat_template_kwargs: dict[str, Any] | None = None) -> None:
         if isinstance(model, str | os.PathLike):
             from interlock.generators.transformers.loading import load_model
 
@@ -207,7 +216,11 @@ class Transformers:
 
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.formatter = PromptFormatter(tokenizer, prompt_format, system)
+        template_kwargs = dict(chat_template_kwargs or {})
+        if enable_thinking is not None:
+            template_kwargs["enable_thinking"] = bool(enable_thinking)
+        self.formatter = PromptFormatter(tokenizer, prompt_format, system, template_kwargs)
+        self.thinking_tags = tuple(ThinkingTags.parse(t) for t in thinking_tags or ())
         self.sampling = Sampling(float(temperature), float(top_p), int(top_k))
         self.max_new_tokens = max_new_tokens
         self.stop = tuple(stop)
@@ -254,8 +267,15 @@ class Transformers:
 
     @property
     def capabilities(self) -> Capabilities:
+        tags = self.thinking_tags[0] if self.thinking_tags else None
         return Capabilities(token_ids=True, logprobs=self.want_logprobs, entropy=self.want_entropy, resumable=True,
-                            kv_rollback=True, fork=True)
+                            kv_rollback=True, fork=True,
+                            thinking_tags=(tags.open, tags.close) if tags is not None else None)
+
+    def opens_thinking(self, prompt: str) -> bool:
+        """Whether the prompt as the model sees it ends inside a thinking (the template opened it)."""
+        tail = self.formatter.text(prompt).rstrip()
+        return any(tail.endswith(t.open) for t in self.thinking_tags)
 
     @property
     def context_ids(self) -> tuple[int, ...]:
@@ -302,15 +322,23 @@ class Transformers:
         if not isinstance(request, GenerationRequest):
             raise ConfigError(f"stream() takes a monitor.GenerationRequest, got {type(request).__name__}")
         job = await anyio.to_thread.run_sync(self._open, request)
+        splitter = None
+        if self.thinking_tags:
+            thinking = request.phase == THINKING if (request.prefix or request.phases) else \
+                self.opens_thinking(request.prompt)
+            splitter = TagSplitter(self.thinking_tags, thinking=thinking)
         try:
             while job.todo and not await anyio.to_thread.run_sync(job.prefill):
                 pass
             while not job.done:
                 chunk, finished = await anyio.to_thread.run_sync(job.step)
                 if chunk is not None:
-                    yield chunk
+                    for piece in splitter.feed(chunk) if splitter is not None else (chunk,):
+                        yield piece
                 if finished:
                     break
+            for piece in splitter.flush() if splitter is not None else ():
+                yield piece
         finally:
             job.done = True
 

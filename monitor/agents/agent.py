@@ -15,17 +15,18 @@ messages, so the model can read why a call was refused and try again.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio
+from interlock.monitor.agents.arguments import NotStrictJSON, loads_strict
 from interlock.monitor.agents.tools import GuardedTool, ToolCall, ToolRefusal, guard_tool, use_run
+from interlock.monitor.agents.tracing import agent_span
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import ConfigError
 from interlock.monitor.events import Event
@@ -46,6 +47,7 @@ __all__ = [
     "Message",
     "StopAt",
     "ToolOutcome",
+    "ToolPolicy",
     "chatml",
     "parse_tool_calls",
     "tools_prompt",
@@ -185,6 +187,15 @@ def tools_prompt(tools: Sequence[GuardedTool]) -> str:
 # -- tool calls -------------------------------------------------------------------------------------------
 
 
+class ToolPolicy(Protocol):
+    """What :class:`Agent` needs of a tool-call policy (``PolicySession`` is one): guard each tool, and see the
+    conversation (the messages so far) before a turn's calls run."""
+
+    def guard(self, tool: GuardedTool) -> GuardedTool: ...
+
+    def observe(self, messages: Sequence[Mapping[str, Any]]) -> None: ...
+
+
 @dataclass(frozen=True)
 class MalformedToolCall:
     """A tool call the model wrote that is not ``{"name": str, "arguments": object}`` JSON."""
@@ -200,7 +211,10 @@ def parse_tool_calls(text: str) -> list[ToolCall | MalformedToolCall]:
     for m in _TOOL_CALL.finditer(text):
         raw = m.group(1).strip()
         try:
-            data = json.loads(raw)
+            data = loads_strict(raw)
+        except NotStrictJSON as exc:  # NaN or Infinity: never passed to a check or a tool
+            calls.append(MalformedToolCall(raw, exc.argument_message(_call_prefix(exc.path))))
+            continue
         except json.JSONDecodeError as exc:
             calls.append(MalformedToolCall(raw, f"not valid JSON: {exc.msg} at character {exc.pos}"))
             continue
@@ -213,6 +227,13 @@ def parse_tool_calls(text: str) -> list[ToolCall | MalformedToolCall]:
         for item in data if isinstance(data, list) else [data]:  # SmolLM2 and others write a list of calls
             calls.append(_one_call(item, raw, f"call_{len(calls)}"))
     return calls
+
+
+def _call_prefix(path: tuple[str | int, ...]) -> int:
+    """How many parts of a path into a tool call's JSON lead to its arguments: a call's index in a list of calls,
+    then ``"arguments"`` (or ``"parameters"``)."""
+    lead = 1 if path and isinstance(path[0], int) else 0
+    return lead + (1 if path[lead:lead + 1] in (("arguments",), ("parameters",)) else 0)
 
 
 MAX_NESTING = 64  # deeper arguments are refused as malformed: rendering or checking them could exhaust the stack
@@ -236,8 +257,13 @@ def _one_call(data: Any, raw: str, ident: str) -> ToolCall | MalformedToolCall:
         return MalformedToolCall(raw, 'expected an object {"name": "...", "arguments": {...}}')
     arguments = data.get("arguments", data.get("parameters", {}))
     if isinstance(arguments, str):  # some models double-encode the arguments
-        with contextlib.suppress(json.JSONDecodeError, RecursionError):
-            decoded = json.loads(arguments)
+        try:
+            decoded = loads_strict(arguments)
+        except NotStrictJSON as exc:
+            return MalformedToolCall(raw, exc.argument_message())
+        except (ValueError, RecursionError):
+            pass
+        else:
             if _depth_exceeds(decoded, MAX_NESTING):
                 return MalformedToolCall(raw, f"nested more than {MAX_NESTING} levels deep")
             arguments = decoded
@@ -306,13 +332,17 @@ class Agent:
       chat template for instruction-tuned local models).
     - ``system``: text put before the tool list in the system message.
     - ``turn_timeout``: seconds one model turn (generation and checks) may take.
+    - ``policy``: a tool-call policy session (:class:`~interlock.monitor.policies.PolicySession`, or anything
+      with ``guard(tool)`` and ``observe(messages)``): it guards every tool, and sees the conversation before each
+      turn's calls run.
     """
 
     def __init__(self, generator: Generator, tools: Sequence[GuardedTool | Callable[..., Any]] = (), *,
                  verifiers: Sequence[Verifier | str] = (), governors: Sequence[Governor] = (),
                  prompt_format: PromptFormat = transcript, system: str = "",
                  feedback_template: str = DEFAULT_FEEDBACK_TEMPLATE, max_turns: int = 8,
-                 turn_timeout: float = 300.0, monitor_options: Mapping[str, Any] | None = None) -> None:
+                 turn_timeout: float = 300.0, monitor_options: Mapping[str, Any] | None = None,
+                 policy: ToolPolicy | None = None) -> None:
         if max_turns < 1:
             raise ConfigError(f"Agent: max_turns must be >= 1, got {max_turns}")
         if not turn_timeout > 0:
@@ -320,9 +350,12 @@ class Agent:
         self.tools: dict[str, GuardedTool] = {}
         for t in tools:
             guarded = t if isinstance(t, GuardedTool) else guard_tool(t)
+            if policy is not None:
+                guarded = policy.guard(guarded)
             if guarded.name in self.tools:
                 raise ConfigError(f"Agent: two tools are named {guarded.name!r}")
             self.tools[guarded.name] = guarded
+        self.policy = policy
         self.generator = StopAt(generator, [TOOL_CALL_CLOSE], include=True)
         self.verifiers = list(verifiers)
         self.governors = list(governors)
@@ -362,6 +395,8 @@ class Agent:
         result = run.result
         calls = tuple(parse_tool_calls(result.text))
         added: list[Message] = [{"role": "assistant", "content": result.text}]
+        if self.policy is not None and calls:
+            self.policy.observe([*messages, *added])
         outcomes = []
         with use_run(run):
             for call in calls:
@@ -381,7 +416,7 @@ class Agent:
             error = f"there is no tool named {call.name!r}; the tools are: {known}"
             return ToolOutcome(call, json.dumps({"error": error}), error=error)
         try:
-            value = await tool.call(call.arguments)
+            value = await tool.call(call.arguments, call_id=call.id)
         except TimeoutError:
             error = f"{call.name} timed out"
             return ToolOutcome(call, json.dumps({"error": error}), error=error)
@@ -396,7 +431,21 @@ class Agent:
 
     async def run(self, messages: str | Sequence[Message], *,
                   on_event: Callable[[Event], Any] | None = None) -> AgentResult:
-        """Loop until the model answers without a tool call, a turn is interrupted, or ``max_turns`` is reached."""
+        """Loop until the model answers without a tool call, a turn is interrupted, or ``max_turns`` is reached
+        (an ``invoke_agent`` span around the turns' spans when tracing is on)."""
+        span = agent_span(self.monitor.tracer_provider, self.generator, self.monitor.meta)
+        if span is None:
+            return await self._loop(messages, on_event)
+        with span:
+            try:
+                result = await self._loop(messages, on_event)
+            except BaseException as exc:
+                span.failed(exc)
+                raise
+            span.finished(result)
+            return result
+
+    async def _loop(self, messages: str | Sequence[Message], on_event: Callable[[Event], Any] | None) -> AgentResult:
         history: list[Message] = ([{"role": "user", "content": messages}] if isinstance(messages, str)
                                   else [dict(m) for m in messages])
         turns: list[AgentTurn] = []

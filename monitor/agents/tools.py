@@ -9,7 +9,9 @@
 2. checks the call's arguments: a callable receives the bound arguments as a dict and returns a verdict
    (``Fail``, ``Pass``, ``Unknown``, ``None``/``True`` for pass, ``False`` for fail, or a list); a
    :class:`~monitor.Verifier` is scanned over a text rendering of the call, one line per argument
-   (``amount = 500``), so the same verifiers that watch the reasoning can watch the arguments.
+   (``amount = 500``), so the same verifiers that watch the reasoning can watch the arguments. Arguments are
+   strict JSON (:mod:`interlock.monitor.agents.arguments`): a NaN or infinite number is refused, naming the
+   argument, before any check or the tool sees it.
 
 On a violation the tool is not called: the caller gets a :class:`ToolRefusal` (tool name, arguments, reasons,
 feedback) that an agent can read and act on, or a :class:`ToolRefused` error with ``on_refusal="raise"``::
@@ -31,8 +33,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
+from interlock.monitor.agents.arguments import NotStrictJSON, argument_path, non_finite_path
+from interlock.monitor.agents.tracing import tool_span
 from interlock.monitor.errors import ConfigError, InterlockError
 from interlock.monitor.execute import call_async_bounded, call_in_thread
+from interlock.monitor.logs import get_logger
+from interlock.monitor.scan import ascan_checks
 from interlock.monitor.verdicts import Action, Fail, Pass, Span, Unknown, Verdict, ViolationError
 from interlock.monitor.verifier import Verifier
 
@@ -41,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ArgumentCheck",
+    "CheckRaised",
     "GuardedTool",
     "RefusalReason",
     "ToolCall",
@@ -94,6 +101,9 @@ class RefusalReason:
     message: str
     feedback: str = ""
     argument: str | None = None
+    # stage "error": what the check raised, for the program that guards the tool; never in ``message``,
+    # ``to_dict`` or ``to_message`` (its text may hold a secret, and those reach the model and a proxy's client)
+    error: BaseException | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "source": self.source, "message": self.message, "feedback": self.feedback,
@@ -140,6 +150,12 @@ class ToolRefusal:
         return f"{self.tool} refused: {self.feedback or 'a check failed'}"
 
 
+class CheckRaised(InterlockError):
+    """A ``Verifier`` used as an argument check raised (or timed out) in one of its checks: the message is the
+    error as the check reported it (``RuntimeError: ...``). Kept in :attr:`RefusalReason.error` for the program;
+    like any check's error, never shown to the model or a proxy's client."""
+
+
 class ToolRefused(InterlockError):
     """Raised instead of returning a :class:`ToolRefusal` when the tool was guarded with ``on_refusal="raise"``."""
 
@@ -164,6 +180,12 @@ def render_arguments(arguments: Mapping[str, Any]) -> str:
             rendered = repr(value)
         lines.append(f"{key} = {rendered}\n")
     return "".join(lines)
+
+
+def _value_at(value: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        value = value[part]
+    return value
 
 
 def _argument_at(arguments: Mapping[str, Any], text: str, position: int | None) -> str | None:
@@ -275,11 +297,15 @@ class GuardedTool:
     # -- public API ----------------------------------------------------------------------------------
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
         arguments = self.bind(*args, **kwargs)
-        return await self._guarded(arguments)
+        return await self._traced(arguments, "", self._guarded)
 
-    async def call(self, arguments: Mapping[str, Any]) -> Any:
+    async def call(self, arguments: Mapping[str, Any], *, call_id: str = "") -> Any:
         """Call with arguments by name, as a model sends them; arguments that do not fit the tool's signature
-        are refused (stage ``"arguments"``) rather than raised, so the agent can correct them."""
+        are refused (stage ``"arguments"``) rather than raised, so the agent can correct them. ``call_id``: the
+        model's id for the call (recorded on the call's span when tracing is on)."""
+        return await self._traced(arguments, call_id, self._call)
+
+    async def _call(self, arguments: Mapping[str, Any]) -> Any:
         if not isinstance(arguments, Mapping):
             return self._refuse({}, [RefusalReason("arguments", "signature",
                                                    f"arguments must be an object, got {type(arguments).__name__}")])
@@ -317,6 +343,29 @@ class GuardedTool:
         return clone
 
     # -- internals -----------------------------------------------------------------------------------
+    async def _traced(self, arguments: Any, call_id: str, body: Callable[[Any], Any]) -> Any:
+        """``body(arguments)`` inside the call's ``execute_tool`` span when tracing is on (its outcome: ran,
+        refused and why, or raised)."""
+        span = tool_span(name=self.name, description=self.description, read_only=self.read_only, call_id=call_id,
+                         arguments=arguments if isinstance(arguments, Mapping) else {},
+                         spans=getattr(self.run if self.run is not None else active_run(), "spans", None))
+        if span is None:
+            return await body(arguments)
+        with span:
+            try:
+                value = await body(arguments)
+            except ToolRefused as exc:
+                span.refused(exc.refusal)
+                raise
+            except BaseException as exc:
+                span.failed(exc)
+                raise
+            if isinstance(value, ToolRefusal):
+                span.refused(value)
+            else:
+                span.ran(value)
+            return value
+
     def _resolve_run(self) -> Run | None:
         source = self.run
         if source is None:
@@ -360,6 +409,13 @@ class GuardedTool:
                       issued: tuple[int, int] | None) -> tuple[list[RefusalReason], list[Verdict]]:
         reasons: list[RefusalReason] = []
         verdicts: list[Verdict] = []
+        bad = non_finite_path(arguments)
+        if bad is not None:  # never passed to a check or the tool: `amount <= 100` is False for NaN
+            written = repr(_value_at(arguments, bad))
+            problem = NotStrictJSON(bad, {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}.get(written, written))
+            return [RefusalReason("arguments", "strict-json", problem.argument_message(),
+                                  feedback=f"Send {argument_path(bad)} as a finite number.",
+                                  argument=str(bad[0]))], []
         if run is not None:
             try:
                 await run.barrier(timeout=self.barrier_timeout)
@@ -388,7 +444,11 @@ class GuardedTool:
         try:
             with anyio.fail_after(self.check_timeout):
                 if isinstance(check, Verifier):
-                    verdicts: list[Verdict] = await check.ascan(text, prompt=f"{self.name} arguments")
+                    outcomes = await ascan_checks(check, text, prompt=f"{self.name} arguments")
+                    errors = [o.error for o in outcomes if o.error is not None]
+                    if errors:  # (its Unknown's reason is the error's text: refused below like a function's)
+                        raise CheckRaised("; ".join(errors))
+                    verdicts: list[Verdict] = [v for o in outcomes for v in o.verdicts]
                 elif _is_async_check(check):  # in a task of its own: cancelled at the timeout, even if it resists
                     verdicts = _normalise(await call_async_bounded(check(dict(arguments))), source)
                 else:  # in a daemon thread: a check that blocks or spins cannot hold up the event loop
@@ -401,8 +461,16 @@ class GuardedTool:
                                    f"{self.check_timeout:g} s")
             return ([reason] if self.fail_closed else []), []
         except Exception as exc:
-            reason = RefusalReason("error", source, f"argument check {source!r} raised {type(exc).__name__}: {exc}")
-            return ([reason] if self.fail_closed else []), []
+            # the detail goes to the operator's log only: an exception's text may hold a secret (a connection
+            # string, a key) and the refusal reaches the model, and through the proxy the client. A function and
+            # a Verifier (whose checks' errors come back as CheckRaised) are refused in the same words.
+            get_logger(component="tools").warning(
+                "argument check raised", tool=self.name, check=source,
+                error=str(exc) if isinstance(exc, CheckRaised) else f"{type(exc).__name__}: {exc}")
+            reason = RefusalReason("error", source, f"argument check {source!r} failed with an error (details in "
+                                   f"the log)", error=exc)
+            closed = self.fail_closed or (isinstance(check, Verifier) and check.fail_closed)
+            return ([reason] if closed else []), []
         reasons = []
         for v in verdicts:
             if isinstance(v, Fail):

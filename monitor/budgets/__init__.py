@@ -21,7 +21,7 @@ from interlock.monitor.budgets.evaluate import BudgetReport, ends_in_loop, evalu
 from interlock.monitor.budgets.offline import OfflineRun, ReplayStop, replay_governors
 from interlock.monitor.budgets.policies import DEFAULT_POLICIES, Policy, build_governors, parse_policies
 from interlock.monitor.budgets.records import RecordFields, TraceRecord, read_records, tokenize_records
-from interlock.monitor.budgets.report import format_table, write_plot
+from interlock.monitor.budgets.report import format_notes, format_table, write_plot
 from interlock.monitor.budgets.rules import BOXED_PATTERN, RepeatedBoxed, normalise_latex
 from interlock.monitor.budgets.tokens import (
     HFTokenizer,
@@ -35,6 +35,6 @@ __all__ = [
     "BOXED_PATTERN", "DEFAULT_POLICIES", "AnswerScorer", "BudgetError", "BudgetReport", "HFTokenizer", "OfflineRun",
     "Policy", "RecordFields", "RepeatedBoxed", "ReplayStop", "StatedAnswer", "Tokenizer", "TraceRecord",
     "WhitespaceTokenizer", "boxed_answers", "build_governors", "ends_in_loop", "evaluate", "evaluate_record",
-    "format_table", "normalise_latex", "parse_policies", "read_records", "replay_governors", "resolve_tokenizer",
-    "smollm2_tokenizer", "stated_answer", "summarise", "tokenize_records", "write_plot",
+    "format_notes", "format_table", "normalise_latex", "parse_policies", "read_records", "replay_governors",
+    "resolve_tokenizer", "smollm2_tokenizer", "stated_answer", "summarise", "tokenize_records", "write_plot",
 ]

@@ -14,10 +14,13 @@ from typing import Any, Literal
 
 from interlock.monitor.budgets.errors import BudgetError
 
-__all__ = ["AnswerScorer", "StatedAnswer", "boxed_answers", "stated_answer"]
+__all__ = ["BOXED", "MAX_BOXED_CHARS", "AnswerScorer", "StatedAnswer", "box_end", "boxed_answers", "stated_answer"]
 
 AnswerKind = Literal["boxed", "answer_is", "result"]
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+# A box whose content runs longer than this is no answer: its closing brace is not looked for further (so a
+# "\boxed{" left open in a long trace costs a bounded scan, not one to the end of the text for every box).
+MAX_BOXED_CHARS = 4000
 # "the answer is 9.", "Final Answer: $\frac{1}{2}$", "the final answer is \(x=3\)"; the answer must be closed
 # by a sentence end or a line end, so a prefix cut in the middle of "45" does not read as "4".
 _ANSWER_IS = re.compile(
@@ -42,21 +45,29 @@ class StatedAnswer:
         return {"text": self.text, "kind": self.kind, "end": self.end}
 
 
+def box_end(text: str, start: int) -> int | None:
+    """Where the box whose content starts at ``start`` (after its ``{``) ends, past its closing brace; ``None``
+    when it does not close within the text or within :data:`MAX_BOXED_CHARS`."""
+    depth, i = 1, start
+    stop = min(len(text), start + MAX_BOXED_CHARS + 1)
+    while i < stop and depth:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        depth += (c == "{") - (c == "}")
+        i += 1
+    return i if depth == 0 else None
+
+
 def boxed_answers(text: str) -> list[StatedAnswer]:
-    """Every complete ``\\boxed{...}`` (nested braces allowed) in ``text``, in order; an unclosed one at the end
-    of a prefix is not an answer yet."""
+    """Every complete ``\\boxed{...}`` (nested braces allowed, at most :data:`MAX_BOXED_CHARS` of content) in
+    ``text``, in order; an unclosed one at the end of a prefix is not an answer yet."""
     found: list[StatedAnswer] = []
-    for m in _BOXED.finditer(text):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            c = text[i]
-            if c == "\\":
-                i += 2
-                continue
-            depth += (c == "{") - (c == "}")
-            i += 1
-        if depth == 0:
-            found.append(StatedAnswer(text[m.end():i - 1].strip(), "boxed", i))
+    for m in BOXED.finditer(text):
+        end = box_end(text, m.end())
+        if end is not None:
+            found.append(StatedAnswer(text[m.end():end - 1].strip(), "boxed", end))
     return found
 
 
@@ -104,6 +115,27 @@ class AnswerScorer:
         self._gold: dict[str, Any] = {}
         self._cache: dict[tuple[str, str], bool] = {}
 
+    def _limits(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        # math-verify's time limits are signal alarms, which only the main thread can set: off it (a Ray Data
+        # actor runs its batches on a thread) it parses and compares without one
+        main = threading.current_thread() is threading.main_thread()
+        return ({} if main else {"parsing_timeout": None}), ({} if main else {"timeout_seconds": None})
+
+    def _reference(self, reference: str) -> Any:
+        gold = self._gold.get(reference)
+        if gold is None:
+            gold = self._gold[reference] = self._mv.parse(_math(reference), **self._limits()[0])
+        return gold
+
+    def readable(self, reference: str) -> bool:
+        """Whether math-verify finds an expression in the reference (not only its text back): else no answer
+        can be scored against it, and calling every answer wrong would hide that."""
+        try:
+            gold = self._reference(reference)
+        except Exception:
+            return False
+        return any(not isinstance(g, str) for g in gold)
+
     def correct(self, answer: str | None, reference: str) -> bool:
         if answer is None or not answer.strip():
             return False
@@ -111,14 +143,8 @@ class AnswerScorer:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        # math-verify's time limits are signal alarms, which only the main thread can set: off it (a Ray Data
-        # actor runs its batches on a thread) it parses and compares without one
-        main = threading.current_thread() is threading.main_thread()
-        parse_limit: dict[str, Any] = {} if main else {"parsing_timeout": None}
-        verify_limit: dict[str, Any] = {} if main else {"timeout_seconds": None}
-        gold = self._gold.get(reference)
-        if gold is None:
-            gold = self._gold[reference] = self._mv.parse(_math(reference), **parse_limit)
+        parse_limit, verify_limit = self._limits()
+        gold = self._reference(reference)
         try:
             ok = bool(gold) and bool(self._mv.verify(gold, self._mv.parse(_math(answer), **parse_limit),
                                                      **verify_limit))

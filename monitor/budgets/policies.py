@@ -13,7 +13,15 @@ A spec is governors joined by ``+``; each is ``kind[:arg][:key=value...]``:
   "answer is N" text.
 - ``entropy[:threshold=0.3][:window=24]``: :class:`EntropyStop` (only traces with logprobs: interlock trace files).
 - ``boxed:N``: :class:`RepeatedBoxed` (``boxed:2`` is the crude "second identical \\boxed{}" rule).
+- ``think:N[:lost|:recorded]``: :class:`~interlock.monitor.budgets.phased.ThinkingCap`, a cap of N tokens on the
+  thinking alone (``think:512,1024`` is a sweep): the thinking is ended there and the model answers; offline, that
+  answer is scored as the last answer the kept thinking states (``lost``: scored wrong, a lower bound; ``recorded``:
+  as the whole recorded trace, an upper bound). See :mod:`~.phased`.
 - ``none``: no governor (the uncapped trace).
+- ``probe[:k=3][:at=wait/paragraph][:every=N][:conf=P][:eat=V]...``, ``deer[:conf=0.95]``, ``eat[:eat=0.01]``:
+  :class:`AnswerProbe` (options as :func:`~interlock.monitor.governors.answer_probe.probe_from_spec`), its probes
+  answered by a probe model or a probe cache (:mod:`interlock.monitor.budgets.probes`); ``probe:k=2,3,4`` is a
+  sweep of its first option. ``pool:N:learn``: the pool's shares learn from the run's probes and text.
 
 A :class:`Policy` may also be built from any picklable factory of governors (the Python API).
 """
@@ -26,19 +34,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from interlock.monitor.budgets.errors import BudgetError
+from interlock.monitor.budgets.phased import ThinkingCap
 from interlock.monitor.budgets.rules import BOXED_PATTERN, RepeatedBoxed, normalise_latex
 from interlock.monitor.governor import Governor
 from interlock.monitor.governors import AnswerConvergence, EntropyStop, LoopGuard, TokenBudget
+from interlock.monitor.governors.answer_probe import PROBE_KINDS, PROBE_OPTIONS, probe_from_spec
 from interlock.monitor.governors.early_stop import DEFAULT_ANSWER_PATTERN, normalise_answer
 
 __all__ = ["DEFAULT_POLICIES", "Policy", "build_governors", "parse_policies"]
 
-DEFAULT_POLICIES = ("cap:1024,2048,4096", "pool:2048", "loop", "loop:lines=0:repeats=4", "converge", "entropy",
+# (no ``entropy``: it needs recorded logprobs, which text traces never have; ask for it on trace files with -p)
+DEFAULT_POLICIES = ("cap:1024,2048,4096", "pool:2048", "loop", "loop:lines=0:repeats=4", "converge",
                     "boxed:2", "boxed:1", "loop:lines=0:repeats=4+boxed:2",
                     "loop:lines=0:repeats=4+converge+cap:4096")
 
 _NEVER = 1 << 30  # a line-repeat count no trace reaches: the repeated-line test is off
-_KINDS = ("cap", "pool", "loop", "converge", "entropy", "boxed", "none")
+_KINDS = ("cap", "pool", "loop", "converge", "entropy", "boxed", "think", "none", *PROBE_KINDS)
+_SWEEPS = ("cap", "pool", "think")
 
 
 @dataclass(frozen=True)
@@ -46,12 +58,14 @@ class Policy:
     """A name and how to make its governors for one trace (fresh ones per trace: they keep per-run state).
 
     ``pool_tokens``: this policy also draws from a :class:`BudgetPool` of that many tokens per trace shared by
-    the batch (it cannot be evaluated one record at a time).
+    the batch (it cannot be evaluated one record at a time); ``pool_learn``: that pool learns each run's difficulty
+    from what it shows (``BudgetPool(learn=True)``).
     """
 
     name: str
     factory: Callable[[], Sequence[Governor]]
     pool_tokens: int | None = None
+    pool_learn: bool = False
 
     def governors(self) -> list[Governor]:
         made = list(self.factory())
@@ -74,8 +88,8 @@ def _options(kind: str, items: list[str]) -> dict[str, str]:
     for item in items:
         key, eq, value = item.partition("=")
         if not eq:
-            if item == "force" and kind == "cap":
-                out["force"] = "1"
+            if (item, kind) in (("force", "cap"), ("learn", "pool"), ("lost", "think"), ("recorded", "think")):
+                out[item] = "1"
                 continue
             raise BudgetError(f"policy part {kind!r}: option {item!r} is not key=value")
         out[key.strip()] = value.strip()
@@ -91,7 +105,8 @@ def _number(kind: str, value: str, cast: Callable[[str], Any] = int) -> Any:
 
 def _one(kind: str, arg: str | None, opts: dict[str, str]) -> Governor | None:
     allowed = {"cap": {"force"}, "converge": {"k", "read"}, "entropy": {"threshold", "window"},
-               "loop": {"lines", "repeats", "chars"}}.get(kind, set())
+               "loop": {"lines", "repeats", "chars"}, "pool": {"learn"}, "think": {"lost", "recorded"},
+               **{kind: set(PROBE_OPTIONS) for kind in PROBE_KINDS}}.get(kind, set())
     unknown = set(opts) - allowed
     if unknown:
         raise BudgetError(f"policy part {kind!r} takes no option {sorted(unknown)[0]!r}"
@@ -118,6 +133,14 @@ def _one(kind: str, arg: str | None, opts: dict[str, str]) -> Governor | None:
                            force_answer=False)
     if kind == "boxed":
         return RepeatedBoxed(_number(kind, arg or "2"))
+    if kind == "think":
+        if arg is None:
+            raise BudgetError("think needs a number of thinking tokens: think:1024")
+        if "lost" in opts and "recorded" in opts:
+            raise BudgetError("think: a cut thinking is scored lost or recorded, not both")
+        return ThinkingCap(_number(kind, arg), scoring=next((s for s in ("lost", "recorded") if s in opts), "stated"))
+    if kind in PROBE_KINDS:
+        return probe_from_spec(":".join(f"{k}={v}" for k, v in opts.items()), kind)
     return None  # none, pool (the pool's share is added per trace by the evaluator)
 
 
@@ -126,7 +149,7 @@ def build_governors(spec: str) -> list[Governor]:
     made = []
     for part in spec.split("+"):
         kind, *rest = part.strip().split(":")
-        arg = rest[0] if rest and "=" not in rest[0] and rest[0] != "force" else None
+        arg = rest[0] if rest and "=" not in rest[0] and rest[0] not in ("force", "lost", "recorded") else None
         opts = _options(kind, rest[1:] if arg is not None else rest)
         g = _one(kind, arg, opts)
         if g is not None:
@@ -134,7 +157,7 @@ def build_governors(spec: str) -> list[Governor]:
     return made
 
 
-def _expand(spec: str) -> list[tuple[str, int | None]]:
+def _expand(spec: str) -> list[tuple[str, int | None, bool]]:
     """Sweeps expanded: ``loop+cap:512,1024`` -> [("loop+cap:512", None), ("loop+cap:1024", None)]; with the
     pool's tokens per trace when a part is ``pool:N``."""
     parts = [p.strip() for p in spec.split("+")]
@@ -146,8 +169,12 @@ def _expand(spec: str) -> list[tuple[str, int | None]]:
         if kind not in _KINDS:
             raise BudgetError(f"unknown policy part {kind!r} in {spec!r}; expected one of: {', '.join(_KINDS)}")
         values = rest[0].split(",") if rest and "," in rest[0] else None
-        if values is not None and kind not in ("cap", "pool"):
-            raise BudgetError(f"only cap and pool take a sweep of values, not {kind!r}")
+        if values is not None and kind in PROBE_KINDS and "=" in rest[0]:  # probe:k=2,3: a sweep of one option
+            key, _, swept = rest[0].partition("=")
+            values = [f"{key}={v.strip()}" for v in swept.split(",")]
+        elif values is not None and kind not in _SWEEPS:
+            raise BudgetError(f"only cap and pool (and think) take a sweep of values (a probe: of its first option), "
+                              f"not {kind!r}")
         options = [part] if values is None else [":".join([kind, v.strip(), *rest[1:]]) for v in values]
         variants = [[*v, o] for v in variants for o in options]
     out = []
@@ -156,14 +183,16 @@ def _expand(spec: str) -> list[tuple[str, int | None]]:
         if len(pools) > 1:
             raise BudgetError(f"{spec!r}: one pool per policy")
         tokens = None
+        learn = False
         if pools:
             pieces = pools[0].split(":")
-            if len(pieces) != 2:
-                raise BudgetError("pool needs the tokens per trace, and takes no options: pool:1024")
+            learn = pieces[2:] == ["learn"]
+            if len(pieces) != 2 and not learn:
+                raise BudgetError("pool needs the tokens per trace, and takes one option, learn: pool:1024[:learn]")
             tokens = _number("pool", pieces[1])
             if tokens < 1:
                 raise BudgetError(f"pool: tokens per trace must be >= 1, got {tokens}")
-        out.append(("+".join(v), tokens))
+        out.append(("+".join(v), tokens, learn))
     return out
 
 
@@ -171,14 +200,14 @@ def parse_policies(specs: Iterable[str]) -> list[Policy]:
     """Policies from specs (sweeps expanded), each checked by building its governors once."""
     policies: list[Policy] = []
     for spec in specs:
-        for name, pool in _expand(spec):
+        for name, pool, learn in _expand(spec):
             try:
                 build_governors(name)
             except BudgetError:
                 raise
             except Exception as exc:  # a governor rejected its configuration (ConfigError)
                 raise BudgetError(f"policy {name!r}: {exc}") from None
-            policies.append(Policy(name, functools.partial(build_governors, name), pool))
+            policies.append(Policy(name, functools.partial(build_governors, name), pool, learn))
     names = [p.name for p in policies]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate is not None:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from interlock.monitor.budgets.errors import BudgetError
-from interlock.monitor.budgets.evaluate import BudgetReport, evaluate_record, finish_report
+from interlock.monitor.budgets.evaluate import DEFAULT_RECORD_SECONDS, BudgetReport, evaluate_record, finish_report
 from interlock.monitor.budgets.policies import Policy
 from interlock.monitor.budgets.records import TraceRecord, tokenize_records
 from interlock.monitor.budgets.tokens import Tokenizer, resolve_tokenizer
@@ -32,15 +32,18 @@ class BudgetBatch:
     a second to load), then evaluates each row. A row is a record's ``TraceRecord.to_dict()``; the output has the
     record's ``id`` and its result dict, pickled (``result``), so it comes back exactly as the local engine's."""
 
-    def __init__(self, policies: Sequence[Policy], tokenizer: str | Tokenizer, chunk_tokens: int) -> None:
+    def __init__(self, policies: Sequence[Policy], tokenizer: str | Tokenizer, chunk_tokens: int,
+                 record_seconds: float | None = DEFAULT_RECORD_SECONDS) -> None:
         self.policies = list(policies)
         self.tokenizer = resolve_tokenizer(tokenizer)
         self.chunk_tokens = chunk_tokens
+        self.record_seconds = record_seconds
 
     def __call__(self, batch: Any) -> dict[str, list[Any]]:
         rows = batch.to_pylist() if hasattr(batch, "to_pylist") else _rows_of(batch)
         recs = tokenize_records([TraceRecord.from_dict(row) for row in rows], self.tokenizer)
-        results = [evaluate_record(rec, self.policies, chunk_tokens=self.chunk_tokens) for rec in recs]
+        results = [evaluate_record(rec, self.policies, chunk_tokens=self.chunk_tokens,
+                                   record_seconds=self.record_seconds) for rec in recs]
         return {"id": [r["id"] for r in results], "result": [pickle.dumps(r) for r in results]}
 
 
@@ -52,8 +55,8 @@ def _refuse_pools(policies: Sequence[Policy]) -> None:
 
 
 def evaluate_dataset(dataset: Any, policies: Sequence[Policy], *, tokenizer: str | Tokenizer = "whitespace",
-                     chunk_tokens: int = 16, batch_size: int = 32, concurrency: int | None = None
-                     ) -> list[dict[str, Any]]:
+                     chunk_tokens: int = 16, batch_size: int = 32, concurrency: int | None = None,
+                     record_seconds: float | None = DEFAULT_RECORD_SECONDS) -> list[dict[str, Any]]:
     """Each record of ``dataset`` (rows of ``TraceRecord.to_dict()``) under each policy: the dicts
     :func:`evaluate_record` gives, in the dataset's order (``summarise(results, names)`` makes the table rows).
 
@@ -66,7 +69,8 @@ def evaluate_dataset(dataset: Any, policies: Sequence[Policy], *, tokenizer: str
     _keep_order(ray.data.DataContext.get_current())
     _keep_order(getattr(dataset, "context", None))
     actors = concurrency or max(1, int(ray.available_resources().get("CPU", 1)))
-    mapped = dataset.map_batches(BudgetBatch, fn_constructor_args=(list(policies), tokenizer, chunk_tokens),
+    mapped = dataset.map_batches(BudgetBatch, fn_constructor_args=(list(policies), tokenizer, chunk_tokens,
+                                                                   record_seconds),
                                  batch_size=batch_size, batch_format="pyarrow", concurrency=(1, actors))
     results: list[dict[str, Any]] = []
     for batch in mapped.iter_batches(batch_format="pyarrow", batch_size=None):
@@ -76,7 +80,8 @@ def evaluate_dataset(dataset: Any, policies: Sequence[Policy], *, tokenizer: str
 
 def evaluate_on_ray(records: Sequence[TraceRecord], policies: Sequence[Policy], *,
                     tokenizer: str | Tokenizer = "whitespace", chunk_tokens: int = 16, source: str = "",
-                    read_errors: Sequence[str] = (), address: str | None = None) -> BudgetReport:
+                    read_errors: Sequence[str] = (), address: str | None = None,
+                    record_seconds: float | None = DEFAULT_RECORD_SECONDS) -> BudgetReport:
     """:func:`evaluate` on Ray (joining ``address``, else starting a local cluster when none runs): per-record
     policies mapped over the cluster, pool policies run here afterwards in order; the same report."""
     if chunk_tokens < 1:
@@ -88,10 +93,12 @@ def evaluate_on_ray(records: Sequence[TraceRecord], policies: Sequence[Policy], 
     recs = list(records)
     if single and recs:
         dataset = ray.data.from_items([r.to_dict() for r in recs])
-        results = evaluate_dataset(dataset, single, tokenizer=tokenizer, chunk_tokens=chunk_tokens)
+        results = evaluate_dataset(dataset, single, tokenizer=tokenizer, chunk_tokens=chunk_tokens,
+                                   record_seconds=record_seconds)
     else:
-        results = [evaluate_record(r, [], tokenizer=tok, chunk_tokens=chunk_tokens) for r in recs]
+        results = [evaluate_record(r, [], tokenizer=tok, chunk_tokens=chunk_tokens, record_seconds=record_seconds)
+                   for r in recs]
     if len(single) < len(policies):  # the pools need the batch's token starts here
         recs = tokenize_records(recs, tok)
     return finish_report(recs, results, policies, tokenizer=tok.name, chunk_tokens=chunk_tokens, source=source,
-                         read_errors=read_errors)
+                         read_errors=read_errors, record_seconds=record_seconds)

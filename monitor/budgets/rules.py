@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from interlock.monitor.budgets.answers import boxed_answers
+from interlock.monitor.budgets.answers import BOXED, MAX_BOXED_CHARS, box_end
 from interlock.monitor.budgets.errors import BudgetError
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.governor import Governor, GovernorDecision, RunContext
@@ -33,7 +33,8 @@ def normalise_latex(answer: str) -> str:
 @dataclass
 class _Seen:
     counts: Counter[str] = field(default_factory=Counter)
-    scanned: int = 0  # boxed answers already counted
+    searched: int = 0  # a box that starts before this was found: counted, or waiting in ``open``
+    open: list[int] = field(default_factory=list)  # where the content of each box not closed yet starts
     done: bool = False
 
 
@@ -59,13 +60,27 @@ class RepeatedBoxed(Governor):
         st = self._runs.setdefault(ctx.run_id, _Seen())
         if st.done or "}" not in chunk.text:
             return None
-        found = boxed_answers(ctx.text)
-        for answer in found[st.scanned:]:
-            key = normalise_latex(answer.text)
+        # Incremental: new boxes are looked for after the last one found, and only boxes still open are looked
+        # at again (each for at most MAX_BOXED_CHARS), so a long trace costs linear time, not a rescan a chunk.
+        text = ctx.text
+        for m in BOXED.finditer(text, st.searched):
+            st.open.append(m.end())
+            st.searched = m.end()
+        st.searched = max(st.searched, len(text) - 64)  # a "\\boxed {" still being written is found next time
+        closed: list[str] = []
+        still_open: list[int] = []
+        for start in st.open:
+            end = box_end(text, start)
+            if end is not None:
+                closed.append(text[start:end - 1].strip())
+            elif len(text) - start <= MAX_BOXED_CHARS:
+                still_open.append(start)  # (a box open longer than that is no answer)
+        st.open = still_open
+        for answer in closed:
+            key = normalise_latex(answer)
             st.counts[key] += 1
             if st.counts[key] >= self.times:
                 st.done = True
-                return GovernorDecision(Action.STOP, f"\\boxed{{{answer.text}}} written {st.counts[key]} "
+                return GovernorDecision(Action.STOP, f"\\boxed{{{answer}}} written {st.counts[key]} "
                                         f"time{'s' if st.counts[key] > 1 else ''}")
-        st.scanned = len(found)
         return None

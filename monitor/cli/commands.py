@@ -11,4 +11,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "proxy": ("interlock.monitor.cli.proxy", "serve an OpenAI-compatible API that monitors every answer (any agent)"),
     "budget": ("interlock.monitor.cli.budget", "replay recorded traces under budget policies: tokens vs. accuracy"),
     "run": ("interlock.monitor.cli.run", "run a monitored generation on a local model (default: the embedded one)"),
+    "policy": ("interlock.monitor.cli.policy", "check tool calls in conversations against a policy; draft a policy"),
+    "mcp": ("interlock.monitor.cli.mcp", "front an MCP server: check every tool call against a policy first"),
 }

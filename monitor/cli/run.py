@@ -6,18 +6,30 @@ stops the model from repeating itself until the budget ends. On a terminal, fini
 (verified green, failed red, removed text struck through, feedback yellow) and only the line being written is
 redrawn, above a status line; into a pipe the same lines are printed plain, removed text between ``[-`` and
 ``-]``. Then one line with the outcome. Exit status (``Outcome.exit_code``): 0 verified or unchecked,
-1 violation, 2 error (bad usage, the backend failed), 3 stopped by a budget or cut by the generator's limit.
+1 violation, 2 error (bad usage, the backend failed), 3 stopped by a budget or cut by the generator's limit,
+4 undecided (a check could not decide about text still in the answer: never shown as verified).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import sys
 from typing import Any
 
-from interlock.monitor.cli.options import add_base_url, add_max_tokens, add_model, add_verifiers
+from interlock.monitor.cli.options import (
+    add_base_url,
+    add_max_tokens,
+    add_model,
+    add_reasoning,
+    add_verifiers,
+    thinking_budget,
+    thinking_generator_options,
+)
+from interlock.monitor.cli.otel import add_otel, traced
+from interlock.monitor.cli.probe import add_probe, probe_generator_options, probe_governor
 
 __all__ = ["add_arguments", "main"]
 
@@ -46,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--system", default=None, help="a system message for chat models")
     parser.add_argument("--record", metavar="FILE", help="write the trace file (JSON Lines) to FILE")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (no live display)")
+    add_otel(parser)
+    add_reasoning(parser)
+    add_probe(parser)
 
 
 def _verifiers(names: list[str] | None, prompt: str) -> list[Any]:
@@ -91,18 +106,27 @@ def _generator(args: argparse.Namespace, max_tokens: int) -> Any:
 
         return OpenAICompatible(args.base_url, args.model, endpoint=args.endpoint,
                                 temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                                max_tokens=max_tokens, system_prompt=args.system)
+                                max_tokens=max_tokens, system_prompt=args.system,
+                                **thinking_generator_options(args, http=True),  # type: ignore[arg-type]
+                                **probe_generator_options(args))
     from interlock.generators.transformers import Transformers, default_model_path
 
     path = args.model if args.model else default_model_path()
     return Transformers(path, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                        max_new_tokens=max_tokens, system=args.system)
+                        max_new_tokens=max_tokens, system=args.system,
+                        **thinking_generator_options(args, http=False))  # type: ignore[arg-type]
 
 
 def _governors(args: argparse.Namespace, max_tokens: int) -> list[Any]:
     from interlock.monitor.governors.budget import TokenBudget
 
     governors: list[Any] = [TokenBudget(max_total=max_tokens)]
+    budget = thinking_budget(args)
+    if budget is not None:
+        governors.append(budget)
+    probe = probe_governor(args)
+    if probe is not None:
+        governors.append(probe)
     if not args.no_loop_guard:
         from interlock.monitor.governors.loop_guard import LoopGuard
 
@@ -113,9 +137,11 @@ def _governors(args: argparse.Namespace, max_tokens: int) -> list[Any]:
 def _meta(args: argparse.Namespace, generator: Any, verifiers: list[Any], governors: list[Any]) -> dict[str, Any]:
     """What the trace file's header records, so that a run can be understood and replayed later."""
     from interlock import __version__
+    from interlock.monitor.urls import redact_url
 
     model = args.generator or args.model or ("" if args.base_url else "SmolLM2-135M-Instruct (embedded)")
-    return {"interlock_version": __version__, "model": model, "base_url": args.base_url or None,
+    base_url = redact_url(args.base_url) if args.base_url else None  # a trace file never holds credentials
+    return {"interlock_version": __version__, "model": model, "base_url": base_url,
             "generator": type(generator).__name__,
             "sampling": {"temperature": args.temperature, "top_p": args.top_p, "seed": args.seed},
             "verifiers": [_settings(v) for v in verifiers], "governors": [_settings(g) for g in governors]}
@@ -187,8 +213,30 @@ async def _live(args: argparse.Namespace, monitor: Any, display: Any, max_tokens
         shown = Text("\n").join(lines[-rows:]) if len(lines) else Text("")
         tokens = run.tokens
         status = status_line(tokens.kept, tokens.discarded, max_tokens,
-                             len([i for i in run.interventions if i.applied]), run.elapsed)
+                             len([i for i in run.interventions if i.applied]), run.elapsed, tokens.thinking)
         return Group(shown, Spinner("dots", Text(status, style="dim")))
+
+    # What is printed while the live region is on screen ends at a newline: a line without one would share its
+    # last row with the live region, which is redrawn over it and erased at the end (a last line wider than the
+    # terminal lost its end, or kept a stale copy of the live line). A trailing partial line waits in `held` and
+    # is printed, with its newline, once the live region is gone.
+    held: list[tuple[str, str]] = []
+
+    def print_lines(screen: Live) -> None:
+        pieces = [*held, *display.take_committed()]
+        held.clear()
+        for k in range(len(pieces) - 1, -1, -1):
+            text, kind = pieces[k]
+            if "\n" in text:
+                cut = text.rindex("\n") + 1
+                held.extend([(text[cut:], kind), *pieces[k + 1:]])
+                pieces = [*pieces[:k], (text[:cut], kind)]
+                break
+        else:
+            held.extend(pieces)
+            pieces = []
+        if pieces:
+            screen.console.print(styled(pieces), end="", soft_wrap=True, highlight=False)
 
     with Live(Text(""), console=console, auto_refresh=False, transient=True, vertical_overflow="crop") as screen:
         async with monitor.stream(args.prompt, record=args.record) as run:
@@ -201,15 +249,11 @@ async def _live(args: argparse.Namespace, monitor: Any, display: Any, max_tokens
                 tg.start_soon(tick)
                 async for event in run:
                     display.feed(event)
-                    out = display.take_committed()
-                    if out:
-                        screen.console.print(styled(out), end="", soft_wrap=True, highlight=False)
+                    print_lines(screen)
                 tg.cancel_scope.cancel()
-        out = display.take_committed()
-        if out:
-            screen.console.print(styled(out), end="", soft_wrap=True, highlight=False)
-    if display.pieces() and not display.pieces()[-1][0].endswith("\n"):
-        console.print()
+        print_lines(screen)
+    if any(text for text, _ in held):
+        console.print(styled(held), soft_wrap=True, highlight=False)
     return run.result
 
 
@@ -218,6 +262,7 @@ def main(args: argparse.Namespace) -> int:
     from interlock.monitor.cli.options import chosen_verifiers, max_tokens
     from interlock.monitor.cli.run_display import OUTCOME_STYLES, summary_line
     from interlock.monitor.result import Outcome
+    from interlock.monitor.stdio import own_stdout
     from interlock.monitor.textout import scrub
 
     budget = max_tokens(args)
@@ -226,23 +271,29 @@ def main(args: argparse.Namespace) -> int:
     live = sys.stdout.isatty() and not args.json
     names = ", ".join(v.name for v in verifiers) or "none (nothing will be checked)"
     if live:
+        from interlock.generators.transformers.loading import loading_status
         from rich.console import Console
 
-        with Console(stderr=True).status(f"loading the model · verifiers: {names}", spinner="dots"):
+        # the spinner is all a load shows (a first run's conversion names itself in it; third-party progress bars
+        # are off), then a line for what it did: converted, and cached where
+        with Console(stderr=True).status(f"loading the model · verifiers: {names}", spinner="dots") as spinner, \
+                loading_status(lambda doing: spinner.update(f"{doing} · verifiers: {names}"),
+                               lambda done: spinner.console.print(done, soft_wrap=True, highlight=False,
+                                                                  markup=False)):
             generator = _generator(args, budget)
         print(f"interlock: verifiers: {names}", file=sys.stderr, flush=True)
     else:
         generator = _generator(args, budget)
-    try:
-        result = anyio.run(_run, args, generator, verifiers, budget, live)
-    except BaseExceptionGroup as group:  # the run's task group wraps what the display raised
-        if group.subgroup(BrokenPipeError) is not None:
-            raise BrokenPipeError from None  # (main() stops quietly, as other filters do)
-        raise
+    # With --json, stdout holds the result alone: what a verifier prints goes to stderr (issue 24)
+    with own_stdout() if args.json else contextlib.nullcontext(sys.stdout) as out:
+        # (a reader that leaves is a BrokenPipeError, in the run's task group: main() stops quietly)
+        with traced(args, "interlock"):
+            result = anyio.run(_run, args, generator, verifiers, budget, live)
+        if args.json:
+            text, replaced = scrub(json.dumps(result.to_dict(), ensure_ascii=False))
+            print(text, file=out)
     outcome: Outcome = result.outcome
     if args.json:
-        text, replaced = scrub(json.dumps(result.to_dict(), ensure_ascii=False))
-        print(text)
         if replaced:
             print(f"interlock run: {replaced} lone surrogate(s) in the result were written as U+FFFD",
                   file=sys.stderr)

@@ -6,7 +6,8 @@ text a rollback removed, a note naming each intervention, and the injected feedb
 it is ``lag`` lines behind the newest line, and never while a violation at or before it waits for the
 monitor's decision. Only the uncommitted tail is redrawn, so a redraw costs the same at 1,000 or 100,000
 characters of trace. A rollback into text already printed is announced by a note, since scrollback cannot
-be struck through.
+be struck through. A reasoning model's thinking is shown dimmed, under a "thinking" note, and its answer after an
+"answer" note (the notes are printed into a pipe too, where nothing is dimmed).
 """
 
 from __future__ import annotations
@@ -24,16 +25,20 @@ from interlock.monitor.events import (
     RunFinished,
     VerdictReceived,
 )
+from interlock.monitor.phases import ANSWER, THINKING
 from interlock.monitor.result import Outcome, RunResult
 from interlock.monitor.verdicts import Action, Fail, Pass
 
 __all__ = ["OUTCOME_STYLES", "STYLES", "TraceDisplay", "plain", "status_line", "summary_line"]
 
 STYLES = {"ok": "green", "fail": "bold red", "removed": "dim red strike", "feedback": "yellow italic",
-          "note": "magenta", "text": ""}
+          "note": "magenta", "text": "", "thinking": "dim", "thinking_ok": "dim green"}
+THINKING_NOTE = "── thinking ──\n"
+ANSWER_NOTE = "── answer ──\n"
 OUTCOME_STYLES = {Outcome.VERIFIED: ("✓", "bold green"), Outcome.UNCHECKED: ("○", "bold yellow"),
                   Outcome.VIOLATION: ("✗", "bold red"), Outcome.BUDGET: ("⏹", "bold yellow"),
-                  Outcome.CUT: ("✂", "bold yellow"), Outcome.ERROR: ("✗", "bold red")}
+                  Outcome.CUT: ("✂", "bold yellow"), Outcome.ERROR: ("✗", "bold red"),
+                  Outcome.UNDECIDED: ("?", "bold yellow")}
 Piece = tuple[str, str]  # (text, kind)
 
 
@@ -47,7 +52,7 @@ def _printable(text: str) -> str:
 @dataclass
 class _Segment:
     text: str
-    kind: str  # "text" | "removed" | "feedback" | "note"
+    kind: str  # "text" | "thinking" | "removed" | "feedback" | "note"
     start: int | None = None  # position in the current trace (None: no longer in it, or not trace text)
 
 
@@ -64,13 +69,19 @@ class TraceDisplay:
         self._out: list[Piece] = []
         self._all: list[Piece] = []  # everything committed, for :meth:`pieces`
         self.finished = False
+        self._phase = ANSWER  # the phase of the text shown last
 
     # -- folding events --------------------------------------------------------------------------------
     def feed(self, event: Event) -> None:
         if isinstance(event, ChunkAppended):
             if event.chunk.text:
-                self._append(_printable(event.chunk.text), "text", event.position)
+                phase = event.chunk.phase
+                self._enter(phase)
+                self._append(_printable(event.chunk.text), "thinking" if phase == THINKING else "text",
+                             event.position)
         elif isinstance(event, FeedbackInjected):
+            if event.text:
+                self._enter(event.phase)
             self._append(_printable(event.text), "feedback", event.position)
         elif isinstance(event, VerdictReceived) and not event.stale and event.verdict is not None:
             verdict = event.verdict
@@ -98,6 +109,24 @@ class TraceDisplay:
             self.finished = True
             self._open_fails.clear()
         self._commit()
+
+    def _enter(self, phase: str) -> None:
+        """Text of ``phase`` comes next: a note says where the thinking or the answer begins."""
+        if phase == self._phase:
+            return
+        self._phase = phase
+        note = THINKING_NOTE if phase == THINKING else ANSWER_NOTE
+        self.segments.append(_Segment(note if self._ends_line() else "\n" + note, "note"))
+
+    def _ends_line(self) -> bool:
+        """Whether what is shown so far ends a line (or nothing is shown yet)."""
+        for seg in reversed(self.segments):
+            if seg.text:
+                return seg.text.endswith("\n")
+        for text, _ in reversed(self._all):
+            if text:
+                return text.endswith("\n")
+        return True
 
     def _append(self, text: str, kind: str, position: int) -> None:
         last = self.segments[-1] if self.segments else None
@@ -212,11 +241,13 @@ class TraceDisplay:
     def _pieces_of(self, segments: list[_Segment]) -> list[Piece]:
         out: list[Piece] = []
         for seg in segments:
-            if seg.kind != "text" or seg.start is None:
+            if seg.kind not in ("text", "thinking") or seg.start is None:
                 _merge(out, (seg.text, seg.kind))
                 continue
             offset = 0
             for n, status in self._status_cuts(seg.start, seg.start + len(seg.text)):
+                if seg.kind == "thinking" and status != "fail":
+                    status = "thinking_ok" if status == "ok" else "thinking"
                 _merge(out, (seg.text[offset:offset + n], status))
                 offset += n
         return out
@@ -278,11 +309,13 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
 
 
-def status_line(kept: int, discarded: int, budget: int | None, interventions: int, elapsed: float) -> str:
+def status_line(kept: int, discarded: int, budget: int | None, interventions: int, elapsed: float,
+                thinking: int = 0) -> str:
     """The progress line under the live text: tokens against the budget, interventions, time."""
     used = kept + discarded
     spent = f"{used}/{budget} tokens" if budget else f"{used} tokens"
-    return (f"{spent} ({kept} kept, {discarded} discarded) · {_plural(interventions, 'intervention')} · "
+    of_them = f", {thinking} thinking" if thinking else ""
+    return (f"{spent} ({kept} kept{of_them}, {discarded} discarded) · {_plural(interventions, 'intervention')} · "
             f"{elapsed:.1f} s")
 
 
@@ -297,9 +330,11 @@ def summary_line(result: RunResult) -> str:
                                    if result.open_violations else "the monitor stopped it"),
                Outcome.BUDGET: "stopped by a budget before the end",
                Outcome.CUT: "the generator's own token limit cut it off",
-               Outcome.ERROR: "the generator failed"}[outcome]
+               Outcome.ERROR: "the generator failed",
+               Outcome.UNDECIDED: f"{_plural(len(result.undecided), 'check')} could not decide"}[outcome]
     n = len([i for i in result.interventions if i.applied])
-    parts = [f"{mark} {outcome.value}: {meaning}", f"{_plural(result.tokens.kept, 'token')} kept, "
+    thinking = f" ({result.tokens.thinking} thinking)" if result.tokens.thinking else ""
+    parts = [f"{mark} {outcome.value}: {meaning}", f"{_plural(result.tokens.kept, 'token')} kept{thinking}, "
              f"{result.tokens.discarded} discarded", _plural(n, "intervention"), f"{result.wall_seconds:.1f} s",
              f"ended: {result.stop_reason.value}"]
     if result.detail:

@@ -4,8 +4,12 @@ A fixed per-run cap spends as much on an easy sum as on a long word problem. The
 *share* in proportion to a difficulty estimate (from the prompt, see :func:`estimate_difficulty`), keeps a
 reserve, takes back what a run did not use when it ends, and lets a run whose share runs out *draw* more,
 in steps that grow with the run's updated difficulty (high entropy and verifier interventions make a run look
-harder). The sum of the tokens all runs spend (kept + discarded + fork) never exceeds ``total``, and a draw never
-takes the share promised to a prompt of the batch that has not started yet.
+harder). With ``learn=True`` the difficulty also follows what the run shows so far, since a prompt's length says
+little about a reasoning model's trace: answer probes that disagree (an :class:`~.answer_probe.AnswerProbe` linked
+with ``governor_for(prompt, probe=...)``) and a text that turns back on itself more often than the batch's runs so
+far ("Wait", "Let me double-check") make it harder; probes that agree make it easier. The sum of the tokens all
+runs spend (kept + discarded + fork) never exceeds ``total``, and a draw never takes the share promised to a
+prompt of the batch that has not started yet.
 
 ::
 
@@ -19,6 +23,7 @@ takes the share promised to a prompt of the batch that has not started yet.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import threading
@@ -30,14 +35,16 @@ import anyio
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import ConfigError
 from interlock.monitor.governor import ForceAnswer, Governor, GovernorDecision, RunContext, force_answer_option
+from interlock.monitor.governors.probe_boundaries import LOOKBACK, ProbeBoundaries
 from interlock.monitor.result import Intervention, RunResult, StopReason
 from interlock.monitor.verdicts import Action
 
 if TYPE_CHECKING:
     from interlock.monitor.generation import Generator
+    from interlock.monitor.governors.answer_probe import AnswerProbe
     from interlock.monitor.verifier import Verifier
 
-__all__ = ["BudgetPool", "PoolShare", "estimate_difficulty"]
+__all__ = ["BudgetPool", "PoolShare", "estimate_difficulty", "probe_disagreement"]
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _OPERATION = re.compile(r"[+\-*/×÷^%]|\b(?:each|per|times|twice|half|percent|total|remaining|left|more|less|"
@@ -59,6 +66,22 @@ def estimate_difficulty(prompt: str) -> float:
 class _Signals:
     entropy_sum: float = 0.0
     entropy_n: int = 0
+    turns: int = 0  # "Wait"-like turns in the text (learn=True)
+    tokens: int = 0
+    scanned: int = 0
+    last_turn: int = -1
+
+
+_TURNS = ProbeBoundaries(("wait",))
+
+
+def probe_disagreement(answers: Sequence[str | None], same: Callable[[str, str], bool]) -> float | None:
+    """The share of consecutive probe answers that changed (a missing answer counts as a change); ``None`` with
+    fewer than two probes."""
+    if len(answers) < 2:
+        return None
+    changes = sum(a is None or b is None or not same(a, b) for a, b in itertools.pairwise(answers))
+    return changes / (len(answers) - 1)
 
 
 class PoolShare(Governor):
@@ -69,8 +92,10 @@ class PoolShare(Governor):
 
     name = "budget_pool"
 
-    def __init__(self, pool: BudgetPool, prompt: str, prior: float, share: int) -> None:
+    def __init__(self, pool: BudgetPool, prompt: str, prior: float, share: int,
+                 probe: AnswerProbe | None = None) -> None:
         self.pool = pool
+        self.probe = probe
         self.prompt = prompt
         self.prior = prior
         self.share = share  # tokens granted so far (base share + draws)
@@ -82,16 +107,41 @@ class PoolShare(Governor):
         self.finished = False
         self._signals = _Signals()
         self._run_id: str | None = None
+        self.learned_factor = 1.0  # what the run has shown so far (learn=True), updated before each chunk
 
     @property
     def difficulty(self) -> float:
         """The prior, scaled by the run's own signals: mean entropy relative to the pool's reference (when the
-        backend reports it) and the rollbacks the verifiers caused."""
+        backend reports it) and the rollbacks the verifiers caused; with ``learn``, also the probes'
+        disagreement and the rate of turns in the text (see :meth:`learned`)."""
         factor = 1.0
         s = self._signals
         if s.entropy_n:
             factor *= min(2.0, max(0.5, (s.entropy_sum / s.entropy_n) / self.pool.reference_entropy))
+        if self.pool.learn:
+            factor *= self.learned_factor
         return self.prior * factor * (1.0 + 0.5 * self.rollbacks)
+
+    @property
+    def turn_rate(self) -> float | None:
+        """Turns ("Wait", "Let me double-check") per 100 tokens of this run so far (``learn`` only)."""
+        s = self._signals
+        return 100 * s.turns / s.tokens if s.tokens >= 100 else None
+
+    def learned(self) -> float:
+        """What the run shows so far, as a factor of its difficulty: probes that all agree 0.5, that always change
+        2.0 (with a linked probe and two of its answers); the rate of turns relative to the batch's runs so far,
+        bounded to [0.5, 2]."""
+        factor = 1.0
+        if self.probe is not None and self._run_id is not None:
+            probes = self.probe.probes(self._run_id)
+            rate = probe_disagreement([p.answer for p in probes], self.probe.same)
+            if rate is not None:
+                factor *= 0.5 + 1.5 * rate
+        mine, batch = self.turn_rate, self.pool.mean_turn_rate
+        if mine is not None and batch:
+            factor *= min(2.0, max(0.5, mine / batch))
+        return factor
 
     def start(self, ctx: RunContext) -> None:
         if self._run_id is not None and self._run_id != ctx.run_id:
@@ -100,6 +150,8 @@ class PoolShare(Governor):
 
     def token_allowance(self, ctx: RunContext) -> int | None:
         self.spent = ctx.tokens.total
+        if self.pool.learn:
+            self.learned_factor = self.learned()
         held = 0 if ctx.forcing_answer else self.pool.reserve_for_answer
         left = self.share - self.spent - held
         if left < self.pool.low_water and not ctx.forcing_answer:
@@ -109,9 +161,19 @@ class PoolShare(Governor):
     def on_chunk(self, ctx: RunContext, chunk: Chunk) -> GovernorDecision | None:
         values = chunk.entropy if chunk.entropy is not None else (
             tuple(-lp for lp in chunk.logprobs) if chunk.logprobs is not None else None)
+        s = self._signals
         if values:
-            self._signals.entropy_sum += sum(values)
-            self._signals.entropy_n += len(values)
+            s.entropy_sum += sum(values)
+            s.entropy_n += len(values)
+        if self.pool.learn:
+            text = ctx.text
+            s.scanned = min(s.scanned, len(text))
+            for at in _TURNS.find(text, max(0, s.scanned - LOOKBACK)):
+                if at > s.last_turn:
+                    s.turns += 1
+                    s.last_turn = at
+            s.scanned = len(text)
+            s.tokens = ctx.tokens.kept
         return None
 
     def on_intervention(self, ctx: RunContext, proposal: Intervention) -> GovernorDecision | None:
@@ -132,8 +194,12 @@ class PoolShare(Governor):
         self.pool._release(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"prior": round(self.prior, 3), "difficulty": round(self.difficulty, 3), "base": self.base,
-                "share": self.share, "spent": self.spent, "drawn": self.drawn, "returned": self.returned}
+        out: dict[str, Any] = {"prior": round(self.prior, 3), "difficulty": round(self.difficulty, 3),
+                               "base": self.base,
+               "share": self.share, "spent": self.spent, "drawn": self.drawn, "returned": self.returned}
+        if self.pool.learn:
+            out["learned"] = round(self.learned_factor, 3)
+        return out
 
 
 class BudgetPool:
@@ -147,11 +213,14 @@ class BudgetPool:
       its share (the answer's tokens are held back from it), or stop plainly.
     - ``estimate``: the prompt -> difficulty prior; ``reference_entropy``: the mean per-token entropy (nats)
       of a run of average difficulty, for the update from signals.
+    - ``learn``: scale each run's difficulty by what it shows so far (:meth:`PoolShare.learned`: its linked
+      probes' disagreement, its rate of turns against the batch's).
     """
 
     def __init__(self, total: int, *, runs: int | None = None, reserve: float = 0.2, min_share: int = 48,
                  max_share: int | None = None, draw: int = 48, force_answer: ForceAnswer | bool = True,
-                 estimate: Callable[[str], float] = estimate_difficulty, reference_entropy: float = 1.0) -> None:
+                 estimate: Callable[[str], float] = estimate_difficulty, reference_entropy: float = 1.0,
+                 learn: bool = False) -> None:
         if total < 1:
             raise ConfigError(f"BudgetPool: total must be >= 1 token, got {total}")
         if runs is not None and runs < 1:
@@ -174,6 +243,7 @@ class BudgetPool:
                               f"{self.force_answer.tokens} tokens")
         self.estimate = estimate
         self.reference_entropy = reference_entropy
+        self.learn = bool(learn)
         self.low_water = 4  # draw before a share is down to its last few tokens
         self._lock = threading.Lock()
         self._free = total  # tokens held by no share
@@ -223,11 +293,18 @@ class BudgetPool:
             raise ConfigError(f"BudgetPool: the difficulty estimate must be a positive number, got {prior!r}")
         return prior
 
-    def governor_for(self, prompt: str) -> PoolShare:
+    @property
+    def mean_turn_rate(self) -> float | None:
+        """The mean rate of turns per 100 tokens of the runs that showed one (``learn``)."""
+        rates = [r for s in self.shares if (r := s.turn_rate) is not None]
+        return sum(rates) / len(rates) if rates else None
+
+    def governor_for(self, prompt: str, *, probe: AnswerProbe | None = None) -> PoolShare:
         """The governor for one run of ``prompt``: its base share is taken from the pool now.
 
         A planned prompt gets the share promised to it; any other prompt gets ``total / runs`` scaled by its
         difficulty relative to the mean seen so far (``runs`` must then be known: give it or plan first).
+        ``probe``: the run's answer probe, whose disagreement the share learns from (``learn=True``).
         """
         with self._lock:
             index = next((i for i, (p, _, _) in enumerate(self._planned) if p == prompt), None)
@@ -244,7 +321,7 @@ class BudgetPool:
             promised = sum(b for _, _, b in self._planned)
             base = max(0, min(base, self._free - promised))
             self._free -= base
-            share = PoolShare(self, prompt, prior, base)
+            share = PoolShare(self, prompt, prior, base, probe)
             self.shares.append(share)
             return share
 
@@ -285,8 +362,10 @@ class BudgetPool:
         Each run gets a :class:`~monitor.Monitor` with ``verifiers``, ``governors`` (shared by the runs: they
         must keep per-run state, as the built-in ones do) and its own :class:`PoolShare`; ``monitor_options``
         go to the Monitor. ``order="easy_first"`` starts the easy prompts first, so that what they return is
-        there for the hard ones. ``concurrency`` runs go at once.
+        there for the hard ones. ``concurrency`` runs go at once. An :class:`~.answer_probe.AnswerProbe` among
+        ``governors`` is linked to each share (its disagreement counts with ``learn=True``).
         """
+        from interlock.monitor.governors.answer_probe import AnswerProbe
         from interlock.monitor.monitor import Monitor
 
         if concurrency < 1:
@@ -299,13 +378,14 @@ class BudgetPool:
             indices.sort(key=lambda i: self._prior(prompts[i]))
         results: list[RunResult | None] = [None] * len(prompts)
         limiter = anyio.CapacityLimiter(concurrency)
+        probe = next((g for g in governors if isinstance(g, AnswerProbe)), None)
         started = [anyio.Event() for _ in indices]  # runs take their shares in order
 
         async def one(n: int, i: int) -> None:
             if n:
                 await started[n - 1].wait()
             async with limiter:
-                share = self.governor_for(prompts[i])
+                share = self.governor_for(prompts[i], probe=probe)
                 started[n].set()
                 monitor = Monitor(generator, verifiers, [*governors, share], **monitor_options)
                 results[i] = await monitor.run(prompts[i])

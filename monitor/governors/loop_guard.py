@@ -12,12 +12,17 @@ looks for four signs of it:
 
 The first time a repetition is found the guard rolls back to the start of the step where it began and injects
 a nudge (through the monitor's feedback template); the next time it stops the run, forcing the answer if asked.
+
+The guard runs at every chunk, so it reads only what each chunk added: the words and characters completed since
+the last chunk update run lengths per period (:class:`_TandemWatch`, :class:`_CharWatch`), complete lines are
+counted once (:class:`_LineCounts`), and the answer is what the whole-text functions below
+(:func:`find_tandem_repeat`, :func:`find_char_repeat`, :func:`find_repeated_line`) give for the text so far.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
@@ -138,6 +143,229 @@ def _step_start(text: str, pos: int) -> int:
 
 
 @dataclass
+class _LineCounts:
+    """:func:`find_repeated_line` kept up to date chunk by chunk: only the lines completed since the last call are
+    read, so a long trace costs linear time rather than a scan of all its lines at every chunk."""
+
+    upto: int = 0  # every complete line before this was counted
+    searched: int = 0  # no newline in text[upto:searched] (a long line is searched once, not at every chunk)
+    dead: bool = False  # a line ended by another break ("\r", "\f"): find_repeated_line reads no further
+    seen: Counter[str] = field(default_factory=Counter)
+    second: dict[str, int] = field(default_factory=dict)
+
+    def find(self, text: str, *, max_repeats: int, min_chars: int) -> Repetition | None:
+        if self.dead:
+            return None
+        since = max(self.upto, self.searched)
+        end = text.rfind("\n", since) + 1
+        self.searched = len(text)
+        if end <= self.upto:
+            return None
+        pos = self.upto
+        for line in text[self.upto:end].splitlines(keepends=True):
+            if not line.endswith("\n"):  # "\r" or another break inside a line: find_repeated_line stops there
+                self.upto, self.dead = pos, True
+                return None
+            key = _norm_line(line)
+            if len(key) >= min_chars:
+                self.seen[key] += 1
+                if self.seen[key] == 2:
+                    self.second[key] = pos
+                if self.seen[key] >= max_repeats:
+                    self.upto = self.searched = pos + len(line)
+                    return Repetition(self.second[key], line.strip(), self.seen[key], "line")
+            pos += len(line)
+        self.upto = end
+        return None
+
+
+_SPACE = re.compile(r"\s")
+
+
+@dataclass
+class _TandemWatch:
+    """:func:`find_tandem_repeat` for a text that grows by appending, at a cost per chunk that does not depend on
+    the text's length. Each word completed since the last call is read once. A period ``p`` can show copies at
+    the end only if the last word equals the word ``p`` before it, so for each new word only those periods are
+    updated (found through where each of the last ``max_period`` words occurred): the run of trailing words equal
+    to the word ``p`` before. The copies of a period at the end follow from its run, limited to the words of the
+    window as :func:`find_tandem_repeat` reads them. (``min_repeats`` >= 2, as the guard requires.)
+    """
+
+    min_repeats: int
+    max_period: int
+    min_chars: int
+    window: int = 4000
+    starts: list[int] = field(default_factory=list)  # the complete words from global index ``base`` on
+    ends: list[int] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)
+    base: int = 0
+    recent: dict[str, deque[int]] = field(default_factory=dict)  # where each of the last max_period words is
+    run: list[int] = field(default_factory=list)  # per period: its run, valid if it matched at ``matched_at``
+    matched_at: list[int] = field(default_factory=list)
+    matched: list[int] = field(default_factory=list)  # the periods at which the last word matched, ascending
+    length: int = 0  # the text read so far
+    scan_from: int = 0  # where the next word may start
+    open_start: int = -1  # where the word still being written at the end starts (-1: none)
+    front: int = 0  # global index of the first complete word that ends after the window's start
+    key: tuple[int, int] = (-1, -1)  # (complete words, first word of the window) the cached answer is for
+    found: Repetition | None = None
+
+    def __post_init__(self) -> None:
+        self.run = [0] * (self.max_period + 1)
+        self.matched_at = [-1] * (self.max_period + 1)
+
+    def _add(self, start: int, end: int, word: str) -> None:
+        k = self.base + len(self.words)  # the new word's global index
+        gone = k - self.max_period - 1  # no longer a partner of this word or any later one
+        if gone >= 0:
+            old = self.words[gone - self.base]
+            left = self.recent[old]
+            left.popleft()
+            if not left:
+                del self.recent[old]
+        places = self.recent.get(word)
+        matched: list[int] = []
+        if places is not None:
+            for j in reversed(places):
+                p = k - j
+                self.run[p] = self.run[p] + 1 if self.matched_at[p] == k - 1 else 1
+                self.matched_at[p] = k
+                matched.append(p)
+            places.append(k)
+        else:
+            self.recent[word] = deque((k,))
+        self.matched = matched
+        self.starts.append(start)
+        self.ends.append(end)
+        self.words.append(word)
+
+    def _read(self, text: str) -> None:
+        """Take in the words completed since the last call (a word is complete once a space follows it)."""
+        size = len(text)
+        pos = self.scan_from
+        if self.open_start >= 0:
+            gap = _SPACE.search(text, pos)
+            if gap is None:
+                self.scan_from = size
+                return
+            self._add(self.open_start, gap.start(), text[self.open_start:gap.start()])
+            self.open_start, pos = -1, gap.start()
+        for word in _WORD.finditer(text, pos):
+            if word.end() == size:  # still being written
+                self.open_start = word.start()
+                break
+            self._add(word.start(), word.end(), word.group())
+        self.scan_from = size
+
+    def _trim(self) -> None:
+        """Forget words no answer can reach (before the window and more than ``max_period`` words back)."""
+        keep_from = min(self.front, self.base + len(self.words) - self.max_period - 1)
+        drop = keep_from - self.base
+        if drop > 4096:
+            del self.starts[:drop], self.ends[:drop], self.words[:drop]
+            self.base += drop
+
+    def find(self, text: str) -> Repetition | None:
+        if len(text) < self.length:  # not the text this was read from: start again
+            self.__init__(self.min_repeats, self.max_period, self.min_chars, self.window)  # type: ignore[misc]
+        self._read(text)
+        self.length = len(text)
+        total = self.base + len(self.words)
+        offset = max(0, len(text) - self.window)
+        while self.front < total and self.ends[self.front - self.base] <= offset:
+            self.front += 1
+        first = self.front + (1 if offset and self.front < total else 0)  # (a word the window may cut)
+        key = (total, first)
+        if key == self.key:
+            return self.found
+        # only the window's start moved: fewer words can hold no repetition that more did not
+        unchanged = key[0] == self.key[0] and self.found is None
+        self.key = key
+        if not unchanged:
+            self.found = self._answer(total, total - first)
+        self._trim()
+        return self.found
+
+    def _answer(self, total: int, n: int) -> Repetition | None:
+        base, last = self.base, total - 1
+        longest = min(self.max_period, n // self.min_repeats)
+        for period in self.matched:  # (a period the last word did not match has one copy at the end)
+            if period > longest:
+                break
+            if self.matched_at[period] != last:
+                continue
+            count = 1 + min(self.run[period], n - period) // period
+            if count < self.min_repeats:
+                continue
+            first = self.starts[total - count * period - base]
+            if self.ends[last - base] - first >= self.min_chars:
+                return Repetition(first, " ".join(self.words[total - period - base:total - base]), count, "ngram")
+        return None
+
+
+@dataclass
+class _CharWatch:
+    """:func:`find_char_repeat` for a text that grows by appending. A period ``p`` has a run at the end only if the
+    last character equals the one ``p`` before it, so at each call only those periods are followed (found with a
+    search of the 16 characters before the last): the run of trailing characters equal to the one ``p`` before,
+    extended over the characters the call added (a long periodic stretch is not compared again at every chunk).
+    The length of the trailing whitespace is kept alike."""
+
+    min_chars: int
+    max_period: int = 16
+    window: int = 1024
+    run: list[int] = field(default_factory=list)  # per period: its run, valid if it was kept at length ``kept_at``
+    kept_at: list[int] = field(default_factory=list)
+    matched: list[int] = field(default_factory=list)  # the periods with a run at the end, ascending
+    spaces: int = 0
+    length: int = 0
+
+    def __post_init__(self) -> None:
+        self.run = [0] * (self.max_period + 1)
+        self.kept_at = [-1] * (self.max_period + 1)
+
+    def _runs(self, text: str, old: int) -> None:
+        size = len(text)
+        last = text[-1]
+        low = max(0, size - 1 - self.max_period)
+        matched = []
+        at = text.rfind(last, low, size - 1)
+        while at >= 0:
+            p = size - 1 - at
+            j = size - 2
+            while j >= old and j >= p and text[j] == text[j - p]:
+                j -= 1
+            run = size - 1 - j
+            if j < old and self.kept_at[p] == old:
+                run += self.run[p]
+            self.run[p], self.kept_at[p] = run, size
+            matched.append(p)
+            at = text.rfind(last, low, at)
+        self.matched = matched
+
+    def find(self, text: str) -> Repetition | None:
+        size = len(text)
+        if size < self.length:  # not the text this was read from: start again
+            self.__init__(self.min_chars, self.max_period, self.window)  # type: ignore[misc]
+        old, self.length = self.length, size
+        if size > old:
+            self._runs(text, old)
+            kept = len(text[old:].rstrip())
+            self.spaces = size - old - kept + (self.spaces if kept == 0 else 0)
+        n = min(size, self.window)
+        if n <= self.max_period or self.min_chars <= self.max_period:
+            # a period as long as the text, or one copy long enough: the whole-text function's own reading
+            return find_char_repeat(text, max_period=self.max_period, min_chars=self.min_chars, window=self.window)
+        for period in self.matched:  # (a period without a run is one copy: shorter than min_chars)
+            length = min(self.run[period], n - period) + period
+            if length >= self.min_chars and length > self.spaces:
+                start = size - length
+                return Repetition(start, text[start:start + period], length // period, "chars")
+        return None
+
+
+@dataclass
 class _RunState:
     nudged: bool = False
     nudge_epoch: int = -1  # the epoch the nudge's rollback will end (until then the loop is still in the text)
@@ -147,6 +375,9 @@ class _RunState:
     state_at: dict[Hashable, int] = field(default_factory=dict)  # where each state came back (its 2nd time)
     rollbacks: Counter[int] = field(default_factory=Counter)
     epoch: int = 0
+    lines: _LineCounts = field(default_factory=lambda: _LineCounts())
+    tandem: _TandemWatch | None = None  # made by the guard, which knows its settings
+    chars: _CharWatch | None = None
 
 
 class LoopGuard(Governor):
@@ -214,12 +445,19 @@ class LoopGuard(Governor):
         if st.nudged and ctx.epoch == st.nudge_epoch:
             return None  # the nudge's rollback is waiting for earlier checks; the loop is not news
         text = ctx.text
-        if ctx.epoch != st.epoch:  # a rollback cut the text: count states again from the start
+        if ctx.epoch != st.epoch or st.tandem is None or st.chars is None:
+            # a rollback cut the text: read words, characters, states and lines again from the start
             st.epoch = ctx.epoch
             st.checked_upto = 0
             st.states.clear()
             st.state_at.clear()
-        found = self.find(text) or self._state_repeat(st, text)
+            st.lines = _LineCounts()
+            st.tandem = _TandemWatch(self.min_repeats, self.max_period, self.min_chars)
+            st.chars = _CharWatch(self.min_char_run)
+        found = (st.tandem.find(text)
+                 or st.lines.find(text, max_repeats=self.max_line_repeats, min_chars=self.min_line_chars)
+                 or st.chars.find(text)
+                 or self._state_repeat(st, text))
         return self._act(st, found, text, ctx.epoch) if found is not None else None
 
     def _state_repeat(self, st: _RunState, text: str) -> Repetition | None:

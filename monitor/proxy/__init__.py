@@ -1,4 +1,5 @@
-"""``interlock proxy``: an OpenAI-compatible HTTP server that monitors every answer before it reaches the client.
+"""``interlock proxy``: an OpenAI-compatible HTTP server that monitors every answer before it reaches the client
+(chat completions, completions and the Responses API).
 
 Point any agent or SDK that speaks the OpenAI API at it (change the base URL): it forwards to an upstream server or
 a local model, runs the configured verifiers and governors on each answer, applies rollbacks and interrupts, and
@@ -16,7 +17,8 @@ from interlock.monitor.proxy.app import ProxyConfig, create_app
 from interlock.monitor.proxy.backends import Backend, GeneratorBackend, Prepared, RequestGenerator, UpstreamBackend
 from interlock.monitor.proxy.metrics import ProxyMetrics
 from interlock.monitor.proxy.models import ChatMessage, ChatRequest, CompletionRequest, ProxyError
-from interlock.monitor.proxy.release import Piece, ReleasedRun, finish_reason
+from interlock.monitor.proxy.release import Piece, ReleasedRun, Thought, finish_reason
+from interlock.monitor.proxy.responses_request import ResponsesRequest, parse_responses
 from interlock.monitor.proxy.server import free_port, serve, serve_workers, serving
 from interlock.monitor.proxy.tools import ToolCallVerifier, load_tool_checks
 
@@ -33,12 +35,15 @@ __all__ = [
     "ProxyMetrics",
     "ReleasedRun",
     "RequestGenerator",
+    "ResponsesRequest",
+    "Thought",
     "ToolCallVerifier",
     "UpstreamBackend",
     "create_app",
     "finish_reason",
     "free_port",
     "load_tool_checks",
+    "parse_responses",
     "serve",
     "serve_workers",
     "serving",

@@ -8,18 +8,26 @@ applied, upstream errors remembered so the proxy can pass their status through) 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from interlock.monitor.agents.agent import StopAt, transcript
 from interlock.monitor.chunks import Chunk, ToolCallRequest
+from interlock.monitor.errors import ConfigError
 from interlock.monitor.generation import Capabilities, GenerationRequest, Generator
 from interlock.monitor.proxy.models import ChatMessage, ChatRequest, CompletionRequest, ProxyError
+from interlock.monitor.urls import api_root, join_url, redact_text, redact_url
 
-__all__ = ["Backend", "GeneratorBackend", "Prepared", "RequestGenerator", "UpstreamBackend", "chat_template_of"]
+if TYPE_CHECKING:
+    from interlock.monitor.proxy.responses_request import ResponsesRequest
+
+__all__ = ["Backend", "GeneratorBackend", "Prepared", "RequestGenerator", "ResponsesRoute", "UpstreamBackend",
+           "chat_template_of"]
 
 ChatFormat = Callable[[Sequence[ChatMessage]], str]
+# How /v1/responses reaches an upstream: over chat completions, its own /v1/responses, or chat falling back to it
+ResponsesRoute = Literal["auto", "chat", "responses"]
 
 
 class RequestGenerator:
@@ -41,6 +49,13 @@ class RequestGenerator:
         """The prompt's tokens as the backend counted them (an upstream's ``usage``), when it did."""
         value = getattr(self.base, "prompt_tokens", None)
         return value if isinstance(value, int) else None
+
+    @property
+    def reasoning_field(self) -> str | None:
+        """The field the backend's server sent the thinking in (``reasoning`` or ``reasoning_content``), once it
+        did; ``None`` when it sent none (a thinking in the text, between tags, stays in the text)."""
+        value = getattr(self.base, "reasoning_field", None)
+        return value if isinstance(value, str) else None
 
     @property
     def capabilities(self) -> Capabilities:
@@ -100,15 +115,17 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
-def chat_template_of(generator: Any) -> ChatFormat | None:
-    """The chat template of a generator that has a tokenizer with one (``generators.Transformers``), else None."""
+def chat_template_of(generator: Any, kwargs: Mapping[str, Any] | None = None) -> ChatFormat | None:
+    """The chat template of a generator that has a tokenizer with one (``generators.Transformers``), else None;
+    ``kwargs``: the template's switches (``{"enable_thinking": False}``)."""
     tokenizer = getattr(generator, "tokenizer", None)
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         return None
+    switches = dict(kwargs or {})
 
     def render(messages: Sequence[ChatMessage]) -> str:
         rendered = tokenizer.apply_chat_template([m.to_dict() for m in messages], tokenize=False,
-                                                 add_generation_prompt=True)
+                                                 add_generation_prompt=True, **switches)
         return str(rendered)
 
     return render
@@ -136,6 +153,7 @@ class GeneratorBackend:
                  close: Callable[[], Any] | None = None) -> None:
         self.generator = generator
         self.model = model
+        self._templated = chat_format is None and chat_template_of(generator) is not None
         self.chat_format = chat_format or chat_template_of(generator) or _transcript
         self._close = close
 
@@ -151,10 +169,19 @@ class GeneratorBackend:
                 raise ProxyError(400, "this proxy serves a local model that does not emit tool calls; send requests "
                                  "with tools to a proxy in front of an OpenAI-compatible server (--base-url)",
                                  param="tools")
+            response_format = request.forward.get("response_format")
+            if isinstance(response_format, dict) and response_format.get("type") != "text":
+                raise ProxyError(400, "this proxy serves a local model, which cannot be held to a response_format; "
+                                 "send it to a proxy in front of a server that enforces one (--base-url)",
+                                 param="response_format")
+            render = self.chat_format
+            switches = request.forward.get("chat_template_kwargs")
+            if switches and self._templated:  # the client's switches (enable_thinking ...) for the model's template
+                render = chat_template_of(self.generator, switches) or render
             if request.continue_final:  # the answer goes on inside the client's last assistant message
-                prompt = self.chat_format(request.messages[:-1]) + request.messages[-1].content
+                prompt = render(request.messages[:-1]) + request.messages[-1].content
             else:
-                prompt = self.chat_format(request.messages)
+                prompt = render(request.messages)
         meta = _sampling(request)
         if isinstance(request, ChatRequest) and request.tools:
             meta["tools"] = [dict(t) for t in request.tools]
@@ -188,14 +215,20 @@ class UpstreamBackend:
     """
 
     def __init__(self, base_url: str, *, model: str | None = None, api_key: str | None = None,
-                 timeout: float = 60.0, options: dict[str, Any] | None = None) -> None:
-        from urllib.parse import urlsplit
-
+                 timeout: float = 60.0, options: dict[str, Any] | None = None,
+                 responses: ResponsesRoute = "auto") -> None:
         import httpx
+        from interlock.monitor.proxy.responses_upstream import StoredResponses
 
-        root = base_url.rstrip("/")
-        self.api_root = root if urlsplit(root).path.strip("/") else root + "/v1"
+        if responses not in ("auto", "chat", "responses"):
+            raise ConfigError(f"responses must be 'auto', 'chat' or 'responses', got {responses!r}")
+        self.responses = responses
+        self.stored = StoredResponses()  # the proxy's response ids -> the upstream's (previous_response_id)
+        self._responses_only: set[str] = set()  # models the upstream serves over /v1/responses only (auto)
+
+        self.api_root = api_root(base_url)
         self.base_url = base_url
+        self.shown_url = redact_url(base_url)  # for messages, logs and the banner: no credentials
         self.model = model
         self.api_key = api_key
         self.options = dict(options or {})
@@ -211,7 +244,7 @@ class UpstreamBackend:
         if self.model:
             return [self.model]
         headers = {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        response = await self._client.get(self.api_root + "/models", headers=headers)
+        response = await self._client.get(join_url(self.api_root, "models"), headers=headers)
         response.raise_for_status()
         return [str(m["id"]) for m in response.json().get("data", []) if isinstance(m, dict) and "id" in m]
 
@@ -229,9 +262,67 @@ class UpstreamBackend:
                                     client=self._client, **options)
         conversation = [m.to_dict() for m in request.messages]
         extra = {**options.pop("extra_body", {}), **request.tool_fields()}
-        return _conversation_generator()(self.base_url, model, endpoint="chat", api_key=self.api_key,
-                                         client=self._client, conversation=conversation, extra_body=extra,
-                                         **options)
+        from interlock.generators import OpenAICompatible
+
+        return OpenAICompatible(self.base_url, model, endpoint="chat", api_key=self.api_key, client=self._client,
+                                messages=conversation, extra_body=extra, **options)
+
+    def redact(self, text: str) -> str:
+        """``text`` without the credentials of the base URL (for anything a client or a log may see)."""
+        return redact_text(text, self.base_url)
+
+    def _responses_generator(self, request: ResponsesRequest, previous: str | None) -> Any:
+        from interlock.monitor.proxy.responses_upstream import ResponsesUpstream
+
+        options: dict[str, Any] = {"max_tokens": None, **self.options}
+        options.pop("extra_body", None)
+        for name in ("temperature", "top_p"):
+            value = getattr(request.chat, name)
+            if value is not None:
+                options[name] = value
+        return ResponsesUpstream(self.base_url, self.model or request.model, fields=request.body,
+                                 items=[dict(i) for i in request.input], previous=previous, api_key=self.api_key,
+                                 client=self._client, **options)
+
+    def prepare_responses(self, request: ResponsesRequest) -> Prepared:
+        """A ``/v1/responses`` request: translated to chat completions, or forwarded to the upstream's
+        ``/v1/responses`` (``responses="responses"``; with ``"auto"``, when the upstream serves the model over
+        chat completions with a 404 or 405, or when the request continues a stored response)."""
+        route = self.responses
+        previous = None
+        if request.previous_response_id is not None:
+            if route == "chat":
+                raise ProxyError(400, "previous_response_id needs state the upstream keeps, and this proxy serves "
+                                 "the Responses API over chat completions, which keep none (--responses-upstream "
+                                 "chat): send the whole conversation in input", param="previous_response_id")
+            previous = self.stored.get(request.previous_response_id)
+            if previous is None:
+                raise ProxyError(400, f"previous_response_id {request.previous_response_id[:80]!r} is not a response "
+                                 "this proxy answered from an upstream that stores it (or it was forgotten, or "
+                                 "another worker answered it): send the whole conversation in input",
+                                 param="previous_response_id")
+            route = "responses"
+        model = self.model or request.model
+        users = [m.content for m in request.chat.messages if m.role == "user"]
+        prompt = users[-1] if users else ""
+        if route == "responses" or model in self._responses_only:
+            gen: Any = self._responses_generator(request, previous)
+        else:
+            chat = self._generator(request.chat, "chat")
+            gen = chat
+            if route == "auto":
+                from interlock.monitor.proxy.responses_upstream import AutoUpstream
+
+                gen = AutoUpstream(chat, lambda: self._responses_generator(request, None),
+                                   lambda: self._responses_only.add(model))
+        return Prepared(RequestGenerator(gen), prompt)
+
+    def remember(self, response_id: str, prepared: Prepared) -> None:
+        """Keep the upstream's id of the last response a forwarded request got, under the proxy's id."""
+        base = prepared.generator.base
+        upstream = getattr(getattr(base, "generator", base), "last_response_id", None)
+        if isinstance(upstream, str) and upstream:
+            self.stored.remember(response_id, upstream)
 
     def prepare(self, request: ChatRequest | CompletionRequest) -> Prepared:
         gen = self._generator(request, "completions" if isinstance(request, CompletionRequest) else "chat")
@@ -242,29 +333,3 @@ class UpstreamBackend:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-_CONVERSATION_CLASS: Any = None
-
-
-def _conversation_generator() -> Any:
-    """``OpenAICompatible`` that sends a whole conversation where it would send one user message (made on first
-    use, so that importing the proxy does not import the HTTP backend)."""
-    global _CONVERSATION_CLASS
-    if _CONVERSATION_CLASS is None:
-        from interlock.generators.openai_compat import OpenAICompatible
-
-        class ConversationGenerator(OpenAICompatible):
-            def __init__(self, *args: Any, conversation: list[dict[str, Any]], **kwargs: Any) -> None:
-                super().__init__(*args, **kwargs)
-                self.conversation = conversation
-
-            def body(self, request: GenerationRequest) -> dict[str, Any]:
-                body = super().body(request)
-                # the generator writes [system?, user: prompt, assistant: trace?, user: continue?]
-                head = 2 if self.system_prompt else 1
-                body["messages"] = [*self.conversation, *body["messages"][head:]]
-                return body
-
-        _CONVERSATION_CLASS = ConversationGenerator
-    return _CONVERSATION_CLASS

@@ -4,7 +4,8 @@ Parsing is strict where a silent misreading would change the answer (``n`` > 1, 
 ``functions`` are refused with a 400 that names the field) and lenient where the field does not matter to a
 monitored text (``user``, ``metadata``, ``logit_bias`` ... are accepted and ignored). ``tools``, ``tool_choice``
 and ``parallel_tool_calls`` are checked for shape and forwarded as sent; assistant ``tool_calls`` and ``tool``
-messages pass through. Any body, however broken (bad UTF-8, nesting deeper than the JSON reader goes, lone
+messages pass through; so do a reasoning model's switches (``reasoning_effort``, ``chat_template_kwargs``) and
+``response_format``. Any body, however broken (bad UTF-8, nesting deeper than the JSON reader goes, lone
 surrogates), gets a 400 naming what is wrong, never a 500.
 """
 
@@ -14,20 +15,22 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["ChatMessage", "ChatRequest", "CompletionRequest", "ProxyError", "parse_chat", "parse_completion"]
+__all__ = ["REASONING_FIELDS", "ChatMessage", "ChatRequest", "CompletionRequest", "ProxyError", "forwarded_fields",
+           "parse_chat", "parse_completion"]
 
 
 class ProxyError(Exception):
     """An error answered to the client as ``{"error": {"message", "type", "param", "code"}}`` with ``status``."""
 
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None) -> None:
+                 code: str | None = None, close: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.type = type
         self.param = param
         self.code = code
+        self.close = close  # answer with "connection: close" (the rest of the request will not be read)
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
@@ -40,6 +43,7 @@ class ChatMessage:
     name: str | None = None
     tool_calls: tuple[dict[str, Any], ...] = ()  # an assistant's calls, as the client sent them
     tool_call_id: str | None = None  # a tool message: the call it answers
+    reasoning: tuple[tuple[str, str], ...] = ()  # an assistant's thinking, as (field, text): passed through as sent
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role, "content": self.content}
@@ -49,6 +53,8 @@ class ChatMessage:
             out["tool_calls"] = [dict(c) for c in self.tool_calls]
         if self.tool_call_id is not None:
             out["tool_call_id"] = self.tool_call_id
+        for name, text in self.reasoning:
+            out[name] = text
         return out
 
 
@@ -73,15 +79,29 @@ class ChatRequest(_Common):
     tools: tuple[dict[str, Any], ...] = ()  # function tools, as sent
     tool_choice: Any = None  # "none" | "auto" | "required" | {"type": "function", "function": {"name": ...}}
     parallel_tool_calls: bool | None = None
+    # fields forwarded upstream as sent: reasoning_effort, chat_template_kwargs (thinking switches such as
+    # {"enable_thinking": false}), response_format
+    forward: dict[str, Any] = field(default_factory=dict)
     kind: Literal["chat"] = "chat"
 
     @property
     def tool_names(self) -> tuple[str, ...]:
         return tuple(str(t["function"]["name"]) for t in self.tools)
 
+    @property
+    def callable_tools(self) -> tuple[str, ...]:
+        """The tools the model may call: those declared, none with ``tool_choice: "none"``, the one named by a
+        ``tool_choice`` that names one."""
+        choice = self.tool_choice
+        if choice == "none":
+            return ()
+        if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+            return tuple(n for n in self.tool_names if n == choice["function"].get("name"))
+        return self.tool_names
+
     def tool_fields(self) -> dict[str, Any]:
-        """The tool fields to forward upstream (only those the client sent)."""
-        out: dict[str, Any] = {}
+        """The tool fields to forward upstream (only those the client sent), and the other forwarded fields."""
+        out: dict[str, Any] = dict(self.forward)
         if self.tools:
             out["tools"] = [dict(t) for t in self.tools]
         if self.tool_choice is not None:
@@ -247,6 +267,50 @@ def _message_tool_calls(m: dict[str, Any], where: str) -> tuple[dict[str, Any], 
     return tuple(calls)
 
 
+_EFFORT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_-")
+
+
+def forwarded_fields(body: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """The fields a request may pass to the upstream as they are: ``reasoning_effort`` (a word such as ``low``),
+    ``chat_template_kwargs`` (an object: the template's switches, e.g. ``{"enable_thinking": false}``) and
+    ``response_format`` (an object with a ``type``)."""
+    out: dict[str, Any] = {}
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if not isinstance(effort, str) or not 0 < len(effort) <= 32 or not set(effort) <= _EFFORT_CHARS:
+            raise _bad(f"{where}reasoning_effort must be a word such as 'low', 'medium' or 'high', got {effort!r}",
+                       f"{where}reasoning_effort")
+        out["reasoning_effort"] = effort
+    kwargs = body.get("chat_template_kwargs")
+    if kwargs is not None:
+        if not isinstance(kwargs, dict):
+            raise _bad(f"{where}chat_template_kwargs must be an object (e.g. {{'enable_thinking': false}})",
+                       f"{where}chat_template_kwargs")
+        out["chat_template_kwargs"] = kwargs
+    response_format = body.get("response_format")
+    if response_format is not None:
+        if not isinstance(response_format, dict) or not isinstance(response_format.get("type"), str):
+            raise _bad(f"{where}response_format must be an object with a 'type'", f"{where}response_format")
+        out["response_format"] = response_format
+    return out
+
+
+REASONING_FIELDS = ("reasoning", "reasoning_content")
+
+
+def _reasoning(m: dict[str, Any], where: str) -> tuple[tuple[str, str], ...]:
+    """An assistant message's thinking fields (strings, or null), to pass on as the client sent them."""
+    out = []
+    for name in REASONING_FIELDS:
+        value = m.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise _bad(f"{where}.{name} must be a string", f"{where}.{name}")
+        out.append((name, value))
+    return tuple(out)
+
+
 def parse_chat(raw: bytes, *, max_tokens_cap: int | None = None) -> ChatRequest:
     """Parse and validate a chat completions body; raises :class:`ProxyError` (400) naming the bad field."""
     body = _load(raw)
@@ -269,14 +333,15 @@ def parse_chat(raw: bytes, *, max_tokens_cap: int | None = None) -> ChatRequest:
             raise _bad(f"{where}.tool_call_id is required for a tool message and must be a string",
                        f"{where}.tool_call_id")
         parsed.append(ChatMessage(role, _content(m.get("content"), where), name if isinstance(name, str) else None,
-                                  tool_calls=calls, tool_call_id=call_id if role == "tool" else None))
+                                  tool_calls=calls, tool_call_id=call_id if role == "tool" else None,
+                                  reasoning=_reasoning(m, where) if role == "assistant" else ()))
     continue_final = body.get("continue_final_message", False)
     if not isinstance(continue_final, bool):
         raise _bad(f"continue_final_message must be true or false, got {continue_final!r}", "continue_final_message")
     if continue_final and parsed[-1].role != "assistant":
         raise _bad("continue_final_message needs an assistant message last", "continue_final_message")
     return ChatRequest(messages=tuple(parsed), continue_final=continue_final, tools=tools, tool_choice=tool_choice,
-                       parallel_tool_calls=parallel, **_common(body, max_tokens_cap))
+                       parallel_tool_calls=parallel, forward=forwarded_fields(body), **_common(body, max_tokens_cap))
 
 
 def parse_completion(raw: bytes, *, max_tokens_cap: int | None = None) -> CompletionRequest:

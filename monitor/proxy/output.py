@@ -8,7 +8,7 @@ project's policy for text written out.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from interlock.monitor.chunks import ToolCallRequest
@@ -17,10 +17,11 @@ from interlock.monitor.proxy.backends import Prepared
 from interlock.monitor.proxy.models import ChatRequest, CompletionRequest, ProxyError
 from interlock.monitor.proxy.release import ReleasedRun
 from interlock.monitor.textout import scrub
+from interlock.monitor.urls import redact_text
 from starlette.responses import Response
 
-__all__ = ["JSONOut", "call_json", "dumps", "error_response", "ident_of", "note_replaced", "scrub_json",
-           "upstream_error", "usage_of"]
+__all__ = ["JSONOut", "call_json", "dumps", "error_response", "had_thinking", "ident_of", "note_replaced",
+           "prompt_tokens_of", "scrub_json", "upstream_error", "usage_of"]
 
 _log = get_logger(component="proxy")
 
@@ -86,17 +87,36 @@ class JSONOut(Response):
 
 
 def error_response(exc: ProxyError, headers: dict[str, str] | None = None) -> Response:
+    if exc.close:
+        headers = {**(headers or {}), "connection": "close"}
     return JSONOut(exc.body(), status_code=exc.status, headers=headers)
 
 
-def usage_of(run: ReleasedRun, prepared: Prepared) -> dict[str, int]:
-    """OpenAI ``usage``: the prompt's tokens (counted locally, or as the upstream reported them; 0 when neither
-    can say) and the tokens of the answer the client got (rolled-back ones are in ``interlock.tokens``)."""
+def prompt_tokens_of(prepared: Prepared) -> int:
+    """The prompt's tokens: counted locally, or as the upstream reported them; 0 when neither can say."""
     prompt = prepared.prompt_tokens
     if prompt is None:
         prompt = prepared.generator.prompt_tokens or 0
-    kept = run.result.tokens.kept
-    return {"prompt_tokens": prompt, "completion_tokens": kept, "total_tokens": prompt + kept}
+    return prompt
+
+
+def had_thinking(run: ReleasedRun) -> bool:
+    """Whether the run's trace had a thinking (its usage then says how many tokens were thinking)."""
+    result = run._result
+    return result is not None and (bool(result.phases) or result.tokens.thinking > 0)
+
+
+def usage_of(run: ReleasedRun, prepared: Prepared) -> dict[str, Any]:
+    """OpenAI ``usage``: the prompt's tokens (counted locally, or as the upstream reported them; 0 when neither
+    can say) and the tokens of the answer the client got: not those rolled back, nor those the release withheld
+    (a violation that stands, an interrupt); all generated tokens are in ``interlock.tokens``. A run with a
+    thinking adds ``completion_tokens_details.reasoning_tokens``: the thinking's share of them."""
+    prompt = prompt_tokens_of(prepared)
+    sent = run.released_tokens
+    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": sent, "total_tokens": prompt + sent}
+    if had_thinking(run):
+        usage["completion_tokens_details"] = {"reasoning_tokens": run.released_thinking_tokens}
+    return usage
 
 
 def call_json(call: ToolCallRequest, index: int | None = None) -> dict[str, Any]:
@@ -111,12 +131,16 @@ def ident_of(req: ChatRequest | CompletionRequest, run_id: str) -> str:
     return ("chatcmpl-" if isinstance(req, ChatRequest) else "cmpl-") + run_id
 
 
-def upstream_error(prepared: Prepared, detail: str) -> ProxyError:
+def upstream_error(prepared: Prepared, detail: str, redact: Callable[[str], str] | None = None) -> ProxyError:
+    """The error a failed backend is answered with: the upstream's status and message, else a 502; every text
+    through ``redact`` (the backend's: no credentials of its URL reach a client)."""
+    shown = redact or redact_text
     exc = prepared.generator.error
     status = getattr(exc, "status", None)
     if isinstance(status, int) and 400 <= status <= 599:
         message = getattr(exc, "server_message", "") or str(exc)
-        return ProxyError(status, message, type="upstream_error", code="upstream_error")
-    return ProxyError(502, f"the backend failed: {detail or exc}", type="upstream_error", code="backend_error")
+        return ProxyError(status, shown(message), type="upstream_error", code="upstream_error")
+    return ProxyError(502, shown(f"the backend failed: {detail or exc}"), type="upstream_error",
+                      code="backend_error")
 
 

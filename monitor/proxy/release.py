@@ -11,6 +11,11 @@ The text injected after a rollback (``"Wait, ... Let me redo this step."``) is p
 continues from, but it is the monitor's, not the model's: it is left out of what the client receives unless
 ``show_feedback``. An interrupted run releases the text before the step that holds the standing violation.
 
+A reasoning model's thinking is released like the answer, under the same barrier, as :class:`Thought` pieces (text
+of the thinking phase; plain ``str`` pieces are answer text), so a client never receives thinking that a check
+rolled back; a phase change is a point where held text may be released (the thinking's last step, once the answer
+begins).
+
 Tool calls (chunks that carry them; their marker lines in the trace) are stricter still: text is released only up
 to the first call, and the calls go out at the end of the run, those the final trace still holds before any
 standing violation, so a call whose checks failed, or that a later rollback removed, never reaches the client.
@@ -26,33 +31,39 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from anyio.abc import ObjectSendStream
 from interlock.monitor.chunks import ToolCallRequest
 from interlock.monitor.events import ChunkAppended, Event
 from interlock.monitor.monitor import Monitor, Run
+from interlock.monitor.phases import ANSWER, THINKING, Phase
 from interlock.monitor.result import RunResult, StopReason
+from interlock.monitor.spans import finish_reason_of
 from interlock.monitor.steps import step_ends
 from interlock.monitor.verdicts import Action, Fail, Verdict, ViolationError
 
-__all__ = ["Hold", "Piece", "ReleasedRun", "finish_reason"]
+if TYPE_CHECKING:
+    from interlock.monitor.proxy.tracing import RequestSpans
+
+__all__ = ["Hold", "Piece", "ReleasedRun", "Thought", "finish_reason"]
 
 Hold = Literal["step", "end"]
-Piece = str | ToolCallRequest  # released text, or a released tool call
 
-_FINISH = {StopReason.COMPLETE: "stop", StopReason.GOVERNOR: "stop", StopReason.BUDGET: "length",
-           StopReason.RESTART: "stop", StopReason.INTERRUPTED: "content_filter",
-           StopReason.OSCILLATION: "content_filter",
-           StopReason.INTERVENTION_LIMIT: "content_filter", StopReason.UNRESUMABLE: "content_filter",
-           StopReason.ERROR: "error", StopReason.CANCELLED: "error", StopReason.LENGTH: "length"}
 
+class Thought(str):
+    """Released text of the thinking (a ``str``: consumers that do not tell the phases apart see text)."""
+
+    __slots__ = ()
+
+
+Piece = str | ToolCallRequest  # released text (a Thought: of the thinking), or a released tool call
 
 def finish_reason(result: RunResult) -> str:
-    """The OpenAI ``finish_reason`` of a run: ``stop``, ``length`` (budget) or ``content_filter`` (the monitor
-    interrupted it or abstained)."""
-    return _FINISH[result.stop_reason]
+    """The OpenAI ``finish_reason`` of a run (one table for the proxy and the run's span: see
+    :func:`interlock.monitor.spans.finish_reason_of`)."""
+    return finish_reason_of(result)
 
 
 def _feedback_spans(run: Run) -> list[tuple[int, int]]:
@@ -67,6 +78,16 @@ def _feedback_spans(run: Run) -> list[tuple[int, int]]:
     return spans
 
 
+def _add_run(runs: list[tuple[Phase, str]], phase: Phase, text: str) -> None:
+    """Append ``text`` of ``phase`` to ``runs``, joining it to the last run when that has the same phase."""
+    if not text:
+        return
+    if runs and runs[-1][0] == phase:
+        runs[-1] = (phase, runs[-1][1] + text)
+    else:
+        runs.append((phase, text))
+
+
 def _blocking(verdicts: tuple[Verdict, ...]) -> list[Verdict]:
     """Violations that keep text from the client: all but warnings."""
     return [v for v in verdicts if not (isinstance(v, Fail) and v.action is Action.WARN)]
@@ -77,6 +98,7 @@ class _CallSpan:
     start: int
     text: str  # the chunk's text: an optional line end, then the markers
     calls: tuple[ToolCallRequest, ...]
+    first: int  # the position of its first call among every call the model made (``seen_calls``)
 
     @property
     def end(self) -> int:
@@ -88,7 +110,9 @@ class ReleasedRun:
     """One monitored request. ``await produce(stream)`` sends the verified pieces; ``result`` afterwards.
 
     ``observe``: called with every event of the run (the proxy's metrics); ``on_hold``: called with the seconds
-    each released piece of text was held back after it was generated.
+    each released piece of text was held back after it was generated; ``tracing``: the request's span
+    (:mod:`~interlock.monitor.proxy.tracing`), ended when the release ends; ``on_finish``: called with the run
+    once it has a result, before the last piece is received.
     """
 
     monitor: Monitor
@@ -98,12 +122,19 @@ class ReleasedRun:
     barrier_timeout: float = 60.0
     observe: Callable[[Event], None] | None = None
     on_hold: Callable[[float], None] | None = None
-    sent: str = ""  # the text the client has received
+    sent: str = ""  # the text the client has received: thinking and answer, in order
+    released_phases: list[tuple[Phase, int, int]] = field(default_factory=list)  # (phase, start, end) in sent
     calls: list[ToolCallRequest] = field(default_factory=list)  # the tool calls released
     seen_calls: list[ToolCallRequest] = field(default_factory=list)  # every call the model made
+    # which of seen_calls were released, by position: an upstream may give every call the same id ("call_1")
+    released_positions: set[int] = field(default_factory=set)
     retracted: bool = False  # a late verdict reached into released text (possible only with AtEnd checks)
+    released_tokens: int = 0  # the generated tokens of what the client got (the kept ones, less any withheld)
+    released_thinking_tokens: int = 0  # ... of them, those of the thinking
     run_id: str = ""
     begun: anyio.Event = field(default_factory=anyio.Event)  # set at the first chunk, or when the run ends
+    tracing: RequestSpans | None = None
+    on_finish: Callable[[ReleasedRun], None] | None = None  # called once the run has a result, before the end
     _result: RunResult | None = None
     _run: Run | None = None
     _spans: list[_CallSpan] = field(default_factory=list)
@@ -120,33 +151,80 @@ class ReleasedRun:
         self._spans = [s for s in self._spans if text[s.start:s.end] == s.text]
         return self._spans
 
-    def visible(self, text: str, end: int) -> str:
-        """``text[:end]`` without the feedback rollbacks injected (unless ``show_feedback``) and without tool-call
-        markers."""
+    def _kept(self, text: str, end: int) -> list[tuple[int, int]]:
+        """The stretches of ``text[:end]`` a client may see: without the feedback rollbacks injected (unless
+        ``show_feedback``) and without tool-call markers."""
         hidden = [(s.start, s.end) for s in self._call_spans(text)]
         if not self.show_feedback and self._run is not None:
             hidden += _feedback_spans(self._run)
-        out, pos = [], 0
+        out: list[tuple[int, int]] = []
+        pos = 0
         for a, b in sorted(hidden):
             if a >= end:
                 break
             if a > pos:
-                out.append(text[pos:a])
+                out.append((pos, a))
             pos = max(pos, min(b, end))
-        out.append(text[pos:end])
-        return "".join(out)
+        if end > pos:
+            out.append((pos, end))
+        return out
 
-    def _advance(self, text: str, end: int) -> str:
-        """The new visible text up to ``end``, or "" when nothing new (or it would contradict what was sent)."""
-        visible = self.visible(text, end)
+    def visible(self, text: str, end: int) -> str:
+        """``text[:end]`` as a client may see it (see :meth:`_kept`)."""
+        return "".join(text[a:b] for a, b in self._kept(text, end))
+
+    def visible_runs(self, text: str, end: int) -> list[tuple[Phase, str]]:
+        """:meth:`visible` split by phase: ``(phase, text)`` runs in order."""
+        runs = self._run.trace.phase_runs() if self._run is not None else ()
+        out: list[tuple[Phase, str]] = []
+        for a, b in self._kept(text, end):
+            if not runs:
+                _add_run(out, ANSWER, text[a:b])
+                continue
+            for i, (start, phase) in enumerate(runs):
+                stop = runs[i + 1][0] if i + 1 < len(runs) else b
+                lo, hi = max(a, start), min(b, stop)
+                if lo < hi:
+                    _add_run(out, phase, text[lo:hi])
+        return out
+
+    def released_pieces(self) -> list[Piece]:
+        """What the client got, in order: the text run by phase (a :class:`Thought` for the thinking), then the
+        calls."""
+        pieces: list[Piece] = [Thought(self.sent[a:b]) if p == THINKING else self.sent[a:b]
+                               for p, a, b in self.released_phases]
+        return [*pieces, *self.calls]
+
+    def text_of(self, phase: Phase) -> str:
+        """The released text of one phase."""
+        return "".join(self.sent[a:b] for p, a, b in self.released_phases if p == phase)
+
+    def _advance(self, text: str, end: int) -> list[str]:
+        """The new visible pieces up to ``end`` (a :class:`Thought` for each stretch of thinking), or none when
+        nothing is new (or it would contradict what was sent)."""
+        runs = self.visible_runs(text, end)
+        visible = "".join(t for _, t in runs)
         if len(visible) <= len(self.sent):
-            return ""
+            return []
         if not visible.startswith(self.sent):
             self.retracted = True
-            return ""
-        piece = visible[len(self.sent):]
+            return []
+        skip = at = len(self.sent)
+        pieces: list[str] = []
+        for phase, run_text in runs:
+            if skip >= len(run_text):
+                skip -= len(run_text)
+                continue
+            part, skip = run_text[skip:], 0
+            pieces.append(Thought(part) if phase == THINKING else part)
+            spans = self.released_phases
+            if spans and spans[-1][0] == phase and spans[-1][2] == at:
+                spans[-1] = (phase, spans[-1][1], at + len(part))
+            else:
+                spans.append((phase, at, at + len(part)))
+            at += len(part)
         self.sent = visible
-        return piece
+        return pieces
 
     def _held(self, end: int) -> None:
         """Report how long the text before ``end`` waited after it was generated."""
@@ -171,14 +249,15 @@ class ReleasedRun:
             self._spans = [s for s in self._spans if s.start < event.position]
             markers = [c.marker() for c in chunk.tool_calls]
             lead = len(chunk.text) - sum(map(len, markers))
+            first = len(self.seen_calls)
             if lead >= 0 and chunk.text[lead:] == "".join(markers):  # one span per call: each is checked alone
                 start = event.position
                 for i, (call, marker) in enumerate(zip(chunk.tool_calls, markers, strict=True)):
                     text = chunk.text[:lead] + marker if i == 0 else marker
-                    self._spans.append(_CallSpan(start, text, (call,)))
+                    self._spans.append(_CallSpan(start, text, (call,), first + i))
                     start += len(text)
             else:
-                self._spans.append(_CallSpan(event.position, chunk.text, chunk.tool_calls))
+                self._spans.append(_CallSpan(event.position, chunk.text, chunk.tool_calls, first))
             self.seen_calls.extend(chunk.tool_calls)
 
     async def collect(self) -> list[Piece]:
@@ -197,12 +276,16 @@ class ReleasedRun:
         async with out:
             try:
                 await self._produce(out)
+                if self.on_finish is not None and self._result is not None:
+                    self.on_finish(self)  # before the stream ends: a client reading the end sees its effect
             finally:
                 self.begun.set()
+                if self.tracing is not None:
+                    self.tracing.end(self)
 
     async def _produce(self, out: ObjectSendStream[Piece]) -> None:
         boundary_chars = ("\n", ".", "!", "?")
-        async with self.monitor.stream(self.prompt) as run:
+        async with self.monitor.stream(self.prompt, spans=self.tracing.spans if self.tracing else None) as run:
             self._run = run
             self.run_id = run.run_id
             safe_end = 0  # a step boundary in the current text up to which everything was released
@@ -217,12 +300,16 @@ class ReleasedRun:
                 safe_end = min(safe_end, len(text))  # a late verdict cut into released text (see retracted)
                 spans = self._call_spans(text)
                 limit = spans[0].start if spans else len(text)  # text after a tool call waits for the end
-                if limit <= safe_end or not any(c in text[safe_end:limit] for c in boundary_chars):
+                if limit <= safe_end:
                     continue
-                ends = [e for e in step_ends(text, safe_end) if e <= limit]
+                # a phase change ends a step too (the thinking's last one, once the answer begins)
+                changes = [s for s, _ in run.trace.phase_runs() if safe_end < s <= limit]
+                if not changes and not any(c in text[safe_end:limit] for c in boundary_chars):
+                    continue
+                ends = [e for e in step_ends(text, safe_end) if e <= limit] + changes
                 if not ends:
                     continue
-                cut = ends[-1]
+                cut = max(ends)
                 try:
                     await run.barrier(timeout=self.barrier_timeout)
                 except ViolationError as exc:
@@ -233,10 +320,11 @@ class ReleasedRun:
                 if not run.text.startswith(text[:cut]):
                     continue  # cut meanwhile
                 safe_end = cut
-                piece = self._advance(text, cut)
-                if piece:
+                pieces = self._advance(text, cut)
+                if pieces:
                     self._held(cut)
-                    await out.send(piece)
+                    for piece in pieces:
+                        await out.send(piece)
         result = run.result
         self._result = result
         text = result.text
@@ -245,16 +333,25 @@ class ReleasedRun:
         if blocking:
             starts = [run.checks.scheduler.step_start(v.span.start) if v.span is not None else 0 for v in blocking]
             end = min(starts)
-        piece = self._advance(text, end)
-        if piece:
+        pieces = self._advance(text, end)
+        if pieces:
             self._held(end)
-            await out.send(piece)
+            for piece in pieces:
+                await out.send(piece)
+        # usage counts what the client gets: the tokens of the text withheld after `end` are not its tokens
+        withheld = withheld_thinking = 0
+        if end < len(text) and run.trace.text == text:
+            withheld = run.trace.tokens_after(end)
+            withheld_thinking = run.trace.tokens_after(end, THINKING) if result.tokens.thinking else 0
+        self.released_tokens = max(0, result.tokens.kept - withheld)
+        self.released_thinking_tokens = max(0, result.tokens.thinking - withheld_thinking)
         if result.stop_reason in (StopReason.ERROR, StopReason.CANCELLED):
             return
         for span in self._call_spans(text):
             if span.end <= end:
-                for call in span.calls:
+                for i, call in enumerate(span.calls):
                     self.calls.append(call)
+                    self.released_positions.add(span.first + i)
                     await out.send(call)
 
     def summary(self) -> dict[str, Any]:
@@ -263,7 +360,6 @@ class ReleasedRun:
         counts = {"pass": 0, "fail": 0, "unknown": 0}
         for v in r.verdicts:
             counts[v.kind] += 1
-        released = {c.id for c in self.calls}
         out = {
             "run_id": r.run_id, "passed": r.passed, "outcome": r.outcome.value, "stop_reason": r.stop_reason.value,
             "detail": r.detail,
@@ -274,6 +370,11 @@ class ReleasedRun:
             "wall_seconds": round(r.wall_seconds, 6),
         }
         if self.seen_calls:
-            out["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments,
-                                  "released": c.id in released} for c in self.seen_calls]
+            out["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments, "released": released}
+                                 for c, released in self.call_outcomes()]
         return out
+
+    def call_outcomes(self) -> list[tuple[ToolCallRequest, bool]]:
+        """Every call the model made, in order, and whether it was released (by its position in the trace, never
+        by its id, which an upstream may reuse)."""
+        return [(c, i in self.released_positions) for i, c in enumerate(self.seen_calls)]

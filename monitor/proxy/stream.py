@@ -18,7 +18,7 @@ from interlock.monitor.chunks import ToolCallRequest
 from interlock.monitor.proxy.backends import Prepared
 from interlock.monitor.proxy.models import ChatRequest, CompletionRequest, ProxyError
 from interlock.monitor.proxy.output import call_json, dumps, ident_of, note_replaced, usage_of
-from interlock.monitor.proxy.release import Piece, ReleasedRun, finish_reason
+from interlock.monitor.proxy.release import Piece, ReleasedRun, Thought, finish_reason
 from interlock.monitor.result import StopReason
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -69,8 +69,10 @@ class EventStream(Response):
             delta: dict[str, Any] = {}
             if role:
                 delta["role"] = "assistant"
-            if text is not None:
-                delta["content"] = text
+            if isinstance(text, Thought) and (field := self.prepared.generator.reasoning_field) is not None:
+                delta[field] = str(text)  # the thinking, in the field the upstream sent it in
+            elif text is not None:
+                delta["content"] = str(text)
             if call is not None:
                 delta["tool_calls"] = [call_json(call[1], call[0])]
             choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
@@ -103,7 +105,7 @@ class EventStream(Response):
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(watch_disconnect, receive, tg.cancel_scope, left)
-                tg.start_soon(handler.produce, self.run, out)
+                tg.start_soon(handler.produce, self.run, out, self.req)
                 try:
                     with anyio.move_on_after(handler.config.request_timeout) as deadline:
                         await self._respond(send, inbox)
@@ -121,6 +123,7 @@ class EventStream(Response):
             self._account("disconnected" if left.gone else self.outcome)
 
     _accounted = False
+    endpoint: str | None = None  # the endpoint label of the metrics (None: chat or completions, by the request)
 
     def _account(self, outcome: str) -> None:
         """Count the request once: just before its last byte (a client that reads /metrics after its answer
@@ -128,7 +131,7 @@ class EventStream(Response):
         if not self._accounted:
             self._accounted = True
             self.handler.metrics.in_flight.dec()
-            self.handler.count(self.req, outcome)
+            self.handler.count(self.req, outcome, self.endpoint)
 
     async def _start(self, send: Send, status: int, media: str) -> None:
         headers = [(b"content-type", media.encode()), (b"cache-control", b"no-cache"),
@@ -173,7 +176,7 @@ class EventStream(Response):
             self.outcome = "500"
             await self._fail(send, ProxyError(500, "the monitored run failed unexpectedly", type="server_error"))
             return
-        self.outcome = result.stop_reason.value
+        self.outcome = result.outcome.value
         if result.stop_reason is StopReason.ERROR:
             error = self.handler.upstream_error(self.prepared, result.detail)
             await self._body(send, self._sse({"error": error.body()["error"], "interlock": self.run.summary()},
@@ -181,13 +184,16 @@ class EventStream(Response):
             await self._body(send, self._sse("[DONE]"), more=False)
             return
         reason = "tool_calls" if self.run.calls else finish_reason(result)
-        final = self._chunk(finish=reason, extra={"interlock": self.run.summary()})
-        await self._body(send, self._sse(final, last=True))
+        report = {"interlock": self.run.summary()}
+        # the report rides on the last event before [DONE]: the usage chunk when the client asked for one (OpenAI
+        # sends it after the finish_reason chunk), else the finish_reason chunk
+        final = self._chunk(finish=reason, extra=None if self.req.include_usage else report)
+        await self._body(send, self._sse(final, last=not self.req.include_usage))
         if self.req.include_usage:
-            tail = self._chunk()
+            tail = self._chunk(extra=report)
             tail["choices"] = []
             tail["usage"] = usage_of(self.run, self.prepared)
-            await self._body(send, self._sse(tail))
+            await self._body(send, self._sse(tail, last=True))
         await self._body(send, self._sse("[DONE]"), more=False)
 
     async def _fail(self, send: Send, error: ProxyError) -> None:

@@ -1,7 +1,8 @@
 """Checked tool calls in the proxy: a model's tool call reaches the client only once its arguments passed the
 operator's checks and the reasoning before it passed every verifier.
 
-A tool call comes from the backend as a chunk whose text is the call's marker line (see
+Every call the backend makes is checked, whether the request declared ``tools`` or not (models call tools they
+were never offered). A tool call comes from the backend as a chunk whose text is the call's marker line (see
 :meth:`~interlock.monitor.chunks.ToolCallRequest.marker`), so it sits in the trace in order with the reasoning: the
 :class:`ToolCallVerifier` of the request checks that line like any step, with the same argument checks as
 :func:`~interlock.monitor.agents.tools.guard_tool` (a function of the arguments, or a ``Verifier`` scanned over
@@ -23,16 +24,19 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from interlock.monitor.agents.arguments import NotStrictJSON, argument_path, loads_strict
 from interlock.monitor.agents.tools import ArgumentCheck, GuardedTool
 from interlock.monitor.chunks import ToolCallRequest
 from interlock.monitor.errors import ConfigError
-from interlock.monitor.trace import Step
-from interlock.monitor.verdicts import Action, Fail
+from interlock.monitor.trace import Step, TraceView
+from interlock.monitor.triggers import BoundTrigger, Due, Progress, Trigger
+from interlock.monitor.verdicts import Action, Fail, Pass
 from interlock.monitor.verifier import Verifier
 
-__all__ = ["ALL_TOOLS", "TOOL_CALL_MARKER", "ToolCallVerifier", "ToolChecks", "load_tool_checks", "parse_marker"]
+__all__ = ["ALL_TOOLS", "TOOL_CALL_MARKER", "ToolCallLines", "ToolCallVerifier", "ToolChecks", "UndeclaredTools",
+           "load_tool_checks", "parse_marker"]
 
 ALL_TOOLS = "*"
 ToolChecks = Mapping[str, Sequence[ArgumentCheck]]
@@ -57,9 +61,32 @@ def _accept(**arguments: Any) -> None:
     """The stand-in tool the guard reviews: the proxy never runs tools, the client does."""
 
 
+UndeclaredTools = Literal["refuse", "check"]
+
+
+class _CallLines(BoundTrigger):
+    every_chunk = False
+    # It sees every step (the final one too) and picks the marker lines: the text it leaves out holds no call, so
+    # the scheduler must not check that text with it at the end (a request without calls gets no extra verdict).
+    covers_gaps = False
+
+    def advance(self, progress: Progress) -> list[Due]:
+        return [Due(s.end, s, final=progress.final) for s in progress.new_steps if s.text.startswith("<tool_call>")]
+
+
+class ToolCallLines(Trigger):
+    """Due at each completed step that is a tool call's marker line, and at nothing else: the tool-call check
+    adds no verdict about the reasoning, so a request that makes no call reads as it would without it."""
+
+    def bind(self) -> BoundTrigger:
+        return _CallLines()
+
+
 class ToolCallVerifier(Verifier):
-    """Checks each tool call of one request: a known tool, arguments that are a JSON object, and every argument
-    check configured for the tool (and for all tools). Fail-closed: a check that errs or overruns refuses.
+    """Checks every tool call the backend emits for one request, whether the request declared tools or not: the
+    tool must be one the request offered (``tools``; ``undeclared="check"`` lets other names through to the
+    argument checks instead), its arguments one strict-JSON object, and every argument check configured for the
+    tool (and for all tools) must pass. Fail-closed: a check that errs or overruns refuses the call.
 
     ``markers``: the marker lines the backend really emitted for this request (a model that writes a look-alike
     line as text is not making a call, and its line is left to the other verifiers).
@@ -68,49 +95,70 @@ class ToolCallVerifier(Verifier):
     name = "tool-call"
     action = Action.ROLLBACK
     fail_closed = True
+    trigger = ToolCallLines()
 
     def __init__(self, checks: ToolChecks, tools: Sequence[str], markers: Mapping[str, ToolCallRequest], *,
-                 check_timeout: float = 10.0) -> None:
+                 check_timeout: float = 10.0, undeclared: UndeclaredTools = "refuse") -> None:
+        if undeclared not in ("refuse", "check"):
+            raise ConfigError(f"undeclared tools: expected 'refuse' or 'check', got {undeclared!r}")
         self.checks = {name: tuple(found) for name, found in checks.items()}
         self.tools = tuple(tools)
         self.markers = markers
         self.check_timeout = check_timeout
+        self.undeclared = undeclared
         most = max((len(c) for c in self.checks.values()), default=0) * 2
         super().__init__(timeout=check_timeout * max(1, most) + 5.0)
+
+    def span_attributes(self, view: TraceView) -> dict[str, str]:
+        """The call a check's span is about: its ``gen_ai.tool.name`` and ``gen_ai.tool.call.id``."""
+        call = self.markers.get(view.step.text)
+        return {} if call is None else {"gen_ai.tool.name": call.name, "gen_ai.tool.call.id": call.id}
 
     def checks_for(self, tool: str) -> tuple[ArgumentCheck, ...]:
         return (*self.checks.get(tool, ()), *self.checks.get(ALL_TOOLS, ()))
 
-    async def check(self, step: Step) -> Fail | None:
+    def _unknown(self, name: str) -> Fail:
+        shown = _short(name, 64)
+        if not self.tools:
+            return Fail(f"the model called {shown!r}, but the request offered no tools",
+                        feedback=f"No tools are available here, so {shown} cannot be called; answer in text.",
+                        claim=f"tool {shown}")
+        known = ", ".join(self.tools)
+        return Fail(f"the model called {shown!r}, which is not one of the tools offered ({known})",
+                    feedback=f"There is no tool named {shown}; the tools are: {known}.", claim=f"tool {shown}")
+
+    async def check(self, step: Step) -> Fail | Pass | None:
         call = self.markers.get(step.text)
         if call is None:
-            return None
-        known = ", ".join(self.tools) or "none"
-        if self.tools and call.name not in self.tools:
-            return Fail(f"the model called {call.name!r}, which is not one of the tools offered ({known})",
-                        feedback=f"There is no tool named {call.name}; the tools are: {known}.",
-                        claim=f"tool {call.name}")
+            return Pass(checked=False, note="a line that looks like a tool call, but the backend made no call")
+        if call.name not in self.tools and self.undeclared == "refuse":
+            return self._unknown(call.name)
+        name = _short(call.name, 64)
         try:
-            arguments = json.loads(call.arguments)
+            arguments = loads_strict(call.arguments)
+        except NotStrictJSON as exc:  # NaN, Infinity: never passed to a check
+            return Fail(f"the arguments of {name} are not strict JSON: {exc.argument_message()}",
+                        feedback=f"Send {argument_path(exc.path)} of {name} as a finite number.",
+                        claim=f"tool {name}")
         except (ValueError, RecursionError) as exc:
             reason = "nested too deeply" if isinstance(exc, RecursionError) else f"not valid JSON ({exc})"
-            return Fail(f"the arguments of {call.name} are {reason}",
-                        feedback=f"The arguments of {call.name} must be one JSON object.", claim=f"tool {call.name}")
+            return Fail(f"the arguments of {name} are {reason}",
+                        feedback=f"The arguments of {name} must be one JSON object.", claim=f"tool {name}")
         if not isinstance(arguments, dict):
-            return Fail(f"the arguments of {call.name} are a {type(arguments).__name__}, not a JSON object",
-                        feedback=f"The arguments of {call.name} must be one JSON object.", claim=f"tool {call.name}")
+            return Fail(f"the arguments of {name} are a {type(arguments).__name__}, not a JSON object",
+                        feedback=f"The arguments of {name} must be one JSON object.", claim=f"tool {name}")
         checks = self.checks_for(call.name)
-        if not checks:
-            return None
-        guard = GuardedTool(_accept, name=call.name, verifiers=checks, read_only=True,
+        if not checks:  # a known tool with well-formed arguments, but nothing judged them
+            return Pass(checked=False, note=f"no argument checks for {name}")
+        guard = GuardedTool(_accept, name=name, verifiers=checks, read_only=True,
                             check_timeout=self.check_timeout, fail_closed=True)
         refusal = await guard.review(arguments)
         if refusal is None:
-            return None
+            return Pass()
         messages = "; ".join(f"{r.source}: {r.message}" for r in refusal.reasons)
-        return Fail(f"tool call {call.name}({_short(call.arguments)}) refused: {messages}",
-                    feedback=refusal.feedback or f"The call of {call.name} was refused.",
-                    claim=f"tool {call.name} {_short(call.arguments)}")
+        return Fail(f"tool call {name}({_short(call.arguments)}) refused: {messages}",
+                    feedback=refusal.feedback or f"The call of {name} was refused.",
+                    claim=f"tool {name} {_short(call.arguments)}")
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -29,21 +29,23 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from interlock.monitor.chunks import Chunk
 from interlock.monitor.errors import ConfigError, TraceFileError
-from interlock.monitor.scan import pseudo_tokens
-from interlock.monitor.tracefile import Segment, parse_json_line, read_trace
+from interlock.monitor.phases import KNOWN_TAGS, ThinkingTags
+from interlock.monitor.replay import openai_logs
+from interlock.monitor.replay.traces import ImportedTrace
+from interlock.monitor.thinking import recorded_phases
+from interlock.monitor.tracefile import parse_json_line, read_trace
 
 __all__ = ["FORMATS", "FieldNames", "Format", "ImportedTrace", "detect_format", "read_traces", "traces_from_line",
            "traces_from_record"]
 
-Format = Literal["auto", "trace", "text", "jsonl", "gsm8k", "parquet"]
-FORMATS: tuple[str, ...] = ("auto", "trace", "text", "jsonl", "gsm8k", "parquet")
+Format = Literal["auto", "trace", "text", "jsonl", "gsm8k", "skythought", "openai", "parquet"]
+FORMATS: tuple[str, ...] = ("auto", "trace", "text", "jsonl", "gsm8k", "skythought", "openai", "parquet")
 _TEXT_SUFFIXES = (".txt", ".md", ".text")
 _JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -69,36 +71,6 @@ class FieldNames:
     step_separator: str = "\n"
     prompt_fallbacks: tuple[str, ...] = ("question", "problem", "input", "query", "puzzle", "numbers")
     text_fallbacks: tuple[str, ...] = ("response", "completion", "output", "solution", "generation")
-
-
-@dataclass(frozen=True)
-class ImportedTrace:
-    """One trace to replay: its text (as segments, or plain text streamed in word-sized pieces), where it came
-    from, its id and the labels it carried (``is_correct``, the model, ...)."""
-
-    id: str
-    text: str
-    prompt: str = ""
-    labels: Mapping[str, Any] = field(default_factory=dict)
-    path: str | None = None
-    line: int | None = None
-    # The recorded pieces (token data, injected feedback); ``None``: the text, split as it would stream.
-    segments: tuple[Segment, ...] | None = field(default=None, repr=False)
-    #: What the reader accepted with a caveat (a trace file cut mid-line, read up to its last complete line).
-    warnings: tuple[str, ...] = ()
-
-    def pieces(self) -> tuple[Segment, ...]:
-        """The segments to stream; plain text is split into word-sized pieces, one pseudo-token each."""
-        if self.segments is not None:
-            return self.segments
-        return tuple(Segment(Chunk(p), 0.0, False) for p in pseudo_tokens(self.text))
-
-    @property
-    def tokens(self) -> int:
-        """Generated tokens (recorded token ids, else word-sized pieces)."""
-        if self.segments is None:
-            return sum(1 for _ in pseudo_tokens(self.text))
-        return sum(s.chunk.n_tokens for s in self.segments if not s.injected)
 
 
 def _name(path: str) -> str:
@@ -147,6 +119,37 @@ def _solution(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("solution"), str)
 
 
+def _looks_skythought(record: Any) -> bool:
+    """SkyThought's evaluation outputs: the model's traces in ``code`` (a list), the reference in ``gt``."""
+    if not isinstance(record, dict) or "steps" in record:
+        return False
+    code = record.get("code")
+    return (isinstance(code, list) and bool(code) and all(isinstance(c, str) for c in code)
+            and ("gt" in record or "score" in record))
+
+
+def _record_kind(record: Any) -> str:
+    """The format of a JSON record: ``gsm8k``, ``skythought``, ``openai`` or ``jsonl``."""
+    if _looks_gsm8k(record):
+        return "gsm8k"
+    if _looks_skythought(record):
+        return "skythought"
+    if openai_logs.looks_openai(record):
+        return "openai"
+    return "jsonl"
+
+
+def _whole_object(path: str) -> dict[str, Any] | None:
+    """The file as one JSON object when its first ``_HEAD_BYTES`` hold all of it (for detection only)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEAD_BYTES)
+        value = json.loads(head)
+    except (OSError, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def detect_format(path: str | os.PathLike[str], text: str | None = None) -> str:
     """The format of ``path``, from its name and its first record (``text``: the content, if already read).
 
@@ -168,41 +171,50 @@ def detect_format(path: str | os.PathLike[str], text: str | None = None) -> str:
         first, nonblank = line.encode("utf-8", "surrogatepass"), bool(line)
     if not nonblank:
         raise TraceFileError("empty file: it holds no traces", path=where)
+    if openai_logs.is_stream_log(first):
+        return "openai"  # server-sent events as saved from a stream (``data: {...}``)
     stripped = first.lstrip()
     if stripped.startswith(b"["):
         data = _parse_head(first)
         if isinstance(data, list):
-            return "gsm8k" if data and _looks_gsm8k(data[0]) else "jsonl"
+            return _record_kind(data[0]) if data else "jsonl"
         # an array over several lines: look at its first element
         try:
             element, _ = json.JSONDecoder().raw_decode(stripped[1:].decode("utf-8").lstrip())
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             return "jsonl"
-        return "gsm8k" if _looks_gsm8k(element) else "jsonl"
+        return _record_kind(element)
     record = _parse_head(first)
     if isinstance(record, dict) and record.get("type") == "header":
         return "trace"
-    if _looks_gsm8k(record):
-        return "gsm8k"
-    if isinstance(record, dict) or stripped.startswith(b"{") or lower.endswith(_JSON_SUFFIXES):
+    if isinstance(record, dict):
+        return _record_kind(record)
+    if stripped.startswith(b"{") and text is None:
+        whole = _whole_object(where)  # one object over several lines (a pretty-printed response)
+        if whole is not None:
+            return _record_kind(whole)
+    if stripped.startswith(b"{") or lower.endswith(_JSON_SUFFIXES):
         return "jsonl"
     return "text"
 
 
-def read_traces(path: str | os.PathLike[str], *, format: str = "auto",
-                fields: FieldNames | None = None) -> Iterator[ImportedTrace | TraceFileError]:
+def read_traces(path: str | os.PathLike[str], *, format: str = "auto", fields: FieldNames | None = None,
+                tags: Iterable[ThinkingTags | str] | None = None) -> Iterator[ImportedTrace | TraceFileError]:
     """Yield the traces of one file, and a :class:`TraceFileError` in place of each record it cannot read.
 
     Streams: JSON Lines and Parquet are read a record at a time. Never raises for bad content (only for a bad
-    ``format``); a file that yields no trace at all yields an error saying so.
+    ``format``); a file that yields no trace at all yields an error saying so. Text is split into thinking and
+    answer at ``tags`` (default: the known pairs, ``<think>``, ``<|begin_of_thought|>`` ...; ``()``: never);
+    recorded chunks and OpenAI-format reasoning fields say their phase themselves.
     """
     if format not in FORMATS:
         raise ConfigError(f"unknown trace format {format!r}; expected one of: {', '.join(FORMATS)}")
     where = str(path)
     fields = fields or FieldNames()
+    pairs = _pairs(tags)
     count = 0
     try:
-        for item in _read(where, format, fields):
+        for item in _read(where, format, fields, pairs):
             count += 1
             yield item
     except TraceFileError as exc:
@@ -212,7 +224,12 @@ def read_traces(path: str | os.PathLike[str], *, format: str = "auto",
         yield TraceFileError("the file holds no traces (no records)", path=where)
 
 
-def _read(where: str, format: str, fields: FieldNames) -> Iterator[ImportedTrace | TraceFileError]:
+def _pairs(tags: Iterable[ThinkingTags | str] | None) -> tuple[ThinkingTags, ...]:
+    return KNOWN_TAGS if tags is None else tuple(ThinkingTags.parse(t) for t in tags)
+
+
+def _read(where: str, format: str, fields: FieldNames, tags: tuple[ThinkingTags, ...]
+          ) -> Iterator[ImportedTrace | TraceFileError]:
     if format == "auto":
         format = detect_format(where)
     if format == "trace":
@@ -221,31 +238,42 @@ def _read(where: str, format: str, fields: FieldNames) -> Iterator[ImportedTrace
         content = _read_text(where)
         if not content.strip():
             raise TraceFileError("empty file: it holds no traces", path=where)
-        yield ImportedTrace(id=_name(where), text=content, path=where)
+        yield ImportedTrace(id=_name(where), text=content, path=where, phases=recorded_phases(content, tags))
     elif format == "parquet":
         kind: str | None = None  # the first row decides, as the first line of a JSON Lines file does
         for line, record in _parquet_rows(where):
-            kind = kind or ("gsm8k" if _looks_gsm8k(record) else "jsonl")
-            yield from traces_from_record(record, path=where, line=line, format=kind, fields=fields)
+            kind = kind or _record_kind(record)
+            yield from traces_from_record(record, path=where, line=line, format=kind, fields=fields, tags=tags)
+    elif format == "openai" and openai_logs.is_stream_log(_head(where)[0]):
+        yield from openai_logs.read_stream_log(where, tags=tags)
     else:
         for line, record in _records(where):
             if isinstance(record, TraceFileError):
                 yield record
             else:
-                yield from traces_from_record(record, path=where, line=line, format=format, fields=fields)
+                yield from traces_from_record(record, path=where, line=line, format=format, fields=fields,
+                                              tags=tags)
 
 
 def traces_from_record(record: Any, *, path: str, line: int, format: str = "jsonl",
-                       fields: FieldNames | None = None) -> list[ImportedTrace | TraceFileError]:
-    """The traces of one parsed record (``format``: ``jsonl`` or ``gsm8k``; a GSM8K record holds one trace per
-    solution), with an error in place of each that cannot be read."""
+                       fields: FieldNames | None = None, tags: Iterable[ThinkingTags | str] | None = None
+                       ) -> list[ImportedTrace | TraceFileError]:
+    """The traces of one parsed record (``format``: ``jsonl``, ``gsm8k``, ``skythought`` or ``openai``; a GSM8K
+    record holds one trace per solution, an OpenAI completion one per choice), with an error in place of each that
+    cannot be read."""
+    pairs = _pairs(tags)
     if format == "gsm8k":
-        return list(_gsm8k(record, path, line))
-    return [_steps_record(record, path, line, fields or FieldNames())]
+        return list(_gsm8k(record, path, line, pairs))
+    if format == "skythought":
+        return list(_skythought(record, path, line, pairs))
+    if format == "openai":
+        return openai_logs.traces_from_object(record, path=path, line=line, tags=pairs)
+    return [_steps_record(record, path, line, fields or FieldNames(), pairs)]
 
 
 def traces_from_line(raw: bytes | str, *, path: str, line: int, format: str = "jsonl",
-                     fields: FieldNames | None = None, last: bool = False) -> list[ImportedTrace | TraceFileError]:
+                     fields: FieldNames | None = None, last: bool = False,
+                     tags: Iterable[ThinkingTags | str] | None = None) -> list[ImportedTrace | TraceFileError]:
     """The traces of one line of a JSON Lines file (``[]`` for a blank line); ``last``: the file ended on it
     without a newline, so a parse error is reported as the file being cut there."""
     try:
@@ -262,7 +290,7 @@ def traces_from_line(raw: bytes | str, *, path: str, line: int, format: str = "j
             exc = TraceFileError(f"{str(exc).removeprefix(f'{path}:{line}: ')}; the file stops here without a "
                                  "newline: was it cut short?", path=path, line=line)
         return [exc]
-    return traces_from_record(record, path=path, line=line, format=format, fields=fields)
+    return traces_from_record(record, path=path, line=line, format=format, fields=fields, tags=tags)
 
 
 def _from_trace_file(path: str) -> ImportedTrace:
@@ -271,7 +299,7 @@ def _from_trace_file(path: str) -> ImportedTrace:
     meta = recorded.meta
     ident = meta.get("id") or _name(path)
     labels = {k: v for k, v in meta.items() if k != "id" and _label_value(v)}
-    return ImportedTrace(id=str(ident), text="".join(s.chunk.text for s in segments), prompt=recorded.prompt,
+    return ImportedTrace(id=str(ident), text="".join(s.chunk.text for s in segments), prompt=recorded.final_prompt,
                          labels=labels, path=path, segments=segments, warnings=tuple(recorded.warnings))
 
 
@@ -414,7 +442,8 @@ def _prompt(record: dict[str, Any], f: FieldNames) -> tuple[str, Any]:
     return f.prompt, ""
 
 
-def _steps_record(record: Any, path: str, line: int, f: FieldNames) -> ImportedTrace | TraceFileError:
+def _steps_record(record: Any, path: str, line: int, f: FieldNames, tags: tuple[ThinkingTags, ...]
+                  ) -> ImportedTrace | TraceFileError:
     if not isinstance(record, dict):
         return TraceFileError(f"a record must be a JSON object, got {type(record).__name__}", path=path, line=line)
     try:
@@ -455,7 +484,8 @@ def _steps_record(record: Any, path: str, line: int, f: FieldNames) -> ImportedT
                 raise TraceFileError(f"label {key!r} is {value!r}: numbers must be finite", path=path, line=line)
     except TraceFileError as exc:
         return exc
-    return ImportedTrace(id=ident, text=text, prompt=prompt, labels=labels, path=path, line=line)
+    return ImportedTrace(id=ident, text=text, prompt=prompt, labels=labels, path=path, line=line,
+                         phases=recorded_phases(text, tags, prompt=prompt))
 
 
 def _final_answer(text: Any) -> str | None:
@@ -465,7 +495,8 @@ def _final_answer(text: Any) -> str | None:
     return m.group(1) if m else None
 
 
-def _gsm8k(record: Any, path: str, line: int) -> Iterator[ImportedTrace | TraceFileError]:
+def _gsm8k(record: Any, path: str, line: int, tags: tuple[ThinkingTags, ...]
+           ) -> Iterator[ImportedTrace | TraceFileError]:
     if not isinstance(record, dict) or not isinstance(record.get("question"), str):
         yield TraceFileError("a GSM8K record must be an object with a string field 'question'", path=path, line=line)
         return
@@ -483,7 +514,8 @@ def _gsm8k(record: Any, path: str, line: int) -> Iterator[ImportedTrace | TraceF
             yield TraceFileError("GSM8K field 'answer' must be a string", path=path, line=line)
         else:
             yield ImportedTrace(id=base, text=answer, prompt=question, path=path, line=line,
-                                labels={"source": "reference", "is_correct": True, "answer": _final_answer(answer)})
+                                labels={"source": "reference", "is_correct": True, "answer": _final_answer(answer)},
+                                phases=recorded_phases(answer, tags, prompt=question))
     expected = _final_answer(record.get("ground_truth"))
     for key, value in record.items():
         items = [(key, value)] if isinstance(value, dict) else (
@@ -502,7 +534,45 @@ def _gsm8k(record: Any, path: str, line: int) -> Iterator[ImportedTrace | TraceF
             if expected is not None:
                 labels["expected"] = expected
             yield ImportedTrace(id=f"{base}/{name}", text=text, prompt=question, path=path, line=line,
-                                labels=labels)
+                                labels=labels, phases=recorded_phases(text, tags, prompt=question))
     if not found:
         yield TraceFileError("a GSM8K record needs an 'answer' or solutions ({'solution', 'is_correct'})",
                              path=path, line=line)
+
+
+def _skythought(record: Any, path: str, line: int, tags: tuple[ThinkingTags, ...]
+                ) -> Iterator[ImportedTrace | TraceFileError]:
+    """SkyThought's evaluation records: ``question``, the reference ``gt``, and per sample of the model its trace
+    (``code[i]``), its extracted answer (``pred[i]``) and its grade (``score[i]``): one trace per sample."""
+    if not _looks_skythought(record):
+        yield TraceFileError("a SkyThought record must be an object with 'code' (a list of the model's traces) and "
+                             "'gt' or 'score'", path=path, line=line)
+        return
+    try:
+        base = _ident(record.get("idx", record.get("id")), path, line, f"{_name(path)}:{line}")
+    except TraceFileError as exc:
+        yield exc
+        return
+    question = next((record[k] for k in ("question", "problem", "prompt") if isinstance(record.get(k), str)), "")
+    codes: list[str] = record["code"]
+    shared = {name: record[key] for key, name in (("gt", "expected"), ("level", "level"))
+              if record.get(key) is not None and _label_value(record[key])}
+    for i, text in enumerate(codes):
+        labels: dict[str, Any] = {"source": "skythought"}
+        pred, score = (_nth(record.get(key), i) for key in ("pred", "score"))
+        if score is not None and not isinstance(score, bool):
+            yield TraceFileError(f"SkyThought field 'score[{i}]' must be a boolean, got {score!r}", path=path,
+                                 line=line)
+            continue
+        if pred is not None and _label_value(pred):
+            labels["answer"] = pred
+        if score is not None:
+            labels["is_correct"] = score
+        yield ImportedTrace(id=base if len(codes) == 1 else f"{base}/{i}", text=text, prompt=question,
+                            labels={**labels, **shared}, path=path, line=line,
+                            phases=recorded_phases(text, tags, prompt=question))
+
+
+def _nth(values: Any, i: int) -> Any:
+    """The ``i``-th of a SkyThought per-sample list (``None`` when there is none)."""
+    return values[i] if isinstance(values, list) and i < len(values) else None

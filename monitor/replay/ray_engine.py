@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from interlock.monitor.errors import ConfigError
+from interlock.monitor.phases import ThinkingTags
 from interlock.monitor.replay.importers import (
     FieldNames,
     ImportedTrace,
@@ -33,6 +34,7 @@ from interlock.monitor.replay.importers import (
     traces_from_line,
     traces_from_record,
 )
+from interlock.monitor.replay.openai_logs import is_stream_log
 from interlock.monitor.replay.output import ResultWriter, result_row
 from interlock.monitor.replay.results import ReadFailure, ReplayTotals, TraceReport, record_json
 from interlock.monitor.replay.scanning import in_worker, scan_trace
@@ -70,7 +72,8 @@ class ReplayBatch:
     """
 
     def __init__(self, verifiers: Sequence[str | Verifier], fields: FieldNames | None = None,
-                 format: str = "jsonl", timeout: float | None = None, cwd: str | None = None) -> None:
+                 format: str = "jsonl", timeout: float | None = None, cwd: str | None = None,
+                 tags: Sequence[ThinkingTags] | None = None) -> None:
         from interlock.monitor.replay.engine import load_verifier
 
         if cwd is not None and os.path.isdir(cwd):
@@ -80,6 +83,7 @@ class ReplayBatch:
         self.fields = fields or FieldNames()
         self.format = format
         self.timeout = timeout
+        self.tags = None if tags is None else tuple(tags)
         self.runner = asyncio.Runner()
 
     def __call__(self, batch: Any) -> dict[str, list[Any]]:
@@ -97,13 +101,15 @@ class ReplayBatch:
         if set(row) == set(_ROW_COLUMNS):
             path, line, fmt = row["path"], row["line"], row["format"]
             items = (traces_from_line(row["raw"], path=path, line=line, format=fmt, fields=self.fields,
-                                      last=bool(row["last"]))
-                     if row["raw"] is not None else list(read_traces(path, format=fmt, fields=self.fields)))
+                                      last=bool(row["last"]), tags=self.tags)
+                     if row["raw"] is not None else list(read_traces(path, format=fmt, fields=self.fields,
+                                                                     tags=self.tags)))
         else:
             record = {k: v for k, v in row.items() if v is not None}
             ident = hashlib.sha1(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:12]
             record.setdefault(self.fields.id, ident)
-            items = traces_from_record(record, path="dataset", line=0, format=self.format, fields=self.fields)
+            items = traces_from_record(record, path="dataset", line=0, format=self.format, fields=self.fields,
+                                       tags=self.tags)
         for item in items:
             yield item if isinstance(item, ImportedTrace) else ReadFailure.from_error(item)
 
@@ -193,7 +199,8 @@ def read_records(paths: Sequence[str | os.PathLike[str]], *, format: str = "auto
             fmt = detect_format(path) if format == "auto" else format
         except Exception:  # an empty or unreadable file: a worker reads it whole and reports it as the local reader
             fmt = "auto"
-        if fmt in ("jsonl", "gsm8k") and not _starts_with_bracket(path) and _one_object_per_line(path):
+        if (fmt in ("jsonl", "gsm8k", "skythought", "openai") and not _starts_with_bracket(path)
+                and _one_object_per_line(path) and not (fmt == "openai" and _stream_log(path))):
             share = split_bytes or max(64 << 10, min(_SPLIT_BYTES, os.path.getsize(path) // (4 * cpus)))
             ranges = _splits(path, share)
             final = len(ranges) - 1
@@ -235,6 +242,13 @@ def _starts_with_bracket(path: str) -> bool:
         return f.read(4096).lstrip().startswith(b"[")
 
 
+def _stream_log(path: str) -> bool:
+    """A streamed log (its events put together across lines): read whole by one worker."""
+    with open(path, "rb") as f:
+        first = next((raw for raw in f if raw.strip()), b"")
+    return is_stream_log(first)
+
+
 def _one_object_per_line(path: str) -> bool:
     """False for one JSON object over several lines (the local reader reads such a file whole)."""
     with open(path, "rb") as f:
@@ -250,7 +264,7 @@ def _one_object_per_line(path: str) -> bool:
 
 def replay_dataset(dataset: Any, verifiers: Sequence[str | Verifier], *, fields: FieldNames | None = None,
                    format: str = "jsonl", timeout: float | None = 60.0, batch_size: int = 64,
-                   concurrency: int | None = None) -> Any:
+                   concurrency: int | None = None, tags: Sequence[ThinkingTags] | None = None) -> Any:
     """The result rows of replaying ``dataset`` (records, or :func:`read_records` rows) through ``verifiers``
     (registered names, ``module:attribute`` or Verifier objects that pickle), in the dataset's order."""
     ray = _ray()
@@ -263,21 +277,22 @@ def replay_dataset(dataset: Any, verifiers: Sequence[str | Verifier], *, fields:
     _keep_order(getattr(dataset, "context", None))
     actors = concurrency or max(1, int(ray.available_resources().get("CPU", 1)))
     return dataset.map_batches(ReplayBatch, fn_constructor_args=(list(verifiers), fields, format, timeout,
-                                                                  os.getcwd()),
+                                                                  os.getcwd(), tags),
                                batch_size=batch_size, batch_format="pyarrow", concurrency=(1, actors))
 
 
 def replay_files(paths: Sequence[str | os.PathLike[str]], verifiers: Sequence[str | Verifier], *,
                  fields: FieldNames | None = None, format: str = "auto", address: str | None = None,
                  timeout: float | None = 60.0, output: str | os.PathLike[str] | None = None,
-                 on_line: Callable[[str], None] | None = None, split_bytes: int | None = None) -> ReplayTotals:
+                 on_line: Callable[[str], None] | None = None, split_bytes: int | None = None,
+                 tags: Sequence[ThinkingTags] | None = None) -> ReplayTotals:
     """Replay files on Ray: each result's JSON line to ``on_line`` (and ``output``), in input order; the totals.
 
     Rows stream back to the driver in order, so the driver holds a few blocks at a time, not the results.
     """
     _init(address)
     dataset = replay_dataset(read_records(paths, format=format, split_bytes=split_bytes), verifiers, fields=fields,
-                             timeout=timeout)
+                             timeout=timeout, tags=tags)
     totals = ReplayTotals()
     writer = ResultWriter(output) if output is not None else None
     try:

@@ -5,8 +5,10 @@ recall against the labels). The traces travel as JSON inside the page (gzip-comp
 renders one page of 50 at a time, so 50,000 traces open as fast as 50. It opens on the traces with violations,
 the most flagged first; each trace shows its id, labels and steps, the spans every verdict points at marked in the
 text (``<mark data-verdict="fail" data-verifier="arithmetic" data-span="12,30">``) and each reason once per step
-beside it (repeats counted). Filters by verifier and outcome, the sort and the page live in the URL fragment
-(``report.html#outcome=fail&verifiers=arithmetic&page=2``) so a view can be shared or opened directly.
+beside it (repeats counted); a reasoning model's thinking is shown dimmed under a "thinking" caption, its answer
+under "answer" (``<div class="step thinking" data-phase="thinking">``). Filters by verifier and outcome, the sort
+and the page live in the URL fragment (``report.html#outcome=fail&verifiers=arithmetic&page=2``) so a view can be
+shared or opened directly.
 All trace text is untrusted: the page inserts it as text, never as markup, and a Content-Security-Policy forbids
 any network access. Lone surrogates become U+FFFD, and the page says how many.
 """
@@ -22,7 +24,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from interlock.monitor.phases import THINKING, phase_at
 from interlock.monitor.replay.engine import ReadFailure, ReplayTotals, TraceReport
+from interlock.monitor.replay.results import format_rate
 from interlock.monitor.textout import scrub
 from interlock.monitor.verdicts import Fail, Pass, Span, Unknown, Verdict
 
@@ -58,6 +62,8 @@ main { padding: 8px 24px 48px; }
 .badge.outcome-fail { background: var(--fail); color: var(--fail-line); }
 .badge.outcome-pass { background: var(--pass); color: var(--pass-line); }
 .badge.outcome-unknown { background: var(--unknown); color: var(--unknown-line); }
+.badge.outcome-unchecked { background: #f1f3f4; color: var(--muted); }
+.trace[data-word="unchecked"] { border-left-color: var(--border); }
 .source { color: var(--muted); font-size: 12px; }
 details.prompt { margin: 4px 0; color: var(--muted); }
 details.prompt pre { white-space: pre-wrap; margin: 4px 0; }
@@ -66,6 +72,8 @@ details.prompt pre { white-space: pre-wrap; margin: 4px 0; }
 .step .text { white-space: pre-wrap; word-break: break-word; font-family: ui-monospace, monospace;
               font-size: 13px; }
 .step.injected .text { color: var(--muted); font-style: italic; }
+.step.thinking .text { color: var(--muted); }
+.phase { font-size: 11px; text-transform: uppercase; letter-spacing: 0.05em; color: var(--muted); margin-top: 6px; }
 .feedback { list-style: none; margin: 0; padding: 0; font-size: 13px; }
 .feedback li { margin: 1px 0; }
 .feedback li.fail { color: var(--fail-line); }
@@ -74,6 +82,7 @@ details.prompt pre { white-space: pre-wrap; margin: 4px 0; }
 .feedback .fb { display: block; color: #3c4043; }
 mark.v { background: none; color: inherit; }
 mark.v[data-verdict="pass"] { background: var(--pass); }
+mark.v[data-verdict="pass"][data-checked="0"] { background: none; }
 mark.v[data-verdict="unknown"] { background: var(--unknown); }
 mark.v[data-verdict="fail"] { background: var(--fail); text-decoration: underline wavy var(--fail-line); }
 mark.v.off { background: none; text-decoration: none; }
@@ -160,6 +169,7 @@ _JS = r"""
       const m = el("mark", { class: "v" + (enabled.has(S[v[1]]) ? "" : " off"), "data-verdict": v[0],
         "data-verifier": S[v[1]], "data-span": v[2] + "," + v[3], "data-v": String(sp[2]),
         title: S[v[1]] + ": " + v[0] + (v[4] !== null ? ": " + S[v[4]] : "") });
+      if (v[0] === "pass" && !v[7]) m.setAttribute("data-checked", "0");  // passed, but checked nothing: no green
       if (cont) m.setAttribute("data-cont", "1");
       return m;
     };
@@ -209,13 +219,15 @@ _JS = r"""
   function article(n, st, enabled) {
     const r = data.traces[n], S = data.strings;
     const names = (kind) => Array.from(new Set(r.v.filter((v) => v[0] === kind).map((v) => S[v[1]]))).sort().join(" ");
+    // the words `interlock run` uses for a run's outcome: verified only when a shown verifier checked something
+    const checked = r.v.some((v) => v[0] === "pass" && v[7] && enabled.has(S[v[1]]));
+    const word = st === "fail" ? "violation" : st === "unknown" ? "undecided" : checked ? "verified" : "unchecked";
     const a = el("article", { class: "trace", id: "trace-" + n, "data-id": r.i, "data-outcome": r.o,
-      "data-shown-outcome": st, "data-failed": names("fail"), "data-unknown": names("unknown") });
+      "data-shown-outcome": st, "data-word": word, "data-failed": names("fail"), "data-unknown": names("unknown") });
     const head = el("div", { class: "head" });
     head.appendChild(el("h2", {}, r.i));
-    // the words `interlock run` uses for a run's outcome
-    const word = st === "fail" ? "violation" : st === "unknown" ? "undecided" : r.c ? "verified" : "unchecked";
-    head.appendChild(el("span", { class: "badge outcome-" + st, "data-word": word }, word));
+    head.appendChild(el("span", { class: "badge outcome-" + (word === "unchecked" ? "unchecked" : st),
+      "data-word": word }, word));
     for (const k of Object.keys(r.l || {})) {
       const val = r.l[k];
       const shownValue = typeof val === "string" ? val : JSON.stringify(val);
@@ -236,8 +248,15 @@ _JS = r"""
       d.appendChild(el("pre", {}, S[r.p]));
       a.appendChild(d);
     }
+    let phase = null;
     for (const step of r.s) {
-      const div = el("div", { class: step[2] ? "step injected" : "step", "data-span": step[0] + "," + step[1] });
+      const stepPhase = step[3] ? "thinking" : "answer";
+      if (r.s.some((s) => s[3]) && stepPhase !== phase) {
+        a.appendChild(el("div", { class: "phase" }, stepPhase));
+        phase = stepPhase;
+      }
+      const cls = "step" + (step[2] ? " injected" : "") + (step[3] ? " thinking" : "");
+      const div = el("div", { class: cls, "data-span": step[0] + "," + step[1], "data-phase": stepPhase });
       const box = el("div", { class: "text" });
       marked(r, step, box, enabled);
       div.appendChild(box);
@@ -325,9 +344,11 @@ def _e(value: object) -> str:
 
 
 def _message(v: Verdict) -> str:
-    if isinstance(v, Fail | Unknown):
-        return v.message
-    return v.note
+    """The verdict's message without the verifier's name in front ("arithmetic: 16 - 7 is 9, not 8."): the page
+    names the verifier beside it already."""
+    text = v.message if isinstance(v, Fail | Unknown) else v.note
+    prefix = f"{v.verifier}: "
+    return text[len(prefix):] if v.verifier and text.startswith(prefix) else text
 
 
 def _outcome(report: TraceReport) -> str:
@@ -337,20 +358,22 @@ def _outcome(report: TraceReport) -> str:
 
 
 def _record(report: TraceReport, strings: _Strings) -> dict[str, Any]:
-    """One trace, compact: verdicts as ``[kind, verifier, start, end, message, feedback, action]`` (strings by
-    index into the page's string table)."""
+    """One trace, compact: verdicts as ``[kind, verifier, start, end, message, feedback, action, checked]``
+    (strings by index into the page's string table; ``checked`` is 0 for a pass that checked nothing, such as
+    "0 calculations checked", which the page does not colour as verified)."""
     verdicts = []
     for v in report.verdicts:
         span = v.span or Span(0, 0)
         feedback = v.feedback if isinstance(v, Fail) and v.feedback is not None else None
         action = v.action.value if isinstance(v, Fail) and v.action is not None else None
+        checked = not isinstance(v, Pass) or v.checked
         verdicts.append([v.kind, strings(v.verifier), span.start, span.end, strings(_message(v) or None),
-                         strings(feedback), strings(action)])
+                         strings(feedback), strings(action), 1 if checked else 0])
     where = (report.path + (f":{report.line}" if report.line is not None else "")) if report.path else None
-    checked = any(isinstance(v, Pass) and v.checked for v in report.verdicts)
-    return {"i": report.id, "o": _outcome(report), "c": 1 if checked else 0, "l": dict(report.labels), "w": where,
+    return {"i": report.id, "o": _outcome(report), "l": dict(report.labels), "w": where,
             "p": strings(report.prompt or None), "t": report.text,
-            "s": [[s.start, s.end, 1 if injected else 0] for s, injected in report.steps()],
+            "s": [[s.start, s.end, 1 if injected else 0, 1 if phase_at(report.phases, s.start) == THINKING else 0]
+                  for s, injected in report.steps()],
             "v": verdicts, "e": list(report.errors)}
 
 
@@ -392,11 +415,12 @@ def _chart(totals: dict[str, Any]) -> str:
 def _totals(totals: ReplayTotals) -> str:
     data = totals.to_dict()
     cells = [("traces", data["traces"]), ("passed", data["passed"]), ("with violations", data["failed"]),
+             ("undecided", data["undecided"]),
              ("read errors", data["read_errors"]), ("pass verdicts", data["verdicts"]["pass"]),
              ("fail verdicts", data["verdicts"]["fail"]), ("unknown verdicts", data["verdicts"]["unknown"]),
              ("tokens", data["tokens"])]
     if data["traces_per_s"] is not None:
-        cells += [("traces/s", data["traces_per_s"]), ("tokens/s", data["tokens_per_s"])]
+        cells += [("traces/s", format_rate(data["traces_per_s"])), ("tokens/s", format_rate(data["tokens_per_s"]))]
     out = ['<dl class="totals" id="totals">']
     for name, value in cells:
         key = name.replace(" ", "-").replace("/", "-per-")

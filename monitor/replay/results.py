@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from interlock.monitor.errors import TraceFileError
+from interlock.monitor.phases import ANSWER, THINKING, PhaseRuns, phase_at
 from interlock.monitor.steps import step_ends
 from interlock.monitor.tracefile import replace_surrogates
-from interlock.monitor.verdicts import Fail, Span, Unknown, Verdict
+from interlock.monitor.verdicts import Fail, Pass, Span, Unknown, Verdict
 
-__all__ = ["ReadFailure", "ReplayTotals", "TraceReport", "record_json", "verdict_record"]
+__all__ = ["ReadFailure", "ReplayTotals", "TraceReport", "format_rate", "record_json", "verdict_record"]
 
 
 def record_json(record: Mapping[str, Any]) -> str:
@@ -61,6 +62,8 @@ class TraceReport:
     errors: tuple[str, ...] = ()  # verifiers that raised or timed out (their verdict is Unknown)
     seconds: float = 0.0
     warnings: tuple[str, ...] = ()  # what the reader accepted with a caveat (a trace file cut mid-line)
+    phases: PhaseRuns = ()  # where the thinking and the answer begin (``()``: all answer)
+    thinking_tokens: int = 0  # of ``tokens``, those of the thinking
 
     @property
     def failures(self) -> tuple[Fail, ...]:
@@ -75,15 +78,27 @@ class TraceReport:
         return min(fails, key=lambda v: ((v.span or Span(0, 0)).start, -(v.action.strength if v.action else 0)))
 
     @property
+    def outcome(self) -> str:
+        """As a run's outcome: "violation" (a verifier failed it), "undecided" (none failed, but a check could not
+        decide: a timeout, an error, text past a reading bound), "verified" (checks judged some of it and
+        passed) or "unchecked" (nothing in it could be checked)."""
+        if self.failures:
+            return "violation"
+        if any(isinstance(v, Unknown) for v in self.verdicts):
+            return "undecided"
+        return "verified" if any(isinstance(v, Pass) and v.checked for v in self.verdicts) else "unchecked"
+
+    @property
     def passed(self) -> bool:
-        """No verifier failed this trace (an ``Unknown`` is not a failure; see ``errors`` and the verdicts)."""
-        return not self.failures
+        """Every check decided and none failed: an undecided check is never shown as passed."""
+        return self.outcome in ("verified", "unchecked")
 
     def steps(self) -> list[tuple[Span, bool]]:
         """The trace's steps as the scheduler cuts them, with whether each is injected text."""
         cuts = {0, len(self.text)}
         for span in self.injected:
             cuts.update((span.start, span.end))
+        cuts.update(start for start, _ in self.phases)  # a phase change ends a step
         cuts.update(step_ends(self.text, 0))
         bounds = sorted(c for c in cuts if 0 <= c <= len(self.text))
         out = []
@@ -95,10 +110,24 @@ class TraceReport:
     def to_dict(self) -> dict[str, Any]:
         first = self.first_violation
         return {"type": "trace", "id": self.id, "labels": dict(self.labels), "path": self.path, "line": self.line,
-                "passed": self.passed, "tokens": self.tokens, "chars": len(self.text),
-                "verdicts": [verdict_record(v, self.text) for v in self.verdicts],
-                "first_violation": verdict_record(first, self.text) if first is not None else None,
-                "errors": list(self.errors), "warnings": list(self.warnings)}
+                "passed": self.passed, "outcome": self.outcome, "tokens": self.tokens, "chars": len(self.text),
+                "verdicts": [self._verdict(v) for v in self.verdicts],
+                "first_violation": self._verdict(first) if first is not None else None,
+                "errors": list(self.errors), "warnings": list(self.warnings), **self._phase_fields()}
+
+    def _verdict(self, verdict: Verdict) -> dict[str, Any]:
+        """A verdict's record; in a trace with a thinking, with the phase its span starts in."""
+        record = verdict_record(verdict, self.text)
+        if self.phases and verdict.span is not None:
+            record["phase"] = phase_at(self.phases, verdict.span.start)
+        return record
+
+    def _phase_fields(self) -> dict[str, Any]:
+        """For a trace with a thinking: its phase runs and its tokens per phase."""
+        if not self.phases:
+            return {}
+        return {"phases": [[s, p] for s, p in self.phases], "thinking_tokens": self.thinking_tokens,
+                "answer_tokens": self.tokens - self.thinking_tokens}
 
 
 @dataclass(frozen=True)
@@ -124,36 +153,56 @@ class ReadFailure:
                 "message": self.message}
 
 
+def format_rate(value: float) -> str:
+    """A throughput for people, to three significant figures at most: 245.94 -> 246, 30.74 -> 30.7,
+    1619.03 -> 1,619 (the JSON totals keep two decimals)."""
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
 @dataclass
 class ReplayTotals:
-    """Counts over a batch: traces, read failures, verdicts by kind and verifier, throughput, and for every
-    boolean label (``is_correct``) how many traces of each value a verifier flagged."""
+    """Counts over a batch: traces (passed, failed, undecided), read failures, verdicts by kind and verifier,
+    throughput, and for every boolean label (``is_correct``) how many traces of each value a verifier flagged."""
 
     traces: int = 0
     read_errors: int = 0
     replay_errors: int = 0  # timed out or crashed (their workers killed)
     passed: int = 0
+    failed: int = 0  # a verifier failed them
+    undecided: int = 0  # none failed, but a check could not decide
     tokens: int = 0
     seconds: float = 0.0
     verdicts: collections.Counter[str] = field(default_factory=collections.Counter)
     by_verifier: dict[str, collections.Counter[str]] = field(default_factory=dict)
     by_label: dict[str, dict[str, collections.Counter[str]]] = field(default_factory=dict)
+    thinking_tokens: int = 0
+    # verdict kinds by the phase their span starts in (a trace without a thinking is all answer)
+    by_phase: dict[str, collections.Counter[str]] = field(default_factory=dict)
+
+    def _phase(self, phase: str | None, kind: str) -> None:
+        if phase is not None:
+            self.by_phase.setdefault(phase, collections.Counter())[kind] += 1
 
     def add(self, item: TraceReport | ReadFailure) -> None:
         if isinstance(item, ReadFailure):
             self.add_record(item.to_dict())
             return
         self.traces += 1
-        self.passed += item.passed
+        self._count(item.outcome)
         self.tokens += item.tokens
+        self.thinking_tokens += item.thinking_tokens
         for v in item.verdicts:
             self.verdicts[v.kind] += 1
             self.by_verifier.setdefault(v.verifier, collections.Counter())[v.kind] += 1
+            if v.span is not None:
+                self._phase(phase_at(item.phases, v.span.start), v.kind)
         for key, value in item.labels.items():
             if isinstance(value, bool):
                 counts = self.by_label.setdefault(key, {}).setdefault(str(value).lower(), collections.Counter())
                 counts["traces"] += 1
-                counts["flagged"] += not item.passed
+                counts["flagged"] += item.outcome == "violation"
 
     def add_record(self, record: Mapping[str, Any]) -> None:
         """Count one result in its JSON form (``to_dict()``), as the Ray engine's rows carry it."""
@@ -164,31 +213,41 @@ class ReplayTotals:
                 self.replay_errors += 1
             return
         self.traces += 1
-        self.passed += bool(record["passed"])
+        self._count(record["outcome"])
         self.tokens += record["tokens"]
+        self.thinking_tokens += record.get("thinking_tokens", 0)
         for v in record["verdicts"]:
             self.verdicts[v["kind"]] += 1
             self.by_verifier.setdefault(v["verifier"], collections.Counter())[v["kind"]] += 1
+            self._phase(v.get("phase") or (ANSWER if v.get("span") is not None else None), v["kind"])
         for key, value in record["labels"].items():
             if isinstance(value, bool):
                 counts = self.by_label.setdefault(key, {}).setdefault(str(value).lower(), collections.Counter())
                 counts["traces"] += 1
-                counts["flagged"] += not record["passed"]
+                counts["flagged"] += record["outcome"] == "violation"
 
-    @property
-    def failed(self) -> int:
-        return self.traces - self.passed
+    def _count(self, outcome: str) -> None:
+        if outcome == "violation":
+            self.failed += 1
+        elif outcome == "undecided":
+            self.undecided += 1
+        else:
+            self.passed += 1
 
     def to_dict(self) -> dict[str, Any]:
         def rate(n: int) -> float | None:
             return round(n / self.seconds, 2) if self.seconds > 0 else None
 
         return {"type": "totals", "traces": self.traces, "passed": self.passed, "failed": self.failed,
-                "read_errors": self.read_errors, "replay_errors": self.replay_errors,
+                "undecided": self.undecided, "read_errors": self.read_errors, "replay_errors": self.replay_errors,
                 "verdicts": {k: self.verdicts.get(k, 0) for k in ("pass", "fail", "unknown")},
                 "by_verifier": {name: {k: c.get(k, 0) for k in ("pass", "fail", "unknown")}
                                 for name, c in sorted(self.by_verifier.items())},
                 "by_label": {key: {value: dict(c) for value, c in sorted(values.items())}
                              for key, values in sorted(self.by_label.items())},
                 "tokens": self.tokens, "seconds": round(self.seconds, 4),
-                "traces_per_s": rate(self.traces), "tokens_per_s": rate(self.tokens)}
+                "traces_per_s": rate(self.traces), "tokens_per_s": rate(self.tokens),
+                **({"thinking_tokens": self.thinking_tokens,
+                    "by_phase": {phase: {k: c.get(k, 0) for k in ("pass", "fail", "unknown")}
+                                 for phase, c in sorted(self.by_phase.items())}}
+                   if self.thinking_tokens or THINKING in self.by_phase else {})}

@@ -9,11 +9,12 @@ from typing import Any
 
 from interlock.monitor.chunks import Chunk
 from interlock.monitor.execute import run_check
+from interlock.monitor.phases import ANSWER, THINKING
 from interlock.monitor.replay.importers import ImportedTrace
 from interlock.monitor.replay.results import TraceReport
+from interlock.monitor.scan import chunking_matters
 from interlock.monitor.scheduler import Scheduler
 from interlock.monitor.trace import Trace, TraceView
-from interlock.monitor.triggers import AnyOf, AtEnd, OnPattern, StepBoundary, Trigger
 from interlock.monitor.verdicts import Span, Verdict
 from interlock.monitor.verifier import Verifier
 
@@ -26,7 +27,7 @@ class _InThread(Verifier):
     def __init__(self, inner: Verifier) -> None:
         self.inner = inner
         super().__init__(name=inner.name, trigger=inner.trigger, runs_in="thread", timeout=inner.timeout,
-                         action=inner.action, fail_closed=inner.fail_closed)
+                         action=inner.action, fail_closed=inner.fail_closed, phase=inner.phase)
 
     def extract(self, view: TraceView) -> Any:
         return self.inner.extract(view)
@@ -41,25 +42,20 @@ def in_worker(verifier: Verifier) -> Verifier:
     return _InThread(verifier) if verifier.runs_in == "process" and sync else verifier
 
 
-def _chunking_matters(trigger: Trigger) -> bool:
-    """Whether a trigger can fire differently depending on how the text was chunked (token counts can)."""
-    if isinstance(trigger, AnyOf):
-        return any(_chunking_matters(t) for t in trigger.triggers)
-    return not isinstance(trigger, StepBoundary | AtEnd | OnPattern)
-
-
 async def scan_trace(item: ImportedTrace, verifiers: Sequence[Verifier]) -> TraceReport:
     """Stream one trace through the verifiers as the live monitor would (without rolling back).
 
     Step boundaries do not depend on chunking, so when no trigger counts tokens the scheduler is advanced once
     per run of generated chunks rather than after every chunk, and plain imported text is appended a line at
     a time rather than in word-sized pieces: the same steps, views and checks, in streaming order (only
-    ``view.chunks`` differs, and plain text has no token data to carry). Recorded chunks are always kept.
+    ``view.chunks`` differs, and plain text has no token data to carry). Recorded chunks are always kept, with
+    their phases; plain text streams in the phases the importer found (its thinking tags, or the reasoning fields
+    of an OpenAI-format log: :attr:`ImportedTrace.phases`).
     """
     started = time.perf_counter()
     trace = Trace(item.prompt)
     scheduler = Scheduler(trace, verifiers)
-    per_chunk = any(_chunking_matters(v.trigger) for v in verifiers)
+    per_chunk = any(chunking_matters(v.trigger) for v in verifiers)
     order = {id(v): i for i, v in enumerate(verifiers)}
     verdicts: list[Verdict] = []
     errors: list[str] = []
@@ -77,20 +73,24 @@ async def scan_trace(item: ImportedTrace, verifiers: Sequence[Verifier]) -> Trac
 
     if item.segments is None and not per_chunk:
         # Plain text and no trigger that counts tokens: stream it a line at a time (same steps, same checks).
-        for line in item.text.splitlines(keepends=True):
-            trace.append(Chunk(line))
-        tokens = item.tokens
+        for text, phase in item.runs():  # each phase run on its own: a phase change ends a step
+            for line in text.splitlines(keepends=True):
+                trace.append(Chunk(line, phase=THINKING if phase == THINKING else ANSWER))
+        thinking_tokens, answer_tokens = item.phase_tokens()
+        tokens = thinking_tokens + answer_tokens
     else:
-        tokens = 0
+        tokens = thinking_tokens = 0
         for segment in item.pieces():
             if segment.injected:
                 if not per_chunk:
                     await run_due(False)
-                injected.append(trace.inject(segment.chunk.text))
-                scheduler.injected()
+                injected.append(trace.inject(segment.chunk.text, segment.chunk.phase))
+                scheduler.injected(injected[-1].start)
                 continue
             trace.append(segment.chunk)
             tokens += segment.chunk.n_tokens
+            if segment.chunk.phase == THINKING:
+                thinking_tokens += segment.chunk.n_tokens
             if per_chunk:
                 await run_due(False)
     await run_due(False)
@@ -98,4 +98,4 @@ async def scan_trace(item: ImportedTrace, verifiers: Sequence[Verifier]) -> Trac
     return TraceReport(id=item.id, text=trace.text, verdicts=tuple(verdicts), labels=dict(item.labels),
                        prompt=item.prompt, path=item.path, line=item.line, tokens=tokens,
                        injected=tuple(injected), errors=tuple(errors), seconds=time.perf_counter() - started,
-                       warnings=item.warnings)
+                       warnings=item.warnings, phases=trace.phase_runs(len(trace)), thinking_tokens=thinking_tokens)

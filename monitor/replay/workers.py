@@ -25,6 +25,7 @@ from interlock.monitor.errors import ConfigError
 from interlock.monitor.replay.importers import ImportedTrace
 from interlock.monitor.replay.results import ReadFailure, TraceReport
 from interlock.monitor.replay.scanning import in_worker, scan_trace
+from interlock.monitor.stdio import stdout_to_stderr
 from interlock.monitor.verifier import Verifier
 
 __all__ = ["run_in_workers"]
@@ -41,7 +42,9 @@ def _context() -> Any:
 
 
 def _worker_main(conn: multiprocessing.connection.Connection, verifiers: list[Verifier]) -> None:
-    """A worker's life: build the verifiers once, then answer each batch one record at a time."""
+    """A worker's life: build the verifiers once, then answer each batch one record at a time. It never writes
+    to stdout: what its verifiers print goes to stderr, and no process they fork holds the parent's stdout."""
+    stdout_to_stderr()
     local = [in_worker(v) for v in verifiers]
     conn.send("ready")  # deadlines start after this: a slow start-up is not a slow record
     with asyncio.Runner() as runner:

@@ -81,7 +81,7 @@ _ROUNDING = re.compile(r"\b(?:rounded|rounding|nearest|ceil)\b|⌈|\bround(?:s)?
 _MODULAR = re.compile(r"\\[pb]?mod(?![A-Za-z])|\bmod(?:ulo|ular)?\b|≡|\\equiv\b|\\mathbb\s*\{?\s*Z|\bcongru"
                       r"|\bresidues?\b|\\(?:operatorname|text|mathrm)\s*\{\s*mod", re.IGNORECASE)
 _MODULUS = re.compile(r"(?:\\[pb]?mod(?![A-Za-z])|\bmod(?:ulo)?\b)\s*(?:\}\s*)?(?:\\[ ,;:]|~|\s)*\{?\s*"
-                      r"(\d{1,9})(?![\d.])|\\mathbb\s*\{?\s*Z\s*\}?\s*_\s*\{?\s*(\d{1,9})(?!\d)", re.IGNORECASE)
+                      r"(\d{1,9})(?!\d|\.\d)|\\mathbb\s*\{?\s*Z\s*\}?\s*_\s*\{?\s*(\d{1,9})(?!\d)", re.IGNORECASE)
 # A last digit spoken of ("the units digit", "last two digits"): a residue modulo 10, 100 or 1000.
 _LAST_DIGITS = re.compile(r"\b(?:units?|ones|last(?:\s+(?:two|three|2|3))?)\s+digits?\b", re.IGNORECASE)
 # Another base spoken of ("in base 6", "base $b$", "binary", "hexadecimal"): "4 + 5 = 13" may be base 6.
@@ -554,6 +554,13 @@ def _rhs_end(seg: list[Token]) -> int:
     return end
 
 
+def _single_value(seg: list[Token]) -> bool:
+    """Whether a stated side is one number (signed, with its currency, percent or unit word): what a result is."""
+    nums = [t for t in seg if t.kind in {"NUM", "PCT"}]
+    return len(nums) == 1 and all(t.kind in {"NUM", "PCT", "CUR", "WORD"} or (t.kind == "OP" and t.value == "-")
+                                  for t in seg)
+
+
 @dataclass
 class _Segment:
     toks: list[Token]
@@ -625,7 +632,12 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
                 if remainder is not None:
                     lit = (Num(parse_literal(right.toks[0].value)), 1)
                     fraction = None
-            if lit is None or right.problem is not None:
+            # A stated value past a limit ("= 1000…0" with 70 digits) is a claim too, one that cannot be judged:
+            # it goes through the same tests as any other and is then "unknown", never silently left out.
+            unreadable = right.problem if _single_value(right.toks) else None
+            if unreadable is not None:
+                lit, fraction = (Num(parse_literal("0")), 1), None
+            if lit is None or (right.problem is not None and unreadable is None):
                 if not whole and right.problem is None:
                     link = _link(text, toks, a, skip_until, left, right, kind, k=k, last=last)
                     if link is not None:
@@ -660,6 +672,9 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
                 continue
             if kind == "is" and left.node is not None and _has_glued_minus(left.node):
                 continue  # "5-10 minutes is ...": a range, not a subtraction
+            if (kind == "is" and first > 0 and toks[first - 1].kind == "WORD"
+                    and toks[first - 1].value.lower() == "for"):
+                continue  # "the coefficient for 5^3 is 4": what the value belongs to, not its calculation
             start = left.toks[0].start
             end = _rhs_end(right.toks) if remainder is None else toks[remainder[1]].end
             if not whole and _refuted_later(text, end):
@@ -675,8 +690,9 @@ def _claims_in(text: str, toks: list[Token], limits: Limits, *, skip_until: int,
             claims.append(Claim(
                 lhs_text=lhs_text, rhs_text=rhs_text,
                 normalised=f"{_normal(left.toks)}={_normal(right.toks)}",
-                start=start, end=end, lhs=left.node, rhs=num, rhs_sign=sign, approx=kind == "approx",
-                source=source, problem=left.problem, rhs_fraction=fraction, rounding=rounding,
+                start=start, end=end, lhs=left.node if unreadable is None else None,
+                rhs=num if unreadable is None else None, rhs_sign=sign, approx=kind == "approx",
+                source=source, problem=left.problem or unreadable, rhs_fraction=fraction, rounding=rounding,
                 moduli=moduli, base=base, remainder=remainder[0] if remainder is not None else None,
                 comparative=comparative))
     return claims

@@ -121,7 +121,7 @@ def _other_system(claim: Claim, readings: tuple[Any, ...]) -> str | None:
             return "a residue in modular arithmetic, which the step speaks of"
     if claim.outer_moduli is not None and _outer_residue(claim, readings):
         return "a residue in modular arithmetic, which the problem speaks of"
-    if claim.outer_base is not None and (_true_in_another_base(claim) or _digits_fit(claim, claim.outer_base)):
+    if claim.outer_base is not None and _true_in_another_base(claim):
         return "a numeral in another base, which the problem speaks of"
     if claim.base is not None:
         digits = "".join(str(lit.num) for lit in [*_literals(claim.lhs), claim.rhs.literal])
@@ -142,16 +142,18 @@ def _stated_value(claim: Claim) -> Any:
 
 
 def _outer_residue(claim: Claim, readings: tuple[Any, ...]) -> bool:
-    """Whether the stated value and a reading are congruent modulo a modulus the problem names, one of them
-    reduced ("3 * 5 = 1", "12 = 1 + 2" when it says "mod 9"), or, where it names none, whether the stated value is
-    a smaller non-negative whole number."""
+    """Whether the claim is true modulo a modulus the problem names: the stated value and a reading are congruent,
+    one of them reduced ("3 * 5 = 1", "12 = 1 + 2" when it says "mod 9"). Where it names none, whether some
+    modulus makes the stated value a reduced residue of a reading (the difference itself is the largest such
+    modulus: "3 * 5 = 1" is true modulo 14, "17 * 3 = 41" modulo nothing larger than 41). The problem's text
+    is not trusted further: a sentence in a prompt must not excuse a claim false under what it names."""
     import sympy
 
     stated = _stated_value(claim)
     if not (stated.is_integer and stated >= 0 and all(isinstance(v, sympy.Integer) for v in readings)):
         return False
     if not claim.outer_moduli:
-        return any(stated < abs(v) for v in readings)
+        return any(abs(v - stated) > max(stated, 1) for v in readings)
     reduced = claim.reversed  # "1234 = 1 + 2 + 3 + 4": a number and its digit sum, congruent modulo 9
     return any((v - stated) % m == 0 and (reduced or stated < m or 0 <= v < m)
                for v in readings for m in claim.outer_moduli)
@@ -207,13 +209,6 @@ def _true_in_another_base(claim: Claim) -> bool:
         if any(v == sympy.Integer(stated) for v in values):
             return True
     return False
-
-
-def _digits_fit(claim: Claim, base: int) -> bool:
-    """Whether every digit the claim writes is a digit of ``base`` (0: a base it does not name fits any)."""
-    assert claim.rhs is not None
-    digits = "".join(str(lit.num) for lit in [*_literals(claim.lhs), claim.rhs.literal])
-    return base == 0 or max(int(d) for d in digits) < base
 
 
 def _judge_remainder(claim: Claim) -> Judgement:

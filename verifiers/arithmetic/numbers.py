@@ -7,8 +7,9 @@ The rounding rule. A stated value ``s`` written with ``d`` decimals (``0.33`` ha
 - ``s`` is ``v`` rounded to ``d`` decimals: ``|v - s| <= 0.5 * 10**-d`` (either way at a tie, since half-up and
   half-to-even are both in use), or
 - ``s`` is ``v`` truncated to ``d`` decimals (``2/3 = 0.66``: calculators and people cut digits off), or
-- a value written with 15 or more significant digits is a binary floating-point result copied from a
-  calculator (``11/18*162 = 99.00000000000001``); it passes within a relative ``1e-12`` of ``v``, or
+- a value written with decimals and 15 or more significant digits is a binary floating-point result copied
+  from a calculator (``11/18*162 = 99.00000000000001``); it passes within a relative ``1e-12`` of ``v`` (a whole
+  number is exact: ``1000000000000007 + 1000000000000007 = 2000000000000015`` is wrong), or
 - for ``≈`` ("approximately") only, an integer ``s`` with ``k`` trailing zeros may be rounded to ``10**k``
   (``≈ 1200`` for 1234), and one of two or more significant digits that end in 5 to ``5 * 10**k`` (``≈ 450``
   for 437, ``≈ 45`` for 43): estimates are written in round figures.
@@ -75,8 +76,8 @@ def consistent(vp: int, vq: int, stated: Literal, *, approx: bool = False, sign:
         return True
     if diff * 10**stated.decimals < scale and (sp == 0 or (sp > 0) == (vp > 0)) and abs(sp) * vq < abs(vp) * sq:
         return True  # truncation toward zero
-    if stated.significant >= 15 and diff * 10**12 <= max(abs(vp) * sq, scale):
-        return True  # |v - s| <= 1e-12 * max(|v|, 1): a float's last digits
+    if stated.decimals and stated.significant >= 15 and diff * 10**12 <= max(abs(vp) * sq, scale):
+        return True  # |v - s| <= 1e-12 * max(|v|, 1): a float's last digits (a whole number is exact, not a float)
     if approx and stated.decimals == 0:
         unit = 10**stated.trailing_zeros  # "≈ 1200": to the hundred
         if stated.significant - stated.trailing_zeros >= 2 and (abs(stated.num) // unit) % 10 == 5:

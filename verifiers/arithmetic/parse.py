@@ -44,11 +44,11 @@ class Limits:
     max_literal_digits: int = 60
     max_exponent: int = 4096
     max_result_digits: int = 2000
-    seconds: float = 0.1  # per step, for everything: a backstop behind the size limits
+    seconds: float = 0.1  # per step, for everything: a backstop behind the size limits (CPU time of judging)
     max_step_chars: int = 8000  # a longer step is read in windows of this size ...
     window_overlap: int = 1000  # ... that overlap by this much (a claim up to 600 characters is always whole)
     max_checked_chars: int = 32_000  # past this, the rest of a step is not read (Unknown) ...
-    window_seconds: float = 0.25  # ... nor past this much time reading a long step's windows
+    window_seconds: float = 0.25  # ... nor past this much (CPU) time reading a long step's windows
     max_claims: int = 64
 
 

@@ -68,7 +68,8 @@ _LEADING_IF = re.compile(r"^[\s>*#_`\-–•\d.)(]*(?:(?:so|and|but|now|then|nex
 # A sentence that gives a supposition up: its claims are not read, and the sentences after it are read again.
 _GIVE_UP = re.compile(r"\b(?:contradictions?|contradicts?|contradictory|impossible|not\s+possible|inconsistent|"
                       r"(?:does\s*n[o']t|do\s*n[o']t|won't|will\s+not|wouldn't|would\s+not|cannot|can't)\s+work|"
-                      r"fails?|failed|invalid|not\s+valid|conflicts?|violates?|dead\s+end|ruled?\s+out)\b|[✗❌×]",
+                      r"fails?|failed|invalid|not\s+valid|conflicts?|violates?|dead\s+end|rul(?:e|es|ed|ing)\s+out|"
+                      r"rul(?:e|es|ed|ing)\s+(?:that|this|it|them)\s+out)\b|[✗❌×]",
                       re.IGNORECASE)
 # A conclusion drawn from every case ("In either case, Bob is in house 3."): it states a fact, and it ends the case
 # analysis before it, so its hedge-like words ("case", "either") do not hedge it.
@@ -81,7 +82,7 @@ _SEPARATORS = (r"[,;:()]|\s[-–—]\s|\b(?:and|but|so|then|because|since|theref
 # "the coffee drinker": a role noun may follow a name; an object ends its phrase ("is Bob's friend" is no claim)
 _ROLE = (r"(?:\s+(?:drinker|owner|lover|user|smoker|fan|keeper|person|one|guy|man|woman|house|family|"
          r"people))?")
-_PHRASE_END = r"(?=\s*(?:[.,;:!?)\n]|$)|\s+(?:and|but|so|then|because|since|who|which|while|as|too)\b)"
+_PHRASE_END = r"(?=\s*(?:[.,;:!?()\n]|$)|\s+(?:and|but|so|then|because|since|who|which|while|as|too)\b)"
 # "Bob drinks tea", "the person in house 2 owns the dog": a verb that ties a person to an attribute
 _VERB = r"(?:drink|have|own|keep|love|like|eat|smoke|use|prefer|enjoy|play)"
 _VERBS = r"(?:drinks|has|owns|keeps|loves|likes|eats|smokes|uses|prefers|enjoys|plays)"
@@ -236,6 +237,12 @@ class ClaimReader:
         self.leading_if = "if" in hedges
         self.negation = re.compile(_NEGATIONS, re.IGNORECASE)
         self.separator = re.compile(_SEPARATORS, re.IGNORECASE)
+
+    @staticmethod
+    def gives_up(text: str) -> bool:
+        """Whether a sentence gives a supposition up ("That is a contradiction."): after one, its claims are not
+        read and the sentences after it state facts again."""
+        return _GIVE_UP.search(text) is not None
 
     def hedged(self, text: str, *, after_hedge: int = NONE) -> bool:
         """Whether a sentence only entertains a possibility (or continues one: "Suppose A. Then B.")."""

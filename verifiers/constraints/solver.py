@@ -66,12 +66,13 @@ class Session:
     """A z3 solver for one :class:`ConstraintSpec`; methods are thread-safe (one lock per session)."""
 
     def __init__(self, spec: ConstraintSpec, *, timeout_ms: int = 10_000, minimize_core: bool = True,
-                 max_claims: int = 20_000) -> None:
+                 max_claims: int = 20_000, max_core: int = _MAX_CORE_MINIMIZE) -> None:
         import z3
 
         self._z3 = z3
         self.spec = spec
         self.minimize_core = minimize_core
+        self.max_core = max_core  # cores larger than this are reported as found (minimising costs a check each)
         self.max_claims = max_claims
         self.lock = threading.RLock()
         self.timeout_ms = int(timeout_ms)
@@ -244,7 +245,7 @@ class Session:
 
     def _minimize(self, core: list[Any], keep: Any | None) -> list[Any]:
         """Shrink an unsat core by deletion so that it names only what the contradiction needs."""
-        if not self.minimize_core or len(core) > _MAX_CORE_MINIMIZE:
+        if not self.minimize_core or len(core) > self.max_core:
             return core
         core = list(core)
         n_domains = len(self._domains)
@@ -262,11 +263,14 @@ class Session:
 
     def _conflict(self, core: Sequence[Any], claims: Sequence[Node], kept: Sequence[int]) -> Conflict:
         # the user's constraints in their order, then the domains they rely on
-        named = [c for c in self._tracked.values() if any(x in self._tracked and self._tracked[x] is c for x in core)]
+        # (literals are matched by name: comparing z3 terms goes through z3 for each pair, which is slow on
+        # problems with hundreds of constraints)
+        in_core_names = {str(x) for x in core}
+        named = [c for lit, c in self._tracked.items() if str(lit) in in_core_names]
         domains = set(map(id, self._domains))
         named.sort(key=lambda c: id(c) in domains)
         names = tuple(c.name for c in named)
-        in_core = {self._lit_claim[x] for x in core if x in self._lit_claim}
+        in_core = {node for lit, node in self._lit_claim.items() if str(lit) in in_core_names}
         return Conflict(names, tuple(i for i in kept if claims[i] in in_core))
 
     def consistency(self, claims: Sequence[Node]) -> list[Outcome]:
@@ -359,6 +363,27 @@ class Session:
             if self._check(self._base + lits) != self._z3.sat:
                 return None
             return self._decode(self.solver.model())
+
+    def solutions(self, limit: int, given: Sequence[Node] = ()) -> list[dict[str, Any]] | None:
+        """Every solution (user's names -> values) when there are at most ``limit``; None when there are more, or
+        z3 could not decide (a problem with few solutions can then judge claims by evaluating them on each)."""
+        z3 = self._z3
+        with self.lock:
+            lits = [x for x in (self.claim_literal(n) for n in given) if x is not None]
+            found: list[dict[str, Any]] = []
+            self.solver.push()
+            try:
+                while True:
+                    result = self._check(self._base + lits)
+                    if result == z3.unsat:
+                        return found
+                    if result != z3.sat or len(found) == limit:
+                        return None
+                    model = self.solver.model()
+                    found.append(self._decode(model))
+                    self.solver.add(z3.Or([v != model.eval(v, model_completion=True) for v in self.vars.values()]))
+            finally:
+                self.solver.pop()
 
     def count_solutions(self, limit: int = 2, given: Sequence[Node] = ()) -> int:
         """How many solutions there are, counting up to ``limit`` (``limit=2`` asks "is it unique?")."""

@@ -234,6 +234,8 @@ class Game24State:
     end_only: bool = False  # AtEnd's check of the whole text: the steps were checked one by one already
     prompt_problem: str = ""
     thinking: bool = False  # the prompt ends inside an open <think>: the text starts in the monologue
+    # The thinking's spans as the backend reported them (a server's reasoning field has no tags to find)
+    thought: tuple[tuple[int, int], ...] = ()
 
 
 class Game24(Verifier):
@@ -308,17 +310,25 @@ class Game24(Verifier):
         end_only = view.final and view.step.index == -1 and _has_steps(self.trigger)
         opened = _thinking(view.prompt)
         in_thought = bool(opened) and opened[-1][1] == len(view.prompt)
+        thought = tuple((s.start, s.end) for s in view.spans("thinking"))
         return Game24State(view.text, view.step.span, numbers, final=view.final, end_check=end_check,
-                           end_only=end_only, prompt_problem=problem, thinking=in_thought)
+                           end_only=end_only, prompt_problem=problem, thinking=in_thought, thought=thought)
 
     # -- checking -----------------------------------------------------------------------------------
+    @staticmethod
+    def _thought(norm: Normalized, state: Game24State) -> list[tuple[int, int]]:
+        """The monologue's spans in the normalised text: between thinking tags, and the thinking phase."""
+        spans = _thinking(norm.text, from_start=state.thinking)
+        spans += [(norm.index(a), norm.index(b)) for a, b in state.thought]
+        return sorted(spans)
+
     def check(self, state: Game24State) -> list[Verdict]:
         if len(state.text) > self.max_chars:
             return [Unknown(reason=f"not checked: the trace is {len(state.text):,} characters long (the limit is "
                                    f"{self.max_chars:,})", span=state.step)]
         if state.end_only:
             norm_all = normalize(state.text)
-            final_answers = _answers(norm_all.text, _thinking(norm_all.text, from_start=state.thinking))
+            final_answers = _answers(norm_all.text, self._thought(norm_all, state))
             if state.end_check and self.require_answer and not final_answers:
                 return [Unknown(reason="no final 'Answer: <expression>' in the trace", span=state.step)]
             if (state.end_check and final_answers and state.numbers is not None and final_answers[-1].strong
@@ -337,7 +347,7 @@ class Game24(Verifier):
             return lo < end <= hi
 
         verdicts: list[Verdict] = []
-        found_answers = _answers(n, _thinking(n, from_start=state.thinking))
+        found_answers = _answers(n, self._thought(norm, state))
         answers = [a for a in found_answers if not self._partial(a, len(state.numbers))]
         if state.end_check and found_answers and found_answers[-1] not in answers and found_answers[-1].strong:
             # The last answer of the trace uses fewer numbers than the puzzle: no later one made up for it, so

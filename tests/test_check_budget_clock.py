@@ -1,0 +1,124 @@
+"""A verifier's own time budget measures its work, not the time its thread waits to run.
+
+The arithmetic verifier judges a step within ``Limits.seconds`` (0.1 s) and reads a long step's windows within
+``window_seconds``; the Game of 24 solver searches within ``seconds``. On a loaded machine (a load average of 10
+on 2 cores) a process waits for a CPU far longer than a short GSM8K step takes to judge; measured on the wall
+clock, that wait spent the budget and a check of ``33 + 99 + 30 = 162`` came back ``Unknown`` ("the time limit of
+100 ms per step") in one replay engine and not in the other. The budgets now count the checking thread's CPU time.
+
+Here another thread holds the GIL in long C calls, so the checking thread waits as it would for a CPU: its wall
+time passes the budget while its own work stays far below it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import pytest
+from interlock.verifiers.arithmetic import verifier as arithmetic
+from interlock.verifiers.arithmetic.parse import Limits
+from interlock.verifiers.arithmetic.verifier import check_text
+from interlock.verifiers.game24.solver import solvable, solvable_within
+
+T = TypeVar("T")
+
+
+@contextmanager
+def gil_held_elsewhere() -> Iterator[None]:
+    """A thread that holds the GIL in C calls of some 100-200 ms, with switches asked for every millisecond: each
+    millisecond of the caller's work is followed by a wait for that thread, as for a CPU on a loaded machine."""
+    stop = threading.Event()
+
+    def hog() -> None:
+        while not stop.is_set():
+            sum(range(15_000_000))  # one C call: the GIL is not given up inside it
+
+    interval = sys.getswitchinterval()
+    thread = threading.Thread(target=hog, daemon=True)
+    sys.setswitchinterval(0.001)
+    thread.start()
+    try:
+        time.sleep(0.01)
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        sys.setswitchinterval(interval)
+
+
+def timed(fn: Callable[[], T]) -> tuple[T, float, float]:
+    wall, cpu = time.perf_counter(), time.thread_time()
+    value = fn()
+    return value, time.perf_counter() - wall, time.thread_time() - cpu
+
+
+def claims(seed: int, n: int) -> str:
+    """``n`` powers, each judged with sympy: some milliseconds of judging in all."""
+    rng = random.Random(seed)
+    bases = [rng.randint(2, 60) for _ in range(n)]
+    return " ".join(f"So {b}^{b % 20 + 3} = {b ** (b % 20 + 3)}." for b in bases)
+
+
+def test_waiting_to_run_does_not_spend_a_steps_judging_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    limits = Limits()
+    check_text(claims(1, 3), limits)  # sympy imported, caches warm: what is timed is judging alone
+    judging: list[tuple[float, float]] = []  # wall and CPU seconds of each step's judging (the budgeted part)
+    judge_all = arithmetic._judge_all
+
+    def timed_judging(*args: Any) -> Any:
+        found, wall, cpu = timed(lambda: judge_all(*args))
+        judging.append((wall, cpu))
+        return found
+
+    monkeypatch.setattr(arithmetic, "_judge_all", timed_judging)
+    for seed in range(3, 13):  # (judging done within one slice of the GIL waits for nothing: take the next)
+        text = claims(seed, 60)
+        with gil_held_elsewhere():
+            found = check_text(text, limits)
+        if judging[-1][0] > limits.seconds:
+            break
+    wall, cpu = judging[-1]
+    assert wall > limits.seconds > 2 * cpu  # (what the test is about: the wait, not the work, passed the budget)
+    assert [f.status for f in found] == ["ok"] * 60
+
+
+def test_waiting_to_run_does_not_stop_the_reading_of_a_long_steps_windows() -> None:
+    limits = Limits(window_seconds=0.05, max_step_chars=1_000, window_overlap=200)
+    text = "\n".join(f"Line {i}: so {i} + {i} = {2 * i}." for i in range(150))
+    unhurried = check_text(text, dataclasses.replace(limits, window_seconds=30.0))
+    assert len(unhurried) > 100 and {f.status for f in unhurried} == {"ok"}
+    with gil_held_elsewhere():
+        found, wall, cpu = timed(lambda: check_text(text, limits))
+    assert wall > limits.window_seconds > cpu
+    assert found == unhurried
+
+
+def test_waiting_to_run_does_not_spend_the_game24_searchs_budget() -> None:
+    numbers = [1, 1, 2, 1, 83, 1]  # no way to 24: the search visits every state it can reach (some 50 ms of work)
+    assert solvable(numbers) is False
+    with gil_held_elsewhere():
+        found, wall, cpu = timed(lambda: solvable_within(numbers, seconds=0.3))
+    assert wall > 0.3 > cpu
+    assert found is False
+
+
+def test_a_pickled_arithmetic_verifier_imports_sympy_as_it_is_unpickled() -> None:
+    """A replay worker gets its verifiers pickled: the import is start-up work, done before the worker says it is
+    ready, not inside its first check (whose 5 s timeout, on a loaded machine, it used to pass)."""
+    import pickle
+    import subprocess
+
+    from interlock.verifiers.arithmetic import Arithmetic
+
+    code = ("import pickle, sys; import interlock.verifiers.arithmetic; assert 'sympy' not in sys.modules; "
+            "v = pickle.loads(sys.stdin.buffer.read()); print(type(v).__name__, 'sympy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(Arithmetic()), capture_output=True,
+                          timeout=120)
+    assert done.stdout.decode().split() == ["Arithmetic", "True"], done.stderr.decode()
