@@ -95,8 +95,8 @@ def test_waiting_to_run_does_not_stop_the_reading_of_a_long_steps_windows() -> N
     unhurried = check_text(text, dataclasses.replace(limits, window_seconds=30.0))
     assert len(unhurried) > 100 and {f.status for f in unhurried} == {"ok"}
     with gil_held_elsewhere():
-        found, wall, cpu = timed(lambda: check_text(text, limits))
-    assert wall > limits.window_seconds > cpu
+        found, wall, _ = timed(lambda: check_text(text, limits))
+    assert wall > limits.window_seconds  # the reading waited longer than a window may take (its CPU is per window)
     assert found == unhurried
 
 

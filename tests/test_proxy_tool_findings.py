@@ -189,7 +189,9 @@ sums = verifier(check_sums, name="sums", runs_in="loop")
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_usage_counts_only_what_the_client_received(stream: bool) -> None:
-    upstream = ScriptedUpstream(lambda body: Turn("So 2 + 2 = 5 apples.\nThat is all."))
+    # the wrong claim ends the answer: its check is due once the upstream's stream, usage included, has ended (a
+    # check due mid-stream stops the upstream before its usage arrives, and the prompt's tokens are then unknown)
+    upstream = ScriptedUpstream(lambda body: Turn("So 2 + 2 = 5 apples."))
     async with proxy_for(upstream, verifiers=[sums], max_interventions=0) as (_, client):
         if stream:
             chunks = [c async for c in await client.chat.completions.create(
@@ -202,13 +204,13 @@ async def test_usage_counts_only_what_the_client_received(stream: bool) -> None:
             text, usage = answer.choices[0].message.content, answer.usage
             report = answer.model_extra["interlock"]  # type: ignore[index]
     assert text == "" and report["stop_reason"] == "intervention_limit"
-    assert report["tokens"]["kept"] == Turn("So 2 + 2 = 5 apples.\nThat is all.").completion_tokens  # generated
+    assert report["tokens"]["kept"] == Turn("So 2 + 2 = 5 apples.").completion_tokens  # generated
     assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (17, 0)  # received
     assert usage.total_tokens == 17
 
 
 async def test_usage_of_a_partly_withheld_answer_counts_the_released_part() -> None:
-    turn = Turn("Tom has 12 apples.\nSo 12 + 7 = 18 apples.\nThat is all.")
+    turn = Turn("Tom has 12 apples.\nSo 12 + 7 = 18 apples.")
     upstream = ScriptedUpstream(lambda body: turn)
     async with proxy_for(upstream, verifiers=[sums], max_interventions=0) as (_, client):
         answer = await client.chat.completions.create(model="m", messages=PAY)

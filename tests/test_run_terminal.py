@@ -281,8 +281,10 @@ def test_proxy_banner_comes_after_the_bind_and_says_what_is_checked() -> None:
     from interlock.monitor.proxy import free_port
 
     port = free_port()
+    # Ctrl-C as in a terminal, whatever the test process does with SIGINT
     first = subprocess.Popen([*INTERLOCK, "proxy", "--base-url", "http://127.0.0.1:9/v1", "--port", str(port),
-                              "-v", "none"], env=_env(), stderr=subprocess.PIPE, text=True)
+                              "-v", "none"], env=_env(), stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert first.stderr is not None
         banner = first.stderr.readline()
@@ -299,6 +301,32 @@ def test_proxy_banner_comes_after_the_bind_and_says_what_is_checked() -> None:
         first.send_signal(signal.SIGINT)
         first.wait(timeout=30)
     assert first.returncode == 130
+
+
+def test_the_proxy_stops_on_sigint_and_sigterm_even_where_sigint_was_ignored() -> None:
+    """A background job of a script starts with SIGINT ignored; uvicorn still takes the signal and stops serving,
+    and the command must then end too, not wait forever."""
+    import signal
+
+    from interlock.monitor.proxy import free_port
+
+    def ignoring_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        port = free_port()
+        proxy = subprocess.Popen([*INTERLOCK, "proxy", "--base-url", "http://127.0.0.1:9/v1", "--port", str(port),
+                                  "-v", "none"], env=_env(), stderr=subprocess.PIPE, text=True,
+                                 preexec_fn=ignoring_sigint)
+        try:
+            assert proxy.stderr is not None
+            assert proxy.stderr.readline().startswith(f"interlock proxy: http://127.0.0.1:{port}/v1 -> ")
+            proxy.send_signal(sig)
+            assert proxy.wait(timeout=30) in (0, -signal.SIGTERM)  # SIGTERM's default ends it by the signal
+        finally:
+            if proxy.poll() is None:
+                proxy.kill()
+                proxy.wait(timeout=10)
 
 
 def test_proxy_without_verifiers_runs_those_that_apply_to_every_prompt(monkeypatch: pytest.MonkeyPatch) -> None:

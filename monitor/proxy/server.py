@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 
 __all__ = ["DEFAULT_BODY_TIMEOUT", "DEFAULT_HEADER_TIMEOUT", "default_max_connections", "forget_workers", "free_port",
            "raise_file_limit", "serve", "serve_workers", "serving"]
@@ -162,13 +163,22 @@ async def serving(app: Any, *, host: str = "127.0.0.1", port: int | None = None,
                   body_timeout: float = DEFAULT_BODY_TIMEOUT, max_connections: int | None = None,
                   **options: Any) -> AsyncIterator[str]:
     """Run ``app`` with uvicorn in this event loop for the duration of the block; yields its base URL
-    (``http://127.0.0.1:PORT``). The server shuts down when the block ends."""
+    (``http://127.0.0.1:PORT``). The server shuts down when the block ends, and the block is cancelled when the
+    server stops by itself (it caught SIGINT or SIGTERM)."""
     server = _server(app, host, port or free_port(host), log_level, header_timeout, body_timeout, max_connections,
                      **options)
     server.config.setup_event_loop = lambda: None
     failure: Exception | None = None
+
+    async def run(tg: TaskGroup) -> None:
+        await server.serve()
+        # the server stopped on its own (a signal it caught: Ctrl-C, SIGTERM): the block ends too. (When it was
+        # the block that ended, this cancels nothing more.) Without this a process that ignores SIGINT, as a
+        # background job of a script does, would wait in the block forever once uvicorn took the signal.
+        tg.cancel_scope.cancel()
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
+        tg.start_soon(run, tg)
         with anyio.fail_after(startup_timeout):
             while not server.started:
                 if server.should_exit:
