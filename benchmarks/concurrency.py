@@ -450,8 +450,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             for name in variants:
                 await _round(args.streams, short, runner(name, short, interwhen, base, args.check), _prefix(text, 20))
             runners = {name: runner(name, gen, interwhen, base, args.check) for name in variants}
-            rows: dict[str, dict[str, list[Any]]] = {v: {"wall": [], "cpu": [], "server_cpu": [], "complete": [],
-                                                         "gc_s": [], "gc_collections": [], "checks": [],
+            rows: dict[str, dict[str, list[Any]]] = {v: {"wall": [], "cpu": [], "loop_cpu": [], "server_cpu": [],
+                                                         "complete": [], "gc_s": [], "gc_collections": [], "checks": [],
                                                          "undecided": []} for v in variants}
             collector = GCTimer()
             for r in range(args.repeats):
@@ -461,6 +461,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     # count (a loaded machine would otherwise inflate whatever was running when it was descheduled)
                     profile = cProfile.Profile(time.thread_time) if args.profile else None
                     cpu0, srv0 = _cpu_seconds(server.pid)
+                    loop0 = time.thread_time()
                     gc0, counts0 = collector.reading()
                     CHECKS_SEEN.update(checks=0, undecided=0)
                     if profile is not None:
@@ -468,6 +469,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     wall, complete = await _round(args.streams, gen, runners[name], text)
                     if profile is not None:
                         profile.disable()
+                    loop1 = time.thread_time()
                     cpu1, srv1 = _cpu_seconds(server.pid)
                     gc1, counts1 = collector.reading()
                     if profile is not None:
@@ -478,6 +480,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     row = rows[name]
                     row["wall"].append(wall)
                     row["cpu"].append(cpu1 - cpu0)
+                    row["loop_cpu"].append(loop1 - loop0)
                     row["server_cpu"].append(srv1 - srv0)
                     row["complete"].append(complete)
                     row["gc_s"].append(gc1 - gc0)
@@ -524,6 +527,7 @@ def _variant_row(name: str, rows: dict[str, dict[str, list[Any]]], streams: int)
                                                                          strict=True)]
     out.update({
         "cpu_s": round(statistics.median(row["cpu"]), 3),
+        "loop_cpu_s": round(statistics.median(row["loop_cpu"]), 3),
         "cpu_vs_unmonitored": round(statistics.median(row["cpu"]) / statistics.median(base["cpu"]), 3),
         "server_cpu_s": round(statistics.median(row["server_cpu"]), 3),
         "gc_s": round(statistics.median(row["gc_s"]), 3),

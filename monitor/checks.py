@@ -79,6 +79,7 @@ class Checks:
         in_processes = [v.timeout for v in verifiers if self._placement[id(v)] == "process"]
         self._backlog = backlog_limit(in_processes) if in_processes else 0.0  # 0: no process checks
         self._catch_up_for = max(in_processes, default=0.0)  # how long it waits for them at most
+        self._queued = False  # process checks started since the backlog was last found short
 
     def schedule(self, *, final: bool = False, cut: bool = False, close: bool = False) -> None:
         """Start the checks that the text so far makes due; ``final``: generation has ended (the last step is
@@ -107,14 +108,21 @@ class Checks:
                 run.task_group.start_soon(self._run_check, check, name=f"check {verifier.name} #{check_id}")
             else:
                 self.running[check_id] = start_check(verifier, view, self._job_done, check_id)
+                self._queued = self._queued or where == "process"
         for check_id, verifier, view in inline:  # at the step end, before the next chunk: no task, no scope
             self._deliver(check_id, verifier, view, run_inline(verifier, view))
 
     def behind(self) -> bool:
         """Whether the run should let its process checks catch up before it reads on: more is queued for the
         workers than they work through in :func:`~interlock.monitor.execute.backlog_limit` seconds (otherwise
-        those checks would time out)."""
-        return bool(self._backlog) and self._run.on_asyncio and behind(self._backlog)
+        those checks would time out). The backlog grows only when checks are started and shrinks otherwise, so
+        it is looked at only after a start (not on every chunk)."""
+        if not self._queued:
+            return False
+        if self._run.on_asyncio and behind(self._backlog):
+            return True
+        self._queued = False
+        return False
 
     async def catch_up(self) -> None:
         await catch_up(self._backlog, self._catch_up_for)

@@ -74,6 +74,7 @@ PREFETCH_BYTES = 32 * 1024  # a second message to a busy worker waits unread in 
 BACKLOG_HIGH = 0.5  # seconds of process checks queued for a loop past which its runs wait before reading on (until
 # it is down to half that): checks that cannot keep up slow the reading rather than time out
 REPLY_EVERY = 0.002  # a worker sends the results it has at least this often while it works through a batch
+MAX_REPLIES_READ = 64  # replies of one worker read in one wakeup of its loop (then the loop's other work has a turn)
 
 Placement = Literal["inline", "thread", "process", "task"]
 
@@ -712,15 +713,44 @@ class _WarmProcesses:
             self._pump(loop)
 
     def _on_reply(self, worker: _Worker) -> None:
-        try:
-            took, replies = pickle.loads(worker.conn.recv_bytes())
-        except (EOFError, OSError) as exc:  # the worker died (killed, out of memory, a crash)
-            self._died(worker, exc)
+        """Read what the worker sent: every reply waiting in its pipe, not one per wakeup. A busy worker replies
+        every ``REPLY_EVERY`` while a loop with many streams may take longer than that between wakeups; one reply
+        a wakeup would leave the worker's answered jobs counted as outstanding and starve it of new ones."""
+        answered = False
+        for _ in range(MAX_REPLIES_READ):
+            try:
+                took, replies = pickle.loads(worker.conn.recv_bytes())
+            except (EOFError, OSError) as exc:  # the worker died (killed, out of memory, a crash)
+                self._died(worker, exc)
+                return
+            worker.answered = True
+            if replies:
+                answered = True
+                self._answer(worker, took, replies)
+            try:
+                more = worker.reading is not None and worker.conn.poll(0)
+            except (EOFError, OSError):
+                more = False  # closed while its replies were handled (a check's result killed it): done here
+            if not more:
+                break
+        if not answered:
             return
-        worker.answered = True
-        if not replies:
-            return
-        now = time.monotonic()
+        worker.head_since = time.monotonic()
+        worker.stalled = False
+        worker.stop_timers()
+        if worker.batch:
+            if not worker.batch[0].wanted:
+                self._watch(worker)
+            self._arm_mover(worker)
+        loop = worker.reading
+        if loop is not None:
+            self._pump(loop)
+            self._wake(loop)
+            if not worker.batch:
+                self._wake_other_loops(loop)
+
+    def _answer(self, worker: _Worker, took: float, replies: list[bytes]) -> None:
+        """Hand one reply's results to their jobs, in the order the worker ran them."""
         if took > 0:  # the seconds the worker spent on them, whatever the event loop's own delays
             per_job = took / len(replies)
             self.job_seconds = per_job if not self.job_seconds else 0.8 * self.job_seconds + 0.2 * per_job
@@ -742,19 +772,6 @@ class _WarmProcesses:
             except Exception as exc:
                 ok, value = False, f"the result could not be read back: {type(exc).__name__}: {exc}"
             job.result(ok, value)
-        worker.head_since = now
-        worker.stalled = False
-        worker.stop_timers()
-        if worker.batch:
-            if not worker.batch[0].wanted:
-                self._watch(worker)
-            self._arm_mover(worker)
-        loop = worker.reading
-        if loop is not None:
-            self._pump(loop)
-            self._wake(loop)
-            if not worker.batch:
-                self._wake_other_loops(loop)
 
     def _died(self, worker: _Worker, exc: BaseException) -> None:
         """The worker's pipe broke: the job it was running gets the error, the jobs behind go to another."""

@@ -41,7 +41,7 @@ class TagSplitter:
         """The chunks ``chunk`` completes, each with its phase (none while a possible tag is held back)."""
         if chunk.injected or chunk.tool_calls:
             return [*self.flush(), _with_phase(chunk, self.phase if not chunk.injected else chunk.phase)]
-        if not self._held and not any(c in self._leads for c in chunk.text):
+        if not self._held and self._leads.isdisjoint(chunk.text):  # no character that may start a tag
             return [_with_phase(chunk, self.phase)]
         parts = [*self._held, chunk]
         self._held = []
