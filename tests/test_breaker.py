@@ -275,7 +275,7 @@ async def test_argument_checks_and_check_timeout_are_guarantees(leaves_nothing_r
     ledger = Ledger()
 
     def slow_limit(args: Mapping[str, Any]) -> None:
-        time.sleep(0.6)
+        time.sleep(3)
 
     async def swallowing_limit(args: Mapping[str, Any]) -> None:
         with contextlib.suppress(BaseException):
@@ -286,7 +286,7 @@ async def test_argument_checks_and_check_timeout_are_guarantees(leaves_nothing_r
         transfer = guard_tool(ledger.transfer, run=run, verifiers=[check], check_timeout=0.1)
         started = time.perf_counter()
         outcome = await transfer(5)
-        assert time.perf_counter() - started < 1.0
+        assert time.perf_counter() - started < 2.0  # not the 3 s or 5 s the checks would take
         assert isinstance(outcome, ToolRefusal)
         name = check.__name__.replace("_", "-")
         assert [(r.stage, r.source, r.message) for r in outcome.reasons] == [
