@@ -257,9 +257,9 @@ class Checks:
         """The trace was cut at ``pos``: cancel the checks about removed text and forget what they were about."""
         for check_id, check in list(self.running.items()):
             if check.view.end > pos:
-                check.cancel()
                 if not isinstance(check, Check) and self._run.spans is not None:  # a job never answers now
-                    self._run.spans.check(check.verifier, check.view, None)
+                    self._run.spans.check(check.verifier, check.view, None)  # (before cancel lets go of the view)
+                check.cancel()
                 if not (isinstance(check, Check) and check.provisional):
                     self.arbiter.close(check_id)
                 del self.running[check_id]

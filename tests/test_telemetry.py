@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -68,18 +69,35 @@ def check_attrs(verdict: str, start: int, end: int, epoch: int, **extra: Any) ->
             "interlock.check.provisional": False, **extra}
 
 
+class HeldSums(SumVerifier):
+    """Holds its failure back until the last step's check has begun, so that the rollback comes after generation
+    ended (all 32 tokens written, whatever the threads' timing; a wait that runs out fails the counts below)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_step_checked = threading.Event()
+
+    def check(self, state: Step) -> Fail | None:
+        if state.text.startswith("The answer is 8"):
+            self.last_step_checked.set()
+        elif "= 8" in state.text:
+            self.last_step_checked.wait(10.0)
+        return super().check(state)
+
+
 async def test_a_run_is_one_chat_span_with_a_child_per_check_and_per_intervention(rec: Recorder) -> None:
-    monitor = Monitor(wrong_then_fixed(), [SumVerifier()], tracer_provider=rec.provider, meta={"model": "tiny-1"})
+    monitor = Monitor(wrong_then_fixed(), [HeldSums()], tracer_provider=rec.provider, meta={"model": "tiny-1"})
     result = await monitor.run("q")
     assert result.text == "Tom has 3 apples.\n" + FEEDBACK + FIXED
     (run,) = rec.roots()
     assert (run.name, run.kind, run.status.status_code) == ("chat tiny-1", SpanKind.INTERNAL, StatusCode.UNSET)
     kids = rec.children(run)
     # "The answer is 8." was cut by the rollback: its check either came back first (a child span about epoch 0)
-    # or was cancelled (an event on the run span), as the threads' timing fell
+    # or was cancelled (an event on the run span, naming its step), as the threads' timing fell
     cut = [s for s in kids if attrs(s).get("interlock.check.step.start") == 48]
-    cancelled = [a["interlock.check.step.start"] for name, a in events(run) if name == "interlock.check.cancelled"]
-    assert (len(cut), cancelled) in ((1, []), (0, [48]))  # (its verdict, in time or stale, is counted as such)
+    cancelled = [(a["interlock.check.step.start"], a["interlock.check.step.end"]) for name, a in events(run)
+                 if name == "interlock.check.cancelled"]
+    assert (len(cut), cancelled) in ((1, []), (0, [(48, 64)]))  # (its verdict, in time or stale, is counted)
     late = [c for c in cut if attrs(c)["interlock.check.stale"]]
     assert attrs(run) == {
         "gen_ai.operation.name": "chat", "gen_ai.provider.name": "interlock", "gen_ai.request.model": "tiny-1",
