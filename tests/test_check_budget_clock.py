@@ -19,37 +19,61 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from fractions import Fraction
 from typing import Any, TypeVar
 
 import pytest
 from interlock.verifiers.arithmetic import verifier as arithmetic
 from interlock.verifiers.arithmetic.parse import Limits
 from interlock.verifiers.arithmetic.verifier import check_text
+from interlock.verifiers.game24 import solver
 from interlock.verifiers.game24.solver import solvable, solvable_within
 
 T = TypeVar("T")
 
 
-@contextmanager
-def gil_held_elsewhere() -> Iterator[None]:
+class Hog:
     """A thread that holds the GIL in C calls of some 100-200 ms, with switches asked for every 5 ms: each 5 ms of
-    the caller's work is followed by a wait for that thread, as for a CPU on a loaded machine. (Every 1 ms, the
-    waiting thread's own wake-ups inflated its CPU time six times on a virtual machine.)"""
-    stop = threading.Event()
+    another thread's work is followed by a wait for it, as for a CPU on a loaded machine. (Every 1 ms, the waiting
+    thread's own wake-ups inflated its CPU time six times on a virtual machine.)"""
 
-    def hog() -> None:
-        while not stop.is_set():
+    def __init__(self) -> None:
+        self.calls = 0  # C calls finished
+        self.finished = threading.Condition()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
             sum(range(15_000_000))  # one C call: the GIL is not given up inside it
+            with self.finished:
+                self.calls += 1
+                self.finished.notify_all()
 
+    def wait_out(self, seconds: float) -> None:
+        """Block the calling thread for ``seconds`` and at least two of the hog's C calls: it waits as for a CPU
+        (a whole C call of the hog passes while it waits for the GIL), without doing work of its own. Whether the
+        switch interval happens to fall inside a few milliseconds of judging is chance (under another load it
+        never did); this wait is not."""
+        until = time.perf_counter() + seconds
+        with self.finished:
+            at_least = self.calls + 2
+            while self.calls < at_least or time.perf_counter() < until:
+                assert self.finished.wait(timeout=30), "the GIL hog stopped"
+
+
+@contextmanager
+def gil_held_elsewhere() -> Iterator[Hog]:
+    """A :class:`Hog` running for the block."""
+    hog = Hog()
     interval = sys.getswitchinterval()
-    thread = threading.Thread(target=hog, daemon=True)
+    thread = threading.Thread(target=hog.run, daemon=True)
     sys.setswitchinterval(0.005)
     thread.start()
     try:
         time.sleep(0.01)
-        yield
+        yield hog
     finally:
-        stop.set()
+        hog.stop.set()
         thread.join(timeout=30)
         sys.setswitchinterval(interval)
 
@@ -73,21 +97,21 @@ def test_waiting_to_run_does_not_spend_a_steps_judging_budget(monkeypatch: pytes
     judging: list[tuple[float, float]] = []  # wall and CPU seconds of each step's judging (the budgeted part)
     judge_all = arithmetic._judge_all
 
-    def timed_judging(*args: Any) -> Any:
-        found, wall, cpu = timed(lambda: judge_all(*args))
-        judging.append((wall, cpu))
-        return found
+    with gil_held_elsewhere() as hog:
+        def judging_after_a_wait(*args: Any) -> Any:  # (the step's deadline is already set: the wait is inside it)
+            def wait_then_judge() -> Any:
+                hog.wait_out(1.5 * limits.seconds)
+                return judge_all(*args)
 
-    monkeypatch.setattr(arithmetic, "_judge_all", timed_judging)
-    for seed in range(3, 13):  # (judging done within one slice of the GIL waits for nothing: take the next)
-        text = claims(seed, 60)
-        with gil_held_elsewhere():
-            found = check_text(text, limits)
-        if judging[-1][0] > limits.seconds:
-            break
-    wall, cpu = judging[-1]
+            found, wall, cpu = timed(wait_then_judge)
+            judging.append((wall, cpu))
+            return found
+
+        monkeypatch.setattr(arithmetic, "_judge_all", judging_after_a_wait)
+        found = check_text(claims(3, 60), limits)
+    ((wall, cpu),) = judging
     assert wall > limits.seconds > 2 * cpu  # (what the test is about: the wait, not the work, passed the budget)
-    assert [f.status for f in found] == ["ok"] * 60
+    assert [f.status for f in found] == ["ok"] * 60  # (a budget on the wall clock: "unknown", the time limit)
 
 
 def test_waiting_to_run_does_not_stop_the_reading_of_a_long_steps_windows() -> None:
@@ -103,13 +127,22 @@ def test_waiting_to_run_does_not_stop_the_reading_of_a_long_steps_windows() -> N
     assert found == unhurried
 
 
-def test_waiting_to_run_does_not_spend_the_game24_searchs_budget() -> None:
+def test_waiting_to_run_does_not_spend_the_game24_searchs_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     numbers = [1, 1, 2, 1, 83, 1]  # no way to 24: the search visits every state it can reach (some 50 ms of work)
     assert solvable(numbers) is False
-    with gil_held_elsewhere():
+    combine = solver._combine
+    waited: list[bool] = []
+    with gil_held_elsewhere() as hog:
+        def combine_after_a_wait(a: Fraction, b: Fraction) -> Any:  # (inside the search: its deadline is set)
+            if not waited:
+                waited.append(True)
+                hog.wait_out(1.2)
+            return combine(a, b)
+
+        monkeypatch.setattr(solver, "_combine", combine_after_a_wait)
         found, wall, cpu = timed(lambda: solvable_within(numbers, seconds=1.0))
     assert wall > 1.0 > cpu  # (the GIL waits inflate the search's CPU time too, some 6x here: room for that)
-    assert found is False
+    assert found is False  # (a budget on the wall clock: None, undecided)
 
 
 def test_a_pickled_arithmetic_verifier_imports_sympy_as_it_is_unpickled() -> None:
