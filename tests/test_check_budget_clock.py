@@ -114,16 +114,26 @@ def test_waiting_to_run_does_not_spend_a_steps_judging_budget(monkeypatch: pytes
     assert [f.status for f in found] == ["ok"] * 60  # (a budget on the wall clock: "unknown", the time limit)
 
 
-def test_waiting_to_run_does_not_stop_the_reading_of_a_long_steps_windows() -> None:
+def test_waiting_to_run_does_not_stop_the_reading_of_a_long_steps_windows(monkeypatch: pytest.MonkeyPatch) -> None:
     # (a window's work is milliseconds; waiting for the GIL inflates even the thread's CPU time several times on a
     # virtual machine, so the window's budget leaves room for that, and the wait still passes it many times over)
     limits = Limits(window_seconds=0.2, max_step_chars=1_000, window_overlap=200)
     text = "\n".join(f"Line {i}: so {i} + {i} = {2 * i}." for i in range(400))
     unhurried = check_text(text, dataclasses.replace(limits, window_seconds=30.0))
     assert len(unhurried) > 100 and {f.status for f in unhurried} == {"ok"}
-    with gil_held_elsewhere():
+    check_one = arithmetic._check_one
+    windows: list[str] = []
+    with gil_held_elsewhere() as hog:
+        def window_after_a_wait(window: str, *args: Any, **kwargs: Any) -> Any:
+            windows.append(window)
+            if len(windows) == 1:  # (inside the first window: the next one looks at the time the reading took)
+                hog.wait_out(1.5 * limits.window_seconds)
+            return check_one(window, *args, **kwargs)
+
+        monkeypatch.setattr(arithmetic, "_check_one", window_after_a_wait)
         found, wall, _ = timed(lambda: check_text(text, limits))
     assert wall > limits.window_seconds  # the reading waited longer than a window may take (its CPU is per window)
+    assert len(windows) > 10  # every window was read, none left "not checked" for the time
     assert found == unhurried
 
 
