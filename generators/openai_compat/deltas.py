@@ -31,7 +31,7 @@ from interlock.generators.errors import MalformedStream, ServerError
 from interlock.monitor.chunks import ToolCallRequest
 from interlock.monitor.phases import ANSWER, THINKING, Phase
 
-__all__ = ["REASONING_FIELDS", "Delta", "ToolCallAssembler", "Usage", "entropy_from_top", "parse_event",
+__all__ = ["REASONING_FIELDS", "Delta", "Endpoint", "ToolCallAssembler", "Usage", "entropy_from_top", "parse_event",
            "reasoning_of", "to_chunks"]
 
 # The fields a thinking arrives in, in the order they are read (vLLM >= 0.11 first).
@@ -83,8 +83,6 @@ def _usage(obj: Any) -> Usage | None:
 def reasoning_of(message: dict[str, Any], where: str) -> tuple[str, str | None]:
     """The thinking text of a delta or message and the field it came in (``""``, ``None`` when it has none).
     Both fields with one text (a server in transition) count once; with two texts, ``reasoning`` wins."""
-    if message.keys().isdisjoint(REASONING_FIELDS):  # most deltas: no thinking field at all
-        return "", None
     found: list[tuple[str, str]] = []
     for name in REASONING_FIELDS:
         value = message.get(name)
@@ -236,11 +234,7 @@ def parse_event(obj: Any, endpoint: Endpoint, *, want_entropy: bool = False) -> 
     choices = obj.get("choices")
     if not isinstance(choices, list):
         raise MalformedStream(f"an event has no 'choices' list: {_excerpt(obj)}")
-    first = choices[0] if choices else None
-    if isinstance(first, dict) and first.get("index", 0) == 0:  # the usual single choice
-        choice: Any = first
-    else:
-        choice = next((c for c in choices if isinstance(c, dict) and c.get("index", 0) == 0), None)
+    choice = next((c for c in choices if isinstance(c, dict) and c.get("index", 0) == 0), None)
     usage = _usage(obj)
     if choice is None:
         if choices:

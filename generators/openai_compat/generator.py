@@ -40,6 +40,7 @@ from interlock.generators.errors import (
 )
 from interlock.generators.openai_compat.deltas import (
     Delta,
+    Endpoint,
     ToolCallAssembler,
     Usage,
     parse_event,
@@ -67,7 +68,6 @@ from interlock.monitor.urls import api_root, join_url, redact_text, redact_url
 
 __all__ = ["OpenAICompatible"]
 
-Endpoint = Literal["chat", "completions"]
 ThinkingContinuation = Literal["auto", "completions", "prefill"]
 ThinkingBudgetServer = Literal["vllm", "sglang", "llama.cpp"]
 
