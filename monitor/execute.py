@@ -716,7 +716,7 @@ class _WarmProcesses:
         """Read what the worker sent: every reply waiting in its pipe, not one per wakeup. A busy worker replies
         every ``REPLY_EVERY`` while a loop with many streams may take longer than that between wakeups; one reply
         a wakeup would leave the worker's answered jobs counted as outstanding and starve it of new ones."""
-        answered = False
+        delivered = False  # some reply held results (an empty one only says the worker is alive)
         for _ in range(MAX_REPLIES_READ):
             try:
                 took, replies = pickle.loads(worker.conn.recv_bytes())
@@ -725,7 +725,7 @@ class _WarmProcesses:
                 return
             worker.answered = True
             if replies:
-                answered = True
+                delivered = True
                 self._answer(worker, took, replies)
             try:
                 more = worker.reading is not None and worker.conn.poll(0)
@@ -733,7 +733,7 @@ class _WarmProcesses:
                 more = False  # closed while its replies were handled (a check's result killed it): done here
             if not more:
                 break
-        if not answered:
+        if not delivered:
             return
         worker.head_since = time.monotonic()
         worker.stalled = False
