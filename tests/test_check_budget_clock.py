@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from fractions import Fraction
 from typing import Any, TypeVar
 
 import pytest
@@ -60,6 +59,20 @@ class Hog:
             while self.calls < at_least or time.perf_counter() < until:
                 assert self.finished.wait(timeout=30), "the GIL hog stopped"
 
+    def first_call_waits(self, fn: Callable[..., T], seconds: float) -> Callable[..., T]:
+        """``fn``, whose first call first waits out ``seconds`` (:meth:`wait_out`): put in place of a function the
+        budgeted code calls, the wait falls inside the budget its caller has started."""
+        waited = False
+
+        def waiting_once(*args: Any, **kwargs: Any) -> T:
+            nonlocal waited
+            if not waited:
+                waited = True
+                self.wait_out(seconds)
+            return fn(*args, **kwargs)
+
+        return waiting_once
+
 
 @contextmanager
 def gil_held_elsewhere() -> Iterator[Hog]:
@@ -98,16 +111,14 @@ def test_waiting_to_run_does_not_spend_a_steps_judging_budget(monkeypatch: pytes
     judge_all = arithmetic._judge_all
 
     with gil_held_elsewhere() as hog:
-        def judging_after_a_wait(*args: Any) -> Any:  # (the step's deadline is already set: the wait is inside it)
-            def wait_then_judge() -> Any:
-                hog.wait_out(1.5 * limits.seconds)
-                return judge_all(*args)
+        judge_after_a_wait = hog.first_call_waits(judge_all, 1.5 * limits.seconds)  # (the step's deadline is set)
 
-            found, wall, cpu = timed(wait_then_judge)
+        def timed_judging(*args: Any) -> Any:
+            found, wall, cpu = timed(lambda: judge_after_a_wait(*args))
             judging.append((wall, cpu))
             return found
 
-        monkeypatch.setattr(arithmetic, "_judge_all", judging_after_a_wait)
+        monkeypatch.setattr(arithmetic, "_judge_all", timed_judging)
         found = check_text(claims(3, 60), limits)
     ((wall, cpu),) = judging
     assert wall > limits.seconds > 2 * cpu  # (what the test is about: the wait, not the work, passed the budget)
@@ -124,13 +135,14 @@ def test_waiting_to_run_does_not_stop_the_reading_of_a_long_steps_windows(monkey
     check_one = arithmetic._check_one
     windows: list[str] = []
     with gil_held_elsewhere() as hog:
-        def window_after_a_wait(window: str, *args: Any, **kwargs: Any) -> Any:
-            windows.append(window)
-            if len(windows) == 1:  # (inside the first window: the next one looks at the time the reading took)
-                hog.wait_out(1.5 * limits.window_seconds)
-            return check_one(window, *args, **kwargs)
+        # (inside the first window: the next one looks at the time the reading took)
+        read_after_a_wait = hog.first_call_waits(check_one, 1.5 * limits.window_seconds)
 
-        monkeypatch.setattr(arithmetic, "_check_one", window_after_a_wait)
+        def counted_window(window: str, *args: Any, **kwargs: Any) -> Any:
+            windows.append(window)
+            return read_after_a_wait(window, *args, **kwargs)
+
+        monkeypatch.setattr(arithmetic, "_check_one", counted_window)
         found, wall, _ = timed(lambda: check_text(text, limits))
     assert wall > limits.window_seconds  # the reading waited longer than a window may take (its CPU is per window)
     assert len(windows) > 10  # every window was read, none left "not checked" for the time
@@ -140,16 +152,8 @@ def test_waiting_to_run_does_not_stop_the_reading_of_a_long_steps_windows(monkey
 def test_waiting_to_run_does_not_spend_the_game24_searchs_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     numbers = [1, 1, 2, 1, 83, 1]  # no way to 24: the search visits every state it can reach (some 50 ms of work)
     assert solvable(numbers) is False
-    combine = solver._combine
-    waited: list[bool] = []
-    with gil_held_elsewhere() as hog:
-        def combine_after_a_wait(a: Fraction, b: Fraction) -> Any:  # (inside the search: its deadline is set)
-            if not waited:
-                waited.append(True)
-                hog.wait_out(1.2)
-            return combine(a, b)
-
-        monkeypatch.setattr(solver, "_combine", combine_after_a_wait)
+    with gil_held_elsewhere() as hog:  # (the search's deadline is set before it first combines two numbers)
+        monkeypatch.setattr(solver, "_combine", hog.first_call_waits(solver._combine, 1.2))
         found, wall, cpu = timed(lambda: solvable_within(numbers, seconds=1.0))
     assert wall > 1.0 > cpu  # (the GIL waits inflate the search's CPU time too, some 6x here: room for that)
     assert found is False  # (a budget on the wall clock: None, undecided)
